@@ -1,0 +1,14 @@
+/**
+ * @since 0.1.0
+ */
+export * as AgentDialer from "./AgentDialer.js"
+export * as AgentLookup from "./AgentLookup.js"
+export * as Errors from "./Errors.js"
+export * as Ids from "./Ids.js"
+export * as LazyDial from "./LazyDial.js"
+
+export { type AgentConnection, AgentDialer as AgentDialerTag } from "./AgentDialer.js"
+export { AgentLookup as AgentLookupTag } from "./AgentLookup.js"
+export { AgentDialError, AgentLookupError, InvalidOption, NoCurrentAgent } from "./Errors.js"
+export { AgentId, BuildId, ChatId, CurrentAgent, WorkspaceId } from "./Ids.js"
+export { type DialOutcome, type DialResult, dialWithLazyValidation, type LazyDialResult } from "./LazyDial.js"

@@ -1,0 +1,31 @@
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import { InvalidOption } from "../Errors.js"
+
+/**
+ * `Duration.decode` turns a negative number into zero without a word; a
+ * negative delay is a configuration mistake, so it is refused here instead.
+ *
+ * @internal
+ */
+export const boundedDuration = (
+  option: string,
+  input: unknown,
+  max: Duration.Duration
+): Effect.Effect<Duration.Duration, InvalidOption> =>
+  Effect.suspend(() => {
+    const expected = `a duration from 0 to ${Duration.format(max)}`
+    const invalid = () =>
+      Effect.fail(
+        new InvalidOption({ option, value: typeof input === "bigint" ? `${input}n` : String(input), expected })
+      )
+    if (typeof input === "number" && !(input >= 0)) return invalid()
+    if (typeof input === "bigint" && input < 0n) return invalid()
+    if (typeof input === "string" && input.trim().startsWith("-")) return invalid()
+    if (Duration.isDuration(input) && input.value._tag === "Millis" && input.value.millis < 0) return invalid()
+    const decoded = Duration.decodeUnknown(input)
+    if (decoded._tag === "None") return invalid()
+    const duration = decoded.value
+    if (!Duration.isFinite(duration) || Duration.greaterThan(duration, max)) return invalid()
+    return Effect.succeed(duration)
+  })
