@@ -1,0 +1,107 @@
+/**
+ * A fleet of workspace agents, each a real TCP server on 127.0.0.1.
+ *
+ * An agent speaks a line protocol: the client sends `hello`, the agent answers
+ * `agent <agentId>`; then each `turn <text>` is answered with
+ * `ok <agentId> <workspaceId> <text>`. Naming itself is what lets a dialer
+ * notice that a reused port now belongs to another agent.
+ *
+ * A retired agent either dies (its port refuses connections: the fast-failure
+ * path), hangs (it accepts and never answers: the slow path), or dies and its
+ * port is taken by the workspace's next agent (a dial of the old agent reaches
+ * the wrong one and must fail).
+ *
+ * The fleet also keeps the address book (agent id to port) that a dialer needs,
+ * like the tailnet address a real deployment would use. Addresses of retired
+ * agents stay in the book, as stale addresses do.
+ *
+ * @since 0.1.0
+ */
+import type { AgentId, BuildId, WorkspaceId } from "@lazydial/core"
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Option from "effect/Option"
+import * as internal from "./internal/fleet.js"
+
+/**
+ * How a retired agent behaves after a rebuild.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RetireMode = "die" | "hang" | "reuse_port"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface AgentInfo {
+  readonly agentId: AgentId
+  readonly buildId: BuildId
+  readonly workspaceId: WorkspaceId
+  readonly port: number
+}
+
+/**
+ * Counters of the agents' side of every connection.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FleetStats {
+  readonly agentsStarted: number
+  readonly died: number
+  readonly hung: number
+  readonly portsReused: number
+  readonly accepted: number
+  /** Accepted sockets not yet closed. 0 once the fleet is shut down. */
+  readonly acceptedOpen: number
+  readonly listening: number
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class Fleet extends Context.Tag("@lazydial/service/Fleet")<
+  Fleet,
+  {
+    /** Starts a new agent for the workspace on a fresh port, or on `port` when given. */
+    readonly start: (workspaceId: WorkspaceId, port?: number) => Effect.Effect<AgentInfo>
+    /** Retires an agent. With `reuse_port` the caller starts the next agent on its port. */
+    readonly retire: (agentId: AgentId, mode: RetireMode) => Effect.Effect<void>
+    /** Where an agent listens (or listened): the address book. */
+    readonly portOf: (agentId: AgentId) => Option.Option<number>
+    readonly info: (agentId: AgentId) => Option.Option<AgentInfo>
+    readonly stats: Effect.Effect<FleetStats>
+  }
+>() {}
+
+/**
+ * A fleet whose agents all stop (servers closed, sockets destroyed) when the
+ * Layer's scope closes.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<Fleet> = Layer.scoped(Fleet, internal.make)
+
+/**
+ * The counters of a fleet, read after its Layer is released. Shares the
+ * counters with `layerWith`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeCounters = internal.makeCounters
+
+/**
+ * A fleet that reports into the given counters, so they can be read after
+ * the fleet is gone.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerWith = (counters: internal.FleetCounters): Layer.Layer<Fleet> =>
+  Layer.scoped(Fleet, internal.makeWith(counters))

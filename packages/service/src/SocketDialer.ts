@@ -1,0 +1,66 @@
+/**
+ * An `AgentDialer` over real sockets: it opens a TCP connection with
+ * `@effect/platform`'s `Socket`, runs the handshake, and checks that the agent
+ * that answered is the one it dialed. The socket is closed by a finalizer of
+ * the Scope the dial runs in.
+ *
+ * | what the dial meets | error |
+ * |---|---|
+ * | no address for the agent | `AgentDialError` `Unreachable` |
+ * | the port refuses the connection (a dead agent) | `AgentDialError` `Refused` |
+ * | another agent answers (a reused port) | `AgentDialError` `WrongAgent` |
+ * | a malformed answer | `AgentDialError` `Protocol` |
+ * | the socket closes before the answer | `AgentDialError` `Closed` |
+ * | no answer at all (a hung agent) | nothing: the dial waits, and lazydial's validation decides |
+ *
+ * @since 0.1.0
+ */
+import { AgentDialerTag } from "@lazydial/core"
+import * as Layer from "effect/Layer"
+import type { Fleet } from "./Fleet.js"
+import * as internal from "./internal/socketDialer.js"
+
+/**
+ * What the dialer did, counted from the sockets' own `connect` and `close`
+ * events, so "still open" is the truth and not a guess.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DialerStats {
+  readonly dials: number
+  readonly opened: number
+  readonly closed: number
+  /** Sockets connected and not yet closed. */
+  readonly stillOpen: number
+  readonly errors: {
+    readonly Unreachable: number
+    readonly Refused: number
+    readonly WrongAgent: number
+    readonly Protocol: number
+    readonly Closed: number
+  }
+}
+
+/**
+ * Counters shared between a dialer Layer and whoever reads them after it.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeCounters: () => internal.DialerCounters = internal.makeCounters
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const stats: (counters: internal.DialerCounters) => DialerStats = internal.snapshot
+
+/**
+ * Dials the agents of the `Fleet`, whose address book maps agent ids to ports.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (counters: internal.DialerCounters): Layer.Layer<AgentDialerTag, never, Fleet> =>
+  Layer.effect(AgentDialerTag, internal.make(counters))

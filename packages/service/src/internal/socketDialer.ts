@@ -1,0 +1,146 @@
+import * as NodeSocket from "@effect/platform-node/NodeSocket"
+import * as Socket from "@effect/platform/Socket"
+import { type AgentConnection, AgentDialError, AgentDialerTag, type AgentId } from "@lazydial/core"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Net from "node:net"
+import { Fleet } from "../Fleet.js"
+import type { DialerStats } from "../SocketDialer.js"
+
+type Reason = AgentDialError["reason"]
+
+export interface DialerCounters {
+  dials: number
+  opened: number
+  closed: number
+  errors: Record<Reason, number>
+}
+
+export const makeCounters = (): DialerCounters => ({
+  dials: 0,
+  opened: 0,
+  closed: 0,
+  errors: { Unreachable: 0, Refused: 0, WrongAgent: 0, Protocol: 0, Closed: 0 }
+})
+
+export const snapshot = (counters: DialerCounters): DialerStats => ({
+  dials: counters.dials,
+  opened: counters.opened,
+  closed: counters.closed,
+  stillOpen: counters.opened - counters.closed,
+  errors: { ...counters.errors }
+})
+
+const isRefused = (cause: unknown): boolean =>
+  typeof cause === "object" && cause !== null && "code" in cause && cause.code === "ECONNREFUSED"
+
+export const make = (counters: DialerCounters) =>
+  Effect.gen(function*() {
+    const fleet = yield* Fleet
+    let serial = 0
+
+    // Opens the TCP connection. The socket is counted as opened on `connect`
+    // and as closed on its own `close` event, and destroyed by a finalizer of
+    // the scope `Socket.run` gives it.
+    const open = (port: number) =>
+      Effect.uninterruptibleMask((restore) =>
+        restore(Effect.async<Net.Socket, Socket.SocketError>((resume) => {
+          const conn = Net.createConnection({ host: "127.0.0.1", port })
+          let settled = false
+          conn.on("error", (cause) => {
+            if (settled) return
+            settled = true
+            resume(Effect.fail(new Socket.SocketGenericError({ reason: "Open", cause })))
+          })
+          conn.once("connect", () => {
+            counters.opened++
+            conn.once("close", () => {
+              counters.closed++
+            })
+            if (settled) return
+            settled = true
+            resume(Effect.succeed(conn))
+          })
+          return Effect.sync(() => conn.destroy())
+        })).pipe(Effect.tap((conn) => Effect.addFinalizer(() => Effect.sync(() => conn.destroy()))))
+      )
+
+    const dial = (agentId: AgentId) =>
+      Effect.gen(function*() {
+        counters.dials++
+        const fail = (reason: Reason, detail: string, cause?: unknown) =>
+          Effect.fail(new AgentDialError({ agentId, reason, detail, cause }))
+        const port = fleet.portOf(agentId)
+        if (Option.isNone(port)) return yield* fail("Unreachable", "no address for this agent")
+
+        const socket = yield* NodeSocket.fromDuplex(open(port.value))
+        const lines = yield* Queue.unbounded<string>()
+        const ready = yield* Deferred.make<void, Socket.SocketError>()
+        const ended = yield* Deferred.make<void>()
+        const decoder = new TextDecoder()
+        let buffer = ""
+        yield* socket.run((chunk) => {
+          buffer += decoder.decode(chunk, { stream: true })
+          let newline = buffer.indexOf("\n")
+          while (newline >= 0) {
+            Queue.unsafeOffer(lines, buffer.slice(0, newline))
+            buffer = buffer.slice(newline + 1)
+            newline = buffer.indexOf("\n")
+          }
+        }, { onOpen: Deferred.succeed(ready, undefined) }).pipe(
+          Effect.tapError((error) => Deferred.fail(ready, error)),
+          Effect.ensuring(Deferred.succeed(ended, undefined)),
+          Effect.ignore,
+          Effect.forkScoped
+        )
+        yield* Deferred.await(ready).pipe(
+          Effect.catchAll((error) =>
+            error.reason === "Open" && isRefused(error.cause)
+              ? fail("Refused", `127.0.0.1:${port.value} refused the connection`)
+              : fail("Unreachable", `127.0.0.1:${port.value}: ${error.message}`, error)
+          )
+        )
+
+        // The reply already read wins over the end of the stream.
+        const readLine = Effect.raceFirst(
+          Queue.take(lines),
+          Effect.zipRight(
+            Deferred.await(ended),
+            Effect.flatMap(Queue.poll(lines), (line) =>
+              Option.match(line, {
+                onNone: () => fail("Closed", "the agent closed the connection"),
+                onSome: Effect.succeed
+              }))
+          )
+        )
+        const write = yield* socket.writer
+        const send = (line: string) =>
+          write(`${line}\n`).pipe(Effect.catchAll((error) => fail("Closed", "write failed", error)))
+
+        yield* send("hello")
+        const answer = yield* readLine
+        if (!answer.startsWith("agent ")) return yield* fail("Protocol", `unexpected handshake answer: ${answer}`)
+        const answered = answer.slice("agent ".length)
+        if (answered !== agentId) {
+          return yield* fail("WrongAgent", `127.0.0.1:${port.value} answered as agent ${answered}`)
+        }
+
+        const mutex = yield* Effect.makeSemaphore(1)
+        const connection: AgentConnection = {
+          agentId,
+          connectionId: `conn-${++serial}`,
+          exchange: (request) => mutex.withPermits(1)(Effect.zipRight(send(request), readLine))
+        }
+        return connection
+      }).pipe(
+        Effect.tapError((error) =>
+          Effect.sync(() => {
+            counters.errors[error.reason]++
+          })
+        )
+      )
+
+    return AgentDialerTag.of({ dial })
+  })
