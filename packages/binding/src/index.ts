@@ -1,1 +1,7 @@
-export {}
+/**
+ * @since 0.1.0
+ */
+export * as BindingStore from "./BindingStore.js"
+export * as ChatBinding from "./ChatBinding.js"
+export * as Database from "./Database.js"
+export * as Errors from "./Errors.js"

@@ -1,0 +1,254 @@
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import { AgentId, BuildId, ChatId, WorkspaceId } from "@lazydial/core"
+import type * as Context from "effect/Context"
+import * as DateTime from "effect/DateTime"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import { BindingStore, type RecordResult } from "../BindingStore.js"
+import { ChatBinding } from "../ChatBinding.js"
+import { BindingStoreError, ChatAlreadyExists, ChatNotFound } from "../Errors.js"
+import * as Migrations from "./migrations.js"
+
+type Service = Context.Tag.Service<BindingStore>
+
+const freshChatId = Effect.sync(() => ChatId.make(crypto.randomUUID()))
+
+/** @internal */
+export const makeMemory: Effect.Effect<Service> = Effect.sync(() => {
+  const rows = new Map<ChatId, ChatBinding>()
+
+  // Each write reads the clock, then checks and writes in one synchronous
+  // step, so no other fiber can run between the check and the write.
+  const write = <A, E>(f: (now: DateTime.Utc) => Effect.Effect<A, E>) => Effect.flatMap(DateTime.now, f)
+
+  const existing = (chatId: ChatId) =>
+    Effect.suspend(() => {
+      const row = rows.get(chatId)
+      return row === undefined ? Effect.fail(new ChatNotFound({ chatId })) : Effect.succeed(row)
+    })
+
+  const insert = (binding: ChatBinding) =>
+    Effect.suspend(() => {
+      if (rows.has(binding.chatId)) return Effect.fail(new ChatAlreadyExists({ chatId: binding.chatId }))
+      rows.set(binding.chatId, binding)
+      return Effect.succeed(binding)
+    })
+
+  return BindingStore.of({
+    createChat: Effect.fn("BindingStore.createChat")(function*(options) {
+      const chatId = options?.chatId ?? (yield* freshChatId)
+      return yield* write((updatedAt) =>
+        insert(
+          new ChatBinding({
+            chatId,
+            parentChatId: Option.none(),
+            workspaceId: Option.fromNullable(options?.workspaceId),
+            buildId: Option.none(),
+            agentId: Option.none(),
+            version: 1,
+            updatedAt
+          })
+        )
+      )
+    }),
+    createChild: Effect.fn("BindingStore.createChild")(function*(parentChatId, options) {
+      const chatId = options?.chatId ?? (yield* freshChatId)
+      return yield* write((updatedAt) =>
+        Effect.flatMap(existing(parentChatId), (parent) =>
+          insert(
+            new ChatBinding({
+              chatId,
+              parentChatId: Option.some(parent.chatId),
+              workspaceId: parent.workspaceId,
+              buildId: parent.buildId,
+              agentId: parent.agentId,
+              version: 1,
+              updatedAt
+            })
+          ))
+      )
+    }),
+    get: Effect.fn("BindingStore.get")((chatId) => existing(chatId)),
+    setWorkspace: Effect.fn("BindingStore.setWorkspace")((chatId, workspaceId) =>
+      write((updatedAt) =>
+        Effect.map(existing(chatId), (row) => {
+          const next = new ChatBinding({
+            ...row,
+            workspaceId,
+            buildId: Option.none(),
+            agentId: Option.none(),
+            version: row.version + 1,
+            updatedAt
+          })
+          rows.set(chatId, next)
+          return next
+        })
+      )
+    ),
+    recordAgent: Effect.fn("BindingStore.recordAgent")((chatId, { current, expected }) =>
+      write((updatedAt) =>
+        Effect.map(existing(chatId), (row): RecordResult => {
+          const matches = Option.getEquivalence(WorkspaceId.pipe(Schema.equivalence))(
+            row.workspaceId,
+            Option.some(expected.workspaceId)
+          ) &&
+            Option.getEquivalence(AgentId.pipe(Schema.equivalence))(row.agentId, expected.agentId)
+          if (!matches) return { _tag: "Lost", binding: row }
+          const next = new ChatBinding({
+            ...row,
+            buildId: Option.some(current.buildId),
+            agentId: Option.some(current.agentId),
+            version: row.version + 1,
+            updatedAt
+          })
+          rows.set(chatId, next)
+          return { _tag: "Recorded", binding: next }
+        })
+      )
+    )
+  })
+})
+
+// Rows as the database returns them. PostgreSQL and PGlite both return
+// timestamptz as a Date; a string is accepted too, for drivers that don't.
+const Row = Schema.Struct({
+  chat_id: ChatId,
+  parent_chat_id: Schema.NullOr(ChatId),
+  workspace_id: Schema.NullOr(WorkspaceId),
+  build_id: Schema.NullOr(BuildId),
+  agent_id: Schema.NullOr(AgentId),
+  version: Schema.Int,
+  updated_at: Schema.Union(Schema.DateFromSelf, Schema.DateFromString)
+})
+
+const decodeRow = Schema.decodeUnknown(Row, { errors: "all" })
+
+const columns = "chat_id, parent_chat_id, workspace_id, build_id, agent_id, version, updated_at"
+
+/** @internal */
+export const makeSql: Effect.Effect<Service, BindingStoreError, SqlClient.SqlClient> = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const databaseError = (operation: string) => (cause: SqlError) =>
+    new BindingStoreError({
+      operation,
+      detail: cause.cause instanceof Error ? cause.cause.message : cause.message,
+      cause
+    })
+
+  yield* Migrations.run.pipe(Effect.mapError(databaseError("migration")))
+
+  // A row that breaks the schema (written by hand, or by a newer version) is
+  // reported with the column that is wrong, and never half-read.
+  const toBinding = (operation: string) => (raw: unknown) =>
+    decodeRow(raw).pipe(
+      Effect.mapError((error) =>
+        new BindingStoreError({
+          operation,
+          detail: `a row does not match the schema: ${ParseResult.TreeFormatter.formatErrorSync(error)}`,
+          cause: error
+        })
+      ),
+      Effect.flatMap((row) =>
+        Effect.try({
+          try: () =>
+            new ChatBinding({
+              chatId: row.chat_id,
+              parentChatId: Option.fromNullable(row.parent_chat_id),
+              workspaceId: Option.fromNullable(row.workspace_id),
+              buildId: Option.fromNullable(row.build_id),
+              agentId: Option.fromNullable(row.agent_id),
+              version: row.version,
+              updatedAt: DateTime.unsafeFromDate(row.updated_at)
+            }),
+          catch: (cause) =>
+            new BindingStoreError({ operation, detail: `a row does not match the schema: ${String(cause)}`, cause })
+        })
+      )
+    )
+
+  const one = (operation: string) => (rows: ReadonlyArray<unknown>) =>
+    rows.length === 0 ? Effect.succeed(Option.none<ChatBinding>()) : Effect.asSome(toBinding(operation)(rows[0]))
+
+  const select = (operation: string, chatId: ChatId) =>
+    sql`SELECT ${sql.literal(columns)} FROM lazydial_chat_bindings WHERE chat_id = ${chatId}`.pipe(
+      Effect.mapError(databaseError(operation)),
+      Effect.flatMap(one(operation))
+    )
+
+  const now = Effect.map(DateTime.now, DateTime.toDate)
+
+  return BindingStore.of({
+    createChat: Effect.fn("BindingStore.createChat")(function*(options) {
+      const operation = "BindingStore.createChat"
+      const chatId = options?.chatId ?? (yield* freshChatId)
+      const updatedAt = yield* now
+      const rows = yield* sql`INSERT INTO lazydial_chat_bindings
+  (chat_id, parent_chat_id, workspace_id, build_id, agent_id, version, updated_at)
+VALUES (${chatId}, NULL, ${options?.workspaceId ?? null}, NULL, NULL, 1, ${updatedAt})
+ON CONFLICT (chat_id) DO NOTHING
+RETURNING ${sql.literal(columns)}`.pipe(Effect.mapError(databaseError(operation)))
+      const created = yield* one(operation)(rows)
+      if (Option.isNone(created)) return yield* new ChatAlreadyExists({ chatId })
+      return created.value
+    }),
+    createChild: Effect.fn("BindingStore.createChild")(function*(parentChatId, options) {
+      const operation = "BindingStore.createChild"
+      const chatId = options?.chatId ?? (yield* freshChatId)
+      const updatedAt = yield* now
+      // One statement: the child copies the parent's row as it is at this
+      // instant, never a mix of two versions of it.
+      const rows = yield* sql`INSERT INTO lazydial_chat_bindings
+  (chat_id, parent_chat_id, workspace_id, build_id, agent_id, version, updated_at)
+SELECT ${chatId}::text, parent.chat_id, parent.workspace_id, parent.build_id, parent.agent_id, 1,
+  ${updatedAt}::timestamptz
+FROM lazydial_chat_bindings AS parent
+WHERE parent.chat_id = ${parentChatId}
+ON CONFLICT (chat_id) DO NOTHING
+RETURNING ${sql.literal(columns)}`.pipe(Effect.mapError(databaseError(operation)))
+      const created = yield* one(operation)(rows)
+      if (Option.isSome(created)) return created.value
+      const parent = yield* select(operation, parentChatId)
+      if (Option.isNone(parent)) return yield* new ChatNotFound({ chatId: parentChatId })
+      return yield* new ChatAlreadyExists({ chatId })
+    }),
+    get: Effect.fn("BindingStore.get")(function*(chatId) {
+      const row = yield* select("BindingStore.get", chatId)
+      if (Option.isNone(row)) return yield* new ChatNotFound({ chatId })
+      return row.value
+    }),
+    setWorkspace: Effect.fn("BindingStore.setWorkspace")(function*(chatId, workspaceId) {
+      const operation = "BindingStore.setWorkspace"
+      const updatedAt = yield* now
+      const rows = yield* sql`UPDATE lazydial_chat_bindings
+SET workspace_id = ${Option.getOrNull(workspaceId)}, build_id = NULL, agent_id = NULL,
+  version = version + 1, updated_at = ${updatedAt}
+WHERE chat_id = ${chatId}
+RETURNING ${sql.literal(columns)}`.pipe(Effect.mapError(databaseError(operation)))
+      const updated = yield* one(operation)(rows)
+      if (Option.isNone(updated)) return yield* new ChatNotFound({ chatId })
+      return updated.value
+    }),
+    recordAgent: Effect.fn("BindingStore.recordAgent")(function*(chatId, { current, expected }) {
+      const operation = "BindingStore.recordAgent"
+      const updatedAt = yield* now
+      // The compare-and-set. PostgreSQL re-checks the WHERE clause on the
+      // newest row version after waiting for a concurrent writer, so of two
+      // racing writers with the same expectation exactly one matches.
+      const rows = yield* sql`UPDATE lazydial_chat_bindings
+SET build_id = ${current.buildId}, agent_id = ${current.agentId},
+  version = version + 1, updated_at = ${updatedAt}
+WHERE chat_id = ${chatId}
+  AND workspace_id = ${expected.workspaceId}
+  AND agent_id IS NOT DISTINCT FROM ${Option.getOrNull(expected.agentId)}
+RETURNING ${sql.literal(columns)}`.pipe(Effect.mapError(databaseError(operation)))
+      const updated = yield* one(operation)(rows)
+      if (Option.isSome(updated)) return { _tag: "Recorded", binding: updated.value } satisfies RecordResult
+      const reread = yield* select(operation, chatId)
+      if (Option.isNone(reread)) return yield* new ChatNotFound({ chatId })
+      return { _tag: "Lost", binding: reread.value } satisfies RecordResult
+    })
+  })
+})
