@@ -1,0 +1,297 @@
+/**
+ * Compares dialWithLazyValidation with a small model of the outcome table,
+ * over random latencies, outcomes, interruptibility, delays and caller
+ * interruption times, and checks the connection ledger after every run.
+ *
+ * Times are spread over distinct residues (mod 8) so that no two events fall
+ * on the same millisecond: the table says nothing about ties.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { AgentDialer, AgentId, AgentLookup, BuildId, LazyDial, WorkspaceId } from "@lazydial/core"
+import { currentAgent, make as makeKit } from "@lazydial/core/testing"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FastCheck from "effect/FastCheck"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import * as TestClock from "effect/TestClock"
+import * as TestContext from "effect/TestContext"
+
+const A = AgentId.make("00000000-0000-4000-8000-00000000000a")
+const B = AgentId.make("00000000-0000-4000-8000-00000000000b")
+const W = WorkspaceId.make("00000000-0000-4000-8000-0000000000f0")
+const BUILD = BuildId.make("00000000-0000-4000-8000-000000000b01")
+const HORIZON = 100_000
+
+interface Dial {
+  readonly latency: number
+  readonly result: "connect" | "fail" | "hang"
+  readonly interruptible: boolean
+}
+
+interface Scenario {
+  readonly delay: number
+  readonly a: Dial
+  readonly retry: Dial
+  readonly b: Dial
+  readonly lookupLatency: number
+  readonly lookupFails: boolean
+  readonly current: "A" | "B" | "none"
+  readonly interruptAt: number | undefined
+}
+
+type Expected =
+  | { readonly _tag: "Success"; readonly outcome: string; readonly agent: "A" | "B"; readonly at: number }
+  | { readonly _tag: "Failure"; readonly error: string; readonly at: number }
+  | { readonly _tag: "Pending" }
+
+const dial = (residue: number, ready: boolean) =>
+  FastCheck.record({
+    latency: ready
+      ? FastCheck.oneof(FastCheck.constant(0), FastCheck.nat(60).map((n) => 8 * n + residue))
+      : FastCheck.nat(60).map((n) => 8 * n + residue),
+    result: FastCheck.constantFrom("connect" as const, "fail" as const, "hang" as const),
+    interruptible: FastCheck.boolean()
+  })
+
+const scenario: FastCheck.Arbitrary<Scenario> = FastCheck.record({
+  delay: FastCheck.nat(40).map((n) => 8 * n),
+  a: dial(1, true),
+  retry: dial(2, false),
+  b: dial(2, false),
+  lookupLatency: FastCheck.nat(20).map((n) => 8 * n),
+  lookupFails: FastCheck.boolean(),
+  current: FastCheck.constantFrom("A" as const, "B" as const, "none" as const),
+  interruptAt: FastCheck.option(FastCheck.nat(120).map((n) => 8 * n + 5), { nil: undefined })
+})
+
+/** The outcome table, as a function of the scenario. */
+const model = (s: Scenario): Expected => {
+  const settle = (d: Dial, start: number, outcome: string, agent: "A" | "B"): Expected =>
+    d.result === "hang"
+      ? { _tag: "Pending" }
+      : d.result === "connect"
+      ? { _tag: "Success", outcome, agent, at: start + d.latency }
+      : { _tag: "Failure", error: "AgentDialError", at: start + d.latency }
+  const aDone = s.a.result !== "hang" && (s.a.latency === 0 || s.a.latency < s.delay)
+  let expected: Expected
+  if (aDone && s.a.result === "connect") {
+    expected = { _tag: "Success", outcome: "fast", agent: "A", at: s.a.latency }
+  } else if (aDone) {
+    const answered = s.a.latency + s.lookupLatency
+    expected = s.lookupFails
+      ? { _tag: "Failure", error: "AgentLookupError", at: answered }
+      : s.current === "none"
+      ? { _tag: "Failure", error: "NoCurrentAgent", at: answered }
+      : s.current === "A"
+      ? settle(s.retry, answered, "retried", "A")
+      : settle(s.b, answered, "switched", "B")
+  } else {
+    const answered = s.delay + s.lookupLatency
+    const keepA = (outcome: string): Expected => {
+      const a = settle(s.a, 0, outcome, "A")
+      return a._tag === "Pending" ? a : { ...a, at: Math.max(a.at, answered) }
+    }
+    expected = s.lookupFails
+      ? keepA("lookup_failed_kept")
+      : s.current === "none"
+      ? { _tag: "Failure", error: "NoCurrentAgent", at: answered }
+      : s.current === "A"
+      ? keepA("confirmed")
+      : settle(s.b, answered, "switched", "B")
+  }
+  if (s.interruptAt !== undefined && (expected._tag === "Pending" || s.interruptAt < expected.at)) {
+    return { _tag: "Failure", error: "Interrupted", at: s.interruptAt }
+  }
+  return expected
+}
+
+const toScript = (d: Dial) => ({ latency: d.latency, result: d.result, interruptible: d.interruptible })
+
+/**
+ * Starts one scenario at time 0 on its own fleet, and returns the check to run
+ * once the shared TestClock has passed every event of the scenario.
+ */
+const start = (s: Scenario) =>
+  Effect.gen(function*() {
+    const kit = yield* makeKit
+    const agents = kit
+    yield* agents.script(A, toScript(s.a), toScript(s.retry))
+    yield* agents.script(B, toScript(s.b))
+    yield* agents.setCurrent(
+      W,
+      s.current === "none"
+        ? Option.none()
+        : Option.some(currentAgent({ agentId: s.current === "A" ? A : B, buildId: BUILD }))
+    )
+    yield* agents.scriptLookup(W, { latency: s.lookupLatency, result: s.lookupFails ? "fail" : "current" })
+    const service = yield* LazyDial.make({ delay: s.delay }).pipe(
+      Effect.provideService(AgentDialer.AgentDialer, kit),
+      Effect.provideService(AgentLookup.AgentLookup, kit)
+    )
+    const scope = yield* Scope.make()
+    const fiber = yield* Effect.fork(
+      Effect.zip(
+        Effect.exit(Scope.extend(service.dial({ agentId: A, workspaceId: W }), scope)),
+        TestClock.currentTimeMillis
+      )
+    )
+    let interruptedAt: number | undefined
+    if (s.interruptAt !== undefined) {
+      const interruptAt = s.interruptAt
+      yield* Effect.fork(Effect.zipRight(
+        Effect.sleep(interruptAt),
+        Effect.suspend(() => {
+          if (fiber.unsafePoll() !== null) return Effect.void
+          return Effect.zipRight(
+            Fiber.interrupt(fiber),
+            Effect.map(TestClock.currentTimeMillis, (now) => void (interruptedAt = now))
+          )
+        })
+      ))
+    }
+    return Effect.suspend(() => check(s, agents, fiber, scope, interruptedAt))
+  })
+
+const check = (
+  s: Scenario,
+  agents: Effect.Effect.Success<typeof makeKit>,
+  fiber: Fiber.RuntimeFiber<readonly [Exit.Exit<LazyDial.LazyDialResult, unknown>, number]>,
+  scope: Scope.CloseableScope,
+  interruptedAt: number | undefined
+) =>
+  Effect.gen(function*() {
+    const done = fiber.unsafePoll()
+    const expected = model(s)
+    let accepted: string | undefined
+    if (expected._tag === "Pending") {
+      assert.isNull(done, "the model says the caller is still waiting")
+      yield* Fiber.interrupt(fiber)
+    } else if (interruptedAt !== undefined) {
+      assert.deepStrictEqual(expected, { _tag: "Failure", error: "Interrupted", at: interruptedAt })
+    } else {
+      assert.isNotNull(done)
+      const [exit, at] = Exit.getOrElse(done!, () => assert.fail("the test fiber itself failed"))
+      if (Exit.isSuccess(exit)) {
+        accepted = exit.value.connection.connectionId
+        assert.deepStrictEqual(
+          { _tag: "Success", outcome: exit.value.outcome, agent: exit.value.agentId === A ? "A" : "B", at },
+          expected
+        )
+        assert.strictEqual(exit.value.switched, exit.value.agentId !== A)
+      } else {
+        const error = Cause.failureOption(exit.cause).pipe(
+          Option.map((e) => (e as { readonly _tag: string })._tag),
+          Option.getOrElse(() => "?")
+        )
+        assert.deepStrictEqual({ _tag: "Failure", error, at }, expected)
+      }
+    }
+    const dials = yield* agents.dials
+    const lookups = yield* agents.lookups
+    assert.isAtMost(dials.length, 2)
+    assert.isAtMost(lookups.length, 1)
+    if (expected._tag === "Success" && expected.outcome === "fast") assert.strictEqual(lookups.length, 0)
+    if (lookups.length === 1 && s.a.latency < s.delay && s.a.result === "fail") {
+      assert.strictEqual(lookups[0]!.at, s.a.latency, "a fast failure is validated at once")
+    }
+    if (lookups.length === 1 && !(s.a.latency < s.delay) && !(s.a.latency === 0 && s.a.result !== "hang")) {
+      assert.strictEqual(lookups[0]!.at, s.delay, "a slow dial is validated at exactly the delay")
+    }
+
+    // The ledger: every connection but the accepted one was released once, as
+    // soon as it was both acquired and abandoned (a dial of A that lands while
+    // the lookup runs is abandoned when the lookup names another agent); the
+    // accepted one is released when the turn ends.
+    const interrupted = interruptedAt ?? Infinity
+    const firstAbandonedAt = Math.min(interrupted, s.delay + s.lookupLatency)
+    for (const entry of yield* agents.ledger) {
+      if (entry.connectionId === accepted) {
+        assert.deepStrictEqual(entry.releasedAt, [], "the accepted connection lives until the turn ends")
+        continue
+      }
+      const abandonedAt = entry.agentId === A && s.a.result === "connect" ? firstAbandonedAt : interrupted
+      assert.deepStrictEqual(
+        entry.releasedAt,
+        [Math.max(entry.acquiredAt, abandonedAt)],
+        `${entry.connectionId} released once, as soon as it was acquired and abandoned`
+      )
+    }
+    const closedAt = yield* TestClock.currentTimeMillis
+    yield* Scope.close(scope, Exit.void)
+    for (const entry of yield* agents.ledger) {
+      assert.strictEqual(entry.releasedAt.length, 1, `${entry.connectionId} released exactly once`)
+      if (entry.connectionId === accepted) assert.deepStrictEqual(entry.releasedAt, [closedAt])
+    }
+  })
+
+const runs = Number(process.env.LAZYDIAL_PROPERTY_RUNS ?? 1000)
+// TestClock lets real timers fire between its steps, so a scenario costs real
+// idle time. Scenarios therefore run side by side: `perClock` scenarios share one
+// TestClock (each on its own fleet, all passed in one `adjust`), and `clocks`
+// such groups run at once.
+const perClock = Number(process.env.LAZYDIAL_PROPERTY_PER_CLOCK ?? 5)
+const clocks = Number(process.env.LAZYDIAL_PROPERTY_CLOCKS ?? 10)
+const batch = perClock * clocks
+
+const runBatch = (group: ReadonlyArray<Scenario>) =>
+  Effect.gen(function*() {
+    const checks = yield* Effect.forEach(group, start)
+    yield* TestClock.adjust(HORIZON)
+    for (const [i, check] of checks.entries()) {
+      yield* check.pipe(
+        Effect.catchAllDefect((defect) =>
+          Effect.die(new Error(`scenario ${JSON.stringify(group[i])}: ${String(defect)}`))
+        )
+      )
+    }
+  }).pipe(Effect.provide(TestContext.TestContext))
+
+describe("dialWithLazyValidation against the model", () => {
+  it(`matches the outcome table and leaks nothing (${runs} scenarios)`, { timeout: 120_000 }, async () => {
+    let scenarios = 0
+    await FastCheck.assert(
+      FastCheck.asyncProperty(
+        FastCheck.array(scenario, { minLength: batch, maxLength: batch }),
+        (group) =>
+          Effect.runPromise(
+            Effect.forEach(
+              Array.from({ length: clocks }, (_, i) => group.slice(i * perClock, (i + 1) * perClock)),
+              (slice) => Effect.tap(runBatch(slice), () => void (scenarios += slice.length)),
+              { concurrency: "unbounded", discard: true }
+            )
+          )
+      ),
+      { numRuns: Math.ceil(runs / batch) }
+    )
+    assert.isAtLeast(scenarios, runs)
+  })
+
+  it("the model itself follows the table on hand-picked cases", () => {
+    const base: Scenario = {
+      delay: 80,
+      a: { latency: 9, result: "connect", interruptible: true },
+      retry: { latency: 2, result: "connect", interruptible: true },
+      b: { latency: 10, result: "connect", interruptible: true },
+      lookupLatency: 8,
+      lookupFails: false,
+      current: "B",
+      interruptAt: undefined
+    }
+    assert.deepStrictEqual(model(base), { _tag: "Success", outcome: "fast", agent: "A", at: 9 })
+    assert.deepStrictEqual(model({ ...base, a: { ...base.a, latency: 161 } }), {
+      _tag: "Success",
+      outcome: "switched",
+      agent: "B",
+      at: 98
+    })
+    assert.deepStrictEqual(model({ ...base, a: { ...base.a, result: "fail" }, current: "A" }), {
+      _tag: "Success",
+      outcome: "retried",
+      agent: "A",
+      at: 19
+    })
+  })
+})
