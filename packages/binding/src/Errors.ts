@@ -85,3 +85,21 @@ export class DialTimeout extends Schema.TaggedError<DialTimeout>()("DialTimeout"
       "check that the workspace is running, or raise LAZYDIAL_DIAL_TIMEOUT"
   }
 }
+
+/**
+ * The agent directory could not record a build. `cause` keeps the driver's
+ * error.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class AgentDirectoryError extends Schema.TaggedError<AgentDirectoryError>()("AgentDirectoryError", {
+  operation: Schema.String,
+  detail: Schema.optionalWith(Schema.String, { default: () => "" }),
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message(): string {
+    const detail = this.detail === "" ? "" : `: ${this.detail}`
+    return `agent directory ${this.operation} failed${detail}; check that the database is reachable and migrated`
+  }
+}

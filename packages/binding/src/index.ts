@@ -1,6 +1,7 @@
 /**
  * @since 0.1.0
  */
+export * as AgentDirectory from "./AgentDirectory.js"
 export * as BindingStore from "./BindingStore.js"
 export * as ChatBinding from "./ChatBinding.js"
 export * as Database from "./Database.js"

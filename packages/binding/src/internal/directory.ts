@@ -1,0 +1,189 @@
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import { AgentId, AgentLookupError, BuildId, CurrentAgent, WorkspaceId } from "@lazydial/core"
+import type * as Context from "effect/Context"
+import * as DateTime from "effect/DateTime"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import * as FiberSet from "effect/FiberSet"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Request from "effect/Request"
+import * as RequestResolver from "effect/RequestResolver"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import { AgentDirectory, type Options } from "../AgentDirectory.js"
+import { AgentDirectoryError } from "../Errors.js"
+import * as Migrations from "./migrations.js"
+
+/** @internal */
+export const queriesTotal = Metric.counter("lazydial_directory_queries_total", {
+  description: "SQL queries made by latest-agent lookups of the agent directory",
+  incremental: true
+})
+
+/** @internal */
+export const lookupsTotal = Metric.counter("lazydial_directory_lookups_total", {
+  description: "Latest-agent lookups answered by the agent directory, shared or not",
+  incremental: true
+})
+
+class GetCurrentAgent extends Request.TaggedClass("GetCurrentAgent")<
+  Option.Option<CurrentAgent>,
+  AgentLookupError,
+  { readonly workspaceId: WorkspaceId }
+> {}
+
+const Row = Schema.Struct({
+  workspace_id: WorkspaceId,
+  build_id: BuildId,
+  agent_id: Schema.NullOr(AgentId)
+})
+const decodeRows = Schema.decodeUnknown(Schema.Array(Row), { errors: "all" })
+
+type Answer = Exit.Exit<Option.Option<CurrentAgent>, AgentLookupError>
+
+const detailOf = (cause: SqlError | ParseResult.ParseError) =>
+  cause._tag === "ParseError"
+    ? `a row does not match the schema: ${ParseResult.TreeFormatter.formatErrorSync(cause)}`
+    : cause.cause instanceof Error
+    ? cause.cause.message
+    : cause.message
+
+/** @internal */
+export const makeSql = (
+  options?: Options
+): Effect.Effect<Context.Tag.Service<AgentDirectory>, AgentDirectoryError, SqlClient.SqlClient | Scope.Scope> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* Migrations.run.pipe(
+      Effect.mapError((cause) => new AgentDirectoryError({ operation: "migration", detail: detailOf(cause), cause }))
+    )
+    const window = Duration.decode(options?.batchWindow ?? Duration.zero)
+
+    // One query for every workspace of the batch: the latest build of each,
+    // with its agent, so the build and the agent always belong together.
+    const resolver = RequestResolver.makeBatched((requests: ReadonlyArray<GetCurrentAgent>) => {
+      const workspaces = [...new Set(requests.map((request) => request.workspaceId))]
+      return sql`SELECT DISTINCT ON (workspace_id) workspace_id, build_id, agent_id
+FROM lazydial_workspace_builds
+WHERE ${sql.in("workspace_id", workspaces)}
+ORDER BY workspace_id, build_number DESC`.pipe(
+        Effect.tap(() => Metric.increment(queriesTotal)),
+        Effect.flatMap(decodeRows),
+        Effect.map((rows) => new Map(rows.map((row) => [row.workspace_id, row]))),
+        Effect.matchCauseEffect({
+          onFailure: (cause) =>
+            Effect.forEach(requests, (request) => {
+              return Request.completeEffect(
+                request,
+                Effect.failCause(cause).pipe(
+                  Effect.mapError((error) =>
+                    new AgentLookupError({ workspaceId: request.workspaceId, detail: detailOf(error), cause: error })
+                  )
+                )
+              )
+            }, { discard: true }),
+          onSuccess: (latest) =>
+            Effect.forEach(requests, (request) => {
+              const row = latest.get(request.workspaceId)
+              const answer = row === undefined || row.agent_id === null
+                ? Option.none()
+                : Option.some(new CurrentAgent({ agentId: row.agent_id, buildId: row.build_id }))
+              return Request.succeed(request, answer)
+            }, { discard: true })
+        })
+      )
+    })
+
+    const fibers = yield* FiberSet.make<void, never>()
+    const runFork = yield* FiberSet.runtime(fibers)<never>()
+
+    // The batch being collected, and the lookups whose query is in flight.
+    // Both are keyed by workspace, and emptied as soon as the query answers:
+    // they share work between overlapping lookups and never cache an answer.
+    let collecting: Map<WorkspaceId, Deferred.Deferred<Option.Option<CurrentAgent>, AgentLookupError>> | undefined
+    const inFlight = new Map<WorkspaceId, Deferred.Deferred<Option.Option<CurrentAgent>, AgentLookupError>>()
+
+    const flush = Effect.zipRight(
+      Duration.isZero(window) ? Effect.yieldNow() : Effect.sleep(window),
+      Effect.suspend(() => {
+        const batch = collecting ?? new Map()
+        collecting = undefined
+        for (const [workspaceId, deferred] of batch) inFlight.set(workspaceId, deferred)
+        return Effect.forEach(
+          batch,
+          ([workspaceId, deferred]) =>
+            Effect.request(new GetCurrentAgent({ workspaceId }), resolver).pipe(
+              Effect.exit,
+              Effect.flatMap((answer: Answer) =>
+                Effect.sync(() => {
+                  inFlight.delete(workspaceId)
+                }).pipe(Effect.zipRight(Deferred.done(deferred, answer)))
+              )
+            ),
+          { batching: true, discard: true }
+        ).pipe(Effect.withRequestCaching(false))
+      })
+    )
+
+    const current = (workspaceId: WorkspaceId) =>
+      Effect.suspend(() => {
+        const shared = inFlight.get(workspaceId) ?? collecting?.get(workspaceId)
+        if (shared !== undefined) {
+          return Effect.zipRight(
+            Effect.annotateCurrentSpan("lazydial.shared", true),
+            Deferred.await(shared)
+          )
+        }
+        const deferred = Deferred.unsafeMake<Option.Option<CurrentAgent>, AgentLookupError>(FiberId.none)
+        if (collecting === undefined) {
+          collecting = new Map()
+          runFork(flush)
+        }
+        collecting.set(workspaceId, deferred)
+        return Effect.zipRight(Effect.annotateCurrentSpan("lazydial.shared", false), Deferred.await(deferred))
+      }).pipe(
+        Effect.zipLeft(Metric.increment(lookupsTotal)),
+        Effect.withSpan("AgentDirectory.current", { attributes: { "lazydial.workspace_id": workspaceId } })
+      )
+
+    const now = Effect.map(DateTime.now, DateTime.toDate)
+
+    const insertBuild = (
+      operation: string,
+      workspaceId: WorkspaceId,
+      buildId: BuildId,
+      agentId: AgentId | null
+    ) =>
+      Effect.flatMap(now, (createdAt) =>
+        sql<{ readonly build_number: number }>`INSERT INTO lazydial_workspace_builds
+  (workspace_id, build_number, build_id, agent_id, created_at)
+SELECT ${workspaceId}::text, COALESCE(MAX(build_number), 0) + 1, ${buildId}::text, ${agentId}::text,
+  ${createdAt}::timestamptz
+FROM lazydial_workspace_builds
+WHERE workspace_id = ${workspaceId}
+RETURNING build_number`).pipe(
+          // Two builds of one workspace recorded at once may pick the same
+          // number; the loser's insert fails on the key and is tried again.
+          Effect.retry(Schedule.recurs(3)),
+          Effect.map((rows) => rows[0]!.build_number),
+          Effect.mapError((cause) => new AgentDirectoryError({ operation, detail: detailOf(cause), cause }))
+        )
+
+    return AgentDirectory.of({
+      current,
+      recordBuild: Effect.fn("AgentDirectory.recordBuild")((workspaceId, build) =>
+        insertBuild("AgentDirectory.recordBuild", workspaceId, build.buildId, build.agentId)
+      ),
+      stopWorkspace: Effect.fn("AgentDirectory.stopWorkspace")(function*(workspaceId, options) {
+        const buildId = options?.buildId ?? BuildId.make(crypto.randomUUID())
+        return yield* insertBuild("AgentDirectory.stopWorkspace", workspaceId, buildId, null)
+      })
+    })
+  })

@@ -1,0 +1,102 @@
+import type * as SqlClient from "@effect/sql/SqlClient"
+import { assert, describe, it, layer } from "@effect/vitest"
+import { AgentDirectory, Database } from "@lazydial/binding"
+import { AgentLookupTag } from "@lazydial/core"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import { build, workspaceId } from "./fixtures.js"
+
+const databaseUrl = process.env["LAZYDIAL_TEST_DATABASE_URL"]
+
+const queries = Metric.value(AgentDirectory.queriesTotal).pipe(Effect.map((state) => state.count))
+
+/** Runs `effect`, and answers how many lookup queries it made. */
+const countQueries = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const before = yield* queries
+    const result = yield* effect
+    return { result, queries: (yield* queries) - before }
+  })
+
+const directoryContract = <E>(name: string, database: Layer.Layer<SqlClient.SqlClient, E>) =>
+  layer(AgentDirectory.layerSql().pipe(Layer.provide(database)), { timeout: "60 seconds" })(
+    `AgentDirectory: ${name}`,
+    (it) => {
+      it.effect("the current agent is the agent of the latest build, with that build", () =>
+        Effect.gen(function*() {
+          const directory = yield* AgentDirectory.AgentDirectory
+          const w = workspaceId()
+          const first = build()
+          const second = build()
+          assert.strictEqual(yield* directory.recordBuild(w, first), 1)
+          assert.strictEqual(yield* directory.recordBuild(w, second), 2)
+          assert.deepStrictEqual(yield* directory.current(w), Option.some(second))
+          const lookup = yield* AgentLookupTag
+          assert.deepStrictEqual(yield* lookup.current(w), Option.some(second))
+        }))
+
+      it.effect("a stopped workspace, and an unknown one, have no current agent", () =>
+        Effect.gen(function*() {
+          const directory = yield* AgentDirectory.AgentDirectory
+          const w = workspaceId()
+          yield* directory.recordBuild(w, build())
+          assert.strictEqual(yield* directory.stopWorkspace(w), 2)
+          assert.isTrue(Option.isNone(yield* directory.current(w)))
+          assert.isTrue(Option.isNone(yield* directory.current(workspaceId())))
+          const restarted = build()
+          yield* directory.recordBuild(w, restarted)
+          assert.deepStrictEqual(yield* directory.current(w), Option.some(restarted))
+        }))
+
+      it.effect("100 concurrent lookups of one workspace make 1 query", () =>
+        Effect.gen(function*() {
+          const directory = yield* AgentDirectory.AgentDirectory
+          const w = workspaceId()
+          const latest = build()
+          yield* directory.recordBuild(w, latest)
+          const { queries: made, result } = yield* countQueries(
+            Effect.forEach(Array.from({ length: 100 }), () => directory.current(w), { concurrency: "unbounded" })
+          )
+          assert.strictEqual(made, 1)
+          assert.isTrue(result.every((answer) => Option.getOrThrow(answer).agentId === latest.agentId))
+        }))
+
+      it.effect("concurrent lookups of 20 workspaces are batched into 1 query, each with its own answer", () =>
+        Effect.gen(function*() {
+          const directory = yield* AgentDirectory.AgentDirectory
+          const fleet = Array.from({ length: 20 }, () => ({ w: workspaceId(), latest: build() }))
+          yield* Effect.forEach(fleet, ({ latest, w }) => directory.recordBuild(w, latest))
+          const { queries: made, result } = yield* countQueries(
+            Effect.forEach(fleet, ({ w }) => directory.current(w), { concurrency: "unbounded" })
+          )
+          assert.strictEqual(made, 1)
+          assert.deepStrictEqual(result, fleet.map(({ latest }) => Option.some(latest)))
+        }))
+
+      it.effect("answers are never cached: a lookup after a rebuild sees the new agent", () =>
+        Effect.gen(function*() {
+          const directory = yield* AgentDirectory.AgentDirectory
+          const w = workspaceId()
+          yield* directory.recordBuild(w, build())
+          const { queries: made } = yield* countQueries(Effect.all([directory.current(w), directory.current(w)]))
+          assert.strictEqual(made, 2)
+          const rebuilt = build()
+          yield* directory.recordBuild(w, rebuilt)
+          assert.deepStrictEqual(yield* directory.current(w), Option.some(rebuilt))
+        }))
+    }
+  )
+
+directoryContract("PGlite", Database.layerPglite())
+
+if (databaseUrl !== undefined && databaseUrl !== "") {
+  directoryContract("PostgreSQL", Database.layerPg(databaseUrl))
+} else {
+  describe("AgentDirectory: PostgreSQL", () => {
+    it("is not run: set LAZYDIAL_TEST_DATABASE_URL (scripts/test-postgres.sh does)", () => {
+      console.warn("PostgreSQL directory suite not run: set LAZYDIAL_TEST_DATABASE_URL")
+    })
+  })
+}
