@@ -1,0 +1,245 @@
+/**
+ * The turn path: connect a chat to its agent, using the binding the chat
+ * remembers, and keep that binding fresh.
+ *
+ * ## Paths
+ *
+ * | path | when | lookups | write |
+ * |---|---|---|---|
+ * | `hot` | an agent is bound and the dial keeps it (`fast`, `confirmed`, `retried`, `lookup_failed_kept`) | 0 when the agent answers before the validation delay | none |
+ * | `switched` | an agent is bound and the dial switched to the workspace's current agent | 1, inside the dial | conditional: `{ buildId, agentId }` of that same lookup |
+ * | `lazy_bind` | the chat has a workspace but no agent (new chat, workspace change) | 1 | conditional, then the dial |
+ *
+ * A conditional write that loses to a concurrent writer (a workspace change, or
+ * another replica's repair) writes nothing and is counted as `repair_lost`. A
+ * lost repair keeps the connection it dialed; a lost lazy bind starts again
+ * from the row it re-read (at most 3 times), so a chat whose workspace was
+ * just changed dials the new workspace.
+ *
+ * ## Errors
+ *
+ * - `ChatNotFound`: no such chat.
+ * - `ChatHasNoWorkspace`: the chat has no workspace.
+ * - `NoCurrentAgent`: the workspace is stopped.
+ * - `DialTimeout`: the whole connect took longer than the dial timeout
+ *   (`LAZYDIAL_DIAL_TIMEOUT`, 30 seconds). An interrupted caller is
+ *   interrupted, never a `DialTimeout`.
+ * - `AgentDialError`, `AgentLookupError`, `BindingStoreError`, as they come.
+ *
+ * ## One connection per turn
+ *
+ * A turn is a Scope. Concurrent calls of `connect` for one chat in one Scope
+ * share one dial and one connection; the connection is released when the
+ * Scope closes. A failed connect is not remembered: the next call dials again.
+ * When every caller waiting for a dial is interrupted, the dial is abandoned.
+ *
+ * @since 0.1.0
+ */
+import {
+  type AgentConnection,
+  type AgentDialError,
+  type AgentId,
+  type AgentLookupError,
+  AgentLookupTag,
+  type BuildId,
+  type ChatId,
+  InvalidOption,
+  LazyDial,
+  type NoCurrentAgent,
+  type WorkspaceId
+} from "@lazydial/core"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Metric from "effect/Metric"
+import type * as Scope from "effect/Scope"
+import { BindingStore } from "./BindingStore.js"
+import type { ChatBinding } from "./ChatBinding.js"
+import type { BindingStoreError, ChatHasNoWorkspace, ChatNotFound, DialTimeout } from "./Errors.js"
+import * as internal from "./internal/connector.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type TurnPath = "hot" | "lazy_bind" | "switched"
+
+/**
+ * Every label of the decision counter and span attribute.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Decision = TurnPath | "repair_lost"
+
+/**
+ * What the last binding write of the connect did.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type WriteResult = "none" | "recorded" | "lost"
+
+/**
+ * A chat's connection for one turn.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ChatConnection {
+  readonly chatId: ChatId
+  /** Owned by the turn's Scope. */
+  readonly connection: AgentConnection
+  readonly workspaceId: WorkspaceId
+  /** The agent that answered, and the build that owns it. */
+  readonly agentId: AgentId
+  readonly buildId: BuildId
+  readonly path: TurnPath
+  /** How the core's dial ended. */
+  readonly outcome: LazyDial.DialOutcome
+  readonly write: WriteResult
+  /** The binding as last read or written. After a lost write, the row as the winner left it. */
+  readonly binding: ChatBinding
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type ConnectError =
+  | ChatNotFound
+  | ChatHasNoWorkspace
+  | NoCurrentAgent
+  | DialTimeout
+  | AgentDialError
+  | AgentLookupError
+  | BindingStoreError
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class ChatConnector extends Context.Tag("@lazydial/binding/ChatConnector")<
+  ChatConnector,
+  {
+    readonly dialTimeout: Duration.Duration
+    readonly connect: (chatId: ChatId) => Effect.Effect<ChatConnection, ConnectError, Scope.Scope>
+  }
+>() {}
+
+/**
+ * The default dial timeout.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultDialTimeout: Duration.Duration = Duration.seconds(30)
+
+/**
+ * The largest dial timeout a Layer accepts.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const maxDialTimeout: Duration.Duration = Duration.minutes(10)
+
+const checkTimeout = (input: unknown): Effect.Effect<Duration.Duration, InvalidOption> =>
+  Effect.suspend(() => {
+    const decoded = typeof input === "string" && input.trim().startsWith("-")
+      ? undefined
+      : Duration.decodeUnknown(input)
+    if (
+      decoded === undefined || decoded._tag === "None" || !Duration.isFinite(decoded.value) ||
+      Duration.isZero(decoded.value) || Duration.greaterThan(decoded.value, maxDialTimeout)
+    ) {
+      return Effect.fail(
+        new InvalidOption({
+          option: "dialTimeout",
+          value: String(input),
+          expected: `a duration above 0 and at most ${Duration.format(maxDialTimeout)}`
+        })
+      )
+    }
+    return Effect.succeed(decoded.value)
+  })
+
+/**
+ * Builds the service. The validation delay is the `LazyDial` service's.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options?: {
+  readonly dialTimeout?: Duration.DurationInput | undefined
+}): Effect.Effect<
+  Context.Tag.Service<ChatConnector>,
+  InvalidOption,
+  BindingStore | LazyDial.LazyDial | AgentLookupTag
+> =>
+  Effect.gen(function*() {
+    const dialTimeout = yield* checkTimeout(options?.dialTimeout ?? defaultDialTimeout)
+    return internal.make({
+      dialTimeout,
+      store: yield* BindingStore,
+      lazyDial: yield* LazyDial.LazyDial,
+      lookup: yield* AgentLookupTag
+    })
+  })
+
+/**
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options?: {
+  readonly dialTimeout?: Duration.DurationInput | undefined
+}): Layer.Layer<ChatConnector, InvalidOption, BindingStore | LazyDial.LazyDial | AgentLookupTag> =>
+  Layer.effect(ChatConnector, make(options))
+
+/**
+ * The dial timeout comes from `LAZYDIAL_DIAL_TIMEOUT` (for example
+ * `"30 seconds"`), and defaults to 30 seconds. Provide `LazyDial.layerConfig`
+ * for the validation delay (`LAZYDIAL_VALIDATION_DELAY`, 5 seconds).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig: Layer.Layer<
+  ChatConnector,
+  InvalidOption | ConfigError.ConfigError,
+  BindingStore | LazyDial.LazyDial | AgentLookupTag
+> = Layer.effect(
+  ChatConnector,
+  Effect.flatMap(
+    Config.string("LAZYDIAL_DIAL_TIMEOUT").pipe(Config.option),
+    // safe: `make` decodes and range-checks the raw string before using it
+    (timeout) => make({ dialTimeout: timeout._tag === "Some" ? timeout.value as Duration.DurationInput : undefined })
+  )
+)
+
+/**
+ * Connects, by decision: `hot`, `lazy_bind`, `switched`, `repair_lost`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const decisionsTotal: Metric.Metric.Counter<number> = internal.decisionsTotal
+
+/**
+ * Latest-agent lookups made by lazy binds. Lookups made while validating a
+ * dial are counted by the core (`lazydial_lookups_total`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const lookupsTotal: Metric.Metric.Counter<number> = internal.lookupsTotal
+
+/**
+ * Connects that joined a dial already under way in the same turn.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const sharedTotal: Metric.Metric.Counter<number> = internal.sharedTotal

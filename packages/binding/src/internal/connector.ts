@@ -1,0 +1,206 @@
+import type { AgentLookupTag, ChatId, LazyDial, WorkspaceId } from "@lazydial/core"
+import { CurrentAgent, NoCurrentAgent } from "@lazydial/core"
+import type * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import type { BindingStore, Expected, RecordResult } from "../BindingStore.js"
+import type { ChatBinding } from "../ChatBinding.js"
+import type { ChatConnection, ChatConnector, ConnectError, Decision, WriteResult } from "../ChatConnector.js"
+import { ChatHasNoWorkspace, DialTimeout } from "../Errors.js"
+
+const decisions: ReadonlyArray<Decision> = ["hot", "lazy_bind", "switched", "repair_lost"]
+
+const decisionCounter = Metric.counter("lazydial_binding_decisions_total", {
+  description: "Chat connects, by decision of the turn path",
+  incremental: true
+})
+
+/** @internal */
+export const decisionsTotal = decisionCounter
+
+const decisionCounters = Object.fromEntries(
+  decisions.map((decision) => [decision, Metric.tagged(decisionCounter, "decision", decision)])
+) as Record<Decision, Metric.Metric.Counter<number>> // safe: built from the full `decisions` list
+
+/** @internal */
+export const lookupsTotal = Metric.counter("lazydial_binding_lookups_total", {
+  description: "Latest-agent lookups made by lazy binds of the chat connector",
+  incremental: true
+})
+
+/** @internal */
+export const sharedTotal = Metric.counter("lazydial_binding_shared_connects_total", {
+  description: "Chat connects that joined a dial already under way in the same turn",
+  incremental: true
+})
+
+const decide = (decision: Decision) =>
+  Effect.zipRight(
+    Effect.annotateCurrentSpan(decision === "repair_lost" ? "lazydial.repair" : "lazydial.path", decision),
+    Metric.increment(decisionCounters[decision])
+  )
+
+// A lazy bind that loses its write re-reads and starts again; this bounds
+// the restarts when the row keeps changing under it.
+const maxLazyBinds = 3
+
+interface Shared {
+  readonly deferred: Deferred.Deferred<ChatConnection, ConnectError>
+  waiters: number
+  fiber: Fiber.RuntimeFiber<ChatConnection, ConnectError> | undefined
+}
+
+/** @internal */
+export const make = (deps: {
+  readonly dialTimeout: Duration.Duration
+  readonly store: Context.Tag.Service<BindingStore>
+  readonly lazyDial: Context.Tag.Service<LazyDial.LazyDial>
+  readonly lookup: Context.Tag.Service<AgentLookupTag>
+}): Context.Tag.Service<ChatConnector> => {
+  const { lazyDial, lookup, store } = deps
+
+  const record = (chatId: ChatId, expected: Expected, current: CurrentAgent) =>
+    Effect.flatMap(
+      store.recordAgent(chatId, { expected, current }),
+      (result: RecordResult) =>
+        Effect.as(
+          result._tag === "Lost" ? decide("repair_lost") : Effect.void,
+          result
+        )
+    )
+
+  const writeResult = (result: RecordResult): WriteResult => result._tag === "Recorded" ? "recorded" : "lost"
+
+  // Dials `agentId`, and persists a switch conditionally on `agentId` still
+  // being the bound agent.
+  const dialBound = (
+    chatId: ChatId,
+    binding: ChatBinding,
+    workspaceId: WorkspaceId,
+    bound: CurrentAgent,
+    path: "hot" | "lazy_bind",
+    write: WriteResult
+  ): Effect.Effect<ChatConnection, ConnectError, Scope.Scope> =>
+    Effect.gen(function*() {
+      const result = yield* lazyDial.dial({ agentId: bound.agentId, workspaceId })
+      const base = { chatId, connection: result.connection, workspaceId, outcome: result.outcome }
+      if (!result.switched || Option.isNone(result.current)) {
+        if (path === "hot") yield* decide("hot")
+        return { ...base, agentId: bound.agentId, buildId: bound.buildId, path, write, binding }
+      }
+      const current = result.current.value
+      if (path === "hot") yield* decide("switched")
+      const written = yield* record(chatId, { workspaceId, agentId: Option.some(bound.agentId) }, current)
+      return {
+        ...base,
+        agentId: current.agentId,
+        buildId: current.buildId,
+        path: path === "hot" ? "switched" : path,
+        write: writeResult(written),
+        binding: written.binding
+      }
+    })
+
+  const fromBinding = (
+    chatId: ChatId,
+    binding: ChatBinding,
+    lazyBindsLeft: number
+  ): Effect.Effect<ChatConnection, ConnectError, Scope.Scope> =>
+    Effect.gen(function*() {
+      if (Option.isNone(binding.workspaceId)) return yield* new ChatHasNoWorkspace({ chatId })
+      const workspaceId = binding.workspaceId.value
+      if (Option.isSome(binding.agentId) && Option.isSome(binding.buildId)) {
+        const bound = new CurrentAgent({ agentId: binding.agentId.value, buildId: binding.buildId.value })
+        return yield* dialBound(chatId, binding, workspaceId, bound, "hot", "none")
+      }
+
+      // Lazy bind: the build and agent come from one lookup.
+      yield* decide("lazy_bind")
+      const current = yield* Effect.zipLeft(lookup.current(workspaceId), Metric.increment(lookupsTotal))
+      if (Option.isNone(current)) return yield* new NoCurrentAgent({ workspaceId })
+      const written = yield* record(chatId, { workspaceId, agentId: Option.none() }, current.value)
+      if (written._tag === "Lost" && lazyBindsLeft > 1) {
+        return yield* fromBinding(chatId, written.binding, lazyBindsLeft - 1)
+      }
+      return yield* dialBound(chatId, written.binding, workspaceId, current.value, "lazy_bind", writeResult(written))
+    })
+
+  const timeoutMillis = Duration.toMillis(deps.dialTimeout)
+
+  const connectOnce = (chatId: ChatId): Effect.Effect<ChatConnection, ConnectError, Scope.Scope> =>
+    Effect.flatMap(store.get(chatId), (binding) => fromBinding(chatId, binding, maxLazyBinds)).pipe(
+      Effect.timeoutFail({
+        duration: deps.dialTimeout,
+        onTimeout: () => new DialTimeout({ chatId, timeoutMillis })
+      }),
+      Effect.tap((connection) =>
+        Effect.annotateCurrentSpan({
+          "lazydial.agent_id": connection.agentId,
+          "lazydial.build_id": connection.buildId,
+          "lazydial.write": connection.write
+        })
+      ),
+      Effect.withSpan("ChatConnector.dial", { attributes: { "lazydial.chat_id": chatId } })
+    )
+
+  // Per turn (Scope), the dial under way or done for each chat.
+  const turns = new WeakMap<Scope.Scope, Map<ChatId, Shared>>()
+
+  const connect = (chatId: ChatId): Effect.Effect<ChatConnection, ConnectError, Scope.Scope> =>
+    Effect.flatMap(Effect.scope, (scope) =>
+      Effect.suspend(() => {
+        let perTurn = turns.get(scope)
+        if (perTurn === undefined) {
+          perTurn = new Map()
+          turns.set(scope, perTurn)
+        }
+        const chats = perTurn
+        const existing = chats.get(chatId)
+        const shared: Shared = existing ?? {
+          deferred: Deferred.unsafeMake<ChatConnection, ConnectError>(FiberId.none),
+          waiters: 0,
+          fiber: undefined
+        }
+        shared.waiters++
+
+        // The dial runs in its own fiber in the turn's Scope, so that it
+        // belongs to no single caller; its connection is released when the
+        // Scope closes. A failure is forgotten, so the next call dials again.
+        const start = existing !== undefined
+          ? Effect.zipRight(Metric.increment(sharedTotal), Effect.annotateCurrentSpan("lazydial.shared", true))
+          : Effect.flatMap(
+            Effect.forkIn(Scope.extend(connectOnce(chatId), scope), scope),
+            (fiber) =>
+              Effect.sync(() => {
+                shared.fiber = fiber
+                fiber.addObserver((exit: Exit.Exit<ChatConnection, ConnectError>) => {
+                  if (exit._tag === "Failure" && chats.get(chatId) === shared) chats.delete(chatId)
+                  Deferred.unsafeDone(shared.deferred, exit)
+                })
+              })
+          )
+        if (existing === undefined) chats.set(chatId, shared)
+
+        return Effect.zipRight(start, Deferred.await(shared.deferred)).pipe(
+          Effect.onInterrupt(() =>
+            Effect.suspend(() => {
+              shared.waiters--
+              if (shared.waiters > 0 || shared.fiber?.unsafePoll() != null) return Effect.void
+              // Nobody waits for this dial any more: abandon it, without waiting.
+              if (chats.get(chatId) === shared) chats.delete(chatId)
+              return shared.fiber === undefined ? Effect.void : Fiber.interruptFork(shared.fiber)
+            })
+          ),
+          Effect.withSpan("ChatConnector.connect", { attributes: { "lazydial.chat_id": chatId } })
+        )
+      }))
+
+  return { dialTimeout: deps.dialTimeout, connect }
+}

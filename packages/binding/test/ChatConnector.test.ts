@@ -1,0 +1,317 @@
+/**
+ * The turn path, on TestClock, with the scripted agents of @lazydial/core and
+ * the in-memory store. Tests are named after the paths and errors of
+ * ChatConnector's module documentation.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { BindingStore, ChatConnector } from "@lazydial/binding"
+import { type CurrentAgent, LazyDial, type WorkspaceId } from "@lazydial/core"
+import { layerTest, TestAgents } from "@lazydial/core/testing"
+import * as Cause from "effect/Cause"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import * as TestClock from "effect/TestClock"
+import { build, chatId, workspaceId } from "./fixtures.js"
+
+const TestLive = ChatConnector.layer().pipe(
+  Layer.provideMerge(LazyDial.layer({ delay: "5 seconds" })),
+  Layer.provideMerge(BindingStore.layerMemory),
+  Layer.provideMerge(layerTest)
+)
+
+/** A running workspace whose current agent answers at once. */
+const runningWorkspace = Effect.gen(function*() {
+  const agents = yield* TestAgents
+  const w = workspaceId()
+  const current = build()
+  yield* agents.setCurrent(w, Option.some(current))
+  yield* agents.script(current.agentId, { result: "connect" })
+  return { workspaceId: w, current }
+})
+
+/** A chat of `w` whose binding names `bound`. */
+const boundChat = (w: WorkspaceId, bound: CurrentAgent) =>
+  Effect.gen(function*() {
+    const store = yield* BindingStore.BindingStore
+    const chat = yield* store.createChat({ workspaceId: w })
+    yield* store.recordAgent(chat.chatId, { expected: { workspaceId: w, agentId: Option.none() }, current: bound })
+    return chat.chatId
+  })
+
+/** A rebuild: the workspace gets a new build and agent; the old agent is gone. */
+const rebuild = (w: WorkspaceId, old: CurrentAgent, oldAgent: "fail" | "hang" = "fail") =>
+  Effect.gen(function*() {
+    const agents = yield* TestAgents
+    const next = build()
+    yield* agents.setCurrent(w, Option.some(next))
+    yield* agents.script(next.agentId, { result: "connect" })
+    yield* agents.script(old.agentId, { result: oldAgent })
+    return next
+  })
+
+const lookupCount = Effect.map(TestAgents, (agents) => agents.lookups).pipe(
+  Effect.flatten,
+  Effect.map((lookups) => lookups.length)
+)
+
+const counter = (metric: Metric.Metric.Counter<number>) => Effect.map(Metric.value(metric), (state) => state.count)
+
+/** One turn: its own Scope, closed when the turn ends. */
+const turn = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.scoped(effect)
+
+describe("ChatConnector", () => {
+  it.effect("hot: a bound agent that answers costs 0 lookups, turn after turn", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const agents = yield* TestAgents
+      const { current, workspaceId: w } = yield* runningWorkspace
+      const chatId = yield* boundChat(w, current)
+      const hotBefore = yield* counter(Metric.tagged(ChatConnector.decisionsTotal, "decision", "hot"))
+      for (let i = 0; i < 10; i++) {
+        const connection = yield* turn(connector.connect(chatId))
+        assert.strictEqual(connection.path, "hot")
+        assert.strictEqual(connection.outcome, "fast")
+        assert.strictEqual(connection.agentId, current.agentId)
+        assert.strictEqual(connection.buildId, current.buildId)
+        assert.strictEqual(connection.write, "none")
+      }
+      assert.strictEqual(yield* lookupCount, 0)
+      assert.strictEqual((yield* agents.ledger).length, 10)
+      assert.strictEqual((yield* agents.unreleased).length, 0)
+      assert.strictEqual(
+        (yield* counter(Metric.tagged(ChatConnector.decisionsTotal, "decision", "hot"))) - hotBefore,
+        10
+      )
+    }).pipe(Effect.provide(TestLive)))
+
+  it.effect("lazy bind: a chat with a workspace and no agent looks up once, records, then runs hot", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const store = yield* BindingStore.BindingStore
+      const { current, workspaceId: w } = yield* runningWorkspace
+      const chat = yield* store.createChat({ workspaceId: w })
+      const first = yield* turn(connector.connect(chat.chatId))
+      assert.strictEqual(first.path, "lazy_bind")
+      assert.strictEqual(first.write, "recorded")
+      assert.strictEqual(first.agentId, current.agentId)
+      assert.strictEqual(yield* lookupCount, 1)
+      const row = yield* store.get(chat.chatId)
+      assert.deepStrictEqual(row.agentId, Option.some(current.agentId))
+      assert.deepStrictEqual(row.buildId, Option.some(current.buildId))
+      const second = yield* turn(connector.connect(chat.chatId))
+      assert.strictEqual(second.path, "hot")
+      assert.strictEqual(yield* lookupCount, 1)
+    }).pipe(Effect.provide(TestLive)))
+
+  it.effect("switched: after a rebuild the dial switches and the repair is persisted with its own build", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const store = yield* BindingStore.BindingStore
+      const { current, workspaceId: w } = yield* runningWorkspace
+      const chatId = yield* boundChat(w, current)
+      const next = yield* rebuild(w, current)
+      const repaired = yield* turn(connector.connect(chatId))
+      assert.strictEqual(repaired.path, "switched")
+      assert.strictEqual(repaired.outcome, "switched")
+      assert.strictEqual(repaired.write, "recorded")
+      assert.strictEqual(repaired.agentId, next.agentId)
+      assert.strictEqual(repaired.buildId, next.buildId)
+      const row = yield* store.get(chatId)
+      assert.deepStrictEqual(row.agentId, Option.some(next.agentId))
+      assert.deepStrictEqual(row.buildId, Option.some(next.buildId))
+      assert.strictEqual(yield* lookupCount, 1)
+      const after = yield* turn(connector.connect(chatId))
+      assert.strictEqual(after.path, "hot")
+      assert.strictEqual(yield* lookupCount, 1)
+    }).pipe(Effect.provide(TestLive)))
+
+  it.effect("stale agent row: a bound agent that hangs is validated at the delay and replaced", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const agents = yield* TestAgents
+      const store = yield* BindingStore.BindingStore
+      const { current, workspaceId: w } = yield* runningWorkspace
+      const chatId = yield* boundChat(w, current)
+      const next = yield* rebuild(w, current, "hang")
+      const fiber = yield* Effect.fork(turn(connector.connect(chatId)))
+      yield* TestClock.adjust("4999 millis")
+      assert.strictEqual(yield* lookupCount, 0)
+      yield* TestClock.adjust("1 millis")
+      const repaired = yield* Fiber.join(fiber)
+      assert.strictEqual(repaired.path, "switched")
+      assert.strictEqual(repaired.agentId, next.agentId)
+      assert.deepStrictEqual((yield* agents.lookups).map((lookup) => lookup.at), [5000])
+      assert.deepStrictEqual((yield* store.get(chatId)).agentId, Option.some(next.agentId))
+    }).pipe(Effect.provide(TestLive)))
+
+  it.effect("child chat: inherits the parent's agent and runs hot at once, then evolves on its own", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const store = yield* BindingStore.BindingStore
+      const { current, workspaceId: w } = yield* runningWorkspace
+      const parent = yield* boundChat(w, current)
+      const child = yield* store.createChild(parent)
+      const connection = yield* turn(connector.connect(child.chatId))
+      assert.strictEqual(connection.path, "hot")
+      assert.strictEqual(connection.agentId, current.agentId)
+      assert.strictEqual(yield* lookupCount, 0)
+      const next = yield* rebuild(w, current)
+      assert.strictEqual((yield* turn(connector.connect(child.chatId))).agentId, next.agentId)
+      assert.deepStrictEqual((yield* store.get(parent)).agentId, Option.some(current.agentId))
+    }).pipe(Effect.provide(TestLive)))
+
+  it.effect("workspace change: the next turn lazily binds to the new workspace's agent", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const store = yield* BindingStore.BindingStore
+      const first = yield* runningWorkspace
+      const second = yield* runningWorkspace
+      const chatId = yield* boundChat(first.workspaceId, first.current)
+      yield* store.setWorkspace(chatId, Option.some(second.workspaceId))
+      const connection = yield* turn(connector.connect(chatId))
+      assert.strictEqual(connection.path, "lazy_bind")
+      assert.strictEqual(connection.workspaceId, second.workspaceId)
+      assert.strictEqual(connection.agentId, second.current.agentId)
+      const row = yield* store.get(chatId)
+      assert.deepStrictEqual(row.workspaceId, Option.some(second.workspaceId))
+      assert.deepStrictEqual(row.agentId, Option.some(second.current.agentId))
+    }).pipe(Effect.provide(TestLive)))
+
+  it.effect("errors: no workspace, a stopped workspace and an unknown chat, each by name", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const store = yield* BindingStore.BindingStore
+      const agents = yield* TestAgents
+      const loose = yield* store.createChat()
+      const noWorkspace = yield* Effect.flip(turn(connector.connect(loose.chatId)))
+      assert.strictEqual(noWorkspace._tag, "ChatHasNoWorkspace")
+      assert.include(noWorkspace.message, "has no workspace")
+
+      const stopped = workspaceId()
+      yield* agents.setCurrent(stopped, Option.none())
+      const fresh = yield* store.createChat({ workspaceId: stopped })
+      assert.strictEqual((yield* Effect.flip(turn(connector.connect(fresh.chatId))))._tag, "NoCurrentAgent")
+      assert.isTrue(Option.isNone((yield* store.get(fresh.chatId)).agentId))
+
+      const { current, workspaceId: w } = yield* runningWorkspace
+      const bound = yield* boundChat(w, current)
+      yield* agents.setCurrent(w, Option.none())
+      yield* agents.script(current.agentId, { result: "fail" })
+      assert.strictEqual((yield* Effect.flip(turn(connector.connect(bound))))._tag, "NoCurrentAgent")
+      assert.deepStrictEqual((yield* store.get(bound)).agentId, Option.some(current.agentId))
+
+      const unknown = yield* Effect.flip(turn(connector.connect(chatId())))
+      assert.strictEqual(unknown._tag, "ChatNotFound")
+    }).pipe(Effect.provide(TestLive)))
+
+  it.effect("dial timeout: a dial that never ends fails with DialTimeout at 30 seconds, and nothing leaks", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const agents = yield* TestAgents
+      const { current, workspaceId: w } = yield* runningWorkspace
+      const chatId = yield* boundChat(w, current)
+      // The agent is still the current one, so validation confirms it and the dial waits.
+      yield* agents.script(current.agentId, { result: "hang" })
+      const fiber = yield* Effect.fork(turn(connector.connect(chatId)))
+      yield* TestClock.adjust("29999 millis")
+      assert.isNull(fiber.unsafePoll())
+      yield* TestClock.adjust("1 millis")
+      const error = yield* Effect.flip(Fiber.join(fiber))
+      assert.strictEqual(error._tag, "DialTimeout")
+      assert.include(error.message, "30000 ms")
+      assert.strictEqual((yield* agents.unreleased).length, 0)
+    }).pipe(Effect.provide(TestLive)))
+
+  it.effect("parent interruption: an interrupted turn is interrupted, never a DialTimeout", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const agents = yield* TestAgents
+      const { current, workspaceId: w } = yield* runningWorkspace
+      const chatId = yield* boundChat(w, current)
+      yield* agents.script(current.agentId, { result: "hang" })
+      const fiber = yield* Effect.fork(turn(connector.connect(chatId)))
+      yield* TestClock.adjust("10 seconds")
+      const exit = yield* Fiber.interrupt(fiber)
+      assert.isTrue(Exit.isInterrupted(exit))
+      assert.isTrue(Exit.isFailure(exit) && Option.isNone(Cause.failureOption(exit.cause)))
+      yield* TestClock.adjust("1 minute")
+      assert.strictEqual((yield* agents.dials).length, 1)
+      assert.strictEqual((yield* agents.unreleased).length, 0)
+    }).pipe(Effect.provide(TestLive)))
+
+  it.effect("one connection per turn: concurrent callers in one Scope share one dial; the next turn dials anew", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const agents = yield* TestAgents
+      const { current, workspaceId: w } = yield* runningWorkspace
+      yield* agents.script(current.agentId, { result: "connect", latency: "1 second" })
+      const chatId = yield* boundChat(w, current)
+      const scope = yield* Scope.make()
+      const fiber = yield* Effect.fork(
+        Effect.forEach(Array.from({ length: 5 }), () => connector.connect(chatId), { concurrency: "unbounded" }).pipe(
+          Scope.extend(scope)
+        )
+      )
+      yield* TestClock.adjust("1 second")
+      const connections = yield* Fiber.join(fiber)
+      assert.strictEqual(new Set(connections.map((c) => c.connection.connectionId)).size, 1)
+      const later = yield* Scope.extend(connector.connect(chatId), scope)
+      assert.strictEqual(later.connection.connectionId, connections[0]!.connection.connectionId)
+      assert.strictEqual((yield* agents.dials).length, 1)
+      assert.strictEqual((yield* agents.unreleased).length, 1)
+      yield* Scope.close(scope, Exit.void)
+      assert.strictEqual((yield* agents.unreleased).length, 0)
+      assert.strictEqual((yield* agents.releasedTwice).length, 0)
+
+      const nextTurn = yield* Effect.fork(turn(connector.connect(chatId)))
+      yield* TestClock.adjust("1 second")
+      const next = yield* Fiber.join(nextTurn)
+      assert.notStrictEqual(next.connection.connectionId, connections[0]!.connection.connectionId)
+      assert.strictEqual((yield* agents.dials).length, 2)
+    }).pipe(Effect.provide(TestLive)))
+
+  it.effect("a failed connect is not remembered by the turn: the next call in the same Scope dials again", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const agents = yield* TestAgents
+      const { current, workspaceId: w } = yield* runningWorkspace
+      const chatId = yield* boundChat(w, current)
+      yield* agents.setCurrent(w, Option.none())
+      yield* agents.script(current.agentId, { result: "fail" }, { result: "connect" })
+      yield* Effect.scoped(Effect.gen(function*() {
+        assert.strictEqual((yield* Effect.flip(connector.connect(chatId)))._tag, "NoCurrentAgent")
+        yield* agents.setCurrent(w, Option.some(current))
+        assert.strictEqual((yield* connector.connect(chatId)).path, "hot")
+      }))
+    }).pipe(Effect.provide(TestLive)))
+
+  it.effect("config: LAZYDIAL_DIAL_TIMEOUT sets the timeout; a bad value fails the Layer with InvalidOption", () =>
+    Effect.gen(function*() {
+      const connectorWith = (value: string) =>
+        Effect.map(ChatConnector.ChatConnector, (connector) => connector.dialTimeout).pipe(
+          Effect.provide(ChatConnector.layerConfig.pipe(
+            Layer.provide(LazyDial.layer()),
+            Layer.provide(BindingStore.layerMemory),
+            Layer.provide(layerTest)
+          )),
+          Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["LAZYDIAL_DIAL_TIMEOUT", value]])))
+        )
+      assert.strictEqual(Duration.toMillis(yield* connectorWith("2 seconds")), 2000)
+      for (const bad of ["-1 seconds", "0 seconds", "soon", "1 hour"]) {
+        const error = yield* Effect.flip(connectorWith(bad))
+        assert.strictEqual(error._tag, "InvalidOption")
+        assert.include(error.message, "dialTimeout")
+      }
+      const byDefault = yield* Effect.map(ChatConnector.ChatConnector, (c) => c.dialTimeout).pipe(
+        Effect.provide(ChatConnector.layer().pipe(Layer.provide(TestLive)))
+      )
+      assert.deepStrictEqual(byDefault, ChatConnector.defaultDialTimeout)
+    }))
+})
