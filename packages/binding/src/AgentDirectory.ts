@@ -8,14 +8,23 @@
  * After a rebuild, every chat of the workspace needs a lookup at once. Here:
  * - lookups of one workspace that overlap share one query: a lookup joins the
  *   batch being collected, or the query in flight, for its workspace;
- * - lookups of different workspaces that arrive together (within the batch
- *   window, by default the current scheduler tick) are one SQL query, made by
- *   an Effect `RequestResolver.makeBatched`;
+ * - lookups that arrive within the batch window (5 ms by default) are one SQL
+ *   query, whatever their workspaces, made by an Effect
+ *   `RequestResolver.makeBatched` with request caching off;
  * - nothing is cached: once a query has answered, the next lookup makes a new
  *   query, since a stale answer defeats validation.
  *
  * `lazydial_directory_queries_total` counts the queries, and
  * `lazydial_directory_lookups_total` the lookups they answered.
+ *
+ * Why a window: timers that expire together still resume their fibers one
+ * after the other, and an embedded database can answer a query before the
+ * next fiber runs, so "at once" is never exactly one tick. Lookups are off the
+ * hot path (after a slow or failed dial), so 5 ms of waiting costs little.
+ * With a window of 0, only lookups of the same tick are batched.
+ *
+ * The window sleeps on the Effect clock: under `TestClock`, advance it (see
+ * the package's tests), or build the directory with `batchWindow: 0`.
  *
  * @since 0.1.0
  */
@@ -25,14 +34,17 @@ import {
   AgentLookupTag,
   type BuildId,
   type CurrentAgent,
+  type InvalidOption,
   type WorkspaceId
 } from "@lazydial/core"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Metric from "effect/Metric"
-import type * as Option from "effect/Option"
+import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type { AgentDirectoryError } from "./Errors.js"
 import * as internal from "./internal/directory.js"
@@ -62,12 +74,25 @@ export class AgentDirectory extends Context.Tag("@lazydial/binding/AgentDirector
  */
 export interface Options {
   /**
-   * How long a batch collects lookups before its query runs. Default 0: the
-   * batch closes after the lookups that are ready in the current scheduler
-   * tick, so no lookup waits on a timer.
+   * How long a batch collects lookups before its query runs (default 5 ms).
+   * 0: the batch closes after the lookups of the current scheduler tick.
    */
   readonly batchWindow?: Duration.DurationInput | undefined
 }
+
+/**
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultBatchWindow: Duration.Duration = Duration.millis(5)
+
+/**
+ * The largest batch window a Layer accepts.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const maxBatchWindow: Duration.Duration = Duration.seconds(1)
 
 /**
  * @since 0.1.0
@@ -75,8 +100,11 @@ export interface Options {
  */
 export const makeSql: (
   options?: Options
-) => Effect.Effect<Context.Tag.Service<AgentDirectory>, AgentDirectoryError, SqlClient.SqlClient | Scope.Scope> =
-  internal.makeSql
+) => Effect.Effect<
+  Context.Tag.Service<AgentDirectory>,
+  AgentDirectoryError | InvalidOption,
+  SqlClient.SqlClient | Scope.Scope
+> = internal.makeSql
 
 /**
  * Provides `AgentDirectory`, and core's `AgentLookup` backed by it. Needs an
@@ -87,13 +115,32 @@ export const makeSql: (
  */
 export const layerSql = (
   options?: Options
-): Layer.Layer<AgentDirectory | AgentLookupTag, AgentDirectoryError, SqlClient.SqlClient> =>
+): Layer.Layer<AgentDirectory | AgentLookupTag, AgentDirectoryError | InvalidOption, SqlClient.SqlClient> =>
   Layer.scopedContext(
     Effect.map(makeSql(options), (directory) =>
       Context.make(AgentDirectory, directory).pipe(
         Context.add(AgentLookupTag, AgentLookupTag.of({ current: directory.current }))
       ))
   )
+
+/**
+ * `layerSql`, with the batch window from `LAZYDIAL_LOOKUP_BATCH_WINDOW` (for
+ * example `"5 millis"`), 5 ms by default.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerSqlConfig: Layer.Layer<
+  AgentDirectory | AgentLookupTag,
+  AgentDirectoryError | InvalidOption | ConfigError.ConfigError,
+  SqlClient.SqlClient
+> = Layer.unwrapEffect(
+  Effect.map(
+    Config.string("LAZYDIAL_LOOKUP_BATCH_WINDOW").pipe(Config.option),
+    // safe: `makeSql` decodes and range-checks the raw string before using it
+    (window) => layerSql({ batchWindow: Option.getOrUndefined(window) as Duration.DurationInput | undefined })
+  )
+)
 
 /**
  * SQL queries made by lookups.

@@ -1,12 +1,15 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it, layer } from "@effect/vitest"
 import { AgentDirectory, Database } from "@lazydial/binding"
-import { AgentLookupTag } from "@lazydial/core"
+import { type AgentLookupError, AgentLookupTag, type CurrentAgent } from "@lazydial/core"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
-import { build, workspaceId } from "./fixtures.js"
+import * as TestClock from "effect/TestClock"
+import { build, drive, workspaceId } from "./fixtures.js"
 
 const databaseUrl = process.env["LAZYDIAL_TEST_DATABASE_URL"]
 
@@ -21,7 +24,10 @@ const countQueries = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   })
 
 const directoryContract = <E>(name: string, database: Layer.Layer<SqlClient.SqlClient, E>) =>
-  layer(AgentDirectory.layerSql().pipe(Layer.provide(database)), { timeout: "60 seconds" })(
+  layer(
+    AgentDirectory.layerSql({ batchWindow: 0 }).pipe(Layer.provideMerge(database)),
+    { timeout: "60 seconds" }
+  )(
     `AgentDirectory: ${name}`,
     (it) => {
       it.effect("the current agent is the agent of the latest build, with that build", () =>
@@ -73,6 +79,33 @@ const directoryContract = <E>(name: string, database: Layer.Layer<SqlClient.SqlC
           )
           assert.strictEqual(made, 1)
           assert.deepStrictEqual(result, fleet.map(({ latest }) => Option.some(latest)))
+        }))
+
+      it.scoped("the default 5 ms window batches lookups that arrive within it into 1 query", () =>
+        Effect.gen(function*() {
+          const directory = yield* AgentDirectory.makeSql()
+          const fleet = Array.from({ length: 10 }, () => ({ w: workspaceId(), latest: build() }))
+          yield* Effect.forEach(fleet, ({ latest, w }) => directory.recordBuild(w, latest))
+          const before = yield* queries
+          const fibers: Array<Fiber.RuntimeFiber<Option.Option<CurrentAgent>, AgentLookupError>> = []
+          for (const { w } of fleet) {
+            fibers.push(yield* Effect.fork(directory.current(w)))
+            fibers.push(yield* Effect.fork(directory.current(w)))
+            yield* TestClock.adjust("400 micros")
+          }
+          yield* TestClock.adjust("1 millis")
+          const answers = yield* Effect.forEach(fibers, (fiber) => drive(fiber))
+          assert.strictEqual((yield* queries) - before, 1)
+          assert.deepStrictEqual(answers.filter((_, i) => i % 2 === 0), fleet.map(({ latest }) => Option.some(latest)))
+        }))
+
+      it.scoped("a batch window out of range fails the directory with InvalidOption", () =>
+        Effect.gen(function*() {
+          for (const bad of ["-1 millis", "2 seconds", "soon"]) {
+            const error = yield* Effect.flip(AgentDirectory.makeSql({ batchWindow: bad as Duration.DurationInput }))
+            assert.strictEqual(error._tag, "InvalidOption")
+            assert.include(error.message, "batchWindow")
+          }
         }))
 
       it.effect("answers are never cached: a lookup after a rebuild sees the new agent", () =>

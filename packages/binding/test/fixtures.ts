@@ -1,4 +1,8 @@
 import { AgentId, BuildId, ChatId, CurrentAgent, WorkspaceId } from "@lazydial/core"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
+import * as TestClock from "effect/TestClock"
 
 /** Fresh ids, so tests that share one database never see each other's rows. */
 export const chatId = (): ChatId => ChatId.make(crypto.randomUUID())
@@ -8,3 +12,42 @@ export const buildId = (): BuildId => BuildId.make(crypto.randomUUID())
 
 /** A new build of some workspace, with its agent. */
 export const build = (): CurrentAgent => new CurrentAgent({ agentId: agentId(), buildId: buildId() })
+
+/**
+ * Gives the event loop one turn, so that real I/O (a database answering) can
+ * complete. It waits for no time: the Effect clock stays where it is.
+ */
+export const ioTurn: Effect.Effect<void> = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+
+/**
+ * Runs a fiber that mixes real database I/O with Effect-clock timers to its
+ * end: while it runs, lets I/O complete, and moves the TestClock to the next
+ * pending timer only when nothing else can make progress.
+ */
+export const drive = <A, E>(fiber: Fiber.RuntimeFiber<A, E>): Effect.Effect<A, E> =>
+  Effect.gen(function*() {
+    for (let turn = 0; turn < 100_000; turn++) {
+      const done = fiber.unsafePoll()
+      if (done !== null) return yield* done
+      // Let pending I/O finish first, so that every fiber that will sleep has registered its timer.
+      for (let i = 0; i < 5; i++) yield* ioTurn
+      if (fiber.unsafePoll() !== null) continue
+      const sleeps = yield* TestClock.sleeps()
+      if (Chunk.isNonEmpty(sleeps)) {
+        const now = yield* TestClock.currentTimeMillis
+        const next = Math.min(...Chunk.toReadonlyArray(sleeps))
+        yield* TestClock.adjust(Math.max(0, next - now))
+      }
+    }
+    return yield* Effect.dieMessage("drive: the fiber did not finish")
+  })
+
+/** Waits, without moving the clock, until `condition` holds. */
+export const until = (condition: Effect.Effect<boolean>): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    for (let turn = 0; turn < 100_000; turn++) {
+      if (yield* condition) return
+      yield* ioTurn
+    }
+    return yield* Effect.dieMessage("until: the condition never held")
+  })

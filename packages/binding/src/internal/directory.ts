@@ -1,6 +1,6 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { AgentId, AgentLookupError, BuildId, CurrentAgent, WorkspaceId } from "@lazydial/core"
+import { AgentId, AgentLookupError, BuildId, CurrentAgent, InvalidOption, WorkspaceId } from "@lazydial/core"
 import type * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
 import * as Deferred from "effect/Deferred"
@@ -17,7 +17,7 @@ import * as RequestResolver from "effect/RequestResolver"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import { AgentDirectory, type Options } from "../AgentDirectory.js"
+import { AgentDirectory, defaultBatchWindow, maxBatchWindow, type Options } from "../AgentDirectory.js"
 import { AgentDirectoryError } from "../Errors.js"
 import * as Migrations from "./migrations.js"
 
@@ -55,16 +55,38 @@ const detailOf = (cause: SqlError | ParseResult.ParseError) =>
     ? cause.cause.message
     : cause.message
 
+const checkWindow = (input: unknown): Effect.Effect<Duration.Duration, InvalidOption> =>
+  Effect.suspend(() => {
+    const decoded = typeof input === "string" && input.trim().startsWith("-") ||
+        typeof input === "number" && !(input >= 0)
+      ? Option.none()
+      : Duration.decodeUnknown(input)
+    if (Option.isSome(decoded) && !Duration.greaterThan(decoded.value, maxBatchWindow)) {
+      return Effect.succeed(decoded.value)
+    }
+    return Effect.fail(
+      new InvalidOption({
+        option: "batchWindow",
+        value: String(input),
+        expected: `a duration from 0 to ${Duration.format(maxBatchWindow)}`
+      })
+    )
+  })
+
 /** @internal */
 export const makeSql = (
   options?: Options
-): Effect.Effect<Context.Tag.Service<AgentDirectory>, AgentDirectoryError, SqlClient.SqlClient | Scope.Scope> =>
+): Effect.Effect<
+  Context.Tag.Service<AgentDirectory>,
+  AgentDirectoryError | InvalidOption,
+  SqlClient.SqlClient | Scope.Scope
+> =>
   Effect.gen(function*() {
+    const window = yield* checkWindow(options?.batchWindow ?? defaultBatchWindow)
     const sql = yield* SqlClient.SqlClient
     yield* Migrations.run.pipe(
       Effect.mapError((cause) => new AgentDirectoryError({ operation: "migration", detail: detailOf(cause), cause }))
     )
-    const window = Duration.decode(options?.batchWindow ?? Duration.zero)
 
     // One query for every workspace of the batch: the latest build of each,
     // with its agent, so the build and the agent always belong together.
