@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Runs the @lazydial/binding tests against a real, throwaway PostgreSQL.
+#
+# - Installs PostgreSQL from Debian's packages when no server binaries exist
+#   (needs root; `apt-get update` runs once, only then).
+# - Starts a fresh cluster under /tmp, on 127.0.0.1 and a free port, trusting
+#   local connections: it lives only as long as this script.
+# - Runs `vitest --project binding` with LAZYDIAL_TEST_DATABASE_URL set, so the
+#   PostgreSQL runs of the store contract, the directory and the replica races
+#   are enabled. Extra arguments go to vitest.
+# - Stops the server and removes the cluster on exit, whatever happened, and
+#   exits with the tests' status.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../../.." && pwd)"
+
+log() { printf 'test-postgres: %s\n' "$*" >&2; }
+
+find_bindir() {
+  local dir
+  dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+  if [ -n "$dir" ] && [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ]; then
+    printf '%s\n' "$dir"
+  fi
+}
+
+bindir="$(find_bindir)"
+if [ -z "$bindir" ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    log "PostgreSQL is not installed, and installing it needs root: run as root, or apt-get install postgresql"
+    exit 1
+  fi
+  log "installing PostgreSQL from Debian's packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq postgresql >/dev/null
+  bindir="$(find_bindir)"
+  if [ -z "$bindir" ]; then
+    log "PostgreSQL was installed, but no initdb was found under /usr/lib/postgresql/*/bin"
+    exit 1
+  fi
+fi
+
+# initdb refuses to run as root: the cluster belongs to the postgres user then.
+as_owner() {
+  if [ "$(id -u)" -eq 0 ]; then
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+workdir="$(mktemp -d /tmp/lazydial-pg.XXXXXX)"
+if [ "$(id -u)" -eq 0 ]; then
+  chown postgres: "$workdir"
+fi
+data="$workdir/data"
+
+cleanup() {
+  local status=$?
+  if [ -f "$data/postmaster.pid" ]; then
+    as_owner "$bindir/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true
+  fi
+  rm -rf "$workdir"
+  exit "$status"
+}
+trap cleanup EXIT INT TERM
+
+port="$(node -e '
+const server = require("node:net").createServer()
+server.listen(0, "127.0.0.1", () => { console.log(server.address().port); server.close() })
+')"
+
+log "starting PostgreSQL ($("$bindir/postgres" --version)) on 127.0.0.1:$port, data in $data"
+as_owner "$bindir/initdb" -D "$data" -U postgres --auth=trust --encoding=UTF8 --no-locale >"$workdir/initdb.log" 2>&1 ||
+  { cat "$workdir/initdb.log" >&2; exit 1; }
+as_owner "$bindir/pg_ctl" -D "$data" -l "$workdir/server.log" -w -t 60 \
+  -o "-c listen_addresses=127.0.0.1 -p $port -k $workdir -c fsync=off" start >/dev/null ||
+  { cat "$workdir/server.log" >&2; exit 1; }
+as_owner "$bindir/createdb" -h 127.0.0.1 -p "$port" -U postgres lazydial_test
+
+export LAZYDIAL_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/lazydial_test"
+log "running the binding tests with LAZYDIAL_TEST_DATABASE_URL=$LAZYDIAL_TEST_DATABASE_URL"
+cd "$repo"
+pnpm exec vitest run --project binding "$@"
