@@ -1,0 +1,111 @@
+import * as SqlClient from "@effect/sql/SqlClient"
+import { assert, describe, it, layer } from "@effect/vitest"
+import { BindingStore, ChatBinding, Database } from "@lazydial/binding"
+import * as DateTime from "effect/DateTime"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import { agentId, build, buildId, chatId, workspaceId } from "./fixtures.js"
+
+const bound = () =>
+  new ChatBinding.ChatBinding({
+    chatId: chatId(),
+    parentChatId: Option.some(chatId()),
+    workspaceId: Option.some(workspaceId()),
+    buildId: Option.some(buildId()),
+    agentId: Option.some(agentId()),
+    version: 3,
+    updatedAt: DateTime.unsafeMake("2026-11-23T12:00:00.000Z")
+  })
+
+const decodeJson = Schema.decodeUnknownEither(Schema.parseJson(ChatBinding.ChatBinding))
+
+describe("ChatBinding", () => {
+  it("round-trips through JSON, with unset fields as null", () => {
+    const binding = new ChatBinding.ChatBinding({
+      ...bound(),
+      parentChatId: Option.none(),
+      buildId: Option.none(),
+      agentId: Option.none()
+    })
+    const json = JSON.stringify(Schema.encodeSync(ChatBinding.ChatBinding)(binding))
+    const parsed = JSON.parse(json)
+    assert.strictEqual(parsed.parentChatId, null)
+    assert.strictEqual(parsed.agentId, null)
+    assert.strictEqual(parsed.buildId, null)
+    assert.strictEqual(parsed.updatedAt, "2026-11-23T12:00:00.000Z")
+    assert.deepStrictEqual(Either.getOrThrow(decodeJson(json)), binding)
+    const full = bound()
+    assert.deepStrictEqual(
+      Either.getOrThrow(decodeJson(JSON.stringify(Schema.encodeSync(ChatBinding.ChatBinding)(full)))),
+      full
+    )
+  })
+
+  it("rejects a malformed id with an error that names the field and the expected id", () => {
+    const json = Schema.encodeSync(ChatBinding.ChatBinding)(bound())
+    const result = Schema.decodeUnknownEither(ChatBinding.ChatBinding)({ ...json, agentId: "not-a-uuid" })
+    assert.isTrue(Either.isLeft(result))
+    if (Either.isLeft(result)) {
+      const message = ParseResult.TreeFormatter.formatErrorSync(result.left)
+      assert.include(message, "[\"agentId\"]")
+      assert.include(message, "AgentId")
+      assert.include(message, "not-a-uuid")
+    }
+  })
+
+  it("tells an absent field from an unset one: a payload without a field is rejected", () => {
+    const { workspaceId: _, ...withoutWorkspace } = Schema.encodeSync(ChatBinding.ChatBinding)(bound())
+    const result = Schema.decodeUnknownEither(ChatBinding.ChatBinding)(withoutWorkspace)
+    assert.isTrue(Either.isLeft(result))
+    if (Either.isLeft(result)) {
+      assert.include(ParseResult.TreeFormatter.formatErrorSync(result.left), "[\"workspaceId\"]")
+    }
+  })
+})
+
+layer(Layer.provideMerge(BindingStore.layerSql, Database.layerPglite()), { timeout: "60 seconds" })(
+  "BindingStore on SQL: bad rows",
+  (it) => {
+    it.effect("a row that breaks the schema is a BindingStoreError naming the column, never a half-read binding", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const store = yield* BindingStore.BindingStore
+        const id = chatId()
+        yield* sql`INSERT INTO lazydial_chat_bindings
+  (chat_id, parent_chat_id, workspace_id, build_id, agent_id, version, updated_at)
+VALUES (${id}, NULL, ${workspaceId()}, ${buildId()}, ${"agent-7"}, 1, now())`
+        const error = yield* Effect.flip(store.get(id))
+        assert.strictEqual(error._tag, "BindingStoreError")
+        assert.include(error.message, "agent_id")
+        assert.include(error.message, "agent-7")
+      }))
+
+    it.effect("the table refuses an agent without its build: build and agent are written together or not at all", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const store = yield* BindingStore.BindingStore
+        const chat = yield* store.createChat({ workspaceId: workspaceId() })
+        const result = yield* Effect.either(
+          sql`UPDATE lazydial_chat_bindings SET agent_id = ${build().agentId} WHERE chat_id = ${chat.chatId}`
+        )
+        assert.isTrue(Either.isLeft(result))
+        assert.deepStrictEqual(yield* store.get(chat.chatId), chat)
+      }))
+
+    it.effect("migrations run once: building the store again on a migrated database changes nothing", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const store = yield* BindingStore.BindingStore
+        const chat = yield* store.createChat()
+        yield* BindingStore.makeSql
+        const applied = yield* sql<{ readonly migration_id: number }>`SELECT migration_id
+FROM lazydial_binding_migrations ORDER BY migration_id`
+        assert.deepStrictEqual(applied.map((row) => row.migration_id), [1, 2, 3])
+        assert.deepStrictEqual(yield* store.get(chat.chatId), chat)
+      }))
+  }
+)
