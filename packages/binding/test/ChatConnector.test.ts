@@ -151,6 +151,58 @@ describe("ChatConnector", () => {
       assert.deepStrictEqual((yield* store.get(chatId)).agentId, Option.some(next.agentId))
     }).pipe(Effect.provide(TestLive)))
 
+  it.effect("repair_lost: a switch that loses to a newer repair keeps its connection and leaves the winner's row", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const store = yield* BindingStore.BindingStore
+      const agents = yield* TestAgents
+      const lost = Metric.tagged(ChatConnector.decisionsTotal, "decision", "repair_lost")
+      const lostBefore = yield* counter(lost)
+      const { current, workspaceId: w } = yield* runningWorkspace
+      const chatId = yield* boundChat(w, current)
+      const next = yield* rebuild(w, current)
+      yield* agents.scriptLookup(w, { result: "current", latency: "1 second" })
+      const fiber = yield* Effect.fork(turn(connector.connect(chatId)))
+      yield* TestClock.adjust("500 millis")
+      // Another replica repairs first, from the same expectation.
+      const newer = build()
+      yield* store.recordAgent(chatId, {
+        expected: { workspaceId: w, agentId: Option.some(current.agentId) },
+        current: newer
+      })
+      yield* TestClock.adjust("500 millis")
+      const connection = yield* Fiber.join(fiber)
+      assert.strictEqual(connection.path, "switched")
+      assert.strictEqual(connection.write, "lost")
+      assert.strictEqual(connection.agentId, next.agentId)
+      assert.deepStrictEqual(connection.binding.agentId, Option.some(newer.agentId))
+      assert.deepStrictEqual((yield* store.get(chatId)).agentId, Option.some(newer.agentId))
+      assert.strictEqual((yield* counter(lost)) - lostBefore, 1)
+    }).pipe(Effect.provide(TestLive)))
+
+  it.effect("a lazy bind lost to a workspace change re-reads the row and binds the new workspace", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const store = yield* BindingStore.BindingStore
+      const agents = yield* TestAgents
+      const first = yield* runningWorkspace
+      const second = yield* runningWorkspace
+      const chat = yield* store.createChat({ workspaceId: first.workspaceId })
+      yield* agents.scriptLookup(first.workspaceId, { result: "current", latency: "1 second" })
+      const fiber = yield* Effect.fork(turn(connector.connect(chat.chatId)))
+      yield* TestClock.adjust("500 millis")
+      yield* store.setWorkspace(chat.chatId, Option.some(second.workspaceId))
+      yield* TestClock.adjust("500 millis")
+      const connection = yield* Fiber.join(fiber)
+      assert.strictEqual(connection.path, "lazy_bind")
+      assert.strictEqual(connection.workspaceId, second.workspaceId)
+      assert.strictEqual(connection.agentId, second.current.agentId)
+      const row = yield* store.get(chat.chatId)
+      assert.deepStrictEqual(row.workspaceId, Option.some(second.workspaceId))
+      assert.deepStrictEqual(row.agentId, Option.some(second.current.agentId))
+      assert.deepStrictEqual((yield* agents.dials).map((dial) => dial.id), [second.current.agentId])
+    }).pipe(Effect.provide(TestLive)))
+
   it.effect("child chat: inherits the parent's agent and runs hot at once, then evolves on its own", () =>
     Effect.gen(function*() {
       const connector = yield* ChatConnector.ChatConnector

@@ -153,54 +153,58 @@ export const make = (deps: {
   // Per turn (Scope), the dial under way or done for each chat.
   const turns = new WeakMap<Scope.Scope, Map<ChatId, Shared>>()
 
+  // The registration of a caller, and the start of the dial, happen without
+  // interruption; only the wait is interruptible. So a dial is never left
+  // registered without a fiber, and every interrupted waiter is counted out.
   const connect = (chatId: ChatId): Effect.Effect<ChatConnection, ConnectError, Scope.Scope> =>
-    Effect.flatMap(Effect.scope, (scope) =>
-      Effect.suspend(() => {
-        let perTurn = turns.get(scope)
-        if (perTurn === undefined) {
-          perTurn = new Map()
-          turns.set(scope, perTurn)
-        }
-        const chats = perTurn
-        const existing = chats.get(chatId)
-        const shared: Shared = existing ?? {
-          deferred: Deferred.unsafeMake<ChatConnection, ConnectError>(FiberId.none),
-          waiters: 0,
-          fiber: undefined
-        }
-        shared.waiters++
+    Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(Effect.scope, (scope) =>
+        Effect.suspend(() => {
+          let perTurn = turns.get(scope)
+          if (perTurn === undefined) {
+            perTurn = new Map()
+            turns.set(scope, perTurn)
+          }
+          const chats = perTurn
+          const existing = chats.get(chatId)
+          const shared: Shared = existing ?? {
+            deferred: Deferred.unsafeMake<ChatConnection, ConnectError>(FiberId.none),
+            waiters: 0,
+            fiber: undefined
+          }
+          shared.waiters++
+          if (existing === undefined) chats.set(chatId, shared)
 
-        // The dial runs in its own fiber in the turn's Scope, so that it
-        // belongs to no single caller; its connection is released when the
-        // Scope closes. A failure is forgotten, so the next call dials again.
-        const start = existing !== undefined
-          ? Effect.zipRight(Metric.increment(sharedTotal), Effect.annotateCurrentSpan("lazydial.shared", true))
-          : Effect.flatMap(
-            Effect.forkIn(Scope.extend(connectOnce(chatId), scope), scope),
-            (fiber) =>
-              Effect.sync(() => {
-                shared.fiber = fiber
-                fiber.addObserver((exit: Exit.Exit<ChatConnection, ConnectError>) => {
-                  if (exit._tag === "Failure" && chats.get(chatId) === shared) chats.delete(chatId)
-                  Deferred.unsafeDone(shared.deferred, exit)
+          // The dial runs in its own fiber in the turn's Scope, so that it
+          // belongs to no single caller; its connection is released when the
+          // Scope closes. A failure is forgotten, so the next call dials again.
+          const start = existing !== undefined
+            ? Effect.zipRight(Metric.increment(sharedTotal), Effect.annotateCurrentSpan("lazydial.shared", true))
+            : Effect.flatMap(
+              Effect.forkIn(Effect.interruptible(Scope.extend(connectOnce(chatId), scope)), scope),
+              (fiber) =>
+                Effect.sync(() => {
+                  shared.fiber = fiber
+                  fiber.addObserver((exit: Exit.Exit<ChatConnection, ConnectError>) => {
+                    if (exit._tag === "Failure" && chats.get(chatId) === shared) chats.delete(chatId)
+                    Deferred.unsafeDone(shared.deferred, exit)
+                  })
                 })
-              })
-          )
-        if (existing === undefined) chats.set(chatId, shared)
+            )
 
-        return Effect.zipRight(start, Deferred.await(shared.deferred)).pipe(
-          Effect.onInterrupt(() =>
-            Effect.suspend(() => {
-              shared.waiters--
-              if (shared.waiters > 0 || shared.fiber?.unsafePoll() != null) return Effect.void
-              // Nobody waits for this dial any more: abandon it, without waiting.
-              if (chats.get(chatId) === shared) chats.delete(chatId)
-              return shared.fiber === undefined ? Effect.void : Fiber.interruptFork(shared.fiber)
-            })
-          ),
-          Effect.withSpan("ChatConnector.connect", { attributes: { "lazydial.chat_id": chatId } })
-        )
-      }))
+          return Effect.zipRight(start, restore(Deferred.await(shared.deferred))).pipe(
+            Effect.onInterrupt(() =>
+              Effect.suspend(() => {
+                shared.waiters--
+                if (shared.waiters > 0 || shared.fiber?.unsafePoll() != null) return Effect.void
+                // Nobody waits for this dial any more: abandon it, without waiting.
+                if (chats.get(chatId) === shared) chats.delete(chatId)
+                return shared.fiber === undefined ? Effect.void : Fiber.interruptFork(shared.fiber)
+              })
+            )
+          )
+        }))
+    ).pipe(Effect.withSpan("ChatConnector.connect", { attributes: { "lazydial.chat_id": chatId } }))
 
   return { dialTimeout: deps.dialTimeout, connect }
 }
