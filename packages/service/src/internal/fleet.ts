@@ -61,6 +61,7 @@ export const makeWith = (counters: FleetCounters) =>
 
     const handle = (agent: Agent, socket: Net.Socket) => {
       counters.accepted++
+      socket.setNoDelay(true)
       agent.sockets.add(socket)
       socket.on("close", () => {
         counters.acceptedClosed++
@@ -123,7 +124,7 @@ export const makeWith = (counters: FleetCounters) =>
           return Effect.void
         }
         agent.state = "dead"
-        counters.died++
+        if (mode === "die") counters.died++
         counters.listening--
         return closeServer(agent)
       })

@@ -47,7 +47,7 @@ export const make = (counters: DialerCounters) =>
     const open = (port: number) =>
       Effect.uninterruptibleMask((restore) =>
         restore(Effect.async<Net.Socket, Socket.SocketError>((resume) => {
-          const conn = Net.createConnection({ host: "127.0.0.1", port })
+          const conn = Net.createConnection({ host: "127.0.0.1", port, noDelay: true })
           let settled = false
           conn.on("error", (cause) => {
             if (settled) return
@@ -76,9 +76,9 @@ export const make = (counters: DialerCounters) =>
         if (Option.isNone(port)) return yield* fail("Unreachable", "no address for this agent")
 
         const socket = yield* NodeSocket.fromDuplex(open(port.value))
-        const lines = yield* Queue.unbounded<string>()
+        // `null` marks the end of the stream, after any reply already read.
+        const lines = yield* Queue.unbounded<string | null>()
         const ready = yield* Deferred.make<void, Socket.SocketError>()
-        const ended = yield* Deferred.make<void>()
         const decoder = new TextDecoder()
         let buffer = ""
         yield* socket.run((chunk) => {
@@ -91,7 +91,7 @@ export const make = (counters: DialerCounters) =>
           }
         }, { onOpen: Deferred.succeed(ready, undefined) }).pipe(
           Effect.tapError((error) => Deferred.fail(ready, error)),
-          Effect.ensuring(Deferred.succeed(ended, undefined)),
+          Effect.ensuring(Queue.offer(lines, null)),
           Effect.ignore,
           Effect.forkScoped
         )
@@ -103,17 +103,12 @@ export const make = (counters: DialerCounters) =>
           )
         )
 
-        // The reply already read wins over the end of the stream.
-        const readLine = Effect.raceFirst(
+        const readLine = Effect.flatMap(
           Queue.take(lines),
-          Effect.zipRight(
-            Deferred.await(ended),
-            Effect.flatMap(Queue.poll(lines), (line) =>
-              Option.match(line, {
-                onNone: () => fail("Closed", "the agent closed the connection"),
-                onSome: Effect.succeed
-              }))
-          )
+          (line) =>
+            line === null
+              ? Effect.zipRight(Queue.offer(lines, null), fail("Closed", "the agent closed the connection"))
+              : Effect.succeed(line)
         )
         const write = yield* socket.writer
         const send = (line: string) =>

@@ -1,0 +1,131 @@
+/**
+ * The command line: `lazydial-service [--seed n] [--json] [--html file] ...`.
+ * Bad flags print the usage and exit with code 2.
+ *
+ * @since 0.1.0
+ */
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as ValidationError from "@effect/cli/ValidationError"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Html from "./Html.js"
+import * as Render from "./Render.js"
+import { Report } from "./Report.js"
+import * as Server from "./Server.js"
+import * as Workload from "./Workload.js"
+
+const positive = (name: string, fallback: number, description: string) =>
+  Options.integer(name).pipe(
+    Options.withSchema(Schema.Int.pipe(Schema.greaterThanOrEqualTo(1), Schema.lessThanOrEqualTo(1_000_000))),
+    Options.withDefault(fallback),
+    Options.withDescription(description)
+  )
+
+const options = {
+  seed: Options.integer("seed").pipe(
+    Options.withDefault(Workload.defaults.seed),
+    Options.withDescription("seed of every random choice: the same seed gives the same workload")
+  ),
+  chats: positive("chats", Workload.defaults.chats, "number of chats (a tenth of them are spawned as children)"),
+  workspaces: positive("workspaces", Workload.defaults.workspaces, "number of workspaces (a tenth of them stopped)"),
+  turns: positive("turns", Workload.defaults.turns, "turns per chat"),
+  concurrency: positive("concurrency", Workload.defaults.concurrency, "turns in flight at most"),
+  rebuildRate: Options.float("rebuild-rate").pipe(
+    Options.withSchema(Schema.Number.pipe(Schema.between(0, 1000))),
+    Options.withDefault(Workload.defaults.rebuildRate),
+    Options.withDescription("workspace rebuilds per second, over the whole fleet")
+  ),
+  thinkMs: Options.integer("think-ms").pipe(
+    Options.withSchema(Schema.Int.pipe(Schema.between(0, 60_000))),
+    Options.withDefault(Workload.defaults.thinkMs),
+    Options.withDescription("mean pause between a chat's turns, in milliseconds")
+  ),
+  json: Options.boolean("json").pipe(Options.withDescription("print the report as JSON (the Report schema)")),
+  html: Options.file("html").pipe(
+    Options.optional,
+    Options.withDescription("write the report as a self-contained HTML page with charts")
+  ),
+  databaseUrl: Options.text("database-url").pipe(
+    Options.optional,
+    Options.withDescription("postgres://… to use PostgreSQL instead of the embedded database")
+  ),
+  port: Options.integer("port").pipe(
+    Options.withSchema(Schema.Int.pipe(Schema.between(0, 65535))),
+    Options.optional,
+    Options.withDescription("after the workload, keep serving the HTTP API on 127.0.0.1:<port>")
+  )
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Flags = Command.Command.ParseConfig<typeof options>
+
+const runWorkload = (flags: Flags) =>
+  Effect.gen(function*() {
+    const progress = Workload.makeProgress()
+    const interactive = process.stderr.isTTY === true
+    const ticker = Effect.forever(
+      Effect.zipRight(
+        Effect.sleep(interactive ? "200 millis" : "2 seconds"),
+        Effect.sync(() => {
+          const line = Render.progressLine(progress)
+          process.stderr.write(interactive ? `\r${line}\u001b[K` : `${line}\n`)
+        })
+      )
+    )
+    const report = yield* Workload.run({
+      ...Workload.defaults,
+      seed: flags.seed,
+      chats: flags.chats,
+      workspaces: flags.workspaces,
+      turns: flags.turns,
+      concurrency: flags.concurrency,
+      rebuildRate: flags.rebuildRate,
+      thinkMs: flags.thinkMs,
+      database: Option.isSome(flags.databaseUrl) ? "postgresql" : Workload.defaults.database
+    }, progress).pipe(Effect.raceFirst(Effect.zipRight(ticker, Effect.never)))
+    if (interactive) process.stderr.write("\r\u001b[K")
+    if (flags.json) {
+      yield* Console.log(JSON.stringify(Schema.encodeSync(Report)(report), null, 2))
+    } else {
+      yield* Console.log(Render.text(report))
+    }
+    if (Option.isSome(flags.html)) {
+      const fs = yield* FileSystem.FileSystem
+      yield* fs.writeFileString(flags.html.value, Html.page(report))
+      yield* Console.error(`wrote ${flags.html.value}`)
+    }
+    return report
+  })
+
+/**
+ * @since 0.1.0
+ * @category commands
+ */
+export const command = Command.make("lazydial-service", options, (flags) =>
+  Effect.gen(function*() {
+    yield* runWorkload(flags)
+    if (Option.isSome(flags.port)) yield* Server.serveForever({ port: flags.port.value, workspaces: flags.workspaces })
+  })).pipe(
+    Command.withDescription("Runs chats on real TCP agents, twice: with lazydial, and with a lookup every turn.")
+  )
+
+/**
+ * Runs the command line. A usage error sets the exit code to 2.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const main = (argv: ReadonlyArray<string>) =>
+  Command.run(command, { name: "lazydial-service", version: "0.1.0" })(argv).pipe(
+    Effect.catchIf(ValidationError.isValidationError, () =>
+      Effect.sync(() => {
+        process.exitCode = 2
+      }))
+  )

@@ -1,0 +1,112 @@
+/**
+ * Instruments the Layers the service wires, without changing them: the
+ * `AgentLookup` is wrapped to count latest-agent lookups, and the `LazyDial`
+ * service to record each dial's outcome. A turn installs a `TurnProbe` in a
+ * FiberRef; whatever runs inside the turn, in core or in binding, reports into
+ * it.
+ *
+ * @since 0.1.0
+ */
+import { AgentLookupTag, type DialOutcome, LazyDial } from "@lazydial/core"
+import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
+import * as Layer from "effect/Layer"
+
+/**
+ * What one turn did.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TurnProbe {
+  lookups: number
+  dials: number
+  outcome: DialOutcome | undefined
+  switched: boolean
+}
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeTurnProbe = (): TurnProbe => ({ lookups: 0, dials: 0, outcome: undefined, switched: false })
+
+/**
+ * Counters for a whole run.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ProbeCounters {
+  lookups: number
+}
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeCounters = (): ProbeCounters => ({ lookups: 0 })
+
+/**
+ * The probe of the turn the current fiber runs, if any.
+ *
+ * @since 0.1.0
+ * @category fiber refs
+ */
+export const currentTurn: FiberRef.FiberRef<TurnProbe | undefined> = FiberRef.unsafeMake<TurnProbe | undefined>(
+  undefined
+)
+
+/**
+ * Runs `effect` as one turn, and returns what the turn did next to its result.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const withTurnProbe = <A, E, R>(
+  probe: TurnProbe,
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> => Effect.locally(effect, currentTurn, probe)
+
+/**
+ * Wraps the `AgentLookup` below it: every call is counted, for the run and
+ * for the current turn.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerLookup = (counters: ProbeCounters): Layer.Layer<AgentLookupTag, never, AgentLookupTag> =>
+  Layer.effect(
+    AgentLookupTag,
+    Effect.map(AgentLookupTag, (inner) =>
+      AgentLookupTag.of({
+        current: (workspaceId) =>
+          Effect.flatMap(FiberRef.get(currentTurn), (probe) => {
+            counters.lookups++
+            if (probe !== undefined) probe.lookups++
+            return inner.current(workspaceId)
+          })
+      }))
+  )
+
+/**
+ * Wraps the `LazyDial` service below it: the outcome of every successful call
+ * is recorded on the current turn.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerLazyDial: Layer.Layer<LazyDial.LazyDial, never, LazyDial.LazyDial> = Layer.effect(
+  LazyDial.LazyDial,
+  Effect.map(LazyDial.LazyDial, (inner) =>
+    LazyDial.LazyDial.of({
+      delay: inner.delay,
+      dial: (binding) =>
+        Effect.tap(inner.dial(binding), (result) =>
+          Effect.map(FiberRef.get(currentTurn), (probe) => {
+            if (probe === undefined) return
+            probe.outcome = result.outcome
+            probe.switched = result.switched
+          }))
+    }))
+)

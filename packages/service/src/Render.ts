@@ -1,0 +1,81 @@
+/**
+ * The report as text: both strategies side by side, one line per number, in
+ * the order `docs/service.md` explains them.
+ *
+ * @since 0.1.0
+ */
+import { outcomeNames, type Report, type StrategyReport } from "./Report.js"
+
+const pad = (text: string, width: number) => text.padStart(width)
+
+/**
+ * @since 0.1.0
+ * @category rendering
+ */
+export const text = (report: Report): string => {
+  const s = report.settings
+  const columns = report.strategies
+  const labelWidth = 40
+  const width = 16
+  const lines: Array<string> = []
+  const row = (label: string, value: (r: StrategyReport) => string | number) =>
+    lines.push(label.padEnd(labelWidth) + columns.map((r) => pad(String(value(r)), width)).join(""))
+  const fixed = (n: number, digits: number) => n.toFixed(digits)
+
+  lines.push(
+    `lazydial reference service: seed ${s.seed}, ${s.chats} chats (${s.childChats} spawned as children) over ` +
+      `${s.workspaces} workspaces (${s.stoppedWorkspaces} stopped)`
+  )
+  lines.push(
+    `${s.turns} turns per chat, concurrency ${s.concurrency}, ${s.rebuildRate} rebuilds/s, ` +
+      `validation delay ${s.validationDelayMs} ms, dial timeout ${s.dialTimeoutMs} ms, database ${s.database}`
+  )
+  lines.push("")
+  lines.push("".padEnd(labelWidth) + columns.map((r) => pad(r.strategy, width)).join(""))
+  row("run time (s)", (r) => fixed(r.durationMs / 1000, 1))
+  row("turns", (r) => r.turns)
+  row("  answered by the right agent", (r) => r.turnsOk)
+  row("latest-agent lookups", (r) => r.lookups)
+  row("  per turn", (r) => fixed(r.lookupsPerTurn, 3))
+  row("  per steady-state turn", (r) => fixed(r.steadyLookupsPerTurn, 3))
+  row("    (steady-state turns)", (r) => r.steadyTurns)
+  lines.push("outcomes")
+  for (const name of outcomeNames) {
+    if (columns.every((r) => r.outcomes[name] === 0)) continue
+    row(`  ${name}`, (r) => r.outcomes[name])
+  }
+  row("connect latency p50 (ms)", (r) => fixed(r.latency.p50, 1))
+  row("connect latency p99 (ms)", (r) => fixed(r.latency.p99, 1))
+  row("connect latency max (ms)", (r) => fixed(r.latency.max, 1))
+  row("bindings repaired", (r) => r.bindingsRepaired)
+  row(
+    "chats bound to the current agent at end",
+    (r) => r.boundToCurrent === null ? "n/a" : `${r.boundToCurrent}/${r.chatsOnRunningWorkspaces}`
+  )
+  row("rebuilds: died / hung / port reused", (r) => `${r.rebuilds.died}/${r.rebuilds.hung}/${r.rebuilds.portsReused}`)
+  row("dial errors: refused", (r) => r.dialErrors.Refused)
+  row("dial errors: wrong agent (caught)", (r) => r.dialErrors.WrongAgent)
+  row("dial errors: other", (r) => r.dialErrors.Unreachable + r.dialErrors.Protocol + r.dialErrors.Closed)
+  row("connections opened", (r) => r.connectionsOpened)
+  row("connections closed", (r) => r.connectionsClosed)
+  row("sockets still open at the end", (r) => r.socketsStillOpen + r.agentSocketsStillOpen)
+  row("turns that reached a wrong agent", (r) => r.wrongAgentTurns)
+  return lines.join("\n")
+}
+
+/**
+ * The live progress line.
+ *
+ * @since 0.1.0
+ * @category rendering
+ */
+export const progressLine = (progress: {
+  readonly strategy: string
+  readonly turns: number
+  readonly totalTurns: number
+  readonly lookups: number
+  readonly rebuilds: number
+  readonly socketsOpen: number
+}): string =>
+  `[${progress.strategy}] turns ${progress.turns}/${progress.totalTurns}  lookups ${progress.lookups}  ` +
+  `rebuilds ${progress.rebuilds}  sockets open ${progress.socketsOpen}`

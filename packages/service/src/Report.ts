@@ -1,0 +1,168 @@
+/**
+ * The report of a run, as a Schema: `--json` prints its encoding, tests decode
+ * it, and the text and HTML renderings read the same value.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+
+/**
+ * How turns ended. `fast` … `retried` are core's outcomes of a lazy dial;
+ * `lazy_bind` is a turn that bound its chat (no agent yet); `direct` is a
+ * successful turn of the "latest" strategy; the rest are failures.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Outcomes = Schema.Struct({
+  fast: Schema.Number,
+  confirmed: Schema.Number,
+  lookup_failed_kept: Schema.Number,
+  switched: Schema.Number,
+  retried: Schema.Number,
+  lazy_bind: Schema.Number,
+  direct: Schema.Number,
+  no_agent: Schema.Number,
+  timeout: Schema.Number,
+  failed: Schema.Number
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Outcomes = typeof Outcomes.Type
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type OutcomeName = keyof Outcomes
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export const outcomeNames: ReadonlyArray<OutcomeName> = [
+  "fast",
+  "confirmed",
+  "lookup_failed_kept",
+  "switched",
+  "retried",
+  "lazy_bind",
+  "direct",
+  "no_agent",
+  "timeout",
+  "failed"
+]
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export const Latency = Schema.Struct({
+  /** Connect latencies of successful turns, in milliseconds. */
+  p50: Schema.Number,
+  p99: Schema.Number,
+  max: Schema.Number,
+  /** Counts per bucket; bucket i holds latencies below `bucketsMs[i]` and at or above the previous bound. */
+  bucketsMs: Schema.Array(Schema.Number),
+  counts: Schema.Array(Schema.Number)
+})
+
+/**
+ * One slice of the run's timeline.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Slice = Schema.Struct({
+  atMs: Schema.Number,
+  turns: Schema.Number,
+  lookups: Schema.Number,
+  rebuilds: Schema.Number
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export const StrategyReport = Schema.Struct({
+  strategy: Schema.Literal("lazydial", "latest"),
+  durationMs: Schema.Number,
+  turns: Schema.Number,
+  /** Turns that reached their agent and got its answer. */
+  turnsOk: Schema.Number,
+  lookups: Schema.Number,
+  lookupsPerTurn: Schema.Number,
+  /** Turns on a running workspace that was not rebuilt since the chat's previous turn. */
+  steadyTurns: Schema.Number,
+  steadyLookups: Schema.Number,
+  steadyLookupsPerTurn: Schema.Number,
+  outcomes: Outcomes,
+  latency: Latency,
+  /** Turns whose dial switched to a new agent, and whose binding was written back. */
+  bindingsRepaired: Schema.Number,
+  /** Chats of running workspaces bound to the current agent at the end; null when the strategy keeps no binding. */
+  boundToCurrent: Schema.NullOr(Schema.Number),
+  chatsOnRunningWorkspaces: Schema.Number,
+  dialErrors: Schema.Struct({
+    Unreachable: Schema.Number,
+    Refused: Schema.Number,
+    WrongAgent: Schema.Number,
+    Protocol: Schema.Number,
+    Closed: Schema.Number
+  }),
+  connectionsOpened: Schema.Number,
+  connectionsClosed: Schema.Number,
+  socketsStillOpen: Schema.Number,
+  agentSocketsStillOpen: Schema.Number,
+  wrongAgentTurns: Schema.Number,
+  rebuilds: Schema.Struct({
+    total: Schema.Number,
+    died: Schema.Number,
+    hung: Schema.Number,
+    portsReused: Schema.Number
+  }),
+  timeline: Schema.Array(Slice)
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type StrategyReport = typeof StrategyReport.Type
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export const Settings = Schema.Struct({
+  seed: Schema.Number,
+  chats: Schema.Number,
+  childChats: Schema.Number,
+  workspaces: Schema.Number,
+  stoppedWorkspaces: Schema.Number,
+  turns: Schema.Number,
+  concurrency: Schema.Number,
+  rebuildRate: Schema.Number,
+  thinkMs: Schema.Number,
+  validationDelayMs: Schema.Number,
+  dialTimeoutMs: Schema.Number,
+  database: Schema.String
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Settings = typeof Settings.Type
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export class Report extends Schema.Class<Report>("@lazydial/service/Report")({
+  settings: Settings,
+  strategies: Schema.Array(StrategyReport)
+}) {}

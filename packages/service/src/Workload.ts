@@ -1,0 +1,147 @@
+/**
+ * The workload: N chats over M workspaces run T turns each, at most C at a
+ * time, while workspaces are rebuilt. Everything random comes from one seed,
+ * so both strategies run the same plan.
+ *
+ * Strategies:
+ * - `lazydial`: the chat's persisted binding, dialed through `Chats.connect`
+ *   (the binding package's turn path, which uses core's lazy validation).
+ * - `latest`: the behaviour before persisted bindings: look up the
+ *   workspace's current agent on every turn, then dial it.
+ *
+ * @since 0.1.0
+ */
+import type * as Effect from "effect/Effect"
+import type { RetireMode } from "./Fleet.js"
+import * as internal from "./internal/workload.js"
+import type { Report, Settings, StrategyReport } from "./Report.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Strategy = "lazydial" | "latest"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ChatPlan {
+  readonly index: number
+  readonly workspace: number
+  /** A child chat is spawned by its parent after the parent's turn `spawnAfterTurn`. */
+  readonly parent: number | undefined
+  readonly spawnAfterTurn: number
+  /** Think time before each turn, in milliseconds. */
+  readonly thinks: ReadonlyArray<number>
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface RebuildPlan {
+  readonly atMs: number
+  readonly workspace: number
+  readonly mode: RetireMode
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Plan {
+  readonly settings: Settings
+  readonly stopped: ReadonlySet<number>
+  readonly chats: ReadonlyArray<ChatPlan>
+  readonly rebuilds: ReadonlyArray<RebuildPlan>
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly seed: number
+  readonly chats: number
+  readonly workspaces: number
+  readonly turns: number
+  readonly concurrency: number
+  /** Rebuilds per second, over the whole fleet. */
+  readonly rebuildRate: number
+  readonly thinkMs: number
+  readonly validationDelayMs: number
+  readonly dialTimeoutMs: number
+  readonly database: string
+}
+
+/**
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaults: Options = {
+  seed: 1,
+  chats: 120,
+  workspaces: 12,
+  turns: 12,
+  concurrency: 32,
+  rebuildRate: 2,
+  thinkMs: 500,
+  validationDelayMs: 200,
+  dialTimeoutMs: 2000,
+  database: "memory"
+}
+
+/**
+ * What a running workload shows on its progress line.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Progress {
+  strategy: Strategy
+  turns: number
+  totalTurns: number
+  lookups: number
+  rebuilds: number
+  socketsOpen: number
+}
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeProgress = (): Progress => ({
+  strategy: "lazydial",
+  turns: 0,
+  totalTurns: 0,
+  lookups: 0,
+  rebuilds: 0,
+  socketsOpen: 0
+})
+
+/**
+ * The plan, from the seed alone.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makePlan: (options: Options) => Plan = internal.makePlan
+
+/**
+ * Runs the plan with one strategy, on a fresh instance of the service, and
+ * reports once every socket of that instance is closed.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const runStrategy: (plan: Plan, strategy: Strategy, progress: Progress) => Effect.Effect<StrategyReport> =
+  internal.runStrategy
+
+/**
+ * Runs both strategies on the same plan, one after the other.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const run: (options: Options, progress?: Progress) => Effect.Effect<Report> = internal.run

@@ -1,0 +1,381 @@
+import {
+  type AgentConnection,
+  AgentDialerTag,
+  AgentLookupTag,
+  type ChatId,
+  NoCurrentAgent,
+  type WorkspaceId
+} from "@lazydial/core"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import { randomUUID } from "node:crypto"
+import { Chats, type ConnectError, DialTimeout } from "../Chats.js"
+import * as ControlPlane from "../ControlPlane.js"
+import type { RetireMode } from "../Fleet.js"
+import * as Probe from "../Probe.js"
+import { type OutcomeName, Report, type StrategyReport } from "../Report.js"
+import * as Service from "../Service.js"
+import * as SocketDialer from "../SocketDialer.js"
+import type { ChatPlan, Options, Plan, Progress, RebuildPlan, Strategy } from "../Workload.js"
+import { snapshot as fleetSnapshot } from "./fleet.js"
+
+// mulberry32: small, fast, and the same sequence on every platform
+const rng = (seed: number) => {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+export const makePlan = (options: Options): Plan => {
+  const random = rng(options.seed)
+  const int = (n: number) => Math.floor(random() * n)
+  const stoppedCount = options.workspaces >= 5 ? Math.max(1, Math.round(options.workspaces / 10)) : 0
+  const stopped = new Set<number>()
+  while (stopped.size < stoppedCount) stopped.add(int(options.workspaces))
+  const running = Array.from({ length: options.workspaces }, (_, i) => i).filter((i) => !stopped.has(i))
+
+  const childCount = options.chats >= 10 ? Math.round(options.chats / 10) : 0
+  const rootCount = options.chats - childCount
+  const thinks = () => Array.from({ length: options.turns }, () => Math.round(random() * 2 * options.thinkMs))
+  const chats: Array<ChatPlan> = []
+  for (let index = 0; index < rootCount; index++) {
+    chats.push({ index, workspace: int(options.workspaces), parent: undefined, spawnAfterTurn: 0, thinks: thinks() })
+  }
+  for (let index = rootCount; index < options.chats; index++) {
+    const parent = int(rootCount)
+    chats.push({
+      index,
+      workspace: chats[parent]!.workspace,
+      parent,
+      spawnAfterTurn: 1 + int(Math.max(1, Math.floor(options.turns / 2))),
+      thinks: thinks()
+    })
+  }
+
+  // Rebuilds arrive as a Poisson process while the main turns run.
+  const rebuilds: Array<RebuildPlan> = []
+  const horizon = Math.max(0, options.turns - 1) * options.thinkMs
+  if (options.rebuildRate > 0 && running.length > 0) {
+    let at = 0
+    for (let i = 0; i < 100_000; i++) {
+      at += -Math.log(1 - random()) * 1000 / options.rebuildRate
+      if (at >= horizon) break
+      const draw = random()
+      const mode: RetireMode = draw < 0.45 ? "die" : draw < 0.8 ? "hang" : "reuse_port"
+      rebuilds.push({ atMs: Math.round(at), workspace: running[int(running.length)]!, mode })
+    }
+  }
+  return {
+    settings: {
+      seed: options.seed,
+      chats: options.chats,
+      childChats: childCount,
+      workspaces: options.workspaces,
+      stoppedWorkspaces: stoppedCount,
+      turns: options.turns,
+      concurrency: options.concurrency,
+      rebuildRate: options.rebuildRate,
+      thinkMs: options.thinkMs,
+      validationDelayMs: options.validationDelayMs,
+      dialTimeoutMs: options.dialTimeoutMs,
+      database: options.database
+    },
+    stopped,
+    chats,
+    rebuilds
+  }
+}
+
+const latencyBuckets = [0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, Infinity]
+const sliceMs = 500
+
+const quantile = (sorted: ReadonlyArray<number>, q: number) =>
+  sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!
+
+const round = (n: number, digits = 3) => Math.round(n * 10 ** digits) / 10 ** digits
+
+const emptyOutcomes = (): Record<OutcomeName, number> => ({
+  fast: 0,
+  confirmed: 0,
+  lookup_failed_kept: 0,
+  switched: 0,
+  retried: 0,
+  lazy_bind: 0,
+  direct: 0,
+  no_agent: 0,
+  timeout: 0,
+  failed: 0
+})
+
+// safe: a fresh UUID is a valid WorkspaceId
+const newWorkspaceId = () => randomUUID() as WorkspaceId
+
+export const runStrategy = (plan: Plan, strategy: Strategy, progress: Progress): Effect.Effect<StrategyReport> =>
+  Effect.gen(function*() {
+    const settings = plan.settings
+    const counters = Service.makeCounters()
+    const outcomes = emptyOutcomes()
+    const latencies: Array<number> = []
+    const timeline: Array<{ turns: number; lookups: number; rebuilds: number }> = []
+    const tally = {
+      turns: 0,
+      turnsOk: 0,
+      steadyTurns: 0,
+      steadyLookups: 0,
+      repaired: 0,
+      wrongAgent: 0,
+      boundToCurrent: 0,
+      chatsOnRunning: 0
+    }
+    const rebuildsDone = { total: 0 }
+    let startedAt = 0
+    const slice = () => {
+      const index = Math.floor((performance.now() - startedAt) / sliceMs)
+      while (timeline.length <= index) timeline.push({ turns: 0, lookups: 0, rebuilds: 0 })
+      return timeline[index]!
+    }
+    progress.strategy = strategy
+    progress.turns = 0
+    progress.lookups = 0
+    progress.rebuilds = 0
+    progress.totalTurns = plan.chats.length * settings.turns
+
+    const program = Effect.gen(function*() {
+      const control = yield* ControlPlane.ControlPlane
+      const chats = yield* Chats
+      const lookup = yield* AgentLookupTag
+      const dialer = yield* AgentDialerTag
+      const timeout = Duration.millis(settings.dialTimeoutMs)
+
+      const workspaces = Array.from({ length: settings.workspaces }, newWorkspaceId)
+      const epochs = workspaces.map(() => 0)
+      yield* Effect.forEach(workspaces, (workspaceId, i) =>
+        plan.stopped.has(i)
+          ? control.setCurrent(workspaceId, Option.none())
+          : ControlPlane.startWorkspace(workspaceId), { discard: true })
+
+      const rebuild = (event: RebuildPlan) =>
+        Effect.gen(function*() {
+          const next = yield* ControlPlane.rebuild(workspaces[event.workspace]!, event.mode)
+          if (Option.isNone(next)) return
+          epochs[event.workspace]!++
+          rebuildsDone.total++
+          progress.rebuilds++
+          slice().rebuilds++
+        })
+
+      const rebuilder = Effect.forEach(plan.rebuilds, (event) =>
+        Effect.flatMap(
+          Effect.sync(() => Math.max(0, event.atMs - (performance.now() - startedAt))),
+          (wait) => Effect.zipRight(Effect.sleep(Duration.millis(wait)), rebuild(event))
+        ), { discard: true })
+
+      // The "latest" strategy: ask for the current agent on every turn, then dial it.
+      const connectLatest = (chatId: ChatId) =>
+        Effect.gen(function*() {
+          const chat = yield* chats.get(chatId)
+          if (Option.isNone(chat.workspaceId)) return yield* Effect.die(`chat ${chatId} has no workspace`)
+          const current = yield* lookup.current(chat.workspaceId.value)
+          if (Option.isNone(current)) return yield* new NoCurrentAgent({ workspaceId: chat.workspaceId.value })
+          return yield* dialer.dial(current.value.agentId)
+        }).pipe(
+          Effect.timeoutFail({
+            duration: timeout,
+            onTimeout: () => new DialTimeout({ chatId, timeoutMillis: settings.dialTimeoutMs })
+          })
+        )
+
+      const semaphore = yield* Effect.makeSemaphore(settings.concurrency)
+      const chatIds = new Map<number, ChatId>()
+      const lastEpoch = new Map<number, number>()
+
+      const turn = (chat: ChatPlan) =>
+        Effect.gen(function*() {
+          const chatId = chatIds.get(chat.index)!
+          const workspaceId = workspaces[chat.workspace]!
+          const probe = Probe.makeTurnProbe()
+          const epoch = epochs[chat.workspace]!
+          const steady = !plan.stopped.has(chat.workspace) && lastEpoch.get(chat.index) === epoch
+          lastEpoch.set(chat.index, epoch)
+          const began = performance.now()
+          const result = yield* Effect.scoped(Effect.gen(function*() {
+            const connect: Effect.Effect<AgentConnection, ConnectError, Scope.Scope> = strategy === "lazydial"
+              ? chats.connect(chatId)
+              : connectLatest(chatId)
+            const connection = yield* connect
+            latencies.push(performance.now() - began)
+            const reply = yield* connection.exchange(`turn ${chatId}`)
+            const [word, agentId, replyWorkspace] = reply.split(" ")
+            return word === "ok" && agentId === connection.agentId && replyWorkspace === workspaceId
+          })).pipe((effect) => Probe.withTurnProbe(probe, effect), semaphore.withPermits(1), Effect.either)
+
+          tally.turns++
+          progress.turns++
+          progress.lookups += probe.lookups
+          const bucket = slice()
+          bucket.turns++
+          bucket.lookups += probe.lookups
+          if (steady) {
+            tally.steadyTurns++
+            tally.steadyLookups += probe.lookups
+          }
+          if (result._tag === "Right") {
+            if (!result.right) tally.wrongAgent++
+            else tally.turnsOk++
+            outcomes[strategy === "latest" ? "direct" : probe.outcome ?? "lazy_bind"]++
+            if (probe.switched) tally.repaired++
+          } else {
+            const error = result.left
+            outcomes[
+              error._tag === "NoCurrentAgent"
+                ? "no_agent"
+                : error._tag === "DialTimeout"
+                ? "timeout"
+                : "failed"
+            ]++
+          }
+        })
+
+      const runChat = (chat: ChatPlan, turns: number): Effect.Effect<void> =>
+        Effect.gen(function*() {
+          const children = plan.chats.filter((other) => other.parent === chat.index)
+          const forked: Array<Fiber.RuntimeFiber<void>> = []
+          for (let t = 0; t < turns; t++) {
+            yield* Effect.sleep(Duration.millis(chat.thinks[t] ?? 0))
+            yield* turn(chat)
+            for (const child of children) {
+              if (child.spawnAfterTurn !== t + 1) continue
+              const created = yield* Effect.orDie(chats.createChild(chatIds.get(chat.index)!))
+              chatIds.set(child.index, created.chatId)
+              forked.push(yield* Effect.fork(runChat(child, turns)))
+            }
+          }
+          yield* Fiber.joinAll(forked)
+        })
+
+      for (const chat of plan.chats) {
+        if (chat.parent !== undefined) continue
+        const created = yield* chats.create(Option.some(workspaces[chat.workspace]!))
+        chatIds.set(chat.index, created.chatId)
+      }
+
+      startedAt = performance.now()
+      const rebuilding = yield* Effect.fork(rebuilder)
+      const roots = plan.chats.filter((chat) => chat.parent === undefined)
+      yield* Effect.forEach(roots, (chat) => runChat(chat, settings.turns - 1), {
+        concurrency: "unbounded",
+        discard: true
+      })
+      yield* Fiber.interrupt(rebuilding)
+      // One last turn per chat once the fleet is quiet: every chat of a rebuilt
+      // workspace must then be bound to its current agent.
+      yield* Effect.forEach(
+        plan.chats,
+        (chat) => Effect.zipRight(Effect.sleep(Duration.millis(chat.thinks[0] ?? 0)), turn(chat)),
+        {
+          concurrency: "unbounded",
+          discard: true
+        }
+      )
+      const durationMs = performance.now() - startedAt
+
+      for (const chat of plan.chats) {
+        if (plan.stopped.has(chat.workspace)) continue
+        tally.chatsOnRunning++
+        const view = yield* Effect.orDie(chats.get(chatIds.get(chat.index)!))
+        const current = yield* control.peek(workspaces[chat.workspace]!)
+        if (
+          Option.isSome(current) && Option.isSome(view.agentId) && view.agentId.value === current.value.agentId
+        ) tally.boundToCurrent++
+      }
+      return durationMs
+    })
+
+    const progressTicker = Effect.forever(Effect.zipRight(
+      Effect.sleep("100 millis"),
+      Effect.sync(() => {
+        progress.socketsOpen = counters.dialer.opened - counters.dialer.closed
+      })
+    ))
+
+    const durationMs = yield* program.pipe(
+      Effect.raceFirst(Effect.zipRight(progressTicker, Effect.never)),
+      Effect.provide(Service.layer({
+        validationDelay: Duration.millis(settings.validationDelayMs),
+        dialTimeout: Duration.millis(settings.dialTimeoutMs)
+      }, counters)),
+      Effect.orDie
+    )
+
+    // The instance is shut down. Sockets close asynchronously: wait (bounded)
+    // for their `close` events before counting what is still open.
+    for (let i = 0; i < 100; i++) {
+      const dialer = SocketDialer.stats(counters.dialer)
+      const fleet = fleetSnapshot(counters.fleet)
+      if (dialer.stillOpen === 0 && fleet.acceptedOpen === 0) break
+      yield* Effect.sleep("20 millis")
+    }
+    progress.socketsOpen = counters.dialer.opened - counters.dialer.closed
+
+    const dialer = SocketDialer.stats(counters.dialer)
+    const fleet = fleetSnapshot(counters.fleet)
+    const sorted = [...latencies].sort((a, b) => a - b)
+    const counts = latencyBuckets.map(() => 0)
+    for (const latency of latencies) counts[latencyBuckets.findIndex((bound) => latency < bound)]!++
+    const lookups = counters.probe.lookups
+    return {
+      strategy,
+      durationMs: Math.round(durationMs),
+      turns: tally.turns,
+      turnsOk: tally.turnsOk,
+      lookups,
+      lookupsPerTurn: round(tally.turns === 0 ? 0 : lookups / tally.turns),
+      steadyTurns: tally.steadyTurns,
+      steadyLookups: tally.steadyLookups,
+      steadyLookupsPerTurn: round(tally.steadyTurns === 0 ? 0 : tally.steadyLookups / tally.steadyTurns),
+      outcomes,
+      latency: {
+        p50: round(quantile(sorted, 0.5)),
+        p99: round(quantile(sorted, 0.99)),
+        max: round(sorted.length === 0 ? 0 : sorted[sorted.length - 1]!),
+        bucketsMs: latencyBuckets.map((bound) => (bound === Infinity ? -1 : bound)),
+        counts
+      },
+      bindingsRepaired: tally.repaired,
+      boundToCurrent: strategy === "lazydial" ? tally.boundToCurrent : null,
+      chatsOnRunningWorkspaces: tally.chatsOnRunning,
+      dialErrors: dialer.errors,
+      connectionsOpened: dialer.opened,
+      connectionsClosed: dialer.closed,
+      socketsStillOpen: dialer.stillOpen,
+      agentSocketsStillOpen: fleet.acceptedOpen,
+      wrongAgentTurns: tally.wrongAgent,
+      rebuilds: { total: rebuildsDone.total, died: fleet.died, hung: fleet.hung, portsReused: fleet.portsReused },
+      timeline: timeline.map((s, i) => ({ atMs: i * sliceMs, ...s }))
+    }
+  })
+
+export const run = (options: Options, progress: Progress = makeProgressLocal()): Effect.Effect<Report> =>
+  Effect.gen(function*() {
+    const plan = makePlan(options)
+    const lazydial = yield* runStrategy(plan, "lazydial", progress)
+    const latest = yield* runStrategy(plan, "latest", progress)
+    return new Report({ settings: plan.settings, strategies: [lazydial, latest] })
+  })
+
+const makeProgressLocal = (): Progress => ({
+  strategy: "lazydial",
+  turns: 0,
+  totalTurns: 0,
+  lookups: 0,
+  rebuilds: 0,
+  socketsOpen: 0
+})
