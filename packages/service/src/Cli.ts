@@ -88,7 +88,7 @@ const runWorkload = (flags: Flags) =>
       concurrency: flags.concurrency,
       rebuildRate: flags.rebuildRate,
       thinkMs: flags.thinkMs,
-      database: Option.isSome(flags.databaseUrl) ? "postgresql" : Workload.defaults.database
+      databaseUrl: Option.getOrUndefined(flags.databaseUrl)
     }, progress).pipe(Effect.raceFirst(Effect.zipRight(ticker, Effect.never)))
     if (interactive) process.stderr.write("\r\u001b[K")
     if (flags.json) {

@@ -2,12 +2,13 @@
  * The control plane: which agent each workspace has now. Rebuilds write it;
  * the service's `AgentLookup` reads it.
  *
- * `layerMemory` keeps it in a map. It stands in for the database table of
- * workspace builds until the SQL lookup of `@lazydial/binding` is wired; the
- * workload only talks to this Tag, so swapping is a wiring change.
+ * `layerDirectory` writes binding's `AgentDirectory` (the SQL table of
+ * workspace builds, whose lookup is the service's `AgentLookup`); `layerMemory`
+ * keeps a map, for tests that need no database.
  *
  * @since 0.1.0
  */
+import { AgentDirectory } from "@lazydial/binding"
 import { AgentLookupTag, type CurrentAgent, CurrentAgent as CurrentAgentClass, type WorkspaceId } from "@lazydial/core"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -49,6 +50,43 @@ export const layerMemory: Layer.Layer<ControlPlane | AgentLookupTag> = Layer.eff
     })
   ).pipe(Context.add(AgentLookupTag, AgentLookupTag.of({ current: read })))
 }))
+
+/**
+ * The control plane over binding's `AgentDirectory`: a rebuild records a new
+ * build with its agent, a stop records a build with no agent.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerDirectory: Layer.Layer<ControlPlane, never, AgentDirectory.AgentDirectory> = Layer.effect(
+  ControlPlane,
+  Effect.gen(function*() {
+    const directory = yield* AgentDirectory.AgentDirectory
+    const known: Array<WorkspaceId> = []
+    const remember = (workspaceId: WorkspaceId) =>
+      Effect.sync(() => {
+        if (!known.includes(workspaceId)) known.push(workspaceId)
+      })
+    return ControlPlane.of({
+      setCurrent: (workspaceId, current) =>
+        Effect.zipRight(
+          remember(workspaceId),
+          Option.match(current, {
+            onNone: () => directory.stopWorkspace(workspaceId),
+            onSome: (agent) => directory.recordBuild(workspaceId, agent)
+          })
+        ).pipe(Effect.asVoid, Effect.orDie),
+      peek: (workspaceId) => Effect.orDie(directory.current(workspaceId)),
+      list: Effect.suspend(() =>
+        Effect.forEach(
+          [...known],
+          (workspaceId) =>
+            Effect.map(Effect.orDie(directory.current(workspaceId)), (current) => [workspaceId, current] as const)
+        )
+      )
+    })
+  })
+)
 
 /**
  * Starts a workspace: a new agent, recorded as current.

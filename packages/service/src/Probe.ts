@@ -1,13 +1,12 @@
 /**
  * Instruments the Layers the service wires, without changing them: the
- * `AgentLookup` is wrapped to count latest-agent lookups, and the `LazyDial`
- * service to record each dial's outcome. A turn installs a `TurnProbe` in a
- * FiberRef; whatever runs inside the turn, in core or in binding, reports into
- * it.
+ * `AgentLookup` is wrapped to count latest-agent lookups. A turn installs a
+ * `TurnProbe` in a FiberRef; a lookup made anywhere inside the turn, in core
+ * or in binding, is counted on it.
  *
  * @since 0.1.0
  */
-import { AgentLookupTag, type DialOutcome, LazyDial } from "@lazydial/core"
+import { AgentLookupTag } from "@lazydial/core"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
@@ -20,16 +19,13 @@ import * as Layer from "effect/Layer"
  */
 export interface TurnProbe {
   lookups: number
-  dials: number
-  outcome: DialOutcome | undefined
-  switched: boolean
 }
 
 /**
  * @since 0.1.0
  * @category constructors
  */
-export const makeTurnProbe = (): TurnProbe => ({ lookups: 0, dials: 0, outcome: undefined, switched: false })
+export const makeTurnProbe = (): TurnProbe => ({ lookups: 0 })
 
 /**
  * Counters for a whole run.
@@ -88,25 +84,3 @@ export const layerLookup = (counters: ProbeCounters): Layer.Layer<AgentLookupTag
           })
       }))
   )
-
-/**
- * Wraps the `LazyDial` service below it: the outcome of every successful call
- * is recorded on the current turn.
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerLazyDial: Layer.Layer<LazyDial.LazyDial, never, LazyDial.LazyDial> = Layer.effect(
-  LazyDial.LazyDial,
-  Effect.map(LazyDial.LazyDial, (inner) =>
-    LazyDial.LazyDial.of({
-      delay: inner.delay,
-      dial: (binding) =>
-        Effect.tap(inner.dial(binding), (result) =>
-          Effect.map(FiberRef.get(currentTurn), (probe) => {
-            if (probe === undefined) return
-            probe.outcome = result.outcome
-            probe.switched = result.switched
-          }))
-    }))
-)

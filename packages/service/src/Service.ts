@@ -2,21 +2,25 @@
  * The wiring of the service: which Layers make up one running instance.
  *
  * ```
- * Fleet ─────────────► SocketDialer (AgentDialer) ─┐
- * ControlPlane ──────► AgentLookup ─► Probe.layerLookup ─┤
- *                                                  ├─► LazyDial.layer ─► Probe.layerLazyDial ─┐
- *                                                  └──────────────────────────────────────────┴─► Chats
+ * Database (PGlite in memory, or PostgreSQL) ─► BindingStore.layerSql
+ *                                            └► AgentDirectory.layerSql ─► AgentLookup ─► Probe.layerLookup (counts)
+ * Fleet (TCP agents) ─► SocketDialer (AgentDialer)
+ * AgentDialer + AgentLookup ─► LazyDial.layer (core)
+ * BindingStore + LazyDial + AgentLookup ─► ChatConnector.layer (binding) ─► Chats (the service's seam)
+ * AgentDirectory ─► ControlPlane.layerDirectory (rebuilds write the current agent here)
  * ```
  *
  * @since 0.1.0
  */
-import { type AgentDialerTag, type AgentLookupTag, type InvalidOption, LazyDial } from "@lazydial/core"
-import type * as Duration from "effect/Duration"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import { AgentDirectory, BindingStore, ChatConnector, Database } from "@lazydial/binding"
+import { type AgentDialerTag, type AgentLookupTag, LazyDial } from "@lazydial/core"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { Chats } from "./Chats.js"
+import * as Chats from "./Chats.js"
 import * as ControlPlane from "./ControlPlane.js"
 import * as Fleet from "./Fleet.js"
-import * as interimChats from "./internal/interimChats.js"
 import * as Probe from "./Probe.js"
 import * as SocketDialer from "./SocketDialer.js"
 
@@ -53,8 +57,18 @@ export interface Options {
 }
 
 /**
- * Everything one instance needs: agents, control plane, dialer, counted
- * lookups, and the chats with their turn path.
+ * The database: PostgreSQL when a URL is given, else PGlite in memory.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerDatabase = (databaseUrl: string | undefined): Layer.Layer<SqlClient.SqlClient> =>
+  (databaseUrl === undefined ? Database.layerPglite() : Database.layerPg(databaseUrl)).pipe(Layer.orDie)
+
+/**
+ * Everything one instance needs on top of a database: agents, control plane,
+ * dialer, counted lookups, and the chats with their turn path. A migration or
+ * option error at start is a defect: the service cannot run without them.
  *
  * @since 0.1.0
  * @category layers
@@ -62,14 +76,25 @@ export interface Options {
 export const layer = (
   options: Options,
   counters: Counters
-): Layer.Layer<Fleet.Fleet | ControlPlane.ControlPlane | AgentDialerTag | AgentLookupTag | Chats, InvalidOption> => {
+): Layer.Layer<
+  Fleet.Fleet | ControlPlane.ControlPlane | AgentDialerTag | AgentLookupTag | Chats.Chats,
+  never,
+  SqlClient.SqlClient
+> => {
+  const directory = AgentDirectory.layerSql()
+  const lookup = Probe.layerLookup(counters.probe).pipe(Layer.provide(directory))
+  const control = ControlPlane.layerDirectory.pipe(Layer.provide(directory))
   const fleet = Fleet.layerWith(counters.fleet)
   const dialer = SocketDialer.layer(counters.dialer).pipe(Layer.provideMerge(fleet))
-  const lookup = Probe.layerLookup(counters.probe).pipe(Layer.provideMerge(ControlPlane.layerMemory))
-  const base = Layer.merge(dialer, lookup)
-  const lazyDial = Probe.layerLazyDial.pipe(Layer.provide(LazyDial.layer({ delay: options.validationDelay })))
-  const chats = Layer.effect(Chats, interimChats.make({ dialTimeout: options.dialTimeout })).pipe(
-    Layer.provide(lazyDial)
+  const base = Layer.mergeAll(dialer, lookup, control)
+  const store = BindingStore.layerSql
+  const connector = ChatConnector.layer({ dialTimeout: options.dialTimeout }).pipe(
+    Layer.provide(LazyDial.layer({ delay: Duration.decode(options.validationDelay) })),
+    Layer.provideMerge(store)
   )
-  return chats.pipe(Layer.provideMerge(base))
+  return Layer.provide(Chats.layer, connector).pipe(
+    Layer.provideMerge(base),
+    Layer.orDie,
+    Layer.tapErrorCause(Effect.logError)
+  )
 }

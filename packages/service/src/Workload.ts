@@ -11,6 +11,7 @@
  *
  * @since 0.1.0
  */
+import type * as SqlClient from "@effect/sql/SqlClient"
 import type * as Effect from "effect/Effect"
 import type { RetireMode } from "./Fleet.js"
 import * as internal from "./internal/workload.js"
@@ -72,7 +73,8 @@ export interface Options {
   readonly thinkMs: number
   readonly validationDelayMs: number
   readonly dialTimeoutMs: number
-  readonly database: string
+  /** `postgres://…`; unset: the embedded PGlite database, in memory. Never printed. */
+  readonly databaseUrl?: string | undefined
 }
 
 /**
@@ -81,15 +83,14 @@ export interface Options {
  */
 export const defaults: Options = {
   seed: 1,
-  chats: 120,
-  workspaces: 12,
-  turns: 12,
-  concurrency: 32,
+  chats: 40,
+  workspaces: 8,
+  turns: 10,
+  concurrency: 16,
   rebuildRate: 2,
-  thinkMs: 500,
+  thinkMs: 350,
   validationDelayMs: 200,
-  dialTimeoutMs: 2000,
-  database: "memory"
+  dialTimeoutMs: 2000
 }
 
 /**
@@ -135,8 +136,11 @@ export const makePlan: (options: Options) => Plan = internal.makePlan
  * @since 0.1.0
  * @category running
  */
-export const runStrategy: (plan: Plan, strategy: Strategy, progress: Progress) => Effect.Effect<StrategyReport> =
-  internal.runStrategy
+export const runStrategy: (
+  plan: Plan,
+  strategy: Strategy,
+  progress: Progress
+) => Effect.Effect<StrategyReport, never, SqlClient.SqlClient> = internal.runStrategy
 
 /**
  * Runs both strategies on the same plan, one after the other.

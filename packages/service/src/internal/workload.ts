@@ -1,3 +1,5 @@
+import type * as SqlClient from "@effect/sql/SqlClient"
+import { Errors } from "@lazydial/binding"
 import {
   type AgentConnection,
   AgentDialerTag,
@@ -6,13 +8,14 @@ import {
   NoCurrentAgent,
   type WorkspaceId
 } from "@lazydial/core"
+import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { randomUUID } from "node:crypto"
-import { Chats, type ConnectError, DialTimeout } from "../Chats.js"
+import { Chats, type ConnectError } from "../Chats.js"
 import * as ControlPlane from "../ControlPlane.js"
 import type { RetireMode } from "../Fleet.js"
 import * as Probe from "../Probe.js"
@@ -21,6 +24,14 @@ import * as Service from "../Service.js"
 import * as SocketDialer from "../SocketDialer.js"
 import type { ChatPlan, Options, Plan, Progress, RebuildPlan, Strategy } from "../Workload.js"
 import { snapshot as fleetSnapshot } from "./fleet.js"
+
+class NoAnswer extends Data.TaggedError("NoAnswer") {}
+
+interface Connected {
+  readonly connection: AgentConnection
+  readonly outcome: OutcomeName
+  readonly repaired: boolean
+}
 
 // mulberry32: small, fast, and the same sequence on every platform
 const rng = (seed: number) => {
@@ -55,7 +66,7 @@ export const makePlan = (options: Options): Plan => {
       index,
       workspace: chats[parent]!.workspace,
       parent,
-      spawnAfterTurn: 1 + int(Math.max(1, Math.floor(options.turns / 2))),
+      spawnAfterTurn: 1 + int(Math.max(1, Math.floor(options.turns / 3))),
       thinks: thinks()
     })
   }
@@ -86,7 +97,7 @@ export const makePlan = (options: Options): Plan => {
       thinkMs: options.thinkMs,
       validationDelayMs: options.validationDelayMs,
       dialTimeoutMs: options.dialTimeoutMs,
-      database: options.database
+      database: options.databaseUrl === undefined ? "pglite (embedded, in memory)" : "postgresql"
     },
     stopped,
     chats,
@@ -118,7 +129,11 @@ const emptyOutcomes = (): Record<OutcomeName, number> => ({
 // safe: a fresh UUID is a valid WorkspaceId
 const newWorkspaceId = () => randomUUID() as WorkspaceId
 
-export const runStrategy = (plan: Plan, strategy: Strategy, progress: Progress): Effect.Effect<StrategyReport> =>
+export const runStrategy = (
+  plan: Plan,
+  strategy: Strategy,
+  progress: Progress
+): Effect.Effect<StrategyReport, never, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const settings = plan.settings
     const counters = Service.makeCounters()
@@ -185,11 +200,12 @@ export const runStrategy = (plan: Plan, strategy: Strategy, progress: Progress):
           if (Option.isNone(chat.workspaceId)) return yield* Effect.die(`chat ${chatId} has no workspace`)
           const current = yield* lookup.current(chat.workspaceId.value)
           if (Option.isNone(current)) return yield* new NoCurrentAgent({ workspaceId: chat.workspaceId.value })
-          return yield* dialer.dial(current.value.agentId)
+          const connection = yield* dialer.dial(current.value.agentId)
+          return { connection, outcome: "direct", repaired: false } as const
         }).pipe(
           Effect.timeoutFail({
             duration: timeout,
-            onTimeout: () => new DialTimeout({ chatId, timeoutMillis: settings.dialTimeoutMs })
+            onTimeout: () => new Errors.DialTimeout({ chatId, timeoutMillis: settings.dialTimeoutMs })
           })
         )
 
@@ -203,20 +219,31 @@ export const runStrategy = (plan: Plan, strategy: Strategy, progress: Progress):
           const workspaceId = workspaces[chat.workspace]!
           const probe = Probe.makeTurnProbe()
           const epoch = epochs[chat.workspace]!
-          const steady = !plan.stopped.has(chat.workspace) && lastEpoch.get(chat.index) === epoch
-          lastEpoch.set(chat.index, epoch)
+          let turnOutcome: OutcomeName = "failed"
+          let turnRepaired = false
           const began = performance.now()
           const result = yield* Effect.scoped(Effect.gen(function*() {
-            const connect: Effect.Effect<AgentConnection, ConnectError, Scope.Scope> = strategy === "lazydial"
+            const connect: Effect.Effect<Connected, ConnectError, Scope.Scope> = strategy === "lazydial"
               ? chats.connect(chatId)
               : connectLatest(chatId)
-            const connection = yield* connect
+            const { connection, outcome, repaired } = yield* connect
+            turnOutcome = outcome
+            turnRepaired = repaired
             latencies.push(performance.now() - began)
-            const reply = yield* connection.exchange(`turn ${chatId}`)
+            // An agent that hangs after the handshake never answers: bound the wait.
+            const reply = yield* connection.exchange(`turn ${chatId}`).pipe(
+              Effect.timeoutFail({ duration: timeout, onTimeout: () => new NoAnswer() })
+            )
             const [word, agentId, replyWorkspace] = reply.split(" ")
             return word === "ok" && agentId === connection.agentId && replyWorkspace === workspaceId
           })).pipe((effect) => Probe.withTurnProbe(probe, effect), semaphore.withPermits(1), Effect.either)
 
+          // Steady state: the workspace was not rebuilt since the chat's last
+          // successful turn ended, nor while this turn ran.
+          const steady = !plan.stopped.has(chat.workspace) && lastEpoch.get(chat.index) === epoch &&
+            epochs[chat.workspace] === epoch
+          if (result._tag === "Right" && result.right) lastEpoch.set(chat.index, epochs[chat.workspace]!)
+          else lastEpoch.delete(chat.index)
           tally.turns++
           progress.turns++
           progress.lookups += probe.lookups
@@ -230,8 +257,8 @@ export const runStrategy = (plan: Plan, strategy: Strategy, progress: Progress):
           if (result._tag === "Right") {
             if (!result.right) tally.wrongAgent++
             else tally.turnsOk++
-            outcomes[strategy === "latest" ? "direct" : probe.outcome ?? "lazy_bind"]++
-            if (probe.switched) tally.repaired++
+            outcomes[turnOutcome]++
+            if (turnRepaired) tally.repaired++
           } else {
             const error = result.left
             outcomes[
@@ -369,7 +396,11 @@ export const run = (options: Options, progress: Progress = makeProgressLocal()):
     const lazydial = yield* runStrategy(plan, "lazydial", progress)
     const latest = yield* runStrategy(plan, "latest", progress)
     return new Report({ settings: plan.settings, strategies: [lazydial, latest] })
-  })
+  }).pipe(
+    // One database for both strategies: their workspaces and chats have
+    // their own ids, and the embedded database takes seconds to start.
+    Effect.provide(Service.layerDatabase(options.databaseUrl))
+  )
 
 const makeProgressLocal = (): Progress => ({
   strategy: "lazydial",
