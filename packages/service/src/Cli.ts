@@ -5,7 +5,9 @@
  * @since 0.1.0
  */
 import * as Command from "@effect/cli/Command"
+import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
+import * as Usage from "@effect/cli/Usage"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Console from "effect/Console"
@@ -124,8 +126,13 @@ export const command = Command.make("lazydial-service", options, (flags) =>
  */
 export const main = (argv: ReadonlyArray<string>) =>
   Command.run(command, { name: "lazydial-service", version: "0.1.0" })(argv).pipe(
-    Effect.catchIf(ValidationError.isValidationError, () =>
-      Effect.sync(() => {
+    Effect.catchIf(ValidationError.isValidationError, (error) =>
+      Effect.gen(function*() {
+        // --help and --version end as a "help requested" error: that is not a usage error
+        if (error._tag === "HelpRequested") return
+        const reason = HelpDoc.toAnsiText(error.error).trim()
+        const usage = HelpDoc.toAnsiText(Usage.getHelp(Command.getUsage(command))).trim()
+        yield* Console.error(`lazydial-service: ${reason}\n\nUSAGE\n  ${usage}\n\nRun with --help for every option.`)
         process.exitCode = 2
       }))
   )

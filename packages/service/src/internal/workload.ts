@@ -179,9 +179,13 @@ export const runStrategy = (
 
       const rebuild = (event: RebuildPlan) =>
         Effect.gen(function*() {
-          const next = yield* ControlPlane.rebuild(workspaces[event.workspace]!, event.mode)
-          if (Option.isNone(next)) return
+          // The epoch moves before the old agent is retired and again once the
+          // new one is recorded: a turn that overlaps any part of a rebuild is
+          // not a steady-state turn.
           epochs[event.workspace]!++
+          const next = yield* ControlPlane.rebuild(workspaces[event.workspace]!, event.mode)
+          epochs[event.workspace]!++
+          if (Option.isNone(next)) return
           rebuildsDone.total++
           progress.rebuilds++
           slice().rebuilds++

@@ -1,0 +1,63 @@
+/**
+ * End to end: a short workload on real TCP agents and the embedded database.
+ * The assertions are the invariants of the report, not timings.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Workload from "../src/Workload.js"
+
+const options: Workload.Options = {
+  ...Workload.defaults,
+  seed: 7,
+  chats: 20,
+  workspaces: 5,
+  turns: 6,
+  concurrency: 8,
+  rebuildRate: 4,
+  thinkMs: 200,
+  // Generous, so that a loaded CI machine does not turn a slow localhost dial
+  // into a validation: hung agents then take a second to be replaced.
+  validationDelayMs: 1000,
+  dialTimeoutMs: 4000
+}
+
+describe("the reference service, end to end", () => {
+  it("plans rebuilds of every kind from the seed alone", () => {
+    const plan = Workload.makePlan(options)
+    expect(plan).toEqual(Workload.makePlan(options))
+    expect(plan.rebuilds.length).toBeGreaterThan(0)
+    expect(plan.stopped.size).toBe(1)
+  })
+
+  it.live(
+    "heals stale bindings, stops looking up in the steady state, and leaks nothing",
+    () =>
+      Effect.gen(function*() {
+        const report = yield* Workload.run(options)
+        const [lazydial, latest] = report.strategies
+        expect(lazydial!.strategy).toBe("lazydial")
+        expect(latest!.strategy).toBe("latest")
+
+        // 0 lookups per steady-state turn after warm-up
+        expect(lazydial!.steadyTurns).toBeGreaterThan(0)
+        expect(lazydial!.steadyLookups).toBe(0)
+        // the comparison: one lookup on every turn
+        expect(latest!.lookups).toBe(latest!.turns)
+
+        // every rebuilt workspace's chats end bound to its current agent
+        expect(lazydial!.rebuilds.total).toBeGreaterThan(0)
+        expect(lazydial!.boundToCurrent).toBe(lazydial!.chatsOnRunningWorkspaces)
+
+        for (const strategy of report.strategies) {
+          expect(strategy.turns).toBe(options.chats * options.turns)
+          // 0 sockets left open, on either side
+          expect(strategy.socketsStillOpen).toBe(0)
+          expect(strategy.agentSocketsStillOpen).toBe(0)
+          expect(strategy.connectionsOpened).toBe(strategy.connectionsClosed)
+          // 0 wrong-agent turns
+          expect(strategy.wrongAgentTurns).toBe(0)
+        }
+      }),
+    { timeout: 90_000 }
+  )
+})
