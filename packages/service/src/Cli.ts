@@ -113,7 +113,13 @@ const runWorkload = (flags: Flags) =>
 export const command = Command.make("lazydial-service", options, (flags) =>
   Effect.gen(function*() {
     yield* runWorkload(flags)
-    if (Option.isSome(flags.port)) yield* Server.serveForever({ port: flags.port.value, workspaces: flags.workspaces })
+    if (Option.isSome(flags.port)) {
+      yield* Server.serveForever({
+        port: flags.port.value,
+        workspaces: flags.workspaces,
+        databaseUrl: Option.getOrUndefined(flags.databaseUrl)
+      })
+    }
   })).pipe(
     Command.withDescription("Runs chats on real TCP agents, twice: with lazydial, and with a lookup every turn.")
   )

@@ -1,0 +1,159 @@
+/**
+ * The service's HTTP API, as an `HttpApi` value. The server implements it
+ * (`Server.ts`), and `HttpApiClient.make(Api)` is the typed SDK.
+ *
+ * | method | path | what |
+ * |---|---|---|
+ * | POST | /chats | create a chat, optionally on a workspace |
+ * | GET | /chats/:chat_id | the chat and its binding (`null` when unset) |
+ * | PUT | /chats/:chat_id/workspace | change the workspace; clears build and agent |
+ * | POST | /chats/:chat_id/children | spawn a child chat; it inherits the binding |
+ * | POST | /chats/:chat_id/turns | run a turn: connect (binding filled lazily) and exchange one message |
+ * | GET | /workspaces | workspaces with their current build and agent |
+ * | POST | /workspaces/:workspace_id/rebuild | rebuild a workspace: its old agent dies, hangs or leaves its port |
+ *
+ * Bad IDs and bodies are 400s whose `issues` name the field; an unknown chat
+ * is a 404.
+ *
+ * @since 0.1.0
+ */
+import * as HttpApi from "@effect/platform/HttpApi"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
+import { AgentId, BuildId, ChatId, WorkspaceId } from "@lazydial/core"
+import * as Schema from "effect/Schema"
+
+/**
+ * A chat as JSON: unset binding fields are `null`.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export class Chat extends Schema.Class<Chat>("Chat")({
+  chat_id: ChatId,
+  parent_chat_id: Schema.NullOr(ChatId),
+  workspace_id: Schema.NullOr(WorkspaceId),
+  build_id: Schema.NullOr(BuildId),
+  agent_id: Schema.NullOr(AgentId)
+}) {}
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export class Workspace extends Schema.Class<Workspace>("Workspace")({
+  workspace_id: WorkspaceId,
+  build_id: Schema.NullOr(BuildId),
+  agent_id: Schema.NullOr(AgentId)
+}) {}
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export class TurnResult extends Schema.Class<TurnResult>("TurnResult")({
+  /** The chat after the turn: its binding as the turn left it. */
+  chat: Chat,
+  agent_id: AgentId,
+  /** How the turn path connected: `fast`, `confirmed`, `switched`, `retried`, `lazy_bind`, ... */
+  outcome: Schema.String,
+  reply: Schema.String
+}) {}
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export class ChatNotFound extends Schema.TaggedError<ChatNotFound>()("ChatNotFound", {
+  chat_id: ChatId,
+  message: Schema.String
+}, HttpApiSchema.annotations({ status: 404 })) {}
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export class WorkspaceNotFound extends Schema.TaggedError<WorkspaceNotFound>()("WorkspaceNotFound", {
+  workspace_id: WorkspaceId,
+  message: Schema.String
+}, HttpApiSchema.annotations({ status: 404 })) {}
+
+/**
+ * The turn could not reach an agent. `reason`: `no_workspace` (409), or
+ * `no_agent`, `timeout`, `dial_failed` (503).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class TurnFailed extends Schema.TaggedError<TurnFailed>()("TurnFailed", {
+  reason: Schema.Literal("no_workspace", "no_agent", "timeout", "dial_failed"),
+  message: Schema.String
+}, HttpApiSchema.annotations({ status: 503 })) {}
+
+const chatPath = Schema.Struct({ chat_id: ChatId })
+
+/**
+ * @since 0.1.0
+ * @category api
+ */
+export class ChatsGroup extends HttpApiGroup.make("chats")
+  .add(
+    HttpApiEndpoint.post("create", "/chats")
+      .setPayload(Schema.Struct({ workspace_id: Schema.optionalWith(Schema.NullOr(WorkspaceId), { exact: true }) }))
+      .addSuccess(Chat, { status: 201 })
+  )
+  .add(
+    HttpApiEndpoint.get("get", "/chats/:chat_id")
+      .setPath(chatPath)
+      .addSuccess(Chat)
+      .addError(ChatNotFound)
+  )
+  .add(
+    HttpApiEndpoint.put("setWorkspace", "/chats/:chat_id/workspace")
+      .setPath(chatPath)
+      .setPayload(Schema.Struct({ workspace_id: Schema.NullOr(WorkspaceId) }))
+      .addSuccess(Chat)
+      .addError(ChatNotFound)
+  )
+  .add(
+    HttpApiEndpoint.post("spawnChild", "/chats/:chat_id/children")
+      .setPath(chatPath)
+      .addSuccess(Chat, { status: 201 })
+      .addError(ChatNotFound)
+  )
+  .add(
+    HttpApiEndpoint.post("turn", "/chats/:chat_id/turns")
+      .setPath(chatPath)
+      .setPayload(Schema.Struct({
+        message: Schema.String.pipe(
+          Schema.maxLength(1000),
+          Schema.pattern(/^[^\r\n]*$/, { message: () => "a message is one line of at most 1000 characters" })
+        )
+      }))
+      .addSuccess(TurnResult)
+      .addError(ChatNotFound)
+      .addError(TurnFailed)
+  )
+{}
+
+/**
+ * @since 0.1.0
+ * @category api
+ */
+export class WorkspacesGroup extends HttpApiGroup.make("workspaces")
+  .add(HttpApiEndpoint.get("list", "/workspaces").addSuccess(Schema.Array(Workspace)))
+  .add(
+    HttpApiEndpoint.post("rebuild", "/workspaces/:workspace_id/rebuild")
+      .setPath(Schema.Struct({ workspace_id: WorkspaceId }))
+      .setPayload(Schema.Struct({ mode: Schema.Literal("die", "hang", "reuse_port") }))
+      .addSuccess(Workspace)
+      .addError(WorkspaceNotFound)
+  )
+{}
+
+/**
+ * @since 0.1.0
+ * @category api
+ */
+export class Api extends HttpApi.make("lazydial").add(ChatsGroup).add(WorkspacesGroup) {}
