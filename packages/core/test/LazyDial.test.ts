@@ -338,3 +338,28 @@ describe("errors and defects", () => {
       }
     }))
 })
+
+describe("resources", () => {
+  // Effect runs a finalizer with the fiber refs of the fiber that registered
+  // it. Closing a dial's scope on the caller's fiber would grow the caller's
+  // fiber-ref stacks on every call; a long-lived caller would leak and slow down.
+  it.scoped("the caller's fiber refs do not grow, call after call", () =>
+    Effect.gen(function*() {
+      const deepestStack = Effect.withFiberRuntime((fiber) => {
+        // safe: test-only look at FiberRefs' internal stacks, the thing that grew
+        const locals = (fiber.getFiberRefs() as unknown as { locals: Map<unknown, ReadonlyArray<unknown>> }).locals
+        return Effect.succeed(Math.max(...Array.from(locals.values(), (stack) => stack.length)))
+      })
+      const call = Effect.scoped(dialWithLazyValidation({
+        agentId: A,
+        workspaceId: W,
+        dial: (agentId) => Effect.acquireRelease(Effect.succeed(agentId), () => Effect.void),
+        lookup: () => Effect.succeed(Option.some(A)),
+        delay: DELAY
+      }))
+      yield* call
+      const before = yield* deepestStack
+      for (let i = 0; i < 50; i++) yield* call
+      assert.strictEqual(yield* deepestStack, before)
+    }))
+})

@@ -1,4 +1,5 @@
 import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -6,11 +7,16 @@ import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
+import * as HashMap from "effect/HashMap"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
+import * as RuntimeFlags from "effect/RuntimeFlags"
 import * as Scope from "effect/Scope"
+import * as Tracer from "effect/Tracer"
 import { NoCurrentAgent } from "../Errors.js"
 import type { AgentId, WorkspaceId } from "../Ids.js"
 
@@ -80,18 +86,23 @@ export const connectSeconds = Metric.histogram(
   "Time from the call of dialWithLazyValidation to a connection, in seconds"
 )
 
+const noTags: ReadonlyArray<never> = []
+
 interface Attempt<A, E> {
   readonly agentId: AgentId
   readonly fiber: Fiber.RuntimeFiber<A, E>
   readonly scope: Scope.CloseableScope
+  readonly runFork: <X, Y>(effect: Effect.Effect<X, Y, never>) => Fiber.RuntimeFiber<X, Y>
 }
+
+type Restore = <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>
 
 /**
  * An exit is "failed" (and may trigger a lookup) only for a typed failure. A
  * defect or an interruption of the dial itself is passed on as it is.
  */
-const typedFailure = <E>(exit: Exit.Exit<unknown, E>): Option.Option<E> =>
-  exit._tag === "Failure" ? Cause.failureOption(exit.cause) : Option.none()
+const isTypedFailure = <E>(exit: Exit.Exit<unknown, E>): boolean =>
+  exit._tag === "Failure" && Option.isSome(Cause.failureOption(exit.cause))
 
 /**
  * Waits for a fiber without joining it: interrupting the waiter only removes
@@ -108,7 +119,28 @@ const awaitExit = <A, E>(fiber: Fiber.RuntimeFiber<A, E>): Effect.Effect<Exit.Ex
     })
   })
 
-type Restore = <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>
+/**
+ * The span of one call, made as `Effect.withSpan` makes it, but by hand: the
+ * fast path then pays for the span object only, not for the fiber-ref and
+ * context updates `withSpan` does around it (a third of the fast path's cost).
+ */
+const startSpan = (
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  clock: Clock.Clock,
+  attributes: Readonly<Record<string, string>>
+): Tracer.Span | undefined => {
+  if (!fiber.getFiberRef(FiberRef.currentTracerEnabled)) return undefined
+  const context = fiber.currentContext
+  if (Context.get(context, Tracer.DisablePropagation)) return undefined
+  const tracer = Context.get(fiber.currentDefaultServices, Tracer.Tracer)
+  const parent = Context.getOption(context, Tracer.ParentSpan)
+  const links = Chunk.toReadonlyArray(fiber.getFiberRef(FiberRef.currentTracerSpanLinks))
+  const startTime = fiber.getFiberRef(FiberRef.currentTracerTimingEnabled) ? clock.unsafeCurrentTimeNanos() : 0n
+  const span = tracer.span("LazyDial.dial", parent, Context.empty(), links, startTime, "client", {})
+  HashMap.forEach(fiber.getFiberRef(FiberRef.currentTracerSpanAnnotations), (value, key) => span.attribute(key, value))
+  for (const key in attributes) span.attribute(key, attributes[key])
+  return span
+}
 
 /** @internal */
 export const make = <A, E1, R1, L, E2, R2>(
@@ -116,72 +148,114 @@ export const make = <A, E1, R1, L, E2, R2>(
 ): Effect.Effect<Result<A, L>, E1 | E2 | NoCurrentAgent, Scope.Scope | Exclude<R1, Scope.Scope> | R2> => {
   const { agentId, workspaceId } = options
   const delay = Duration.decode(options.delay)
-  const program = Effect.withFiberRuntime<
+  const attributes = { "lazydial.agent_id": agentId, "lazydial.workspace_id": workspaceId }
+  return Effect.withFiberRuntime<
     Result<A, L>,
     E1 | E2 | NoCurrentAgent,
     Scope.Scope | Exclude<R1, Scope.Scope> | R2
   >((parent, status) => {
-    // Attempts run as root fibers on the caller's runtime (its services, clock,
-    // tracer and span), started synchronously: a dial that is ready at once has
-    // finished when `startDial` returns, with no timer, no scheduler hop and no
-    // lookup. Being roots, they are never joined, so nothing waits for them.
-    const context = parent.currentContext as Context.Context<Exclude<R1, Scope.Scope> | R2 | Scope.Scope> // safe: this effect requires exactly that
-    const runtime = Runtime.make({ context, runtimeFlags: status.runtimeFlags, fiberRefs: parent.getFiberRefs() })
-    const runFork = Runtime.runFork(runtime)
-    const callerScope = Context.get(context, Scope.Scope)
+    const callerContext = parent.currentContext as Context.Context<Exclude<R1, Scope.Scope> | R2 | Scope.Scope> // safe: this effect requires exactly that
     const clock = Context.get(parent.currentDefaultServices, Clock.Clock)
     const startedAt = clock.unsafeCurrentTimeNanos()
+    const span = startSpan(parent, clock, attributes)
+    const callerScope = Context.get(callerContext, Scope.Scope)
 
-    const record = (outcome: Outcome): Effect.Effect<void> => {
-      const counted = Effect.zipRight(
-        Effect.annotateCurrentSpan("lazydial.outcome", outcome),
-        Metric.increment(outcomeCounters[outcome])
-      )
-      if (outcome === "failed" || outcome === "no_current_agent" || outcome === "interrupted") return counted
-      return Effect.zipRight(
-        counted,
-        Effect.suspend(() => Metric.update(connectSeconds, Number(clock.unsafeCurrentTimeNanos() - startedAt) / 1e9))
-      )
+    // Attempts run as root fibers on the caller's runtime (its services, clock,
+    // tracer, and our span as their parent), started synchronously: a dial that
+    // is ready at once has finished when `startDial` returns, with no timer, no
+    // scheduler hop and no lookup. Being roots, they are never joined, so
+    // nothing ever waits for them. Each gets its own Scope, a child of the
+    // caller's, and starts interruptible, both set in its runtime up front:
+    // `Scope.extend` and `Effect.interruptible` would cost a fiber-ref update each.
+    const attemptContext = span === undefined ? callerContext : Context.add(callerContext, Tracer.ParentSpan, span)
+    const fiberRefs = parent.getFiberRefs()
+    const runtimeFlags = RuntimeFlags.enable(status.runtimeFlags, RuntimeFlags.Interruption)
+    // Lookups and scope closes run on this one; the fast path never needs it.
+    let sharedRunFork: ReturnType<typeof Runtime.runFork<Exclude<R1, Scope.Scope> | R2 | Scope.Scope>> | undefined
+    const runFork = <X, Y>(effect: Effect.Effect<X, Y, Exclude<R1, Scope.Scope> | R2 | Scope.Scope>) => {
+      sharedRunFork ??= Runtime.runFork(Runtime.make({ context: attemptContext, runtimeFlags, fiberRefs }))
+      return sharedRunFork(effect)
     }
 
+    const end = (outcome: Outcome, exit: Exit.Exit<unknown, unknown>): void => {
+      outcomeCounters[outcome].unsafeUpdate(1, noTags)
+      const now = clock.unsafeCurrentTimeNanos()
+      if (exit._tag === "Success") connectSeconds.unsafeUpdate(Number(now - startedAt) / 1e9, noTags)
+      if (span !== undefined) {
+        span.attribute("lazydial.outcome", outcome)
+        span.end(now, exit)
+      }
+    }
+
+    const succeed = (
+      attempt: Attempt<A, E1>,
+      connection: A,
+      outcome: SuccessOutcome,
+      current: Option.Option<L>
+    ): Effect.Effect<Result<A, L>> => {
+      const result: Result<A, L> = {
+        connection,
+        agentId: attempt.agentId,
+        switched: attempt.agentId !== agentId,
+        outcome,
+        current
+      }
+      end(outcome, Exit.succeed(result))
+      return Effect.succeed(result)
+    }
+
+    const fail = <E>(cause: Cause.Cause<E>, outcome: Outcome): Effect.Effect<never, E> => {
+      end(outcome, Exit.failCause(cause))
+      return Effect.failCause(cause)
+    }
+
+    const noCurrentAgent = () => fail(Cause.fail(new NoCurrentAgent({ workspaceId })), "no_current_agent")
+
+    // The attempt's finalizers were registered on the attempt's fiber. Effect
+    // runs a finalizer with the fiber refs of the fiber that registered it,
+    // patching them into the fiber that closes the scope; done on the caller's
+    // fiber, that patch grows the caller's fiber-ref stacks by two entries per
+    // dial, for ever. So the attempt's scope is always closed on a root fiber
+    // of its own runtime, and the caller only waits for it.
+    const closeOnRoot = (attempt: Attempt<A, E1>, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const closing = attempt.runFork(Scope.close(attempt.scope, exit))
+        const done = closing.unsafePoll()
+        return done !== null ? done : Effect.flatten(awaitExit(closing))
+      })
+
     const startDial = (target: AgentId): Effect.Effect<Attempt<A, E1>> =>
-      Effect.map(Scope.fork(callerScope, ExecutionStrategy.sequential), (scope) => ({
-        agentId: target,
-        scope,
-        fiber: runFork(Effect.interruptible(Scope.extend(options.dial(target), scope)))
-      }))
+      Effect.flatMap(Scope.make(ExecutionStrategy.sequential), (scope) => {
+        // The same runtime closes the scope, so the finalizers' fiber-ref patch
+        // is empty but for the fiber ids.
+        const attemptRunFork = Runtime.runFork(Runtime.make({
+          context: Context.add(attemptContext, Scope.Scope, scope),
+          runtimeFlags,
+          fiberRefs
+        }))
+        const attempt: Attempt<A, E1> = {
+          agentId: target,
+          scope,
+          runFork: attemptRunFork,
+          fiber: attemptRunFork(
+            options.dial(target) as Effect.Effect<A, E1, Exclude<R1, Scope.Scope> | R2 | Scope.Scope>
+          ) // safe: R1 is provided by the context above
+        }
+        return Effect.as(Scope.addFinalizerExit(callerScope, (exit) => closeOnRoot(attempt, exit)), attempt)
+      })
 
     // Nobody will use this attempt's connection. Its scope is closed as soon as
     // the attempt ends, so a connection that arrives late is released then,
     // once, and the caller never waits for it.
     const discard = (attempt: Attempt<A, E1>): void => {
       const close = (exit: Exit.Exit<A, E1>) => {
-        runFork(Scope.close(attempt.scope, Exit.asVoid(exit)))
+        attempt.runFork(Scope.close(attempt.scope, Exit.asVoid(exit)))
       }
       const done = attempt.fiber.unsafePoll()
       if (done !== null) return close(done)
       attempt.fiber.unsafeInterruptAsFork(parent.id())
       attempt.fiber.addObserver(close)
     }
-
-    const finish = (
-      attempt: Attempt<A, E1>,
-      connection: A,
-      outcome: SuccessOutcome,
-      current: Option.Option<L>
-    ): Effect.Effect<Result<A, L>> =>
-      Effect.as(record(outcome), {
-        connection,
-        agentId: attempt.agentId,
-        switched: attempt.agentId !== agentId,
-        outcome,
-        current
-      })
-
-    const fail = <E>(cause: Cause.Cause<E>, outcome: Outcome): Effect.Effect<never, E> =>
-      Effect.zipRight(record(outcome), Effect.failCause(cause))
-
-    const noCurrentAgent = () => fail(Cause.fail(new NoCurrentAgent({ workspaceId })), "no_current_agent")
 
     // Waits for an attempt, interruptibly. If the caller is interrupted, the
     // attempt is discarded, not awaited.
@@ -194,7 +268,7 @@ export const make = <A, E1, R1, L, E2, R2>(
       Effect.flatMap(
         Effect.onInterrupt(restore(awaitExit(attempt.fiber)), () => Effect.sync(() => discard(attempt))),
         (exit) => {
-          if (exit._tag === "Success") return finish(attempt, exit.value, outcome, current)
+          if (exit._tag === "Success") return succeed(attempt, exit.value, outcome, current)
           discard(attempt)
           return fail(exit.cause, "failed")
         }
@@ -202,15 +276,13 @@ export const make = <A, E1, R1, L, E2, R2>(
 
     const lookupNow = (restore: Restore, pending: Attempt<A, E1> | undefined) =>
       Effect.suspend(() => {
+        lookupCounter.unsafeUpdate(1, noTags)
         const lookup = runFork(Effect.interruptible(options.lookup(workspaceId)))
-        return Effect.zipLeft(
-          Effect.onInterrupt(restore(awaitExit(lookup)), () =>
-            Effect.sync(() => {
-              lookup.unsafeInterruptAsFork(parent.id())
-              if (pending !== undefined) discard(pending)
-            })),
-          Metric.increment(lookupCounter)
-        )
+        return Effect.onInterrupt(restore(awaitExit(lookup)), () =>
+          Effect.sync(() => {
+            lookup.unsafeInterruptAsFork(parent.id())
+            if (pending !== undefined) discard(pending)
+          }))
       })
 
     // Outcome 6: the bound agent failed before the delay. Ask at once.
@@ -243,7 +315,7 @@ export const make = <A, E1, R1, L, E2, R2>(
         lookupNow(restore, pending),
         (lookupExit): Effect.Effect<Result<A, L>, E1 | E2 | NoCurrentAgent> => {
           if (lookupExit._tag === "Failure") {
-            if (Option.isNone(typedFailure(lookupExit))) {
+            if (!isTypedFailure(lookupExit)) {
               discard(pending)
               return fail(lookupExit.cause, "failed")
             }
@@ -261,36 +333,36 @@ export const make = <A, E1, R1, L, E2, R2>(
         }
       )
 
-    const onFirstExit = (
+    const afterFirstExit = (
       restore: Restore,
       first: Attempt<A, E1>,
       exit: Exit.Exit<A, E1>
     ): Effect.Effect<Result<A, L>, E1 | E2 | NoCurrentAgent> => {
-      if (exit._tag === "Success") return finish(first, exit.value, "fast", Option.none())
-      if (Option.isSome(typedFailure(exit))) return afterFastFailure(restore, first)
+      if (exit._tag === "Success") return succeed(first, exit.value, "fast", Option.none())
+      if (isTypedFailure(exit)) return afterFastFailure(restore, first)
       discard(first)
       return fail(exit.cause, "failed")
     }
 
-    return Effect.onInterrupt(
-      Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(startDial(agentId), (first) => {
-          const done = first.fiber.unsafePoll()
-          if (done !== null) return onFirstExit(restore, first, done)
+    return Effect.flatMap(startDial(agentId), (first) => {
+      const done = first.fiber.unsafePoll()
+      // The fast path: nothing below this line runs for a dial that is ready at once.
+      if (done !== null && done._tag === "Success") return succeed(first, done.value, "fast", Option.none())
+      return Effect.onInterrupt(
+        Effect.uninterruptibleMask((restore) => {
+          if (done !== null) return afterFirstExit(restore, first, done)
           if (Duration.isZero(delay)) return afterDelay(restore, first)
           return Effect.flatMap(
             Effect.onInterrupt(
               restore(Effect.timeoutOption(awaitExit(first.fiber), delay)),
               () => Effect.sync(() => discard(first))
             ),
-            (early) => Option.isSome(early) ? onFirstExit(restore, first, early.value) : afterDelay(restore, first)
+            (early) => Option.isSome(early) ? afterFirstExit(restore, first, early.value) : afterDelay(restore, first)
           )
-        })
-      ),
-      () => record("interrupted")
-    )
-  })
-  return Effect.withSpan(program, "LazyDial.dial", {
-    attributes: { "lazydial.agent_id": agentId, "lazydial.workspace_id": workspaceId }
+        }),
+        (interruptors) =>
+          Effect.sync(() => end("interrupted", Exit.failCause(Cause.interrupt(FiberId.combineAll(interruptors)))))
+      )
+    })
   })
 }
