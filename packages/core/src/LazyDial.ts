@@ -45,7 +45,7 @@ import { AgentLookup } from "./AgentLookup.js"
 import type { AgentDialError, AgentLookupError, InvalidOption, NoCurrentAgent } from "./Errors.js"
 import type { AgentId, CurrentAgent, WorkspaceId } from "./Ids.js"
 import * as internal from "./internal/lazyDial.js"
-import { boundedDuration } from "./internal/options.js"
+import { boundedDuration } from "./Options.js"
 
 /**
  * How a successful call ended. Failed calls are labelled `failed` or

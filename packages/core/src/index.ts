@@ -4,8 +4,10 @@
 export * as AgentDialer from "./AgentDialer.js"
 export * as AgentLookup from "./AgentLookup.js"
 export * as Errors from "./Errors.js"
+export * as Faults from "./Faults.js"
 export * as Ids from "./Ids.js"
 export * as LazyDial from "./LazyDial.js"
+export * as Options from "./Options.js"
 
 export { type AgentConnection, AgentDialer as AgentDialerTag } from "./AgentDialer.js"
 export { AgentLookup as AgentLookupTag } from "./AgentLookup.js"

@@ -1,12 +1,20 @@
+/**
+ * Checks for the options lazydial's Layers take, shared with the packages
+ * built on core so that every option fails the same way.
+ *
+ * @since 0.1.0
+ */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import { InvalidOption } from "../Errors.js"
+import { InvalidOption } from "./Errors.js"
 
 /**
  * `Duration.decode` turns a negative number into zero without a word; a
- * negative delay is a configuration mistake, so it is refused here instead.
+ * negative delay is a configuration mistake, so it is refused here instead,
+ * with an `InvalidOption` that names the option.
  *
- * @internal
+ * @since 0.1.0
+ * @category validation
  */
 export const boundedDuration = (
   option: string,
