@@ -1,0 +1,35 @@
+/**
+ * The Layer form: services compose `LazyDial` from an `AgentDialer` and an
+ * `AgentLookup`, and swap those for production, staging or tests. Typechecked
+ * with the package, so docs/core.md stays true.
+ */
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { Faults, LazyDial } from "../src/index.js"
+import type { AgentDialerTag, AgentId, AgentLookupTag, WorkspaceId } from "../src/index.js"
+import { layerTest } from "../src/testing.js"
+
+// Your production dialer and lookup, as Layers.
+declare const dialerLive: Layer.Layer<AgentDialerTag>
+declare const lookupLive: Layer.Layer<AgentLookupTag>
+
+// Production: the delay from LAZYDIAL_VALIDATION_DELAY (default 5 s), and the
+// fault layer, which passes through unless LAZYDIAL_FAULTS=on (staging).
+export const LazyDialLive = LazyDial.layerConfig.pipe(
+  Layer.provide(Faults.layerConfig),
+  Layer.provide(Layer.merge(dialerLive, lookupLive))
+)
+
+// Tests: scripted agents on the Effect clock.
+export const LazyDialTest = LazyDial.layer({ delay: "100 millis" }).pipe(Layer.provideMerge(layerTest))
+
+// A turn: the connection lives in the turn's Scope.
+export const turn = (agentId: AgentId, workspaceId: WorkspaceId) =>
+  Effect.gen(function*() {
+    const lazyDial = yield* LazyDial.LazyDial
+    const result = yield* lazyDial.dial({ agentId, workspaceId })
+    if (result.switched && result.current._tag === "Some") {
+      // persist result.current.value: { agentId, buildId }, from the same lookup
+    }
+    return yield* result.connection.exchange("hello")
+  }).pipe(Effect.scoped)
