@@ -46,6 +46,11 @@ const options = {
     Options.withDefault(Workload.defaults.thinkMs),
     Options.withDescription("mean pause between a chat's turns, in milliseconds")
   ),
+  validationDelayMs: Options.integer("validation-delay-ms").pipe(
+    Options.withSchema(Schema.Int.pipe(Schema.between(0, 600_000))),
+    Options.withDefault(Workload.defaults.validationDelayMs),
+    Options.withDescription("how long a bound agent may stay silent before lazydial checks the binding")
+  ),
   json: Options.boolean("json").pipe(Options.withDescription("print the report as JSON (the Report schema)")),
   html: Options.file("html").pipe(
     Options.optional,
@@ -90,6 +95,7 @@ const runWorkload = (flags: Flags) =>
       concurrency: flags.concurrency,
       rebuildRate: flags.rebuildRate,
       thinkMs: flags.thinkMs,
+      validationDelayMs: flags.validationDelayMs,
       databaseUrl: Option.getOrUndefined(flags.databaseUrl)
     }, progress).pipe(Effect.raceFirst(Effect.zipRight(ticker, Effect.never)))
     if (interactive) process.stderr.write("\r\u001b[K")

@@ -8,7 +8,7 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServer from "@effect/platform/HttpServer"
 import type { Errors } from "@lazydial/binding"
-import type { WorkspaceId } from "@lazydial/core"
+import type { CurrentAgent, WorkspaceId } from "@lazydial/core"
 import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -93,13 +93,7 @@ export const layerChats = HttpApiBuilder.group(Api.Api, "chats", (handlers) =>
         ))
   }))
 
-const workspaceJson = (
-  workspaceId: WorkspaceId,
-  current: Option.Option<{
-    readonly agentId: Api.Workspace["agent_id"] & {}
-    readonly buildId: Api.Workspace["build_id"] & {}
-  }>
-) =>
+const workspaceJson = (workspaceId: WorkspaceId, current: Option.Option<CurrentAgent>) =>
   new Api.Workspace({
     workspace_id: workspaceId,
     build_id: Option.getOrNull(Option.map(current, (c) => c.buildId)),

@@ -89,7 +89,7 @@ export const defaults: Options = {
   concurrency: 16,
   rebuildRate: 2,
   thinkMs: 350,
-  validationDelayMs: 200,
+  validationDelayMs: 500,
   dialTimeoutMs: 2000
 }
 

@@ -225,8 +225,9 @@ export const runStrategy = (
           const epoch = epochs[chat.workspace]!
           let turnOutcome: OutcomeName = "failed"
           let turnRepaired = false
-          const began = performance.now()
           const result = yield* Effect.scoped(Effect.gen(function*() {
+            // measured once the turn holds its concurrency permit: queueing is not connecting
+            const began = performance.now()
             const connect: Effect.Effect<Connected, ConnectError, Scope.Scope> = strategy === "lazydial"
               ? chats.connect(chatId)
               : connectLatest(chatId)
