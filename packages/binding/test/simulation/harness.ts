@@ -1,0 +1,468 @@
+/**
+ * One simulation run: the whole turn path (ChatConnector, the memory
+ * BindingStore, core's LazyDial and its scripted agents) on TestClock, driven
+ * by a schedule drawn from one seed. See docs/reliability.md for the faults
+ * and the invariants.
+ */
+import { BindingStore, ChatConnector } from "@lazydial/binding"
+import { AgentId, BuildId, ChatId, type CurrentAgent, LazyDial, WorkspaceId } from "@lazydial/core"
+import { type DialScript, layerTest, type LookupScript, TestAgents } from "@lazydial/core/testing"
+import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
+import type * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import * as TestClock from "effect/TestClock"
+import * as TestContext from "effect/TestContext"
+import { Model, type WorkspaceModel } from "./model.js"
+import { mulberry32 } from "./prng.js"
+import { SimClock, SimScheduler } from "./virtualTime.js"
+
+type Store = Context.Tag.Service<BindingStore.BindingStore>
+
+export interface SimOptions {
+  /** Chats created at the start; child chats are added on the way. */
+  readonly chats: number
+  readonly workspaces: number
+  /** Scheduled actions of the main phase. */
+  readonly steps: number
+  /** Test only: a deliberately broken store, to show that the checks catch it. */
+  readonly breakStore?: ((store: Store) => Store) | undefined
+  /** Virtual time: `SimClock` (default, fast) or Effect's `TestClock`. */
+  readonly time?: "SimClock" | "TestClock" | undefined
+}
+
+interface VirtualTime {
+  readonly advance: (millis: number) => Effect.Effect<void>
+  /** No timer is pending. */
+  readonly idle: Effect.Effect<boolean>
+}
+
+export interface SeedReport {
+  readonly seed: number
+  readonly chats: number
+  /** Calls of ChatConnector.connect. */
+  readonly turns: number
+  readonly faults: number
+  /** Connections never released or released twice, and fibers still running at the end. */
+  readonly leaks: number
+  readonly outcomes: Readonly<Record<string, number>>
+  readonly violations: ReadonlyArray<string>
+  /** Changes when anything about the run changes: used to check that a seed replays exactly. */
+  readonly fingerprint: string
+}
+
+export const validationDelayMillis = 5_000
+export const dialTimeoutMillis = 30_000
+
+export const replayCommand = (seed: number): string =>
+  `LAZYDIAL_SIM_SEED=${seed} pnpm exec vitest run --project binding test/simulation`
+
+const expectedErrors = new Set([
+  "ChatHasNoWorkspace",
+  "NoCurrentAgent",
+  "DialTimeout",
+  "AgentDialError",
+  "AgentLookupError"
+])
+
+export const runSeed = (seed: number, options: SimOptions): Effect.Effect<SeedReport> => {
+  const model = new Model()
+  const storeLayer = Layer.effect(
+    BindingStore.BindingStore,
+    Effect.map(BindingStore.makeMemory, (store) => model.watch((options.breakStore ?? ((s) => s))(store)))
+  )
+  const layers = ChatConnector.layer({ dialTimeout: dialTimeoutMillis }).pipe(
+    Layer.provideMerge(LazyDial.layer({ delay: validationDelayMillis })),
+    Layer.provideMerge(storeLayer),
+    Layer.provideMerge(layerTest)
+  )
+  if (options.time === "TestClock") {
+    const time: VirtualTime = {
+      advance: (millis) => TestClock.adjust(millis),
+      idle: Effect.map(TestClock.sleeps(), Chunk.isEmpty)
+    }
+    return simulate(seed, model, options, time).pipe(
+      Effect.provide(layers),
+      Effect.orDie,
+      // A fresh TestClock per seed: a replayed seed starts at the same instant.
+      Effect.provide(TestContext.TestContext)
+    )
+  }
+  const scheduler = new SimScheduler()
+  const clock = new SimClock(scheduler)
+  const time: VirtualTime = {
+    advance: (millis) => clock.advance(millis),
+    idle: Effect.sync(() => clock.pendingTimers === 0)
+  }
+  return simulate(seed, model, options, time).pipe(
+    Effect.provide(layers),
+    Effect.orDie,
+    Effect.withClock(clock),
+    Effect.withScheduler(scheduler)
+  )
+}
+
+const simulate = (seed: number, model: Model, options: SimOptions, time: VirtualTime) =>
+  Effect.gen(function*() {
+    const rng = mulberry32(seed)
+    const rootsBefore = new Set(yield* Fiber.roots)
+    const connector = yield* ChatConnector.ChatConnector
+    const store = yield* BindingStore.BindingStore
+    const agents = yield* TestAgents
+
+    let turns = 0
+    let faults = 0
+    const outcomes: Record<string, number> = {}
+    const count = (key: string) => {
+      outcomes[key] = (outcomes[key] ?? 0) + 1
+    }
+    const fibers: Array<Fiber.RuntimeFiber<unknown, unknown>> = []
+    const chats: Array<ChatId> = []
+    const newAgent = () => AgentId.make(rng.uuid())
+    const newBuild = () => BuildId.make(rng.uuid())
+    const newChat = () => ChatId.make(rng.uuid())
+
+    // ---- agents and workspaces ------------------------------------------------
+
+    const healthy = (): DialScript => ({ result: "connect", latency: rng.chance(0.7) ? 0 : rng.int(1, 50) })
+
+    /** A replaced agent is gone: it refuses, hangs, or answers (or refuses) late, ignoring interruption. */
+    const retire = (agentId: AgentId) => {
+      faults++
+      const kind = rng.weighted({ refuse: 5, hang: 3, lateConnect: 2, lateRefuse: 1 })
+      count(`fault:old_agent_${kind}`)
+      const script: DialScript = kind === "refuse"
+        ? { result: "fail", latency: rng.chance(0.5) ? 0 : rng.int(1, 4_000) }
+        : kind === "hang"
+        ? { result: "hang" }
+        : kind === "lateConnect"
+        ? { result: "connect", latency: rng.int(5_500, 12_000), interruptible: false }
+        : { result: "fail", latency: rng.int(5_500, 9_000), interruptible: false }
+      return agents.script(agentId, script)
+    }
+
+    const rebuild = (workspace: WorkspaceModel) =>
+      Effect.gen(function*() {
+        const old = workspace.current
+        const next = model.addBuild(workspace, newAgent(), newBuild())
+        yield* agents.script(next.agentId, healthy())
+        yield* agents.setCurrent(workspace.workspaceId, Option.some(next))
+        if (Option.isSome(old)) yield* retire(old.value.agentId)
+      })
+
+    const stop = (workspace: WorkspaceModel) =>
+      Effect.gen(function*() {
+        if (Option.isNone(workspace.current)) return
+        const old = workspace.current.value
+        workspace.current = Option.none()
+        yield* agents.setCurrent(workspace.workspaceId, Option.none())
+        yield* retire(old.agentId)
+        count("fault:stop")
+      })
+
+    const lookupFault = (workspace: WorkspaceModel) => {
+      faults++
+      const kind = rng.weighted({ fail: 4, slow: 3, beyondTimeout: 1 })
+      count(`fault:lookup_${kind}`)
+      const script: LookupScript = kind === "fail"
+        ? { result: "fail", latency: rng.int(0, 2_000) }
+        : kind === "slow"
+        ? { result: "current", latency: rng.int(1_000, 8_000) }
+        : { result: "current", latency: dialTimeoutMillis + rng.int(1, 5_000) }
+      // One faulty lookup, then healthy ones again (the last script repeats).
+      return agents.scriptLookup(workspace.workspaceId, script, { result: "current" })
+    }
+
+    /** The current agent misbehaves once: a refusal (retried), a slow answer (confirmed), or a hang (timeout). */
+    const currentAgentFault = (current: CurrentAgent) => {
+      faults++
+      const kind = rng.weighted({ refuseOnce: 3, slowOnce: 2, hangOnce: 1 })
+      count(`fault:current_agent_${kind}`)
+      const first: DialScript = kind === "refuseOnce"
+        ? { result: "fail", latency: rng.int(0, 1_000) }
+        : kind === "slowOnce"
+        ? { result: "connect", latency: rng.int(5_500, 8_000) }
+        : { result: "hang" }
+      return agents.script(current.agentId, first, healthy())
+    }
+
+    // ---- turns ------------------------------------------------------------------
+
+    /** One connect, checked: a typed outcome within the dial timeout, and the agent it names. */
+    const checkedConnect = (chatId: ChatId) =>
+      Effect.gen(function*() {
+        turns++
+        const start = yield* Clock.currentTimeMillis
+        const exit = yield* Effect.exit(connector.connect(chatId))
+        const elapsed = (yield* Clock.currentTimeMillis) - start
+        if (elapsed > dialTimeoutMillis) {
+          model.violation(`chat ${chatId}: connect ended after ${elapsed} ms, beyond the dial timeout`)
+        }
+        if (Exit.isSuccess(exit)) {
+          const c = exit.value
+          const home = model.homes.get(c.agentId)
+          if (home?.workspaceId !== c.workspaceId) {
+            model.violation(`chat ${chatId}: connected to agent ${c.agentId} that is not of workspace ${c.workspaceId}`)
+          }
+          if (c.connection.agentId !== c.agentId) {
+            model.violation(`chat ${chatId}: the connection is to ${c.connection.agentId}, not ${c.agentId}`)
+          }
+          const reply = yield* c.connection.exchange("ping")
+          if (reply !== `${c.agentId}:ping`) model.violation(`chat ${chatId}: wrong agent answered: ${reply}`)
+        }
+        return yield* exit
+      })
+
+    const classify = (exit: Exit.Exit<unknown, unknown>, mayBeInterrupted: boolean) => {
+      if (Exit.isSuccess(exit)) return count("turn:ok")
+      if (Cause.isInterruptedOnly(exit.cause)) {
+        if (!mayBeInterrupted) model.violation("a turn nobody interrupted was interrupted")
+        return count("turn:interrupted")
+      }
+      const failure = Cause.failureOption(exit.cause)
+      if (Option.isSome(failure)) {
+        const tag = (failure.value as { readonly _tag?: string })._tag ?? "unknown"
+        if (!expectedErrors.has(tag)) model.violation(`a turn failed with an unexpected error: ${tag}`)
+        return count(`error:${tag}`)
+      }
+      model.violation(`a turn died: ${Cause.pretty(exit.cause)}`)
+    }
+
+    const track = <A, E>(fiber: Fiber.RuntimeFiber<A, E>, mayBeInterrupted: () => boolean) => {
+      fibers.push(fiber)
+      fiber.addObserver((exit) => classify(exit, mayBeInterrupted()))
+    }
+
+    /** Interrupts `fiber` at a random moment of the next 8 seconds. */
+    const interruptLater = (fiber: Fiber.RuntimeFiber<unknown, unknown>) =>
+      Effect.gen(function*() {
+        faults++
+        count("fault:caller_interrupt")
+        const interrupter = yield* Effect.fork(Effect.zipRight(Effect.sleep(rng.int(0, 8_000)), Fiber.interrupt(fiber)))
+        fibers.push(interrupter)
+      })
+
+    /** A turn: its own Scope, a connect, an exchange, the connection held a while, then released. */
+    const turn = (chatId: ChatId) =>
+      Effect.gen(function*() {
+        const hold = rng.chance(0.5) ? 0 : rng.int(1, 2_000)
+        const interrupted = rng.chance(0.12)
+        const fiber = yield* Effect.fork(
+          Effect.scoped(Effect.zipRight(checkedConnect(chatId), hold > 0 ? Effect.sleep(hold) : Effect.void))
+        )
+        track(fiber, () => interrupted)
+        if (interrupted) yield* interruptLater(fiber)
+      })
+
+    /** Concurrent callers of one chat in one turn: they share one dial and one connection. */
+    const sharedTurn = (chatId: ChatId, callers: number) =>
+      Effect.gen(function*() {
+        const interrupted = Array.from({ length: callers }, () => rng.chance(0.2))
+        const hold = rng.int(0, 1_000)
+        const fiber = yield* Effect.fork(Effect.gen(function*() {
+          const scope = yield* Scope.make()
+          const callersFibers: Array<Fiber.RuntimeFiber<unknown, unknown>> = []
+          for (let i = 0; i < callers; i++) {
+            const caller = yield* Effect.fork(Scope.extend(checkedConnect(chatId), scope))
+            track(caller, () => interrupted[i]!)
+            callersFibers.push(caller)
+            if (interrupted[i]) yield* interruptLater(caller)
+          }
+          const exits = yield* Effect.forEach(callersFibers, Fiber.await)
+          const ids = new Set(
+            exits.flatMap((exit) =>
+              Exit.isSuccess(exit) ? [(exit.value as ChatConnector.ChatConnection).connection.connectionId] : []
+            )
+          )
+          if (ids.size > 1) model.violation(`chat ${chatId}: ${ids.size} connections in one turn`)
+          if (hold > 0) yield* Effect.sleep(hold)
+          yield* Scope.close(scope, Exit.void)
+        }))
+        fibers.push(fiber)
+      })
+
+    // ---- settling -------------------------------------------------------------------
+
+    /** Moves the clock until every tracked fiber has ended and no timer is pending. */
+    const settle = Effect.gen(function*() {
+      for (let round = 0; round < 40; round++) {
+        yield* time.advance(15_000)
+        if (fibers.every((fiber) => fiber.unsafePoll() !== null) && (yield* time.idle)) return
+      }
+    })
+
+    const roundOfTurns = (ids: ReadonlyArray<ChatId>) =>
+      Effect.gen(function*() {
+        const round = yield* Effect.forEach(ids, (chatId) => Effect.fork(Effect.scoped(checkedConnect(chatId))))
+        for (const fiber of round) track(fiber, () => false)
+        yield* settle
+        return yield* Effect.forEach(round, Fiber.await)
+      })
+
+    // ---- setup ------------------------------------------------------------------------
+
+    for (let i = 0; i < options.workspaces; i++) {
+      yield* rebuild(model.addWorkspace(WorkspaceId.make(rng.uuid())))
+    }
+    for (let i = 0; i < options.chats; i++) {
+      const parent = chats.length > 0 && rng.chance(0.15) ? rng.pick(chats) : undefined
+      if (parent !== undefined) {
+        chats.push((yield* store.createChild(parent, { chatId: newChat() })).chatId)
+      } else {
+        const workspace = rng.chance(0.05) ? undefined : rng.pick(model.workspaces).workspaceId
+        chats.push((yield* store.createChat({ chatId: newChat(), workspaceId: workspace })).chatId)
+      }
+    }
+
+    // ---- main phase ---------------------------------------------------------------------
+
+    for (let step = 0; step < options.steps; step++) {
+      const action = rng.weighted({
+        turn: 40,
+        concurrentTurns: 4,
+        sharedTurn: 4,
+        advance: 20,
+        rebuild: 7,
+        stop: 2,
+        start: 3,
+        setWorkspace: 5,
+        child: 3,
+        lookupFault: 3,
+        currentAgentFault: 3
+      })
+      count(`action:${action}`)
+      switch (action) {
+        case "turn": {
+          yield* turn(rng.pick(chats))
+          break
+        }
+        case "concurrentTurns": {
+          const chatId = rng.pick(chats)
+          for (let i = rng.int(2, 4); i > 0; i--) yield* turn(chatId)
+          break
+        }
+        case "sharedTurn": {
+          yield* sharedTurn(rng.pick(chats), rng.int(2, 4))
+          break
+        }
+        case "advance": {
+          yield* time.advance(rng.chance(0.8) ? rng.int(0, 3_000) : rng.int(5_000, 12_000))
+          break
+        }
+        case "rebuild": {
+          yield* rebuild(rng.pick(model.workspaces))
+          break
+        }
+        case "stop": {
+          yield* stop(rng.pick(model.workspaces))
+          break
+        }
+        case "start": {
+          const stopped = model.workspaces.filter((w) => Option.isNone(w.current))
+          if (stopped.length > 0) yield* rebuild(rng.pick(stopped))
+          break
+        }
+        case "setWorkspace": {
+          const target = rng.chance(0.1) ? Option.none() : Option.some(rng.pick(model.workspaces).workspaceId)
+          yield* store.setWorkspace(rng.pick(chats), target)
+          break
+        }
+        case "child": {
+          chats.push((yield* store.createChild(rng.pick(chats), { chatId: newChat() })).chatId)
+          break
+        }
+        case "lookupFault": {
+          yield* lookupFault(rng.pick(model.workspaces))
+          break
+        }
+        case "currentAgentFault": {
+          const running = model.workspaces.flatMap((w) => Option.toArray(w.current))
+          if (running.length > 0) yield* currentAgentFault(rng.pick(running))
+          break
+        }
+      }
+    }
+
+    // ---- quiet: no more workspace changes, rebuilds or faults -------------------------------
+
+    for (const workspace of model.workspaces) {
+      if (Option.isNone(workspace.current)) yield* rebuild(workspace)
+      else yield* agents.script(workspace.current.value.agentId, healthy())
+      yield* agents.scriptLookup(workspace.workspaceId, { result: "current" })
+    }
+    yield* settle
+
+    // Invariant: every chat converges to its workspace's current agent.
+    const finals = yield* roundOfTurns(chats)
+    for (let i = 0; i < chats.length; i++) {
+      const row = yield* store.get(chats[i]!)
+      const exit = finals[i]!
+      if (Option.isNone(row.workspaceId)) {
+        const tag = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
+        if ((tag as { readonly _tag?: string } | undefined)?._tag !== "ChatHasNoWorkspace") {
+          model.violation(`chat ${row.chatId} has no workspace, and its turn did not say ChatHasNoWorkspace`)
+        }
+        continue
+      }
+      const workspace = model.workspaces.find((w) => w.workspaceId === Option.getOrUndefined(row.workspaceId))
+      const current = workspace === undefined ? undefined : Option.getOrUndefined(workspace.current)
+      if (Exit.isFailure(exit)) {
+        model.violation(`chat ${row.chatId}: the quiet turn failed: ${Cause.pretty(exit.cause)}`)
+      }
+      if (current === undefined || !Option.contains(row.agentId, current.agentId)) {
+        model.violation(`chat ${row.chatId} did not converge to its workspace's current agent`)
+      }
+    }
+
+    // Invariant: steady-state turns make 0 lookups.
+    const lookupsBefore = (yield* agents.lookups).length
+    const bound: Array<ChatId> = []
+    for (const chatId of chats) {
+      if (Option.isSome((yield* store.get(chatId)).workspaceId)) bound.push(chatId)
+    }
+    const steady = yield* roundOfTurns(bound)
+    const steadyLookups = (yield* agents.lookups).length - lookupsBefore
+    if (steadyLookups !== 0) model.violation(`a steady-state round made ${steadyLookups} lookups`)
+    for (const exit of steady) {
+      if (Exit.isFailure(exit) || exit.value.path !== "hot" || exit.value.outcome !== "fast") {
+        model.violation("a steady-state turn was not hot and fast")
+      }
+    }
+
+    // Invariants: every connection released exactly once; no fiber left running.
+    yield* settle
+    const unreleased = yield* agents.unreleased
+    const releasedTwice = yield* agents.releasedTwice
+    const running = fibers.filter((fiber) => fiber.unsafePoll() === null).length
+    const strayRoots = (yield* Fiber.roots).filter((fiber) => !rootsBefore.has(fiber) && fiber.unsafePoll() === null)
+    for (const entry of unreleased) {
+      model.violation(`connection ${entry.connectionId} to ${entry.agentId} never released`)
+    }
+    for (const entry of releasedTwice) model.violation(`connection ${entry.connectionId} released twice`)
+    if (running > 0) model.violation(`${running} turn fibers still running`)
+    if (strayRoots.length > 0) model.violation(`${strayRoots.length} root fibers still running`)
+    model.checkHistories()
+
+    const ledger = yield* agents.ledger
+    const dials = yield* agents.dials
+    const lookups = yield* agents.lookups
+    const now = yield* Clock.currentTimeMillis
+    return {
+      seed,
+      chats: chats.length,
+      turns,
+      faults,
+      leaks: unreleased.length + releasedTwice.length + running + strayRoots.length,
+      outcomes,
+      violations: model.violations,
+      fingerprint: `${turns}/${ledger.length}/${dials.length}/${lookups.length}/${now}/${
+        Object.entries(outcomes).sort().map(([k, v]) => `${k}=${v}`).join(",")
+      }`
+    } satisfies SeedReport
+  })
