@@ -96,6 +96,8 @@ export const layer: Layer.Layer<Chats, never, BindingStore.BindingStore | ChatCo
     const defect = <A, E extends { readonly _tag: string }>(
       effect: Effect.Effect<A, E | Errors.BindingStoreError | Errors.ChatAlreadyExists>
     ): Effect.Effect<A, Exclude<E, Errors.BindingStoreError | Errors.ChatAlreadyExists>> =>
+      // safe: the refinement removes exactly these two tags from the error
+      // channel; TypeScript cannot narrow them out of a generic `E` itself
       Effect.catchIf(
         effect,
         (error): error is Errors.BindingStoreError | Errors.ChatAlreadyExists =>
