@@ -17,11 +17,14 @@ const A = AgentId.make("00000000-0000-4000-8000-00000000000a")
 const B = AgentId.make("00000000-0000-4000-8000-00000000000b")
 const W = WorkspaceId.make("00000000-0000-4000-8000-0000000000f0")
 const rounds = Number(process.env.LAZYDIAL_BENCH_ROUNDS ?? 9)
-const calls = Number(process.env.LAZYDIAL_BENCH_CALLS ?? 200_000)
+const calls = Number(process.env.LAZYDIAL_BENCH_CALLS ?? 50_000)
 const inFlight = Number(process.env.LAZYDIAL_BENCH_IN_FLIGHT ?? 100_000)
 
-const connection = { agentId: A, connectionId: "bench" }
-const readyDial = (agentId: AgentId) => Effect.succeed({ ...connection, agentId })
+// A dial that is ready at once and owns a resource, as a real one does: its
+// release is a finalizer of the Scope it is dialed in.
+const readyDial = (agentId: AgentId) => Effect.acquireRelease(Effect.succeed({ agentId }), () => Effect.void)
+// The same, with nothing to release: isolates the cost of the race itself.
+const readyValue = (agentId: AgentId) => Effect.succeed({ agentId })
 
 const median = (xs: ReadonlyArray<number>) => {
   const sorted = [...xs].sort((a, b) => a - b)
@@ -50,10 +53,13 @@ const fastPath = Effect.scoped(dialWithLazyValidation({
   delay: "1 minute"
 }))
 
-const fastPathUnscoped = Effect.flatMap(
-  Effect.succeed(undefined),
-  () => readyDial(A)
-)
+const fastPathValue = Effect.scoped(dialWithLazyValidation({
+  agentId: A,
+  workspaceId: W,
+  dial: readyValue,
+  lookup: () => Effect.succeed(Option.some(A)),
+  delay: "1 minute"
+}))
 
 const staleSwitch = Effect.scoped(dialWithLazyValidation({
   agentId: A,
@@ -90,42 +96,51 @@ const main = async () => {
   console.log(`${rounds} rounds of ${calls} calls each; medians below\n`)
   const rows: Record<string, Array<number>> = {
     floor: [],
-    floorScoped: [],
     fast: [],
+    floorValue: [],
+    fastValue: [],
     promise: [],
     promiseNoAbort: [],
     ratio: [],
+    overheadRatio: [],
     stale: [],
     promiseStale: []
   }
   // warm-up, so that every path is optimised before it is measured
   await timeEffect(calls / 4, fastPath)
+  await timeEffect(calls / 4, fastPathValue)
+  await timeEffect(calls / 4, Effect.scoped(readyDial(A)))
   await timeEffect(calls / 20, staleSwitch)
   await timePromise(calls / 4, () => promiseDial({ fast: true, abort: true }))
   for (let round = 0; round < rounds; round++) {
-    rows.floor!.push(await timeEffect(calls, fastPathUnscoped))
-    rows.floorScoped!.push(await timeEffect(calls, Effect.scoped(readyDial(A))))
+    const floor = await timeEffect(calls, Effect.scoped(readyDial(A)))
     const fast = await timeEffect(calls, fastPath)
     const promise = await timePromise(calls, () => promiseDial({ fast: true, abort: true }))
+    rows.floor!.push(floor)
     rows.fast!.push(fast)
     rows.promise!.push(promise)
     rows.ratio!.push(fast / promise)
+    rows.overheadRatio!.push((fast - floor) / promise)
+    rows.floorValue!.push(await timeEffect(calls, Effect.scoped(readyValue(A))))
+    rows.fastValue!.push(await timeEffect(calls, fastPathValue))
     rows.promiseNoAbort!.push(await timePromise(calls, () => promiseDial({ fast: true, abort: false })))
     rows.stale!.push(await timeEffect(calls / 10, staleSwitch))
-    rows.promiseStale!.push(await timePromise(calls / 10, () => promiseDial({ fast: false, abort: true })))
+    rows.promiseStale!.push(await timePromise(calls / 100, () => promiseDial({ fast: false, abort: true })))
   }
   const memory: Array<number> = []
   for (let round = 0; round < 3; round++) memory.push(await memoryPerDial(inFlight))
   const us = (xs: ReadonlyArray<number>) => `${median(xs).toFixed(2)} µs`
   const table = [
-    ["fast path: dialWithLazyValidation (ready dial, delay 1 min, scoped)", us(rows.fast!)],
-    ["floor: the bare dial effect", us(rows.floor!)],
-    ["floor: the bare dial effect in Effect.scoped", us(rows.floorScoped!)],
+    ["fast path: Effect.scoped(dialWithLazyValidation(acquireRelease dial))", us(rows.fast!)],
+    ["floor: Effect.scoped(the same acquireRelease dial)", us(rows.floor!)],
+    ["fast path, dial with nothing to release", us(rows.fastValue!)],
+    ["floor: Effect.scoped(Effect.succeed)", us(rows.floorValue!)],
     ["promise version (AbortController + setTimeout), fast path", us(rows.promise!)],
     ["promise version without AbortController, fast path", us(rows.promiseNoAbort!)],
-    ["ratio lazydial / promise, same round (median)", median(rows.ratio!).toFixed(2)],
+    ["ratio lazydial / promise, same round", median(rows.ratio!).toFixed(2)],
+    ["ratio (lazydial - floor) / promise, same round", median(rows.overheadRatio!).toFixed(2)],
     ["stale switch: dialWithLazyValidation (delay 0, lookup names B)", us(rows.stale!)],
-    ["stale switch: promise version", us(rows.promiseStale!)],
+    ["stale switch: promise version (its setTimeout(0) is a 1 ms timer)", us(rows.promiseStale!)],
     [`memory per in-flight dial (${inFlight} in flight)`, `${(median(memory) / 1024).toFixed(2)} KB`]
   ]
   for (const [name, value] of table) console.log(`${name!.padEnd(72)} ${value}`)

@@ -1,6 +1,6 @@
 /**
  * Runs one path in a loop, for `node --cpu-prof`:
- * `node .bench-build/bench/profileFastPath.js <calls> <fast|floor|fast-untraced>`.
+ * `node .bench-build/bench/profileFastPath.js <calls> <fast|floor|fast-untraced|stale>`.
  */
 
 import * as Effect from "effect/Effect"
@@ -19,7 +19,16 @@ const fast = dialWithLazyValidation({
   lookup: () => Effect.succeed(Option.some(A)),
   delay: "1 minute"
 })
+const B = AgentId.make("00000000-0000-4000-8000-00000000000b")
+const stale = dialWithLazyValidation({
+  agentId: A,
+  workspaceId: W,
+  dial: (agentId) => agentId === A ? Effect.never : dial(agentId),
+  lookup: () => Effect.succeed(Option.some(B)),
+  delay: 0
+})
 const bodies: Record<string, Effect.Effect<unknown, unknown>> = {
+  stale: Effect.scoped(stale),
   fast: Effect.scoped(fast),
   floor: Effect.scoped(dial(A)),
   "fast-untraced": Effect.withTracerEnabled(Effect.scoped(fast), false)
