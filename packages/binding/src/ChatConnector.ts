@@ -35,6 +35,7 @@
  *
  * @since 0.1.0
  */
+import type { InvalidOption } from "@lazydial/core"
 import {
   type AgentConnection,
   type AgentDialError,
@@ -43,11 +44,11 @@ import {
   AgentLookupTag,
   type BuildId,
   type ChatId,
-  InvalidOption,
   LazyDial,
   type NoCurrentAgent,
   type WorkspaceId
 } from "@lazydial/core"
+import { Options } from "@lazydial/core"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -147,24 +148,7 @@ export const defaultDialTimeout: Duration.Duration = Duration.seconds(30)
 export const maxDialTimeout: Duration.Duration = Duration.minutes(10)
 
 const checkTimeout = (input: unknown): Effect.Effect<Duration.Duration, InvalidOption> =>
-  Effect.suspend(() => {
-    const decoded = typeof input === "string" && input.trim().startsWith("-")
-      ? undefined
-      : Duration.decodeUnknown(input)
-    if (
-      decoded === undefined || decoded._tag === "None" || !Duration.isFinite(decoded.value) ||
-      Duration.isZero(decoded.value) || Duration.greaterThan(decoded.value, maxDialTimeout)
-    ) {
-      return Effect.fail(
-        new InvalidOption({
-          option: "dialTimeout",
-          value: String(input),
-          expected: `a duration above 0 and at most ${Duration.format(maxDialTimeout)}`
-        })
-      )
-    }
-    return Effect.succeed(decoded.value)
-  })
+  Options.boundedDuration("dialTimeout", input, maxDialTimeout, { allowZero: false })
 
 /**
  * Builds the service. The validation delay is the `LazyDial` service's.

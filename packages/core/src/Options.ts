@@ -19,10 +19,17 @@ import { InvalidOption } from "./Errors.js"
 export const boundedDuration = (
   option: string,
   input: unknown,
-  max: Duration.Duration
+  max: Duration.Duration,
+  options?: {
+    /** False for durations that must be above zero, such as timeouts. */
+    readonly allowZero?: boolean | undefined
+  }
 ): Effect.Effect<Duration.Duration, InvalidOption> =>
   Effect.suspend(() => {
-    const expected = `a duration from 0 to ${Duration.format(max)}`
+    const allowZero = options?.allowZero ?? true
+    const expected = allowZero
+      ? `a duration from 0 to ${Duration.format(max)}`
+      : `a duration above 0, at most ${Duration.format(max)}`
     const invalid = () =>
       Effect.fail(
         new InvalidOption({ option, value: typeof input === "bigint" ? `${input}n` : String(input), expected })
@@ -35,5 +42,6 @@ export const boundedDuration = (
     if (decoded._tag === "None") return invalid()
     const duration = decoded.value
     if (!Duration.isFinite(duration) || Duration.greaterThan(duration, max)) return invalid()
+    if (!allowZero && Duration.isZero(duration)) return invalid()
     return Effect.succeed(duration)
   })

@@ -1,6 +1,8 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { AgentId, AgentLookupError, BuildId, CurrentAgent, InvalidOption, WorkspaceId } from "@lazydial/core"
+import type { InvalidOption } from "@lazydial/core"
+import { AgentId, AgentLookupError, BuildId, CurrentAgent, WorkspaceId } from "@lazydial/core"
+import { Options as CoreOptions } from "@lazydial/core"
 import type * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
 import * as Deferred from "effect/Deferred"
@@ -44,7 +46,7 @@ const Row = Schema.Struct({
   build_id: BuildId,
   agent_id: Schema.NullOr(AgentId)
 })
-const decodeRows = Schema.decodeUnknown(Schema.Array(Row), { errors: "all" })
+const decodeRow = Schema.decodeUnknown(Row, { errors: "all" })
 
 type Answer = Exit.Exit<Option.Option<CurrentAgent>, AgentLookupError>
 
@@ -56,22 +58,7 @@ const detailOf = (cause: SqlError | ParseResult.ParseError) =>
     : cause.message
 
 const checkWindow = (input: unknown): Effect.Effect<Duration.Duration, InvalidOption> =>
-  Effect.suspend(() => {
-    const decoded = typeof input === "string" && input.trim().startsWith("-") ||
-        typeof input === "number" && !(input >= 0)
-      ? Option.none()
-      : Duration.decodeUnknown(input)
-    if (Option.isSome(decoded) && !Duration.greaterThan(decoded.value, maxBatchWindow)) {
-      return Effect.succeed(decoded.value)
-    }
-    return Effect.fail(
-      new InvalidOption({
-        option: "batchWindow",
-        value: String(input),
-        expected: `a duration from 0 to ${Duration.format(maxBatchWindow)}`
-      })
-    )
-  })
+  CoreOptions.boundedDuration("batchWindow", input, maxBatchWindow)
 
 /** @internal */
 export const makeSql = (
@@ -92,12 +79,13 @@ export const makeSql = (
     // with its agent, so the build and the agent always belong together.
     const resolver = RequestResolver.makeBatched((requests: ReadonlyArray<GetCurrentAgent>) => {
       const workspaces = [...new Set(requests.map((request) => request.workspaceId))]
-      return sql`SELECT DISTINCT ON (workspace_id) workspace_id, build_id, agent_id
+      // Rows are decoded one by one, per request: a row that breaks the schema
+      // fails the lookup of its own workspace, not the whole batch's.
+      return sql<{ readonly workspace_id: unknown }>`SELECT DISTINCT ON (workspace_id) workspace_id, build_id, agent_id
 FROM lazydial_workspace_builds
 WHERE ${sql.in("workspace_id", workspaces)}
 ORDER BY workspace_id, build_number DESC`.pipe(
         Effect.tap(() => Metric.increment(queriesTotal)),
-        Effect.flatMap(decodeRows),
         Effect.map((rows) => new Map(rows.map((row) => [row.workspace_id, row]))),
         Effect.matchCauseEffect({
           onFailure: (cause) =>
@@ -113,11 +101,21 @@ ORDER BY workspace_id, build_number DESC`.pipe(
             }, { discard: true }),
           onSuccess: (latest) =>
             Effect.forEach(requests, (request) => {
-              const row = latest.get(request.workspaceId)
-              const answer = row === undefined || row.agent_id === null
-                ? Option.none()
-                : Option.some(new CurrentAgent({ agentId: row.agent_id, buildId: row.build_id }))
-              return Request.succeed(request, answer)
+              const raw = latest.get(request.workspaceId)
+              if (raw === undefined) return Request.succeed(request, Option.none())
+              return Request.completeEffect(
+                request,
+                decodeRow(raw).pipe(
+                  Effect.map((row) =>
+                    row.agent_id === null
+                      ? Option.none()
+                      : Option.some(new CurrentAgent({ agentId: row.agent_id, buildId: row.build_id }))
+                  ),
+                  Effect.mapError((error) =>
+                    new AgentLookupError({ workspaceId: request.workspaceId, detail: detailOf(error), cause: error })
+                  )
+                )
+              )
             }, { discard: true })
         })
       )
