@@ -199,16 +199,22 @@ RETURNING ${sql.literal(columns)}`.pipe(Effect.mapError(databaseError(operation)
       const chatId = options?.chatId ?? (yield* freshChatId)
       const updatedAt = yield* now
       // One statement: the child copies the parent's row as it is at this
-      // instant, never a mix of two versions of it.
-      const rows = yield* sql`INSERT INTO lazydial_chat_bindings
+      // instant, never a mix of two versions of it. The copy is read back in
+      // the same transaction, so a parent row that breaks the schema fails
+      // the call and leaves no broken copy behind.
+      const created = yield* sql`INSERT INTO lazydial_chat_bindings
   (chat_id, parent_chat_id, workspace_id, build_id, agent_id, version, updated_at)
 SELECT ${chatId}::text, parent.chat_id, parent.workspace_id, parent.build_id, parent.agent_id, 1,
   ${updatedAt}::timestamptz
 FROM lazydial_chat_bindings AS parent
 WHERE parent.chat_id = ${parentChatId}
 ON CONFLICT (chat_id) DO NOTHING
-RETURNING ${sql.literal(columns)}`.pipe(Effect.mapError(databaseError(operation)))
-      const created = yield* one(operation)(rows)
+RETURNING ${sql.literal(columns)}`.pipe(
+        Effect.mapError(databaseError(operation)),
+        Effect.flatMap(one(operation)),
+        sql.withTransaction,
+        Effect.catchTag("SqlError", (cause) => Effect.fail(databaseError(operation)(cause)))
+      )
       if (Option.isSome(created)) return created.value
       const parent = yield* select(operation, parentChatId)
       if (Option.isNone(parent)) return yield* new ChatNotFound({ chatId: parentChatId })

@@ -1,0 +1,414 @@
+/**
+ * Bad input: every decoder that takes outside data, fed arbitrary strings and
+ * objects by fast-check. Nothing may throw past the Effect error channel, and
+ * every rejection names the field (or the option) it rejects.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import { assert, describe, it } from "@effect/vitest"
+import { AgentDirectory, BindingStore, ChatBinding, ChatConnector, Database } from "@lazydial/binding"
+import { AgentId, BuildId, ChatId, LazyDial, WorkspaceId } from "@lazydial/core"
+import { layerTest, TestAgents } from "@lazydial/core/testing"
+import * as Cause from "effect/Cause"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as FastCheck from "effect/FastCheck"
+import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import { build, chatId, workspaceId } from "./fixtures.js"
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+/** Strings near a UUID as well as far from it: fast-check's own strings rarely come close. */
+const idLike = FastCheck.oneof(
+  FastCheck.string(),
+  FastCheck.uuid(),
+  FastCheck.uuid().map((uuid) => uuid.slice(1)),
+  FastCheck.uuid().map((uuid) => uuid.replace(/-/g, "")),
+  FastCheck.uuid().map((uuid) => ` ${uuid}`),
+  FastCheck.uuid().map((uuid) => `${uuid.slice(0, -1)}g`),
+  FastCheck.uuid().map((uuid) => `${uuid}\n`)
+)
+
+const anyInput = FastCheck.oneof(FastCheck.anything(), idLike, FastCheck.object())
+
+const formatLeft = <A>(result: Either.Either<A, ParseResult.ParseError>): string | undefined =>
+  Either.isLeft(result) ? ParseResult.TreeFormatter.formatErrorSync(result.left) : undefined
+
+/** Runs a decoding effect and says how it ended; a defect or a throw fails the property. */
+const endsInErrorChannel = <A, E>(effect: Effect.Effect<A, E>): Exit.Exit<A, E> => {
+  const exit = Effect.runSyncExit(effect)
+  if (Exit.isFailure(exit) && !Option.isSome(Cause.failureOption(exit.cause))) {
+    throw new Error(`not a typed failure: ${Cause.pretty(exit.cause)}`)
+  }
+  return exit
+}
+
+describe("Bad input: ids", () => {
+  const decoders = <A extends string>(name: string, schema: Schema.Schema<A, string>) =>
+    [name, Schema.decodeUnknownEither(schema), Schema.decodeUnknown(schema)] as const
+  const ids: ReadonlyArray<
+    readonly [
+      string,
+      (input: unknown) => Either.Either<string, ParseResult.ParseError>,
+      (input: unknown) => Effect.Effect<string, ParseResult.ParseError>
+    ]
+  > = [
+    decoders("AgentId", AgentId),
+    decoders("WorkspaceId", WorkspaceId),
+    decoders("BuildId", BuildId),
+    decoders("ChatId", ChatId)
+  ]
+
+  for (const [name, decodeEither, decode] of ids) {
+    it(`${name}: any value decodes to a UUID or is refused with an error naming ${name}`, () => {
+      FastCheck.assert(
+        FastCheck.property(anyInput, (input) => {
+          const result = decodeEither(input)
+          const message = formatLeft(result)
+          if (message === undefined) {
+            return typeof input === "string" && uuidPattern.test(input)
+          }
+          endsInErrorChannel(decode(input))
+          return message.startsWith(name) && !(typeof input === "string" && uuidPattern.test(input))
+        }),
+        { numRuns: 500 }
+      )
+    })
+  }
+})
+
+describe("Bad input: the JSON binding", () => {
+  const decodeJson = Schema.decodeUnknownEither(Schema.parseJson(ChatBinding.ChatBinding))
+  const valid = Schema.encodeSync(ChatBinding.ChatBinding)(
+    new ChatBinding.ChatBinding({
+      chatId: chatId(),
+      parentChatId: Option.none(),
+      workspaceId: Option.some(workspaceId()),
+      buildId: Option.some(build().buildId),
+      agentId: Option.some(build().agentId),
+      version: 2,
+      updatedAt: Schema.decodeSync(Schema.DateTimeUtc)("2026-11-24T00:00:00.000Z")
+    })
+  )
+  const fields = Object.keys(valid) as Array<keyof typeof valid>
+
+  it("arbitrary text and JSON never throw: the decoder answers Left or Right", () => {
+    FastCheck.assert(
+      FastCheck.property(FastCheck.oneof(FastCheck.string(), FastCheck.json()), (text) => {
+        const result = decodeJson(text)
+        endsInErrorChannel(Schema.decodeUnknown(Schema.parseJson(ChatBinding.ChatBinding))(text))
+        return Either.isLeft(result) || Either.isRight(result)
+      }),
+      { numRuns: 500 }
+    )
+  })
+
+  it("a binding with one field replaced by any value is accepted, or refused with an error naming that field", () => {
+    FastCheck.assert(
+      FastCheck.property(
+        FastCheck.constantFrom(...fields),
+        FastCheck.oneof(anyInput, FastCheck.constant(undefined)),
+        FastCheck.boolean(),
+        (field, value, remove) => {
+          const payload: Record<string, unknown> = { ...valid }
+          if (remove) delete payload[field]
+          else payload[field] = value
+          const message = formatLeft(Schema.decodeUnknownEither(ChatBinding.ChatBinding)(payload))
+          endsInErrorChannel(Schema.decodeUnknown(ChatBinding.ChatBinding)(payload))
+          return message === undefined || message.includes(`["${field}"]`)
+        }
+      ),
+      { numRuns: 1_000 }
+    )
+  })
+
+  it("arbitrary objects never throw", () => {
+    FastCheck.assert(
+      FastCheck.property(FastCheck.anything(), (input) => {
+        endsInErrorChannel(Schema.decodeUnknown(ChatBinding.ChatBinding)(input))
+        return true
+      }),
+      { numRuns: 500 }
+    )
+  })
+})
+
+/** Duration-like text, valid and not: fast-check's own strings are almost never durations. */
+const durationLike = FastCheck.oneof(
+  FastCheck.string(),
+  FastCheck.tuple(
+    FastCheck.oneof(FastCheck.integer(), FastCheck.double(), FastCheck.bigInt()),
+    FastCheck.constantFrom("nanos", "micros", "millis", "seconds", "minutes", "hours", "days", "weeks", "Seconds", "")
+  ).map(([amount, unit]) => `${amount} ${unit}`),
+  FastCheck.constantFrom(
+    "5 seconds",
+    "0 millis",
+    "Infinity",
+    "Infinity seconds",
+    "NaN seconds",
+    "-0 seconds",
+    "1e400 seconds",
+    "  5 seconds",
+    "5seconds",
+    "9007199254740993 millis",
+    "-5 seconds",
+    "",
+    " "
+  )
+)
+
+describe("Bad input: Config values", () => {
+  const provider = (name: string, value: string) => ConfigProvider.fromMap(new Map([[name, value]]))
+
+  /** Either a Duration in [min, max], or InvalidOption naming the option; never a defect. */
+  const checkConfig = (
+    option: string,
+    max: Duration.Duration,
+    exit: Exit.Exit<Duration.Duration | undefined, { readonly _tag: string; readonly message: string }>
+  ) => {
+    if (Exit.isSuccess(exit)) {
+      const duration = exit.value
+      return duration === undefined ||
+        Duration.isFinite(duration) && Duration.lessThanOrEqualTo(duration, max) &&
+          Duration.greaterThanOrEqualTo(duration, Duration.zero)
+    }
+    const failure = Cause.failureOption(exit.cause)
+    if (Option.isNone(failure)) throw new Error(`not a typed failure: ${Cause.pretty(exit.cause)}`)
+    return failure.value._tag === "InvalidOption" && failure.value.message.includes(option)
+  }
+
+  it("LAZYDIAL_VALIDATION_DELAY: any text is a delay from 0 to 10 minutes, or InvalidOption naming delay", () =>
+    FastCheck.assert(
+      FastCheck.asyncProperty(durationLike, async (value) => {
+        const exit = await Effect.runPromiseExit(
+          Effect.map(LazyDial.LazyDial, (service): Duration.Duration | undefined => service.delay).pipe(
+            Effect.provide(LazyDial.layerConfig.pipe(Layer.provide(layerTest))),
+            Effect.withConfigProvider(provider("LAZYDIAL_VALIDATION_DELAY", value))
+          )
+        )
+        return checkConfig("delay", LazyDial.maxDelay, exit)
+      }),
+      { numRuns: 300 }
+    ))
+
+  it("LAZYDIAL_DIAL_TIMEOUT: any text is a timeout above 0 and at most 10 minutes, or InvalidOption naming dialTimeout", () =>
+    FastCheck.assert(
+      FastCheck.asyncProperty(durationLike, async (value) => {
+        const exit = await Effect.runPromiseExit(
+          Effect.map(ChatConnector.ChatConnector, (service): Duration.Duration | undefined => service.dialTimeout).pipe(
+            Effect.provide(ChatConnector.layerConfig.pipe(
+              Layer.provide(LazyDial.layer()),
+              Layer.provide(BindingStore.layerMemory),
+              Layer.provide(layerTest)
+            )),
+            Effect.withConfigProvider(provider("LAZYDIAL_DIAL_TIMEOUT", value))
+          )
+        )
+        if (Exit.isSuccess(exit) && exit.value !== undefined && Duration.isZero(exit.value)) return false
+        return checkConfig("dialTimeout", ChatConnector.maxDialTimeout, exit)
+      }),
+      { numRuns: 300 }
+    ))
+
+  it.effect(
+    "LAZYDIAL_LOOKUP_BATCH_WINDOW: any text builds the directory, or is InvalidOption naming batchWindow",
+    () =>
+      Effect.gen(function*() {
+        const runtime = ManagedRuntime.make(Database.layerPglite())
+        yield* Effect.addFinalizer(() => runtime.disposeEffect)
+        yield* Effect.promise(() =>
+          FastCheck.assert(
+            FastCheck.asyncProperty(durationLike, async (value) => {
+              const exit = await runtime.runPromiseExit(
+                Effect.as(AgentDirectory.AgentDirectory, undefined).pipe(
+                  Effect.provide(AgentDirectory.layerSqlConfig),
+                  Effect.withConfigProvider(provider("LAZYDIAL_LOOKUP_BATCH_WINDOW", value))
+                )
+              )
+              return checkConfig("batchWindow", AgentDirectory.maxBatchWindow, exit)
+            }),
+            { numRuns: 60 }
+          )
+        )
+      }).pipe(Effect.scoped),
+    120_000
+  )
+})
+
+describe("Bad input: database rows", () => {
+  const sqlLayer = Database.layerPglite()
+  const columns = ["parent_chat_id", "workspace_id", "build_id", "agent_id"] as const
+
+  it.effect(
+    "a chat row with any text in an id column reads back, or is a BindingStoreError naming the column",
+    () =>
+      Effect.gen(function*() {
+        const runtime = ManagedRuntime.make(Layer.provideMerge(BindingStore.layerSql, sqlLayer))
+        yield* Effect.addFinalizer(() => runtime.disposeEffect)
+        const healthy = yield* Effect.promise(() =>
+          runtime.runPromise(Effect.flatMap(BindingStore.BindingStore, (store) => store.createChat()))
+        )
+        yield* Effect.promise(() =>
+          FastCheck.assert(
+            FastCheck.asyncProperty(FastCheck.constantFrom(...columns), idLike, async (column, value) => {
+              const exit = await runtime.runPromiseExit(Effect.gen(function*() {
+                const sql = yield* SqlClient.SqlClient
+                const store = yield* BindingStore.BindingStore
+                const id = chatId()
+                const current = build()
+                const row: Record<string, string> = {
+                  chat_id: id,
+                  parent_chat_id: chatId(),
+                  workspace_id: workspaceId(),
+                  build_id: current.buildId,
+                  agent_id: current.agentId,
+                  [column]: value
+                }
+                yield* sql`INSERT INTO lazydial_chat_bindings
+  (chat_id, parent_chat_id, workspace_id, build_id, agent_id, version, updated_at)
+VALUES (${row["chat_id"]!}, ${row["parent_chat_id"]!}, ${row["workspace_id"]!}, ${row["build_id"]!},
+  ${row["agent_id"]!}, 1, now())`
+                return yield* store.get(id)
+              }))
+              if (Exit.isSuccess(exit)) return uuidPattern.test(value)
+              const failure = Cause.failureOption(exit.cause)
+              if (Option.isNone(failure)) throw new Error(`not a typed failure: ${Cause.pretty(exit.cause)}`)
+              // PGlite refuses text with a NUL byte before the store sees it: that is the database's error.
+              if (failure.value._tag === "SqlError") return value.includes("\u0000")
+              return failure.value._tag === "BindingStoreError" && failure.value.message.includes(`["${column}"]`) &&
+                failure.value.message.includes(JSON.stringify(value))
+            }),
+            { numRuns: 80 }
+          )
+        )
+        // The healthy chat is untouched by all of that.
+        const reread = yield* Effect.promise(() =>
+          runtime.runPromise(Effect.flatMap(BindingStore.BindingStore, (store) => store.get(healthy.chatId)))
+        )
+        assert.deepStrictEqual(reread, healthy)
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.effect(
+    "a chat row with a bad version or timestamp is a BindingStoreError naming the column",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const store = yield* BindingStore.BindingStore
+        const cases = [
+          ["version", "0", "now()"],
+          ["version", "-3", "now()"],
+          ["updated_at", "1", "'infinity'"],
+          ["updated_at", "1", "'-infinity'"]
+        ] as const
+        for (const [column, version, updatedAt] of cases) {
+          const id = chatId()
+          yield* sql.unsafe(
+            `INSERT INTO lazydial_chat_bindings (chat_id, workspace_id, version, updated_at)
+VALUES ($1, $2, ${version}, ${updatedAt})`,
+            [id, workspaceId()]
+          )
+          const error = yield* Effect.flip(store.get(id))
+          assert.strictEqual(error._tag, "BindingStoreError")
+          assert.include(error.message, `["${column}"]`, `${column} = ${version}/${updatedAt}: ${error.message}`)
+        }
+      }).pipe(Effect.provide(Layer.provideMerge(BindingStore.layerSql, sqlLayer))),
+    120_000
+  )
+})
+
+describe("Bad input: a corrupt row is that chat's problem only", () => {
+  const sqlLayer = Database.layerPglite()
+
+  it.effect(
+    "a chat whose row names a non-UUID agent fails its turns with a BindingStoreError; other chats keep working",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const store = yield* BindingStore.BindingStore
+        const connector = yield* ChatConnector.ChatConnector
+        const agents = yield* TestAgents
+        const w = workspaceId()
+        const current = build()
+        yield* agents.setCurrent(w, Option.some(current))
+        yield* agents.script(current.agentId, { result: "connect" })
+        const healthy = yield* store.createChat({ workspaceId: w })
+        const corrupt = chatId()
+        yield* sql`INSERT INTO lazydial_chat_bindings
+  (chat_id, parent_chat_id, workspace_id, build_id, agent_id, version, updated_at)
+VALUES (${corrupt}, NULL, ${w}, ${current.buildId}, ${"agent-7"}, 1, now())`
+
+        const [good, bad] = yield* Effect.all([
+          Effect.either(Effect.scoped(connector.connect(healthy.chatId))),
+          Effect.either(Effect.scoped(connector.connect(corrupt)))
+        ], { concurrency: "unbounded" })
+        assert.isTrue(Either.isRight(good))
+        assert.isTrue(Either.isLeft(bad))
+        if (Either.isLeft(bad)) {
+          assert.strictEqual(bad.left._tag, "BindingStoreError")
+          assert.include(bad.left.message, "[\"agent_id\"]")
+          assert.include(bad.left.message, "agent-7")
+        }
+        for (let i = 0; i < 3; i++) {
+          const again = yield* Effect.scoped(connector.connect(healthy.chatId))
+          assert.strictEqual(again.path, "hot")
+          assert.strictEqual((yield* Effect.flip(Effect.scoped(connector.connect(corrupt))))._tag, "BindingStoreError")
+        }
+        const fresh = yield* store.createChat({ workspaceId: w })
+        assert.strictEqual((yield* Effect.scoped(connector.connect(fresh.chatId))).path, "lazy_bind")
+        // A child of the corrupt chat is refused, and leaves no corrupt copy behind.
+        const child = chatId()
+        assert.strictEqual(
+          (yield* Effect.flip(store.createChild(corrupt, { chatId: child })))._tag,
+          "BindingStoreError"
+        )
+        const copies = yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM lazydial_chat_bindings
+WHERE chat_id = ${child}`
+        assert.strictEqual(copies[0]!.n, 0)
+        // Repairing the row by hand (or by a workspace change) heals the chat.
+        yield* store.setWorkspace(corrupt, Option.some(w))
+        assert.strictEqual((yield* Effect.scoped(connector.connect(corrupt))).path, "lazy_bind")
+      }).pipe(
+        Effect.provide(
+          ChatConnector.layer().pipe(
+            Layer.provideMerge(LazyDial.layer()),
+            Layer.provideMerge(Layer.provideMerge(BindingStore.layerSql, sqlLayer)),
+            Layer.provideMerge(layerTest)
+          )
+        )
+      ),
+    120_000
+  )
+
+  it.effect(
+    "a corrupt build row fails the lookup of its own workspace only, even inside a shared batch",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const directory = yield* AgentDirectory.AgentDirectory
+        const good = workspaceId()
+        const bad = workspaceId()
+        const current = build()
+        yield* directory.recordBuild(good, current)
+        yield* sql`INSERT INTO lazydial_workspace_builds (workspace_id, build_number, build_id, agent_id, created_at)
+VALUES (${bad}, 1, ${build().buildId}, ${"agent-7"}, now())`
+        const [answer, failed] = yield* Effect.all([
+          directory.current(good),
+          Effect.flip(directory.current(bad))
+        ], { concurrency: "unbounded" })
+        assert.deepStrictEqual(answer, Option.some(current))
+        assert.strictEqual(failed._tag, "AgentLookupError")
+        assert.strictEqual(failed.workspaceId, bad)
+        assert.include(failed.message, "[\"agent_id\"]")
+        assert.include(failed.message, "agent-7")
+      }).pipe(Effect.provide(Layer.provideMerge(AgentDirectory.layerSql({ batchWindow: 0 }), sqlLayer))),
+    120_000
+  )
+})
