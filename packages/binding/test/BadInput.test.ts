@@ -4,12 +4,13 @@
  * every rejection names the field (or the option) it rejects.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import { assert, describe, it } from "@effect/vitest"
+import { afterAll, assert, describe, it } from "@effect/vitest"
 import { AgentDirectory, BindingStore, ChatBinding, ChatConnector, Database } from "@lazydial/binding"
 import { AgentId, BuildId, ChatId, LazyDial, WorkspaceId } from "@lazydial/core"
 import { layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
 import * as ConfigProvider from "effect/ConfigProvider"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -21,6 +22,17 @@ import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { build, chatId, workspaceId } from "./fixtures.js"
+
+/**
+ * One PGlite for the whole file: starting one takes seconds. Every test uses
+ * fresh ids, so they never see each other's rows.
+ */
+const pglite = ManagedRuntime.make(Database.layerPglite())
+afterAll(() => pglite.dispose())
+const sqlLayer = Layer.effect(
+  SqlClient.SqlClient,
+  Effect.map(pglite.runtimeEffect, (runtime) => Context.get(runtime.context, SqlClient.SqlClient))
+)
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
@@ -220,7 +232,7 @@ describe("Bad input: Config values", () => {
     "LAZYDIAL_LOOKUP_BATCH_WINDOW: any text builds the directory, or is InvalidOption naming batchWindow",
     () =>
       Effect.gen(function*() {
-        const runtime = ManagedRuntime.make(Database.layerPglite())
+        const runtime = ManagedRuntime.make(sqlLayer)
         yield* Effect.addFinalizer(() => runtime.disposeEffect)
         yield* Effect.promise(() =>
           FastCheck.assert(
@@ -242,7 +254,6 @@ describe("Bad input: Config values", () => {
 })
 
 describe("Bad input: database rows", () => {
-  const sqlLayer = Database.layerPglite()
   const columns = ["parent_chat_id", "workspace_id", "build_id", "agent_id"] as const
 
   it.effect(
@@ -325,8 +336,6 @@ VALUES ($1, $2, ${version}, ${updatedAt})`,
 })
 
 describe("Bad input: a corrupt row is that chat's problem only", () => {
-  const sqlLayer = Database.layerPglite()
-
   it.effect(
     "a chat whose row names a non-UUID agent fails its turns with a BindingStoreError; other chats keep working",
     () =>
