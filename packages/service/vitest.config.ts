@@ -3,6 +3,10 @@ import { defineProject } from "vitest/config"
 export default defineProject({
   test: {
     name: "service",
-    include: ["test/**/*.test.ts"]
+    include: ["test/**/*.test.ts"],
+    // Every file starts real agents, sockets and an embedded database: run
+    // them one at a time, so that they do not starve each other of CPU and
+    // turn timing-based outcomes (a slow localhost dial) into flakes.
+    fileParallelism: false
   }
 })

@@ -16,9 +16,10 @@ const options: Workload.Options = {
   rebuildRate: 4,
   thinkMs: 200,
   // Generous, so that a loaded CI machine does not turn a slow localhost dial
-  // into a validation: hung agents then take a second to be replaced.
-  validationDelayMs: 1000,
-  dialTimeoutMs: 4000
+  // into a validation (a "confirmed" lookup on a steady-state turn): hung
+  // agents then take 3 s to be replaced, which the run can afford.
+  validationDelayMs: 3000,
+  dialTimeoutMs: 8000
 }
 
 describe("the reference service, end to end", () => {

@@ -243,11 +243,13 @@ export const runStrategy = (
             return word === "ok" && agentId === connection.agentId && replyWorkspace === workspaceId
           })).pipe((effect) => Probe.withTurnProbe(probe, effect), semaphore.withPermits(1), Effect.either)
 
-          // Steady state: the workspace was not rebuilt since the chat's last
-          // successful turn ended, nor while this turn ran.
-          const steady = !plan.stopped.has(chat.workspace) && lastEpoch.get(chat.index) === epoch &&
-            epochs[chat.workspace] === epoch
-          if (result._tag === "Right" && result.right) lastEpoch.set(chat.index, epochs[chat.workspace]!)
+          // Steady state: the chat's previous turn succeeded with no rebuild
+          // of its workspace while it ran, and none happened since its start,
+          // nor while this turn ran. (A turn that overlaps a rebuild can
+          // succeed on the old agent and leave it bound.)
+          const quiet = epochs[chat.workspace] === epoch
+          const steady = !plan.stopped.has(chat.workspace) && lastEpoch.get(chat.index) === epoch && quiet
+          if (result._tag === "Right" && result.right && quiet) lastEpoch.set(chat.index, epoch)
           else lastEpoch.delete(chat.index)
           tally.turns++
           progress.turns++
