@@ -8,6 +8,9 @@
 # - Runs `vitest --project binding` with LAZYDIAL_TEST_DATABASE_URL set, so the
 #   PostgreSQL runs of the store contract, the directory and the replica races
 #   are enabled. Extra arguments go to vitest.
+# - Exports LAZYDIAL_TEST_PG_STOP_COMMAND, _START_COMMAND and _RESTART_COMMAND,
+#   the pg_ctl command lines for this cluster, so test/PostgresFaults.test.ts
+#   can stop, start and restart the server under a running workload.
 # - Stops the server and removes the cluster on exit, whatever happened, and
 #   exits with the tests' status.
 set -euo pipefail
@@ -75,12 +78,22 @@ server.listen(0, "127.0.0.1", () => { console.log(server.address().port); server
 log "starting PostgreSQL ($("$bindir/postgres" --version)) on 127.0.0.1:$port, data in $data"
 as_owner "$bindir/initdb" -D "$data" -U postgres --auth=trust --encoding=UTF8 --no-locale >"$workdir/initdb.log" 2>&1 ||
   { cat "$workdir/initdb.log" >&2; exit 1; }
-as_owner "$bindir/pg_ctl" -D "$data" -l "$workdir/server.log" -w -t 60 \
-  -o "-c listen_addresses=127.0.0.1 -p $port -k $workdir -c fsync=off" start >/dev/null ||
+server_options="-c listen_addresses=127.0.0.1 -p $port -k $workdir -c fsync=off"
+as_owner "$bindir/pg_ctl" -D "$data" -l "$workdir/server.log" -w -t 60 -o "$server_options" start >/dev/null ||
   { cat "$workdir/server.log" >&2; exit 1; }
 as_owner "$bindir/createdb" -h 127.0.0.1 -p "$port" -U postgres lazydial_test
 
 export LAZYDIAL_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/lazydial_test"
+
+# The fault tests run these through `sh -c`; they act on this cluster only.
+owner_prefix=""
+if [ "$(id -u)" -eq 0 ]; then
+  owner_prefix="runuser -u postgres -- "
+fi
+pg_ctl_line="${owner_prefix}$bindir/pg_ctl -D $data -l $workdir/server.log -w -t 60"
+export LAZYDIAL_TEST_PG_STOP_COMMAND="$pg_ctl_line -m fast stop"
+export LAZYDIAL_TEST_PG_START_COMMAND="$pg_ctl_line -o '$server_options' start"
+export LAZYDIAL_TEST_PG_RESTART_COMMAND="$pg_ctl_line -m fast -o '$server_options' restart"
 log "running the binding tests with LAZYDIAL_TEST_DATABASE_URL=$LAZYDIAL_TEST_DATABASE_URL"
 cd "$repo"
 pnpm exec vitest run --project binding "$@"
