@@ -95,7 +95,10 @@ export const StrategyReport = Schema.Struct({
   turnsOk: Schema.Number,
   lookups: Schema.Number,
   lookupsPerTurn: Schema.Number,
-  /** Turns on a running workspace that was not rebuilt since the chat's previous turn. */
+  /**
+   * Turns on a running workspace whose chat's previous turn succeeded, with no
+   * rebuild of the workspace from the start of that turn to the end of this one.
+   */
   steadyTurns: Schema.Number,
   steadyLookups: Schema.Number,
   steadyLookupsPerTurn: Schema.Number,
