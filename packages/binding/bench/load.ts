@@ -1,0 +1,227 @@
+/**
+ * Load: 10,000 concurrent turns in one process, on the live clock, against
+ * the memory store, PGlite, and PostgreSQL when LAZYDIAL_TEST_DATABASE_URL is
+ * set. Agents and lookups are core's scripted test kit with small real
+ * latencies (1 to 5 ms per dial).
+ *
+ * Each store gets two bursts of every chat at once:
+ * - `mixed`: right after 10% of the workspaces were rebuilt (old agents
+ *   refuse), 5% rebuilt with old agents that hang (validated at the delay),
+ *   and 2% stopped: hot turns, switches with repair writes, and errors;
+ * - `steady`: the next burst, where every binding is fresh: hot turns only.
+ *
+ * Every turn must end, with a connection or a typed error, within the dial
+ * timeout; every connection must be released once. Prints throughput,
+ * latency percentiles and peak memory per burst.
+ *
+ *   pnpm --filter @lazydial/binding bench:load
+ *   LAZYDIAL_LOAD_TURNS=2000 LAZYDIAL_LOAD_STORES=memory pnpm --filter @lazydial/binding bench:load
+ */
+import { BindingStore, ChatConnector, Database } from "@lazydial/binding"
+import { AgentId, BuildId, type ChatId, CurrentAgent, LazyDial, WorkspaceId } from "@lazydial/core"
+import { layerTest, TestAgents } from "@lazydial/core/testing"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as os from "node:os"
+
+const turns = Number(process.env["LAZYDIAL_LOAD_TURNS"] ?? "10000")
+const workspaceCount = Math.max(10, Math.round(turns / 100))
+const validationDelayMillis = 200
+const dialTimeoutMillis = 10_000
+const databaseUrl = process.env["LAZYDIAL_TEST_DATABASE_URL"]
+const stores = (process.env["LAZYDIAL_LOAD_STORES"] ?? `memory,pglite${databaseUrl ? ",postgres" : ""}`).split(",")
+
+const typedErrors = new Set(["NoCurrentAgent", "DialTimeout", "AgentDialError", "AgentLookupError", "BindingStoreError"])
+
+const mb = (bytes: number) => Math.round(bytes / 1024 / 1024)
+
+/** Samples RSS and heap every 20 ms until stopped. */
+const memorySampler = () => {
+  let peakRss = 0
+  let peakHeap = 0
+  const sample = () => {
+    const usage = process.memoryUsage()
+    peakRss = Math.max(peakRss, usage.rss)
+    peakHeap = Math.max(peakHeap, usage.heapUsed)
+  }
+  sample()
+  const timer = setInterval(sample, 20)
+  return {
+    stop: () => {
+      clearInterval(timer)
+      sample()
+      return { peakRss, peakHeap }
+    }
+  }
+}
+
+const percentile = (sorted: ReadonlyArray<number>, p: number) =>
+  sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
+
+interface BurstReport {
+  readonly store: string
+  readonly burst: string
+  readonly turns: number
+  readonly seconds: number
+  readonly perSecond: number
+  readonly p50: number
+  readonly p99: number
+  readonly max: number
+  readonly outcomes: Record<string, number>
+  readonly peakRssMb: number
+  readonly peakHeapMb: number
+  readonly problems: ReadonlyArray<string>
+}
+
+const uuid = () => crypto.randomUUID()
+
+const run = (store: string) =>
+  Effect.gen(function*() {
+    const agents = yield* TestAgents
+    const bindings = yield* BindingStore.BindingStore
+    const connector = yield* ChatConnector.ChatConnector
+
+    // Workspaces, each with a current agent answering in 1 to 5 ms.
+    const workspaces = Array.from({ length: workspaceCount }, (_, i) => ({
+      workspaceId: WorkspaceId.make(uuid()),
+      current: new CurrentAgent({ agentId: AgentId.make(uuid()), buildId: BuildId.make(uuid()) }),
+      latency: 1 + (i % 5)
+    }))
+    for (const w of workspaces) {
+      yield* agents.setCurrent(w.workspaceId, Option.some(w.current))
+      yield* agents.script(w.current.agentId, { result: "connect", latency: w.latency })
+    }
+    // Chats, bound to their workspace's agent.
+    const chats: Array<ChatId> = []
+    yield* Effect.forEach(Array.from({ length: turns }, (_, i) => workspaces[i % workspaces.length]!), (w) =>
+      Effect.gen(function*() {
+        const chat = yield* bindings.createChat({ workspaceId: w.workspaceId })
+        yield* bindings.recordAgent(chat.chatId, {
+          expected: { workspaceId: w.workspaceId, agentId: Option.none() },
+          current: w.current
+        })
+        chats.push(chat.chatId)
+      }), { concurrency: 16, discard: true })
+
+    const burst = (name: string) =>
+      Effect.gen(function*() {
+        const durations: Array<number> = []
+        const outcomes: Record<string, number> = {}
+        const problems: Array<string> = []
+        const count = (key: string) => {
+          outcomes[key] = (outcomes[key] ?? 0) + 1
+        }
+        const memory = memorySampler()
+        const started = performance.now()
+        yield* Effect.forEach(chats, (chatId) =>
+          Effect.gen(function*() {
+            const t0 = performance.now()
+            const exit = yield* Effect.exit(Effect.scoped(Effect.flatMap(
+              connector.connect(chatId),
+              (c) => Effect.as(c.connection.exchange("ping"), c.path)
+            )))
+            const elapsed = performance.now() - t0
+            durations.push(elapsed)
+            if (elapsed > dialTimeoutMillis + 100) problems.push(`a turn took ${Math.round(elapsed)} ms`)
+            if (Exit.isSuccess(exit)) return count(exit.value)
+            const failure = Cause.failureOption(exit.cause)
+            const tag = Option.isSome(failure) ? failure.value._tag : "defect"
+            if (!typedErrors.has(tag)) problems.push(`untyped ending: ${Cause.pretty(exit.cause)}`)
+            count(tag)
+          }), { concurrency: "unbounded", discard: true })
+        const seconds = (performance.now() - started) / 1000
+        const { peakHeap, peakRss } = memory.stop()
+        const unreleased = (yield* agents.unreleased).length
+        const releasedTwice = (yield* agents.releasedTwice).length
+        if (unreleased > 0 || releasedTwice > 0) {
+          problems.push(`${unreleased} connections unreleased, ${releasedTwice} released twice`)
+        }
+        durations.sort((a, b) => a - b)
+        return {
+          store,
+          burst: name,
+          turns: chats.length,
+          seconds,
+          perSecond: Math.round(chats.length / seconds),
+          p50: percentile(durations, 50),
+          p99: percentile(durations, 99),
+          max: durations[durations.length - 1] ?? 0,
+          outcomes,
+          peakRssMb: mb(peakRss),
+          peakHeapMb: mb(peakHeap),
+          problems: problems.slice(0, 5)
+        } satisfies BurstReport
+      })
+
+    // The mixed burst: rebuilds (old agents refuse, or hang), and stops.
+    for (let i = 0; i < workspaces.length; i++) {
+      const w = workspaces[i]!
+      const kind = Math.floor((i * 100) / workspaces.length)
+      if (kind >= 17) continue
+      const old = w.current.agentId
+      if (kind < 15) {
+        const next = new CurrentAgent({ agentId: AgentId.make(uuid()), buildId: BuildId.make(uuid()) })
+        yield* agents.setCurrent(w.workspaceId, Option.some(next))
+        yield* agents.script(next.agentId, { result: "connect", latency: w.latency })
+        yield* agents.script(old, kind < 10 ? { result: "fail", latency: w.latency } : { result: "hang" })
+      } else {
+        yield* agents.setCurrent(w.workspaceId, Option.none())
+        yield* agents.script(old, { result: "fail", latency: w.latency })
+      }
+    }
+    const mixed = yield* burst("mixed")
+    const steady = yield* burst("steady")
+    return [mixed, steady]
+  }).pipe(
+    Effect.provide(
+      ChatConnector.layer({ dialTimeout: dialTimeoutMillis }).pipe(
+        Layer.provideMerge(LazyDial.layer({ delay: validationDelayMillis })),
+        Layer.provideMerge(
+          store === "memory"
+            ? BindingStore.layerMemory
+            : store === "pglite"
+            ? BindingStore.layerSql.pipe(Layer.provide(Database.layerPglite()))
+            : BindingStore.layerSql.pipe(Layer.provide(Database.layerPg(databaseUrl ?? "", { maxConnections: 20 })))
+        ),
+        Layer.provideMerge(layerTest)
+      )
+    )
+  )
+
+const main = Effect.gen(function*() {
+  console.log(
+    `load: ${turns} concurrent turns per burst, ${workspaceCount} workspaces, validation delay ` +
+      `${validationDelayMillis} ms, dial timeout ${dialTimeoutMillis} ms; node ${process.version}, ` +
+      `${os.cpus().length} x ${os.cpus()[0]?.model ?? "cpu"}, ${mb(os.totalmem())} MB`
+  )
+  const reports: Array<BurstReport> = []
+  for (const store of stores) {
+    const before = process.memoryUsage()
+    for (const report of yield* run(store)) {
+      reports.push(report)
+      console.log(
+        `${report.store.padEnd(8)} ${report.burst.padEnd(6)} ${report.turns} turns in ${report.seconds.toFixed(2)} s ` +
+          `= ${report.perSecond}/s; p50 ${report.p50.toFixed(1)} ms, p99 ${report.p99.toFixed(1)} ms, ` +
+          `max ${report.max.toFixed(1)} ms; peak RSS ${report.peakRssMb} MB, heap ${report.peakHeapMb} MB ` +
+          `(${mb(before.heapUsed)} MB before); ` +
+          Object.entries(report.outcomes).map(([k, v]) => `${k}=${v}`).join(" ") +
+          (report.problems.length > 0 ? `\n  PROBLEMS: ${report.problems.join("; ")}` : "")
+      )
+    }
+  }
+  console.log(`load-json: ${JSON.stringify(reports)}`)
+  if (reports.some((report) => report.problems.length > 0)) {
+    return yield* Effect.dieMessage("some turns broke the load contract (see PROBLEMS above)")
+  }
+})
+
+Effect.runPromise(main).then(
+  () => process.exit(0),
+  (error) => {
+    console.error(error)
+    process.exit(1)
+  }
+)
