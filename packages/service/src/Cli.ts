@@ -142,9 +142,15 @@ export const main = (argv: ReadonlyArray<string>) =>
       Effect.gen(function*() {
         // --help and --version end as a "help requested" error: that is not a usage error
         if (error._tag === "HelpRequested") return
+        // @effect/cli has printed its message ("'x' is not a integer"); name the flag it belongs to
         const reason = HelpDoc.toAnsiText(error.error).trim()
+        const value = /^'(.*)' is not/.exec(reason)?.[1]
+        const at = value === undefined ? -1 : argv.indexOf(value)
+        const flag = at > 0 && argv[at - 1]!.startsWith("--") ? ` (the value of ${argv[at - 1]})` : ""
         const usage = HelpDoc.toAnsiText(Usage.getHelp(Command.getUsage(command))).trim()
-        yield* Console.error(`lazydial-service: ${reason}\n\nUSAGE\n  ${usage}\n\nRun with --help for every option.`)
+        yield* Console.error(
+          `lazydial-service: invalid command line${flag}.\n\nUSAGE\n  ${usage}\n\nRun with --help for every option.`
+        )
         process.exitCode = 2
       }))
   )
