@@ -16,6 +16,11 @@
  *
  *   pnpm --filter @lazydial/binding bench:load
  *   LAZYDIAL_LOAD_TURNS=2000 LAZYDIAL_LOAD_STORES=memory pnpm --filter @lazydial/binding bench:load
+ *   LAZYDIAL_LOAD_CONCURRENCY=500 pnpm --filter @lazydial/binding bench:load   # admission control
+ *   packages/binding/scripts/test-postgres.sh --exec pnpm --filter @lazydial/binding bench:load
+ *
+ * A turn's latency is measured from the moment it is admitted (all at once
+ * when LAZYDIAL_LOAD_CONCURRENCY is unset).
  */
 import { BindingStore, ChatConnector, Database } from "@lazydial/binding"
 import { AgentId, BuildId, type ChatId, CurrentAgent, LazyDial, WorkspaceId } from "@lazydial/core"
@@ -32,9 +37,19 @@ const workspaceCount = Math.max(10, Math.round(turns / 100))
 const validationDelayMillis = 200
 const dialTimeoutMillis = 10_000
 const databaseUrl = process.env["LAZYDIAL_TEST_DATABASE_URL"]
+/** In-flight turns at most, as a service's admission control would allow; unset: all at once. */
+const concurrency = process.env["LAZYDIAL_LOAD_CONCURRENCY"]
+  ? Number(process.env["LAZYDIAL_LOAD_CONCURRENCY"])
+  : undefined
 const stores = (process.env["LAZYDIAL_LOAD_STORES"] ?? `memory,pglite${databaseUrl ? ",postgres" : ""}`).split(",")
 
-const typedErrors = new Set(["NoCurrentAgent", "DialTimeout", "AgentDialError", "AgentLookupError", "BindingStoreError"])
+const typedErrors = new Set([
+  "NoCurrentAgent",
+  "DialTimeout",
+  "AgentDialError",
+  "AgentLookupError",
+  "BindingStoreError"
+])
 
 const mb = (bytes: number) => Math.round(bytes / 1024 / 1024)
 
@@ -121,17 +136,24 @@ const run = (store: string) =>
             const t0 = performance.now()
             const exit = yield* Effect.exit(Effect.scoped(Effect.flatMap(
               connector.connect(chatId),
-              (c) => Effect.as(c.connection.exchange("ping"), c.path)
+              (c) =>
+                Effect.as(c.connection.exchange("ping"), c.path)
             )))
             const elapsed = performance.now() - t0
             durations.push(elapsed)
-            if (elapsed > dialTimeoutMillis + 100) problems.push(`a turn took ${Math.round(elapsed)} ms`)
-            if (Exit.isSuccess(exit)) return count(exit.value)
+            if (elapsed > dialTimeoutMillis + 100) {
+              problems.push(`a turn took ${Math.round(elapsed)} ms`)
+            }
+            if (Exit.isSuccess(exit)) {
+              return count(exit.value)
+            }
             const failure = Cause.failureOption(exit.cause)
             const tag = Option.isSome(failure) ? failure.value._tag : "defect"
-            if (!typedErrors.has(tag)) problems.push(`untyped ending: ${Cause.pretty(exit.cause)}`)
+            if (!typedErrors.has(tag)) {
+              problems.push(`untyped ending: ${Cause.pretty(exit.cause)}`)
+            }
             count(tag)
-          }), { concurrency: "unbounded", discard: true })
+          }), { concurrency: concurrency ?? "unbounded", discard: true })
         const seconds = (performance.now() - started) / 1000
         const { peakHeap, peakRss } = memory.stop()
         const unreleased = (yield* agents.unreleased).length
@@ -139,7 +161,9 @@ const run = (store: string) =>
         if (unreleased > 0 || releasedTwice > 0) {
           problems.push(`${unreleased} connections unreleased, ${releasedTwice} released twice`)
         }
-        durations.sort((a, b) => a - b)
+        durations.sort((a, b) =>
+          a - b
+        )
         return {
           store,
           burst: name,
@@ -193,7 +217,9 @@ const run = (store: string) =>
 
 const main = Effect.gen(function*() {
   console.log(
-    `load: ${turns} concurrent turns per burst, ${workspaceCount} workspaces, validation delay ` +
+    `load: ${turns} turns per burst, ${
+      concurrency ?? "all"
+    } in flight at once, ${workspaceCount} workspaces, validation delay ` +
       `${validationDelayMillis} ms, dial timeout ${dialTimeoutMillis} ms; node ${process.version}, ` +
       `${os.cpus().length} x ${os.cpus()[0]?.model ?? "cpu"}, ${mb(os.totalmem())} MB`
   )

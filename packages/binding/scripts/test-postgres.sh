@@ -7,7 +7,8 @@
 #   local connections: it lives only as long as this script.
 # - Runs `vitest --project binding` with LAZYDIAL_TEST_DATABASE_URL set, so the
 #   PostgreSQL runs of the store contract, the directory and the replica races
-#   are enabled. Extra arguments go to vitest.
+#   are enabled. Extra arguments go to vitest. With `--exec cmd args...`, runs
+#   that command instead (for example the load bench) against the same server.
 # - Exports LAZYDIAL_TEST_PG_STOP_COMMAND, _START_COMMAND and _RESTART_COMMAND,
 #   the pg_ctl command lines for this cluster, so test/PostgresFaults.test.ts
 #   can stop, start and restart the server under a running workload.
@@ -94,6 +95,13 @@ pg_ctl_line="${owner_prefix}$bindir/pg_ctl -D $data -l $workdir/server.log -w -t
 export LAZYDIAL_TEST_PG_STOP_COMMAND="$pg_ctl_line -m fast stop"
 export LAZYDIAL_TEST_PG_START_COMMAND="$pg_ctl_line -o '$server_options' start"
 export LAZYDIAL_TEST_PG_RESTART_COMMAND="$pg_ctl_line -m fast -o '$server_options' restart"
-log "running the binding tests with LAZYDIAL_TEST_DATABASE_URL=$LAZYDIAL_TEST_DATABASE_URL"
 cd "$repo"
-pnpm exec vitest run --project binding "$@"
+if [ "${1:-}" = "--exec" ]; then
+  # Any other command against the same throwaway server, e.g. the load bench.
+  shift
+  log "running $* with LAZYDIAL_TEST_DATABASE_URL=$LAZYDIAL_TEST_DATABASE_URL"
+  "$@"
+else
+  log "running the binding tests with LAZYDIAL_TEST_DATABASE_URL=$LAZYDIAL_TEST_DATABASE_URL"
+  pnpm exec vitest run --project binding "$@"
+fi

@@ -45,6 +45,12 @@ describe("Simulation", () => {
           totals.faults += report.faults
           totals.leaks += report.leaks
           for (const [key, value] of Object.entries(report.outcomes)) outcomes[key] = (outcomes[key] ?? 0) + value
+          if (totals.seeds % 1_000 === 0) {
+            console.log(
+              `simulation progress: ${totals.seeds} seeds, ${totals.turns} turns, ${totals.faults} faults, ` +
+                `${totals.leaks} leaks, ${failed.length} failing seeds, ${((Date.now() - started) / 1000).toFixed(0)} s`
+            )
+          }
           if (report.violations.length > 0 || report.leaks > 0) {
             failed.push(report)
             console.error(describeFailure(report))
