@@ -146,7 +146,7 @@ export class WorkspacesGroup extends HttpApiGroup.make("workspaces")
   .add(
     HttpApiEndpoint.post("rebuild", "/workspaces/:workspace_id/rebuild")
       .setPath(Schema.Struct({ workspace_id: WorkspaceId }))
-      .setPayload(Schema.Struct({ mode: Schema.Literal("die", "hang", "reuse_port") }))
+      .setPayload(Schema.Struct({ mode: Schema.Literal("die", "hang", "reuse_port", "die_mid_handshake") }))
       .addSuccess(Workspace)
       .addError(WorkspaceNotFound)
   )

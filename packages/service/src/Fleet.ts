@@ -7,9 +7,12 @@
  * notice that a reused port now belongs to another agent.
  *
  * A retired agent either dies (its port refuses connections: the fast-failure
- * path), hangs (it accepts and never answers: the slow path), or dies and its
+ * path), hangs (it accepts and never answers: the slow path), dies and its
  * port is taken by the workspace's next agent (a dial of the old agent reaches
- * the wrong one and must fail).
+ * the wrong one and must fail), or crashes in the middle of every handshake
+ * (`die_mid_handshake`: it accepts, reads the `hello`, and resets the
+ * connection before answering, like a process killed between `accept` and
+ * `write`).
  *
  * The fleet also keeps the address book (agent id to port) that a dialer needs,
  * like the tailnet address a real deployment would use. Addresses of retired
@@ -30,7 +33,7 @@ import * as internal from "./internal/fleet.js"
  * @since 0.1.0
  * @category models
  */
-export type RetireMode = "die" | "hang" | "reuse_port"
+export type RetireMode = "die" | "hang" | "reuse_port" | "die_mid_handshake"
 
 /**
  * @since 0.1.0
@@ -54,6 +57,10 @@ export interface FleetStats {
   readonly died: number
   readonly hung: number
   readonly portsReused: number
+  /** Agents retired with `die_mid_handshake`. */
+  readonly diedMidHandshake: number
+  /** Handshakes cut by an agent that died in the middle of them. */
+  readonly handshakesCut: number
   readonly accepted: number
   /** Accepted sockets not yet closed. 0 once the fleet is shut down. */
   readonly acceptedOpen: number

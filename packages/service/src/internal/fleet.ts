@@ -11,6 +11,8 @@ export interface FleetCounters {
   died: number
   hung: number
   portsReused: number
+  diedMidHandshake: number
+  handshakesCut: number
   accepted: number
   acceptedClosed: number
   listening: number
@@ -21,6 +23,8 @@ export const makeCounters = (): FleetCounters => ({
   died: 0,
   hung: 0,
   portsReused: 0,
+  diedMidHandshake: 0,
+  handshakesCut: 0,
   accepted: 0,
   acceptedClosed: 0,
   listening: 0
@@ -30,7 +34,7 @@ interface Agent {
   readonly info: AgentInfo
   readonly server: Net.Server
   readonly sockets: Set<Net.Socket>
-  state: "serving" | "hung" | "dead"
+  state: "serving" | "hung" | "crashing" | "dead"
 }
 
 // safe: ids minted here are UUIDs, which is all the branded schemas check
@@ -73,12 +77,19 @@ export const makeWith = (counters: FleetCounters) =>
       let buffer = ""
       socket.on("data", (chunk: Buffer) => {
         // a hung agent accepts and reads, and never answers
-        if (agent.state !== "serving") return
+        if (agent.state === "hung" || agent.state === "dead") return
         buffer += chunk.toString("utf8")
         let newline = buffer.indexOf("\n")
         while (newline >= 0) {
           const line = buffer.slice(0, newline)
           buffer = buffer.slice(newline + 1)
+          if (agent.state === "crashing") {
+            // killed between reading the hello and answering it: the client
+            // sees a reset (or an end) and no answer
+            if (line === "hello") counters.handshakesCut++
+            socket.resetAndDestroy()
+            return
+          }
           if (line === "hello") {
             socket.write(`agent ${agent.info.agentId}\n`)
           } else if (line.startsWith("turn ")) {
@@ -123,6 +134,11 @@ export const makeWith = (counters: FleetCounters) =>
           counters.hung++
           return Effect.void
         }
+        if (mode === "die_mid_handshake") {
+          agent.state = "crashing"
+          counters.diedMidHandshake++
+          return Effect.void
+        }
         agent.state = "dead"
         if (mode === "die") counters.died++
         counters.listening--
@@ -152,6 +168,8 @@ export const snapshot = (counters: FleetCounters): FleetStats => ({
   died: counters.died,
   hung: counters.hung,
   portsReused: counters.portsReused,
+  diedMidHandshake: counters.diedMidHandshake,
+  handshakesCut: counters.handshakesCut,
   accepted: counters.accepted,
   acceptedOpen: counters.accepted - counters.acceptedClosed,
   listening: counters.listening
