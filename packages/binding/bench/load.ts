@@ -23,9 +23,21 @@
  * when LAZYDIAL_LOAD_CONCURRENCY is unset).
  */
 import { BindingStore, ChatConnector, Database } from "@lazydial/binding"
-import { AgentId, BuildId, type ChatId, CurrentAgent, LazyDial, WorkspaceId } from "@lazydial/core"
-import { layerTest, TestAgents } from "@lazydial/core/testing"
+import {
+  type AgentConnection,
+  AgentDialError,
+  AgentDialerTag,
+  AgentId,
+  AgentLookupTag,
+  BuildId,
+  type ChatId,
+  CurrentAgent,
+  LazyDial,
+  WorkspaceId
+} from "@lazydial/core"
+import { type DialScript, layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
@@ -93,9 +105,88 @@ interface BurstReport {
 
 const uuid = () => crypto.randomUUID()
 
+/**
+ * What the bench needs of a fleet of scripted agents: core's test kit, or
+ * the bench's own (LAZYDIAL_LOAD_KIT=bench, the default). The bench's fleet
+ * behaves the same but keeps its ledger in a Map: the kit finds a connection
+ * by a linear scan of its ledger on every release, which at 10,000 turns costs
+ * more than the turn path itself, and the bench measures the turn path.
+ */
+type FleetService = Pick<
+  Context.Tag.Service<TestAgents>,
+  "setCurrent" | "script" | "reset" | "unreleased" | "releasedTwice"
+>
+const Fleet = Context.GenericTag<FleetService>("bench/Fleet")
+const kit = process.env["LAZYDIAL_LOAD_KIT"] ?? "bench"
+
+const layerCoreKit = Layer.effect(Fleet, TestAgents).pipe(Layer.provideMerge(layerTest))
+
+const layerBenchFleet = Layer.effectContext(Effect.sync(() => {
+  const currents = new Map<WorkspaceId, Option.Option<CurrentAgent>>()
+  const scripts = new Map<AgentId, DialScript>()
+  const open = new Map<string, number>()
+  let releasedTwice = 0
+  let serial = 0
+  const dial = (agentId: AgentId) =>
+    Effect.suspend(() => {
+      const script = scripts.get(agentId)
+      if (script === undefined || script.result === "fail") {
+        return Effect.delay(
+          Effect.fail(new AgentDialError({ agentId, reason: "Refused", detail: "scripted" })),
+          script?.latency ?? 0
+        )
+      }
+      if (script.result === "hang") return Effect.never
+      return Effect.delay(
+        Effect.acquireRelease(
+          Effect.sync((): AgentConnection => {
+            const connectionId = `bench-${++serial}`
+            open.set(connectionId, 0)
+            return { agentId, connectionId, exchange: (request) => Effect.succeed(`${agentId}:${request}`) }
+          }),
+          (connection) =>
+            Effect.sync(() => {
+              const releases = open.get(connection.connectionId)
+              if (releases === undefined) releasedTwice++
+              open.delete(connection.connectionId)
+            })
+        ),
+        script.latency ?? 0
+      )
+    })
+  const fleet: FleetService = {
+    setCurrent: (w, current) => Effect.sync(() => void currents.set(w, current)),
+    script: (agentId, ...dials) => Effect.sync(() => void scripts.set(agentId, dials[dials.length - 1]!)),
+    reset: Effect.void,
+    unreleased: Effect.sync(() =>
+      [...open.keys()].map((connectionId) => ({
+        connectionId,
+        agentId: AgentId.make("00000000-0000-4000-8000-000000000000"),
+        acquiredAt: 0,
+        releasedAt: []
+      }))
+    ),
+    releasedTwice: Effect.sync(() =>
+      Array.from({ length: releasedTwice }, () => ({
+        connectionId: "?",
+        agentId: AgentId.make("00000000-0000-4000-8000-000000000000"),
+        acquiredAt: 0,
+        releasedAt: [0, 0]
+      }))
+    )
+  }
+  return Context.make(Fleet, fleet).pipe(
+    Context.add(AgentDialerTag, AgentDialerTag.of({ dial })),
+    Context.add(
+      AgentLookupTag,
+      AgentLookupTag.of({ current: (w) => Effect.sync(() => currents.get(w) ?? Option.none()) })
+    )
+  )
+}))
+
 const run = (store: string) =>
   Effect.gen(function*() {
-    const agents = yield* TestAgents
+    const agents = yield* Fleet
     const bindings = yield* BindingStore.BindingStore
     const connector = yield* ChatConnector.ChatConnector
 
@@ -105,9 +196,23 @@ const run = (store: string) =>
       current: new CurrentAgent({ agentId: AgentId.make(uuid()), buildId: BuildId.make(uuid()) }),
       latency: 1 + (i % 5)
     }))
+    // The fleet, kept here too: the kit's ledger finds a connection by a
+    // linear scan on release, so it is reset before each burst, then the
+    // fleet is scripted again.
+    const currents = new Map<WorkspaceId, Option.Option<CurrentAgent>>()
+    const scripts = new Map<AgentId, DialScript>()
+    const setCurrent = (w: WorkspaceId, current: Option.Option<CurrentAgent>) =>
+      Effect.zipRight(Effect.sync(() => currents.set(w, current)), agents.setCurrent(w, current))
+    const script = (agentId: AgentId, dial: DialScript) =>
+      Effect.zipRight(Effect.sync(() => scripts.set(agentId, dial)), agents.script(agentId, dial))
+    const rescript = Effect.gen(function*() {
+      yield* agents.reset
+      for (const [w, current] of currents) yield* agents.setCurrent(w, current)
+      for (const [agentId, dial] of scripts) yield* agents.script(agentId, dial)
+    })
     for (const w of workspaces) {
-      yield* agents.setCurrent(w.workspaceId, Option.some(w.current))
-      yield* agents.script(w.current.agentId, { result: "connect", latency: w.latency })
+      yield* setCurrent(w.workspaceId, Option.some(w.current))
+      yield* script(w.current.agentId, { result: "connect", latency: w.latency })
     }
     // Chats, bound to their workspace's agent.
     const chats: Array<ChatId> = []
@@ -129,6 +234,7 @@ const run = (store: string) =>
         const count = (key: string) => {
           outcomes[key] = (outcomes[key] ?? 0) + 1
         }
+        yield* rescript
         const memory = memorySampler()
         const started = performance.now()
         yield* Effect.forEach(chats, (chatId) =>
@@ -188,12 +294,12 @@ const run = (store: string) =>
       const old = w.current.agentId
       if (kind < 15) {
         const next = new CurrentAgent({ agentId: AgentId.make(uuid()), buildId: BuildId.make(uuid()) })
-        yield* agents.setCurrent(w.workspaceId, Option.some(next))
-        yield* agents.script(next.agentId, { result: "connect", latency: w.latency })
-        yield* agents.script(old, kind < 10 ? { result: "fail", latency: w.latency } : { result: "hang" })
+        yield* setCurrent(w.workspaceId, Option.some(next))
+        yield* script(next.agentId, { result: "connect", latency: w.latency })
+        yield* script(old, kind < 10 ? { result: "fail", latency: w.latency } : { result: "hang" })
       } else {
-        yield* agents.setCurrent(w.workspaceId, Option.none())
-        yield* agents.script(old, { result: "fail", latency: w.latency })
+        yield* setCurrent(w.workspaceId, Option.none())
+        yield* script(old, { result: "fail", latency: w.latency })
       }
     }
     const mixed = yield* burst("mixed")
@@ -210,7 +316,7 @@ const run = (store: string) =>
             ? BindingStore.layerSql.pipe(Layer.provide(Database.layerPglite()))
             : BindingStore.layerSql.pipe(Layer.provide(Database.layerPg(databaseUrl ?? "", { maxConnections: 20 })))
         ),
-        Layer.provideMerge(layerTest)
+        Layer.provideMerge(kit === "core" ? layerCoreKit : layerBenchFleet)
       )
     )
   )
@@ -220,7 +326,7 @@ const main = Effect.gen(function*() {
     `load: ${turns} turns per burst, ${
       concurrency ?? "all"
     } in flight at once, ${workspaceCount} workspaces, validation delay ` +
-      `${validationDelayMillis} ms, dial timeout ${dialTimeoutMillis} ms; node ${process.version}, ` +
+      `${validationDelayMillis} ms, dial timeout ${dialTimeoutMillis} ms, agents: ${kit} kit; node ${process.version}, ` +
       `${os.cpus().length} x ${os.cpus()[0]?.model ?? "cpu"}, ${mb(os.totalmem())} MB`
   )
   const reports: Array<BurstReport> = []
