@@ -56,6 +56,21 @@ export const text = (report: Report): string => {
   row("dial errors: refused", (r) => r.dialErrors.Refused)
   row("dial errors: wrong agent (caught)", (r) => r.dialErrors.WrongAgent)
   row("dial errors: other", (r) => r.dialErrors.Unreachable + r.dialErrors.Protocol + r.dialErrors.Closed)
+  if (columns.some((r) => r.rebuilds.diedMidHandshake > 0)) {
+    row("rebuilds: died mid-handshake", (r) => r.rebuilds.diedMidHandshake)
+  }
+  const injected = (r: StrategyReport) => Object.values(r.faultsInjected).reduce((a, b) => a + b, 0)
+  if (columns.some((r) => injected(r) > 0 || r.defects > 0)) {
+    row("faults injected (LAZYDIAL_FAULTS)", injected)
+    row("  dial failures / hangs", (r) => `${r.faultsInjected.dialFailure}/${r.faultsInjected.hang}`)
+    row("  ignoring interruption", (r) => r.faultsInjected.ignoreInterruption)
+    row("  lookup failures / no agent", (r) => `${r.faultsInjected.lookupFailure}/${r.faultsInjected.noAgent}`)
+    row(
+      "  defects injected / turns ended by one",
+      (r) => `${r.faultsInjected.dialDefect + r.faultsInjected.lookupDefect}/${r.defects}`
+    )
+    row("slowest connect, failures included (ms)", (r) => fixed(r.slowestConnectMs, 1))
+  }
   row("connections opened", (r) => r.connectionsOpened)
   row("connections closed", (r) => r.connectionsClosed)
   row("sockets still open at the end", (r) => r.socketsStillOpen + r.agentSocketsStillOpen)

@@ -116,6 +116,25 @@ export const StrategyReport = Schema.Struct({
     Protocol: Schema.Number,
     Closed: Schema.Number
   }),
+  /**
+   * Faults injected by core's `Faults` layer during the run (all 0 unless
+   * `LAZYDIAL_FAULTS=on`). An injected dial failure is a dial error that no
+   * socket saw, so it is counted here and not in `dialErrors`.
+   */
+  faultsInjected: Schema.Struct({
+    dialFailure: Schema.Number,
+    hang: Schema.Number,
+    ignoreInterruption: Schema.Number,
+    dialDefect: Schema.Number,
+    latencySpike: Schema.Number,
+    lookupFailure: Schema.Number,
+    noAgent: Schema.Number,
+    lookupDefect: Schema.Number
+  }),
+  /** Turns that ended with an injected defect (`InjectedDefect`); any other defect stops the run. */
+  defects: Schema.Number,
+  /** The slowest connect of the run, successful or not, in milliseconds: bounded by the dial timeout. */
+  slowestConnectMs: Schema.Number,
   connectionsOpened: Schema.Number,
   connectionsClosed: Schema.Number,
   socketsStillOpen: Schema.Number,
@@ -125,7 +144,8 @@ export const StrategyReport = Schema.Struct({
     total: Schema.Number,
     died: Schema.Number,
     hung: Schema.Number,
-    portsReused: Schema.Number
+    portsReused: Schema.Number,
+    diedMidHandshake: Schema.Number
   }),
   timeline: Schema.Array(Slice)
 })

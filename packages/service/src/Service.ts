@@ -3,8 +3,10 @@
  *
  * ```
  * Database (PGlite in memory, or PostgreSQL) ─► BindingStore.layerSql
- *                                            └► AgentDirectory.layerSql ─► AgentLookup ─► Probe.layerLookup (counts)
- * Fleet (TCP agents) ─► SocketDialer (AgentDialer)
+ *                                            └► AgentDirectory.layerSql ─► AgentLookup ─┐
+ * Fleet (TCP agents) ─► SocketDialer (AgentDialer) ────────────────────────────────────┤
+ *                      Faults.layerConfig (core; passes through unless LAZYDIAL_FAULTS=on)
+ *                      ─► AgentDialer + AgentLookup ─► Probe.layerLookup (counts)
  * AgentDialer + AgentLookup ─► LazyDial.layer (core)
  * BindingStore + LazyDial + AgentLookup ─► ChatConnector.layer (binding) ─► Chats (the service's seam)
  * AgentDirectory ─► ControlPlane.layerDirectory (rebuilds write the current agent here)
@@ -14,7 +16,7 @@
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { AgentDirectory, BindingStore, ChatConnector, Database } from "@lazydial/binding"
-import { type AgentDialerTag, type AgentLookupTag, LazyDial } from "@lazydial/core"
+import { type AgentDialerTag, type AgentLookupTag, Faults, LazyDial } from "@lazydial/core"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -70,6 +72,15 @@ export const layerDatabase = (databaseUrl: string | undefined): Layer.Layer<SqlC
  * dialer, counted lookups, and the chats with their turn path. A migration or
  * option error at start is a defect: the service cannot run without them.
  *
+ * Core's `Faults.layerConfig` sits between the real dialer and lookup and
+ * everything that uses them (`LazyDial`, `ChatConnector`, and the "latest"
+ * strategy, which reads the same Tags): with `LAZYDIAL_FAULTS=on` a staging
+ * run injects faults without a code change; otherwise it passes the services
+ * through. It wraps the real services, so the dialer's own counters keep
+ * counting only what the sockets did; `Probe` wraps it, so a lookup the turn
+ * path asked for is counted even when the fault layer answered it. A bad
+ * `LAZYDIAL_FAULTS_*` value fails the instance at start, naming the variable.
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -82,11 +93,13 @@ export const layer = (
   SqlClient.SqlClient
 > => {
   const directory = AgentDirectory.layerSql()
-  const lookup = Probe.layerLookup(counters.probe).pipe(Layer.provide(directory))
   const control = ControlPlane.layerDirectory.pipe(Layer.provide(directory))
   const fleet = Fleet.layerWith(counters.fleet)
-  const dialer = SocketDialer.layer(counters.dialer).pipe(Layer.provideMerge(fleet))
-  const base = Layer.mergeAll(dialer, lookup, control)
+  const real = Layer.merge(SocketDialer.layer(counters.dialer), directory)
+  const faulted = Faults.layerConfig.pipe(Layer.provide(real))
+  // provideMerge: the probe's AgentLookup replaces the one it wraps; the dialer passes on
+  const services = Probe.layerLookup(counters.probe).pipe(Layer.provideMerge(faulted))
+  const base = Layer.mergeAll(services, control).pipe(Layer.provideMerge(fleet))
   const store = BindingStore.layerSql
   const connector = ChatConnector.layer({ dialTimeout: options.dialTimeout }).pipe(
     Layer.provide(LazyDial.layer({ delay: Duration.decode(options.validationDelay) })),

@@ -5,13 +5,16 @@ import {
   AgentDialerTag,
   AgentLookupTag,
   type ChatId,
+  Faults,
   NoCurrentAgent,
   type WorkspaceId
 } from "@lazydial/core"
+import * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { randomUUID } from "node:crypto"
@@ -126,6 +129,33 @@ const emptyOutcomes = (): Record<OutcomeName, number> => ({
   failed: 0
 })
 
+const faultKinds = {
+  dialFailure: "dial_failure",
+  hang: "hang",
+  ignoreInterruption: "ignore_interruption",
+  dialDefect: "dial_defect",
+  latencySpike: "latency_spike",
+  lookupFailure: "lookup_failure",
+  noAgent: "no_agent",
+  lookupDefect: "lookup_defect"
+} as const
+
+type FaultCounts = { -readonly [K in keyof typeof faultKinds]: number }
+
+// core's counter of injected faults is process-wide: a run reports the difference
+const readFaults: Effect.Effect<FaultCounts> = Effect.gen(function*() {
+  const counts = {} as FaultCounts // safe: every key is set by the loop below
+  for (const key of Object.keys(faultKinds) as Array<keyof typeof faultKinds>) {
+    const state = yield* Metric.value(Metric.tagged(Faults.injectedTotal, "kind", faultKinds[key]))
+    counts[key] = state.count
+  }
+  return counts
+})
+
+const isInjectedDefect = (cause: Cause.Cause<unknown>): boolean =>
+  Cause.isDie(cause) &&
+  Cause.defects(cause).pipe((defects) => Array.from(defects).every((defect) => defect instanceof Faults.InjectedDefect))
+
 // safe: a fresh UUID is a valid WorkspaceId
 const newWorkspaceId = () => randomUUID() as WorkspaceId
 
@@ -151,6 +181,9 @@ export const runStrategy = (
       chatsOnRunning: 0
     }
     const rebuildsDone = { total: 0 }
+    const faultsBefore = yield* readFaults
+    let defects = 0
+    let slowestConnectMs = 0
     let startedAt = 0
     const slice = () => {
       const index = Math.floor((performance.now() - startedAt) / sliceMs)
@@ -204,7 +237,11 @@ export const runStrategy = (
           if (Option.isNone(chat.workspaceId)) return yield* Effect.die(`chat ${chatId} has no workspace`)
           const current = yield* lookup.current(chat.workspaceId.value)
           if (Option.isNone(current)) return yield* new NoCurrentAgent({ workspaceId: chat.workspaceId.value })
-          const connection = yield* dialer.dial(current.value.agentId)
+          // disconnected: a dial that ignores interruption (a fault core's
+          // Faults layer can inject) must not hold the turn past its timeout.
+          // A connection that arrives late is closed at once by the turn's
+          // scope, which is closed by then.
+          const connection = yield* Effect.disconnect(dialer.dial(current.value.agentId))
           return { connection, outcome: "direct", repaired: false } as const
         }).pipe(
           Effect.timeoutFail({
@@ -231,7 +268,11 @@ export const runStrategy = (
             const connect: Effect.Effect<Connected, ConnectError, Scope.Scope> = strategy === "lazydial"
               ? chats.connect(chatId)
               : connectLatest(chatId)
-            const { connection, outcome, repaired } = yield* connect
+            const { connection, outcome, repaired } = yield* connect.pipe(
+              Effect.ensuring(Effect.sync(() => {
+                slowestConnectMs = Math.max(slowestConnectMs, performance.now() - began)
+              }))
+            )
             turnOutcome = outcome
             turnRepaired = repaired
             latencies.push(performance.now() - began)
@@ -241,7 +282,16 @@ export const runStrategy = (
             )
             const [word, agentId, replyWorkspace] = reply.split(" ")
             return word === "ok" && agentId === connection.agentId && replyWorkspace === workspaceId
-          })).pipe((effect) => Probe.withTurnProbe(probe, effect), semaphore.withPermits(1), Effect.either)
+          })).pipe(
+            (effect) => Probe.withTurnProbe(probe, effect),
+            semaphore.withPermits(1),
+            Effect.either,
+            // a defect injected by core's Faults layer ends this turn only; any other defect is a bug
+            Effect.catchAllCause((cause) =>
+              isInjectedDefect(cause) ? Effect.succeed(undefined) : Effect.failCause(cause)
+            )
+          )
+          if (result === undefined) defects++
 
           // Steady state: the chat's previous turn succeeded with no rebuild
           // of its workspace while it ran, and none happened since its start,
@@ -249,8 +299,9 @@ export const runStrategy = (
           // succeed on the old agent and leave it bound.)
           const quiet = epochs[chat.workspace] === epoch
           const steady = !plan.stopped.has(chat.workspace) && lastEpoch.get(chat.index) === epoch && quiet
-          if (result._tag === "Right" && result.right && quiet) lastEpoch.set(chat.index, epoch)
-          else lastEpoch.delete(chat.index)
+          if (result !== undefined && result._tag === "Right" && result.right && quiet) {
+            lastEpoch.set(chat.index, epoch)
+          } else lastEpoch.delete(chat.index)
           tally.turns++
           progress.turns++
           progress.lookups += probe.lookups
@@ -261,7 +312,9 @@ export const runStrategy = (
             tally.steadyTurns++
             tally.steadyLookups += probe.lookups
           }
-          if (result._tag === "Right") {
+          if (result === undefined) {
+            outcomes.failed++
+          } else if (result._tag === "Right") {
             if (!result.right) tally.wrongAgent++
             else tally.turnsOk++
             outcomes[turnOutcome]++
@@ -361,6 +414,11 @@ export const runStrategy = (
 
     const dialer = SocketDialer.stats(counters.dialer)
     const fleet = fleetSnapshot(counters.fleet)
+    const faultsAfter = yield* readFaults
+    const faultsInjected = { ...faultsAfter }
+    for (const key of Object.keys(faultsInjected) as Array<keyof FaultCounts>) {
+      faultsInjected[key] -= faultsBefore[key]
+    }
     const sorted = [...latencies].sort((a, b) => a - b)
     const counts = latencyBuckets.map(() => 0)
     for (const latency of latencies) counts[latencyBuckets.findIndex((bound) => latency < bound)]!++
@@ -387,12 +445,21 @@ export const runStrategy = (
       boundToCurrent: strategy === "lazydial" ? tally.boundToCurrent : null,
       chatsOnRunningWorkspaces: tally.chatsOnRunning,
       dialErrors: dialer.errors,
+      faultsInjected,
+      defects,
+      slowestConnectMs: round(slowestConnectMs),
       connectionsOpened: dialer.opened,
       connectionsClosed: dialer.closed,
       socketsStillOpen: dialer.stillOpen,
       agentSocketsStillOpen: fleet.acceptedOpen,
       wrongAgentTurns: tally.wrongAgent,
-      rebuilds: { total: rebuildsDone.total, died: fleet.died, hung: fleet.hung, portsReused: fleet.portsReused },
+      rebuilds: {
+        total: rebuildsDone.total,
+        died: fleet.died,
+        hung: fleet.hung,
+        portsReused: fleet.portsReused,
+        diedMidHandshake: fleet.diedMidHandshake
+      },
       timeline: timeline.map((s, i) => ({ atMs: i * sliceMs, ...s }))
     }
   })
