@@ -89,6 +89,8 @@ export const connectSeconds = Metric.histogram(
 const noTags: ReadonlyArray<never> = []
 
 interface Attempt<A, E> {
+  /** Set once the attempt is given up: its own observer closes its scope. */
+  discarded: boolean
   readonly agentId: AgentId
   readonly fiber: Fiber.RuntimeFiber<A, E>
   readonly scope: Scope.CloseableScope
@@ -219,6 +221,9 @@ export const make = <A, E1, R1, L, E2, R2>(
     // of its own runtime, and the caller only waits for it.
     const closeOnRoot = (attempt: Attempt<A, E1>, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
       Effect.suspend(() => {
+        // A discarded attempt's scope is closed when its fiber ends; a second
+        // close would only start a fiber to find the scope closed.
+        if (attempt.discarded) return Effect.void
         const closing = attempt.runFork(Scope.close(attempt.scope, exit))
         const done = closing.unsafePoll()
         return done !== null ? done : Effect.flatten(awaitExit(closing))
@@ -234,6 +239,7 @@ export const make = <A, E1, R1, L, E2, R2>(
           fiberRefs
         }))
         const attempt: Attempt<A, E1> = {
+          discarded: false,
           agentId: target,
           scope,
           runFork: attemptRunFork,
@@ -251,6 +257,7 @@ export const make = <A, E1, R1, L, E2, R2>(
       const close = (exit: Exit.Exit<A, E1>) => {
         attempt.runFork(Scope.close(attempt.scope, Exit.asVoid(exit)))
       }
+      attempt.discarded = true
       const done = attempt.fiber.unsafePoll()
       if (done !== null) return close(done)
       attempt.fiber.unsafeInterruptAsFork(parent.id())
