@@ -105,8 +105,8 @@ export const startWorkspace = (workspaceId: WorkspaceId): Effect.Effect<CurrentA
   })
 
 /**
- * Rebuilds a workspace: the old agent dies, hangs, or dies and leaves its port
- * to the new one; the new agent (new id, new build) is recorded as current.
+ * Rebuilds a workspace: the old agent dies, hangs, dies and leaves its port
+ * to the new one, or dies in the middle of every handshake; the new agent (new id, new build) is recorded as current.
  * A stopped workspace is left as it is.
  *
  * @since 0.1.0

@@ -1,0 +1,85 @@
+/**
+ * Core's `Faults.layerConfig` as the service wires it: switched on from the
+ * environment (here a ConfigProvider), with no code change, between the real
+ * dialer and lookup and the turn path. The report's counters must stay
+ * truthful: injected failures are counted, hangs (even ones that ignore
+ * interruption) release their turn within the dial timeout, and every socket
+ * is closed at the end.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Effect from "effect/Effect"
+import * as Service from "../src/Service.js"
+import * as Workload from "../src/Workload.js"
+
+const options: Workload.Options = {
+  ...Workload.defaults,
+  seed: 11,
+  chats: 16,
+  workspaces: 5,
+  turns: 5,
+  concurrency: 8,
+  rebuildRate: 4,
+  thinkMs: 100,
+  validationDelayMs: 300,
+  dialTimeoutMs: 1000
+}
+
+const faults = ConfigProvider.fromMap(
+  new Map([
+    ["LAZYDIAL_FAULTS", "on"],
+    [
+      "LAZYDIAL_FAULTS_DIAL",
+      JSON.stringify({
+        latency: { min: 0, max: 5, spikeRate: 0.05, spike: 1500 },
+        failureRate: 0.15,
+        hangRate: 0.1,
+        ignoreInterruptionRate: 0.3,
+        defectRate: 0.05
+      })
+    ],
+    ["LAZYDIAL_FAULTS_LOOKUP", JSON.stringify({ failureRate: 0.1, noAgentRate: 0.05, defectRate: 0.05 })]
+  ])
+)
+
+// a loaded 2-core machine may report a timeout a few hundred ms late
+const slackMs = 1000
+
+describe("fault injection in the service", () => {
+  it.live(
+    "LAZYDIAL_FAULTS=on injects faults into both strategies; every turn ends, typed or injected, and nothing leaks; unset, nothing is injected",
+    () =>
+      Effect.gen(function*() {
+        const plan = Workload.makePlan(options)
+        for (const strategy of ["lazydial", "latest"] as const) {
+          const report = yield* Workload.runStrategy(plan, strategy, Workload.makeProgress()).pipe(
+            Effect.withConfigProvider(faults)
+          )
+          const injected = report.faultsInjected
+          expect(injected.dialFailure + injected.hang + injected.lookupFailure).toBeGreaterThan(0)
+          // every turn ended: answered, a typed failure, or an injected defect
+          const o = report.outcomes
+          const answered = o.fast + o.confirmed + o.lookup_failed_kept + o.switched + o.retried + o.lazy_bind + o.direct
+          expect(answered + o.no_agent + o.timeout + o.failed).toBe(options.chats * options.turns)
+          expect(report.defects).toBeLessThanOrEqual(o.failed)
+          expect(report.defects).toBeLessThanOrEqual(injected.dialDefect + injected.lookupDefect)
+          // injected hangs were released by the dial timeout
+          expect(report.slowestConnectMs).toBeLessThan(options.dialTimeoutMs + slackMs)
+          expect(report.socketsStillOpen).toBe(0)
+          expect(report.agentSocketsStillOpen).toBe(0)
+          expect(report.connectionsOpened).toBe(report.connectionsClosed)
+          expect(report.wrongAgentTurns).toBe(0)
+        }
+
+        // LAZYDIAL_FAULTS unset: the services pass through untouched
+        const quiet = Workload.makePlan({ ...options, chats: 8, turns: 2, rebuildRate: 0 })
+        const report = yield* Workload.runStrategy(quiet, "lazydial", Workload.makeProgress()).pipe(
+          Effect.withConfigProvider(ConfigProvider.fromMap(new Map()))
+        )
+        expect(Object.values(report.faultsInjected).every((n) => n === 0)).toBe(true)
+        expect(report.defects).toBe(0)
+        expect(report.turnsOk).toBe(report.turns - report.outcomes.no_agent)
+      }).pipe(Effect.provide(Service.layerDatabase(undefined))),
+    { timeout: 90_000 }
+  )
+})
