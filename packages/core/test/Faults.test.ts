@@ -139,3 +139,15 @@ describe("Faults", () => {
       }))
   })
 })
+
+describe("Faults: hangs", () => {
+  it.scoped("a hang always honours interruption, even when dials are set to ignore it", () =>
+    Effect.gen(function*() {
+      yield* setup
+      const fiber = yield* Effect.fork(dialA)
+      yield* TestClock.adjust("1 hour")
+      assert.isNull(fiber.unsafePoll())
+      yield* Fiber.interrupt(fiber)
+      assert.isTrue(Exit.isInterrupted(fiber.unsafePoll()!))
+    }).pipe(Effect.provide(withFaults({ dial: { hangRate: 1, ignoreInterruptionRate: 1 } }))))
+})
