@@ -185,9 +185,11 @@ export const wrap = (
   const dialer = AgentDialer.of({
     dial: (agentId) =>
       Effect.gen(function*() {
-        const ignoresInterruption = dial.ignoreInterruptionRate > 0 &&
-          (yield* Random.next) < dial.ignoreInterruptionRate
         const roll = yield* Random.next
+        // A hang never ends by itself, so it always honours interruption: one
+        // that ignored it too would keep its fiber for the life of the process.
+        const ignoresInterruption = roll >= dial.hangRate && dial.ignoreInterruptionRate > 0 &&
+          (yield* Random.next) < dial.ignoreInterruptionRate
         const attempt = Effect.zipRight(
           delay(dial.latency),
           roll < dial.hangRate
