@@ -35,7 +35,7 @@
  *
  * @since 0.1.0
  */
-import type { InvalidOption } from "@lazydial/core"
+import { InvalidOption } from "@lazydial/core"
 import {
   type AgentConnection,
   type AgentDialError,
@@ -147,6 +147,32 @@ export const defaultDialTimeout: Duration.Duration = Duration.seconds(30)
  */
 export const maxDialTimeout: Duration.Duration = Duration.minutes(10)
 
+/**
+ * The default and largest number of connects in progress at once, per
+ * connector (admission control).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultMaxInFlight = 256
+
+/**
+ * @since 0.1.0
+ * @category constants
+ */
+export const maxMaxInFlight = 100_000
+
+const checkMaxInFlight = (input: unknown): Effect.Effect<number, InvalidOption> =>
+  typeof input === "number" && Number.isInteger(input) && input >= 1 && input <= maxMaxInFlight
+    ? Effect.succeed(input)
+    : Effect.fail(
+      new InvalidOption({
+        option: "maxInFlight",
+        value: String(input),
+        expected: `an integer from 1 to ${maxMaxInFlight}`
+      })
+    )
+
 const checkTimeout = (input: unknown): Effect.Effect<Duration.Duration, InvalidOption> =>
   Options.boundedDuration("dialTimeout", input, maxDialTimeout, { allowZero: false })
 
@@ -158,6 +184,8 @@ const checkTimeout = (input: unknown): Effect.Effect<Duration.Duration, InvalidO
  */
 export const make = (options?: {
   readonly dialTimeout?: Duration.DurationInput | undefined
+  /** Connects in progress at once; more wait, within their dial timeout. Default 256. */
+  readonly maxInFlight?: number | undefined
 }): Effect.Effect<
   Context.Tag.Service<ChatConnector>,
   InvalidOption,
@@ -165,8 +193,10 @@ export const make = (options?: {
 > =>
   Effect.gen(function*() {
     const dialTimeout = yield* checkTimeout(options?.dialTimeout ?? defaultDialTimeout)
+    const maxInFlight = yield* checkMaxInFlight(options?.maxInFlight ?? defaultMaxInFlight)
     return internal.make({
       dialTimeout,
+      maxInFlight,
       store: yield* BindingStore,
       lazyDial: yield* LazyDial.LazyDial,
       lookup: yield* AgentLookupTag
@@ -179,12 +209,14 @@ export const make = (options?: {
  */
 export const layer = (options?: {
   readonly dialTimeout?: Duration.DurationInput | undefined
+  readonly maxInFlight?: number | undefined
 }): Layer.Layer<ChatConnector, InvalidOption, BindingStore | LazyDial.LazyDial | AgentLookupTag> =>
   Layer.effect(ChatConnector, make(options))
 
 /**
  * The dial timeout comes from `LAZYDIAL_DIAL_TIMEOUT` (for example
- * `"30 seconds"`), and defaults to 30 seconds. Provide `LazyDial.layerConfig`
+ * `"30 seconds"`), and defaults to 30 seconds; the admission limit from
+ * `LAZYDIAL_MAX_IN_FLIGHT` (default 256). Provide `LazyDial.layerConfig`
  * for the validation delay (`LAZYDIAL_VALIDATION_DELAY`, 5 seconds).
  *
  * @since 0.1.0
@@ -197,9 +229,16 @@ export const layerConfig: Layer.Layer<
 > = Layer.effect(
   ChatConnector,
   Effect.flatMap(
-    Config.string("LAZYDIAL_DIAL_TIMEOUT").pipe(Config.option),
-    // safe: `make` decodes and range-checks the raw string before using it
-    (timeout) => make({ dialTimeout: timeout._tag === "Some" ? timeout.value as Duration.DurationInput : undefined })
+    Config.all({
+      timeout: Config.string("LAZYDIAL_DIAL_TIMEOUT").pipe(Config.option),
+      maxInFlight: Config.integer("LAZYDIAL_MAX_IN_FLIGHT").pipe(Config.option)
+    }),
+    ({ maxInFlight, timeout }) =>
+      make({
+        // safe: `make` decodes and range-checks the raw string before using it
+        dialTimeout: timeout._tag === "Some" ? timeout.value as Duration.DurationInput : undefined,
+        maxInFlight: maxInFlight._tag === "Some" ? maxInFlight.value : undefined
+      })
   )
 )
 

@@ -281,6 +281,52 @@ describe("ChatConnector", () => {
       assert.strictEqual((yield* agents.unreleased).length, 0)
     }).pipe(Effect.provide(TestLive)))
 
+  it.effect("admission: past maxInFlight a turn waits for a permit, and the wait counts against its dial timeout", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const agents = yield* TestAgents
+      const first = yield* runningWorkspace
+      const second = yield* runningWorkspace
+      const busy = yield* boundChat(first.workspaceId, first.current)
+      const waiting = yield* boundChat(second.workspaceId, second.current)
+      // The busy turn holds the only permit until its own timeout, at 10 s.
+      yield* agents.script(first.current.agentId, { result: "hang" })
+      yield* agents.script(second.current.agentId, { latency: "5 seconds", result: "connect" })
+      const busyTurn = yield* Effect.fork(turn(connector.connect(busy)))
+      yield* TestClock.adjust("1 second")
+      const waitingTurn = yield* Effect.fork(turn(connector.connect(waiting)))
+      yield* TestClock.adjust("9 seconds")
+      assert.strictEqual((yield* Effect.flip(Fiber.join(busyTurn)))._tag, "DialTimeout")
+      // The waiting turn got the permit at 10 s, 9 s into its budget: it fails
+      // at 11 s, not at 20 s, and not with a connection at 15 s.
+      yield* TestClock.adjust("999 millis")
+      assert.isNull(waitingTurn.unsafePoll())
+      yield* TestClock.adjust("1 millis")
+      assert.strictEqual((yield* Effect.flip(Fiber.join(waitingTurn)))._tag, "DialTimeout")
+      assert.deepStrictEqual((yield* agents.dials).map((call) => [call.id, call.at]), [
+        [first.current.agentId, 0],
+        [second.current.agentId, 10_000]
+      ])
+      assert.strictEqual((yield* agents.unreleased).length, 0)
+    }).pipe(Effect.provide(
+      ChatConnector.layer({ dialTimeout: "10 seconds", maxInFlight: 1 }).pipe(
+        Layer.provideMerge(LazyDial.layer({ delay: "30 seconds" })),
+        Layer.provideMerge(BindingStore.layerMemory),
+        Layer.provideMerge(layerTest)
+      )
+    )))
+
+  it.effect("admission: maxInFlight out of range fails the Layer with InvalidOption", () =>
+    Effect.gen(function*() {
+      for (const maxInFlight of [0, -1, 1.5, 1_000_000]) {
+        const error = yield* Effect.flip(
+          Layer.build(ChatConnector.layer({ maxInFlight }).pipe(Layer.provide(TestLive))).pipe(Effect.scoped)
+        )
+        assert.strictEqual(error._tag, "InvalidOption")
+        assert.include(error.message, "maxInFlight")
+      }
+    }))
+
   it.effect("parent interruption: an interrupted turn is interrupted, never a DialTimeout", () =>
     Effect.gen(function*() {
       const connector = yield* ChatConnector.ChatConnector

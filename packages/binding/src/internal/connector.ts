@@ -60,6 +60,7 @@ interface Shared {
 /** @internal */
 export const make = (deps: {
   readonly dialTimeout: Duration.Duration
+  readonly maxInFlight: number
   readonly store: Context.Tag.Service<BindingStore>
   readonly lazyDial: Context.Tag.Service<LazyDial.LazyDial>
   readonly lookup: Context.Tag.Service<AgentLookupTag>
@@ -134,8 +135,15 @@ export const make = (deps: {
 
   const timeoutMillis = Duration.toMillis(deps.dialTimeout)
 
+  // Admission control: past `maxInFlight` connects, a turn waits for a permit,
+  // and the wait counts against its dial timeout. Without it, 10,000 turns at
+  // once on one process overran a 10 s timeout by 10-16 s: every turn made
+  // progress, slowly, and the timers fired late on a saturated event loop.
+  const admission = Effect.unsafeMakeSemaphore(deps.maxInFlight)
+
   const connectOnce = (chatId: ChatId): Effect.Effect<ChatConnection, ConnectError, Scope.Scope> =>
     Effect.flatMap(store.get(chatId), (binding) => fromBinding(chatId, binding, maxLazyBinds)).pipe(
+      admission.withPermits(1),
       Effect.timeoutFail({
         duration: deps.dialTimeout,
         onTimeout: () => new DialTimeout({ chatId, timeoutMillis })
