@@ -57,6 +57,44 @@ interface Shared {
   fiber: Fiber.RuntimeFiber<ChatConnection, ConnectError> | undefined
 }
 
+/**
+ * A FIFO of waiting turns that wakes exactly one waiter per released permit.
+ * Effect's `Semaphore` wakes every waiter on each release (they race for the
+ * permit and requeue): with thousands waiting, that herd took a 10,000-turn
+ * load run out of memory.
+ *
+ * @internal
+ */
+export const makeAdmission = (max: number) => {
+  let inFlight = 0
+  const waiting = new Set<() => void>()
+  const release = () => {
+    inFlight--
+    const next = waiting.values().next()
+    if (next.done !== true) next.value()
+  }
+  const acquire = Effect.async<void>((resume) => {
+    if (inFlight < max) {
+      inFlight++
+      return resume(Effect.void)
+    }
+    let woken = false
+    const wake = () => {
+      woken = true
+      waiting.delete(wake)
+      inFlight++
+      resume(Effect.void)
+    }
+    waiting.add(wake)
+    // If the waiter is interrupted after it was handed a permit, give it on.
+    return Effect.sync(() => (woken ? release() : void waiting.delete(wake)))
+  })
+  return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.zipRight(restore(acquire), Effect.ensuring(restore(self), Effect.sync(release)))
+    )
+}
+
 /** @internal */
 export const make = (deps: {
   readonly dialTimeout: Duration.Duration
@@ -139,11 +177,11 @@ export const make = (deps: {
   // and the wait counts against its dial timeout. Without it, 10,000 turns at
   // once on one process overran a 10 s timeout by 10-16 s: every turn made
   // progress, slowly, and the timers fired late on a saturated event loop.
-  const admission = Effect.unsafeMakeSemaphore(deps.maxInFlight)
+  const admission = makeAdmission(deps.maxInFlight)
 
   const connectOnce = (chatId: ChatId): Effect.Effect<ChatConnection, ConnectError, Scope.Scope> =>
     Effect.flatMap(store.get(chatId), (binding) => fromBinding(chatId, binding, maxLazyBinds)).pipe(
-      admission.withPermits(1),
+      admission,
       Effect.timeoutFail({
         duration: deps.dialTimeout,
         onTimeout: () => new DialTimeout({ chatId, timeoutMillis })
