@@ -112,14 +112,7 @@ export interface Progress {
  * @since 0.1.0
  * @category constructors
  */
-export const makeProgress = (): Progress => ({
-  strategy: "lazydial",
-  turns: 0,
-  totalTurns: 0,
-  lookups: 0,
-  rebuilds: 0,
-  socketsOpen: 0
-})
+export const makeProgress: () => Progress = internal.makeProgress
 
 /**
  * The plan, from the seed alone.

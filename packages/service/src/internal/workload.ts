@@ -464,15 +464,15 @@ export const runStrategy = (
     }
   })
 
-export const run = (options: Options, progress: Progress = makeProgressLocal()): Effect.Effect<Report> =>
+export const run = (options: Options, progress: Progress = makeProgress()): Effect.Effect<Report> =>
   Effect.gen(function*() {
     const plan = makePlan(options)
     // A short warm-up of both paths, not reported: the first turns of a
     // process pay for JIT compilation and the database's first connections,
     // and whichever strategy ran first would carry that cost.
     const warmup = makePlan({ ...options, chats: 8, turns: 3, thinkMs: 10, rebuildRate: 0 })
-    yield* runStrategy(warmup, "lazydial", makeProgressLocal())
-    yield* runStrategy(warmup, "latest", makeProgressLocal())
+    yield* runStrategy(warmup, "lazydial", makeProgress())
+    yield* runStrategy(warmup, "latest", makeProgress())
     const lazydial = yield* runStrategy(plan, "lazydial", progress)
     const latest = yield* runStrategy(plan, "latest", progress)
     return new Report({ settings: plan.settings, strategies: [lazydial, latest] })
@@ -482,7 +482,8 @@ export const run = (options: Options, progress: Progress = makeProgressLocal()):
     Effect.provide(Service.layerDatabase(options.databaseUrl))
   )
 
-const makeProgressLocal = (): Progress => ({
+/** @internal */
+export const makeProgress = (): Progress => ({
   strategy: "lazydial",
   turns: 0,
   totalTurns: 0,
