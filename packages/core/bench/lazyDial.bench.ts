@@ -6,9 +6,11 @@
  * `LAZYDIAL_BENCH_ROUNDS` and `LAZYDIAL_BENCH_CALLS` scale the run.
  */
 
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
 import * as os from "node:os"
 import { AgentId, dialWithLazyValidation, WorkspaceId } from "../src/index.js"
 import { promiseDial } from "./promiseDial.js"
@@ -45,29 +47,23 @@ const timePromise = async (n: number, body: () => Promise<unknown>): Promise<num
   return ((performance.now() - started) * 1000) / n
 }
 
-const fastPath = Effect.scoped(dialWithLazyValidation({
-  agentId: A,
-  workspaceId: W,
-  dial: readyDial,
-  lookup: () => Effect.succeed(Option.some(A)),
-  delay: "1 minute"
-}))
+/** One scoped call: the bound agent is A, the lookup names `current`. */
+const call = (
+  dial: (agentId: AgentId) => Effect.Effect<unknown, never, Scope.Scope>,
+  current: AgentId,
+  delay: Duration.DurationInput
+) =>
+  Effect.scoped(dialWithLazyValidation({
+    agentId: A,
+    workspaceId: W,
+    dial,
+    lookup: () => Effect.succeed(Option.some(current)),
+    delay
+  }))
 
-const fastPathValue = Effect.scoped(dialWithLazyValidation({
-  agentId: A,
-  workspaceId: W,
-  dial: readyValue,
-  lookup: () => Effect.succeed(Option.some(A)),
-  delay: "1 minute"
-}))
-
-const staleSwitch = Effect.scoped(dialWithLazyValidation({
-  agentId: A,
-  workspaceId: W,
-  dial: (agentId) => agentId === A ? Effect.never : readyDial(agentId),
-  lookup: () => Effect.succeed(Option.some(B)),
-  delay: 0
-}))
+const fastPath = call(readyDial, A, "1 minute")
+const fastPathValue = call(readyValue, A, "1 minute")
+const staleSwitch = call((agentId) => agentId === A ? Effect.never : readyDial(agentId), B, 0)
 
 const memoryPerDial = async (n: number): Promise<number> => {
   const gc = (globalThis as { gc?: () => void }).gc

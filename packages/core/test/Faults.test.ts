@@ -56,14 +56,19 @@ describe("Faults", () => {
       assert.strictEqual((yield* Fiber.join(fiber)).agentId, A)
     }).pipe(Effect.provide(withFaults({ dial: { latency: { min: 250, max: 250 } } }))))
 
-  it.scoped("a hung dial never answers", () =>
-    Effect.gen(function*() {
-      yield* setup
-      const fiber = yield* Effect.fork(dialA)
-      yield* TestClock.adjust("1 hour")
-      assert.isNull(fiber.unsafePoll())
-      yield* Fiber.interrupt(fiber)
-    }).pipe(Effect.provide(withFaults({ dial: { hangRate: 1 } }))))
+  // A hang never ends by itself, so it honours interruption even when dials
+  // are set to ignore it: otherwise its fiber would stay for ever.
+  for (const ignoreInterruptionRate of [0, 1]) {
+    it.scoped(`a hung dial never answers, and honours interruption (ignoreInterruptionRate ${ignoreInterruptionRate})`, () =>
+      Effect.gen(function*() {
+        yield* setup
+        const fiber = yield* Effect.fork(dialA)
+        yield* TestClock.adjust("1 hour")
+        assert.isNull(fiber.unsafePoll())
+        yield* Fiber.interrupt(fiber)
+        assert.isTrue(Exit.isInterrupted(fiber.unsafePoll()!))
+      }).pipe(Effect.provide(withFaults({ dial: { hangRate: 1, ignoreInterruptionRate } }))))
+  }
 
   it.scoped("defects are thrown as InjectedDefect", () =>
     Effect.gen(function*() {
@@ -138,16 +143,4 @@ describe("Faults", () => {
         assert.include(String(error), "noAgentRate")
       }))
   })
-})
-
-describe("Faults: hangs", () => {
-  it.scoped("a hang always honours interruption, even when dials are set to ignore it", () =>
-    Effect.gen(function*() {
-      yield* setup
-      const fiber = yield* Effect.fork(dialA)
-      yield* TestClock.adjust("1 hour")
-      assert.isNull(fiber.unsafePoll())
-      yield* Fiber.interrupt(fiber)
-      assert.isTrue(Exit.isInterrupted(fiber.unsafePoll()!))
-    }).pipe(Effect.provide(withFaults({ dial: { hangRate: 1, ignoreInterruptionRate: 1 } }))))
 })

@@ -7,7 +7,7 @@
  * on the same millisecond: the table says nothing about ties.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { AgentDialer, AgentId, AgentLookup, BuildId, LazyDial, WorkspaceId } from "@lazydial/core"
+import { AgentDialer, AgentLookup, LazyDial } from "@lazydial/core"
 import { currentAgent, make as makeKit } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
@@ -18,11 +18,8 @@ import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import * as TestContext from "effect/TestContext"
+import { A, B, BUILD_1 as BUILD, W } from "./fixtures.js"
 
-const A = AgentId.make("00000000-0000-4000-8000-00000000000a")
-const B = AgentId.make("00000000-0000-4000-8000-00000000000b")
-const W = WorkspaceId.make("00000000-0000-4000-8000-0000000000f0")
-const BUILD = BuildId.make("00000000-0000-4000-8000-000000000b01")
 const HORIZON = 100_000
 
 interface Dial {

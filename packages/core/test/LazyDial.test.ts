@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { AgentDialError, AgentId, AgentLookupError, BuildId, dialWithLazyValidation, WorkspaceId } from "@lazydial/core"
+import { AgentDialError, AgentLookupError, dialWithLazyValidation } from "@lazydial/core"
 import { LazyDial } from "@lazydial/core"
 import type { DialScript, LookupScript } from "@lazydial/core/testing"
 import { currentAgent, layerTest, TestAgents } from "@lazydial/core/testing"
@@ -11,12 +11,8 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
+import { A, B, BUILD_1, BUILD_2, W } from "./fixtures.js"
 
-const A = AgentId.make("00000000-0000-4000-8000-00000000000a")
-const B = AgentId.make("00000000-0000-4000-8000-00000000000b")
-const W = WorkspaceId.make("00000000-0000-4000-8000-0000000000f0")
-const BUILD_1 = BuildId.make("00000000-0000-4000-8000-000000000b01")
-const BUILD_2 = BuildId.make("00000000-0000-4000-8000-000000000b02")
 const DELAY = 100
 
 interface Setup {

@@ -2,8 +2,8 @@
  * Virtual time for the simulation.
  *
  * `TestClock` is exact but slow for this workload: before every expired timer
- * it waits for all fibers to suspend (three or more `setTimeout(0)` rounds,
- * about 7 ms), and a sleep that was interrupted stays in its queue and is
+ * it waits for all fibers to suspend (several turns of the event loop, about
+ * 7 ms), and a sleep that was interrupted stays in its queue and is
  * expired like any other. Every connect leaves its 30 s dial-timeout timer
  * behind, so a seed of ~100 turns spent over a second waiting on real timers.
  *
