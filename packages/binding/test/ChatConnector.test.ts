@@ -18,7 +18,7 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
-import { build, chatId, workspaceId } from "./fixtures.js"
+import { boundChat, build, chatId, workspaceId } from "./fixtures.js"
 
 const TestLive = ChatConnector.layer().pipe(
   Layer.provideMerge(LazyDial.layer({ delay: "5 seconds" })),
@@ -35,15 +35,6 @@ const runningWorkspace = Effect.gen(function*() {
   yield* agents.script(current.agentId, { result: "connect" })
   return { workspaceId: w, current }
 })
-
-/** A chat of `w` whose binding names `bound`. */
-const boundChat = (w: WorkspaceId, bound: CurrentAgent) =>
-  Effect.gen(function*() {
-    const store = yield* BindingStore.BindingStore
-    const chat = yield* store.createChat({ workspaceId: w })
-    yield* store.recordAgent(chat.chatId, { expected: { workspaceId: w, agentId: Option.none() }, current: bound })
-    return chat.chatId
-  })
 
 /** A rebuild: the workspace gets a new build and agent; the old agent is gone. */
 const rebuild = (w: WorkspaceId, old: CurrentAgent, oldAgent: "fail" | "hang" = "fail") =>

@@ -12,7 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
-import { build, drive, until, workspaceId } from "./fixtures.js"
+import { boundChat, build, drive, until, workspaceId } from "./fixtures.js"
 
 const databaseUrl = process.env["LAZYDIAL_TEST_DATABASE_URL"]
 
@@ -52,14 +52,6 @@ const rebuild = (w: WorkspaceId, old: CurrentAgent, oldAgent: "fail" | "hang") =
     yield* agents.script(next.agentId, { result: "connect" })
     yield* agents.script(old.agentId, { result: oldAgent })
     return next
-  })
-
-const boundChat = (w: WorkspaceId, bound: CurrentAgent) =>
-  Effect.gen(function*() {
-    const store = yield* BindingStore.BindingStore
-    const chat = yield* store.createChat({ workspaceId: w })
-    yield* store.recordAgent(chat.chatId, { expected: { workspaceId: w, agentId: Option.none() }, current: bound })
-    return chat.chatId
   })
 
 const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClient, E>) =>

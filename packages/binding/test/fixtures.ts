@@ -1,7 +1,9 @@
+import { BindingStore } from "@lazydial/binding"
 import { AgentId, BuildId, ChatId, CurrentAgent, WorkspaceId } from "@lazydial/core"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 
 /** Fresh ids, so tests that share one database never see each other's rows. */
@@ -50,4 +52,13 @@ export const until = (condition: Effect.Effect<boolean>): Effect.Effect<void> =>
       yield* ioTurn
     }
     return yield* Effect.dieMessage("until: the condition never held")
+  })
+
+/** A chat of `w` whose binding names `bound`. */
+export const boundChat = (w: WorkspaceId, bound: CurrentAgent) =>
+  Effect.gen(function*() {
+    const store = yield* BindingStore.BindingStore
+    const chat = yield* store.createChat({ workspaceId: w })
+    yield* store.recordAgent(chat.chatId, { expected: { workspaceId: w, agentId: Option.none() }, current: bound })
+    return chat.chatId
   })
