@@ -154,7 +154,23 @@ export const injectedTotal = Metric.counter("lazydial_faults_injected_total", {
   incremental: true
 })
 
-const count = (kind: string) => Metric.increment(Metric.tagged(injectedTotal, "kind", kind))
+const faultKinds = [
+  "latency_spike",
+  "dial_failure",
+  "hang",
+  "ignore_interruption",
+  "dial_defect",
+  "lookup_failure",
+  "no_agent",
+  "lookup_defect"
+] as const
+
+// Tagged once, as core's outcome counters are: tagging per fault allocates a key each time.
+const injectedByKind = Object.fromEntries(
+  faultKinds.map((kind) => [kind, Metric.increment(Metric.tagged(injectedTotal, "kind", kind))])
+) as Record<(typeof faultKinds)[number], Effect.Effect<void>> // safe: built from the full `faultKinds` list
+
+const count = (kind: (typeof faultKinds)[number]): Effect.Effect<void> => injectedByKind[kind]
 
 const delay = (latency: typeof Latency.Type | undefined): Effect.Effect<void> => {
   if (latency === undefined) return Effect.void
