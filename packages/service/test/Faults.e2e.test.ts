@@ -82,4 +82,48 @@ describe("fault injection in the service", () => {
       }).pipe(Effect.provide(Service.layerDatabase(undefined))),
     { timeout: 90_000 }
   )
+
+  it.live(
+    "a fault injected after its run has ended (an attempt that ignored interruption) is not counted in the next run",
+    () =>
+      Effect.gen(function*() {
+        // Every dial ignores interruption, sleeps through a 1 s spike, then fails:
+        // the turns time out at 200 ms and the failures land after the run.
+        const lateFailures = ConfigProvider.fromMap(
+          new Map([
+            ["LAZYDIAL_FAULTS", "on"],
+            [
+              "LAZYDIAL_FAULTS_DIAL",
+              JSON.stringify({
+                latency: { min: 0, max: 0, spikeRate: 1, spike: 1000 },
+                failureRate: 1,
+                ignoreInterruptionRate: 1
+              })
+            ]
+          ])
+        )
+        const small = { ...options, chats: 4, workspaces: 2, turns: 1, rebuildRate: 0, dialTimeoutMs: 200 }
+        const faulty = yield* Workload.runStrategy(Workload.makePlan(small), "lazydial", Workload.makeProgress())
+          .pipe(Effect.withConfigProvider(lateFailures))
+        expect(faulty.faultsInjected.ignoreInterruption).toBeGreaterThan(0)
+
+        // long enough for every late failure of the first run to land inside it
+        const quiet = Workload.makePlan({ ...small, chats: 2, turns: 4, thinkMs: 600, dialTimeoutMs: 1000 })
+        const report = yield* Workload.runStrategy(quiet, "lazydial", Workload.makeProgress()).pipe(
+          Effect.withConfigProvider(ConfigProvider.fromMap(new Map()))
+        )
+        expect(report.durationMs).toBeGreaterThan(1000)
+        expect(report.faultsInjected).toEqual({
+          dialFailure: 0,
+          hang: 0,
+          ignoreInterruption: 0,
+          dialDefect: 0,
+          latencySpike: 0,
+          lookupFailure: 0,
+          noAgent: 0,
+          lookupDefect: 0
+        })
+      }).pipe(Effect.provide(Service.layerDatabase(undefined))),
+    { timeout: 60_000 }
+  )
 })

@@ -142,15 +142,23 @@ const faultKinds = {
 
 type FaultCounts = { -readonly [K in keyof typeof faultKinds]: number }
 
-// core's counter of injected faults is process-wide: a run reports the difference
-const readFaults: Effect.Effect<FaultCounts> = Effect.gen(function*() {
-  const counts = {} as FaultCounts // safe: every key is set by the loop below
-  for (const key of Object.keys(faultKinds) as Array<keyof typeof faultKinds>) {
-    const state = yield* Metric.value(Metric.tagged(Faults.injectedTotal, "kind", faultKinds[key]))
-    counts[key] = state.count
-  }
-  return counts
-})
+// core's counter of injected faults is process-wide, and an attempt that
+// ignored interruption can still inject a fault after its run has ended (a
+// latency spike, then a failure). Every run therefore tags its metrics with
+// its own label, and reads only its own counters.
+const runLabel = "workload_run"
+
+const readFaults = (runId: string): Effect.Effect<FaultCounts> =>
+  Effect.gen(function*() {
+    const counts = {} as FaultCounts // safe: every key is set by the loop below
+    for (const key of Object.keys(faultKinds) as Array<keyof typeof faultKinds>) {
+      const state = yield* Metric.value(
+        Metric.tagged(Faults.injectedTotal, "kind", faultKinds[key]).pipe(Metric.tagged(runLabel, runId))
+      )
+      counts[key] = state.count
+    }
+    return counts
+  })
 
 const isInjectedDefect = (cause: Cause.Cause<unknown>): boolean =>
   Cause.isDie(cause) &&
@@ -181,7 +189,7 @@ export const runStrategy = (
       chatsOnRunning: 0
     }
     const rebuildsDone = { total: 0 }
-    const faultsBefore = yield* readFaults
+    const runId = randomUUID()
     let defects = 0
     let slowestConnectMs = 0
     let startedAt = 0
@@ -399,7 +407,8 @@ export const runStrategy = (
         validationDelay: Duration.millis(settings.validationDelayMs),
         dialTimeout: Duration.millis(settings.dialTimeoutMs)
       }, counters)),
-      Effect.orDie
+      Effect.orDie,
+      Effect.tagMetrics(runLabel, runId)
     )
 
     // The instance is shut down. Sockets close asynchronously: wait (bounded)
@@ -414,11 +423,7 @@ export const runStrategy = (
 
     const dialer = SocketDialer.stats(counters.dialer)
     const fleet = fleetSnapshot(counters.fleet)
-    const faultsAfter = yield* readFaults
-    const faultsInjected = { ...faultsAfter }
-    for (const key of Object.keys(faultsInjected) as Array<keyof FaultCounts>) {
-      faultsInjected[key] -= faultsBefore[key]
-    }
+    const faultsInjected = yield* readFaults(runId)
     const sorted = [...latencies].sort((a, b) => a - b)
     const counts = latencyBuckets.map(() => 0)
     for (const latency of latencies) counts[latencyBuckets.findIndex((bound) => latency < bound)]!++
