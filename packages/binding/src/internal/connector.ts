@@ -179,13 +179,22 @@ export const make = (deps: {
   // progress, slowly, and the timers fired late on a saturated event loop.
   const admission = makeAdmission(deps.maxInFlight)
 
-  const connectOnce = (chatId: ChatId): Effect.Effect<ChatConnection, ConnectError, Scope.Scope> =>
+  // The timeout counts from the call of `connect`, not from the start of the
+  // dial's fiber: under load a forked fiber can wait its turn on the event loop
+  // for a while, and that wait is part of what the caller experiences.
+  const connectOnce = (
+    chatId: ChatId,
+    calledAtMillis: number
+  ): Effect.Effect<ChatConnection, ConnectError, Scope.Scope> =>
     Effect.flatMap(store.get(chatId), (binding) => fromBinding(chatId, binding, maxLazyBinds)).pipe(
       admission,
-      Effect.timeoutFail({
-        duration: deps.dialTimeout,
-        onTimeout: () => new DialTimeout({ chatId, timeoutMillis })
-      }),
+      (dial) =>
+        Effect.clockWith((clock) =>
+          Effect.timeoutFail(dial, {
+            duration: Math.max(0, timeoutMillis - (clock.unsafeCurrentTimeMillis() - calledAtMillis)),
+            onTimeout: () => new DialTimeout({ chatId, timeoutMillis })
+          })
+        ),
       Effect.tap((connection) =>
         Effect.annotateCurrentSpan({
           "lazydial.agent_id": connection.agentId,
@@ -227,7 +236,12 @@ export const make = (deps: {
           const start = existing !== undefined
             ? Effect.zipRight(Metric.increment(sharedTotal), Effect.annotateCurrentSpan("lazydial.shared", true))
             : Effect.flatMap(
-              Effect.forkIn(Effect.interruptible(Scope.extend(connectOnce(chatId), scope)), scope),
+              Effect.clockWith((clock) =>
+                Effect.forkIn(
+                  Effect.interruptible(Scope.extend(connectOnce(chatId, clock.unsafeCurrentTimeMillis()), scope)),
+                  scope
+                )
+              ),
               (fiber) =>
                 Effect.sync(() => {
                   shared.fiber = fiber
