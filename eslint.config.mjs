@@ -4,7 +4,7 @@ import tseslint from "typescript-eslint"
 
 export default tseslint.config(
   {
-    ignores: ["**/dist", "**/build", "**/node_modules", "**/.tsbuildinfo", "**/*.md", "docs/**"]
+    ignores: ["**/dist", "**/build", "**/node_modules", "**/.tsbuildinfo", "**/.bench-build", "**/*.md", "docs/**"]
   },
   js.configs.recommended,
   ...tseslint.configs.recommended,

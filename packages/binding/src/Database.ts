@@ -11,7 +11,7 @@
  *
  * @since 0.1.0
  */
-import * as PgClient from "@effect/sql-pg/PgClient"
+import type * as PgClient from "@effect/sql-pg/PgClient"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Config from "effect/Config"
@@ -20,6 +20,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as internalPg from "./internal/pg.js"
 import * as internal from "./internal/pglite.js"
 
 /**
@@ -37,7 +38,10 @@ export const layerPglite = (options?: {
 
 /**
  * A PostgreSQL server, through a pool of `@effect/sql-pg`. Also provides
- * `PgClient`.
+ * `PgClient`. The pool hands a freed client to its next waiter on the next
+ * tick: `pg-pool` does it synchronously, and thousands of waiters interrupted
+ * while the pool was full (turns past their timeout) then overflowed the
+ * stack in one release and crashed the process.
  *
  * @since 0.1.0
  * @category layers
@@ -46,7 +50,7 @@ export const layerPg = (
   url: string | Redacted.Redacted,
   options?: Omit<PgClient.PgClientConfig, "url">
 ): Layer.Layer<SqlClient.SqlClient | PgClient.PgClient, SqlError> =>
-  PgClient.layer({
+  internalPg.layer({
     ...options,
     url: Redacted.isRedacted(url) ? url : Redacted.make(url),
     applicationName: options?.applicationName ?? "lazydial"

@@ -1,0 +1,88 @@
+import * as PgClient from "@effect/sql-pg/PgClient"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import Pg from "pg"
+
+type ConnectCallback = (
+  err: Error | undefined,
+  client: Pg.PoolClient | undefined,
+  done: (release?: unknown) => void
+) => void
+
+/**
+ * `pg-pool` hands a freed client to the next waiter inside `release()`, and
+ * `@effect/sql-pg` releases a client at once when its waiter was interrupted
+ * (a query that timed out while the pool was full). So one release recursed
+ * through every interrupted waiter in the queue, and a few thousand of them
+ * overflowed the stack and crashed the process. Handing each client over on
+ * the next tick makes that walk iterative; it costs one tick per checkout.
+ */
+class Pool extends Pg.Pool {
+  override connect(): Promise<Pg.PoolClient>
+  override connect(callback: ConnectCallback): void
+  override connect(callback?: ConnectCallback): Promise<Pg.PoolClient> | void {
+    if (callback === undefined) return super.connect()
+    super.connect((err, client, done) => process.nextTick(callback, err, client, done))
+  }
+}
+
+const makePool = (config: PgClient.PgClientConfig): Pool =>
+  new Pool({
+    connectionString: config.url === undefined ? undefined : Redacted.value(config.url),
+    user: config.username,
+    host: config.host,
+    database: config.database,
+    password: config.password === undefined ? undefined : Redacted.value(config.password),
+    ssl: config.ssl,
+    port: config.port,
+    ...(config.stream === undefined ? {} : { stream: config.stream }),
+    connectionTimeoutMillis: config.connectTimeout === undefined ? undefined : Duration.toMillis(config.connectTimeout),
+    idleTimeoutMillis: config.idleTimeout === undefined ? undefined : Duration.toMillis(config.idleTimeout),
+    max: config.maxConnections,
+    min: config.minConnections,
+    maxLifetimeSeconds: config.connectionTTL === undefined ? undefined : Duration.toSeconds(config.connectionTTL),
+    application_name: config.applicationName,
+    types: config.types
+  })
+
+/**
+ * `PgClient.layer`, on a pool that hands clients over on the next tick. Like
+ * `PgClient.layer`, it checks the server with `SELECT 1` within the connect
+ * timeout (5 s by default), and ignores errors of idle clients (a restarted
+ * server), which the next checkout replaces.
+ *
+ * @internal
+ */
+export const layer = (
+  config: PgClient.PgClientConfig
+): Layer.Layer<SqlClient.SqlClient | PgClient.PgClient, SqlError> =>
+  PgClient.layerFromPool({
+    acquire: Effect.gen(function*() {
+      const pool = yield* Effect.acquireRelease(
+        Effect.sync(() => makePool(config)),
+        (pool) => Effect.promise(() => pool.end()).pipe(Effect.interruptible, Effect.timeoutOption(1000))
+      )
+      pool.on("error", () => {})
+      yield* Effect.tryPromise({
+        try: () => pool.query("SELECT 1"),
+        catch: (cause) => new SqlError({ cause, message: "PgClient: Failed to connect" })
+      }).pipe(
+        Effect.timeoutFail({
+          duration: config.connectTimeout ?? Duration.seconds(5),
+          onTimeout: () =>
+            new SqlError({ cause: new Error("Connection timed out"), message: "PgClient: Connection timed out" })
+        })
+      )
+      return pool
+    }),
+    applicationName: config.applicationName,
+    spanAttributes: config.spanAttributes,
+    transformResultNames: config.transformResultNames,
+    transformQueryNames: config.transformQueryNames,
+    transformJson: config.transformJson,
+    types: config.types
+  })

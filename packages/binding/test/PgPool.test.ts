@@ -1,0 +1,45 @@
+/**
+ * `pg-pool` hands a freed client to its next waiter synchronously, and
+ * `@effect/sql-pg` releases a client at once when that waiter was
+ * interrupted: so one release recursed through every interrupted waiter in
+ * the queue, and a few thousand of them (turns that timed out while the pool
+ * was full) overflowed the stack and crashed the process.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import { describe, expect, it } from "@effect/vitest"
+import { Database } from "@lazydial/binding"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+
+const databaseUrl = process.env["LAZYDIAL_TEST_DATABASE_URL"]
+
+if (databaseUrl !== undefined) {
+  describe("Database.layerPg: the pool", () => {
+    it.live(
+      "a client freed before 20,000 interrupted waiters goes on to the next live query, without recursion",
+      () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const holder = yield* Effect.fork(sql`SELECT pg_sleep(0.5)`)
+          // live time on a real server: the holder must own the only client first
+          yield* Effect.sleep("100 millis")
+          const waiters = yield* Effect.forEach(
+            Array.from({ length: 20_000 }),
+            () => Effect.fork(sql`SELECT 1`)
+          )
+          yield* Effect.sleep("100 millis")
+          yield* Fiber.interruptAll(waiters)
+          yield* Fiber.join(holder)
+          const rows = yield* sql<{ readonly two: number }>`SELECT 2 AS two`
+          expect(rows).toEqual([{ two: 2 }])
+        }).pipe(Effect.provide(Database.layerPg(databaseUrl, { maxConnections: 1 }))),
+      { timeout: 60_000 }
+    )
+  })
+} else {
+  describe("Database.layerPg: the pool", () => {
+    it("is not run: set LAZYDIAL_TEST_DATABASE_URL (scripts/test-postgres.sh does)", () => {
+      console.warn("PostgreSQL pool suite not run: set LAZYDIAL_TEST_DATABASE_URL")
+    })
+  })
+}
