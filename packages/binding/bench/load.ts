@@ -231,6 +231,7 @@ const run = (store: string) =>
         const durations: Array<number> = []
         const outcomes: Record<string, number> = {}
         const problems: Array<string> = []
+        const late: Record<string, { readonly turns: number; readonly maxMs: number }> = {}
         const count = (key: string) => {
           outcomes[key] = (outcomes[key] ?? 0) + 1
         }
@@ -248,7 +249,16 @@ const run = (store: string) =>
             const elapsed = performance.now() - t0
             durations.push(elapsed)
             if (elapsed > dialTimeoutMillis + 100) {
-              problems.push(`a turn took ${Math.round(elapsed)} ms`)
+              const ending = Exit.isSuccess(exit)
+                ? exit.value
+                : Option.match(Cause.failureOption(exit.cause), {
+                  onNone: () =>
+                    "defect",
+                  onSome: (e) =>
+                    e._tag
+                })
+              const entry = late[ending] ?? { turns: 0, maxMs: 0 }
+              late[ending] = { turns: entry.turns + 1, maxMs: Math.max(entry.maxMs, Math.round(elapsed)) }
             }
             if (Exit.isSuccess(exit)) {
               return count(exit.value)
@@ -262,14 +272,15 @@ const run = (store: string) =>
           }), { concurrency: concurrency ?? "unbounded", discard: true })
         const seconds = (performance.now() - started) / 1000
         const { peakHeap, peakRss } = memory.stop()
+        for (const [ending, { maxMs, turns }] of Object.entries(late)) {
+          problems.push(`${turns} turns ended past the timeout (${ending}), the last after ${maxMs} ms`)
+        }
         const unreleased = (yield* agents.unreleased).length
         const releasedTwice = (yield* agents.releasedTwice).length
         if (unreleased > 0 || releasedTwice > 0) {
           problems.push(`${unreleased} connections unreleased, ${releasedTwice} released twice`)
         }
-        durations.sort((a, b) =>
-          a - b
-        )
+        durations.sort((a, b) => a - b)
         return {
           store,
           burst: name,

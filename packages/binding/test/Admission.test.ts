@@ -2,7 +2,14 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as TestClock from "effect/TestClock"
 import { makeAdmission } from "../src/internal/connector.js"
+
+class Expired {
+  readonly _tag = "Expired"
+}
+const never = Number.POSITIVE_INFINITY
+const expired = () => new Expired()
 
 describe("admission control", () => {
   it.effect("wakes waiters one at a time, first come first served", () =>
@@ -10,11 +17,11 @@ describe("admission control", () => {
       const admit = makeAdmission(1)
       const order: Array<number> = []
       const gate = yield* Deferred.make<void>()
-      const holder = yield* Effect.fork(admit(Deferred.await(gate)))
+      const holder = yield* Effect.fork(admit(Deferred.await(gate), never, expired))
       yield* Effect.yieldNow()
       const waiters = yield* Effect.forEach(
         [1, 2, 3],
-        (i) => Effect.fork(admit(Effect.sync(() => order.push(i)))),
+        (i) => Effect.fork(admit(Effect.sync(() => order.push(i)), never, expired)),
         { concurrency: "unbounded" }
       )
       yield* Effect.yieldNow()
@@ -29,15 +36,52 @@ describe("admission control", () => {
     Effect.gen(function*() {
       const admit = makeAdmission(1)
       const gate = yield* Deferred.make<void>()
-      const holder = yield* Effect.fork(admit(Deferred.await(gate)))
+      const holder = yield* Effect.fork(admit(Deferred.await(gate), never, expired))
       yield* Effect.yieldNow()
-      const quitter = yield* Effect.fork(admit(Effect.void))
+      const quitter = yield* Effect.fork(admit(Effect.void, never, expired))
       yield* Effect.yieldNow()
       yield* Fiber.interrupt(quitter)
       yield* Deferred.succeed(gate, void 0)
       yield* Fiber.join(holder)
       // Both permits' worth of work still runs: nothing was lost.
-      assert.strictEqual(yield* admit(Effect.succeed("admitted")), "admitted")
-      assert.strictEqual(yield* admit(Effect.succeed("again")), "again")
+      assert.strictEqual(yield* admit(Effect.succeed("admitted"), never, expired), "admitted")
+      assert.strictEqual(yield* admit(Effect.succeed("again"), never, expired), "again")
+    }))
+
+  it.effect("a waiter is turned away at its deadline, in queue order, and takes no permit", () =>
+    Effect.gen(function*() {
+      const admit = makeAdmission(1)
+      const gate = yield* Deferred.make<void>()
+      const holder = yield* Effect.fork(admit(Deferred.await(gate), never, expired))
+      yield* Effect.yieldNow()
+      const ran: Array<number> = []
+      const waiters = yield* Effect.forEach(
+        [1000, 2000, 2000, 5000],
+        (deadline, i) => Effect.fork(Effect.either(admit(Effect.sync(() => ran.push(i)), deadline, expired))),
+        { concurrency: "unbounded" }
+      )
+      yield* Effect.yieldNow()
+      yield* TestClock.adjust("999 millis")
+      assert.isNull(waiters[0]!.unsafePoll())
+      yield* TestClock.adjust("1 millis")
+      assert.strictEqual((yield* Fiber.join(waiters[0]!))._tag, "Left")
+      assert.isNull(waiters[1]!.unsafePoll())
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual((yield* Fiber.join(waiters[1]!))._tag, "Left")
+      assert.strictEqual((yield* Fiber.join(waiters[2]!))._tag, "Left")
+      // The permit comes back before the last deadline: that waiter runs.
+      yield* Deferred.succeed(gate, void 0)
+      yield* Fiber.join(holder)
+      assert.strictEqual((yield* Fiber.join(waiters[3]!))._tag, "Right")
+      assert.deepStrictEqual(ran, [3])
+      // Expired waiters took no permit: the only one is free again.
+      yield* TestClock.adjust("1 hour")
+      assert.strictEqual(yield* admit(Effect.succeed("free"), 0, expired), "free")
+    }))
+
+  it.effect("with a free permit, a turn past its deadline still runs (the timeout inside decides)", () =>
+    Effect.gen(function*() {
+      const admit = makeAdmission(1)
+      assert.strictEqual(yield* admit(Effect.succeed("ran"), -1, expired), "ran")
     }))
 })

@@ -272,6 +272,42 @@ describe("ChatConnector", () => {
       assert.strictEqual((yield* agents.unreleased).length, 0)
     }).pipe(Effect.provide(TestLive)))
 
+  it.effect("dial timeout: the turn ends at its deadline even when its dial is slow to interrupt", () => {
+    const slow = { reads: false }
+    // A read whose interruption takes 5 s, as a cancelled PostgreSQL query's
+    // does when its pg_cancel_backend waits behind other queries for a client.
+    const slowToInterrupt = Layer.effect(
+      BindingStore.BindingStore,
+      Effect.map(BindingStore.BindingStore, (store) =>
+        BindingStore.BindingStore.of({
+          ...store,
+          get: (chatId) =>
+            slow.reads ? Effect.onInterrupt(Effect.never, () => Effect.sleep("5 seconds")) : store.get(chatId)
+        }))
+    ).pipe(Layer.provide(BindingStore.layerMemory))
+    return Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const { current, workspaceId: w } = yield* runningWorkspace
+      const chatId = yield* boundChat(w, current)
+      slow.reads = true
+      const fiber = yield* Effect.fork(turn(connector.connect(chatId)))
+      yield* TestClock.adjust("30 seconds")
+      const ended = fiber.unsafePoll()
+      assert.isNotNull(ended)
+      assert.isTrue(
+        Exit.isFailure(ended!) && Cause.failureOption(ended.cause).pipe(Option.exists((e) => e._tag === "DialTimeout"))
+      )
+      // the read is still being interrupted in the background, and then ends
+      yield* TestClock.adjust("5 seconds")
+    }).pipe(Effect.provide(
+      ChatConnector.layer().pipe(
+        Layer.provideMerge(LazyDial.layer({ delay: "5 seconds" })),
+        Layer.provideMerge(slowToInterrupt),
+        Layer.provideMerge(layerTest)
+      )
+    ))
+  })
+
   it.effect("admission: past maxInFlight a turn waits for a permit, and the wait counts against its dial timeout", () =>
     Effect.gen(function*() {
       const connector = yield* ChatConnector.ChatConnector

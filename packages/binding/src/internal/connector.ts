@@ -9,6 +9,7 @@ import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
 import type { BindingStore, Expected, RecordResult } from "../BindingStore.js"
 import type { ChatBinding } from "../ChatBinding.js"
@@ -57,41 +58,102 @@ interface Shared {
   fiber: Fiber.RuntimeFiber<ChatConnection, ConnectError> | undefined
 }
 
+interface Waiter {
+  readonly deadlineMillis: number
+  admitted: boolean
+  readonly resume: (admitted: boolean) => void
+}
+
 /**
  * A FIFO of waiting turns that wakes exactly one waiter per released permit.
  * Effect's `Semaphore` wakes every waiter on each release (they race for the
  * permit and requeue): with thousands waiting, that herd took a 10,000-turn
  * load run out of memory.
  *
+ * A waiter also has a deadline. While it waits it holds no timer and no fiber
+ * of its own: one sweeper fiber sleeps until the deadline at the head of the
+ * queue and turns away every waiter whose deadline has passed. Deadlines are
+ * in queue order (every turn of a connector has the same timeout, counted
+ * from its call), so the sweep stops at the first waiter still in time. A
+ * queue of thousands then costs a few hundred bytes per waiter, and their
+ * timeouts, however many fall due at once, are one pass over the queue.
+ *
  * @internal
  */
 export const makeAdmission = (max: number) => {
   let inFlight = 0
-  const waiting = new Set<() => void>()
+  const waiting = new Set<Waiter>()
+  let sweeper: Fiber.RuntimeFiber<void> | undefined
+
+  const stopSweeperIfIdle = () => {
+    if (waiting.size > 0 || sweeper === undefined) return
+    sweeper.unsafeInterruptAsFork(FiberId.none)
+    sweeper = undefined
+  }
+
   const release = () => {
     inFlight--
     const next = waiting.values().next()
-    if (next.done !== true) next.value()
+    if (next.done === true) return
+    waiting.delete(next.value)
+    next.value.admitted = true
+    inFlight++
+    next.value.resume(true)
+    stopSweeperIfIdle()
   }
-  const acquire = Effect.async<void>((resume) => {
-    if (inFlight < max) {
-      inFlight++
-      return resume(Effect.void)
-    }
-    let woken = false
-    const wake = () => {
-      woken = true
-      waiting.delete(wake)
-      inFlight++
-      resume(Effect.void)
-    }
-    waiting.add(wake)
-    // If the waiter is interrupted after it was handed a permit, give it on.
-    return Effect.sync(() => (woken ? release() : void waiting.delete(wake)))
-  })
-  return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+
+  const sweep: Effect.Effect<void> = Effect.clockWith((clock) =>
+    Effect.suspend(() => {
+      const now = clock.unsafeCurrentTimeMillis()
+      for (const waiter of waiting) {
+        if (waiter.deadlineMillis > now) {
+          return Effect.zipRight(Effect.sleep(Duration.millis(waiter.deadlineMillis - now)), sweep)
+        }
+        waiting.delete(waiter)
+        waiter.resume(false)
+      }
+      sweeper = undefined
+      return Effect.void
+    })
+  )
+
+  // Answers whether a permit was taken (false: the deadline passed first).
+  const acquire = (deadlineMillis: number): Effect.Effect<boolean> =>
+    Effect.flatMap(Effect.runtime<never>(), (runtime) =>
+      Effect.async<boolean>((resume) => {
+        if (inFlight < max) {
+          inFlight++
+          return resume(Effect.succeed(true))
+        }
+        const waiter: Waiter = {
+          deadlineMillis,
+          admitted: false,
+          resume: (admitted) => resume(Effect.succeed(admitted))
+        }
+        waiting.add(waiter)
+        // The sweeper runs on the first waiter's runtime, so on its Clock
+        // (TestClock in tests); it ends when the queue is empty.
+        sweeper ??= Runtime.runFork(runtime)(sweep)
+        // An interrupted waiter leaves the queue; one that was handed a
+        // permit in the meantime gives it on.
+        return Effect.sync(() => {
+          if (waiter.admitted) return release()
+          waiting.delete(waiter)
+          stopSweeperIfIdle()
+        })
+      }))
+
+  return <A, E, R, E2>(
+    self: Effect.Effect<A, E, R>,
+    deadlineMillis: number,
+    onExpired: () => E2
+  ): Effect.Effect<A, E | E2, R> =>
     Effect.uninterruptibleMask((restore) =>
-      Effect.zipRight(restore(acquire), Effect.ensuring(restore(self), Effect.sync(release)))
+      Effect.flatMap(
+        restore(acquire(deadlineMillis)),
+        (admitted): Effect.Effect<A, E | E2, R> =>
+          admitted ? Effect.ensuring(restore(self), Effect.sync(release)) : Effect.fail(onExpired())
+      )
     )
 }
 
@@ -181,20 +243,31 @@ export const make = (deps: {
 
   // The timeout counts from the call of `connect`, not from the start of the
   // dial's fiber: under load a forked fiber can wait its turn on the event loop
-  // for a while, and that wait is part of what the caller experiences.
+  // for a while, and that wait is part of what the caller experiences. A turn
+  // that waits for a permit past its deadline is turned away by the admission
+  // queue; an admitted one races the rest of its budget.
   const connectOnce = (
     chatId: ChatId,
     calledAtMillis: number
-  ): Effect.Effect<ChatConnection, ConnectError, Scope.Scope> =>
-    Effect.flatMap(store.get(chatId), (binding) => fromBinding(chatId, binding, maxLazyBinds)).pipe(
-      admission,
-      (dial) =>
-        Effect.clockWith((clock) =>
-          Effect.timeoutFail(dial, {
-            duration: Math.max(0, timeoutMillis - (clock.unsafeCurrentTimeMillis() - calledAtMillis)),
-            onTimeout: () => new DialTimeout({ chatId, timeoutMillis })
-          })
-        ),
+  ): Effect.Effect<ChatConnection, ConnectError, Scope.Scope> => {
+    const deadlineMillis = calledAtMillis + timeoutMillis
+    const timedOut = () => new DialTimeout({ chatId, timeoutMillis })
+    const dial = Effect.flatMap(store.get(chatId), (binding) => fromBinding(chatId, binding, maxLazyBinds))
+    return admission(
+      Effect.clockWith((clock) =>
+        Effect.timeoutFail(
+          // At the deadline the caller gets its DialTimeout at once; the dial
+          // is interrupted in the background. Waiting for it would add the
+          // time to cancel its work: on PostgreSQL a cancelled query sends
+          // pg_cancel_backend through the same pool, behind every queued
+          // query, and timeouts under load ended seconds late.
+          Effect.disconnect(dial),
+          { duration: Math.max(0, deadlineMillis - clock.unsafeCurrentTimeMillis()), onTimeout: timedOut }
+        )
+      ),
+      deadlineMillis,
+      timedOut
+    ).pipe(
       Effect.tap((connection) =>
         Effect.annotateCurrentSpan({
           "lazydial.agent_id": connection.agentId,
@@ -204,6 +277,7 @@ export const make = (deps: {
       ),
       Effect.withSpan("ChatConnector.dial", { attributes: { "lazydial.chat_id": chatId } })
     )
+  }
 
   // Per turn (Scope), the dial under way or done for each chat.
   const turns = new WeakMap<Scope.Scope, Map<ChatId, Shared>>()
