@@ -78,9 +78,21 @@ export class ChatHasNoWorkspace extends Schema.TaggedError<ChatHasNoWorkspace>()
  */
 export class DialTimeout extends Schema.TaggedError<DialTimeout>()("DialTimeout", {
   chatId: ChatId,
-  timeoutMillis: Schema.Number
+  timeoutMillis: Schema.Number,
+  /**
+   * Set when the turn was turned away early, while waiting for admission:
+   * at the pace the queue was moving it would have been admitted only after
+   * its deadline.
+   */
+  shed: Schema.optional(Schema.Struct({ waitingAhead: Schema.Number, admittedPerSecond: Schema.Number }))
 }) {
   override get message(): string {
+    if (this.shed !== undefined) {
+      return `chat ${this.chatId} was turned away before connecting: ${this.shed.waitingAhead} turns were waiting ` +
+        `ahead of it and this process admits about ${this.shed.admittedPerSecond} a second, so it could not ` +
+        `connect within ${this.timeoutMillis} ms; the process is overloaded: spread the load over more replicas, ` +
+        "or raise LAZYDIAL_MAX_IN_FLIGHT if the database and agents have room"
+    }
     return `connecting chat ${this.chatId} to its agent took more than ${this.timeoutMillis} ms: ` +
       "check that the workspace is running, or raise LAZYDIAL_DIAL_TIMEOUT"
   }

@@ -14,7 +14,7 @@ const expired = () => new Expired()
 describe("admission control", () => {
   it.effect("wakes waiters one at a time, first come first served", () =>
     Effect.gen(function*() {
-      const admit = makeAdmission(1)
+      const admit = makeAdmission(1, 2_500)
       const order: Array<number> = []
       const gate = yield* Deferred.make<void>()
       const holder = yield* Effect.fork(admit(Deferred.await(gate), never, expired))
@@ -34,7 +34,7 @@ describe("admission control", () => {
 
   it.effect("an interrupted waiter gives up its place without leaking a permit", () =>
     Effect.gen(function*() {
-      const admit = makeAdmission(1)
+      const admit = makeAdmission(1, 2_500)
       const gate = yield* Deferred.make<void>()
       const holder = yield* Effect.fork(admit(Deferred.await(gate), never, expired))
       yield* Effect.yieldNow()
@@ -50,7 +50,7 @@ describe("admission control", () => {
 
   it.effect("a waiter is turned away at its deadline, in queue order, and takes no permit", () =>
     Effect.gen(function*() {
-      const admit = makeAdmission(1)
+      const admit = makeAdmission(1, 2_500)
       const gate = yield* Deferred.make<void>()
       const holder = yield* Effect.fork(admit(Deferred.await(gate), never, expired))
       yield* Effect.yieldNow()
@@ -81,7 +81,46 @@ describe("admission control", () => {
 
   it.effect("with a free permit, a turn past its deadline still runs (the timeout inside decides)", () =>
     Effect.gen(function*() {
-      const admit = makeAdmission(1)
+      const admit = makeAdmission(1, 2_500)
       assert.strictEqual(yield* admit(Effect.succeed("ran"), -1, expired), "ran")
+    }))
+
+  it.effect("under overload a waiter that the queue's pace would admit after its deadline is shed at once", () =>
+    Effect.gen(function*() {
+      const admit = makeAdmission(1, 2_500)
+      const shedAt: Array<number> = []
+      const expiredAt: Array<number> = []
+      const ranAt: Array<number> = []
+      const now = Effect.map(TestClock.currentTimeMillis, Number)
+      const record = (times: Array<number>) => Effect.flatMap(now, (t) => Effect.sync(() => times.push(t)))
+      // 300 turns at once, each holding the permit for 100 ms (10 a second),
+      // each with a 10 s deadline: about 100 of them can make it.
+      const turns = yield* Effect.forEach(
+        Array.from({ length: 300 }),
+        () =>
+          Effect.fork(
+            admit(Effect.zipRight(Effect.sleep("100 millis"), record(ranAt)), 10_000, (shed) => shed).pipe(
+              Effect.catchAll((shed) => {
+                if (shed === undefined) return record(expiredAt)
+                assert.strictEqual(shed.admittedPerSecond, 10)
+                return record(shedAt)
+              })
+            )
+          ),
+        { concurrency: "unbounded" }
+      )
+      yield* TestClock.adjust("7400 millis")
+      assert.strictEqual(shedAt.length, 0)
+      // Shed once the deadline is within the horizon (2.5 s), not at 10 s.
+      yield* TestClock.adjust("600 millis")
+      assert.isAbove(shedAt.filter((t) => t === 7500).length, 150)
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.joinAll(turns)
+      assert.strictEqual(shedAt.length + expiredAt.length + ranAt.length, 300)
+      // Every turn ended by its deadline, and few were left to time out there.
+      assert.isTrue(ranAt.every((t) => t <= 10_000))
+      assert.isTrue(expiredAt.every((t) => t === 10_000))
+      assert.isAtMost(expiredAt.length, 15)
+      assert.isAtLeast(ranAt.length, 95)
     }))
 })

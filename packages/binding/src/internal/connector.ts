@@ -58,11 +58,37 @@ interface Shared {
   fiber: Fiber.RuntimeFiber<ChatConnection, ConnectError> | undefined
 }
 
+/**
+ * Why a waiting turn was turned away before its permit: it would have been
+ * admitted only after its deadline, at the rate the queue has been moving.
+ *
+ * @internal
+ */
+export interface Shed {
+  readonly waitingAhead: number
+  readonly admittedPerSecond: number
+}
+
+type Verdict = "admitted" | "expired" | Shed
+
 interface Waiter {
   readonly deadlineMillis: number
   admitted: boolean
-  readonly resume: (admitted: boolean) => void
+  readonly resume: (verdict: Verdict) => void
 }
+
+// The sweeper looks at the queue this often while it is not empty, and
+// measures how fast permits come back over the last second. It sheds only on
+// a measured rate (half a second of it, at least 10 permits), gives the rate
+// a quarter more than it showed, and judges a waiter only within the last
+// `shedHorizonMillis` of its budget: early in a burst the pace is low (the
+// process is busy taking the burst in), and shedding on it turned away most
+// of the turns that went on to make it.
+const sweepEveryMillis = 100
+const rateWindowMillis = 1_000
+const minRateWindowMillis = 500
+const minRateSamples = 10
+const rateAllowance = 1.25
 
 /**
  * A FIFO of waiting turns that wakes exactly one waiter per released permit.
@@ -71,19 +97,21 @@ interface Waiter {
  * load run out of memory.
  *
  * A waiter also has a deadline. While it waits it holds no timer and no fiber
- * of its own: one sweeper fiber sleeps until the deadline at the head of the
- * queue and turns away every waiter whose deadline has passed. Deadlines are
- * in queue order (every turn of a connector has the same timeout, counted
- * from its call), so the sweep stops at the first waiter still in time. A
- * queue of thousands then costs a few hundred bytes per waiter, and their
- * timeouts, however many fall due at once, are one pass over the queue.
+ * of its own: one sweeper fiber, alive while the queue is not empty, turns
+ * away every waiter whose deadline has passed, and sheds, at once, every
+ * waiter that the queue's measured pace would admit only after its deadline,
+ * once that deadline is within `shedHorizonMillis`.
+ * Under overload, turns then fail fast, spread over the burst, instead of all
+ * together at the deadline, when answering thousands at once made them late.
  *
  * @internal
  */
-export const makeAdmission = (max: number) => {
+export const makeAdmission = (max: number, shedHorizonMillis: number) => {
   let inFlight = 0
+  let released = 0
   const waiting = new Set<Waiter>()
   let sweeper: Fiber.RuntimeFiber<void> | undefined
+  let samples: Array<{ readonly atMillis: number; readonly released: number }> = []
 
   const stopSweeperIfIdle = () => {
     if (waiting.size > 0 || sweeper === undefined) return
@@ -93,47 +121,71 @@ export const makeAdmission = (max: number) => {
 
   const release = () => {
     inFlight--
+    released++
     const next = waiting.values().next()
     if (next.done === true) return
     waiting.delete(next.value)
     next.value.admitted = true
     inFlight++
-    next.value.resume(true)
+    next.value.resume("admitted")
     stopSweeperIfIdle()
+  }
+
+  const measuredRate = (now: number): number | undefined => {
+    samples.push({ atMillis: now, released })
+    while (samples.length > 2 && now - samples[1]!.atMillis >= rateWindowMillis) samples.shift()
+    const oldest = samples[0]!
+    const elapsed = now - oldest.atMillis
+    const count = released - oldest.released
+    return elapsed >= minRateWindowMillis && count >= minRateSamples ? (count * 1000) / elapsed : undefined
   }
 
   const sweep: Effect.Effect<void> = Effect.clockWith((clock) =>
     Effect.suspend(() => {
       const now = clock.unsafeCurrentTimeMillis()
+      const rate = measuredRate(now)
+      let ahead = 0
       for (const waiter of waiting) {
-        if (waiter.deadlineMillis > now) {
-          return Effect.zipRight(Effect.sleep(Duration.millis(waiter.deadlineMillis - now)), sweep)
+        const admittedBy = rate === undefined ? now : now + ((ahead + 1) * 1000) / (rate * rateAllowance)
+        if (waiter.deadlineMillis <= now) {
+          waiting.delete(waiter)
+          waiter.resume("expired")
+        } else if (admittedBy > waiter.deadlineMillis && waiter.deadlineMillis - now <= shedHorizonMillis) {
+          waiting.delete(waiter)
+          waiter.resume({ waitingAhead: ahead, admittedPerSecond: Math.round(rate!) }) // safe: admittedBy > now only with a rate
+        } else {
+          ahead++
         }
-        waiting.delete(waiter)
-        waiter.resume(false)
       }
-      sweeper = undefined
-      return Effect.void
+      const head = waiting.values().next()
+      if (head.done === true) {
+        sweeper = undefined
+        return Effect.void
+      }
+      const untilHead = head.value.deadlineMillis - now
+      return Effect.zipRight(Effect.sleep(Duration.millis(Math.min(untilHead, sweepEveryMillis))), sweep)
     })
   )
 
-  // Answers whether a permit was taken (false: the deadline passed first).
-  const acquire = (deadlineMillis: number): Effect.Effect<boolean> =>
+  const acquire = (deadlineMillis: number): Effect.Effect<Verdict> =>
     Effect.flatMap(Effect.runtime<never>(), (runtime) =>
-      Effect.async<boolean>((resume) => {
+      Effect.async<Verdict>((resume) => {
         if (inFlight < max) {
           inFlight++
-          return resume(Effect.succeed(true))
+          return resume(Effect.succeed("admitted"))
         }
         const waiter: Waiter = {
           deadlineMillis,
           admitted: false,
-          resume: (admitted) => resume(Effect.succeed(admitted))
+          resume: (verdict) => resume(Effect.succeed(verdict))
         }
         waiting.add(waiter)
         // The sweeper runs on the first waiter's runtime, so on its Clock
         // (TestClock in tests); it ends when the queue is empty.
-        sweeper ??= Runtime.runFork(runtime)(sweep)
+        if (sweeper === undefined) {
+          samples = []
+          sweeper = Runtime.runFork(runtime)(sweep)
+        }
         // An interrupted waiter leaves the queue; one that was handed a
         // permit in the meantime gives it on.
         return Effect.sync(() => {
@@ -146,13 +198,15 @@ export const makeAdmission = (max: number) => {
   return <A, E, R, E2>(
     self: Effect.Effect<A, E, R>,
     deadlineMillis: number,
-    onExpired: () => E2
+    onRejected: (shed: Shed | undefined) => E2
   ): Effect.Effect<A, E | E2, R> =>
     Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(
         restore(acquire(deadlineMillis)),
-        (admitted): Effect.Effect<A, E | E2, R> =>
-          admitted ? Effect.ensuring(restore(self), Effect.sync(release)) : Effect.fail(onExpired())
+        (verdict): Effect.Effect<A, E | E2, R> =>
+          verdict === "admitted"
+            ? Effect.ensuring(restore(self), Effect.sync(release))
+            : Effect.fail(onRejected(verdict === "expired" ? undefined : verdict))
       )
     )
 }
@@ -239,7 +293,7 @@ export const make = (deps: {
   // and the wait counts against its dial timeout. Without it, 10,000 turns at
   // once on one process overran a 10 s timeout by 10-16 s: every turn made
   // progress, slowly, and the timers fired late on a saturated event loop.
-  const admission = makeAdmission(deps.maxInFlight)
+  const admission = makeAdmission(deps.maxInFlight, Math.max(1000, timeoutMillis / 4))
 
   // The timeout counts from the call of `connect`, not from the start of the
   // dial's fiber: under load a forked fiber can wait its turn on the event loop
@@ -252,6 +306,8 @@ export const make = (deps: {
   ): Effect.Effect<ChatConnection, ConnectError, Scope.Scope> => {
     const deadlineMillis = calledAtMillis + timeoutMillis
     const timedOut = () => new DialTimeout({ chatId, timeoutMillis })
+    const turnedAway = (shed: Shed | undefined) =>
+      shed === undefined ? timedOut() : new DialTimeout({ chatId, timeoutMillis, shed })
     const dial = Effect.flatMap(store.get(chatId), (binding) => fromBinding(chatId, binding, maxLazyBinds))
     return admission(
       Effect.clockWith((clock) =>
@@ -266,7 +322,7 @@ export const make = (deps: {
         )
       ),
       deadlineMillis,
-      timedOut
+      turnedAway
     ).pipe(
       Effect.tap((connection) =>
         Effect.annotateCurrentSpan({
