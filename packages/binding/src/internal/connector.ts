@@ -119,6 +119,9 @@ export const makeAdmission = (max: number, shedHorizonMillis: number) => {
     sweeper = undefined
   }
 
+  // How long an admitted turn has been holding its permit, lately: a waiter
+  // must be admitted this long before its deadline to make it.
+  let serviceMillis = 0
   const release = () => {
     inFlight--
     released++
@@ -146,7 +149,9 @@ export const makeAdmission = (max: number, shedHorizonMillis: number) => {
       const rate = measuredRate(now)
       let ahead = 0
       for (const waiter of waiting) {
-        const admittedBy = rate === undefined ? now : now + ((ahead + 1) * 1000) / (rate * rateAllowance)
+        const admittedBy = rate === undefined
+          ? now
+          : now + ((ahead + 1) * 1000) / (rate * rateAllowance) + serviceMillis
         if (waiter.deadlineMillis <= now) {
           waiting.delete(waiter)
           waiter.resume("expired")
@@ -205,7 +210,16 @@ export const makeAdmission = (max: number, shedHorizonMillis: number) => {
         restore(acquire(deadlineMillis)),
         (verdict): Effect.Effect<A, E | E2, R> =>
           verdict === "admitted"
-            ? Effect.ensuring(restore(self), Effect.sync(release))
+            ? Effect.clockWith((clock) => {
+              const admittedAt = clock.unsafeCurrentTimeMillis()
+              return Effect.ensuring(
+                restore(self),
+                Effect.sync(() => {
+                  serviceMillis += (clock.unsafeCurrentTimeMillis() - admittedAt - serviceMillis) / 16
+                  release()
+                })
+              )
+            })
             : Effect.fail(onRejected(verdict === "expired" ? undefined : verdict))
       )
     )
