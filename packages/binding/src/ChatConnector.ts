@@ -21,9 +21,11 @@
  * - `ChatNotFound`: no such chat.
  * - `ChatHasNoWorkspace`: the chat has no workspace.
  * - `NoCurrentAgent`: the workspace is stopped.
- * - `DialTimeout`: the whole connect took longer than the dial timeout
- *   (`LAZYDIAL_DIAL_TIMEOUT`, 30 seconds). An interrupted caller is
- *   interrupted, never a `DialTimeout`.
+ * - `DialTimeout`: the whole connect, counted from the call, took longer than
+ *   the dial timeout (`LAZYDIAL_DIAL_TIMEOUT`, 30 seconds), or, under
+ *   overload, the turn was shed while waiting for admission because it could
+ *   not have connected in time (its `shed` field is set). An interrupted
+ *   caller is interrupted, never a `DialTimeout`.
  * - `AgentDialError`, `AgentLookupError`, `BindingStoreError`, as they come.
  *
  * ## One connection per turn
@@ -184,7 +186,7 @@ const checkTimeout = (input: unknown): Effect.Effect<Duration.Duration, InvalidO
  */
 export const make = (options?: {
   readonly dialTimeout?: Duration.DurationInput | undefined
-  /** Connects in progress at once; more wait, within their dial timeout. Default 256. */
+  /** Connects in progress at once; more wait, within their dial timeout, or are shed under overload. Default 256. */
   readonly maxInFlight?: number | undefined
 }): Effect.Effect<
   Context.Tag.Service<ChatConnector>,
