@@ -189,7 +189,8 @@ export const makeAdmission = (max: number, shedHorizonMillis: number) => {
         // (TestClock in tests); it ends when the queue is empty.
         if (sweeper === undefined) {
           samples = []
-          sweeper = Runtime.runFork(runtime)(sweep)
+          // interruptible whatever the waiter's region: an idle queue stops it
+          sweeper = Runtime.runFork(runtime)(Effect.interruptible(sweep))
         }
         // An interrupted waiter leaves the queue; one that was handed a
         // permit in the meantime gives it on.
