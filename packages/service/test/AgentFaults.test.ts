@@ -58,8 +58,10 @@ const turn = (chatId: ChatId, workspaceId: WorkspaceId) =>
     }))
   }).pipe(Effect.timed, Effect.map(([elapsed, result]) => ({ elapsedMs: Duration.toMillis(elapsed), ...result })))
 
+type Counters = ReturnType<typeof setup>
+
 /** Closes the instance, then checks both sides of every socket. */
-const leaksNothing = (counters: ReturnType<typeof setup>) =>
+const leaksNothing = (counters: Counters) =>
   Effect.gen(function*() {
     for (let i = 0; i < 50; i++) {
       const open = SocketDialer.stats(counters.dialerCounters).stillOpen +
@@ -71,141 +73,157 @@ const leaksNothing = (counters: ReturnType<typeof setup>) =>
     expect(counters.fleetCounters.accepted - counters.fleetCounters.acceptedClosed).toBe(0)
   })
 
-const boundChat = (workspaceId: WorkspaceId) =>
-  Effect.gen(function*() {
-    const chats = yield* Chats
-    yield* ControlPlane.startWorkspace(workspaceId)
-    const chat = yield* chats.create(Option.some(workspaceId))
-    const first = yield* turn(chat.chatId, workspaceId)
-    expect(first.outcome).toBe("lazy_bind")
-    expect(first.rightAgent).toBe(true)
-    return { chatId: chat.chatId, agentId: first.agentId }
-  })
+/** A test on a fresh fleet and instance; afterwards, no socket may be left open on either side. */
+const onRealAgents = <E>(
+  body: (counters: Counters) => Effect.Effect<void, E, Layer.Layer.Success<Counters["layer"]>>
+) =>
+() => {
+  const counters = setup()
+  return body(counters).pipe(Effect.provide(counters.layer), Effect.zipRight(leaksNothing(counters)))
+}
+
+/** A chat on a new running workspace, bound by its first turn. */
+const boundChat = Effect.gen(function*() {
+  const workspaceId = newWorkspace()
+  const chats = yield* Chats
+  yield* ControlPlane.startWorkspace(workspaceId)
+  const chat = yield* chats.create(Option.some(workspaceId))
+  const first = yield* turn(chat.chatId, workspaceId)
+  expect(first.outcome).toBe("lazy_bind")
+  expect(first.rightAgent).toBe(true)
+  return { chatId: chat.chatId, agentId: first.agentId, workspaceId }
+})
 
 describe("agent faults on real sockets", () => {
-  it.live("an agent killed mid-handshake is Closed at once, and the turn switches to the new agent", () => {
-    const counters = setup()
-    return Effect.gen(function*() {
-      const workspaceId = newWorkspace()
-      const { agentId, chatId } = yield* boundChat(workspaceId)
-      yield* ControlPlane.rebuild(workspaceId, "die_mid_handshake")
+  it.live(
+    "an agent killed mid-handshake is Closed at once, and the turn switches to the new agent",
+    onRealAgents((counters) =>
+      Effect.gen(function*() {
+        const { agentId, chatId, workspaceId } = yield* boundChat
+        yield* ControlPlane.rebuild(workspaceId, "die_mid_handshake")
 
-      const next = yield* turn(chatId, workspaceId)
-      expect(next.outcome).toBe("switched")
-      expect(next.agentId).not.toBe(agentId)
-      expect(next.rightAgent).toBe(true)
-      // the failure was fast: no wait for the validation delay
-      expect(next.elapsedMs).toBeLessThan(delayMs + slackMs)
-      expect(counters.fleetCounters.handshakesCut).toBe(1)
-      expect(counters.dialerCounters.errors.Closed).toBe(1)
-    }).pipe(Effect.provide(counters.layer), Effect.zipRight(leaksNothing(counters)))
-  })
-
-  it.live("an agent killed mid-handshake that is still current fails the turn with a typed Closed error", () => {
-    const counters = setup()
-    return Effect.gen(function*() {
-      const workspaceId = newWorkspace()
-      const { agentId, chatId } = yield* boundChat(workspaceId)
-      const fleet = yield* Fleet.Fleet
-      // the control plane has not noticed: the lookup still names the crashing agent
-      yield* fleet.retire(agentId, "die_mid_handshake")
-
-      const started = performance.now()
-      const error = yield* Effect.flip(turn(chatId, workspaceId))
-      expect(error._tag).toBe("AgentDialError")
-      expect(error._tag === "AgentDialError" && error.reason).toBe("Closed")
-      expect(performance.now() - started).toBeLessThan(dialTimeoutMs + slackMs)
-      // core's one retry after the lookup confirmed the agent: two handshakes cut
-      expect(counters.fleetCounters.handshakesCut).toBe(2)
-    }).pipe(Effect.provide(counters.layer), Effect.zipRight(leaksNothing(counters)))
-  })
-
-  it.live("an agent that accepts and never answers is replaced after the validation delay", () => {
-    const counters = setup()
-    return Effect.gen(function*() {
-      const workspaceId = newWorkspace()
-      const { agentId, chatId } = yield* boundChat(workspaceId)
-      yield* ControlPlane.rebuild(workspaceId, "hang")
-
-      const next = yield* turn(chatId, workspaceId)
-      expect(next.outcome).toBe("switched")
-      expect(next.agentId).not.toBe(agentId)
-      expect(next.rightAgent).toBe(true)
-      expect(next.elapsedMs).toBeGreaterThanOrEqual(delayMs - 5)
-      expect(next.elapsedMs).toBeLessThan(dialTimeoutMs + slackMs)
-    }).pipe(Effect.provide(counters.layer), Effect.zipRight(leaksNothing(counters)))
-  })
-
-  it.live("an agent that never answers and is still current ends the turn with DialTimeout, not a hang", () => {
-    const counters = setup()
-    return Effect.gen(function*() {
-      const workspaceId = newWorkspace()
-      const { agentId, chatId } = yield* boundChat(workspaceId)
-      const fleet = yield* Fleet.Fleet
-      yield* fleet.retire(agentId, "hang")
-
-      // several turns at once, so the shared dial and every waiter are released
-      const started = performance.now()
-      const errors = yield* Effect.forEach(
-        [1, 2, 3],
-        () => Effect.flip(turn(chatId, workspaceId)),
-        { concurrency: "unbounded" }
-      )
-      const elapsed = performance.now() - started
-      for (const error of errors) expect(error._tag).toBe("DialTimeout")
-      expect(elapsed).toBeGreaterThanOrEqual(dialTimeoutMs - 5)
-      expect(elapsed).toBeLessThan(dialTimeoutMs + slackMs)
-      // the hung connections were closed by the turns' scopes, not by the end of the fleet
-      yield* Effect.sleep("50 millis")
-      expect(SocketDialer.stats(counters.dialerCounters).stillOpen).toBe(0)
-    }).pipe(Effect.provide(counters.layer), Effect.zipRight(leaksNothing(counters)))
-  })
-
-  it.live("a dead agent's port taken by another workspace's agent is caught by the handshake", () => {
-    const counters = setup()
-    return Effect.gen(function*() {
-      const fleet = yield* Fleet.Fleet
-      const chats = yield* Chats
-      const workspaceId = newWorkspace()
-      const intruderWorkspace = newWorkspace()
-      yield* ControlPlane.startWorkspace(workspaceId)
-      const bound = yield* Effect.forEach([1, 2, 3, 4, 5, 6], () =>
-        Effect.gen(function*() {
-          const chat = yield* chats.create(Option.some(workspaceId))
-          const first = yield* turn(chat.chatId, workspaceId)
-          expect(first.rightAgent).toBe(true)
-          return chat.chatId
-        }))
-      const control = yield* ControlPlane.ControlPlane
-      const current = Option.getOrThrow(yield* control.peek(workspaceId))
-      const old = Option.getOrThrow(fleet.info(current.agentId))
-
-      // the old agent dies; an agent of another workspace listens on its port
-      yield* fleet.retire(old.agentId, "reuse_port")
-      const intruder = yield* fleet.start(intruderWorkspace, old.port)
-      expect(intruder.port).toBe(old.port)
-
-      // 1. the control plane has not noticed: every turn fails with WrongAgent, none reaches the intruder
-      const stale = yield* Effect.forEach(bound, (chatId) => Effect.flip(turn(chatId, workspaceId)), {
-        concurrency: "unbounded"
+        const next = yield* turn(chatId, workspaceId)
+        expect(next.outcome).toBe("switched")
+        expect(next.agentId).not.toBe(agentId)
+        expect(next.rightAgent).toBe(true)
+        // the failure was fast: no wait for the validation delay
+        expect(next.elapsedMs).toBeLessThan(delayMs + slackMs)
+        expect(counters.fleetCounters.handshakesCut).toBe(1)
+        expect(counters.dialerCounters.errors.Closed).toBe(1)
       })
-      for (const error of stale) {
-        expect(error._tag === "AgentDialError" && error.reason).toBe("WrongAgent")
-      }
+    )
+  )
 
-      // 2. the rebuild is recorded: every chat switches to the workspace's new agent
-      const next = yield* fleet.start(workspaceId)
-      yield* control.setCurrent(
-        workspaceId,
-        Option.some(new CurrentAgent({ agentId: next.agentId, buildId: next.buildId }))
-      )
-      const healed = yield* Effect.forEach(bound, (chatId) => turn(chatId, workspaceId), { concurrency: "unbounded" })
-      for (const result of healed) {
-        expect(result.outcome).toBe("switched")
-        expect(result.agentId).toBe(next.agentId)
-        expect(result.rightAgent).toBe(true)
-      }
-      expect(counters.dialerCounters.errors.WrongAgent).toBeGreaterThanOrEqual(bound.length)
-    }).pipe(Effect.provide(counters.layer), Effect.zipRight(leaksNothing(counters)))
-  })
+  it.live(
+    "an agent killed mid-handshake that is still current fails the turn with a typed Closed error",
+    onRealAgents((counters) =>
+      Effect.gen(function*() {
+        const { agentId, chatId, workspaceId } = yield* boundChat
+        const fleet = yield* Fleet.Fleet
+        // the control plane has not noticed: the lookup still names the crashing agent
+        yield* fleet.retire(agentId, "die_mid_handshake")
+
+        const started = performance.now()
+        const error = yield* Effect.flip(turn(chatId, workspaceId))
+        expect(error._tag).toBe("AgentDialError")
+        expect(error._tag === "AgentDialError" && error.reason).toBe("Closed")
+        expect(performance.now() - started).toBeLessThan(dialTimeoutMs + slackMs)
+        // core's one retry after the lookup confirmed the agent: two handshakes cut
+        expect(counters.fleetCounters.handshakesCut).toBe(2)
+      })
+    )
+  )
+
+  it.live(
+    "an agent that accepts and never answers is replaced after the validation delay",
+    onRealAgents(() =>
+      Effect.gen(function*() {
+        const { agentId, chatId, workspaceId } = yield* boundChat
+        yield* ControlPlane.rebuild(workspaceId, "hang")
+
+        const next = yield* turn(chatId, workspaceId)
+        expect(next.outcome).toBe("switched")
+        expect(next.agentId).not.toBe(agentId)
+        expect(next.rightAgent).toBe(true)
+        expect(next.elapsedMs).toBeGreaterThanOrEqual(delayMs - 5)
+        expect(next.elapsedMs).toBeLessThan(dialTimeoutMs + slackMs)
+      })
+    )
+  )
+
+  it.live(
+    "an agent that never answers and is still current ends the turn with DialTimeout, not a hang",
+    onRealAgents((counters) =>
+      Effect.gen(function*() {
+        const { agentId, chatId, workspaceId } = yield* boundChat
+        const fleet = yield* Fleet.Fleet
+        yield* fleet.retire(agentId, "hang")
+
+        // several turns at once, so the shared dial and every waiter are released
+        const started = performance.now()
+        const errors = yield* Effect.forEach(
+          [1, 2, 3],
+          () => Effect.flip(turn(chatId, workspaceId)),
+          { concurrency: "unbounded" }
+        )
+        const elapsed = performance.now() - started
+        for (const error of errors) expect(error._tag).toBe("DialTimeout")
+        expect(elapsed).toBeGreaterThanOrEqual(dialTimeoutMs - 5)
+        expect(elapsed).toBeLessThan(dialTimeoutMs + slackMs)
+        // the hung connections were closed by the turns' scopes, not by the end of the fleet
+        yield* Effect.sleep("50 millis")
+        expect(SocketDialer.stats(counters.dialerCounters).stillOpen).toBe(0)
+      })
+    )
+  )
+
+  it.live(
+    "a dead agent's port taken by another workspace's agent is caught by the handshake",
+    onRealAgents((counters) =>
+      Effect.gen(function*() {
+        const fleet = yield* Fleet.Fleet
+        const chats = yield* Chats
+        const workspaceId = newWorkspace()
+        const intruderWorkspace = newWorkspace()
+        yield* ControlPlane.startWorkspace(workspaceId)
+        const bound = yield* Effect.forEach([1, 2, 3, 4, 5, 6], () =>
+          Effect.gen(function*() {
+            const chat = yield* chats.create(Option.some(workspaceId))
+            const first = yield* turn(chat.chatId, workspaceId)
+            expect(first.rightAgent).toBe(true)
+            return chat.chatId
+          }))
+        const control = yield* ControlPlane.ControlPlane
+        const current = Option.getOrThrow(yield* control.peek(workspaceId))
+        const old = Option.getOrThrow(fleet.info(current.agentId))
+
+        // the old agent dies; an agent of another workspace listens on its port
+        yield* fleet.retire(old.agentId, "reuse_port")
+        const intruder = yield* fleet.start(intruderWorkspace, old.port)
+        expect(intruder.port).toBe(old.port)
+
+        // 1. the control plane has not noticed: every turn fails with WrongAgent, none reaches the intruder
+        const stale = yield* Effect.forEach(bound, (chatId) => Effect.flip(turn(chatId, workspaceId)), {
+          concurrency: "unbounded"
+        })
+        for (const error of stale) {
+          expect(error._tag === "AgentDialError" && error.reason).toBe("WrongAgent")
+        }
+
+        // 2. the rebuild is recorded: every chat switches to the workspace's new agent
+        const next = yield* fleet.start(workspaceId)
+        yield* control.setCurrent(
+          workspaceId,
+          Option.some(new CurrentAgent({ agentId: next.agentId, buildId: next.buildId }))
+        )
+        const healed = yield* Effect.forEach(bound, (chatId) => turn(chatId, workspaceId), { concurrency: "unbounded" })
+        for (const result of healed) {
+          expect(result.outcome).toBe("switched")
+          expect(result.agentId).toBe(next.agentId)
+          expect(result.rightAgent).toBe(true)
+        }
+        expect(counters.dialerCounters.errors.WrongAgent).toBeGreaterThanOrEqual(bound.length)
+      })
+    )
+  )
 })

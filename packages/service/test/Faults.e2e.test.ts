@@ -25,22 +25,46 @@ const options: Workload.Options = {
   dialTimeoutMs: 1000
 }
 
-const faults = ConfigProvider.fromMap(
-  new Map([
-    ["LAZYDIAL_FAULTS", "on"],
-    [
-      "LAZYDIAL_FAULTS_DIAL",
-      JSON.stringify({
-        latency: { min: 0, max: 5, spikeRate: 0.05, spike: 1500 },
-        failureRate: 0.15,
-        hangRate: 0.1,
-        ignoreInterruptionRate: 0.3,
-        defectRate: 0.05
-      })
-    ],
-    ["LAZYDIAL_FAULTS_LOOKUP", JSON.stringify({ failureRate: 0.1, noAgentRate: 0.05, defectRate: 0.05 })]
-  ])
+const faultsOn = (dial: object, lookup?: object) =>
+  ConfigProvider.fromMap(
+    new Map([
+      ["LAZYDIAL_FAULTS", "on"],
+      ["LAZYDIAL_FAULTS_DIAL", JSON.stringify(dial)],
+      ...(lookup === undefined ? [] : [["LAZYDIAL_FAULTS_LOOKUP", JSON.stringify(lookup)] as const])
+    ])
+  )
+
+const faults = faultsOn(
+  {
+    latency: { min: 0, max: 5, spikeRate: 0.05, spike: 1500 },
+    failureRate: 0.15,
+    hangRate: 0.1,
+    ignoreInterruptionRate: 0.3,
+    defectRate: 0.05
+  },
+  { failureRate: 0.1, noAgentRate: 0.05, defectRate: 0.05 }
 )
+
+/** A lazydial run with LAZYDIAL_FAULTS unset; it must report no fault at all. */
+const runQuiet = (plan: ReturnType<typeof Workload.makePlan>) =>
+  Effect.tap(
+    Workload.runStrategy(plan, "lazydial", Workload.makeProgress()).pipe(
+      Effect.withConfigProvider(ConfigProvider.fromMap(new Map()))
+    ),
+    (report) =>
+      Effect.sync(() =>
+        expect(report.faultsInjected).toEqual({
+          dialFailure: 0,
+          hang: 0,
+          ignoreInterruption: 0,
+          dialDefect: 0,
+          latencySpike: 0,
+          lookupFailure: 0,
+          noAgent: 0,
+          lookupDefect: 0
+        })
+      )
+  )
 
 // a loaded 2-core machine may report a timeout a few hundred ms late
 const slackMs = 1000
@@ -72,11 +96,7 @@ describe("fault injection in the service", () => {
         }
 
         // LAZYDIAL_FAULTS unset: the services pass through untouched
-        const quiet = Workload.makePlan({ ...options, chats: 8, turns: 2, rebuildRate: 0 })
-        const report = yield* Workload.runStrategy(quiet, "lazydial", Workload.makeProgress()).pipe(
-          Effect.withConfigProvider(ConfigProvider.fromMap(new Map()))
-        )
-        expect(Object.values(report.faultsInjected).every((n) => n === 0)).toBe(true)
+        const report = yield* runQuiet(Workload.makePlan({ ...options, chats: 8, turns: 2, rebuildRate: 0 }))
         expect(report.defects).toBe(0)
         expect(report.turnsOk).toBe(report.turns - report.outcomes.no_agent)
       }).pipe(Effect.provide(Service.layerDatabase(undefined))),
@@ -89,19 +109,11 @@ describe("fault injection in the service", () => {
       Effect.gen(function*() {
         // Every dial ignores interruption, sleeps through a 1 s spike, then fails:
         // the turns time out at 200 ms and the failures land after the run.
-        const lateFailures = ConfigProvider.fromMap(
-          new Map([
-            ["LAZYDIAL_FAULTS", "on"],
-            [
-              "LAZYDIAL_FAULTS_DIAL",
-              JSON.stringify({
-                latency: { min: 0, max: 0, spikeRate: 1, spike: 1000 },
-                failureRate: 1,
-                ignoreInterruptionRate: 1
-              })
-            ]
-          ])
-        )
+        const lateFailures = faultsOn({
+          latency: { min: 0, max: 0, spikeRate: 1, spike: 1000 },
+          failureRate: 1,
+          ignoreInterruptionRate: 1
+        })
         const small = { ...options, chats: 4, workspaces: 2, turns: 1, rebuildRate: 0, dialTimeoutMs: 200 }
         const faulty = yield* Workload.runStrategy(Workload.makePlan(small), "lazydial", Workload.makeProgress())
           .pipe(Effect.withConfigProvider(lateFailures))
@@ -109,20 +121,8 @@ describe("fault injection in the service", () => {
 
         // long enough for every late failure of the first run to land inside it
         const quiet = Workload.makePlan({ ...small, chats: 2, turns: 4, thinkMs: 600, dialTimeoutMs: 1000 })
-        const report = yield* Workload.runStrategy(quiet, "lazydial", Workload.makeProgress()).pipe(
-          Effect.withConfigProvider(ConfigProvider.fromMap(new Map()))
-        )
+        const report = yield* runQuiet(quiet)
         expect(report.durationMs).toBeGreaterThan(1000)
-        expect(report.faultsInjected).toEqual({
-          dialFailure: 0,
-          hang: 0,
-          ignoreInterruption: 0,
-          dialDefect: 0,
-          latencySpike: 0,
-          lookupFailure: 0,
-          noAgent: 0,
-          lookupDefect: 0
-        })
       }).pipe(Effect.provide(Service.layerDatabase(undefined))),
     { timeout: 60_000 }
   )
