@@ -1,5 +1,5 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
-import { assert, describe, it, layer } from "@effect/vitest"
+import { assert, layer } from "@effect/vitest"
 import { AgentDirectory, Database } from "@lazydial/binding"
 import { type AgentLookupError, AgentLookupTag, type CurrentAgent } from "@lazydial/core"
 import type * as Duration from "effect/Duration"
@@ -9,9 +9,7 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
-import { build, drive, workspaceId } from "./fixtures.js"
-
-const databaseUrl = process.env["LAZYDIAL_TEST_DATABASE_URL"]
+import { build, drive, onPostgres, workspaceId } from "./fixtures.js"
 
 const queries = Metric.value(AgentDirectory.queriesTotal).pipe(Effect.map((state) => state.count))
 
@@ -124,12 +122,7 @@ const directoryContract = <E>(name: string, database: Layer.Layer<SqlClient.SqlC
 
 directoryContract("PGlite", Database.layerPglite())
 
-if (databaseUrl !== undefined && databaseUrl !== "") {
-  directoryContract("PostgreSQL", Database.layerPg(databaseUrl))
-} else {
-  describe("AgentDirectory: PostgreSQL", () => {
-    it("is not run: set LAZYDIAL_TEST_DATABASE_URL (scripts/test-postgres.sh does)", () => {
-      console.warn("PostgreSQL directory suite not run: set LAZYDIAL_TEST_DATABASE_URL")
-    })
-  })
-}
+onPostgres(
+  "AgentDirectory: PostgreSQL",
+  (databaseUrl) => directoryContract("PostgreSQL", Database.layerPg(databaseUrl))
+)

@@ -10,10 +10,9 @@ import { describe, expect, it } from "@effect/vitest"
 import { Database } from "@lazydial/binding"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import { onPostgres } from "./fixtures.js"
 
-const databaseUrl = process.env["LAZYDIAL_TEST_DATABASE_URL"]
-
-if (databaseUrl !== undefined) {
+onPostgres("Database.layerPg: the pool", (databaseUrl) => {
   describe("Database.layerPg: the pool", () => {
     it.live(
       "a client freed before 20,000 interrupted waiters goes on to the next live query, without recursion",
@@ -36,10 +35,4 @@ if (databaseUrl !== undefined) {
       { timeout: 60_000 }
     )
   })
-} else {
-  describe("Database.layerPg: the pool", () => {
-    it("is not run: set LAZYDIAL_TEST_DATABASE_URL (scripts/test-postgres.sh does)", () => {
-      console.warn("PostgreSQL pool suite not run: set LAZYDIAL_TEST_DATABASE_URL")
-    })
-  })
-}
+})

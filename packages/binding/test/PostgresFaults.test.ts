@@ -25,9 +25,8 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { exec } from "node:child_process"
-import { build, workspaceId } from "./fixtures.js"
+import { build, onPostgres, workspaceId } from "./fixtures.js"
 
-const databaseUrl = process.env["LAZYDIAL_TEST_DATABASE_URL"]
 const stopCommand = process.env["LAZYDIAL_TEST_PG_STOP_COMMAND"]
 const startCommand = process.env["LAZYDIAL_TEST_PG_START_COMMAND"]
 const restartCommand = process.env["LAZYDIAL_TEST_PG_RESTART_COMMAND"]
@@ -146,14 +145,7 @@ const checkWorkload = (
   return failures.length
 }
 
-if (databaseUrl === undefined || databaseUrl === "") {
-  describe("PostgreSQL faults", () => {
-    it("is not run: set LAZYDIAL_TEST_DATABASE_URL (scripts/test-postgres.sh does)", () => {
-      console.warn("PostgreSQL fault suite not run: run packages/binding/scripts/test-postgres.sh")
-    })
-  })
-} else {
-  const url = databaseUrl
+onPostgres("PostgreSQL faults", (url) => {
   describe("PostgreSQL faults", () => {
     it.live(
       "pg_terminate_backend during a repair write: the turn fails with BindingStoreError, the row keeps its agent, the next turn repairs it",
@@ -280,4 +272,4 @@ WHERE application_name = ${writerApp} AND wait_event_type = 'Lock' AND query LIK
       })
     }
   })
-}
+})

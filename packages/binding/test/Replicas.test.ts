@@ -4,7 +4,7 @@
  * number of queries a burst of validations makes.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
-import { assert, describe, it, layer } from "@effect/vitest"
+import { assert, layer } from "@effect/vitest"
 import { AgentDirectory, BindingStore, ChatConnector, Database } from "@lazydial/binding"
 import { AgentLookupTag, type ChatId, type CurrentAgent, LazyDial, type WorkspaceId } from "@lazydial/core"
 import { layerTest, TestAgents } from "@lazydial/core/testing"
@@ -12,9 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
-import { boundChat, build, drive, until, workspaceId } from "./fixtures.js"
-
-const databaseUrl = process.env["LAZYDIAL_TEST_DATABASE_URL"]
+import { boundChat, build, drive, onPostgres, until, workspaceId } from "./fixtures.js"
 
 const queries = Effect.map(Metric.value(AgentDirectory.queriesTotal), (state) => state.count)
 
@@ -177,12 +175,7 @@ const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClien
 
 replicasSuite("PGlite", Database.layerPglite())
 
-if (databaseUrl !== undefined && databaseUrl !== "") {
-  replicasSuite("PostgreSQL", Database.layerPg(databaseUrl))
-} else {
-  describe("Replicas on one database: PostgreSQL", () => {
-    it("is not run: set LAZYDIAL_TEST_DATABASE_URL (scripts/test-postgres.sh does)", () => {
-      console.warn("PostgreSQL replica suite not run: set LAZYDIAL_TEST_DATABASE_URL")
-    })
-  })
-}
+onPostgres(
+  "Replicas on one database: PostgreSQL",
+  (databaseUrl) => replicasSuite("PostgreSQL", Database.layerPg(databaseUrl))
+)

@@ -1,3 +1,4 @@
+import { describe, it } from "@effect/vitest"
 import { BindingStore } from "@lazydial/binding"
 import { AgentId, BuildId, ChatId, CurrentAgent, WorkspaceId } from "@lazydial/core"
 import * as Chunk from "effect/Chunk"
@@ -62,3 +63,18 @@ export const boundChat = (w: WorkspaceId, bound: CurrentAgent) =>
     yield* store.recordAgent(chat.chatId, { expected: { workspaceId: w, agentId: Option.none() }, current: bound })
     return chat.chatId
   })
+
+/**
+ * Defines `suite` on the PostgreSQL server of LAZYDIAL_TEST_DATABASE_URL
+ * (scripts/test-postgres.sh sets it); without one, `name` holds a single test
+ * that says how to run the suite.
+ */
+export const onPostgres = (name: string, suite: (databaseUrl: string) => void): void => {
+  const databaseUrl = process.env["LAZYDIAL_TEST_DATABASE_URL"]
+  if (databaseUrl !== undefined && databaseUrl !== "") return suite(databaseUrl)
+  describe(name, () => {
+    it("is not run: set LAZYDIAL_TEST_DATABASE_URL (scripts/test-postgres.sh does)", () => {
+      console.warn(`${name}: not run: set LAZYDIAL_TEST_DATABASE_URL, or run packages/binding/scripts/test-postgres.sh`)
+    })
+  })
+}
