@@ -11,14 +11,20 @@ class Expired {
 const never = Number.POSITIVE_INFINITY
 const expired = () => new Expired()
 
+/** A queue of one permit, held until `freePermit`. */
+const permitHeld = Effect.gen(function*() {
+  const admit = makeAdmission(1, 2_500)
+  const gate = yield* Deferred.make<void>()
+  const holder = yield* Effect.fork(admit(Deferred.await(gate), never, expired))
+  yield* Effect.yieldNow()
+  return { admit, freePermit: Effect.zipRight(Deferred.succeed(gate, void 0), Fiber.join(holder)) }
+})
+
 describe("admission control", () => {
   it.effect("wakes waiters one at a time, first come first served", () =>
     Effect.gen(function*() {
-      const admit = makeAdmission(1, 2_500)
+      const { admit, freePermit } = yield* permitHeld
       const order: Array<number> = []
-      const gate = yield* Deferred.make<void>()
-      const holder = yield* Effect.fork(admit(Deferred.await(gate), never, expired))
-      yield* Effect.yieldNow()
       const waiters = yield* Effect.forEach(
         [1, 2, 3],
         (i) => Effect.fork(admit(Effect.sync(() => order.push(i)), never, expired)),
@@ -26,23 +32,18 @@ describe("admission control", () => {
       )
       yield* Effect.yieldNow()
       assert.deepStrictEqual(order, [])
-      yield* Deferred.succeed(gate, void 0)
-      yield* Fiber.join(holder)
+      yield* freePermit
       yield* Fiber.joinAll(waiters)
       assert.deepStrictEqual(order, [1, 2, 3])
     }))
 
   it.effect("an interrupted waiter gives up its place without leaking a permit", () =>
     Effect.gen(function*() {
-      const admit = makeAdmission(1, 2_500)
-      const gate = yield* Deferred.make<void>()
-      const holder = yield* Effect.fork(admit(Deferred.await(gate), never, expired))
-      yield* Effect.yieldNow()
+      const { admit, freePermit } = yield* permitHeld
       const quitter = yield* Effect.fork(admit(Effect.void, never, expired))
       yield* Effect.yieldNow()
       yield* Fiber.interrupt(quitter)
-      yield* Deferred.succeed(gate, void 0)
-      yield* Fiber.join(holder)
+      yield* freePermit
       // Both permits' worth of work still runs: nothing was lost.
       assert.strictEqual(yield* admit(Effect.succeed("admitted"), never, expired), "admitted")
       assert.strictEqual(yield* admit(Effect.succeed("again"), never, expired), "again")
@@ -50,10 +51,7 @@ describe("admission control", () => {
 
   it.effect("a waiter is turned away at its deadline, in queue order, and takes no permit", () =>
     Effect.gen(function*() {
-      const admit = makeAdmission(1, 2_500)
-      const gate = yield* Deferred.make<void>()
-      const holder = yield* Effect.fork(admit(Deferred.await(gate), never, expired))
-      yield* Effect.yieldNow()
+      const { admit, freePermit } = yield* permitHeld
       const ran: Array<number> = []
       const waiters = yield* Effect.forEach(
         [1000, 2000, 2000, 5000],
@@ -70,8 +68,7 @@ describe("admission control", () => {
       assert.strictEqual((yield* Fiber.join(waiters[1]!))._tag, "Left")
       assert.strictEqual((yield* Fiber.join(waiters[2]!))._tag, "Left")
       // The permit comes back before the last deadline: that waiter runs.
-      yield* Deferred.succeed(gate, void 0)
-      yield* Fiber.join(holder)
+      yield* freePermit
       assert.strictEqual((yield* Fiber.join(waiters[3]!))._tag, "Right")
       assert.deepStrictEqual(ran, [3])
       // Expired waiters took no permit: the only one is free again.
