@@ -20,11 +20,19 @@ import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import { boundChat, build, chatId, workspaceId } from "./fixtures.js"
 
-const TestLive = ChatConnector.layer().pipe(
-  Layer.provideMerge(LazyDial.layer({ delay: "5 seconds" })),
-  Layer.provideMerge(BindingStore.layerMemory),
-  Layer.provideMerge(layerTest)
-)
+/** The connector on core's test kit and a store (memory unless given), with its services exposed. */
+const connectorLayer = <E = never>(options: {
+  readonly connector?: Parameters<typeof ChatConnector.layer>[0]
+  readonly delay?: Duration.DurationInput
+  readonly store?: Layer.Layer<BindingStore.BindingStore, E>
+} = {}) =>
+  ChatConnector.layer(options.connector).pipe(
+    Layer.provideMerge(LazyDial.layer({ delay: options.delay ?? "5 seconds" })),
+    Layer.provideMerge(options.store ?? BindingStore.layerMemory),
+    Layer.provideMerge(layerTest)
+  )
+
+const TestLive = connectorLayer()
 
 /** A running workspace whose current agent answers at once. */
 const runningWorkspace = Effect.gen(function*() {
@@ -299,13 +307,7 @@ describe("ChatConnector", () => {
       )
       // the read is still being interrupted in the background, and then ends
       yield* TestClock.adjust("5 seconds")
-    }).pipe(Effect.provide(
-      ChatConnector.layer().pipe(
-        Layer.provideMerge(LazyDial.layer({ delay: "5 seconds" })),
-        Layer.provideMerge(slowToInterrupt),
-        Layer.provideMerge(layerTest)
-      )
-    ))
+    }).pipe(Effect.provide(connectorLayer({ store: slowToInterrupt })))
   })
 
   it.effect("admission: past maxInFlight a turn waits for a permit, and the wait counts against its dial timeout", () =>
@@ -336,11 +338,7 @@ describe("ChatConnector", () => {
       ])
       assert.strictEqual((yield* agents.unreleased).length, 0)
     }).pipe(Effect.provide(
-      ChatConnector.layer({ dialTimeout: "10 seconds", maxInFlight: 1 }).pipe(
-        Layer.provideMerge(LazyDial.layer({ delay: "30 seconds" })),
-        Layer.provideMerge(BindingStore.layerMemory),
-        Layer.provideMerge(layerTest)
-      )
+      connectorLayer({ connector: { dialTimeout: "10 seconds", maxInFlight: 1 }, delay: "30 seconds" })
     )))
 
   it.effect("admission: maxInFlight out of range fails the Layer with InvalidOption", () =>
