@@ -23,8 +23,12 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Equal from "effect/Equal"
+import * as Inspectable from "effect/Inspectable"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Utils from "effect/Utils"
+import { AssertionError } from "node:assert"
 import { type AgentConnection, AgentDialer } from "./AgentDialer.js"
 import { AgentLookup } from "./AgentLookup.js"
 import { AgentDialError, AgentLookupError } from "./Errors.js"
@@ -232,3 +236,38 @@ export const layerTest: Layer.Layer<TestAgents | AgentDialer | AgentLookup> = La
  */
 export const currentAgent = (fields: ConstructorParameters<typeof CurrentAgent>[0]): CurrentAgent =>
   new CurrentAgent(fields)
+
+/**
+ * Asserts that two values are equal by `Equal.equals`, with plain objects and
+ * arrays compared structurally, so Effect data (Option, Either, Data and Schema
+ * classes) is compared by value at any depth.
+ *
+ * Use it for every comparison that may hold Effect data. chai's
+ * `assert.deepStrictEqual` (re-exported by `@effect/vitest`) passes on
+ * `Option.none()` against `Option.some(1)`, at the top level and inside
+ * objects, so it cannot fail on a missing value.
+ *
+ * @example
+ * ```ts
+ * import { Option } from "effect"
+ * import { assertEqual } from "@lazydial/core/testing"
+ *
+ * assertEqual({ agentId: Option.some("a") }, { agentId: Option.some("a") }) // passes
+ * // assertEqual(Option.none(), Option.some(1)) throws an AssertionError
+ * ```
+ *
+ * @since 0.2.0
+ * @category assertions
+ */
+export const assertEqual = <A>(actual: A, expected: NoInfer<A>, message?: string): void => {
+  if (!Utils.structuralRegion(() => Equal.equals(actual, expected))) {
+    throw new AssertionError({
+      message: `${message === undefined ? "" : `${message}: `}expected ${Inspectable.format(expected)}, got ${
+        Inspectable.format(actual)
+      }`,
+      actual,
+      expected,
+      operator: "Equal.equals"
+    })
+  }
+}
