@@ -25,10 +25,10 @@
 import { BindingStore, ChatConnector, Database } from "@lazydial/binding"
 import {
   type AgentConnection,
+  AgentDialer,
   AgentDialError,
-  AgentDialerTag,
   AgentId,
-  AgentLookupTag,
+  AgentLookup,
   BuildId,
   type ChatId,
   CurrentAgent,
@@ -177,10 +177,10 @@ const layerBenchFleet = Layer.effectContext(Effect.sync(() => {
     )
   }
   return Context.make(Fleet, fleet).pipe(
-    Context.add(AgentDialerTag, AgentDialerTag.of({ dial })),
+    Context.add(AgentDialer.AgentDialer, AgentDialer.AgentDialer.of({ dial })),
     Context.add(
-      AgentLookupTag,
-      AgentLookupTag.of({ current: (w) => Effect.sync(() => currents.get(w) ?? Option.none()) })
+      AgentLookup.AgentLookup,
+      AgentLookup.AgentLookup.of({ current: (w) => Effect.sync(() => currents.get(w) ?? Option.none()) })
     )
   )
 }))

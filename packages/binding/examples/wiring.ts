@@ -4,13 +4,13 @@
  * stay true.
  */
 import { AgentDirectory, BindingStore, ChatConnector, Database } from "@lazydial/binding"
-import type { AgentDialerTag, ChatId } from "@lazydial/core"
+import type { AgentDialer, ChatId } from "@lazydial/core"
 import { LazyDial } from "@lazydial/core"
 import { layerTest } from "@lazydial/core/testing"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 
-declare const AgentDialerLive: Layer.Layer<AgentDialerTag>
+declare const AgentDialerLive: Layer.Layer<AgentDialer.AgentDialer>
 
 /** Production: PostgreSQL when LAZYDIAL_DATABASE_URL is set, PGlite otherwise; everything from config. */
 export const Production = ChatConnector.layerConfig.pipe(

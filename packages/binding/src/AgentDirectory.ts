@@ -30,8 +30,8 @@
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import {
+  AgentLookup,
   type AgentLookupError,
-  AgentLookupTag,
   type BuildId,
   type CurrentAgent,
   type InvalidOption,
@@ -115,11 +115,11 @@ export const makeSql: (
  */
 export const layerSql = (
   options?: Options
-): Layer.Layer<AgentDirectory | AgentLookupTag, AgentDirectoryError | InvalidOption, SqlClient.SqlClient> =>
+): Layer.Layer<AgentDirectory | AgentLookup.AgentLookup, AgentDirectoryError | InvalidOption, SqlClient.SqlClient> =>
   Layer.scopedContext(
     Effect.map(makeSql(options), (directory) =>
       Context.make(AgentDirectory, directory).pipe(
-        Context.add(AgentLookupTag, AgentLookupTag.of({ current: directory.current }))
+        Context.add(AgentLookup.AgentLookup, AgentLookup.AgentLookup.of({ current: directory.current }))
       ))
   )
 
@@ -131,7 +131,7 @@ export const layerSql = (
  * @category layers
  */
 export const layerSqlConfig: Layer.Layer<
-  AgentDirectory | AgentLookupTag,
+  AgentDirectory | AgentLookup.AgentLookup,
   AgentDirectoryError | InvalidOption | ConfigError.ConfigError,
   SqlClient.SqlClient
 > = Layer.unwrapEffect(

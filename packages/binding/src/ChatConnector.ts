@@ -42,8 +42,8 @@ import {
   type AgentConnection,
   type AgentDialError,
   type AgentId,
+  AgentLookup,
   type AgentLookupError,
-  AgentLookupTag,
   type BuildId,
   type ChatId,
   LazyDial,
@@ -191,7 +191,7 @@ export const make = (options?: {
 }): Effect.Effect<
   Context.Tag.Service<ChatConnector>,
   InvalidOption,
-  BindingStore | LazyDial.LazyDial | AgentLookupTag
+  BindingStore | LazyDial.LazyDial | AgentLookup.AgentLookup
 > =>
   Effect.gen(function*() {
     const dialTimeout = yield* checkTimeout(options?.dialTimeout ?? defaultDialTimeout)
@@ -201,7 +201,7 @@ export const make = (options?: {
       maxInFlight,
       store: yield* BindingStore,
       lazyDial: yield* LazyDial.LazyDial,
-      lookup: yield* AgentLookupTag
+      lookup: yield* AgentLookup.AgentLookup
     })
   })
 
@@ -212,7 +212,7 @@ export const make = (options?: {
 export const layer = (options?: {
   readonly dialTimeout?: Duration.DurationInput | undefined
   readonly maxInFlight?: number | undefined
-}): Layer.Layer<ChatConnector, InvalidOption, BindingStore | LazyDial.LazyDial | AgentLookupTag> =>
+}): Layer.Layer<ChatConnector, InvalidOption, BindingStore | LazyDial.LazyDial | AgentLookup.AgentLookup> =>
   Layer.effect(ChatConnector, make(options))
 
 /**
@@ -227,7 +227,7 @@ export const layer = (options?: {
 export const layerConfig: Layer.Layer<
   ChatConnector,
   InvalidOption | ConfigError.ConfigError,
-  BindingStore | LazyDial.LazyDial | AgentLookupTag
+  BindingStore | LazyDial.LazyDial | AgentLookup.AgentLookup
 > = Layer.effect(
   ChatConnector,
   Effect.flatMap(

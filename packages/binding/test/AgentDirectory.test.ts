@@ -1,7 +1,7 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { assert, layer } from "@effect/vitest"
 import { AgentDirectory, Database } from "@lazydial/binding"
-import { type AgentLookupError, AgentLookupTag, type CurrentAgent } from "@lazydial/core"
+import { AgentLookup, type AgentLookupError, type CurrentAgent } from "@lazydial/core"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
@@ -37,7 +37,7 @@ const directoryContract = <E>(name: string, database: Layer.Layer<SqlClient.SqlC
           assert.strictEqual(yield* directory.recordBuild(w, first), 1)
           assert.strictEqual(yield* directory.recordBuild(w, second), 2)
           assert.deepStrictEqual(yield* directory.current(w), Option.some(second))
-          const lookup = yield* AgentLookupTag
+          const lookup = yield* AgentLookup.AgentLookup
           assert.deepStrictEqual(yield* lookup.current(w), Option.some(second))
         }))
 

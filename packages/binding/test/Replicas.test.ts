@@ -6,7 +6,7 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { assert, layer } from "@effect/vitest"
 import { AgentDirectory, BindingStore, ChatConnector, Database } from "@lazydial/binding"
-import { AgentLookupTag, type ChatId, type CurrentAgent, LazyDial, type WorkspaceId } from "@lazydial/core"
+import { AgentLookup, type ChatId, type CurrentAgent, LazyDial, type WorkspaceId } from "@lazydial/core"
 import { layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -22,10 +22,12 @@ const queries = Effect.map(Metric.value(AgentDirectory.queriesTotal), (state) =>
  */
 const replica = Effect.gen(function*() {
   const directory = yield* AgentDirectory.makeSql()
-  const lookup = AgentLookupTag.of({ current: directory.current })
-  const lazyDial = yield* LazyDial.make({ delay: "5 seconds" }).pipe(Effect.provideService(AgentLookupTag, lookup))
+  const lookup = AgentLookup.AgentLookup.of({ current: directory.current })
+  const lazyDial = yield* LazyDial.make({ delay: "5 seconds" }).pipe(
+    Effect.provideService(AgentLookup.AgentLookup, lookup)
+  )
   return yield* ChatConnector.make().pipe(
-    Effect.provideService(AgentLookupTag, lookup),
+    Effect.provideService(AgentLookup.AgentLookup, lookup),
     Effect.provideService(LazyDial.LazyDial, lazyDial)
   )
 })

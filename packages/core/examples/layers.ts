@@ -6,12 +6,12 @@
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { Faults, LazyDial } from "../src/index.js"
-import type { AgentDialerTag, AgentId, AgentLookupTag, WorkspaceId } from "../src/index.js"
+import type { AgentDialer, AgentId, AgentLookup, WorkspaceId } from "../src/index.js"
 import { layerTest } from "../src/testing.js"
 
 // Your production dialer and lookup, as Layers.
-declare const dialerLive: Layer.Layer<AgentDialerTag>
-declare const lookupLive: Layer.Layer<AgentLookupTag>
+declare const dialerLive: Layer.Layer<AgentDialer.AgentDialer>
+declare const lookupLive: Layer.Layer<AgentLookup.AgentLookup>
 
 // Production: the delay from LAZYDIAL_VALIDATION_DELAY (default 5 s), and the
 // fault layer, which passes through unless LAZYDIAL_FAULTS=on (staging).

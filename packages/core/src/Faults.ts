@@ -11,7 +11,7 @@
  * import { Faults } from "@lazydial/core"
  * import { Layer } from "effect"
  *
- * declare const production: Layer.Layer<import("@lazydial/core").AgentDialerTag | import("@lazydial/core").AgentLookupTag>
+ * declare const production: Layer.Layer<import("@lazydial/core").AgentDialer.AgentDialer | import("@lazydial/core").AgentLookup.AgentLookup>
  *
  * // Pass-through unless LAZYDIAL_FAULTS=on: staging turns it on without a code change.
  * const services = Faults.layerConfig.pipe(Layer.provide(production))

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { AgentDialerTag, AgentId, AgentLookupTag, BuildId, Faults, LazyDial, WorkspaceId } from "@lazydial/core"
+import { AgentDialer, AgentId, AgentLookup, BuildId, Faults, LazyDial, WorkspaceId } from "@lazydial/core"
 import { currentAgent, layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -26,8 +26,8 @@ const setup = Effect.gen(function*() {
   return agents
 })
 
-const dialA = Effect.flatMap(AgentDialerTag, (dialer) => dialer.dial(A))
-const lookupW = Effect.flatMap(AgentLookupTag, (lookup) => lookup.current(W))
+const dialA = Effect.flatMap(AgentDialer.AgentDialer, (dialer) => dialer.dial(A))
+const lookupW = Effect.flatMap(AgentLookup.AgentLookup, (lookup) => lookup.current(W))
 
 describe("Faults", () => {
   it.scoped("an empty plan injects nothing", () =>

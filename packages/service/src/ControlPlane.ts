@@ -9,7 +9,7 @@
  * @since 0.1.0
  */
 import { AgentDirectory } from "@lazydial/binding"
-import { AgentLookupTag, type CurrentAgent, CurrentAgent as CurrentAgentClass, type WorkspaceId } from "@lazydial/core"
+import { AgentLookup, type CurrentAgent, CurrentAgent as CurrentAgentClass, type WorkspaceId } from "@lazydial/core"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -38,7 +38,7 @@ export class ControlPlane extends Context.Tag("@lazydial/service/ControlPlane")<
  * @since 0.1.0
  * @category layers
  */
-export const layerMemory: Layer.Layer<ControlPlane | AgentLookupTag> = Layer.effectContext(Effect.sync(() => {
+export const layerMemory: Layer.Layer<ControlPlane | AgentLookup.AgentLookup> = Layer.effectContext(Effect.sync(() => {
   const current = new Map<WorkspaceId, Option.Option<CurrentAgent>>()
   const read = (workspaceId: WorkspaceId) => Effect.sync(() => current.get(workspaceId) ?? Option.none())
   return Context.make(
@@ -48,7 +48,7 @@ export const layerMemory: Layer.Layer<ControlPlane | AgentLookupTag> = Layer.eff
       peek: read,
       list: Effect.sync(() => Array.from(current.entries()))
     })
-  ).pipe(Context.add(AgentLookupTag, AgentLookupTag.of({ current: read })))
+  ).pipe(Context.add(AgentLookup.AgentLookup, AgentLookup.AgentLookup.of({ current: read })))
 }))
 
 /**

@@ -6,7 +6,7 @@
  *
  * @since 0.1.0
  */
-import { AgentLookupTag } from "@lazydial/core"
+import { AgentLookup } from "@lazydial/core"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
@@ -71,11 +71,13 @@ export const withTurnProbe = <A, E, R>(
  * @since 0.1.0
  * @category layers
  */
-export const layerLookup = (counters: ProbeCounters): Layer.Layer<AgentLookupTag, never, AgentLookupTag> =>
+export const layerLookup = (
+  counters: ProbeCounters
+): Layer.Layer<AgentLookup.AgentLookup, never, AgentLookup.AgentLookup> =>
   Layer.effect(
-    AgentLookupTag,
-    Effect.map(AgentLookupTag, (inner) =>
-      AgentLookupTag.of({
+    AgentLookup.AgentLookup,
+    Effect.map(AgentLookup.AgentLookup, (inner) =>
+      AgentLookup.AgentLookup.of({
         current: (workspaceId) =>
           Effect.flatMap(FiberRef.get(currentTurn), (probe) => {
             counters.lookups++

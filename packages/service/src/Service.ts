@@ -16,7 +16,7 @@
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { AgentDirectory, BindingStore, ChatConnector, Database } from "@lazydial/binding"
-import { type AgentDialerTag, type AgentLookupTag, Faults, LazyDial } from "@lazydial/core"
+import { type AgentDialer, type AgentLookup, Faults, LazyDial } from "@lazydial/core"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -88,7 +88,7 @@ export const layer = (
   options: Options,
   counters: Counters
 ): Layer.Layer<
-  Fleet.Fleet | ControlPlane.ControlPlane | AgentDialerTag | AgentLookupTag | Chats.Chats,
+  Fleet.Fleet | ControlPlane.ControlPlane | AgentDialer.AgentDialer | AgentLookup.AgentLookup | Chats.Chats,
   never,
   SqlClient.SqlClient
 > => {

@@ -15,7 +15,7 @@
  *
  * @since 0.1.0
  */
-import { AgentDialerTag } from "@lazydial/core"
+import { AgentDialer } from "@lazydial/core"
 import * as Layer from "effect/Layer"
 import type { Fleet } from "./Fleet.js"
 import * as internal from "./internal/socketDialer.js"
@@ -62,5 +62,5 @@ export const stats: (counters: internal.DialerCounters) => DialerStats = interna
  * @since 0.1.0
  * @category layers
  */
-export const layer = (counters: internal.DialerCounters): Layer.Layer<AgentDialerTag, never, Fleet> =>
-  Layer.effect(AgentDialerTag, internal.make(counters))
+export const layer = (counters: internal.DialerCounters): Layer.Layer<AgentDialer.AgentDialer, never, Fleet> =>
+  Layer.effect(AgentDialer.AgentDialer, internal.make(counters))

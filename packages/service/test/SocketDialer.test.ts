@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { AgentDialerTag, type WorkspaceId } from "@lazydial/core"
+import { AgentDialer, type WorkspaceId } from "@lazydial/core"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Fleet from "../src/Fleet.js"
@@ -20,7 +20,7 @@ describe("SocketDialer", () => {
     const { dialerCounters, fleetCounters, layer } = setup()
     return Effect.gen(function*() {
       const fleet = yield* Fleet.Fleet
-      const dialer = yield* AgentDialerTag
+      const dialer = yield* AgentDialer.AgentDialer
       const agent = yield* fleet.start(workspace)
       const reply = yield* Effect.scoped(
         Effect.flatMap(dialer.dial(agent.agentId), (connection) => connection.exchange("turn hi"))
@@ -40,7 +40,7 @@ describe("SocketDialer", () => {
     const { dialerCounters, layer } = setup()
     return Effect.gen(function*() {
       const fleet = yield* Fleet.Fleet
-      const dialer = yield* AgentDialerTag
+      const dialer = yield* AgentDialer.AgentDialer
       const dead = yield* fleet.start(workspace)
       yield* fleet.retire(dead.agentId, "die")
       const refused = yield* Effect.flip(Effect.scoped(dialer.dial(dead.agentId)))

@@ -1,4 +1,4 @@
-import type { AgentLookupTag, ChatId, LazyDial, WorkspaceId } from "@lazydial/core"
+import type { AgentLookup, ChatId, LazyDial, WorkspaceId } from "@lazydial/core"
 import { CurrentAgent, NoCurrentAgent } from "@lazydial/core"
 import type * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
@@ -232,7 +232,7 @@ export const make = (deps: {
   readonly maxInFlight: number
   readonly store: Context.Tag.Service<BindingStore>
   readonly lazyDial: Context.Tag.Service<LazyDial.LazyDial>
-  readonly lookup: Context.Tag.Service<AgentLookupTag>
+  readonly lookup: Context.Tag.Service<AgentLookup.AgentLookup>
 }): Context.Tag.Service<ChatConnector> => {
   const { lazyDial, lookup, store } = deps
 

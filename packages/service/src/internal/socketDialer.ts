@@ -1,6 +1,6 @@
 import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import * as Socket from "@effect/platform/Socket"
-import { type AgentConnection, AgentDialError, AgentDialerTag, type AgentId } from "@lazydial/core"
+import { type AgentConnection, AgentDialer, AgentDialError, type AgentId } from "@lazydial/core"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -137,5 +137,5 @@ export const make = (counters: DialerCounters) =>
         )
       )
 
-    return AgentDialerTag.of({ dial })
+    return AgentDialer.AgentDialer.of({ dial })
   })

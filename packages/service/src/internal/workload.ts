@@ -2,8 +2,8 @@ import type * as SqlClient from "@effect/sql/SqlClient"
 import { Errors } from "@lazydial/binding"
 import {
   type AgentConnection,
-  AgentDialerTag,
-  AgentLookupTag,
+  AgentDialer,
+  AgentLookup,
   type ChatId,
   Faults,
   NoCurrentAgent,
@@ -207,8 +207,8 @@ export const runStrategy = (
     const program = Effect.gen(function*() {
       const control = yield* ControlPlane.ControlPlane
       const chats = yield* Chats
-      const lookup = yield* AgentLookupTag
-      const dialer = yield* AgentDialerTag
+      const lookup = yield* AgentLookup.AgentLookup
+      const dialer = yield* AgentDialer.AgentDialer
       const timeout = Duration.millis(settings.dialTimeoutMs)
 
       const workspaces = Array.from({ length: settings.workspaces }, newWorkspaceId)
