@@ -224,7 +224,7 @@ const headline = (strategies: ReadonlyArray<StrategyReport>): string => {
     figure("lookups per steady-state turn", "steady-lookups-per-turn", (s) => s.steadyLookupsPerTurn.toFixed(2)) +
     figure("connect latency p50", "p50", (s) => `${s.latency.p50.toFixed(0)} ms`) +
     figure("connect latency p99", "p99", (s) => `${s.latency.p99.toFixed(0)} ms`) +
-    figure("turns answered by the right agent", "turns-ok", (s) => `${s.turnsOk}/${s.turns}`) +
+    figure("turns answered by the right agent", "turns-ok", (s) => percent(s.turns === 0 ? 0 : s.turnsOk / s.turns)) +
     `</section>` +
     `<p class="figures-legend">${
       strategies.map((s) => `<b style="color:${colors[s.strategy]}">${s.strategy}</b>`).join(" vs ")
