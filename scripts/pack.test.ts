@@ -8,25 +8,29 @@
  * The program the user compiles is each package's README example, extracted
  * from the README in the tarball, so the README cannot drift from the API.
  */
-import { execFileSync } from "node:child_process"
+import { execFile } from "node:child_process"
 import * as fs from "node:fs"
 import { createRequire } from "node:module"
 import * as os from "node:os"
 import * as path from "node:path"
+import { promisify } from "node:util"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 
 const repo = path.resolve(import.meta.dirname, "..")
 const packages = ["core", "binding"] as const
 type Package = typeof packages[number]
 
-const run = (command: string, args: ReadonlyArray<string>, cwd: string, timeoutMs = 300_000) =>
-  execFileSync(command, args, {
+// Asynchronous, so that vitest's worker keeps answering its runner during the
+// minute of build and install (a blocked worker fails with "Timeout calling onTaskUpdate").
+const execFileAsync = promisify(execFile)
+const run = async (command: string, args: ReadonlyArray<string>, cwd: string, timeoutMs = 300_000) =>
+  (await execFileAsync(command, args, {
     cwd,
     encoding: "utf8",
     timeout: timeoutMs,
-    stdio: ["ignore", "pipe", "pipe"],
+    maxBuffer: 64 * 1024 * 1024,
     env: { ...process.env, NODE_OPTIONS: "" }
-  })
+  })).stdout
 
 /** The version the workspace resolves for `name`, from `fromPackage`'s point of view. */
 const workspaceVersion = (name: string, fromPackage: string) => {
@@ -74,23 +78,26 @@ export const chatId: Ids.ChatId = Ids.ChatId.make("00000000-0000-4000-8000-00000
 console.log("subpaths:", [LazyDial.layer, ChatConnector.layer, BindingStore.layerMemory, layerTest, Ids.ChatId].map((x) => typeof x).join(","))
 `
 
-beforeAll(() => {
+beforeAll(async () => {
   temp = fs.mkdtempSync(path.join(os.tmpdir(), "lazydial-pack-"))
   app = path.join(temp, "app")
   fs.mkdirSync(app)
 
-  run("pnpm", ["build"], repo)
+  await run("pnpm", ["build"], repo)
   for (const name of packages) {
     const dir = path.join(repo, "packages", name)
     const before = new Set(fs.readdirSync(temp))
-    run("pnpm", ["pack", "--pack-destination", temp], dir)
+    await run("pnpm", ["pack", "--pack-destination", temp], dir)
     const file = fs.readdirSync(temp).find((f) => f.endsWith(".tgz") && !before.has(f))
     if (file === undefined) throw new Error(`pnpm pack wrote no tarball for ${name}`)
     const tgz = path.join(temp, file)
-    const entries = run("tar", ["tzf", tgz], temp).split("\n").filter((line) => line !== "")
-    const manifest = JSON.parse(run("tar", ["xzOf", tgz, "package/package.json"], temp)) as Manifest
+    const entries = (await run("tar", ["tzf", tgz], temp)).split("\n").filter((line) => line !== "")
+    const manifest = JSON.parse(await run("tar", ["xzOf", tgz, "package/package.json"], temp)) as Manifest
     tarballs[name] = { file: tgz, entries, manifest }
-    fs.writeFileSync(path.join(app, `${name}.readme.ts`), example(run("tar", ["xzOf", tgz, "package/README.md"], temp)))
+    fs.writeFileSync(
+      path.join(app, `${name}.readme.ts`),
+      example(await run("tar", ["xzOf", tgz, "package/README.md"], temp))
+    )
   }
   fs.writeFileSync(path.join(app, "subpaths.ts"), subpaths)
   fs.writeFileSync(path.join(app, "package.json"), JSON.stringify({ name: "app", private: true, type: "module" }))
@@ -112,7 +119,7 @@ beforeAll(() => {
   )
   const peers = ["effect", "@effect/sql", "@effect/sql-pg", "@effect/platform", "@effect/experimental"]
     .map((name) => `${name}@${workspaceVersion(name, "packages/binding")}`)
-  run(
+  await run(
     "npm",
     [
       "install",
@@ -129,7 +136,7 @@ beforeAll(() => {
     480_000
   )
   try {
-    tscOutput = run(path.join(app, "node_modules/.bin/tsc"), ["-p", "tsconfig.json"], app)
+    tscOutput = await run(path.join(app, "node_modules/.bin/tsc"), ["-p", "tsconfig.json"], app)
   } catch (error) {
     tscOutput = String((error as { stdout?: string }).stdout ?? error)
   }
@@ -170,9 +177,10 @@ describe.each(packages)("the @lazydial/%s tarball", (name) => {
 })
 
 describe("a fresh project with the tarballs installed", () => {
-  it("has one copy of effect, its own", () => {
-    const copies = run("find", ["node_modules", "-path", "*/effect/package.json", "-not", "-path", "*/src/*"], app)
-      .split("\n").filter((line) => line.endsWith("/effect/package.json"))
+  it("has one copy of effect, its own", async () => {
+    const copies =
+      (await run("find", ["node_modules", "-path", "*/effect/package.json", "-not", "-path", "*/src/*"], app))
+        .split("\n").filter((line) => line.endsWith("/effect/package.json"))
     expect(copies).toEqual(["node_modules/effect/package.json"])
   })
 
@@ -180,26 +188,26 @@ describe("a fresh project with the tarballs installed", () => {
     expect(tscOutput).toBe("")
   })
 
-  it("runs the core README example", () => {
-    expect(run("node", ["out/core.readme.js"], app)).toBe("core: fast false\n")
+  it("runs the core README example", async () => {
+    expect(await run("node", ["out/core.readme.js"], app)).toBe("core: fast false\n")
   })
 
-  it("runs the binding README example on PGlite", () => {
-    expect(run("node", ["out/binding.readme.js"], app, 120_000)).toBe("binding: true true 1\n")
+  it("runs the binding README example on PGlite", async () => {
+    expect(await run("node", ["out/binding.readme.js"], app, 120_000)).toBe("binding: true true 1\n")
   })
 
-  it("imports the per-module subpaths at run time", () => {
-    expect(run("node", ["out/subpaths.js"], app)).toBe("subpaths: function,function,object,object,function\n")
+  it("imports the per-module subpaths at run time", async () => {
+    expect(await run("node", ["out/subpaths.js"], app)).toBe("subpaths: function,function,object,object,function\n")
   })
 
-  it("refuses the internal modules (ERR_PACKAGE_PATH_NOT_EXPORTED)", () => {
+  it("refuses the internal modules (ERR_PACKAGE_PATH_NOT_EXPORTED)", async () => {
     const probe = (specifier: string) =>
       run("node", [
         "--input-type=module",
         "-e",
         `import(${JSON.stringify(specifier)}).then(() => console.log("loaded"), (e) => console.log(e.code))`
       ], app)
-    expect(probe("@lazydial/core/internal/lazyDial")).toBe("ERR_PACKAGE_PATH_NOT_EXPORTED\n")
-    expect(probe("@lazydial/binding/internal/connector")).toBe("ERR_PACKAGE_PATH_NOT_EXPORTED\n")
+    expect(await probe("@lazydial/core/internal/lazyDial")).toBe("ERR_PACKAGE_PATH_NOT_EXPORTED\n")
+    expect(await probe("@lazydial/binding/internal/connector")).toBe("ERR_PACKAGE_PATH_NOT_EXPORTED\n")
   })
 })
