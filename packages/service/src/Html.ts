@@ -1,7 +1,9 @@
 /**
- * The report as a self-contained HTML page: two inline SVG charts (lookups
- * per turn over time for both strategies, and the connect latency
- * distribution) and the numbers. No script, no external resource.
+ * The report as a self-contained HTML page: headline figures, two inline SVG
+ * charts (lookups per turn over time for both strategies, and the connect
+ * latency distribution), why the tails differ, and the numbers as a table.
+ * No script, no external resource. The page is checked in headless Chromium
+ * at 1280 and 390 px (test/Report.browser.ci.ts, docs/development.md).
  *
  * @since 0.1.0
  */
@@ -14,107 +16,276 @@ const escape = (text: string) =>
   text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;")
 
 const width = 640
-const height = 240
-const margin = { left: 48, right: 16, top: 16, bottom: 36 }
+const height = 260
+// The legend lives in the top margin, above the plot, so no line can run under it.
+const margin = { left: 52, right: 16, top: 34, bottom: 40 }
 const plotW = width - margin.left - margin.right
 const plotH = height - margin.top - margin.bottom
 
-const axes = (xLabel: string, yLabel: string, yMax: number, xTicks: ReadonlyArray<[number, string]>) => {
-  const parts: Array<string> = []
-  parts.push(
-    `<line x1="${margin.left}" y1="${margin.top + plotH}" x2="${margin.left + plotW}" y2="${
-      margin.top + plotH
-    }" stroke="#333"/>`
+/**
+ * Round ticks from 0 to at least `max`: a step of 1, 2, 2.5 or 5 times a power
+ * of ten, about `count` of them, so the axis reads 0, 0.25, 0.5 and not 0.17, 0.34.
+ */
+const niceTicks = (max: number, count = 4): ReadonlyArray<number> => {
+  const raw = Math.max(max, Number.MIN_VALUE) / count
+  const magnitude = 10 ** Math.floor(Math.log10(raw))
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * magnitude).find((s) => s >= raw * (1 - 1e-9)) ?? 10 * magnitude
+  const steps = Math.max(1, Math.ceil(max / step - 1e-9))
+  return Array.from({ length: steps + 1 }, (_, i) => Number((i * step).toPrecision(12)))
+}
+
+const percent = (share: number) => `${Number((share * 100).toFixed(1))}%`
+
+interface Chart {
+  readonly id: string
+  readonly title: string
+  readonly description: string
+  readonly body: string
+}
+
+/** The frame of a chart: an accessible name and description, the scaled viewBox, and the legend in the top margin. */
+const svg = (chart: Chart, legendItems: ReadonlyArray<string>) =>
+  `<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="${chart.id}" viewBox="0 0 ${width} ${height}" ` +
+  `width="${width}" height="${height}" role="img" aria-labelledby="${chart.id}-title ${chart.id}-desc">` +
+  `<title id="${chart.id}-title">${escape(chart.title)}</title><desc id="${chart.id}-desc">${
+    escape(chart.description)
+  }</desc>` +
+  `<g class="legend">${legendItems.join("")}</g>` + chart.body + `</svg>`
+
+const legendItem = (i: number, label: string, mark: string) =>
+  `<g transform="translate(${margin.left + i * 120} 10)">${mark}<text x="18" y="10" font-size="12">${
+    escape(label)
+  }</text></g>`
+
+const strategyLegend = (strategies: ReadonlyArray<StrategyReport>) =>
+  strategies.map((s, i) =>
+    legendItem(i, s.strategy, `<rect x="0" y="1" width="12" height="10" fill="${colors[s.strategy]}"/>`)
   )
-  parts.push(
-    `<line x1="${margin.left}" y1="${margin.top}" x2="${margin.left}" y2="${margin.top + plotH}" stroke="#333"/>`
-  )
-  for (let i = 0; i <= 4; i++) {
-    const value = yMax * i / 4
-    const y = margin.top + plotH - plotH * i / 4
-    parts.push(`<line x1="${margin.left - 4}" y1="${y}" x2="${margin.left + plotW}" y2="${y}" stroke="#eee"/>`)
+
+const axes = (
+  xLabel: string,
+  yLabel: string,
+  yTicks: ReadonlyArray<readonly [number, string]>,
+  xTicks: ReadonlyArray<readonly [number, string]>
+) => {
+  const bottom = margin.top + plotH
+  const parts: Array<string> = [
+    `<g class="axis y-axis">`,
+    `<line x1="${margin.left}" y1="${margin.top}" x2="${margin.left}" y2="${bottom}" stroke="#333"/>`
+  ]
+  for (const [y, label] of yTicks) {
     parts.push(
-      `<text x="${margin.left - 6}" y="${y + 4}" text-anchor="end" font-size="10">${Number(value.toFixed(2))}</text>`
+      `<line x1="${margin.left - 4}" y1="${y}" x2="${margin.left + plotW}" y2="${y}" stroke="#e4e4e4"/>`,
+      `<text class="tick" x="${margin.left - 7}" y="${y + 4}" text-anchor="end" font-size="12">${escape(label)}</text>`
     )
   }
-  for (const [x, label] of xTicks) {
-    parts.push(
-      `<text x="${x}" y="${margin.top + plotH + 14}" text-anchor="middle" font-size="10">${escape(label)}</text>`
-    )
-  }
   parts.push(
-    `<text x="${margin.left + plotW / 2}" y="${height - 4}" text-anchor="middle" font-size="11">${
-      escape(xLabel)
-    }</text>`
-  )
-  parts.push(
-    `<text x="12" y="${margin.top + plotH / 2}" transform="rotate(-90 12 ${
+    `<text class="axis-label" x="14" y="${margin.top + plotH / 2}" transform="rotate(-90 14 ${
       margin.top + plotH / 2
-    })" text-anchor="middle" font-size="11">${escape(yLabel)}</text>`
+    })" text-anchor="middle" font-size="12">${escape(yLabel)}</text></g>`,
+    `<g class="axis x-axis">`,
+    `<line x1="${margin.left}" y1="${bottom}" x2="${margin.left + plotW}" y2="${bottom}" stroke="#333"/>`
+  )
+  for (const [i, [x, label]] of xTicks.entries()) {
+    // Every other tick is `alt`: hidden on a narrow screen, where the text is drawn larger.
+    parts.push(
+      `<text class="tick${i % 2 === 1 ? " alt" : ""}" x="${x}" y="${bottom + 15}" text-anchor="middle" font-size="11">${
+        escape(label)
+      }</text>`
+    )
+  }
+  parts.push(
+    `<text x="${margin.left + plotW / 2}" y="${height - 6}" text-anchor="middle" font-size="12">${
+      escape(xLabel)
+    }</text></g>`
   )
   return parts.join("")
 }
 
-const legend = (strategies: ReadonlyArray<StrategyReport>) =>
-  strategies.map((s, i) =>
-    `<rect x="${margin.left + 10 + i * 110}" y="${margin.top}" width="10" height="10" fill="${colors[s.strategy]}"/>` +
-    `<text x="${margin.left + 24 + i * 110}" y="${margin.top + 9}" font-size="11">${s.strategy}</text>`
-  ).join("")
-
-const lookupsChart = (strategies: ReadonlyArray<StrategyReport>) => {
-  const slices = Math.max(1, ...strategies.map((s) => s.timeline.length))
-  const sliceMs = strategies.find((s) => s.timeline.length > 1)?.timeline[1]?.atMs ?? 500
-  const yMax = Math.max(1, ...strategies.flatMap((s) => s.timeline.map((t) => t.turns === 0 ? 0 : t.lookups / t.turns)))
-  const x = (i: number) => margin.left + (slices === 1 ? 0 : plotW * i / (slices - 1))
-  const y = (v: number) => margin.top + plotH - plotH * v / yMax
-  const lines = strategies.map((s) => {
-    const points = s.timeline
-      .map((t, i) => [i, t.turns === 0 ? undefined : t.lookups / t.turns] as const)
-      .filter((p): p is readonly [number, number] => p[1] !== undefined)
-      .map(([i, v]) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`)
-    return `<polyline fill="none" stroke="${colors[s.strategy]}" stroke-width="2" points="${points.join(" ")}"/>`
-  })
-  const rebuilds = strategies[0]?.timeline.flatMap((t, i) =>
-    t.rebuilds === 0 ? [] : [
-      `<line x1="${x(i)}" y1="${margin.top}" x2="${x(i)}" y2="${
-        margin.top + plotH
-      }" stroke="#999" stroke-dasharray="2,3"/>`
-    ]
-  ) ?? []
-  const ticks: Array<[number, string]> = []
-  const step = Math.max(1, Math.ceil(slices / 8))
-  for (let i = 0; i < slices; i += step) ticks.push([x(i), `${(i * sliceMs / 1000).toFixed(1)} s`])
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" role="img">` +
-    axes("time since the first turn (dashed: a rebuild in the lazydial run)", "lookups per turn", yMax, ticks) +
-    rebuilds.join("") + lines.join("") + legend(strategies) + `</svg>`
+/**
+ * The fewest turns a time slice needs to be drawn. A run ends with a slice
+ * that holds the last few turns; one turn with a lookup there made the curve
+ * jump to 1.0 at the very end. A fifth of the median slice, and at least 3.
+ */
+const minTurnsPerSlice = (strategies: ReadonlyArray<StrategyReport>) => {
+  const counts = strategies.flatMap((s) => s.timeline.map((t) => t.turns)).filter((n) => n > 0).sort((a, b) => a - b)
+  const median = counts[Math.floor(counts.length / 2)] ?? 0
+  return Math.max(3, Math.ceil(median / 5))
 }
 
-const latencyChart = (strategies: ReadonlyArray<StrategyReport>) => {
+const lookupsChart = (strategies: ReadonlyArray<StrategyReport>): string => {
+  const minTurns = minTurnsPerSlice(strategies)
+  const endMs = Math.max(1, ...strategies.flatMap((s) => s.timeline.map((t) => t.atMs)))
+  const shown = strategies.map((s) =>
+    s.timeline.filter((t) => t.turns >= minTurns).map((t) => ({ ...t, ratio: t.lookups / t.turns }))
+  )
+  const yTickValues = niceTicks(Math.max(1, ...shown.flat().map((p) => p.ratio)))
+  const yMax = yTickValues[yTickValues.length - 1]!
+  const x = (atMs: number) => margin.left + plotW * atMs / endMs
+  const y = (v: number) => margin.top + plotH - plotH * v / yMax
+  const lines = strategies.map((s, j) => {
+    const points = shown[j]!
+    const path = points.map((p) => `${x(p.atMs).toFixed(1)},${y(p.ratio).toFixed(1)}`).join(" ")
+    const dots = points.map((p) =>
+      `<circle cx="${x(p.atMs).toFixed(1)}" cy="${y(p.ratio).toFixed(1)}" r="3" fill="${colors[s.strategy]}">` +
+      `<title>${s.strategy} at ${(p.atMs / 1000).toFixed(1)} s: ${
+        p.ratio.toFixed(2)
+      } lookups per turn (${p.lookups} of ${p.turns} turns)</title></circle>`
+    )
+    return `<g class="series" data-strategy="${s.strategy}"><polyline fill="none" stroke="${
+      colors[s.strategy]
+    }" stroke-width="2" points="${path}"/>${dots.join("")}</g>`
+  })
+  const rebuilds = (strategies.find((s) => s.strategy === "lazydial")?.timeline ?? []).flatMap((t) =>
+    t.rebuilds === 0 ? [] : [
+      `<line x1="${x(t.atMs).toFixed(1)}" y1="${margin.top}" x2="${x(t.atMs).toFixed(1)}" y2="${
+        margin.top + plotH
+      }" stroke="#999" stroke-dasharray="2,3"><title>${t.rebuilds} rebuild(s) at ${
+        (t.atMs / 1000).toFixed(1)
+      } s</title></line>`
+    ]
+  )
+  const xTicks = niceTicks(endMs / 1000, 6).filter((s) => s * 1000 <= endMs).map((s): [number, string] => [
+    x(s * 1000),
+    `${s} s`
+  ])
+  const yTicks = yTickValues.map((v): [number, string] => [y(v), String(v)])
+  const legend = [
+    ...strategyLegend(strategies),
+    legendItem(
+      strategies.length,
+      "rebuild (lazydial run)",
+      `<line x1="6" y1="0" x2="6" y2="12" stroke="#999" stroke-dasharray="2,3"/>`
+    )
+  ]
+  return svg({
+    id: "lookups-chart",
+    title: "Latest-agent lookups per turn, over time",
+    description: strategies.map((s) => `${s.strategy}: ${s.lookupsPerTurn.toFixed(2)} lookups per turn overall`).join(
+      "; "
+    ) + `. Time slices with fewer than ${minTurns} turns are left out.`,
+    body: axes("time since the first turn", "lookups per turn", yTicks, xTicks) + rebuilds.join("") + lines.join("")
+  }, legend)
+}
+
+const latencyChart = (strategies: ReadonlyArray<StrategyReport>): string => {
   const buckets = strategies[0]?.latency.bucketsMs ?? []
   const shares = strategies.map((s) => {
     const total = s.latency.counts.reduce((a, b) => a + b, 0)
     return s.latency.counts.map((c) => total === 0 ? 0 : c / total)
   })
-  const yMax = Math.max(0.01, ...shares.flat())
+  const yTickValues = niceTicks(Math.max(0.01, ...shares.flat()))
+  const yMax = yTickValues[yTickValues.length - 1]!
+  const y = (v: number) => margin.top + plotH - plotH * v / yMax
   const groupW = plotW / Math.max(1, buckets.length)
   const barW = (groupW - 4) / Math.max(1, strategies.length)
-  const bars = strategies.flatMap((s, j) =>
-    shares[j]!.map((v, i) => {
+  const label = (i: number) => {
+    const bound = buckets[i]!
+    return bound < 0 ? `${buckets[i - 1] ?? 0} ms or more` : `under ${bound} ms`
+  }
+  const bars = strategies.map((s, j) =>
+    `<g class="series" data-strategy="${s.strategy}">` + shares[j]!.map((v, i) => {
       const h = plotH * v / yMax
       return `<rect x="${(margin.left + i * groupW + 2 + j * barW).toFixed(1)}" y="${
         (margin.top + plotH - h).toFixed(1)
-      }" width="${barW.toFixed(1)}" height="${h.toFixed(1)}" fill="${colors[s.strategy]}"><title>${s.strategy}: ${
-        (v * 100).toFixed(1)
-      }%</title></rect>`
-    })
+      }"` +
+        ` width="${barW.toFixed(1)}" height="${h.toFixed(1)}" fill="${colors[s.strategy]}"><title>${s.strategy}, ${
+          label(i)
+        }: ${percent(v)} of turns</title></rect>`
+    }).join("") + `</g>`
   )
-  const ticks = buckets.map((bound, i): [number, string] => [
+  const xTicks = buckets.map((bound, i): [number, string] => [
     margin.left + i * groupW + groupW / 2,
     bound < 0 ? "more" : `<${bound}`
   ])
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" role="img">` +
-    axes("connect latency (ms)", "share of turns", yMax, ticks) + bars.join("") + legend(strategies) + `</svg>`
+  const yTicks = yTickValues.map((v): [number, string] => [y(v), percent(v)])
+  return svg({
+    id: "latency-chart",
+    title: "Connect latency: share of turns per latency bucket",
+    description: strategies.map((s) =>
+      `${s.strategy}: p50 ${s.latency.p50.toFixed(1)} ms, p99 ${s.latency.p99.toFixed(1)} ms`
+    ).join("; ") + ".",
+    body: axes("connect latency (ms)", "share of turns", yTicks, xTicks) + bars.join("")
+  }, strategyLegend(strategies))
 }
+
+/** The figures a reader looks for first, each as "lazydial vs latest". */
+const headline = (strategies: ReadonlyArray<StrategyReport>): string => {
+  const figure = (name: string, key: string, value: (s: StrategyReport) => string) =>
+    `<div class="figure" data-figure="${key}"><div class="name">${escape(name)}</div><div class="values">${
+      strategies.map((s) =>
+        `<span class="value" data-strategy="${s.strategy}" style="color:${colors[s.strategy]}">${
+          escape(value(s))
+        }</span>`
+      ).join(" <span class=\"vs\">vs</span> ")
+    }</div></div>`
+  return `<section class="figures" aria-label="headline figures">` +
+    figure("lookups per turn", "lookups-per-turn", (s) => s.lookupsPerTurn.toFixed(2)) +
+    figure("lookups per steady-state turn", "steady-lookups-per-turn", (s) => s.steadyLookupsPerTurn.toFixed(2)) +
+    figure("connect latency p50", "p50", (s) => `${s.latency.p50.toFixed(0)} ms`) +
+    figure("connect latency p99", "p99", (s) => `${s.latency.p99.toFixed(0)} ms`) +
+    figure("turns answered by the right agent", "turns-ok", (s) => percent(s.turns === 0 ? 0 : s.turnsOk / s.turns)) +
+    `</section>` +
+    `<p class="figures-legend">${
+      strategies.map((s) => `<b style="color:${colors[s.strategy]}">${s.strategy}</b>`).join(" vs ")
+    }</p>`
+}
+
+/**
+ * Why lazydial's tail is longer, when it is: the turns that validated their
+ * binding are the ones that can wait for the validation delay.
+ */
+const tailNote = (report: Report): string => {
+  const lazy = report.strategies.find((s) => s.strategy === "lazydial")
+  const latest = report.strategies.find((s) => s.strategy === "latest")
+  if (lazy === undefined || latest === undefined || lazy.latency.p99 <= latest.latency.p99) return ""
+  const o = lazy.outcomes
+  const validated = o.confirmed + o.lookup_failed_kept + o.switched + o.retried
+  const share = lazy.turns === 0 ? 0 : validated / lazy.turns
+  return `<p class="tail-note" id="p99-note"><b>Why is lazydial's p99 higher?</b> A lazydial turn dials the bound agent
+at once and asks for the current agent only when that dial is still pending after the validation delay
+(${report.settings.validationDelayMs} ms) or has failed. After a rebuild the old agent often hangs, so such a turn waits
+the delay before it switches. ${validated} of ${lazy.turns} lazydial turns (${percent(share)}) validated their binding
+(switched, confirmed, kept or retried)${
+    share > 0.01 ? ", more than the 1% of turns the p99 looks at" : ""
+  }. The latest strategy pays a lookup on every turn instead, and never waits on a stale agent.</p>`
+}
+
+const numbersTable = (report: Report): string => {
+  const head = `<thead><tr><th scope="col">number</th>${
+    report.strategies.map((s) => `<th scope="col" style="color:${colors[s.strategy]}">${s.strategy}</th>`).join("")
+  }</tr></thead>`
+  const body = Render.rows(report).map((row) =>
+    row.values.length === 0
+      ? `<tr class="group"><th scope="rowgroup" colspan="${report.strategies.length + 1}">${
+        escape(row.label)
+      }</th></tr>`
+      : `<tr><th scope="row" style="padding-left:${0.4 + row.depth}em">${escape(row.label)}</th>${
+        row.values.map((v) => `<td>${escape(v)}</td>`).join("")
+      }</tr>`
+  ).join("\n")
+  return `<table class="numbers">${head}<tbody>\n${body}\n</tbody></table>`
+}
+
+const style = [
+  "*{box-sizing:border-box}",
+  "body{font-family:system-ui,sans-serif;max-width:760px;margin:0 auto;padding:1em;color:#222;line-height:1.4}",
+  "h1{font-size:1.6em}",
+  ".chart{display:block;max-width:100%;height:auto}",
+  ".figures{display:grid;grid-template-columns:repeat(auto-fit,minmax(220px,1fr));gap:.6em}",
+  ".figure{border:1px solid #ddd;border-radius:6px;padding:.5em .7em}",
+  ".figure .name{font-size:.85em;color:#555}.figure .values{font-size:1.3em;font-weight:600}",
+  ".figure .vs{font-size:.7em;font-weight:400;color:#777}.figures-legend{font-size:.85em;margin:.3em 0 0}",
+  ".settings{color:#555;font-size:.9em;overflow-wrap:anywhere}",
+  ".numbers{width:100%;border-collapse:collapse;font-size:.9em}",
+  ".numbers th,.numbers td{padding:.2em .4em;border-bottom:1px solid #eee;overflow-wrap:anywhere}",
+  ".numbers th{text-align:left;font-weight:400}.numbers thead th{font-weight:600}",
+  ".numbers td{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}",
+  ".numbers tr.group th{font-weight:600;padding-top:.6em}.numbers thead th{white-space:nowrap}",
+  // A phone shows the 640-unit charts at about half size: larger text, half the x ticks, and no y title
+  // (the heading above the chart says it).
+  "@media (max-width:520px){.chart text{font-size:20px}.chart .tick{font-size:18px}.chart .tick.alt,.chart .y-axis .axis-label{display:none}}"
+].join("\n")
 
 /**
  * @since 0.1.0
@@ -122,18 +293,24 @@ const latencyChart = (strategies: ReadonlyArray<StrategyReport>) => {
  */
 export const page = (report: Report): string =>
   `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>lazydial service report (seed ${report.settings.seed})</title>
-<style>body{font-family:system-ui,sans-serif;max-width:760px;margin:2em auto;color:#222}pre{background:#f6f6f6;padding:1em;overflow:auto}</style>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>lazydial service report (seed ${report.settings.seed})</title>
+<style>
+${style}
+</style>
 </head><body>
 <h1>lazydial reference service</h1>
 <p>The same seeded workload, run twice on real TCP agents: once with persisted bindings and lazy validation
 (<b style="color:${colors.lazydial}">lazydial</b>), once looking up the latest agent on every turn
 (<b style="color:${colors.latest}">latest</b>).</p>
+${headline(report.strategies)}
+${tailNote(report)}
 <h2>Latest-agent lookups per turn, over time</h2>
 ${lookupsChart(report.strategies)}
 <h2>Connect latency</h2>
 ${latencyChart(report.strategies)}
 <h2>The numbers</h2>
-<pre>${escape(Render.text(report))}</pre>
+${Render.settingsLines(report).map((line) => `<p class="settings">${escape(line)}</p>`).join("\n")}
+${numbersTable(report)}
 </body></html>
 `

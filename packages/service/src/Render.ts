@@ -9,29 +9,51 @@ import { outcomeNames, type Report, type StrategyReport } from "./Report.js"
 const pad = (text: string, width: number) => text.padStart(width)
 
 /**
+ * One line of the numbers: a label (indented by `depth`) and one value per
+ * strategy, or a heading when `values` is empty. Text and HTML both render
+ * this one list, so they never disagree.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Row {
+  readonly label: string
+  readonly depth: number
+  readonly values: ReadonlyArray<string>
+}
+
+/**
+ * The settings of the run, as two sentences.
+ *
  * @since 0.1.0
  * @category rendering
  */
-export const text = (report: Report): string => {
+export const settingsLines = (report: Report): ReadonlyArray<string> => {
   const s = report.settings
+  return [
+    `lazydial reference service: seed ${s.seed}, ${s.chats} chats (${s.childChats} spawned as children) over ` +
+    `${s.workspaces} workspaces (${s.stoppedWorkspaces} stopped)`,
+    `${s.turns} turns per chat, concurrency ${s.concurrency}, ${s.rebuildRate} rebuilds/s, ` +
+    `validation delay ${s.validationDelayMs} ms, dial timeout ${s.dialTimeoutMs} ms, database ${s.database}`
+  ]
+}
+
+/**
+ * The numbers, one row each, in the order `docs/service.md` explains them.
+ *
+ * @since 0.1.0
+ * @category rendering
+ */
+export const rows = (report: Report): ReadonlyArray<Row> => {
   const columns = report.strategies
-  const labelWidth = 40
-  const width = 16
-  const lines: Array<string> = []
-  const row = (label: string, value: (r: StrategyReport) => string | number) =>
-    lines.push(label.padEnd(labelWidth) + columns.map((r) => pad(String(value(r)), width)).join(""))
+  const out: Array<Row> = []
+  const heading = (label: string) => out.push({ label, depth: 0, values: [] })
+  const row = (label: string, value: (r: StrategyReport) => string | number) => {
+    const depth = label.length - label.trimStart().length
+    out.push({ label: label.trimStart(), depth: depth / 2, values: columns.map((r) => String(value(r))) })
+  }
   const fixed = (n: number, digits: number) => n.toFixed(digits)
 
-  lines.push(
-    `lazydial reference service: seed ${s.seed}, ${s.chats} chats (${s.childChats} spawned as children) over ` +
-      `${s.workspaces} workspaces (${s.stoppedWorkspaces} stopped)`
-  )
-  lines.push(
-    `${s.turns} turns per chat, concurrency ${s.concurrency}, ${s.rebuildRate} rebuilds/s, ` +
-      `validation delay ${s.validationDelayMs} ms, dial timeout ${s.dialTimeoutMs} ms, database ${s.database}`
-  )
-  lines.push("")
-  lines.push("".padEnd(labelWidth) + columns.map((r) => pad(r.strategy, width)).join(""))
   row("run time (s)", (r) => fixed(r.durationMs / 1000, 1))
   row("turns", (r) => r.turns)
   row("  answered by the right agent", (r) => r.turnsOk)
@@ -39,7 +61,7 @@ export const text = (report: Report): string => {
   row("  per turn", (r) => fixed(r.lookupsPerTurn, 3))
   row("  per steady-state turn", (r) => fixed(r.steadyLookupsPerTurn, 3))
   row("    (steady-state turns)", (r) => r.steadyTurns)
-  lines.push("outcomes")
+  heading("outcomes")
   for (const name of outcomeNames) {
     if (columns.every((r) => r.outcomes[name] === 0)) continue
     row(`  ${name}`, (r) => r.outcomes[name])
@@ -75,6 +97,24 @@ export const text = (report: Report): string => {
   row("connections closed", (r) => r.connectionsClosed)
   row("sockets still open at the end", (r) => r.socketsStillOpen + r.agentSocketsStillOpen)
   row("turns that reached a wrong agent", (r) => r.wrongAgentTurns)
+  return out
+}
+
+/**
+ * @since 0.1.0
+ * @category rendering
+ */
+export const text = (report: Report): string => {
+  const labelWidth = 40
+  const width = 16
+  const lines = [...settingsLines(report), ""]
+  lines.push("".padEnd(labelWidth) + report.strategies.map((r) => pad(r.strategy, width)).join(""))
+  for (const row of rows(report)) {
+    const label = "  ".repeat(row.depth) + row.label
+    lines.push(
+      row.values.length === 0 ? label : label.padEnd(labelWidth) + row.values.map((v) => pad(v, width)).join("")
+    )
+  }
   return lines.join("\n")
 }
 

@@ -1,0 +1,133 @@
+/**
+ * The HTML report in a real browser: Debian's Chromium, headless, driven by
+ * playwright-core. Run by scripts/test-browser.sh (not by `pnpm test`, which
+ * does not install Chromium). The page is built from a recorded report
+ * (test/fixtures/report.json, from `pnpm -s start -- --json`), so the figures
+ * it must show are known.
+ */
+import * as Schema from "effect/Schema"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import type { Browser, Page } from "playwright-core"
+import { chromium } from "playwright-core"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import * as Html from "../src/Html.js"
+import { Report } from "../src/Report.js"
+
+const fixture = Schema.decodeUnknownSync(Report)(
+  JSON.parse(fs.readFileSync(path.join(import.meta.dirname, "fixtures/report.json"), "utf8"))
+)
+const screenshots = path.join(os.tmpdir(), "lazydial-report-screenshots")
+const file = path.join(screenshots, "report.html")
+
+let browser: Browser
+
+beforeAll(async () => {
+  fs.mkdirSync(screenshots, { recursive: true })
+  fs.writeFileSync(file, Html.page(fixture))
+  browser = await chromium.launch({
+    executablePath: process.env.LAZYDIAL_CHROMIUM ?? "/usr/bin/chromium",
+    // Root in a container has no user namespace for Chromium's sandbox; the page is our own file.
+    args: ["--no-sandbox"]
+  })
+})
+
+afterAll(async () => {
+  await browser?.close()
+})
+
+describe.each([1280, 390])("the report at %i px", (width) => {
+  let page: Page
+  const problems: Array<string> = []
+
+  beforeAll(async () => {
+    page = await browser.newPage({ viewport: { width, height: 900 } })
+    // Everything is in the page at load: a missing element fails at once, not after 30 s.
+    page.setDefaultTimeout(2_000)
+    page.on("console", (message) => {
+      if (message.type() === "error" || message.type() === "warning") problems.push(message.text())
+    })
+    page.on("pageerror", (error) => problems.push(error.message))
+    await page.goto(`file://${file}`)
+    await page.screenshot({ path: path.join(screenshots, `report-${width}.png`), fullPage: true })
+  })
+
+  afterAll(async () => {
+    await page?.close()
+  })
+
+  it("logs no console errors", () => {
+    expect(problems).toEqual([])
+  })
+
+  it("has nothing wider than the page: no sideways scroll", async () => {
+    // Runs in the page; a string, because the service's tsconfig has no DOM types.
+    const overflow = await page.evaluate<{ scrollWidth: number; limit: number; wide: Array<string> }>(`(() => {
+      const limit = document.documentElement.clientWidth
+      const all = Array.from(document.body.querySelectorAll("*"))
+      const wide = all.flatMap((element) => {
+        const box = element.getBoundingClientRect()
+        return box.width > 0 && (box.right > limit + 0.5 || box.left < -0.5)
+          ? [element.tagName.toLowerCase() + "." + (element.getAttribute("class") ?? "") + " " + box.left + ".." + box.right]
+          : []
+      })
+      // An element that scrolls inside itself (the old <pre> of numbers) is sideways scroll too.
+      // HTML elements only: SVG text reports a layout width smaller than its glyphs.
+      const scrolling = all.flatMap((element) =>
+        element instanceof HTMLElement && element.clientWidth > 0 && element.scrollWidth > element.clientWidth + 1
+          ? [element.tagName.toLowerCase() + " scrolls " + element.scrollWidth + " in " + element.clientWidth]
+          : []
+      )
+      return { scrollWidth: document.documentElement.scrollWidth, limit, wide: [...wide, ...scrolling] }
+    })()`)
+    expect(overflow.wide).toEqual([])
+    expect(overflow.scrollWidth).toBeLessThanOrEqual(overflow.limit)
+  })
+
+  it("shows the headline figures: lookups per turn and p99 of both strategies", async () => {
+    const figures = page.locator(".figures")
+    await expect.poll(() => figures.isVisible()).toBe(true)
+    const lookups = await page.locator("[data-figure=lookups-per-turn] .values").innerText()
+    const [lazy, latest] = fixture.strategies
+    expect(lookups).toBe(`${lazy!.lookupsPerTurn.toFixed(2)} vs ${latest!.lookupsPerTurn.toFixed(2)}`)
+    const p99 = await page.locator("[data-figure=p99] .values").innerText()
+    expect(p99).toBe(`${lazy!.latency.p99.toFixed(0)} ms vs ${latest!.latency.p99.toFixed(0)} ms`)
+    expect(await page.locator("#p99-note").isVisible()).toBe(true)
+  })
+
+  it.each(["lookups-chart", "latency-chart"])("draws %s with an accessible name, axes, legend and data", async (id) => {
+    const chart = page.locator(`#${id}`)
+    expect(await chart.getAttribute("role")).toBe("img")
+    const refs = (await chart.getAttribute("aria-labelledby") ?? "").split(" ")
+    expect(refs).toEqual([`${id}-title`, `${id}-desc`])
+    const name = (await Promise.all(refs.map((ref) => page.locator(`#${ref}`).textContent()))).join(" ")
+    expect(name.length).toBeGreaterThan(20)
+    const box = await chart.boundingBox()
+    expect(box!.width).toBeGreaterThan(300)
+    expect(box!.width).toBeLessThanOrEqual(width)
+    // Axes: both lines drawn, and at least three visible y tick labels.
+    for (const axis of [".x-axis", ".y-axis"]) {
+      const line = await chart.locator(`${axis} line`).first().boundingBox()
+      expect(line).not.toBeNull()
+    }
+    expect(await chart.locator(".y-axis .tick").count()).toBeGreaterThanOrEqual(3)
+    // The legend names both strategies and sits above the plot, not on a line.
+    const legend = await chart.locator(".legend").boundingBox()
+    const plotTop = await chart.locator(".y-axis line").first().boundingBox()
+    expect(await chart.locator(".legend").textContent()).toMatch(/lazydial.*latest/)
+    expect(legend!.y + legend!.height).toBeLessThanOrEqual(plotTop!.y + 0.5)
+    // Each strategy's series has drawn marks.
+    for (const strategy of ["lazydial", "latest"]) {
+      const series = await chart.locator(`.series[data-strategy=${strategy}]`).boundingBox()
+      expect(series!.width * series!.height).toBeGreaterThan(0)
+    }
+  })
+
+  it("labels the latency axis in round percentages, the unit of its tooltips", async () => {
+    const ticks = await page.locator("#latency-chart .y-axis .tick").allTextContents()
+    for (const tick of ticks) expect(tick).toMatch(/^\d+%$/)
+    const tooltip = await page.locator("#latency-chart rect title").first().textContent()
+    expect(tooltip).toMatch(/\d+(\.\d)?% of turns$/)
+  })
+})

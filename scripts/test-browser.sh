@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Opens the HTML report in headless Chromium (Debian's package, driven by
+# playwright-core: no browser download) and checks it at 1280 and 390 px
+# (packages/service/test/Report.browser.ci.ts). Installs chromium with apt-get
+# when it is missing (needs root). Extra arguments go to vitest. Screenshots go
+# to $TMPDIR/lazydial-report-screenshots, never into the repository.
+# Bounded at 5 minutes, not counting the install.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+log() { printf 'test-browser: %s\n' "$*" >&2; }
+
+chromium="${LAZYDIAL_CHROMIUM:-/usr/bin/chromium}"
+if [ ! -x "$chromium" ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    log "$chromium is missing, and installing it needs root: run as root, or apt-get install chromium"
+    exit 1
+  fi
+  log "installing chromium from Debian's packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq chromium >/dev/null
+fi
+export LAZYDIAL_CHROMIUM="$chromium"
+log "using $("$chromium" --version 2>/dev/null || echo "$chromium")"
+exec timeout 300 pnpm exec vitest run --config scripts/vitest.browser.config.ts "$@"
