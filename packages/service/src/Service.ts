@@ -64,7 +64,9 @@ export interface Options {
  * @since 0.1.0
  * @category layers
  */
-export const layerDatabase = (databaseUrl: string | undefined): Layer.Layer<SqlClient.SqlClient> =>
+export const layerDatabase = (
+  databaseUrl: string | undefined
+): Layer.Layer<SqlClient.SqlClient | Database.Migrated> =>
   (databaseUrl === undefined ? Database.layerPglite() : Database.layerPg(databaseUrl)).pipe(Layer.orDie)
 
 /**
@@ -90,7 +92,7 @@ export const layer = (
 ): Layer.Layer<
   Fleet.Fleet | ControlPlane.ControlPlane | AgentDialer.AgentDialer | AgentLookup.AgentLookup | Chats.Chats,
   never,
-  SqlClient.SqlClient
+  SqlClient.SqlClient | Database.Migrated
 > => {
   const directory = AgentDirectory.layerSql()
   const control = ControlPlane.layerDirectory.pipe(Layer.provide(directory))

@@ -1,5 +1,6 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { Errors } from "@lazydial/binding"
+import type { Migrated } from "@lazydial/binding/Database"
 import {
   type AgentConnection,
   AgentDialer,
@@ -171,7 +172,7 @@ export const runStrategy = (
   plan: Plan,
   strategy: Strategy,
   progress: Progress
-): Effect.Effect<StrategyReport, never, SqlClient.SqlClient> =>
+): Effect.Effect<StrategyReport, never, SqlClient.SqlClient | Migrated> =>
   Effect.gen(function*() {
     const settings = plan.settings
     const counters = Service.makeCounters()
