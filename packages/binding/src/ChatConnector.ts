@@ -58,11 +58,14 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { BindingStore } from "./BindingStore.js"
 import type { ChatBinding } from "./ChatBinding.js"
 import type { BindingStoreError, ChatHasNoWorkspace, ChatNotFound, DialTimeout } from "./Errors.js"
 import * as internal from "./internal/connector.js"
+import { DurationInputFromString } from "./internal/durationInput.js"
 
 /**
  * @since 0.1.0
@@ -232,15 +235,12 @@ export const layerConfig: Layer.Layer<
   ChatConnector,
   Effect.flatMap(
     Config.all({
-      timeout: Config.string("LAZYDIAL_DIAL_TIMEOUT").pipe(Config.option),
+      timeout: Schema.Config("LAZYDIAL_DIAL_TIMEOUT", DurationInputFromString).pipe(Config.option),
       maxInFlight: Config.integer("LAZYDIAL_MAX_IN_FLIGHT").pipe(Config.option)
     }),
+    // `make` range-checks both, so that they fail as the options do
     ({ maxInFlight, timeout }) =>
-      make({
-        // safe: `make` decodes and range-checks the raw string before using it
-        dialTimeout: timeout._tag === "Some" ? timeout.value as Duration.DurationInput : undefined,
-        maxInFlight: maxInFlight._tag === "Some" ? maxInFlight.value : undefined
-      })
+      make({ dialTimeout: Option.getOrUndefined(timeout), maxInFlight: Option.getOrUndefined(maxInFlight) })
   )
 )
 

@@ -21,7 +21,7 @@ const countQueries = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
     return { result, queries: (yield* queries) - before }
   })
 
-const directoryContract = <E>(name: string, database: Layer.Layer<SqlClient.SqlClient, E>) =>
+const directoryContract = <E>(name: string, database: Layer.Layer<SqlClient.SqlClient | Database.Migrated, E>) =>
   layer(
     AgentDirectory.layerSql({ batchWindow: 0 }).pipe(Layer.provideMerge(database)),
     { timeout: "60 seconds" }

@@ -6,9 +6,10 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { AgentDirectory, BindingStore, ChatBinding, ChatConnector, Database } from "@lazydial/binding"
-import { AgentId, BuildId, ChatId, LazyDial, WorkspaceId } from "@lazydial/core"
+import { AgentId, BuildId, ChatId, InvalidOption, LazyDial, WorkspaceId } from "@lazydial/core"
 import { layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
+import * as ConfigError from "effect/ConfigError"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -29,9 +30,14 @@ import { build, chatId, workspaceId } from "./fixtures.js"
  */
 const pglite = ManagedRuntime.make(Database.layerPglite())
 afterAll(() => pglite.dispose())
-const sqlLayer = Layer.effect(
-  SqlClient.SqlClient,
-  Effect.map(pglite.runtimeEffect, (runtime) => Context.get(runtime.context, SqlClient.SqlClient))
+const sqlLayer = Layer.effectContext(
+  Effect.map(
+    pglite.runtimeEffect,
+    (runtime) =>
+      Context.make(SqlClient.SqlClient, Context.get(runtime.context, SqlClient.SqlClient)).pipe(
+        Context.add(Database.Migrated, Context.get(runtime.context, Database.Migrated))
+      )
+  )
 )
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
@@ -178,11 +184,18 @@ const durationLike = FastCheck.oneof(
 describe("Bad input: Config values", () => {
   const provider = (name: string, value: string) => ConfigProvider.fromMap(new Map([[name, value]]))
 
-  /** Either a Duration in [min, max], or InvalidOption naming the option; never a defect. */
+  /**
+   * Either a Duration in [0, max]; or InvalidOption naming the option and
+   * showing the refused text (as given, or as the number it parsed to); or,
+   * for text that is no duration at all, a ConfigError naming the variable.
+   * Never a defect.
+   */
   const checkConfig = (
     option: string,
+    variable: string,
+    text: string,
     max: Duration.Duration,
-    exit: Exit.Exit<Duration.Duration | undefined, { readonly _tag: string; readonly message: string }>
+    exit: Exit.Exit<Duration.Duration | undefined, unknown>
   ) => {
     if (Exit.isSuccess(exit)) {
       const duration = exit.value
@@ -192,7 +205,12 @@ describe("Bad input: Config values", () => {
     }
     const failure = Cause.failureOption(exit.cause)
     if (Option.isNone(failure)) throw new Error(`not a typed failure: ${Cause.pretty(exit.cause)}`)
-    return failure.value._tag === "InvalidOption" && failure.value.message.includes(option)
+    const error = failure.value
+    if (error instanceof InvalidOption) {
+      return error.option === option && error.message.includes(option) &&
+        (error.value === text || error.value === String(Number(text)))
+    }
+    return ConfigError.isConfigError(error) && String(error).includes(variable)
   }
 
   it("LAZYDIAL_VALIDATION_DELAY: any text is a delay from 0 to 10 minutes, or InvalidOption naming delay", () =>
@@ -204,7 +222,7 @@ describe("Bad input: Config values", () => {
             Effect.withConfigProvider(provider("LAZYDIAL_VALIDATION_DELAY", value))
           )
         )
-        return checkConfig("delay", LazyDial.maxDelay, exit)
+        return checkConfig("delay", "LAZYDIAL_VALIDATION_DELAY", value, LazyDial.maxDelay, exit)
       }),
       { numRuns: 300 }
     ))
@@ -223,13 +241,13 @@ describe("Bad input: Config values", () => {
           )
         )
         if (Exit.isSuccess(exit) && exit.value !== undefined && Duration.isZero(exit.value)) return false
-        return checkConfig("dialTimeout", ChatConnector.maxDialTimeout, exit)
+        return checkConfig("dialTimeout", "LAZYDIAL_DIAL_TIMEOUT", value, ChatConnector.maxDialTimeout, exit)
       }),
       { numRuns: 300 }
     ))
 
   it.effect(
-    "LAZYDIAL_LOOKUP_BATCH_WINDOW: any text builds the directory, or is InvalidOption naming batchWindow",
+    "LAZYDIAL_LOOKUP_BATCH_WINDOW: any text is a window from 0 to 1 second, or InvalidOption naming batchWindow with the text, or a ConfigError naming the variable",
     () =>
       Effect.gen(function*() {
         const runtime = ManagedRuntime.make(sqlLayer)
@@ -238,12 +256,18 @@ describe("Bad input: Config values", () => {
           FastCheck.assert(
             FastCheck.asyncProperty(durationLike, async (value) => {
               const exit = await runtime.runPromiseExit(
-                Effect.as(AgentDirectory.AgentDirectory, undefined).pipe(
+                Effect.map(AgentDirectory.AgentDirectory, (directory): Duration.Duration => directory.batchWindow).pipe(
                   Effect.provide(AgentDirectory.layerSqlConfig),
                   Effect.withConfigProvider(provider("LAZYDIAL_LOOKUP_BATCH_WINDOW", value))
                 )
               )
-              return checkConfig("batchWindow", AgentDirectory.maxBatchWindow, exit)
+              return checkConfig(
+                "batchWindow",
+                "LAZYDIAL_LOOKUP_BATCH_WINDOW",
+                value,
+                AgentDirectory.maxBatchWindow,
+                exit
+              )
             }),
             { numRuns: 60 }
           )

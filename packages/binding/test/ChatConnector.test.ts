@@ -6,7 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { BindingStore, ChatConnector } from "@lazydial/binding"
 import { type CurrentAgent, LazyDial, type WorkspaceId } from "@lazydial/core"
-import { layerTest, TestAgents } from "@lazydial/core/testing"
+import { assertEqual, layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
@@ -415,7 +415,7 @@ describe("ChatConnector", () => {
       }))
     }).pipe(Effect.provide(TestLive)))
 
-  it.effect("config: LAZYDIAL_DIAL_TIMEOUT sets the timeout; a bad value fails the Layer with InvalidOption", () =>
+  it.effect("config: LAZYDIAL_DIAL_TIMEOUT sets the timeout; out of range is InvalidOption, not a duration is a ConfigError", () =>
     Effect.gen(function*() {
       const connectorWith = (value: string) =>
         Effect.map(ChatConnector.ChatConnector, (connector) => connector.dialTimeout).pipe(
@@ -427,14 +427,19 @@ describe("ChatConnector", () => {
           Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["LAZYDIAL_DIAL_TIMEOUT", value]])))
         )
       assert.strictEqual(Duration.toMillis(yield* connectorWith("2 seconds")), 2000)
-      for (const bad of ["-1 seconds", "0 seconds", "soon", "1 hour"]) {
+      assert.strictEqual(Duration.toMillis(yield* connectorWith("1500")), 1500)
+      for (const bad of ["-1 seconds", "0 seconds", "1 hour"]) {
         const error = yield* Effect.flip(connectorWith(bad))
         assert.strictEqual(error._tag, "InvalidOption")
         assert.include(error.message, "dialTimeout")
+        assert.include(error.message, bad)
       }
+      const notADuration = yield* Effect.flip(connectorWith("soon"))
+      assert.strictEqual(notADuration._tag, "ConfigError")
+      assert.include(String(notADuration), "LAZYDIAL_DIAL_TIMEOUT")
       const byDefault = yield* Effect.map(ChatConnector.ChatConnector, (c) => c.dialTimeout).pipe(
         Effect.provide(ChatConnector.layer().pipe(Layer.provide(TestLive)))
       )
-      assert.deepStrictEqual(byDefault, ChatConnector.defaultDialTimeout)
+      assertEqual(byDefault, ChatConnector.defaultDialTimeout)
     }))
 })

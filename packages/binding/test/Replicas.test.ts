@@ -54,7 +54,7 @@ const rebuild = (w: WorkspaceId, old: CurrentAgent, oldAgent: "fail" | "hang") =
     return next
   })
 
-const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClient, E>) =>
+const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClient | Database.Migrated, E>) =>
   layer(
     Layer.mergeAll(BindingStore.layerSql, AgentDirectory.layerSql(), layerTest).pipe(
       Layer.provideMerge(database)

@@ -202,10 +202,10 @@ export class Chats extends Context.Tag("@lazydial/service/Chats")<
   }
 >() {}
 
-type StoreFault = Errors.BindingStoreError | Errors.AgentDirectoryError
+// binding's one database-fault error, raised by its store, directory and migrations
+type StoreFault = Errors.BindingStoreError
 
-const isStoreFault = (error: { readonly _tag: string }): error is StoreFault =>
-  error._tag === "BindingStoreError" || error._tag === "AgentDirectoryError"
+const isStoreFault = (error: { readonly _tag: string }): error is StoreFault => error._tag === "BindingStoreError"
 
 /**
  * Maps the store's database fault into the service's vocabulary, keeping it

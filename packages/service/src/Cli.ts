@@ -98,7 +98,7 @@ const options = {
  */
 export type Flags = Command.Command.ParseConfig<typeof options>
 
-const runWorkload = (flags: Flags, url: Option.Option<string>) =>
+const runWorkload = (flags: Flags, url: Option.Option<{ readonly url: string }>) =>
   Effect.gen(function*() {
     const progress = Workload.makeProgress()
     const interactive = process.stderr.isTTY === true
@@ -121,7 +121,7 @@ const runWorkload = (flags: Flags, url: Option.Option<string>) =>
       rebuildRate: flags.rebuildRate,
       thinkMs: flags.thinkMs,
       validationDelayMs: flags.validationDelayMs,
-      databaseUrl: Option.getOrUndefined(url)
+      databaseUrl: Option.getOrUndefined(Option.map(url, (target) => target.url))
     }, progress).pipe(Effect.raceFirst(Effect.zipRight(ticker, Effect.never)))
     if (interactive) process.stderr.write("\r\u001b[K")
     if (flags.json) {
@@ -234,7 +234,7 @@ export const main = (argv: ReadonlyArray<string>) =>
         process.exitCode = 2
       })),
     Effect.catchTags({
-      DatabaseUrlInvalid: (error) =>
+      InvalidOption: (error) =>
         Effect.zipRight(
           Console.error(`lazydial-service: ${error.message}`),
           Effect.sync(() => void (process.exitCode = 2))

@@ -10,7 +10,9 @@
  *
  * @since 0.1.0
  */
+import { Database } from "@lazydial/binding"
 import type { WorkspaceId } from "@lazydial/core"
+import type { InvalidOption } from "@lazydial/core"
 import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import * as Console from "effect/Console"
@@ -24,25 +26,6 @@ import * as ControlPlane from "./ControlPlane.js"
 import type { RetireMode } from "./Fleet.js"
 import * as Server from "./Server.js"
 import * as Service from "./Service.js"
-
-/**
- * The database URL is not a PostgreSQL URL. The CLI exits with code 2.
- *
- * LEAD: binding validates `LAZYDIAL_DATABASE_URL` too (its Database
- * settings); once merged, use its check here and keep this error as the
- * CLI's wrapper only.
- *
- * @since 0.1.0
- * @category errors
- */
-export class DatabaseUrlInvalid extends Schema.TaggedError<DatabaseUrlInvalid>()("DatabaseUrlInvalid", {
-  source: Schema.String,
-  reason: Schema.String
-}) {
-  override get message(): string {
-    return `${this.source} ${this.reason}: give a URL such as postgres://user:password@127.0.0.1:5432/lazydial`
-  }
-}
 
 /**
  * The process could not start. The CLI prints the message on stderr and exits
@@ -75,28 +58,24 @@ export const describeUrl = (url: string): string => {
 /**
  * The database URL: `--database-url`, else `LAZYDIAL_DATABASE_URL`, else none
  * (the embedded PGlite). A URL that is empty or not `postgres://` or
- * `postgresql://` is refused.
+ * `postgresql://` is refused by binding's `Database.decodeUrl`, as an
+ * `InvalidOption` naming where the URL came from (the CLI exits with 2).
  *
  * @since 0.1.0
  * @category settings
  */
-export const databaseUrl = (flag: Option.Option<string>): Effect.Effect<Option.Option<string>, DatabaseUrlInvalid> =>
+export const databaseUrl = (
+  flag: Option.Option<string>
+): Effect.Effect<Option.Option<{ readonly url: string; readonly source: string }>, InvalidOption> =>
   Effect.gen(function*() {
     const fromEnv = yield* Config.option(Config.string("LAZYDIAL_DATABASE_URL")).pipe(
       Effect.orElseSucceed(() => Option.none<string>())
     )
     const source = Option.isSome(flag) ? "--database-url" : "LAZYDIAL_DATABASE_URL"
     const url = Option.orElse(flag, () => fromEnv)
-    if (Option.isNone(url)) return url
-    if (url.value.trim() === "") return yield* new DatabaseUrlInvalid({ source, reason: "is empty" })
-    const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url.value)?.[1]?.toLowerCase()
-    if (scheme !== "postgres" && scheme !== "postgresql") {
-      return yield* new DatabaseUrlInvalid({
-        source,
-        reason: scheme === undefined ? "is not a URL" : `is a ${scheme}:// URL, and only PostgreSQL is supported`
-      })
-    }
-    return url
+    if (Option.isNone(url)) return Option.none()
+    yield* Database.decodeUrl(source, url.value)
+    return Option.some({ url: url.value, source })
   })
 
 const causeText = (cause: Cause.Cause<unknown>): string => {
@@ -118,7 +97,7 @@ const causeText = (cause: Cause.Cause<unknown>): string => {
  */
 const start = <ROut, E, A, E2>(
   layer: Layer.Layer<ROut, E>,
-  url: Option.Option<string>,
+  url: Option.Option<DatabaseTarget>,
   use: Effect.Effect<A, E2, ROut>
 ): Effect.Effect<A, StartupFailed | E2> =>
   Effect.scoped(
@@ -130,7 +109,7 @@ const start = <ROut, E, A, E2>(
               message: `could not start on ${
                 Option.match(url, {
                   onNone: () => "the embedded PGlite database",
-                  onSome: (u) => `PostgreSQL at ${describeUrl(u)}`
+                  onSome: (target) => `PostgreSQL at ${describeUrl(target.url)}`
                 })
               }: ${causeText(cause).replace(/postgres(ql)?:\/\/[^\s]*/g, (u) => describeUrl(u))}`
             })
@@ -141,7 +120,9 @@ const start = <ROut, E, A, E2>(
     })
   )
 
-const database = (url: Option.Option<string>) =>
+type DatabaseTarget = { readonly url: string; readonly source: string }
+
+const database = (url: Option.Option<DatabaseTarget>) =>
   Effect.gen(function*() {
     if (Option.isNone(url)) {
       yield* Effect.logWarning(
@@ -149,7 +130,10 @@ const database = (url: Option.Option<string>) =>
           "It serves ONE replica only: replicas on PGlite share nothing. Use PostgreSQL for several."
       )
     }
-    return Service.layerDatabaseEither(url)
+    return Service.layerDatabaseEither(
+      Option.map(url, (target) => target.url),
+      Option.getOrUndefined(Option.map(url, (target) => target.source))
+    )
   })
 
 /**
@@ -165,7 +149,7 @@ export type Strategy = "lazydial" | "latest"
 export interface ServeOptions {
   readonly port: number
   readonly host: string
-  readonly databaseUrl: Option.Option<string>
+  readonly databaseUrl: Option.Option<DatabaseTarget>
   readonly strategy: Strategy
   readonly grace: Duration.DurationInput
   readonly validationDelay: Duration.DurationInput
@@ -210,7 +194,7 @@ export const serve = (options: ServeOptions): Effect.Effect<never, StartupFailed
 export interface FleetOptions {
   readonly port: number
   readonly host: string
-  readonly databaseUrl: Option.Option<string>
+  readonly databaseUrl: Option.Option<DatabaseTarget>
   readonly workspaces: number
   /** Rebuilds per second over the whole fleet; 0: only on request. */
   readonly rebuildRate: number
@@ -282,7 +266,7 @@ export const fleet = (options: FleetOptions): Effect.Effect<never, StartupFailed
 export const serveOneProcess = (options: {
   readonly port: number
   readonly workspaces: number
-  readonly databaseUrl: Option.Option<string>
+  readonly databaseUrl: Option.Option<DatabaseTarget>
 }): Effect.Effect<never, StartupFailed> =>
   Effect.gen(function*() {
     const dbLayer = yield* database(options.databaseUrl)

@@ -20,9 +20,9 @@
  * @since 0.1.0
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
-import type * as SqlError from "@effect/sql/SqlError"
 import { AgentDirectory, BindingStore, ChatConnector, Database } from "@lazydial/binding"
 import { type AgentDialer, type AgentLookup, Faults, LazyDial } from "@lazydial/core"
+import type * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -72,20 +72,27 @@ export interface Options {
  * @since 0.1.0
  * @category layers
  */
-export const layerDatabase = (databaseUrl: string | undefined): Layer.Layer<SqlClient.SqlClient> =>
+export const layerDatabase = (
+  databaseUrl: string | undefined
+): Layer.Layer<SqlClient.SqlClient | Database.Migrated> =>
   layerDatabaseEither(Option.fromNullable(databaseUrl)).pipe(Layer.orDie)
 
 /**
- * The database, failing (not dying) when it cannot be reached at start, for
- * a process to report.
+ * The database, failing (not dying) when it cannot start, for a process to
+ * report: PostgreSQL with binding's `LAZYDIAL_DB_*` settings, else PGlite in
+ * memory. `urlOption` names where the URL came from in an error.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layerDatabaseEither = (
-  databaseUrl: Option.Option<string>
-): Layer.Layer<SqlClient.SqlClient, SqlError.SqlError> =>
-  Option.match(databaseUrl, { onNone: () => Database.layerPglite(), onSome: (url) => Database.layerPg(url) })
+  databaseUrl: Option.Option<string>,
+  urlOption?: string
+): Layer.Layer<SqlClient.SqlClient | Database.Migrated, Database.StartError | ConfigError.ConfigError> =>
+  Option.match(databaseUrl, {
+    onNone: () => Database.layerPglite(),
+    onSome: (url) => Database.layerPgConfig(url, { urlOption })
+  })
 
 /**
  * Chats, dialer, counted lookups and control plane, over a database and an
@@ -136,7 +143,7 @@ export const layer = (
   | AgentLookup.AgentLookup
   | Chats.Chats,
   never,
-  SqlClient.SqlClient
+  SqlClient.SqlClient | Database.Migrated
 > =>
   chatsOver(options, counters, strategy).pipe(
     Layer.provideMerge(AgentAddresses.layerFleet),

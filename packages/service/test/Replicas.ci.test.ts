@@ -175,7 +175,7 @@ describe("start-up errors: non-zero exit, the message on stderr", () => {
   it("an empty LAZYDIAL_DATABASE_URL is refused with exit code 2", () => {
     const result = P.runToEnd(["serve", "--port", "0"], { LAZYDIAL_DATABASE_URL: "" })
     expect(result.status).toBe(2)
-    expect(result.stderr).toContain("LAZYDIAL_DATABASE_URL is empty")
+    expect(result.stderr).toMatch(/invalid LAZYDIAL_DATABASE_URL: got an empty string/)
   })
 
   it("a closed port: the error names host and port, never the password", () => {
@@ -204,5 +204,24 @@ EXCEPTION WHEN duplicate_object THEN NULL; END $$`)
     expect(result.stderr).toContain(`${url.hostname}:${url.port}`)
     expect(result.stderr).toMatch(/password/i)
     expect(result.stderr).not.toContain("wrong-secret")
+  })
+
+  it.skipIf(!hasDatabase)("a schema from the future (needs LAZYDIAL_TEST_DATABASE_URL)", async () => {
+    const url = new URL(P.databaseUrl)
+    url.pathname = "/lazydial_future"
+    P.psql("DROP DATABASE IF EXISTS lazydial_future")
+    P.psql("CREATE DATABASE lazydial_future")
+    // migrate it with this version, then pretend a newer one ran migration 999
+    await P.start(["serve", "--port", "0", "--database-url", url.toString()])
+    await P.stopAll()
+    P.psql(
+      "INSERT INTO lazydial_binding_migrations (migration_id, name) VALUES (999, 'from_the_future')",
+      url.toString()
+    )
+    const result = P.runToEnd(["serve", "--port", "0", "--database-url", url.toString()])
+    expect(result.status).not.toBe(0)
+    expect(result.stderr).toContain("migration 999")
+    expect(result.stderr).toContain(`${url.hostname}:${url.port}`)
+    expect(result.stdout).toBe("")
   })
 })

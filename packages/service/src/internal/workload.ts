@@ -1,4 +1,5 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
+import type { Migrated } from "@lazydial/binding/Database"
 import { type AgentConnection, type ChatId, Faults, type WorkspaceId } from "@lazydial/core"
 import * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
@@ -166,7 +167,7 @@ export const runStrategy = (
   plan: Plan,
   strategy: Strategy,
   progress: Progress
-): Effect.Effect<StrategyReport, never, SqlClient.SqlClient> =>
+): Effect.Effect<StrategyReport, never, SqlClient.SqlClient | Migrated> =>
   Effect.gen(function*() {
     const settings = plan.settings
     const counters = Service.makeCounters()
