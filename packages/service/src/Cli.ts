@@ -17,10 +17,12 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as Cluster from "./Cluster.js"
 import * as Html from "./Html.js"
 import * as Processes from "./Processes.js"
 import * as Render from "./Render.js"
 import { Report } from "./Report.js"
+import * as Service from "./Service.js"
 import * as Workload from "./Workload.js"
 
 const positive = (name: string, fallback: number, description: string) =>
@@ -194,6 +196,45 @@ const fleetCommand = Command.make("fleet", {
     Command.withDescription("Runs the workspace agents and records their addresses and builds in the database.")
   )
 
+const clusterCommand = Command.make("cluster", {
+  databaseUrl,
+  replicas: positive("replicas", 2, "number of serve replicas (child processes)"),
+  workspaces: options.workspaces,
+  chats: options.chats,
+  turns: options.turns,
+  concurrency: options.concurrency,
+  seed: options.seed,
+  validationDelayMs: options.validationDelayMs,
+  json: options.json
+}, (flags) =>
+  Effect.gen(function*() {
+    const url = yield* Processes.databaseUrl(flags.databaseUrl)
+    if (Option.isNone(url)) {
+      return yield* new Processes.StartupFailed({
+        message: "cluster needs PostgreSQL: give --database-url or LAZYDIAL_DATABASE_URL (PGlite is one process only)"
+      })
+    }
+    const report = yield* Cluster.run({
+      databaseUrl: url.value.url,
+      replicas: flags.replicas,
+      workspaces: flags.workspaces,
+      chats: flags.chats,
+      turns: flags.turns,
+      concurrency: flags.concurrency,
+      seed: flags.seed,
+      validationDelayMs: flags.validationDelayMs
+    }).pipe(
+      Effect.provide(Service.layerDatabaseEither(Option.some(url.value.url), url.value.source)),
+      Effect.mapError((error) => new Processes.StartupFailed({ message: error.message }))
+    )
+    yield* Console.log(flags.json ? JSON.stringify(report, null, 2) : Cluster.render(report))
+  })).pipe(
+    Command.withDescription(
+      "Starts a fleet and --replicas serve processes on one PostgreSQL, drives turns over HTTP with both strategies, " +
+        "and reports turns/s, p50/p99 and SQL statements per turn."
+    )
+  )
+
 /**
  * @since 0.1.0
  * @category commands
@@ -207,7 +248,7 @@ export const command = Command.make("lazydial-service", options, (flags) =>
     }
   })).pipe(
     Command.withDescription("Runs chats on real TCP agents, twice: with lazydial, and with a lookup every turn."),
-    Command.withSubcommands([serveCommand, fleetCommand])
+    Command.withSubcommands([serveCommand, fleetCommand, clusterCommand])
   )
 
 /**
