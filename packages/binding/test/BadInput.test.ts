@@ -7,7 +7,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { AgentDirectory, BindingStore, ChatBinding, ChatConnector, Database } from "@lazydial/binding"
 import { AgentId, BuildId, ChatId, InvalidOption, LazyDial, WorkspaceId } from "@lazydial/core"
-import { layerTest, TestAgents } from "@lazydial/core/testing"
+import { assertEqual, layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
 import * as ConfigError from "effect/ConfigError"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -326,7 +326,7 @@ VALUES (${row["chat_id"]!}, ${row["parent_chat_id"]!}, ${row["workspace_id"]!}, 
         const reread = yield* Effect.promise(() =>
           runtime.runPromise(Effect.flatMap(BindingStore.BindingStore, (store) => store.get(healthy.chatId)))
         )
-        assert.deepStrictEqual(reread, healthy)
+        assertEqual(reread, healthy)
       }).pipe(Effect.scoped),
     120_000
   )
@@ -436,7 +436,7 @@ VALUES (${bad}, 1, ${build().buildId}, ${"agent-7"}, now())`
           directory.current(good),
           Effect.flip(directory.current(bad))
         ], { concurrency: "unbounded" })
-        assert.deepStrictEqual(answer, Option.some(current))
+        assertEqual(answer, Option.some(current))
         assert.strictEqual(failed._tag, "AgentLookupError")
         assert.strictEqual(failed.workspaceId, bad)
         assert.include(failed.message, "[\"agent_id\"]")

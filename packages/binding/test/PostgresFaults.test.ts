@@ -17,7 +17,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { BindingStore, ChatConnector, Database } from "@lazydial/binding"
 import { type ChatId, LazyDial } from "@lazydial/core"
-import { layerTest, TestAgents } from "@lazydial/core/testing"
+import { assertEqual, layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
@@ -220,7 +220,7 @@ onPostgres("PostgreSQL faults", (url) => {
             })
 
           // The row is as it was: the terminated write wrote nothing.
-          assert.deepStrictEqual(yield* afterTheKill(store.get(chatId)), before)
+          assertEqual(yield* afterTheKill(store.get(chatId)), before)
           assert.strictEqual((yield* agents.unreleased).length, 0)
 
           // The next turn repairs the binding, on the same pool.
@@ -231,8 +231,8 @@ onPostgres("PostgreSQL faults", (url) => {
           assert.strictEqual(repaired.path, "switched")
           assert.strictEqual(repaired.write, "recorded")
           const row = yield* store.get(chatId)
-          assert.deepStrictEqual(row.agentId, Option.some(next.agentId))
-          assert.deepStrictEqual(row.buildId, Option.some(next.buildId))
+          assertEqual(row.agentId, Option.some(next.agentId))
+          assertEqual(row.buildId, Option.some(next.buildId))
           assert.strictEqual(row.version, before.version + 1)
         }).pipe(Effect.provide(turnPath(url)), Effect.scoped),
       60_000
