@@ -222,4 +222,5 @@ export class Api extends HttpApi.make("lazydial").add(ChatsGroup).add(Workspaces
  * @since 0.1.0
  * @category api
  */
-export class FleetApi extends HttpApi.make("lazydial-fleet").add(WorkspacesGroup).add(HealthGroup) {}
+// the same id as `Api`: the fleet's server reuses the handlers of these groups
+export class FleetApi extends HttpApi.make("lazydial").add(WorkspacesGroup).add(HealthGroup) {}

@@ -24,6 +24,7 @@ import * as Schema from "effect/Schema"
 import { randomUUID } from "node:crypto"
 import * as ControlPlane from "./ControlPlane.js"
 import type { RetireMode } from "./Fleet.js"
+import { rng } from "./internal/random.js"
 import * as Server from "./Server.js"
 import * as Service from "./Service.js"
 
@@ -136,6 +137,14 @@ const database = (url: Option.Option<DatabaseTarget>) =>
     )
   })
 
+// `count` fresh workspaces, each with a running agent, recorded
+const startWorkspaces = (count: number) =>
+  Effect.forEach(
+    // safe: fresh UUIDs are valid WorkspaceIds
+    Array.from({ length: count }, () => randomUUID() as WorkspaceId),
+    (id) => Effect.as(ControlPlane.startWorkspace(id), id)
+  ).pipe(Effect.mapError((error) => new StartupFailed({ message: error.message })))
+
 /**
  * @since 0.1.0
  * @category models
@@ -220,23 +229,13 @@ export const fleet = (options: FleetOptions): Effect.Effect<never, StartupFailed
       all,
       options.databaseUrl,
       Effect.gen(function*() {
-        // safe: fresh UUIDs are valid WorkspaceIds
-        const ids = Array.from({ length: options.workspaces }, () => randomUUID() as WorkspaceId)
-        yield* Effect.forEach(ids, (id) => ControlPlane.startWorkspace(id), { discard: true }).pipe(
-          Effect.mapError((error) => new StartupFailed({ message: error.message }))
-        )
+        const ids = yield* startWorkspaces(options.workspaces)
         const url = yield* Server.baseUrl
         yield* Console.log(JSON.stringify({ fleet: url, workspaces: ids, pid: process.pid }))
         yield* Effect.logInfo(`fleet of ${ids.length} workspaces; its API on ${url}; SIGTERM or Ctrl-C to stop`)
         if (options.rebuildRate <= 0) return yield* Effect.never
         // a seeded schedule: the same seed rebuilds the same workspaces in the same modes
-        let state = options.seed >>> 0 || 1
-        const next = () => {
-          state ^= state << 13
-          state ^= state >>> 17
-          state ^= state << 5
-          return (state >>> 0) / 4294967296
-        }
+        const next = rng(options.seed)
         const modes: ReadonlyArray<RetireMode> = ["die", "hang", "reuse_port"]
         const every = Duration.millis(1000 / options.rebuildRate)
         return yield* Effect.forever(
@@ -280,9 +279,7 @@ export const serveOneProcess = (options: {
       all,
       options.databaseUrl,
       Effect.gen(function*() {
-        // safe: fresh UUIDs are valid WorkspaceIds
-        const ids = Array.from({ length: options.workspaces }, () => randomUUID() as WorkspaceId)
-        yield* Effect.forEach(ids, (id) => ControlPlane.startWorkspace(id), { discard: true }).pipe(Effect.orDie)
+        const ids = yield* startWorkspaces(options.workspaces)
         const address = yield* Server.baseUrl
         yield* Console.error(
           `serving the chat API on ${address} (Ctrl-C to stop). Workspaces:\n  ${ids.join("\n  ")}\n` +

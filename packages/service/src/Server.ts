@@ -241,32 +241,7 @@ export const layerApi = HttpApiBuilder.api(Api.Api).pipe(Layer.provide([layerCha
  * @since 0.1.0
  * @category layers
  */
-export const layerFleetApi = HttpApiBuilder.api(Api.FleetApi).pipe(
-  Layer.provide([
-    HttpApiBuilder.group(
-      Api.FleetApi,
-      "workspaces",
-      (handlers) =>
-        Effect.map(makeWorkspaces, ({ list, rebuild }) =>
-          handlers
-            .handle("list", () => Effect.catchTag(list, "DatabaseUnavailable", unavailable))
-            .handle(
-              "rebuild",
-              ({ path, payload }) =>
-                Effect.catchTag(rebuild(path.workspace_id, payload.mode), "DatabaseUnavailable", unavailable)
-            ))
-    ),
-    HttpApiBuilder.group(
-      Api.FleetApi,
-      "health",
-      (handlers) =>
-        Effect.map(
-          makeHealth,
-          ({ health, ready }) => handlers.handle("health", () => health).handle("ready", () => ready)
-        )
-    )
-  ])
-)
+export const layerFleetApi = HttpApiBuilder.api(Api.FleetApi).pipe(Layer.provide([layerWorkspaces, layerHealth]))
 
 const uuid = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi
 

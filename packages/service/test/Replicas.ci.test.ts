@@ -129,6 +129,14 @@ WHERE application_name = 'lazydial' AND pid <> pg_backend_pid()`)
     }))
     running = false
     await load
+    // the figures of docs/reliability.md
+    console.log(
+      `faults: ${statuses.length} turns, ${statuses.filter((s) => s.status === 200).length} ok, ${
+        statuses.filter((s) => s.status === 503).length
+      } typed 503 (${[...new Set(statuses.map((s) => s.reason).filter(Boolean))].join(", ")}); recovered after ${
+        recovered.map((ms) => Math.round(ms)).join(" and ")
+      } ms`
+    )
     expect(Math.max(...recovered)).toBeLessThan(2000)
     const ready = await Promise.all(replicas.map((replica) => P.get(`${replica.url}/ready`)))
     expect(ready.map((r) => r.status)).toEqual([200, 200])

@@ -2,6 +2,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import type { ClusterOptions, ClusterReport, ReplicaFigures, StrategyFigures } from "../Cluster.js"
+import { rng } from "./random.js"
 
 interface Child {
   readonly name: string
@@ -68,18 +69,6 @@ const request = (url: string, body?: unknown) =>
     },
     catch: (cause) => new Error(`${url}: ${String(cause)}`)
   })
-
-// mulberry32, as the in-process workload
-const rng = (seed: number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const quantile = (sorted: ReadonlyArray<number>, q: number) =>
   sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!

@@ -20,6 +20,7 @@ import * as Service from "../Service.js"
 import * as SocketDialer from "../SocketDialer.js"
 import type { ChatPlan, Options, Plan, Progress, RebuildPlan, Strategy } from "../Workload.js"
 import { snapshot as fleetSnapshot } from "./fleet.js"
+import { rng } from "./random.js"
 
 class NoAnswer extends Data.TaggedError("NoAnswer") {}
 
@@ -27,18 +28,6 @@ interface Connected {
   readonly connection: AgentConnection
   readonly outcome: OutcomeName
   readonly repaired: boolean
-}
-
-// mulberry32: small, fast, and the same sequence on every platform
-const rng = (seed: number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 export const makePlan = (options: Options): Plan => {
