@@ -10,6 +10,7 @@
  *
  * @since 0.1.0
  */
+import type * as SqlClient from "@effect/sql/SqlClient"
 import { Database } from "@lazydial/binding"
 import type { WorkspaceId } from "@lazydial/core"
 import type { InvalidOption } from "@lazydial/core"
@@ -93,37 +94,15 @@ const causeText = (cause: Cause.Cause<unknown>): string => {
 }
 
 /**
- * Builds `layer` and runs `use` in it; a failure while building becomes
- * `StartupFailed`, naming the database and never its password.
+ * Builds `layer` on the database and runs `use` in it; a failure while
+ * building becomes `StartupFailed`, naming the database and never its
+ * password. Warns when the database is the embedded PGlite.
  */
 const start = <ROut, E, A, E2>(
-  layer: Layer.Layer<ROut, E>,
   url: Option.Option<DatabaseTarget>,
+  layer: Layer.Layer<ROut, E, SqlClient.SqlClient | Database.Migrated>,
   use: Effect.Effect<A, E2, ROut>
 ): Effect.Effect<A, StartupFailed | E2> =>
-  Effect.scoped(
-    Effect.gen(function*() {
-      const context = yield* Layer.build(layer).pipe(
-        Effect.catchAllCause((cause) =>
-          Effect.fail(
-            new StartupFailed({
-              message: `could not start on ${
-                Option.match(url, {
-                  onNone: () => "the embedded PGlite database",
-                  onSome: (target) => `PostgreSQL at ${describeUrl(target.url)}`
-                })
-              }: ${causeText(cause).replace(/postgres(ql)?:\/\/[^\s]*/g, (u) => describeUrl(u))}`
-            })
-          )
-        )
-      )
-      return yield* Effect.provide(use, context)
-    })
-  )
-
-type DatabaseTarget = { readonly url: string; readonly source: string }
-
-const database = (url: Option.Option<DatabaseTarget>) =>
   Effect.gen(function*() {
     if (Option.isNone(url)) {
       yield* Effect.logWarning(
@@ -131,11 +110,28 @@ const database = (url: Option.Option<DatabaseTarget>) =>
           "It serves ONE replica only: replicas on PGlite share nothing. Use PostgreSQL for several."
       )
     }
-    return Service.layerDatabaseEither(
+    const database = Service.layerDatabaseEither(
       Option.map(url, (target) => target.url),
       Option.getOrUndefined(Option.map(url, (target) => target.source))
     )
-  })
+    const context = yield* Layer.build(Layer.provide(layer, database)).pipe(
+      Effect.catchAllCause((cause) =>
+        Effect.fail(
+          new StartupFailed({
+            message: `could not start on ${
+              Option.match(url, {
+                onNone: () => "the embedded PGlite database",
+                onSome: (target) => `PostgreSQL at ${describeUrl(target.url)}`
+              })
+            }: ${causeText(cause).replace(/postgres(ql)?:\/\/[^\s]*/g, (u) => describeUrl(u))}`
+          })
+        )
+      )
+    )
+    return yield* Effect.provide(use, context)
+  }).pipe(Effect.scoped)
+
+type DatabaseTarget = { readonly url: string; readonly source: string }
 
 // `count` fresh workspaces, each with a running agent, recorded
 const startWorkspaces = (count: number) =>
@@ -173,19 +169,17 @@ export interface ServeOptions {
  */
 export const serve = (options: ServeOptions): Effect.Effect<never, StartupFailed> =>
   Effect.gen(function*() {
-    const dbLayer = yield* database(options.databaseUrl)
     const service = Service.layerReplica(
       { validationDelay: options.validationDelay, dialTimeout: options.dialTimeout },
       Service.makeCounters(),
       options.strategy
     )
     const all = Server.layer({ port: options.port, host: options.host, grace: options.grace }).pipe(
-      Layer.provideMerge(service),
-      Layer.provideMerge(dbLayer)
+      Layer.provideMerge(service)
     )
     return yield* start(
-      all,
       options.databaseUrl,
+      all,
       Effect.gen(function*() {
         const url = yield* Server.baseUrl
         // one machine-readable line on stdout: the address a supervisor (or `cluster`) reads
@@ -220,14 +214,12 @@ export interface FleetOptions {
  */
 export const fleet = (options: FleetOptions): Effect.Effect<never, StartupFailed> =>
   Effect.gen(function*() {
-    const dbLayer = yield* database(options.databaseUrl)
     const all = Server.layerFleet({ port: options.port, host: options.host, grace: options.grace }).pipe(
-      Layer.provideMerge(Service.layerFleet(Service.makeCounters())),
-      Layer.provideMerge(dbLayer)
+      Layer.provideMerge(Service.layerFleet(Service.makeCounters()))
     )
     return yield* start(
-      all,
       options.databaseUrl,
+      all,
       Effect.gen(function*() {
         const ids = yield* startWorkspaces(options.workspaces)
         const url = yield* Server.baseUrl
@@ -268,16 +260,14 @@ export const serveOneProcess = (options: {
   readonly databaseUrl: Option.Option<DatabaseTarget>
 }): Effect.Effect<never, StartupFailed> =>
   Effect.gen(function*() {
-    const dbLayer = yield* database(options.databaseUrl)
     const all = Server.layer(options.port).pipe(
       Layer.provideMerge(
         Service.layer({ validationDelay: "1 second", dialTimeout: "10 seconds" }, Service.makeCounters())
-      ),
-      Layer.provideMerge(dbLayer)
+      )
     )
     return yield* start(
-      all,
       options.databaseUrl,
+      all,
       Effect.gen(function*() {
         const ids = yield* startWorkspaces(options.workspaces)
         const address = yield* Server.baseUrl
