@@ -125,6 +125,23 @@ ORDER BY workspace_id, build_number DESC`.pipe(
     // The batch being collected, and the lookups whose query is in flight.
     // Both are keyed by workspace, and emptied as soon as the query answers:
     // they share work between overlapping lookups and never cache an answer.
+    //
+    // Why not Effect's ready-made pieces (tried, with their source read):
+    // - `@effect/experimental`'s `RequestResolver.dataLoader` collects a
+    //   window's requests like `collecting` does, but (1) with a zero window
+    //   (`batchWindow: 0`, which the tests and the service use) its
+    //   `runFork(delayedProcess)` runs the whole `Effect.sleep(0)` and the
+    //   flush synchronously, so the flush clears `fiber` before the caller
+    //   stores the new fiber in it; every later lookup then joins a batch
+    //   that is never flushed, and hangs (the directory tests did); and
+    //   (2) it does not share a lookup with a query already in flight for
+    //   the same workspace, which `inFlight` does, so a burst after a rebuild
+    //   would make a second query.
+    // - `RcMap` shares an in-flight value per key, but it is per key: batching
+    //   several workspaces into one query still needs the collector above;
+    //   and it keeps handing a finished answer to newcomers until the last
+    //   waiter lets go of it, unless each lookup invalidates its own key. The
+    //   two maps here do both jobs in a few lines.
     let collecting: Map<WorkspaceId, Deferred.Deferred<Option.Option<CurrentAgent>, AgentLookupError>> | undefined
     const inFlight = new Map<WorkspaceId, Deferred.Deferred<Option.Option<CurrentAgent>, AgentLookupError>>()
 
