@@ -336,7 +336,7 @@ const run = (store: string) =>
             ? BindingStore.layerMemory
             : store === "pglite"
             ? BindingStore.layerSql.pipe(Layer.provide(Database.layerPglite()))
-            : BindingStore.layerSql.pipe(Layer.provide(Database.layerPg(databaseUrl ?? "", { maxConnections: 20 })))
+            : BindingStore.layerSql.pipe(Layer.provide(Database.layerPg(databaseUrl ?? "", { poolSize: 20 })))
         ),
         Layer.provideMerge(kit === "core" ? layerCoreKit : layerBenchFleet)
       )

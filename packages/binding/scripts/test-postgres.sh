@@ -9,6 +9,10 @@
 #   PostgreSQL runs of the store contract, the directory and the replica races
 #   are enabled. Extra arguments go to vitest. With `--exec cmd args...`, runs
 #   that command instead (for example the load bench) against the same server.
+# - Sets LAZYDIAL_REQUIRE_POSTGRES=1: a PostgreSQL suite that cannot run
+#   (a variable missing) fails instead of being skipped.
+# - Creates a role with a password (LAZYDIAL_TEST_PASSWORD_DATABASE_URL), the
+#   only one not trusted, for the wrong-password test of test/Database.test.ts.
 # - Exports LAZYDIAL_TEST_PG_STOP_COMMAND, _START_COMMAND and _RESTART_COMMAND,
 #   the pg_ctl command lines for this cluster, so test/PostgresFaults.test.ts
 #   can stop, start and restart the server under a running workload.
@@ -79,12 +83,22 @@ server.listen(0, "127.0.0.1", () => { console.log(server.address().port); server
 log "starting PostgreSQL ($("$bindir/postgres" --version)) on 127.0.0.1:$port, data in $data"
 as_owner "$bindir/initdb" -D "$data" -U postgres --auth=trust --encoding=UTF8 --no-locale >"$workdir/initdb.log" 2>&1 ||
   { cat "$workdir/initdb.log" >&2; exit 1; }
+# pg_hba.conf is read top-down: this role alone must give its password.
+password_role="lazydial_password"
+password="lazydial-test-pw"
+{ printf 'host all %s 127.0.0.1/32 scram-sha-256\n' "$password_role"; cat "$data/pg_hba.conf"; } >"$workdir/pg_hba.conf"
+as_owner cp "$workdir/pg_hba.conf" "$data/pg_hba.conf"
 server_options="-c listen_addresses=127.0.0.1 -p $port -k $workdir -c fsync=off"
 as_owner "$bindir/pg_ctl" -D "$data" -l "$workdir/server.log" -w -t 60 -o "$server_options" start >/dev/null ||
   { cat "$workdir/server.log" >&2; exit 1; }
 as_owner "$bindir/createdb" -h 127.0.0.1 -p "$port" -U postgres lazydial_test
 
+"$bindir/psql" -q -h 127.0.0.1 -p "$port" -U postgres -d lazydial_test \
+  -c "CREATE ROLE $password_role LOGIN SUPERUSER PASSWORD '$password'" >/dev/null
+
 export LAZYDIAL_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/lazydial_test"
+export LAZYDIAL_TEST_PASSWORD_DATABASE_URL="postgres://$password_role:$password@127.0.0.1:$port/lazydial_test"
+export LAZYDIAL_REQUIRE_POSTGRES=1
 
 # The fault tests run these through `sh -c`; they act on this cluster only.
 owner_prefix=""

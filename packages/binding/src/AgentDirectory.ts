@@ -40,14 +40,17 @@ import {
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import type { AgentDirectoryError } from "./Errors.js"
+import type { Migrated } from "./Database.js"
+import type { BindingStoreError } from "./Errors.js"
 import * as internal from "./internal/directory.js"
+import { DurationInputFromString } from "./internal/durationInput.js"
 
 /**
  * @since 0.1.0
@@ -59,12 +62,14 @@ export class AgentDirectory extends Context.Tag("@lazydial/binding/AgentDirector
     /** The agent of the latest build and that build, from one query; None when the workspace is stopped. */
     readonly current: (workspaceId: WorkspaceId) => Effect.Effect<Option.Option<CurrentAgent>, AgentLookupError>
     /** A new build with its agent becomes the latest. Answers its build number. */
-    readonly recordBuild: (workspaceId: WorkspaceId, build: CurrentAgent) => Effect.Effect<number, AgentDirectoryError>
+    readonly recordBuild: (workspaceId: WorkspaceId, build: CurrentAgent) => Effect.Effect<number, BindingStoreError>
     /** A new build with no agent becomes the latest: the workspace is stopped. Answers its build number. */
     readonly stopWorkspace: (
       workspaceId: WorkspaceId,
       options?: { readonly buildId?: BuildId | undefined }
-    ) => Effect.Effect<number, AgentDirectoryError>
+    ) => Effect.Effect<number, BindingStoreError>
+    /** How long a batch collects lookups before its query runs, as decoded and range-checked. */
+    readonly batchWindow: Duration.Duration
   }
 >() {}
 
@@ -84,7 +89,7 @@ export interface Options {
  * @since 0.1.0
  * @category constants
  */
-export const defaultBatchWindow: Duration.Duration = Duration.millis(5)
+export const defaultBatchWindow: Duration.Duration = internal.defaultBatchWindow
 
 /**
  * The largest batch window a Layer accepts.
@@ -92,7 +97,7 @@ export const defaultBatchWindow: Duration.Duration = Duration.millis(5)
  * @since 0.1.0
  * @category constants
  */
-export const maxBatchWindow: Duration.Duration = Duration.seconds(1)
+export const maxBatchWindow: Duration.Duration = internal.maxBatchWindow
 
 /**
  * @since 0.1.0
@@ -102,20 +107,20 @@ export const makeSql: (
   options?: Options
 ) => Effect.Effect<
   Context.Tag.Service<AgentDirectory>,
-  AgentDirectoryError | InvalidOption,
-  SqlClient.SqlClient | Scope.Scope
+  InvalidOption,
+  SqlClient.SqlClient | Migrated | Scope.Scope
 > = internal.makeSql
 
 /**
  * Provides `AgentDirectory`, and core's `AgentLookup` backed by it. Needs an
- * `SqlClient` from `Database`; runs the migrations first.
+ * `SqlClient` and `Database.Migrated` from a `Database` Layer.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layerSql = (
   options?: Options
-): Layer.Layer<AgentDirectory | AgentLookup.AgentLookup, AgentDirectoryError | InvalidOption, SqlClient.SqlClient> =>
+): Layer.Layer<AgentDirectory | AgentLookup.AgentLookup, InvalidOption, SqlClient.SqlClient | Migrated> =>
   Layer.scopedContext(
     Effect.map(makeSql(options), (directory) =>
       Context.make(AgentDirectory, directory).pipe(
@@ -132,13 +137,13 @@ export const layerSql = (
  */
 export const layerSqlConfig: Layer.Layer<
   AgentDirectory | AgentLookup.AgentLookup,
-  AgentDirectoryError | InvalidOption | ConfigError.ConfigError,
-  SqlClient.SqlClient
+  InvalidOption | ConfigError.ConfigError,
+  SqlClient.SqlClient | Migrated
 > = Layer.unwrapEffect(
   Effect.map(
-    Config.string("LAZYDIAL_LOOKUP_BATCH_WINDOW").pipe(Config.option),
-    // safe: `makeSql` decodes and range-checks the raw string before using it
-    (window) => layerSql({ batchWindow: Option.getOrUndefined(window) as Duration.DurationInput | undefined })
+    Schema.Config("LAZYDIAL_LOOKUP_BATCH_WINDOW", DurationInputFromString).pipe(Config.option),
+    // the range is checked by `makeSql`, so that it fails as an option does
+    (window) => layerSql({ batchWindow: Option.getOrUndefined(window) })
   )
 )
 

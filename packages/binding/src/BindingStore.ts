@@ -31,6 +31,7 @@ import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import type { ChatBinding } from "./ChatBinding.js"
+import type { Migrated } from "./Database.js"
 import type { BindingStoreError, ChatAlreadyExists, ChatNotFound } from "./Errors.js"
 import * as internal from "./internal/store.js"
 
@@ -98,12 +99,14 @@ export const makeMemory: Effect.Effect<Context.Tag.Service<BindingStore>> = inte
 
 /**
  * A store over any `SqlClient` that speaks PostgreSQL (PGlite or a server).
- * Runs the migrations first.
+ * Needs `Database.Migrated`, which every `Database` Layer provides (or
+ * `Database.layerMigrated` for an `SqlClient` of your own): the migrations
+ * run once per process, not once per store.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const makeSql: Effect.Effect<Context.Tag.Service<BindingStore>, BindingStoreError, SqlClient.SqlClient> =
+export const makeSql: Effect.Effect<Context.Tag.Service<BindingStore>, never, SqlClient.SqlClient | Migrated> =
   internal.makeSql
 
 /**
@@ -118,7 +121,7 @@ export const layerMemory: Layer.Layer<BindingStore> = Layer.effect(BindingStore,
  * @since 0.1.0
  * @category layers
  */
-export const layerSql: Layer.Layer<BindingStore, BindingStoreError, SqlClient.SqlClient> = Layer.effect(
+export const layerSql: Layer.Layer<BindingStore, never, SqlClient.SqlClient | Migrated> = Layer.effect(
   BindingStore,
   makeSql
 )

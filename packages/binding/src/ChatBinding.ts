@@ -42,7 +42,10 @@ export class ChatBinding extends Schema.Class<ChatBinding>("@lazydial/binding/Ch
 }) {}
 
 /**
- * The JSON form, as an HTTP API returns it.
+ * The JSON form of the Schema (camelCase, with `version` and `updatedAt`), as
+ * stored or sent between processes. It is not the reference service's HTTP
+ * shape: that API answers its own snake_case `Chat` (`@lazydial/service`'s
+ * `Api.Chat`), without `version` and `updatedAt`.
  *
  * @since 0.1.0
  * @category models

@@ -58,33 +58,77 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { BindingStore } from "./BindingStore.js"
 import type { ChatBinding } from "./ChatBinding.js"
 import type { BindingStoreError, ChatHasNoWorkspace, ChatNotFound, DialTimeout } from "./Errors.js"
 import * as internal from "./internal/connector.js"
+import * as internalDecisions from "./internal/decisions.js"
+import { DurationInputFromString } from "./internal/durationInput.js"
 
 /**
- * @since 0.1.0
- * @category models
- */
-export type TurnPath = "hot" | "lazy_bind" | "switched"
-
-/**
- * Every label of the decision counter and span attribute.
+ * The paths of a connect, declared once: `TurnPath`, the `lazydial.path`
+ * span attribute and the decision metric's labels are derived from it.
  *
  * @since 0.1.0
+ * @category vocabulary
+ */
+export const turnPaths: typeof internalDecisions.turnPaths = internalDecisions.turnPaths
+
+/**
+ * @since 0.1.0
  * @category models
  */
-export type Decision = TurnPath | "repair_lost"
+export const TurnPath: Schema.Literal<[...typeof turnPaths]> = Schema.Literal(...turnPaths)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type TurnPath = typeof TurnPath.Type
+
+/**
+ * Every label of the decision counter and span attribute: the paths, and
+ * `repair_lost`.
+ *
+ * @since 0.1.0
+ * @category vocabulary
+ */
+export const decisions: typeof internalDecisions.decisions = internalDecisions.decisions
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export const Decision: Schema.Literal<[...typeof decisions]> = Schema.Literal(...decisions)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Decision = typeof Decision.Type
 
 /**
  * What the last binding write of the connect did.
  *
  * @since 0.1.0
+ * @category vocabulary
+ */
+export const writeResults: typeof internalDecisions.writeResults = internalDecisions.writeResults
+
+/**
+ * @since 0.1.0
  * @category models
  */
-export type WriteResult = "none" | "recorded" | "lost"
+export const WriteResult: Schema.Literal<[...typeof writeResults]> = Schema.Literal(...writeResults)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type WriteResult = typeof WriteResult.Type
 
 /**
  * A chat's connection for one turn.
@@ -179,7 +223,9 @@ const checkTimeout = (input: unknown): Effect.Effect<Duration.Duration, InvalidO
   Options.boundedDuration("dialTimeout", input, maxDialTimeout, { allowZero: false })
 
 /**
- * Builds the service. The validation delay is the `LazyDial` service's.
+ * Builds the service. The validation delay is the `LazyDial` service's. The
+ * admission queue's sweeper fiber belongs to the Scope: closing it stops the
+ * sweeper.
  *
  * @since 0.1.0
  * @category constructors
@@ -191,12 +237,12 @@ export const make = (options?: {
 }): Effect.Effect<
   Context.Tag.Service<ChatConnector>,
   InvalidOption,
-  BindingStore | LazyDial.LazyDial | AgentLookup.AgentLookup
+  BindingStore | LazyDial.LazyDial | AgentLookup.AgentLookup | Scope.Scope
 > =>
   Effect.gen(function*() {
     const dialTimeout = yield* checkTimeout(options?.dialTimeout ?? defaultDialTimeout)
     const maxInFlight = yield* checkMaxInFlight(options?.maxInFlight ?? defaultMaxInFlight)
-    return internal.make({
+    return yield* internal.make({
       dialTimeout,
       maxInFlight,
       store: yield* BindingStore,
@@ -213,7 +259,7 @@ export const layer = (options?: {
   readonly dialTimeout?: Duration.DurationInput | undefined
   readonly maxInFlight?: number | undefined
 }): Layer.Layer<ChatConnector, InvalidOption, BindingStore | LazyDial.LazyDial | AgentLookup.AgentLookup> =>
-  Layer.effect(ChatConnector, make(options))
+  Layer.scoped(ChatConnector, make(options))
 
 /**
  * The dial timeout comes from `LAZYDIAL_DIAL_TIMEOUT` (for example
@@ -228,19 +274,16 @@ export const layerConfig: Layer.Layer<
   ChatConnector,
   InvalidOption | ConfigError.ConfigError,
   BindingStore | LazyDial.LazyDial | AgentLookup.AgentLookup
-> = Layer.effect(
+> = Layer.scoped(
   ChatConnector,
   Effect.flatMap(
     Config.all({
-      timeout: Config.string("LAZYDIAL_DIAL_TIMEOUT").pipe(Config.option),
+      timeout: Schema.Config("LAZYDIAL_DIAL_TIMEOUT", DurationInputFromString).pipe(Config.option),
       maxInFlight: Config.integer("LAZYDIAL_MAX_IN_FLIGHT").pipe(Config.option)
     }),
+    // `make` range-checks both, so that they fail as the options do
     ({ maxInFlight, timeout }) =>
-      make({
-        // safe: `make` decodes and range-checks the raw string before using it
-        dialTimeout: timeout._tag === "Some" ? timeout.value as Duration.DurationInput : undefined,
-        maxInFlight: maxInFlight._tag === "Some" ? maxInFlight.value : undefined
-      })
+      make({ dialTimeout: Option.getOrUndefined(timeout), maxInFlight: Option.getOrUndefined(maxInFlight) })
   )
 )
 
@@ -250,7 +293,7 @@ export const layerConfig: Layer.Layer<
  * @since 0.1.0
  * @category metrics
  */
-export const decisionsTotal: Metric.Metric.Counter<number> = internal.decisionsTotal
+export const decisionsTotal: Metric.Metric.Counter<number> = internalDecisions.decisionsTotal
 
 /**
  * Latest-agent lookups made by lazy binds. Lookups made while validating a
@@ -259,7 +302,7 @@ export const decisionsTotal: Metric.Metric.Counter<number> = internal.decisionsT
  * @since 0.1.0
  * @category metrics
  */
-export const lookupsTotal: Metric.Metric.Counter<number> = internal.lookupsTotal
+export const lookupsTotal: Metric.Metric.Counter<number> = internalDecisions.lookupsTotal
 
 /**
  * Connects that joined a dial already under way in the same turn.
@@ -267,4 +310,4 @@ export const lookupsTotal: Metric.Metric.Counter<number> = internal.lookupsTotal
  * @since 0.1.0
  * @category metrics
  */
-export const sharedTotal: Metric.Metric.Counter<number> = internal.sharedTotal
+export const sharedTotal: Metric.Metric.Counter<number> = internalDecisions.sharedTotal

@@ -1,40 +1,191 @@
 /**
  * The databases a binding store runs on, as `SqlClient` Layers. Every Layer
- * speaks the PostgreSQL dialect, so the same SQL runs on each.
+ * speaks the PostgreSQL dialect, so the same SQL runs on each, and every Layer
+ * brings the schema up to date when it starts (see `Migrated`).
  *
  * | Layer | database | use |
  * |---|---|---|
  * | `layerPglite()` | PGlite (Postgres in WASM), in memory | tests, examples, a single process |
  * | `layerPglite({ dataDir })` | PGlite, in a directory | a single process that keeps its data |
- * | `layerPg(url)` | PostgreSQL, through `@effect/sql-pg` | production, several replicas |
+ * | `layerPg(url, options)` | PostgreSQL, through `@effect/sql-pg` | production, several replicas |
+ * | `layerPgConfig(url)` | `layerPg`, with its settings from the environment | a CLI's `--database-url` |
  * | `layerConfig` | PostgreSQL when `LAZYDIAL_DATABASE_URL` is set, else PGlite | the service |
+ *
+ * ## Settings
+ *
+ * | option | environment | default | range |
+ * |---|---|---|---|
+ * | `poolSize` | `LAZYDIAL_DB_POOL_SIZE` | 10 | 1 to 500 connections |
+ * | `connectTimeout` | `LAZYDIAL_DB_CONNECT_TIMEOUT` | 5 seconds | above 0, at most 1 minute |
+ * | `statementTimeout` | `LAZYDIAL_DB_STATEMENT_TIMEOUT` | 30 seconds | above 0, at most 1 hour |
+ *
+ * Durations from the environment are spelled `"5 seconds"`, `"250 millis"`,
+ * or a bare number of milliseconds.
+ *
+ * ## Errors at start
+ *
+ * | error | when |
+ * |---|---|
+ * | `InvalidOption` (core) | a URL that is empty or not `postgres://` / `postgresql://`; a setting out of range |
+ * | `DatabaseConnectError` | no connection within the connect timeout: wrong user or password, closed port, unknown host or database; names host, port, database and user, never the password |
+ * | `DatabaseSchemaTooNew` | the database holds a migration this code does not know: a newer version migrated it |
+ * | `BindingStoreError` | a migration failed, or PGlite did not start |
  *
  * @since 0.1.0
  */
 import type * as PgClient from "@effect/sql-pg/PgClient"
 import type * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
+import type { InvalidOption } from "@lazydial/core"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
+import type * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import type { BindingStoreError, DatabaseConnectError, DatabaseSchemaTooNew } from "./Errors.js"
+import * as internal from "./internal/database.js"
+import { DurationInputFromString } from "./internal/durationInput.js"
+import * as migrations from "./internal/migrations.js"
 import * as internalPg from "./internal/pg.js"
-import * as internal from "./internal/pglite.js"
+import * as internalPglite from "./internal/pglite.js"
+
+/**
+ * The pool and timeouts of a PostgreSQL Layer, as decoded and range-checked.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Settings {
+  /** Connections of the pool: the most statements this process runs at once. */
+  readonly poolSize: number
+  /** How long the first connection may take before the Layer fails with `DatabaseConnectError`. */
+  readonly connectTimeout: Duration.Duration
+  /** PostgreSQL's `statement_timeout`: a statement that runs longer is cancelled by the server. */
+  readonly statementTimeout: Duration.Duration
+}
+
+/**
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaults: Settings = internal.defaults
+
+/**
+ * The environment variable of each setting, for `layerConfig` and
+ * `layerPgConfig`.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const settingNames: { readonly [K in keyof Settings]: string } = internal.settingNames
+
+/**
+ * The options of `layerPg`: the settings, and what else `@effect/sql-pg`
+ * takes (an application name, span attributes, ...). Out-of-range settings
+ * fail the Layer with `InvalidOption`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PgOptions extends Omit<PgClient.PgClientConfig, "url" | "maxConnections" | "connectTimeout"> {
+  readonly poolSize?: number | undefined
+  readonly connectTimeout?: Duration.DurationInput | undefined
+  readonly statementTimeout?: Duration.DurationInput | undefined
+}
+
+/**
+ * Everything a `Database` Layer may fail with when it starts.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type StartError = InvalidOption | DatabaseConnectError | DatabaseSchemaTooNew | BindingStoreError
+
+/**
+ * Proof that the schema is up to date: `BindingStore.layerSql` and
+ * `AgentDirectory.layerSql` need it, so the migrations run once per process
+ * (a Layer is built once, however many Layers need it), before the first
+ * statement of either. Every Layer of this module provides it.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class Migrated extends Context.Tag("@lazydial/binding/Database/Migrated")<
+  Migrated,
+  {
+    /** The latest migration, in the database and in this code alike. */
+    readonly version: number
+    /** The migrations this process applied: none when another process (or an earlier run) had. */
+    readonly applied: ReadonlyArray<number>
+  }
+>() {}
+
+/**
+ * Runs the migrations on the `SqlClient` it is given, once per database even
+ * when several replicas start together (an advisory lock serializes them),
+ * and refuses a schema that a newer version migrated. For an `SqlClient` of
+ * your own; the other Layers of this module include it.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerMigrated: Layer.Layer<Migrated, BindingStoreError | DatabaseSchemaTooNew, SqlClient.SqlClient> = Layer
+  .effect(
+    Migrated,
+    Effect.map(migrations.run, (applied) => ({ version: migrations.latest, applied }))
+  )
+
+/**
+ * Decodes a database URL: refuses an empty one, and any scheme other than
+ * `postgres://` and `postgresql://`, with an `InvalidOption` named `option`
+ * whose value has its password masked. For a CLI that wants to check its
+ * `--database-url` before it builds anything.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const decodeUrl = (
+  option: string,
+  input: string | Redacted.Redacted
+): Effect.Effect<Redacted.Redacted, InvalidOption> => Effect.map(internal.decodeUrl(option, input), ({ url }) => url)
 
 /**
  * The embedded default: PostgreSQL compiled to WASM, shipped in its npm
  * package. It needs no server and no native build. In memory unless `dataDir`
  * is given. It has one session, so statements are serialized; a transaction
- * holds the session until it ends.
+ * holds the session until it ends. One process only: two processes on one
+ * `dataDir` would each think they own it.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layerPglite = (options?: {
   readonly dataDir?: string | undefined
-}): Layer.Layer<SqlClient.SqlClient, SqlError> => internal.layer(options)
+}): Layer.Layer<SqlClient.SqlClient | Migrated, BindingStoreError | DatabaseSchemaTooNew> =>
+  Layer.provideMerge(layerMigrated, internalPglite.layer(options))
+
+const makePg = (
+  url: string | Redacted.Redacted,
+  options: PgOptions | undefined,
+  names: { readonly url: string } & { readonly [K in keyof Settings]: string }
+): Layer.Layer<SqlClient.SqlClient | PgClient.PgClient | Migrated, StartError> =>
+  Layer.unwrapEffect(Effect.gen(function*() {
+    const { target, url: redacted } = yield* internal.decodeUrl(names.url, url)
+    const { connectTimeout, poolSize, statementTimeout, ...rest } = options ?? {}
+    const settings = yield* internal.checkSettings({ connectTimeout, poolSize, statementTimeout }, names)
+    const pg = internalPg.layer({
+      ...rest,
+      url: redacted,
+      maxConnections: settings.poolSize,
+      connectTimeout: settings.connectTimeout,
+      statementTimeout: settings.statementTimeout,
+      applicationName: rest.applicationName ?? "lazydial"
+    }, target)
+    return Layer.provideMerge(layerMigrated, pg)
+  }))
 
 /**
  * A PostgreSQL server, through a pool of `@effect/sql-pg`. Also provides
@@ -43,33 +194,81 @@ export const layerPglite = (options?: {
  * while the pool was full (turns past their timeout) then overflowed the
  * stack in one release and crashed the process.
  *
+ * Starts by connecting (within the connect timeout) and migrating; see the
+ * module's table of errors.
+ *
  * @since 0.1.0
  * @category layers
  */
 export const layerPg = (
   url: string | Redacted.Redacted,
-  options?: Omit<PgClient.PgClientConfig, "url">
-): Layer.Layer<SqlClient.SqlClient | PgClient.PgClient, SqlError> =>
-  internalPg.layer({
-    ...options,
-    url: Redacted.isRedacted(url) ? url : Redacted.make(url),
-    applicationName: options?.applicationName ?? "lazydial"
+  options?: PgOptions
+): Layer.Layer<SqlClient.SqlClient | PgClient.PgClient | Migrated, StartError> =>
+  makePg(url, options, {
+    url: "database URL",
+    poolSize: "poolSize",
+    connectTimeout: "connectTimeout",
+    statementTimeout: "statementTimeout"
   })
 
 /**
- * PostgreSQL when `LAZYDIAL_DATABASE_URL` is set; otherwise PGlite, kept in
- * `LAZYDIAL_DATA_DIR` when that is set and in memory when not.
+ * The settings as the environment gives them; each is `None` when unset.
+ * Types are checked here (a `ConfigError` names the variable), ranges by the
+ * Layer (an `InvalidOption` names the variable).
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const settingsConfig: Config.Config<{
+  readonly poolSize: Option.Option<number>
+  readonly connectTimeout: Option.Option<Duration.DurationInput>
+  readonly statementTimeout: Option.Option<Duration.DurationInput>
+}> = Config.all({
+  poolSize: Schema.Config(settingNames.poolSize, Schema.NumberFromString).pipe(Config.option),
+  connectTimeout: Schema.Config(settingNames.connectTimeout, DurationInputFromString).pipe(Config.option),
+  statementTimeout: Schema.Config(settingNames.statementTimeout, DurationInputFromString).pipe(Config.option)
+})
+
+/**
+ * `layerPg`, with its settings from the environment (`LAZYDIAL_DB_POOL_SIZE`,
+ * `LAZYDIAL_DB_CONNECT_TIMEOUT`, `LAZYDIAL_DB_STATEMENT_TIMEOUT`). For a URL
+ * given on a command line; `urlOption` names it in an `InvalidOption`.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerConfig: Layer.Layer<SqlClient.SqlClient, SqlError | ConfigError.ConfigError> = Layer.unwrapEffect(
+export const layerPgConfig = (
+  url: string | Redacted.Redacted,
+  options?: { readonly urlOption?: string | undefined; readonly applicationName?: string | undefined }
+): Layer.Layer<SqlClient.SqlClient | PgClient.PgClient | Migrated, StartError | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(settingsConfig, (settings) =>
+    makePg(url, {
+      poolSize: Option.getOrUndefined(settings.poolSize),
+      connectTimeout: Option.getOrUndefined(settings.connectTimeout),
+      statementTimeout: Option.getOrUndefined(settings.statementTimeout),
+      applicationName: options?.applicationName
+    }, { url: options?.urlOption ?? "database URL", ...settingNames })))
+
+/**
+ * PostgreSQL when `LAZYDIAL_DATABASE_URL` is set (an empty value is refused,
+ * not taken as "unset"), with the settings of `layerPgConfig`; otherwise
+ * PGlite, kept in `LAZYDIAL_DATA_DIR` when that is set and in memory when not.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig: Layer.Layer<
+  SqlClient.SqlClient | Migrated,
+  StartError | ConfigError.ConfigError
+> = Layer.unwrapEffect(
   Effect.map(
     Config.all({
       url: Config.option(Config.redacted("LAZYDIAL_DATABASE_URL")),
       dataDir: Config.option(Config.string("LAZYDIAL_DATA_DIR"))
     }),
-    ({ dataDir, url }): Layer.Layer<SqlClient.SqlClient, SqlError> =>
-      Option.isSome(url) ? layerPg(url.value) : layerPglite({ dataDir: Option.getOrUndefined(dataDir) })
+    ({ dataDir, url }): Layer.Layer<SqlClient.SqlClient | Migrated, StartError | ConfigError.ConfigError> =>
+      Option.isSome(url)
+        ? layerPgConfig(url.value, { urlOption: "LAZYDIAL_DATABASE_URL" })
+        : layerPglite({ dataDir: Option.getOrUndefined(dataDir) })
   )
 )

@@ -37,8 +37,13 @@ export class ChatAlreadyExists extends Schema.TaggedError<ChatAlreadyExists>()("
 }
 
 /**
- * The database behind the binding store failed, or holds a row the schema
- * cannot read. `cause` keeps the driver's error (an `SqlError`, a `ParseError`).
+ * The database failed, or holds a row the schema cannot read: the one error
+ * of every database fault of this package, raised by the binding store, the
+ * agent directory and the migrations alike, so that a caller maps one type
+ * (the service answers it with HTTP 503 `database_unavailable`). `operation`
+ * names what failed (`BindingStore.createChild`, `AgentDirectory.recordBuild`,
+ * `migration`); `cause` keeps the driver's error (an `SqlError`, a
+ * `ParseError`).
  *
  * @since 0.1.0
  * @category errors
@@ -50,7 +55,7 @@ export class BindingStoreError extends Schema.TaggedError<BindingStoreError>()("
 }) {
   override get message(): string {
     const detail = this.detail === "" ? "" : `: ${this.detail}`
-    return `binding store ${this.operation} failed${detail}; check that the database is reachable and migrated`
+    return `${this.operation} failed${detail}; check that the database is reachable and migrated`
   }
 }
 
@@ -99,19 +104,53 @@ export class DialTimeout extends Schema.TaggedError<DialTimeout>()("DialTimeout"
 }
 
 /**
- * The agent directory could not record a build. `cause` keeps the driver's
- * error.
+ * The database could not be reached when a `Database` Layer started: the
+ * server refused the connection, the host is unknown, the user or password is
+ * wrong, or no answer came within the connect timeout. `host`, `port`,
+ * `database` and `user` say where it tried; the password is never kept.
  *
  * @since 0.1.0
  * @category errors
  */
-export class AgentDirectoryError extends Schema.TaggedError<AgentDirectoryError>()("AgentDirectoryError", {
-  operation: Schema.String,
-  detail: Schema.optionalWith(Schema.String, { default: () => "" }),
+export class DatabaseConnectError extends Schema.TaggedError<DatabaseConnectError>()("DatabaseConnectError", {
+  host: Schema.String,
+  port: Schema.Number,
+  database: Schema.String,
+  user: Schema.String,
+  reason: Schema.Literal("authentication", "refused", "unknown_host", "unknown_database", "timeout", "other"),
+  detail: Schema.String,
   cause: Schema.optional(Schema.Defect)
 }) {
   override get message(): string {
-    const detail = this.detail === "" ? "" : `: ${this.detail}`
-    return `agent directory ${this.operation} failed${detail}; check that the database is reachable and migrated`
+    const where = `PostgreSQL at ${this.host}:${this.port}, database "${this.database}", user "${this.user}"`
+    const advice = {
+      authentication: "check the user and password of the database URL (LAZYDIAL_DATABASE_URL or --database-url)",
+      refused: "check that PostgreSQL runs and listens on that host and port",
+      unknown_host: "check the host name of the database URL",
+      unknown_database: "create the database, or fix its name in the database URL",
+      timeout: "check that the host is reachable, or raise LAZYDIAL_DB_CONNECT_TIMEOUT",
+      other: "check the database URL and that the server accepts connections"
+    }[this.reason]
+    return `cannot connect to ${where}: ${this.detail}; ${advice}`
+  }
+}
+
+/**
+ * The database was migrated by a newer version of this package: it holds a
+ * migration this code does not know, so this code would misread its tables.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class DatabaseSchemaTooNew extends Schema.TaggedError<DatabaseSchemaTooNew>()("DatabaseSchemaTooNew", {
+  /** The latest migration recorded in the database. */
+  databaseVersion: Schema.Number,
+  /** The latest migration this code knows. */
+  codeVersion: Schema.Number
+}) {
+  override get message(): string {
+    return `the database schema is at migration ${this.databaseVersion}, but this version of lazydial knows ` +
+      `migrations up to ${this.codeVersion} only: a newer version migrated it; run that version (or newer) ` +
+      "against this database, or give this one a database of its own"
   }
 }

@@ -1,9 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
+import { assertEqual } from "@lazydial/core/testing"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
-import { makeAdmission } from "../src/internal/connector.js"
+import { makeAdmission } from "../src/internal/admission.js"
 
 class Expired {
   readonly _tag = "Expired"
@@ -13,7 +16,7 @@ const expired = () => new Expired()
 
 /** A queue of one permit, held until `freePermit`. */
 const permitHeld = Effect.gen(function*() {
-  const admit = makeAdmission(1, 2_500)
+  const admit = yield* makeAdmission(1, 2_500)
   const gate = yield* Deferred.make<void>()
   const holder = yield* Effect.fork(admit(Deferred.await(gate), never, expired))
   yield* Effect.yieldNow()
@@ -21,7 +24,7 @@ const permitHeld = Effect.gen(function*() {
 })
 
 describe("admission control", () => {
-  it.effect("wakes waiters one at a time, first come first served", () =>
+  it.scoped("wakes waiters one at a time, first come first served", () =>
     Effect.gen(function*() {
       const { admit, freePermit } = yield* permitHeld
       const order: Array<number> = []
@@ -31,13 +34,13 @@ describe("admission control", () => {
         { concurrency: "unbounded" }
       )
       yield* Effect.yieldNow()
-      assert.deepStrictEqual(order, [])
+      assertEqual(order, [])
       yield* freePermit
       yield* Fiber.joinAll(waiters)
-      assert.deepStrictEqual(order, [1, 2, 3])
+      assertEqual(order, [1, 2, 3])
     }))
 
-  it.effect("an interrupted waiter gives up its place without leaking a permit", () =>
+  it.scoped("an interrupted waiter gives up its place without leaking a permit", () =>
     Effect.gen(function*() {
       const { admit, freePermit } = yield* permitHeld
       const quitter = yield* Effect.fork(admit(Effect.void, never, expired))
@@ -49,7 +52,7 @@ describe("admission control", () => {
       assert.strictEqual(yield* admit(Effect.succeed("again"), never, expired), "again")
     }))
 
-  it.effect("a waiter is turned away at its deadline, in queue order, and takes no permit", () =>
+  it.scoped("a waiter is turned away at its deadline, in queue order, and takes no permit", () =>
     Effect.gen(function*() {
       const { admit, freePermit } = yield* permitHeld
       const ran: Array<number> = []
@@ -70,21 +73,21 @@ describe("admission control", () => {
       // The permit comes back before the last deadline: that waiter runs.
       yield* freePermit
       assert.strictEqual((yield* Fiber.join(waiters[3]!))._tag, "Right")
-      assert.deepStrictEqual(ran, [3])
+      assertEqual(ran, [3])
       // Expired waiters took no permit: the only one is free again.
       yield* TestClock.adjust("1 hour")
       assert.strictEqual(yield* admit(Effect.succeed("free"), 0, expired), "free")
     }))
 
-  it.effect("with a free permit, a turn past its deadline still runs (the timeout inside decides)", () =>
+  it.scoped("with a free permit, a turn past its deadline still runs (the timeout inside decides)", () =>
     Effect.gen(function*() {
-      const admit = makeAdmission(1, 2_500)
+      const admit = yield* makeAdmission(1, 2_500)
       assert.strictEqual(yield* admit(Effect.succeed("ran"), -1, expired), "ran")
     }))
 
-  it.effect("under overload a waiter that the queue's pace would admit after its deadline is shed at once", () =>
+  it.scoped("under overload a waiter that the queue's pace would admit after its deadline is shed at once", () =>
     Effect.gen(function*() {
-      const admit = makeAdmission(1, 2_500)
+      const admit = yield* makeAdmission(1, 2_500)
       const shedAt: Array<number> = []
       const expiredAt: Array<number> = []
       const ranAt: Array<number> = []
@@ -119,5 +122,20 @@ describe("admission control", () => {
       assert.isTrue(expiredAt.every((t) => t === 10_000))
       assert.isAtMost(expiredAt.length, 15)
       assert.isAtLeast(ranAt.length, 95)
+    }))
+
+  it.effect("the sweeper belongs to the Scope it was made in: closing it stops the sweeper while turns still wait", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const admit = yield* Scope.extend(makeAdmission(1, 2_500), scope)
+      const holder = yield* Effect.fork(admit(Effect.never, never, expired))
+      const waiter = yield* Effect.fork(admit(Effect.void, 5_000, expired))
+      yield* Effect.yieldNow()
+      yield* Scope.close(scope, Exit.void)
+      // Past the waiter's deadline: a live sweeper would have turned it away.
+      yield* TestClock.adjust("10 seconds")
+      assert.isNull(waiter.unsafePoll())
+      yield* Fiber.interrupt(waiter)
+      yield* Fiber.interrupt(holder)
     }))
 })

@@ -2,6 +2,7 @@ import type * as SqlClient from "@effect/sql/SqlClient"
 import { assert, layer } from "@effect/vitest"
 import { AgentDirectory, Database } from "@lazydial/binding"
 import { AgentLookup, type AgentLookupError, type CurrentAgent } from "@lazydial/core"
+import { assertEqual } from "@lazydial/core/testing"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
@@ -21,7 +22,7 @@ const countQueries = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
     return { result, queries: (yield* queries) - before }
   })
 
-const directoryContract = <E>(name: string, database: Layer.Layer<SqlClient.SqlClient, E>) =>
+const directoryContract = <E>(name: string, database: Layer.Layer<SqlClient.SqlClient | Database.Migrated, E>) =>
   layer(
     AgentDirectory.layerSql({ batchWindow: 0 }).pipe(Layer.provideMerge(database)),
     { timeout: "60 seconds" }
@@ -36,9 +37,9 @@ const directoryContract = <E>(name: string, database: Layer.Layer<SqlClient.SqlC
           const second = build()
           assert.strictEqual(yield* directory.recordBuild(w, first), 1)
           assert.strictEqual(yield* directory.recordBuild(w, second), 2)
-          assert.deepStrictEqual(yield* directory.current(w), Option.some(second))
+          assertEqual(yield* directory.current(w), Option.some(second))
           const lookup = yield* AgentLookup.AgentLookup
-          assert.deepStrictEqual(yield* lookup.current(w), Option.some(second))
+          assertEqual(yield* lookup.current(w), Option.some(second))
         }))
 
       it.effect("a stopped workspace, and an unknown one, have no current agent", () =>
@@ -51,7 +52,7 @@ const directoryContract = <E>(name: string, database: Layer.Layer<SqlClient.SqlC
           assert.isTrue(Option.isNone(yield* directory.current(workspaceId())))
           const restarted = build()
           yield* directory.recordBuild(w, restarted)
-          assert.deepStrictEqual(yield* directory.current(w), Option.some(restarted))
+          assertEqual(yield* directory.current(w), Option.some(restarted))
         }))
 
       it.effect("100 concurrent lookups of one workspace make 1 query", () =>
@@ -76,7 +77,7 @@ const directoryContract = <E>(name: string, database: Layer.Layer<SqlClient.SqlC
             Effect.forEach(fleet, ({ w }) => directory.current(w), { concurrency: "unbounded" })
           )
           assert.strictEqual(made, 1)
-          assert.deepStrictEqual(result, fleet.map(({ latest }) => Option.some(latest)))
+          assertEqual(result, fleet.map(({ latest }) => Option.some(latest)))
         }))
 
       it.scoped("the default 5 ms window batches lookups that arrive within it into 1 query", () =>
@@ -94,7 +95,7 @@ const directoryContract = <E>(name: string, database: Layer.Layer<SqlClient.SqlC
           yield* TestClock.adjust("1 millis")
           const answers = yield* Effect.forEach(fibers, (fiber) => drive(fiber))
           assert.strictEqual((yield* queries) - before, 1)
-          assert.deepStrictEqual(answers.filter((_, i) => i % 2 === 0), fleet.map(({ latest }) => Option.some(latest)))
+          assertEqual(answers.filter((_, i) => i % 2 === 0), fleet.map(({ latest }) => Option.some(latest)))
         }))
 
       it.scoped("a batch window out of range fails the directory with InvalidOption", () =>
@@ -115,7 +116,7 @@ const directoryContract = <E>(name: string, database: Layer.Layer<SqlClient.SqlC
           assert.strictEqual(made, 2)
           const rebuilt = build()
           yield* directory.recordBuild(w, rebuilt)
-          assert.deepStrictEqual(yield* directory.current(w), Option.some(rebuilt))
+          assertEqual(yield* directory.current(w), Option.some(rebuilt))
         }))
     }
   )

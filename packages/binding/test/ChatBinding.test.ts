@@ -1,6 +1,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it, layer } from "@effect/vitest"
 import { BindingStore, ChatBinding, Database } from "@lazydial/binding"
+import { assertEqual } from "@lazydial/core/testing"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -37,9 +38,9 @@ describe("ChatBinding", () => {
     assert.strictEqual(parsed.agentId, null)
     assert.strictEqual(parsed.buildId, null)
     assert.strictEqual(parsed.updatedAt, "2026-11-23T12:00:00.000Z")
-    assert.deepStrictEqual(Either.getOrThrow(decodeJson(json)), binding)
+    assertEqual(Either.getOrThrow(decodeJson(json)), binding)
     const full = bound()
-    assert.deepStrictEqual(
+    assertEqual(
       Either.getOrThrow(decodeJson(JSON.stringify(Schema.encodeSync(ChatBinding.ChatBinding)(full)))),
       full
     )
@@ -93,7 +94,7 @@ VALUES (${id}, NULL, ${workspaceId()}, ${buildId()}, ${"agent-7"}, 1, now())`
           sql`UPDATE lazydial_chat_bindings SET agent_id = ${build().agentId} WHERE chat_id = ${chat.chatId}`
         )
         assert.isTrue(Either.isLeft(result))
-        assert.deepStrictEqual(yield* store.get(chat.chatId), chat)
+        assertEqual(yield* store.get(chat.chatId), chat)
       }))
 
     it.effect("migrations run once: building the store again on a migrated database changes nothing", () =>
@@ -104,8 +105,8 @@ VALUES (${id}, NULL, ${workspaceId()}, ${buildId()}, ${"agent-7"}, 1, now())`
         yield* BindingStore.makeSql
         const applied = yield* sql<{ readonly migration_id: number }>`SELECT migration_id
 FROM lazydial_binding_migrations ORDER BY migration_id`
-        assert.deepStrictEqual(applied.map((row) => row.migration_id), [1, 2, 3])
-        assert.deepStrictEqual(yield* store.get(chat.chatId), chat)
+        assertEqual(applied.map((row) => row.migration_id), [1, 2, 3])
+        assertEqual(yield* store.get(chat.chatId), chat)
       }))
   }
 )

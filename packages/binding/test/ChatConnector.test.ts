@@ -6,7 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { BindingStore, ChatConnector } from "@lazydial/binding"
 import { type CurrentAgent, LazyDial, type WorkspaceId } from "@lazydial/core"
-import { layerTest, TestAgents } from "@lazydial/core/testing"
+import { assertEqual, layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
@@ -102,8 +102,8 @@ describe("ChatConnector", () => {
       assert.strictEqual(first.agentId, current.agentId)
       assert.strictEqual(yield* lookupCount, 1)
       const row = yield* store.get(chat.chatId)
-      assert.deepStrictEqual(row.agentId, Option.some(current.agentId))
-      assert.deepStrictEqual(row.buildId, Option.some(current.buildId))
+      assertEqual(row.agentId, Option.some(current.agentId))
+      assertEqual(row.buildId, Option.some(current.buildId))
       const second = yield* turn(connector.connect(chat.chatId))
       assert.strictEqual(second.path, "hot")
       assert.strictEqual(yield* lookupCount, 1)
@@ -123,8 +123,8 @@ describe("ChatConnector", () => {
       assert.strictEqual(repaired.agentId, next.agentId)
       assert.strictEqual(repaired.buildId, next.buildId)
       const row = yield* store.get(chatId)
-      assert.deepStrictEqual(row.agentId, Option.some(next.agentId))
-      assert.deepStrictEqual(row.buildId, Option.some(next.buildId))
+      assertEqual(row.agentId, Option.some(next.agentId))
+      assertEqual(row.buildId, Option.some(next.buildId))
       assert.strictEqual(yield* lookupCount, 1)
       const after = yield* turn(connector.connect(chatId))
       assert.strictEqual(after.path, "hot")
@@ -146,8 +146,8 @@ describe("ChatConnector", () => {
       const repaired = yield* Fiber.join(fiber)
       assert.strictEqual(repaired.path, "switched")
       assert.strictEqual(repaired.agentId, next.agentId)
-      assert.deepStrictEqual((yield* agents.lookups).map((lookup) => lookup.at), [5000])
-      assert.deepStrictEqual((yield* store.get(chatId)).agentId, Option.some(next.agentId))
+      assertEqual((yield* agents.lookups).map((lookup) => lookup.at), [5000])
+      assertEqual((yield* store.get(chatId)).agentId, Option.some(next.agentId))
     }).pipe(Effect.provide(TestLive)))
 
   it.effect("repair_lost: a switch that loses to a newer repair keeps its connection and leaves the winner's row", () =>
@@ -174,8 +174,8 @@ describe("ChatConnector", () => {
       assert.strictEqual(connection.path, "switched")
       assert.strictEqual(connection.write, "lost")
       assert.strictEqual(connection.agentId, next.agentId)
-      assert.deepStrictEqual(connection.binding.agentId, Option.some(newer.agentId))
-      assert.deepStrictEqual((yield* store.get(chatId)).agentId, Option.some(newer.agentId))
+      assertEqual(connection.binding.agentId, Option.some(newer.agentId))
+      assertEqual((yield* store.get(chatId)).agentId, Option.some(newer.agentId))
       assert.strictEqual((yield* counter(lost)) - lostBefore, 1)
     }).pipe(Effect.provide(TestLive)))
 
@@ -197,9 +197,9 @@ describe("ChatConnector", () => {
       assert.strictEqual(connection.workspaceId, second.workspaceId)
       assert.strictEqual(connection.agentId, second.current.agentId)
       const row = yield* store.get(chat.chatId)
-      assert.deepStrictEqual(row.workspaceId, Option.some(second.workspaceId))
-      assert.deepStrictEqual(row.agentId, Option.some(second.current.agentId))
-      assert.deepStrictEqual((yield* agents.dials).map((dial) => dial.id), [second.current.agentId])
+      assertEqual(row.workspaceId, Option.some(second.workspaceId))
+      assertEqual(row.agentId, Option.some(second.current.agentId))
+      assertEqual((yield* agents.dials).map((dial) => dial.id), [second.current.agentId])
     }).pipe(Effect.provide(TestLive)))
 
   it.effect("child chat: inherits the parent's agent and runs hot at once, then evolves on its own", () =>
@@ -215,7 +215,7 @@ describe("ChatConnector", () => {
       assert.strictEqual(yield* lookupCount, 0)
       const next = yield* rebuild(w, current)
       assert.strictEqual((yield* turn(connector.connect(child.chatId))).agentId, next.agentId)
-      assert.deepStrictEqual((yield* store.get(parent)).agentId, Option.some(current.agentId))
+      assertEqual((yield* store.get(parent)).agentId, Option.some(current.agentId))
     }).pipe(Effect.provide(TestLive)))
 
   it.effect("workspace change: the next turn lazily binds to the new workspace's agent", () =>
@@ -231,8 +231,8 @@ describe("ChatConnector", () => {
       assert.strictEqual(connection.workspaceId, second.workspaceId)
       assert.strictEqual(connection.agentId, second.current.agentId)
       const row = yield* store.get(chatId)
-      assert.deepStrictEqual(row.workspaceId, Option.some(second.workspaceId))
-      assert.deepStrictEqual(row.agentId, Option.some(second.current.agentId))
+      assertEqual(row.workspaceId, Option.some(second.workspaceId))
+      assertEqual(row.agentId, Option.some(second.current.agentId))
     }).pipe(Effect.provide(TestLive)))
 
   it.effect("errors: no workspace, a stopped workspace and an unknown chat, each by name", () =>
@@ -256,7 +256,7 @@ describe("ChatConnector", () => {
       yield* agents.setCurrent(w, Option.none())
       yield* agents.script(current.agentId, { result: "fail" })
       assert.strictEqual((yield* Effect.flip(turn(connector.connect(bound))))._tag, "NoCurrentAgent")
-      assert.deepStrictEqual((yield* store.get(bound)).agentId, Option.some(current.agentId))
+      assertEqual((yield* store.get(bound)).agentId, Option.some(current.agentId))
 
       const unknown = yield* Effect.flip(turn(connector.connect(chatId())))
       assert.strictEqual(unknown._tag, "ChatNotFound")
@@ -332,7 +332,7 @@ describe("ChatConnector", () => {
       assert.isNull(waitingTurn.unsafePoll())
       yield* TestClock.adjust("1 millis")
       assert.strictEqual((yield* Effect.flip(Fiber.join(waitingTurn)))._tag, "DialTimeout")
-      assert.deepStrictEqual((yield* agents.dials).map((call) => [call.id, call.at]), [
+      assertEqual((yield* agents.dials).map((call) => [call.id, call.at]), [
         [first.current.agentId, 0],
         [second.current.agentId, 10_000]
       ])
@@ -415,7 +415,7 @@ describe("ChatConnector", () => {
       }))
     }).pipe(Effect.provide(TestLive)))
 
-  it.effect("config: LAZYDIAL_DIAL_TIMEOUT sets the timeout; a bad value fails the Layer with InvalidOption", () =>
+  it.effect("config: LAZYDIAL_DIAL_TIMEOUT sets the timeout; out of range is InvalidOption, not a duration is a ConfigError", () =>
     Effect.gen(function*() {
       const connectorWith = (value: string) =>
         Effect.map(ChatConnector.ChatConnector, (connector) => connector.dialTimeout).pipe(
@@ -427,14 +427,19 @@ describe("ChatConnector", () => {
           Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["LAZYDIAL_DIAL_TIMEOUT", value]])))
         )
       assert.strictEqual(Duration.toMillis(yield* connectorWith("2 seconds")), 2000)
-      for (const bad of ["-1 seconds", "0 seconds", "soon", "1 hour"]) {
+      assert.strictEqual(Duration.toMillis(yield* connectorWith("1500")), 1500)
+      for (const bad of ["-1 seconds", "0 seconds", "1 hour"]) {
         const error = yield* Effect.flip(connectorWith(bad))
         assert.strictEqual(error._tag, "InvalidOption")
         assert.include(error.message, "dialTimeout")
+        assert.include(error.message, bad)
       }
+      const notADuration = yield* Effect.flip(connectorWith("soon"))
+      assert.strictEqual(notADuration._tag, "ConfigError")
+      assert.include(String(notADuration), "LAZYDIAL_DIAL_TIMEOUT")
       const byDefault = yield* Effect.map(ChatConnector.ChatConnector, (c) => c.dialTimeout).pipe(
         Effect.provide(ChatConnector.layer().pipe(Layer.provide(TestLive)))
       )
-      assert.deepStrictEqual(byDefault, ChatConnector.defaultDialTimeout)
+      assertEqual(byDefault, ChatConnector.defaultDialTimeout)
     }))
 })

@@ -1,13 +1,48 @@
+/**
+ * The `Database` Layers: PGlite's session, the settings and URL checks, the
+ * errors at start (a closed port, an unknown host, a schema from the future),
+ * and, against the real server of scripts/test-postgres.sh, a wrong password
+ * and a future schema on PostgreSQL.
+ */
 import * as SqlClient from "@effect/sql/SqlClient"
-import { assert, describe, it } from "@effect/vitest"
-import { BindingStore, Database } from "@lazydial/binding"
+import { assert, describe, expect, it } from "@effect/vitest"
+import { AgentDirectory, BindingStore, Database } from "@lazydial/binding"
+import { assertEqual } from "@lazydial/core/testing"
 import * as ConfigProvider from "effect/ConfigProvider"
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
-import { workspaceId } from "./fixtures.js"
+import { onPostgres, requireForPostgres, workspaceId } from "./fixtures.js"
+
+const withEnv = (entries: Record<string, string>) =>
+  Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(entries))))
+
+/** A port on 127.0.0.1 that nothing listens on: bound, then closed. */
+const closedPort = Effect.async<number>((resume) => {
+  const server = net.createServer()
+  server.listen(0, "127.0.0.1", () => {
+    const address = server.address()
+    const port = typeof address === "object" && address !== null ? address.port : 0
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+/** The failure of building `layer`, which must fail. */
+const startFailure = <A, E>(layer: Layer.Layer<A, E>): Effect.Effect<E> =>
+  Effect.scoped(Layer.build(layer)).pipe(
+    Effect.flip,
+    Effect.catchAll(() => Effect.dieMessage("the Layer started, but should have failed"))
+  )
+
+/** A migration id from a newer version of the code. */
+const futureMigration = 999
 
 describe("Database", () => {
   it.effect(
@@ -26,7 +61,7 @@ describe("Database", () => {
           Effect.provide(BindingStore.layerSql.pipe(Layer.provide(Database.layerConfig))),
           Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["LAZYDIAL_DATA_DIR", dataDir]])))
         )
-        assert.deepStrictEqual(reread, created)
+        assertEqual(reread, created)
       }).pipe(Effect.scoped),
     120_000
   )
@@ -57,4 +92,248 @@ describe("Database", () => {
       }).pipe(Effect.provide(Database.layerPglite())),
     120_000
   )
+
+  it.effect(
+    "the migrations run once per process, from the Database Layer, for the store and the directory together",
+    () =>
+      Effect.gen(function*() {
+        const migrated = yield* Database.Migrated
+        assertEqual(migrated.applied, [1, 2, 3])
+        assert.strictEqual(migrated.version, 3)
+        const sql = yield* SqlClient.SqlClient
+        const rows = yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM lazydial_binding_migrations`
+        assert.strictEqual(rows[0]!.n, 3)
+      }).pipe(
+        Effect.provide(
+          Layer.mergeAll(BindingStore.layerSql, AgentDirectory.layerSql()).pipe(
+            Layer.provideMerge(Database.layerPglite())
+          )
+        )
+      ),
+    120_000
+  )
+
+  it.effect(
+    "a schema from the future: a migration id this code does not know fails the start with DatabaseSchemaTooNew naming both versions",
+    () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`INSERT INTO lazydial_binding_migrations (migration_id, name) VALUES (${futureMigration}, 'from_the_future')`
+        const error = yield* startFailure(
+          Database.layerMigrated.pipe(Layer.provide(Layer.succeed(SqlClient.SqlClient, sql)))
+        )
+        assert.strictEqual(error._tag, "DatabaseSchemaTooNew")
+        if (error._tag === "DatabaseSchemaTooNew") {
+          assert.strictEqual(error.databaseVersion, futureMigration)
+          assert.strictEqual(error.codeVersion, 3)
+        }
+        assert.include(error.message, `migration ${futureMigration}`)
+        assert.include(error.message, "up to 3")
+      }).pipe(Effect.provide(Database.layerPglite())),
+    120_000
+  )
+})
+
+describe("Database settings", () => {
+  const target = "postgres://lazydial:s3cret-pw@127.0.0.1:1/lazydial"
+
+  it.effect("decodeUrl accepts postgres:// and postgresql://", () =>
+    Effect.gen(function*() {
+      for (const url of [target, "postgresql://lazydial@db.example:6543/x", "postgres://[::1]/x"]) {
+        const decoded = yield* Database.decodeUrl("--database-url", url)
+        assert.strictEqual(Redacted.value(decoded), url)
+      }
+    }))
+
+  it.effect("decodeUrl refuses an empty URL, another scheme, and a non-URL with InvalidOption, never showing the password", () =>
+    Effect.gen(function*() {
+      const cases = [
+        ["", "an empty string"],
+        ["   ", "an empty string"],
+        ["mysql://root:s3cret-pw@127.0.0.1:3306/db", "mysql://root:***@127.0.0.1:3306/db"],
+        ["http://127.0.0.1:5432/db", "http://127.0.0.1:5432/db"],
+        ["root:s3cret-pw@localhost", "a string that starts with \"root:\""],
+        ["postgres://", "a string that starts with \"postgres:\""]
+      ] as const
+      for (const [input, shown] of cases) {
+        const error = yield* Effect.flip(Database.decodeUrl("--database-url", input))
+        assert.strictEqual(error._tag, "InvalidOption")
+        assert.strictEqual(error.option, "--database-url")
+        assert.include(error.value, shown)
+        assert.include(error.message, "postgres:// or postgresql://")
+        assert.notInclude(error.message, "s3cret-pw")
+      }
+    }))
+
+  it.effect("LAZYDIAL_DATABASE_URL set but empty is refused, not taken as unset (no quiet PGlite, no 127.0.0.1:5432)", () =>
+    Effect.gen(function*() {
+      const error = yield* startFailure(Database.layerConfig).pipe(withEnv({ LAZYDIAL_DATABASE_URL: "" }))
+      assert.strictEqual(error._tag, "InvalidOption")
+      if (error._tag === "InvalidOption") assert.strictEqual(error.option, "LAZYDIAL_DATABASE_URL")
+      const mysql = yield* startFailure(Database.layerConfig).pipe(
+        withEnv({ LAZYDIAL_DATABASE_URL: "mysql://root:s3cret-pw@127.0.0.1/db" })
+      )
+      assert.strictEqual(mysql._tag, "InvalidOption")
+      assert.notInclude(mysql.message, "s3cret-pw")
+    }))
+
+  it.effect("each setting out of its range fails the start with InvalidOption naming the option or the variable", () =>
+    Effect.gen(function*() {
+      const fromOptions = [
+        [{ poolSize: 0 }, "poolSize"],
+        [{ poolSize: 501 }, "poolSize"],
+        [{ poolSize: 2.5 }, "poolSize"],
+        [{ connectTimeout: 0 }, "connectTimeout"],
+        [{ connectTimeout: "2 minutes" }, "connectTimeout"],
+        [{ statementTimeout: -1 }, "statementTimeout"],
+        [{ statementTimeout: "2 hours" }, "statementTimeout"]
+      ] as const
+      for (const [options, option] of fromOptions) {
+        const error = yield* startFailure(Database.layerPg(target, options))
+        assert.strictEqual(error._tag, "InvalidOption", `${JSON.stringify(options)}: ${error.message}`)
+        if (error._tag === "InvalidOption") assert.strictEqual(error.option, option)
+      }
+      const fromEnv = [
+        ["LAZYDIAL_DB_POOL_SIZE", "0"],
+        ["LAZYDIAL_DB_POOL_SIZE", "1000"],
+        ["LAZYDIAL_DB_CONNECT_TIMEOUT", "0 seconds"],
+        ["LAZYDIAL_DB_STATEMENT_TIMEOUT", "3 hours"],
+        ["LAZYDIAL_DB_CONNECT_TIMEOUT", "-5 seconds"]
+      ] as const
+      for (const [name, value] of fromEnv) {
+        const error = yield* startFailure(Database.layerConfig).pipe(
+          withEnv({ LAZYDIAL_DATABASE_URL: target, [name]: value })
+        )
+        assert.strictEqual(error._tag, "InvalidOption", `${name}=${value}: ${error.message}`)
+        if (error._tag === "InvalidOption") assert.strictEqual(error.option, name)
+      }
+      for (const [name, value] of [["LAZYDIAL_DB_POOL_SIZE", "ten"], ["LAZYDIAL_DB_CONNECT_TIMEOUT", "soon"]]) {
+        const error = yield* startFailure(Database.layerConfig).pipe(
+          withEnv({ LAZYDIAL_DATABASE_URL: target, [name!]: value! })
+        )
+        assert.strictEqual(error._tag, "ConfigError", `${name}=${value}`)
+        assert.include(String(error), name!)
+      }
+    }))
+
+  it.effect("the settings from the environment: durations in words or in milliseconds", () =>
+    Effect.gen(function*() {
+      const settings = yield* Database.settingsConfig.pipe(
+        Effect.flatMap((config) => Effect.succeed(config)),
+        withEnv({
+          LAZYDIAL_DB_POOL_SIZE: "25",
+          LAZYDIAL_DB_CONNECT_TIMEOUT: "2500",
+          LAZYDIAL_DB_STATEMENT_TIMEOUT: "10 seconds"
+        })
+      )
+      assertEqual(settings.poolSize, Option.some(25))
+      assertEqual(settings.connectTimeout, Option.some<Duration.DurationInput>(2500))
+      assertEqual(settings.statementTimeout, Option.some<Duration.DurationInput>("10 seconds"))
+      const unset = yield* Database.settingsConfig.pipe(withEnv({}))
+      assertEqual(unset.poolSize, Option.none())
+      assertEqual(Database.defaults.poolSize, 10)
+    }))
+
+  it.live(
+    "a closed port fails the start at once with DatabaseConnectError naming host and port, never the password",
+    () =>
+      Effect.gen(function*() {
+        const port = yield* closedPort
+        const startedAt = Date.now()
+        const error = yield* startFailure(
+          Database.layerPg(`postgres://lazydial:s3cret-pw@127.0.0.1:${port}/lazydial`, { connectTimeout: "5 seconds" })
+        )
+        assert.isBelow(Date.now() - startedAt, 5_000)
+        assert.strictEqual(error._tag, "DatabaseConnectError")
+        if (error._tag === "DatabaseConnectError") {
+          assert.strictEqual(error.reason, "refused")
+          assert.strictEqual(error.host, "127.0.0.1")
+          assert.strictEqual(error.port, port)
+        }
+        assert.include(error.message, `127.0.0.1:${port}`)
+        assert.include(error.message, "check that PostgreSQL runs")
+        assert.notInclude(error.message, "s3cret-pw")
+        assert.notInclude(JSON.stringify(error), "s3cret-pw")
+      }),
+    30_000
+  )
+
+  it.live("an unknown host fails the start within the connect timeout, naming the host", () =>
+    Effect.gen(function*() {
+      const startedAt = Date.now()
+      const error = yield* startFailure(
+        Database.layerPg("postgres://lazydial:s3cret-pw@no-such-host.invalid:5432/lazydial", {
+          connectTimeout: "3 seconds"
+        })
+      )
+      // within the connect timeout, plus the pool's 1 s to close
+      assert.isBelow(Date.now() - startedAt, 3_000 + 1_500)
+      assert.strictEqual(error._tag, "DatabaseConnectError")
+      if (error._tag === "DatabaseConnectError") expect(["unknown_host", "timeout"]).toContain(error.reason)
+      assert.include(error.message, "no-such-host.invalid:5432")
+      assert.notInclude(error.message, "s3cret-pw")
+    }), 30_000)
+})
+
+onPostgres("Database on PostgreSQL: errors at start", (databaseUrl) => {
+  describe("Database on PostgreSQL: errors at start", () => {
+    const passwordUrl = process.env["LAZYDIAL_TEST_PASSWORD_DATABASE_URL"] ?? ""
+    requireForPostgres("LAZYDIAL_TEST_PASSWORD_DATABASE_URL", passwordUrl !== "")
+
+    it.live.skipIf(passwordUrl === "")(
+      (passwordUrl === ""
+        ? "(skipped: no LAZYDIAL_TEST_PASSWORD_DATABASE_URL, which scripts/test-postgres.sh sets) "
+        : "") +
+        "a wrong password fails the start with DatabaseConnectError (authentication), naming host and port, never the password",
+      () =>
+        Effect.gen(function*() {
+          // the right password starts, so the failure below is the password's
+          yield* Effect.scoped(Layer.build(Database.layerPg(passwordUrl)))
+          const url = new URL(passwordUrl)
+          url.password = "wrong-pw-42"
+          const error = yield* startFailure(Database.layerPg(url.href, { connectTimeout: "5 seconds" }))
+          assert.strictEqual(error._tag, "DatabaseConnectError")
+          if (error._tag === "DatabaseConnectError") {
+            assert.strictEqual(error.reason, "authentication")
+            assert.strictEqual(error.user, decodeURIComponent(url.username))
+          }
+          assert.include(error.message, `${url.hostname}:${url.port}`)
+          assert.include(error.message, "check the user and password")
+          assert.notInclude(error.message, "wrong-pw-42")
+          assert.notInclude(JSON.stringify(error), "wrong-pw-42")
+        }),
+      30_000
+    )
+
+    it.live(
+      "a schema from the future on PostgreSQL fails the start with DatabaseSchemaTooNew, and a current one starts",
+      () =>
+        Effect.gen(function*() {
+          // a database of its own: the other suites share lazydial_test
+          const name = `lazydial_future_${crypto.randomUUID().replace(/-/g, "").slice(0, 12)}`
+          const admin = yield* Effect.map(Layer.build(Database.layerPg(databaseUrl)), (context) =>
+            Context.get(context, SqlClient.SqlClient))
+          yield* admin.unsafe(`CREATE DATABASE ${name}`)
+          yield* Effect.addFinalizer(() =>
+            admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).pipe(Effect.ignore)
+          )
+          const url = new URL(databaseUrl)
+          url.pathname = `/${name}`
+          const first = yield* Effect.scoped(
+            Effect.flatMap(Layer.build(Database.layerPg(url.href)), (context) =>
+              Effect.gen(function*() {
+                const sql = Context.get(context, SqlClient.SqlClient)
+                yield* sql`INSERT INTO lazydial_binding_migrations (migration_id, name) VALUES (${futureMigration}, 'from_the_future')`
+                return Context.get(context, Database.Migrated)
+              }))
+          )
+          assertEqual(first.applied, [1, 2, 3])
+          const error = yield* startFailure(Database.layerPg(url.href))
+          assert.strictEqual(error._tag, "DatabaseSchemaTooNew", error.message)
+          assert.include(error.message, `migration ${futureMigration}`)
+          assert.include(error.message, "up to 3")
+        }).pipe(Effect.scoped),
+      60_000
+    )
+  })
 })

@@ -31,7 +31,7 @@ onPostgres("Database.layerPg: the pool", (databaseUrl) => {
           yield* Fiber.join(holder)
           const rows = yield* sql<{ readonly two: number }>`SELECT 2 AS two`
           expect(rows).toEqual([{ two: 2 }])
-        }).pipe(Effect.provide(Database.layerPg(databaseUrl, { maxConnections: 1 }))),
+        }).pipe(Effect.provide(Database.layerPg(databaseUrl, { poolSize: 1 }))),
       { timeout: 60_000 }
     )
   })

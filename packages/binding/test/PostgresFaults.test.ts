@@ -3,6 +3,8 @@
  * LAZYDIAL_TEST_DATABASE_URL, and the stop/start/restart commands the script
  * exports). These run on the live clock: the faults are real processes.
  *
+ * - `createChild`, whose backend is terminated inside its transaction: the
+ *   failed ROLLBACK is a BindingStoreError, not a defect, and no row is left.
  * - A repair write whose backend is terminated (`pg_terminate_backend`) while
  *   it waits on a row lock: the turn fails with a BindingStoreError, the row
  *   keeps its previous build and agent, and the next turn repairs it.
@@ -15,7 +17,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { BindingStore, ChatConnector, Database } from "@lazydial/binding"
 import { type ChatId, LazyDial } from "@lazydial/core"
-import { layerTest, TestAgents } from "@lazydial/core/testing"
+import { assertEqual, layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
@@ -25,11 +27,13 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { exec } from "node:child_process"
-import { build, onPostgres, workspaceId } from "./fixtures.js"
+import { build, chatId, onPostgres, requireForPostgres, workspaceId } from "./fixtures.js"
 
 const stopCommand = process.env["LAZYDIAL_TEST_PG_STOP_COMMAND"]
 const startCommand = process.env["LAZYDIAL_TEST_PG_START_COMMAND"]
 const restartCommand = process.env["LAZYDIAL_TEST_PG_RESTART_COMMAND"]
+const outageCommands = Boolean(stopCommand && startCommand && restartCommand)
+requireForPostgres("LAZYDIAL_TEST_PG_STOP/START/RESTART_COMMAND", outageCommands)
 
 const writerApp = "lazydial-faults-writer"
 
@@ -50,6 +54,18 @@ const operator = (url: string) =>
     Layer.build(Database.layerPg(url, { applicationName: "lazydial-faults-operator" })),
     (context) => Context.get(context, SqlClient.SqlClient)
   )
+
+/** The backend of the writer's pool that waits on a lock, running a statement like `query`. */
+const waitingBackend = (sql: SqlClient.SqlClient, query: string) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 200; i++) {
+      const waiting = yield* sql<{ readonly pid: number }>`SELECT pid FROM pg_stat_activity
+WHERE application_name = ${writerApp} AND wait_event_type = 'Lock' AND query LIKE ${query}`
+      if (waiting[0] !== undefined) return waiting[0].pid
+      yield* Effect.sleep("25 millis")
+    }
+    return yield* Effect.dieMessage(`no statement like ${query} ever waited on a lock`)
+  })
 
 const shell = (command: string) =>
   Effect.async<string, Error>((resume) => {
@@ -129,7 +145,7 @@ const checkWorkload = (
     assert.isTrue(Option.isSome(failure), `a turn died: ${Cause.pretty(record.exit.cause)}`)
     if (Option.isSome(failure)) {
       assert.strictEqual(failure.value._tag, "BindingStoreError", failure.value.message)
-      assert.include(failure.value.message, "binding store")
+      assert.include(failure.value.message, "BindingStore.")
     }
   }
   for (const record of result.records) {
@@ -176,15 +192,8 @@ onPostgres("PostgreSQL faults", (url) => {
           yield* Deferred.await(locked)
 
           const turn = yield* Effect.fork(Effect.scoped(connector.connect(chatId)))
-          let pid: number | undefined
-          for (let i = 0; i < 200 && pid === undefined; i++) {
-            const waiting = yield* admin<{ readonly pid: number }>`SELECT pid FROM pg_stat_activity
-WHERE application_name = ${writerApp} AND wait_event_type = 'Lock' AND query LIKE 'UPDATE lazydial_chat_bindings%'`
-            pid = waiting[0]?.pid
-            if (pid === undefined) yield* Effect.sleep("25 millis")
-          }
-          assert.isDefined(pid, "the repair write never waited on the lock")
-          yield* admin`SELECT pg_terminate_backend(${pid!})`
+          const pid = yield* waitingBackend(admin, "UPDATE lazydial_chat_bindings%")
+          yield* admin`SELECT pg_terminate_backend(${pid})`
           const exit = yield* Fiber.await(turn)
           yield* Deferred.succeed(release, undefined)
           yield* Fiber.join(holder)
@@ -211,7 +220,7 @@ WHERE application_name = ${writerApp} AND wait_event_type = 'Lock' AND query LIK
             })
 
           // The row is as it was: the terminated write wrote nothing.
-          assert.deepStrictEqual(yield* afterTheKill(store.get(chatId)), before)
+          assertEqual(yield* afterTheKill(store.get(chatId)), before)
           assert.strictEqual((yield* agents.unreleased).length, 0)
 
           // The next turn repairs the binding, on the same pool.
@@ -222,54 +231,106 @@ WHERE application_name = ${writerApp} AND wait_event_type = 'Lock' AND query LIK
           assert.strictEqual(repaired.path, "switched")
           assert.strictEqual(repaired.write, "recorded")
           const row = yield* store.get(chatId)
-          assert.deepStrictEqual(row.agentId, Option.some(next.agentId))
-          assert.deepStrictEqual(row.buildId, Option.some(next.buildId))
+          assertEqual(row.agentId, Option.some(next.agentId))
+          assertEqual(row.buildId, Option.some(next.buildId))
           assert.strictEqual(row.version, before.version + 1)
         }).pipe(Effect.provide(turnPath(url)), Effect.scoped),
       60_000
     )
 
-    if (stopCommand && startCommand && restartCommand) {
-      const stop = stopCommand
-      const start = startCommand
-      const restart = restartCommand
-      it.live(
-        "PostgreSQL stopped for 2 s under load: turns fail with BindingStoreError during the outage, and recover on the same Layers",
-        () =>
-          Effect.gen(function*() {
-            const agents = yield* TestAgents
-            const { chats } = yield* boundChats(8)
-            const result = yield* workloadAround(
-              chats,
-              Effect.zipRight(shell(stop), Effect.zipRight(Effect.sleep("2 seconds"), shell(start))),
-              30_000
-            )
-            const failures = checkWorkload(result, { expectFailures: true })
-            console.log(
-              `PostgreSQL outage: ${result.records.length} turns, ${failures} failed during the ` +
-                `${result.faultEndedAt - result.faultStartedAt} ms outage, all ${chats.length} chats recovered`
-            )
-            assert.strictEqual((yield* agents.unreleased).length, 0)
-          }).pipe(Effect.provide(turnPath(url))),
-        90_000
-      )
-
-      it.live("PostgreSQL restarted under load: every chat recovers on the same Layers", () =>
+    it.live(
+      "pg_terminate_backend during createChild's transaction: a BindingStoreError (not a defect from the failed ROLLBACK), and no row",
+      () =>
         Effect.gen(function*() {
-          const agents = yield* TestAgents
-          const { chats } = yield* boundChats(8)
-          const result = yield* workloadAround(chats, shell(restart), 30_000)
-          const failures = checkWorkload(result, { expectFailures: false })
-          console.log(
-            `PostgreSQL restart: ${result.records.length} turns, ${failures} failed during the ` +
-              `${result.faultEndedAt - result.faultStartedAt} ms restart, all ${chats.length} chats recovered`
+          const admin = yield* operator(url)
+          const store = yield* BindingStore.BindingStore
+          const parent = yield* store.createChat({ workspaceId: workspaceId() })
+          const child = chatId()
+
+          // Another session inserts the child's id and keeps its transaction
+          // open, so createChild's INSERT waits on it, inside its transaction.
+          const inserted = yield* Deferred.make<void>()
+          const release = yield* Deferred.make<void>()
+          const holder = yield* Effect.fork(
+            admin.withTransaction(Effect.gen(function*() {
+              yield* admin`INSERT INTO lazydial_chat_bindings (chat_id, updated_at) VALUES (${child}, now())`
+              yield* Deferred.succeed(inserted, undefined)
+              yield* Deferred.await(release)
+              return yield* Effect.fail("roll the holder back")
+            })).pipe(Effect.ignore)
           )
-          assert.strictEqual((yield* agents.unreleased).length, 0)
-        }).pipe(Effect.provide(turnPath(url))), 90_000)
-    } else {
-      it("outage tests not run: set LAZYDIAL_TEST_PG_STOP/START/RESTART_COMMAND (scripts/test-postgres.sh does)", () => {
-        console.warn("PostgreSQL outage tests not run: run packages/binding/scripts/test-postgres.sh")
-      })
-    }
+          yield* Deferred.await(inserted)
+
+          const creating = yield* Effect.fork(store.createChild(parent.chatId, { chatId: child }))
+          const pid = yield* waitingBackend(admin, "INSERT INTO lazydial_chat_bindings%")
+          yield* admin`SELECT pg_terminate_backend(${pid})`
+          const exit = yield* Fiber.await(creating)
+          yield* Deferred.succeed(release, undefined)
+          yield* Fiber.join(holder)
+
+          assert.isTrue(Exit.isFailure(exit))
+          if (Exit.isFailure(exit)) {
+            const failure = Cause.failureOption(exit.cause)
+            assert.isTrue(Option.isSome(failure), `not a typed failure: ${Cause.pretty(exit.cause)}`)
+            if (Option.isSome(failure)) {
+              assert.strictEqual(failure.value._tag, "BindingStoreError")
+              assert.include(failure.value.message, "BindingStore.createChild")
+              console.log(`terminated createChild: ${failure.value.message}`)
+            }
+          }
+          const rows = yield* admin<{ readonly n: number }>`SELECT count(*)::int AS n FROM lazydial_chat_bindings
+WHERE chat_id = ${child}`
+          assert.strictEqual(rows[0]!.n, 0, "the child was written")
+        }).pipe(Effect.provide(turnPath(url)), Effect.scoped),
+      60_000
+    )
+
+    describe.skipIf(!outageCommands)(
+      outageCommands
+        ? "outages"
+        : "outages (skipped: no LAZYDIAL_TEST_PG_STOP/START/RESTART_COMMAND; scripts/test-postgres.sh sets them)",
+      () => {
+        const stop = stopCommand ?? ""
+        const start = startCommand ?? ""
+        const restart = restartCommand ?? ""
+        it.live(
+          "PostgreSQL stopped for 2 s under load: turns fail with BindingStoreError during the outage, and recover on the same Layers",
+          () =>
+            Effect.gen(function*() {
+              const agents = yield* TestAgents
+              const { chats } = yield* boundChats(8)
+              const result = yield* workloadAround(
+                chats,
+                Effect.zipRight(shell(stop), Effect.zipRight(Effect.sleep("2 seconds"), shell(start))),
+                30_000
+              )
+              const failures = checkWorkload(result, { expectFailures: true })
+              console.log(
+                `PostgreSQL outage: ${result.records.length} turns, ${failures} failed during the ` +
+                  `${result.faultEndedAt - result.faultStartedAt} ms outage, all ${chats.length} chats recovered`
+              )
+              assert.strictEqual((yield* agents.unreleased).length, 0)
+            }).pipe(Effect.provide(turnPath(url))),
+          90_000
+        )
+
+        it.live(
+          "PostgreSQL restarted under load: every chat recovers on the same Layers",
+          () =>
+            Effect.gen(function*() {
+              const agents = yield* TestAgents
+              const { chats } = yield* boundChats(8)
+              const result = yield* workloadAround(chats, shell(restart), 30_000)
+              const failures = checkWorkload(result, { expectFailures: false })
+              console.log(
+                `PostgreSQL restart: ${result.records.length} turns, ${failures} failed during the ` +
+                  `${result.faultEndedAt - result.faultStartedAt} ms restart, all ${chats.length} chats recovered`
+              )
+              assert.strictEqual((yield* agents.unreleased).length, 0)
+            }).pipe(Effect.provide(turnPath(url))),
+          90_000
+        )
+      }
+    )
   })
 })

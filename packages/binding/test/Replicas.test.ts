@@ -7,7 +7,7 @@ import type * as SqlClient from "@effect/sql/SqlClient"
 import { assert, layer } from "@effect/vitest"
 import { AgentDirectory, BindingStore, ChatConnector, Database } from "@lazydial/binding"
 import { AgentLookup, type ChatId, type CurrentAgent, LazyDial, type WorkspaceId } from "@lazydial/core"
-import { layerTest, TestAgents } from "@lazydial/core/testing"
+import { assertEqual, layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
@@ -54,7 +54,7 @@ const rebuild = (w: WorkspaceId, old: CurrentAgent, oldAgent: "fail" | "hang") =
     return next
   })
 
-const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClient, E>) =>
+const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClient | Database.Migrated, E>) =>
   layer(
     Layer.mergeAll(BindingStore.layerSql, AgentDirectory.layerSql(), layerTest).pipe(
       Layer.provideMerge(database)
@@ -79,10 +79,10 @@ const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClien
             assert.strictEqual(result.path, "switched")
             assert.strictEqual(result.agentId, next.agentId)
           }
-          assert.deepStrictEqual(results.map((result) => result.write).sort(), ["lost", "recorded"])
+          assertEqual(results.map((result) => result.write).sort(), ["lost", "recorded"])
           const row = yield* store.get(chatId)
-          assert.deepStrictEqual(row.agentId, Option.some(next.agentId))
-          assert.deepStrictEqual(row.buildId, Option.some(next.buildId))
+          assertEqual(row.agentId, Option.some(next.agentId))
+          assertEqual(row.buildId, Option.some(next.buildId))
         }
         const agents = yield* TestAgents
         assert.strictEqual((yield* agents.unreleased).length, 0)
@@ -106,10 +106,10 @@ const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClien
           // The turn dialed W1's new agent, or (if it read the row after the change) W2's.
           assert.include([next.agentId, second.current.agentId], turn.agentId)
           const row = yield* store.get(chatId)
-          assert.deepStrictEqual(row.workspaceId, Option.some(second.workspaceId))
+          assertEqual(row.workspaceId, Option.some(second.workspaceId))
           if (Option.isSome(row.agentId)) {
             assert.strictEqual(row.agentId.value, second.current.agentId)
-            assert.deepStrictEqual(row.buildId, Option.some(second.current.buildId))
+            assertEqual(row.buildId, Option.some(second.current.buildId))
           } else {
             assert.isTrue(Option.isNone(row.buildId))
           }
@@ -151,7 +151,7 @@ const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClien
         assert.strictEqual(made, 1)
         assert.isTrue(results.every((result) => result.path === "switched" && result.agentId === next.agentId))
         for (const chatId of chats) {
-          assert.deepStrictEqual((yield* store.get(chatId)).agentId, Option.some(next.agentId))
+          assertEqual((yield* store.get(chatId)).agentId, Option.some(next.agentId))
         }
       }))
 

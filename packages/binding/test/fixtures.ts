@@ -1,4 +1,4 @@
-import { describe, it } from "@effect/vitest"
+import { describe } from "@effect/vitest"
 import { BindingStore } from "@lazydial/binding"
 import { AgentId, BuildId, ChatId, CurrentAgent, WorkspaceId } from "@lazydial/core"
 import * as Chunk from "effect/Chunk"
@@ -65,16 +65,32 @@ export const boundChat = (w: WorkspaceId, bound: CurrentAgent) =>
   })
 
 /**
+ * Set by scripts/test-postgres.sh: the PostgreSQL suites must run, so a
+ * missing server is a failure there, never a quiet skip.
+ */
+export const postgresRequired = process.env["LAZYDIAL_REQUIRE_POSTGRES"] === "1"
+
+/**
+ * Fails the file at collection when the PostgreSQL suites are required
+ * (`LAZYDIAL_REQUIRE_POSTGRES=1`) and `what` is missing.
+ */
+export const requireForPostgres = (what: string, present: boolean): void => {
+  if (postgresRequired && !present) {
+    throw new Error(`LAZYDIAL_REQUIRE_POSTGRES=1, but ${what} is not set: the PostgreSQL suites cannot run`)
+  }
+}
+
+/**
  * Defines `suite` on the PostgreSQL server of LAZYDIAL_TEST_DATABASE_URL
- * (scripts/test-postgres.sh sets it); without one, `name` holds a single test
- * that says how to run the suite.
+ * (scripts/test-postgres.sh sets it). Without one, the suite's tests are
+ * reported as skipped, under a name that says how to run them; with
+ * LAZYDIAL_REQUIRE_POSTGRES=1 the file fails instead.
  */
 export const onPostgres = (name: string, suite: (databaseUrl: string) => void): void => {
-  const databaseUrl = process.env["LAZYDIAL_TEST_DATABASE_URL"]
-  if (databaseUrl !== undefined && databaseUrl !== "") return suite(databaseUrl)
-  describe(name, () => {
-    it("is not run: set LAZYDIAL_TEST_DATABASE_URL (scripts/test-postgres.sh does)", () => {
-      console.warn(`${name}: not run: set LAZYDIAL_TEST_DATABASE_URL, or run packages/binding/scripts/test-postgres.sh`)
-    })
-  })
+  const databaseUrl = process.env["LAZYDIAL_TEST_DATABASE_URL"] ?? ""
+  requireForPostgres("LAZYDIAL_TEST_DATABASE_URL", databaseUrl !== "")
+  const title = databaseUrl === ""
+    ? `${name} (skipped: no LAZYDIAL_TEST_DATABASE_URL; run packages/binding/scripts/test-postgres.sh)`
+    : name
+  describe.skipIf(databaseUrl === "")(title, () => suite(databaseUrl))
 }

@@ -4,6 +4,7 @@
  */
 import { assert, layer } from "@effect/vitest"
 import { BindingStore, ChatBinding } from "@lazydial/binding"
+import { assertEqual } from "@lazydial/core/testing"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -37,7 +38,7 @@ export const storeContract = <E>(name: string, storeLayer: Layer.Layer<BindingSt
         assert.isTrue(Option.isNone(chat.agentId))
         assert.isTrue(Option.isNone(chat.parentChatId))
         assert.strictEqual(chat.version, 1)
-        assert.deepStrictEqual(yield* store.get(chat.chatId), chat)
+        assertEqual(yield* store.get(chat.chatId), chat)
       }))
 
     it.effect("a chat created with a workspace keeps it; a taken id is ChatAlreadyExists and changes nothing", () =>
@@ -47,10 +48,10 @@ export const storeContract = <E>(name: string, storeLayer: Layer.Layer<BindingSt
         const w = workspaceId()
         const chat = yield* store.createChat({ chatId: id, workspaceId: w })
         assert.strictEqual(chat.chatId, id)
-        assert.deepStrictEqual(chat.workspaceId, Option.some(w))
+        assertEqual(chat.workspaceId, Option.some(w))
         const again = yield* Effect.flip(store.createChat({ chatId: id }))
         assert.strictEqual(again._tag, "ChatAlreadyExists")
-        assert.deepStrictEqual(yield* store.get(id), chat)
+        assertEqual(yield* store.get(id), chat)
       }))
 
     it.effect("an unknown chat is ChatNotFound for every operation, and nothing is written", () =>
@@ -85,9 +86,9 @@ export const storeContract = <E>(name: string, storeLayer: Layer.Layer<BindingSt
     it.effect("lazy bind: recordAgent with no previous agent records build and agent together", () =>
       Effect.gen(function*() {
         const { chat, current, workspaceId: w } = yield* boundChat()
-        assert.deepStrictEqual(chat.workspaceId, Option.some(w))
-        assert.deepStrictEqual(chat.agentId, Option.some(current.agentId))
-        assert.deepStrictEqual(chat.buildId, Option.some(current.buildId))
+        assertEqual(chat.workspaceId, Option.some(w))
+        assertEqual(chat.agentId, Option.some(current.agentId))
+        assertEqual(chat.buildId, Option.some(current.buildId))
         assert.strictEqual(chat.version, 2)
       }))
 
@@ -101,9 +102,9 @@ export const storeContract = <E>(name: string, storeLayer: Layer.Layer<BindingSt
           current: rebuilt
         })
         assert.strictEqual(result._tag, "Recorded")
-        assert.deepStrictEqual(result.binding.agentId, Option.some(rebuilt.agentId))
-        assert.deepStrictEqual(result.binding.buildId, Option.some(rebuilt.buildId))
-        assert.deepStrictEqual(yield* store.get(chat.chatId), result.binding)
+        assertEqual(result.binding.agentId, Option.some(rebuilt.agentId))
+        assertEqual(result.binding.buildId, Option.some(rebuilt.buildId))
+        assertEqual(yield* store.get(chat.chatId), result.binding)
       }))
 
     it.effect("repair lost: a writer that read an older agent writes nothing and gets the row as it is", () =>
@@ -121,8 +122,8 @@ export const storeContract = <E>(name: string, storeLayer: Layer.Layer<BindingSt
           current: build()
         })
         assert.strictEqual(stale._tag, "Lost")
-        assert.deepStrictEqual(stale.binding.agentId, Option.some(newer.agentId))
-        assert.deepStrictEqual(yield* store.get(chat.chatId), stale.binding)
+        assertEqual(stale.binding.agentId, Option.some(newer.agentId))
+        assertEqual(yield* store.get(chat.chatId), stale.binding)
       }))
 
     it.effect("workspace change then a stale repair: the repair is lost, no agent of W1 lands under W2", () =>
@@ -131,7 +132,7 @@ export const storeContract = <E>(name: string, storeLayer: Layer.Layer<BindingSt
         const { chat, current, workspaceId: w1 } = yield* boundChat()
         const w2 = workspaceId()
         const changed = yield* store.setWorkspace(chat.chatId, Option.some(w2))
-        assert.deepStrictEqual(changed.workspaceId, Option.some(w2))
+        assertEqual(changed.workspaceId, Option.some(w2))
         assert.isTrue(Option.isNone(changed.agentId))
         assert.isTrue(Option.isNone(changed.buildId))
         const stale = yield* store.recordAgent(chat.chatId, {
@@ -139,7 +140,7 @@ export const storeContract = <E>(name: string, storeLayer: Layer.Layer<BindingSt
           current: build()
         })
         assert.strictEqual(stale._tag, "Lost")
-        assert.deepStrictEqual(yield* store.get(chat.chatId), changed)
+        assertEqual(yield* store.get(chat.chatId), changed)
       }))
 
     it.effect("setWorkspace(None) leaves the chat without workspace, and a lazy bind to the old one is lost", () =>
@@ -162,13 +163,13 @@ export const storeContract = <E>(name: string, storeLayer: Layer.Layer<BindingSt
         const store = yield* Store
         const { chat: parent, current, workspaceId: w } = yield* boundChat()
         const child = yield* store.createChild(parent.chatId)
-        assert.deepStrictEqual(child.parentChatId, Option.some(parent.chatId))
-        assert.deepStrictEqual(child.workspaceId, Option.some(w))
-        assert.deepStrictEqual(child.agentId, Option.some(current.agentId))
-        assert.deepStrictEqual(child.buildId, Option.some(current.buildId))
+        assertEqual(child.parentChatId, Option.some(parent.chatId))
+        assertEqual(child.workspaceId, Option.some(w))
+        assertEqual(child.agentId, Option.some(current.agentId))
+        assertEqual(child.buildId, Option.some(current.buildId))
         assert.strictEqual(child.version, 1)
         yield* store.setWorkspace(parent.chatId, Option.some(workspaceId()))
-        assert.deepStrictEqual(yield* store.get(child.chatId), child)
+        assertEqual(yield* store.get(child.chatId), child)
         const rebuilt = build()
         const repaired = yield* store.recordAgent(child.chatId, {
           expected: { workspaceId: w, agentId: Option.some(current.agentId) },
@@ -205,9 +206,9 @@ export const storeContract = <E>(name: string, storeLayer: Layer.Layer<BindingSt
         const recorded = results.filter((result) => result._tag === "Recorded")
         assert.strictEqual(recorded.length, 1)
         const row = yield* store.get(chat.chatId)
-        assert.deepStrictEqual(row, recorded[0]!.binding)
+        assertEqual(row, recorded[0]!.binding)
         const winner = candidates[results.indexOf(recorded[0]!)]!
-        assert.deepStrictEqual(row.buildId, Option.some(winner.buildId))
+        assertEqual(row.buildId, Option.some(winner.buildId))
       }))
 
     it.effect("a workspace change racing a repair: the row always ends on W2 with no agent", () =>
@@ -224,7 +225,7 @@ export const storeContract = <E>(name: string, storeLayer: Layer.Layer<BindingSt
             store.setWorkspace(chat.chatId, Option.some(w2))
           ], { concurrency: "unbounded" })
           const row = yield* store.get(chat.chatId)
-          assert.deepStrictEqual(row.workspaceId, Option.some(w2))
+          assertEqual(row.workspaceId, Option.some(w2))
           assert.isTrue(Option.isNone(row.agentId))
           assert.isTrue(Option.isNone(row.buildId))
         }
@@ -236,6 +237,6 @@ export const storeContract = <E>(name: string, storeLayer: Layer.Layer<BindingSt
         const { chat } = yield* boundChat()
         const child = yield* store.createChild(chat.chatId)
         const json = JSON.parse(JSON.stringify(Schema.encodeSync(ChatBinding.ChatBinding)(child)))
-        assert.deepStrictEqual(Schema.decodeUnknownSync(ChatBinding.ChatBinding)(json), child)
+        assertEqual(Schema.decodeUnknownSync(ChatBinding.ChatBinding)(json), child)
       }))
   })

@@ -10,10 +10,15 @@
  * | POST | /chats/:chat_id/children | spawn a child chat; it inherits the binding |
  * | POST | /chats/:chat_id/turns | run a turn: connect (binding filled lazily) and exchange one message |
  * | GET | /workspaces | workspaces with their current build and agent |
- * | POST | /workspaces/:workspace_id/rebuild | rebuild a workspace: its old agent dies, hangs or leaves its port |
+ * | POST | /workspaces/:workspace_id/rebuild | rebuild a workspace: its old agent dies, hangs or leaves its port (only where the agents run: the one-process run, or `fleet`) |
+ * | GET | /health | the process is up (always 200 while it serves) |
+ * | GET | /ready | the database answers (503 `database_unavailable` during an outage) |
  *
  * Bad IDs and bodies are 400s whose `issues` name the field; an unknown chat
- * is a 404.
+ * is a 404; a turn of a chat with no workspace is a 409 (the client's to fix);
+ * an agent that cannot be reached is a 503 `TurnFailed`; a database fault on
+ * any route is a 503 `DatabaseUnavailable` whose `reason` is
+ * `database_unavailable`.
  *
  * @since 0.1.0
  */
@@ -23,6 +28,7 @@ import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import { AgentId, BuildId, ChatId, WorkspaceId } from "@lazydial/core"
 import * as Schema from "effect/Schema"
+import { failureReasons } from "./Chats.js"
 
 /**
  * A chat as JSON: unset binding fields are `null`.
@@ -80,16 +86,51 @@ export class WorkspaceNotFound extends Schema.TaggedError<WorkspaceNotFound>()("
 }, HttpApiSchema.annotations({ status: 404 })) {}
 
 /**
- * The turn could not reach an agent. `reason`: `no_workspace` (409), or
- * `no_agent`, `timeout`, `dial_failed` (503).
+ * The turn could not reach an agent: 503, retry later. `reason`: `no_agent`
+ * (the workspace is stopped), `timeout`, `dial_failed`.
  *
  * @since 0.1.0
  * @category errors
  */
 export class TurnFailed extends Schema.TaggedError<TurnFailed>()("TurnFailed", {
-  reason: Schema.Literal("no_workspace", "no_agent", "timeout", "dial_failed"),
+  reason: Schema.Literal(...failureReasons.filter((r) => r === "no_agent" || r === "timeout" || r === "dial_failed")),
   message: Schema.String
 }, HttpApiSchema.annotations({ status: 503 })) {}
+
+/**
+ * The chat has no workspace, so a turn has no agent to reach: 409, the
+ * client's to fix (set a workspace, then retry).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class NoWorkspace extends Schema.TaggedError<NoWorkspace>()("NoWorkspace", {
+  reason: Schema.Literal("no_workspace"),
+  message: Schema.String
+}, HttpApiSchema.annotations({ status: 409 })) {}
+
+/**
+ * The database failed while serving the request: 503, retry later. Any route
+ * can answer it; the replica keeps running.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class DatabaseUnavailable extends Schema.TaggedError<DatabaseUnavailable>()("DatabaseUnavailable", {
+  reason: Schema.Literal("database_unavailable"),
+  message: Schema.String
+}, HttpApiSchema.annotations({ status: 503 })) {}
+
+/**
+ * A rebuild asked of a replica that runs no agents: 409. Rebuilds go to the
+ * `fleet` process's API, which has the same route.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class NotTheFleet extends Schema.TaggedError<NotTheFleet>()("NotTheFleet", {
+  message: Schema.String
+}, HttpApiSchema.annotations({ status: 409 })) {}
 
 const chatPath = Schema.Struct({ chat_id: ChatId })
 
@@ -133,8 +174,10 @@ export class ChatsGroup extends HttpApiGroup.make("chats")
       }))
       .addSuccess(TurnResult)
       .addError(ChatNotFound)
+      .addError(NoWorkspace)
       .addError(TurnFailed)
   )
+  .addError(DatabaseUnavailable)
 {}
 
 /**
@@ -149,6 +192,21 @@ export class WorkspacesGroup extends HttpApiGroup.make("workspaces")
       .setPayload(Schema.Struct({ mode: Schema.Literal("die", "hang", "reuse_port", "die_mid_handshake") }))
       .addSuccess(Workspace)
       .addError(WorkspaceNotFound)
+      .addError(NotTheFleet)
+  )
+  .addError(DatabaseUnavailable)
+{}
+
+/**
+ * @since 0.1.0
+ * @category api
+ */
+export class HealthGroup extends HttpApiGroup.make("health")
+  .add(HttpApiEndpoint.get("health", "/health").addSuccess(Schema.Struct({ status: Schema.Literal("up") })))
+  .add(
+    HttpApiEndpoint.get("ready", "/ready")
+      .addSuccess(Schema.Struct({ status: Schema.Literal("ready") }))
+      .addError(DatabaseUnavailable)
   )
 {}
 
@@ -156,4 +214,13 @@ export class WorkspacesGroup extends HttpApiGroup.make("workspaces")
  * @since 0.1.0
  * @category api
  */
-export class Api extends HttpApi.make("lazydial").add(ChatsGroup).add(WorkspacesGroup) {}
+export class Api extends HttpApi.make("lazydial").add(ChatsGroup).add(WorkspacesGroup).add(HealthGroup) {}
+
+/**
+ * The `fleet` process's API: the workspaces and health routes of `Api`.
+ *
+ * @since 0.1.0
+ * @category api
+ */
+// the same id as `Api`: the fleet's server reuses the handlers of these groups
+export class FleetApi extends HttpApi.make("lazydial").add(WorkspacesGroup).add(HealthGroup) {}

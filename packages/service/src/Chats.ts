@@ -1,26 +1,35 @@
 /**
  * The chats the service serves, and the turn path that connects a chat to its
- * agent. This Tag is the seam between the service and `@lazydial/binding`:
- * the HTTP handlers and the workload talk only to `Chats`, and `layer` maps it
- * onto binding's `BindingStore` and `ChatConnector`. No binding or dial
- * decision is taken here.
+ * agent. This module is the seam between the service and `@lazydial/binding`:
+ * the HTTP handlers and the workload talk only to `Chats`, and import its
+ * error vocabulary (`ConnectError`, `FailureReason`, `DatabaseUnavailable`)
+ * from here, never binding's `Errors`. `layer` maps it onto binding's
+ * `BindingStore` and `ChatConnector`. No binding or dial decision is taken
+ * here.
+ *
+ * A database fault is a typed failure (`DatabaseUnavailable`), never a defect:
+ * a replica keeps serving through an outage and answers 503 meanwhile.
  *
  * @since 0.1.0
  */
-import { BindingStore, type ChatBinding, ChatConnector, type Errors } from "@lazydial/binding"
-import type {
-  AgentConnection,
-  AgentDialError,
-  AgentLookupError,
-  ChatId,
-  DialOutcome,
+import { BindingStore, type ChatBinding, ChatConnector, Errors } from "@lazydial/binding"
+import {
+  type AgentConnection,
+  AgentDialer,
+  type AgentDialError,
+  AgentLookup,
+  type AgentLookupError,
+  type ChatId,
+  type DialOutcome,
   NoCurrentAgent,
-  WorkspaceId
+  type WorkspaceId
 } from "@lazydial/core"
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 
 /**
@@ -32,8 +41,33 @@ import type * as Scope from "effect/Scope"
 export type ChatView = ChatBinding.ChatBinding
 
 /**
- * Why a turn could not connect. A failing database is a defect of the
- * service, not an outcome of a turn.
+ * No chat has this id.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type ChatNotFound = Errors.ChatNotFound
+
+/**
+ * The database did not answer (or answered with an error) while the service
+ * served a request. The replica keeps running; the request may be retried.
+ * `cause` keeps the store's error.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class DatabaseUnavailable extends Schema.TaggedError<DatabaseUnavailable>()("DatabaseUnavailable", {
+  operation: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message(): string {
+    return `the database failed during ${this.operation}: retry shortly; if it persists, check that PostgreSQL ` +
+      "is up and reachable from this replica (GET /ready answers 503 until it is)"
+  }
+}
+
+/**
+ * Why a turn could not connect.
  *
  * @since 0.1.0
  * @category errors
@@ -45,6 +79,93 @@ export type ConnectError =
   | Errors.DialTimeout
   | AgentDialError
   | AgentLookupError
+  | DatabaseUnavailable
+
+/**
+ * Every way a turn can fail, by name: the HTTP API's `reason` and the
+ * report's outcome names are these.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const failureReasons = [
+  "not_found",
+  "no_workspace",
+  "no_agent",
+  "timeout",
+  "dial_failed",
+  "database_unavailable"
+] as const
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type FailureReason = typeof failureReasons[number]
+
+const reasonOf: { readonly [Tag in ConnectError["_tag"]]: FailureReason } = {
+  ChatNotFound: "not_found",
+  ChatHasNoWorkspace: "no_workspace",
+  NoCurrentAgent: "no_agent",
+  DialTimeout: "timeout",
+  AgentDialError: "dial_failed",
+  AgentLookupError: "dial_failed",
+  DatabaseUnavailable: "database_unavailable"
+}
+
+/**
+ * The one mapping from a turn's error to its reason.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const failureReason = (error: ConnectError): FailureReason => reasonOf[error._tag]
+
+/**
+ * A turn that did not connect within `timeoutMillis`: for turn paths other
+ * than `connect` (the workload's "latest" strategy) that bound their own wait.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const dialTimeout = (chatId: ChatId, timeoutMillis: number): ConnectError =>
+  new Errors.DialTimeout({ chatId, timeoutMillis })
+
+/**
+ * Core's outcomes of a lazy dial, as values.
+ *
+ * LEAD: core is turning its outcome list into a value export in parallel;
+ * once merged, replace this literal with it. The `satisfies` and the check
+ * below keep it exactly equal to core's `DialOutcome` until then.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const dialOutcomes = [
+  "fast",
+  "confirmed",
+  "lookup_failed_kept",
+  "switched",
+  "retried"
+] as const satisfies ReadonlyArray<DialOutcome>
+// compile-time: every DialOutcome is listed
+const _everyOutcomeListed: Exclude<DialOutcome, typeof dialOutcomes[number]> extends never ? true : never = true
+void _everyOutcomeListed
+
+/**
+ * How a turn connected: core's outcome, `lazy_bind` when the chat had no
+ * agent yet, or `direct` for the "latest" strategy (`layerLatest`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const connectOutcomes = [...dialOutcomes, "lazy_bind", "direct"] as const
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type ConnectOutcome = typeof connectOutcomes[number]
 
 /**
  * One turn's connection, with how the turn path got it.
@@ -54,10 +175,10 @@ export type ConnectError =
  */
 export interface TurnConnection {
   readonly connection: AgentConnection
-  /** Core's outcome, or `lazy_bind` when the chat had no agent yet. */
-  readonly outcome: DialOutcome | "lazy_bind"
+  readonly outcome: ConnectOutcome
   /** The dial switched agents and the new binding was written back. */
   readonly repaired: boolean
+  /** The chat's row as the turn path last read or wrote it: no second read needed. */
   readonly binding: ChatView
 }
 
@@ -68,22 +189,47 @@ export interface TurnConnection {
 export class Chats extends Context.Tag("@lazydial/service/Chats")<
   Chats,
   {
-    readonly create: (workspaceId: Option.Option<WorkspaceId>) => Effect.Effect<ChatView>
-    readonly createChild: (parentChatId: ChatId) => Effect.Effect<ChatView, Errors.ChatNotFound>
-    readonly get: (chatId: ChatId) => Effect.Effect<ChatView, Errors.ChatNotFound>
+    readonly create: (workspaceId: Option.Option<WorkspaceId>) => Effect.Effect<ChatView, DatabaseUnavailable>
+    readonly createChild: (parentChatId: ChatId) => Effect.Effect<ChatView, ChatNotFound | DatabaseUnavailable>
+    readonly get: (chatId: ChatId) => Effect.Effect<ChatView, ChatNotFound | DatabaseUnavailable>
     /** Sets the workspace, and clears build and agent. */
     readonly setWorkspace: (
       chatId: ChatId,
       workspaceId: Option.Option<WorkspaceId>
-    ) => Effect.Effect<ChatView, Errors.ChatNotFound>
+    ) => Effect.Effect<ChatView, ChatNotFound | DatabaseUnavailable>
     /** The turn path: a connection to the chat's agent, released with the Scope. */
     readonly connect: (chatId: ChatId) => Effect.Effect<TurnConnection, ConnectError, Scope.Scope>
   }
 >() {}
 
+// binding's one database-fault error, raised by its store, directory and migrations
+type StoreFault = Errors.BindingStoreError
+
+const isStoreFault = (error: { readonly _tag: string }): error is StoreFault => error._tag === "BindingStoreError"
+
 /**
- * `Chats` over binding's store and connector. Store failures (and the
- * impossible `ChatAlreadyExists`: ids are always fresh) become defects.
+ * Maps the store's database fault into the service's vocabulary, keeping it
+ * as the cause.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const databaseUnavailable = (operation: string) =>
+<A, E extends { readonly _tag: string }, R>(
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, Exclude<E, StoreFault> | DatabaseUnavailable, R> =>
+  // safe: the refinement removes exactly the store-fault tags from the error
+  // channel; TypeScript cannot narrow them out of a generic `E` itself
+  Effect.catchIf(
+    effect,
+    isStoreFault,
+    (cause) => Effect.fail(new DatabaseUnavailable({ operation, cause }))
+  ) as Effect.Effect<A, Exclude<E, StoreFault> | DatabaseUnavailable, R>
+
+/**
+ * `Chats` over binding's store and connector. A database fault becomes
+ * `DatabaseUnavailable`; the impossible `ChatAlreadyExists` (ids are always
+ * fresh) is a defect.
  *
  * @since 0.1.0
  * @category layers
@@ -93,25 +239,23 @@ export const layer: Layer.Layer<Chats, never, BindingStore.BindingStore | ChatCo
   Effect.gen(function*() {
     const store = yield* BindingStore.BindingStore
     const connector = yield* ChatConnector.ChatConnector
-    const defect = <A, E extends { readonly _tag: string }>(
-      effect: Effect.Effect<A, E | Errors.BindingStoreError | Errors.ChatAlreadyExists>
-    ): Effect.Effect<A, Exclude<E, Errors.BindingStoreError | Errors.ChatAlreadyExists>> =>
-      // safe: the refinement removes exactly these two tags from the error
-      // channel; TypeScript cannot narrow them out of a generic `E` itself
-      Effect.catchIf(
-        effect,
-        (error): error is Errors.BindingStoreError | Errors.ChatAlreadyExists =>
-          error._tag === "BindingStoreError" || error._tag === "ChatAlreadyExists",
-        Effect.die
-      ) as Effect.Effect<A, Exclude<E, Errors.BindingStoreError | Errors.ChatAlreadyExists>>
     return Chats.of({
-      create: (workspaceId) => defect(store.createChat({ workspaceId: Option.getOrUndefined(workspaceId) })),
-      createChild: (parentChatId) => defect(store.createChild(parentChatId)),
-      get: (chatId) => defect(store.get(chatId)),
-      setWorkspace: (chatId, workspaceId) => defect(store.setWorkspace(chatId, workspaceId)),
+      create: (workspaceId) =>
+        store.createChat({ workspaceId: Option.getOrUndefined(workspaceId) }).pipe(
+          Effect.catchTag("ChatAlreadyExists", Effect.die),
+          databaseUnavailable("Chats.create")
+        ),
+      createChild: (parentChatId) =>
+        store.createChild(parentChatId).pipe(
+          Effect.catchTag("ChatAlreadyExists", Effect.die),
+          databaseUnavailable("Chats.createChild")
+        ),
+      get: (chatId) => databaseUnavailable("Chats.get")(store.get(chatId)),
+      setWorkspace: (chatId, workspaceId) =>
+        databaseUnavailable("Chats.setWorkspace")(store.setWorkspace(chatId, workspaceId)),
       connect: (chatId) =>
         connector.connect(chatId).pipe(
-          Effect.catchTag("BindingStoreError", Effect.die),
+          databaseUnavailable("Chats.connect"),
           Effect.map((turn): TurnConnection => ({
             connection: turn.connection,
             outcome: turn.path === "lazy_bind" ? "lazy_bind" : turn.outcome,
@@ -122,3 +266,45 @@ export const layer: Layer.Layer<Chats, never, BindingStore.BindingStore | ChatCo
     })
   })
 )
+
+/**
+ * `Chats` whose turn path is the behaviour before persisted bindings ("latest",
+ * the strategy lazydial is compared with): read the chat, look up the
+ * workspace's current agent on every turn, then dial it. Nothing is written
+ * back. The rest is `layer`'s.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerLatest = (options: { readonly dialTimeout: Duration.DurationInput }): Layer.Layer<
+  Chats,
+  never,
+  BindingStore.BindingStore | ChatConnector.ChatConnector | AgentLookup.AgentLookup | AgentDialer.AgentDialer
+> =>
+  Layer.effect(
+    Chats,
+    Effect.gen(function*() {
+      const chats = yield* Effect.provide(Chats, layer)
+      const lookup = yield* AgentLookup.AgentLookup
+      const dialer = yield* AgentDialer.AgentDialer
+      const timeout = Duration.decode(options.dialTimeout)
+      return Chats.of({
+        ...chats,
+        connect: (chatId) =>
+          Effect.gen(function*() {
+            const binding = yield* chats.get(chatId)
+            if (Option.isNone(binding.workspaceId)) return yield* new Errors.ChatHasNoWorkspace({ chatId })
+            const current = yield* lookup.current(binding.workspaceId.value)
+            if (Option.isNone(current)) return yield* new NoCurrentAgent({ workspaceId: binding.workspaceId.value })
+            // disconnected: a dial that ignores interruption (a fault core's
+            // Faults layer can inject) must not hold the turn past its
+            // timeout. A connection that arrives late is closed at once by the
+            // turn's scope, which is closed by then.
+            const connection = yield* Effect.disconnect(dialer.dial(current.value.agentId))
+            return { connection, outcome: "direct", repaired: false, binding } satisfies TurnConnection
+          }).pipe(
+            Effect.timeoutFail({ duration: timeout, onTimeout: () => dialTimeout(chatId, Duration.toMillis(timeout)) })
+          )
+      })
+    })
+  )

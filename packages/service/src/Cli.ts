@@ -1,6 +1,8 @@
 /**
- * The command line: `lazydial-service [--seed n] [--json] [--html file] ...`.
- * Bad flags print the usage and exit with code 2.
+ * The command line: `lazydial-service [--seed n] [--json] [--html file] ...`,
+ * the one-process run, and its subcommands `serve` (one chat replica) and
+ * `fleet` (the agents). Bad flags, and a bad database URL, print a message on
+ * stderr and exit with code 2; a process that cannot start exits with 1.
  *
  * @since 0.1.0
  */
@@ -11,13 +13,16 @@ import * as Usage from "@effect/cli/Usage"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Console from "effect/Console"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as Cluster from "./Cluster.js"
 import * as Html from "./Html.js"
+import * as Processes from "./Processes.js"
 import * as Render from "./Render.js"
 import { Report } from "./Report.js"
-import * as Server from "./Server.js"
+import * as Service from "./Service.js"
 import * as Workload from "./Workload.js"
 
 const positive = (name: string, fallback: number, description: string) =>
@@ -26,6 +31,31 @@ const positive = (name: string, fallback: number, description: string) =>
     Options.withDefault(fallback),
     Options.withDescription(description)
   )
+
+const databaseUrl = Options.text("database-url").pipe(
+  Options.optional,
+  Options.withDescription(
+    "postgres://… to use PostgreSQL instead of the embedded database (default: LAZYDIAL_DATABASE_URL)"
+  )
+)
+
+const port = (fallback: number) =>
+  Options.integer("port").pipe(
+    Options.withSchema(Schema.Int.pipe(Schema.between(0, 65535))),
+    Options.withDefault(fallback),
+    Options.withDescription("the HTTP port (0: any free port; the address is printed on stdout as JSON)")
+  )
+
+const host = Options.text("host").pipe(
+  Options.withDefault("127.0.0.1"),
+  Options.withDescription("the address to listen on")
+)
+
+const grace = Options.integer("grace-ms").pipe(
+  Options.withSchema(Schema.Int.pipe(Schema.between(0, 600_000))),
+  Options.withDefault(10_000),
+  Options.withDescription("at SIGTERM or SIGINT, how long requests in flight may take to finish")
+)
 
 const options = {
   seed: Options.integer("seed").pipe(
@@ -56,10 +86,7 @@ const options = {
     Options.optional,
     Options.withDescription("write the report as a self-contained HTML page with charts")
   ),
-  databaseUrl: Options.text("database-url").pipe(
-    Options.optional,
-    Options.withDescription("postgres://… to use PostgreSQL instead of the embedded database")
-  ),
+  databaseUrl,
   port: Options.integer("port").pipe(
     Options.withSchema(Schema.Int.pipe(Schema.between(0, 65535))),
     Options.optional,
@@ -73,7 +100,7 @@ const options = {
  */
 export type Flags = Command.Command.ParseConfig<typeof options>
 
-const runWorkload = (flags: Flags) =>
+const runWorkload = (flags: Flags, url: Option.Option<{ readonly url: string }>) =>
   Effect.gen(function*() {
     const progress = Workload.makeProgress()
     const interactive = process.stderr.isTTY === true
@@ -96,7 +123,7 @@ const runWorkload = (flags: Flags) =>
       rebuildRate: flags.rebuildRate,
       thinkMs: flags.thinkMs,
       validationDelayMs: flags.validationDelayMs,
-      databaseUrl: Option.getOrUndefined(flags.databaseUrl)
+      databaseUrl: Option.getOrUndefined(Option.map(url, (target) => target.url))
     }, progress).pipe(Effect.raceFirst(Effect.zipRight(ticker, Effect.never)))
     if (interactive) process.stderr.write("\r\u001b[K")
     if (flags.json) {
@@ -112,22 +139,116 @@ const runWorkload = (flags: Flags) =>
     return report
   })
 
+const serveCommand = Command.make("serve", {
+  port: port(8080),
+  host,
+  databaseUrl,
+  strategy: Options.choice("strategy", ["lazydial", "latest"]).pipe(
+    Options.withDefault("lazydial" as const),
+    Options.withDescription("the turn path: lazydial (the persisted binding) or latest (a lookup every turn)")
+  ),
+  grace,
+  validationDelayMs: options.validationDelayMs,
+  dialTimeoutMs: Options.integer("dial-timeout-ms").pipe(
+    Options.withSchema(Schema.Int.pipe(Schema.between(1, 600_000))),
+    Options.withDefault(10_000),
+    Options.withDescription("how long a turn may take to connect to its agent")
+  )
+}, (flags) =>
+  Effect.flatMap(Processes.databaseUrl(flags.databaseUrl), (url) =>
+    Processes.serve({
+      port: flags.port,
+      host: flags.host,
+      databaseUrl: url,
+      strategy: flags.strategy,
+      grace: Duration.millis(flags.grace),
+      validationDelay: Duration.millis(flags.validationDelayMs),
+      dialTimeout: Duration.millis(flags.dialTimeoutMs)
+    }))).pipe(
+    Command.withDescription(
+      "Serves the chat API as one replica (no workload, no agents). Run several on one PostgreSQL with a fleet."
+    )
+  )
+
+const fleetCommand = Command.make("fleet", {
+  port: port(8090),
+  host,
+  databaseUrl,
+  grace,
+  workspaces: options.workspaces,
+  seed: options.seed,
+  rebuildRate: Options.float("rebuild-rate").pipe(
+    Options.withSchema(Schema.Number.pipe(Schema.between(0, 1000))),
+    Options.withDefault(0),
+    Options.withDescription("workspace rebuilds per second over the fleet (0: only on POST /workspaces/:id/rebuild)")
+  )
+}, (flags) =>
+  Effect.flatMap(Processes.databaseUrl(flags.databaseUrl), (url) =>
+    Processes.fleet({
+      port: flags.port,
+      host: flags.host,
+      databaseUrl: url,
+      workspaces: flags.workspaces,
+      rebuildRate: flags.rebuildRate,
+      seed: flags.seed,
+      grace: Duration.millis(flags.grace)
+    }))).pipe(
+    Command.withDescription("Runs the workspace agents and records their addresses and builds in the database.")
+  )
+
+const clusterCommand = Command.make("cluster", {
+  databaseUrl,
+  replicas: positive("replicas", 2, "number of serve replicas (child processes)"),
+  workspaces: options.workspaces,
+  chats: options.chats,
+  turns: options.turns,
+  concurrency: options.concurrency,
+  seed: options.seed,
+  validationDelayMs: options.validationDelayMs,
+  json: options.json
+}, (flags) =>
+  Effect.gen(function*() {
+    const url = yield* Processes.databaseUrl(flags.databaseUrl)
+    if (Option.isNone(url)) {
+      return yield* new Processes.StartupFailed({
+        message: "cluster needs PostgreSQL: give --database-url or LAZYDIAL_DATABASE_URL (PGlite is one process only)"
+      })
+    }
+    const report = yield* Cluster.run({
+      databaseUrl: url.value.url,
+      replicas: flags.replicas,
+      workspaces: flags.workspaces,
+      chats: flags.chats,
+      turns: flags.turns,
+      concurrency: flags.concurrency,
+      seed: flags.seed,
+      validationDelayMs: flags.validationDelayMs
+    }).pipe(
+      Effect.provide(Service.layerDatabaseEither(Option.some(url.value.url), url.value.source)),
+      Effect.mapError((error) => new Processes.StartupFailed({ message: error.message }))
+    )
+    yield* Console.log(flags.json ? JSON.stringify(report, null, 2) : Cluster.render(report))
+  })).pipe(
+    Command.withDescription(
+      "Starts a fleet and --replicas serve processes on one PostgreSQL, drives turns over HTTP with both strategies, " +
+        "and reports turns/s, p50/p99 and SQL statements per turn."
+    )
+  )
+
 /**
  * @since 0.1.0
  * @category commands
  */
 export const command = Command.make("lazydial-service", options, (flags) =>
   Effect.gen(function*() {
-    yield* runWorkload(flags)
+    const url = yield* Processes.databaseUrl(flags.databaseUrl)
+    yield* runWorkload(flags, url)
     if (Option.isSome(flags.port)) {
-      yield* Server.serveForever({
-        port: flags.port.value,
-        workspaces: flags.workspaces,
-        databaseUrl: Option.getOrUndefined(flags.databaseUrl)
-      })
+      yield* Processes.serveOneProcess({ port: flags.port.value, workspaces: flags.workspaces, databaseUrl: url })
     }
   })).pipe(
-    Command.withDescription("Runs chats on real TCP agents, twice: with lazydial, and with a lookup every turn.")
+    Command.withDescription("Runs chats on real TCP agents, twice: with lazydial, and with a lookup every turn."),
+    Command.withSubcommands([serveCommand, fleetCommand, clusterCommand])
   )
 
 /**
@@ -152,5 +273,17 @@ export const main = (argv: ReadonlyArray<string>) =>
           `lazydial-service: invalid command line${flag}.\n\nUSAGE\n  ${usage}\n\nRun with --help for every option.`
         )
         process.exitCode = 2
-      }))
+      })),
+    Effect.catchTags({
+      InvalidOption: (error) =>
+        Effect.zipRight(
+          Console.error(`lazydial-service: ${error.message}`),
+          Effect.sync(() => void (process.exitCode = 2))
+        ),
+      StartupFailed: (error) =>
+        Effect.zipRight(
+          Console.error(`lazydial-service: ${error.message}`),
+          Effect.sync(() => void (process.exitCode = 1))
+        )
+    })
   )

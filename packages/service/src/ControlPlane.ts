@@ -14,6 +14,8 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import { AgentAddresses } from "./AgentAddresses.js"
+import { DatabaseUnavailable, databaseUnavailable } from "./Chats.js"
 import { Fleet, type RetireMode } from "./Fleet.js"
 
 /**
@@ -24,11 +26,17 @@ export class ControlPlane extends Context.Tag("@lazydial/service/ControlPlane")<
   ControlPlane,
   {
     /** Records the workspace's current build and agent (None: stopped). */
-    readonly setCurrent: (workspaceId: WorkspaceId, current: Option.Option<CurrentAgent>) => Effect.Effect<void>
+    readonly setCurrent: (
+      workspaceId: WorkspaceId,
+      current: Option.Option<CurrentAgent>
+    ) => Effect.Effect<void, DatabaseUnavailable>
     /** Reads the current agent for reports and checks; not counted as a lookup. */
-    readonly peek: (workspaceId: WorkspaceId) => Effect.Effect<Option.Option<CurrentAgent>>
+    readonly peek: (workspaceId: WorkspaceId) => Effect.Effect<Option.Option<CurrentAgent>, DatabaseUnavailable>
     /** Every workspace the control plane knows, in the order they were first recorded. */
-    readonly list: Effect.Effect<ReadonlyArray<readonly [WorkspaceId, Option.Option<CurrentAgent>]>>
+    readonly list: Effect.Effect<
+      ReadonlyArray<readonly [WorkspaceId, Option.Option<CurrentAgent>]>,
+      DatabaseUnavailable
+    >
   }
 >() {}
 
@@ -53,52 +61,61 @@ export const layerMemory: Layer.Layer<ControlPlane | AgentLookup.AgentLookup> = 
 
 /**
  * The control plane over binding's `AgentDirectory`: a rebuild records a new
- * build with its agent, a stop records a build with no agent.
+ * build with its agent, a stop records a build with no agent. The list of
+ * workspaces is the `AgentAddresses` book's, so every replica sees the same.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerDirectory: Layer.Layer<ControlPlane, never, AgentDirectory.AgentDirectory> = Layer.effect(
+export const layerDirectory: Layer.Layer<
+  ControlPlane,
+  never,
+  AgentDirectory.AgentDirectory | AgentAddresses
+> = Layer.effect(
   ControlPlane,
   Effect.gen(function*() {
     const directory = yield* AgentDirectory.AgentDirectory
-    const known: Array<WorkspaceId> = []
-    const remember = (workspaceId: WorkspaceId) =>
-      Effect.sync(() => {
-        if (!known.includes(workspaceId)) known.push(workspaceId)
-      })
+    const addresses = yield* AgentAddresses
+    const peek = (workspaceId: WorkspaceId) =>
+      Effect.mapError(
+        directory.current(workspaceId),
+        (cause) => new DatabaseUnavailable({ operation: "ControlPlane.peek", cause })
+      )
     return ControlPlane.of({
       setCurrent: (workspaceId, current) =>
         Effect.zipRight(
-          remember(workspaceId),
+          addresses.addWorkspace(workspaceId),
           Option.match(current, {
             onNone: () => directory.stopWorkspace(workspaceId),
             onSome: (agent) => directory.recordBuild(workspaceId, agent)
-          })
-        ).pipe(Effect.asVoid, Effect.orDie),
-      peek: (workspaceId) => Effect.orDie(directory.current(workspaceId)),
-      list: Effect.suspend(() =>
-        Effect.forEach(
-          [...known],
-          (workspaceId) =>
-            Effect.map(Effect.orDie(directory.current(workspaceId)), (current) => [workspaceId, current] as const)
-        )
+          }).pipe(databaseUnavailable("ControlPlane.setCurrent"))
+        ).pipe(Effect.asVoid),
+      peek,
+      list: Effect.flatMap(
+        addresses.workspaces,
+        (all) => Effect.forEach(all, (workspaceId) => Effect.map(peek(workspaceId), (c) => [workspaceId, c] as const))
       )
     })
   })
 )
 
 /**
- * Starts a workspace: a new agent, recorded as current.
+ * Starts a workspace: a new agent, its address recorded, then recorded as
+ * current (in that order: a replica that sees the agent can dial it).
  *
  * @since 0.1.0
  * @category operations
  */
-export const startWorkspace = (workspaceId: WorkspaceId): Effect.Effect<CurrentAgent, never, Fleet | ControlPlane> =>
+export const startWorkspace = (
+  workspaceId: WorkspaceId,
+  port?: number
+): Effect.Effect<CurrentAgent, DatabaseUnavailable, Fleet | ControlPlane | AgentAddresses> =>
   Effect.gen(function*() {
     const fleet = yield* Fleet
     const control = yield* ControlPlane
-    const agent = yield* fleet.start(workspaceId)
+    const addresses = yield* AgentAddresses
+    const agent = yield* fleet.start(workspaceId, port)
+    yield* addresses.record({ agentId: agent.agentId, workspaceId, host: "127.0.0.1", port: agent.port })
     const current = new CurrentAgentClass({ agentId: agent.agentId, buildId: agent.buildId })
     yield* control.setCurrent(workspaceId, Option.some(current))
     return current
@@ -106,8 +123,8 @@ export const startWorkspace = (workspaceId: WorkspaceId): Effect.Effect<CurrentA
 
 /**
  * Rebuilds a workspace: the old agent dies, hangs, dies and leaves its port
- * to the new one, or dies in the middle of every handshake; the new agent (new id, new build) is recorded as current.
- * A stopped workspace is left as it is.
+ * to the new one, or dies in the middle of every handshake; the new agent (new
+ * id, new build) is recorded as current. A stopped workspace is left as it is.
  *
  * @since 0.1.0
  * @category operations
@@ -115,7 +132,7 @@ export const startWorkspace = (workspaceId: WorkspaceId): Effect.Effect<CurrentA
 export const rebuild = (
   workspaceId: WorkspaceId,
   mode: RetireMode
-): Effect.Effect<Option.Option<CurrentAgent>, never, Fleet | ControlPlane> =>
+): Effect.Effect<Option.Option<CurrentAgent>, DatabaseUnavailable, Fleet | ControlPlane | AgentAddresses> =>
   Effect.gen(function*() {
     const fleet = yield* Fleet
     const control = yield* ControlPlane
@@ -124,8 +141,5 @@ export const rebuild = (
     const old = fleet.info(current.value.agentId)
     yield* fleet.retire(current.value.agentId, mode)
     const port = mode === "reuse_port" ? Option.getOrUndefined(Option.map(old, (info) => info.port)) : undefined
-    const next = yield* fleet.start(workspaceId, port)
-    const recorded = new CurrentAgentClass({ agentId: next.agentId, buildId: next.buildId })
-    yield* control.setCurrent(workspaceId, Option.some(recorded))
-    return Option.some(recorded)
+    return Option.some(yield* startWorkspace(workspaceId, port))
   })

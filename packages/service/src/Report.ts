@@ -5,56 +5,45 @@
  * @since 0.1.0
  */
 import * as Schema from "effect/Schema"
+import { connectOutcomes } from "./Chats.js"
 
 /**
- * How turns ended. `fast` … `retried` are core's outcomes of a lazy dial;
- * `lazy_bind` is a turn that bound its chat (no agent yet); `direct` is a
- * successful turn of the "latest" strategy; the rest are failures.
+ * How turns ended, in report order: how a turn connected (`Chats`'
+ * `connectOutcomes`: core's outcomes of a lazy dial, `lazy_bind` for a turn
+ * that bound its chat, `direct` for a successful turn of the "latest"
+ * strategy), then the failures: `no_agent`, `timeout`, `database_unavailable`
+ * (the database failed during the turn: counted, and the workload goes on),
+ * and `failed` (any other).
  *
  * @since 0.1.0
  * @category models
  */
-export const Outcomes = Schema.Struct({
-  fast: Schema.Number,
-  confirmed: Schema.Number,
-  lookup_failed_kept: Schema.Number,
-  switched: Schema.Number,
-  retried: Schema.Number,
-  lazy_bind: Schema.Number,
-  direct: Schema.Number,
-  no_agent: Schema.Number,
-  timeout: Schema.Number,
-  failed: Schema.Number
-})
+export const outcomeNames = [...connectOutcomes, "no_agent", "timeout", "database_unavailable", "failed"] as const
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type OutcomeName = typeof outcomeNames[number]
+
+/**
+ * A count per outcome, one field per name of `outcomeNames`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Outcomes = Schema.Struct(
+  // safe: the entries are exactly the names of `outcomeNames`, each a Number
+  Object.fromEntries(outcomeNames.map((name) => [name, Schema.Number])) as {
+    readonly [Name in OutcomeName]: typeof Schema.Number
+  }
+)
 
 /**
  * @since 0.1.0
  * @category models
  */
 export type Outcomes = typeof Outcomes.Type
-
-/**
- * @since 0.1.0
- * @category models
- */
-export type OutcomeName = keyof Outcomes
-
-/**
- * @since 0.1.0
- * @category models
- */
-export const outcomeNames: ReadonlyArray<OutcomeName> = [
-  "fast",
-  "confirmed",
-  "lookup_failed_kept",
-  "switched",
-  "retried",
-  "lazy_bind",
-  "direct",
-  "no_agent",
-  "timeout",
-  "failed"
-]
 
 /**
  * @since 0.1.0

@@ -1,26 +1,40 @@
 /**
  * The HTTP server: `Api` implemented over `Chats` (binding's store and turn
- * path) and the control plane.
+ * path) and the control plane, with an access log, `/health` and `/ready`.
+ *
+ * Every request gets one access log line (method, route, status, duration,
+ * chat id) and every 5xx an error log line with its cause, through Effect's
+ * `Logger`: replace the logger (`Logger.replace`) to send them elsewhere.
  *
  * @since 0.1.0
  */
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import type * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpServer from "@effect/platform/HttpServer"
-import type { Errors } from "@lazydial/binding"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as SqlClient from "@effect/sql/SqlClient"
 import type { CurrentAgent, WorkspaceId } from "@lazydial/core"
-import * as Console from "effect/Console"
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { randomUUID } from "node:crypto"
 import { createServer } from "node:http"
+import type { AgentAddresses } from "./AgentAddresses.js"
 import * as Api from "./Api.js"
-import { Chats, type ChatView } from "./Chats.js"
+import {
+  type ChatNotFound,
+  Chats,
+  type ChatView,
+  type ConnectError,
+  type DatabaseUnavailable,
+  failureReason
+} from "./Chats.js"
 import * as ControlPlane from "./ControlPlane.js"
-import type * as Fleet from "./Fleet.js"
-import * as Service from "./Service.js"
+import { Fleet, type RetireMode } from "./Fleet.js"
 
 const chatJson = (view: ChatView): Api.Chat =>
   new Api.Chat({
@@ -31,7 +45,35 @@ const chatJson = (view: ChatView): Api.Chat =>
     agent_id: Option.getOrNull(view.agentId)
   })
 
-const notFound = (error: Errors.ChatNotFound) => new Api.ChatNotFound({ chat_id: error.chatId, message: error.message })
+const notFound = (error: ChatNotFound) => new Api.ChatNotFound({ chat_id: error.chatId, message: error.message })
+
+// The cause goes to the error log; the client gets the reason and the advice.
+const unavailable = (error: DatabaseUnavailable) =>
+  Effect.zipRight(
+    Effect.logError("database unavailable", Cause.fail(error)),
+    Effect.fail(new Api.DatabaseUnavailable({ reason: "database_unavailable", message: error.message }))
+  )
+
+const chatError = (
+  error: ChatNotFound | DatabaseUnavailable
+): Effect.Effect<never, Api.ChatNotFound | Api.DatabaseUnavailable> =>
+  error._tag === "ChatNotFound" ? Effect.fail(notFound(error)) : unavailable(error)
+
+const turnError = (
+  error: ConnectError
+): Effect.Effect<never, Api.ChatNotFound | Api.NoWorkspace | Api.TurnFailed | Api.DatabaseUnavailable> => {
+  const reason = failureReason(error)
+  switch (reason) {
+    case "not_found":
+      return Effect.fail(new Api.ChatNotFound({ chat_id: (error as ChatNotFound).chatId, message: error.message }))
+    case "no_workspace":
+      return Effect.fail(new Api.NoWorkspace({ reason, message: error.message }))
+    case "database_unavailable":
+      return unavailable(error as DatabaseUnavailable)
+    default:
+      return Effect.fail(new Api.TurnFailed({ reason, message: error.message }))
+  }
+}
 
 /**
  * How long a turn waits for the agent's answer once connected.
@@ -49,48 +91,42 @@ export const layerChats = HttpApiBuilder.group(Api.Api, "chats", (handlers) =>
   Effect.gen(function*() {
     const chats = yield* Chats
     return handlers
-      .handle("create", ({ payload }) => Effect.map(chats.create(Option.fromNullable(payload.workspace_id)), chatJson))
-      .handle("get", ({ path }) => chats.get(path.chat_id).pipe(Effect.map(chatJson), Effect.mapError(notFound)))
+      .handle("create", ({ payload }) =>
+        chats.create(Option.fromNullable(payload.workspace_id)).pipe(
+          Effect.map(chatJson),
+          Effect.catchAll(unavailable)
+        ))
+      .handle("get", ({ path }) => chats.get(path.chat_id).pipe(Effect.map(chatJson), Effect.catchAll(chatError)))
       .handle("setWorkspace", ({ path, payload }) =>
         chats.setWorkspace(path.chat_id, Option.fromNullable(payload.workspace_id)).pipe(
           Effect.map(chatJson),
-          Effect.mapError(notFound)
+          Effect.catchAll(chatError)
         ))
       .handle("spawnChild", ({ path }) =>
-        chats.createChild(path.chat_id).pipe(Effect.map(chatJson), Effect.mapError(notFound)))
+        chats.createChild(path.chat_id).pipe(Effect.map(chatJson), Effect.catchAll(chatError)))
       .handle("turn", ({ path, payload }) =>
         Effect.scoped(Effect.gen(function*() {
-          const turn = yield* chats.connect(path.chat_id)
+          const turn = yield* Effect.catchAll(chats.connect(path.chat_id), turnError)
           const reply = yield* turn.connection.exchange(`turn ${payload.message}`).pipe(
             Effect.timeoutFail({
               duration: answerTimeout,
               onTimeout: () =>
                 new Api.TurnFailed({ reason: "timeout", message: "the agent accepted the turn and never answered" })
-            })
+            }),
+            Effect.catchTag(
+              "AgentDialError",
+              (error) =>
+                Effect.fail(new Api.TurnFailed({ reason: "dial_failed", message: error.message }))
+            )
           )
-          const chat = yield* chats.get(path.chat_id)
+          // the turn path returned the row as it left it: no second read
           return new Api.TurnResult({
-            chat: chatJson(chat),
+            chat: chatJson(turn.binding),
             agent_id: turn.connection.agentId,
             outcome: turn.outcome,
             reply
           })
-        })).pipe(
-          Effect.catchTags({
-            ChatNotFound: (error) =>
-              Effect.fail(notFound(error)),
-            ChatHasNoWorkspace: (error) =>
-              Effect.fail(new Api.TurnFailed({ reason: "no_workspace", message: error.message })),
-            NoCurrentAgent: (error) =>
-              Effect.fail(new Api.TurnFailed({ reason: "no_agent", message: error.message })),
-            DialTimeout: (error) =>
-              Effect.fail(new Api.TurnFailed({ reason: "timeout", message: error.message })),
-            AgentDialError: (error) =>
-              Effect.fail(new Api.TurnFailed({ reason: "dial_failed", message: error.message })),
-            AgentLookupError: (error) =>
-              Effect.fail(new Api.TurnFailed({ reason: "dial_failed", message: error.message }))
-          })
-        ))
+        })))
   }))
 
 const workspaceJson = (workspaceId: WorkspaceId, current: Option.Option<CurrentAgent>) =>
@@ -100,34 +136,96 @@ const workspaceJson = (workspaceId: WorkspaceId, current: Option.Option<CurrentA
     agent_id: Option.getOrNull(Option.map(current, (c) => c.agentId))
   })
 
+const makeWorkspaces = Effect.gen(function*() {
+  const control = yield* ControlPlane.ControlPlane
+  const context = yield* Effect.context<ControlPlane.ControlPlane | AgentAddresses>()
+  // only the process that runs the agents can rebuild them
+  const fleet = yield* Effect.serviceOption(Fleet)
+  const list = Effect.map(control.list, (all) => all.map(([id, current]) => workspaceJson(id, current)))
+  const rebuild = (workspaceId: WorkspaceId, mode: RetireMode) =>
+    Effect.gen(function*() {
+      if (Option.isNone(fleet)) {
+        return yield* new Api.NotTheFleet({
+          message:
+            "this replica runs no agents: send rebuilds to the fleet process's API (lazydial-service fleet --port)"
+        })
+      }
+      const known = yield* control.list
+      if (!known.some(([id]) => id === workspaceId)) {
+        return yield* new Api.WorkspaceNotFound({
+          workspace_id: workspaceId,
+          message: `workspace ${workspaceId} does not exist: GET /workspaces lists them`
+        })
+      }
+      const next = yield* ControlPlane.rebuild(workspaceId, mode).pipe(
+        Effect.provideService(Fleet, fleet.value),
+        Effect.provide(context)
+      )
+      return workspaceJson(workspaceId, next)
+    })
+  return { list, rebuild }
+})
+
 /**
  * @since 0.1.0
  * @category layers
  */
-export const layerWorkspaces = HttpApiBuilder.group(Api.Api, "workspaces", (handlers) =>
-  Effect.gen(function*() {
-    const control = yield* ControlPlane.ControlPlane
-    const context = yield* Effect.context<Fleet.Fleet | ControlPlane.ControlPlane>()
-    return handlers
-      .handle("list", () =>
-        Effect.map(control.list, (all) => all.map(([workspaceId, current]) => workspaceJson(workspaceId, current))))
-      .handle("rebuild", ({ path, payload }) =>
-        Effect.gen(function*() {
-          const known = yield* control.list
-          if (
-            !known.some(([workspaceId]) =>
-              workspaceId === path.workspace_id
-            )
-          ) {
-            return yield* new Api.WorkspaceNotFound({
-              workspace_id: path.workspace_id,
-              message: `workspace ${path.workspace_id} does not exist`
-            })
-          }
-          const next = yield* ControlPlane.rebuild(path.workspace_id, payload.mode)
-          return workspaceJson(path.workspace_id, next)
-        }).pipe(Effect.provide(context)))
-  }))
+export const layerWorkspaces = HttpApiBuilder.group(
+  Api.Api,
+  "workspaces",
+  (handlers) =>
+    Effect.map(makeWorkspaces, ({ list, rebuild }) =>
+      handlers
+        .handle("list", () => Effect.catchTag(list, "DatabaseUnavailable", unavailable))
+        .handle(
+          "rebuild",
+          ({ path, payload }) =>
+            Effect.catchTag(rebuild(path.workspace_id, payload.mode), "DatabaseUnavailable", unavailable)
+        ))
+)
+
+/**
+ * How long `/ready` waits for the database.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const readyTimeout: Duration.Duration = Duration.seconds(2)
+
+const makeHealth = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  return {
+    health: Effect.succeed({ status: "up" as const }),
+    ready: sql`SELECT 1`.pipe(
+      Effect.timeoutFail({
+        duration: readyTimeout,
+        onTimeout: () => "no answer within " + Duration.format(readyTimeout)
+      }),
+      Effect.as({ status: "ready" as const }),
+      Effect.catchAll((cause) =>
+        Effect.fail(
+          new Api.DatabaseUnavailable({
+            reason: "database_unavailable",
+            message: `the database does not answer (${
+              typeof cause === "string" ? cause : cause.message
+            }): this replica serves no turns until it does`
+          })
+        )
+      )
+    )
+  }
+})
+
+/**
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerHealth = HttpApiBuilder.group(
+  Api.Api,
+  "health",
+  (handlers) =>
+    Effect.map(makeHealth, ({ health, ready }) => handlers.handle("health", () => health).handle("ready", () => ready))
+)
 
 /**
  * The API's handlers, for a server or a test.
@@ -135,50 +233,118 @@ export const layerWorkspaces = HttpApiBuilder.group(Api.Api, "workspaces", (hand
  * @since 0.1.0
  * @category layers
  */
-export const layerApi = HttpApiBuilder.api(Api.Api).pipe(Layer.provide([layerChats, layerWorkspaces]))
+export const layerApi = HttpApiBuilder.api(Api.Api).pipe(Layer.provide([layerChats, layerWorkspaces, layerHealth]))
 
 /**
- * The server on 127.0.0.1:`port` (0: any free port).
+ * The `fleet` process's API: workspaces (with rebuilds) and health.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer = (port: number) =>
-  HttpApiBuilder.serve().pipe(
+export const layerFleetApi = HttpApiBuilder.api(Api.FleetApi).pipe(Layer.provide([layerWorkspaces, layerHealth]))
+
+const uuid = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi
+
+/**
+ * The access log: one line per request, and an error line with the cause for
+ * every 5xx. A defect becomes a JSON 500 (never an empty body).
+ *
+ * @since 0.1.0
+ * @category middleware
+ */
+export const accessLog = (app: HttpApp.Default): HttpApp.Default =>
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const began = performance.now()
+    const path = request.url.split("?")[0] ?? request.url
+    const chatId = /^\/chats\/([^/]+)/.exec(path)?.[1] ?? null
+    const route = path.replace(uuid, (id) => (id === chatId ? ":chat_id" : ":id"))
+    const exit = yield* Effect.exit(app)
+    const response = Exit.isSuccess(exit) ? exit.value : HttpServerResponse.unsafeJson(
+      { _tag: "InternalError", message: "the server failed unexpectedly: see its error log" },
+      { status: Cause.isInterruptedOnly(exit.cause) ? 499 : 500 }
+    )
+    const annotations = {
+      method: request.method,
+      route,
+      status: response.status,
+      duration_ms: Math.round((performance.now() - began) * 10) / 10,
+      chat_id: chatId
+    }
+    if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) {
+      yield* Effect.logError("request failed", exit.cause).pipe(Effect.annotateLogs(annotations))
+    } else if (response.status >= 500) {
+      yield* Effect.logError("request answered " + response.status).pipe(Effect.annotateLogs(annotations))
+    }
+    yield* Effect.logInfo("request").pipe(Effect.annotateLogs(annotations))
+    return response
+  })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ListenOptions {
+  readonly port: number
+  /** 127.0.0.1 unless given. */
+  readonly host?: string | undefined
+  /** How long in-flight requests may take to finish at shutdown (10 seconds unless given). */
+  readonly grace?: Duration.DurationInput | undefined
+}
+
+const listen = (options: ListenOptions) => {
+  const server = createServer()
+  const grace = Duration.decode(options.grace ?? Duration.seconds(10))
+  // Runs before the server's own close (released first, as built last):
+  // close idle keep-alive sockets now, and cut the rest after the grace
+  // period, so the close that waits for in-flight requests is bounded.
+  const drain = Layer.scopedDiscard(Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      server.closeIdleConnections()
+      setTimeout(() => server.closeAllConnections(), Duration.toMillis(grace)).unref()
+    })
+  ))
+  return drain.pipe(
+    Layer.provideMerge(NodeHttpServer.layer(() => server, { port: options.port, host: options.host ?? "127.0.0.1" }))
+  )
+}
+
+/**
+ * The server on `host`:`port` (127.0.0.1 unless given; port 0: any free port).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: number | ListenOptions) => {
+  const listenOptions = typeof options === "number" ? { port: options } : options
+  return HttpApiBuilder.serve(accessLog).pipe(
     Layer.provide(layerApi),
-    Layer.provideMerge(NodeHttpServer.layer(createServer, { port, host: "127.0.0.1" }))
+    Layer.provideMerge(listen(listenOptions))
+  )
+}
+
+/**
+ * The fleet's server.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerFleet = (options: ListenOptions) =>
+  HttpApiBuilder.serve(accessLog).pipe(
+    Layer.provide(layerFleetApi),
+    Layer.provideMerge(listen(options))
   )
 
 /**
- * A fresh instance with `workspaces` running workspaces, served until the
- * process is stopped.
+ * The `http://host:port` a server listens on.
  *
  * @since 0.1.0
- * @category running
+ * @category accessors
  */
-export const serveForever = (options: {
-  readonly port: number
-  readonly workspaces: number
-  readonly databaseUrl?: string | undefined
-}): Effect.Effect<never, never, never> =>
-  Effect.gen(function*() {
-    // safe: fresh UUIDs are valid WorkspaceIds
-    const ids = Array.from({ length: options.workspaces }, () => randomUUID() as WorkspaceId)
-    yield* Effect.forEach(ids, ControlPlane.startWorkspace, { discard: true })
-    return yield* Layer.launch(
-      Layer.effectDiscard(Effect.gen(function*() {
-        const server = yield* HttpServer.HttpServer
-        const address = server.address._tag === "TcpAddress" ? `http://127.0.0.1:${server.address.port}` : "?"
-        yield* Console.error(
-          `serving the chat API on ${address} (Ctrl-C to stop). Workspaces:\n  ${ids.join("\n  ")}\n` +
-            `try: curl -s -X POST ${address}/chats -H 'content-type: application/json' -d '{"workspace_id":"${
-              ids[0]
-            }"}'`
-        )
-      })).pipe(Layer.provideMerge(layer(options.port)))
-    )
-  }).pipe(
-    Effect.provide(Service.layer({ validationDelay: "1 second", dialTimeout: "10 seconds" }, Service.makeCounters())),
-    Effect.provide(Service.layerDatabase(options.databaseUrl)),
-    Effect.orDie
-  )
+export const baseUrl: Effect.Effect<string, never, HttpServer.HttpServer> = Effect.map(
+  HttpServer.HttpServer,
+  (server) =>
+    server.address._tag === "TcpAddress"
+      ? `http://${server.address.hostname}:${server.address.port}`
+      : `unix:${server.address.path}`
+)

@@ -4,22 +4,30 @@
  * ```
  * Database (PGlite in memory, or PostgreSQL) ─► BindingStore.layerSql
  *                                            └► AgentDirectory.layerSql ─► AgentLookup ─┐
- * Fleet (TCP agents) ─► SocketDialer (AgentDialer) ────────────────────────────────────┤
+ * AgentAddresses (the fleet's map, or SQL) ─► SocketDialer (AgentDialer) ──────────────┤
  *                      Faults.layerConfig (core; passes through unless LAZYDIAL_FAULTS=on)
  *                      ─► AgentDialer + AgentLookup ─► Probe.layerLookup (counts)
  * AgentDialer + AgentLookup ─► LazyDial.layer (core)
  * BindingStore + LazyDial + AgentLookup ─► ChatConnector.layer (binding) ─► Chats (the service's seam)
- * AgentDirectory ─► ControlPlane.layerDirectory (rebuilds write the current agent here)
+ * AgentDirectory + AgentAddresses ─► ControlPlane.layerDirectory (rebuilds write the current agent here)
  * ```
+ *
+ * Three shapes: `layer` is the one-process run (fleet, addresses in its
+ * memory); `layerReplica` is a `serve` process (no agents, addresses from the
+ * database); `layerFleet` is the `fleet` process (agents, addresses written to
+ * the database, no chats).
  *
  * @since 0.1.0
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { AgentDirectory, BindingStore, ChatConnector, Database } from "@lazydial/binding"
 import { type AgentDialer, type AgentLookup, Faults, LazyDial } from "@lazydial/core"
+import type * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as AgentAddresses from "./AgentAddresses.js"
 import * as Chats from "./Chats.js"
 import * as ControlPlane from "./ControlPlane.js"
 import * as Fleet from "./Fleet.js"
@@ -64,13 +72,31 @@ export interface Options {
  * @since 0.1.0
  * @category layers
  */
-export const layerDatabase = (databaseUrl: string | undefined): Layer.Layer<SqlClient.SqlClient> =>
-  (databaseUrl === undefined ? Database.layerPglite() : Database.layerPg(databaseUrl)).pipe(Layer.orDie)
+export const layerDatabase = (
+  databaseUrl: string | undefined
+): Layer.Layer<SqlClient.SqlClient | Database.Migrated> =>
+  layerDatabaseEither(Option.fromNullable(databaseUrl)).pipe(Layer.orDie)
 
 /**
- * Everything one instance needs on top of a database: agents, control plane,
- * dialer, counted lookups, and the chats with their turn path. A migration or
- * option error at start is a defect: the service cannot run without them.
+ * The database, failing (not dying) when it cannot start, for a process to
+ * report: PostgreSQL with binding's `LAZYDIAL_DB_*` settings, else PGlite in
+ * memory. `urlOption` names where the URL came from in an error.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerDatabaseEither = (
+  databaseUrl: Option.Option<string>,
+  urlOption?: string
+): Layer.Layer<SqlClient.SqlClient | Database.Migrated, Database.StartError | ConfigError.ConfigError> =>
+  Option.match(databaseUrl, {
+    onNone: () => Database.layerPglite(),
+    onSome: (url) => Database.layerPgConfig(url, { urlOption })
+  })
+
+/**
+ * Chats, dialer, counted lookups and control plane, over a database and an
+ * address book.
  *
  * Core's `Faults.layerConfig` sits between the real dialer and lookup and
  * everything that uses them (`LazyDial`, `ChatConnector`, and the "latest"
@@ -80,34 +106,73 @@ export const layerDatabase = (databaseUrl: string | undefined): Layer.Layer<SqlC
  * counting only what the sockets did; `Probe` wraps it, so a lookup the turn
  * path asked for is counted even when the fault layer answered it. A bad
  * `LAZYDIAL_FAULTS_*` value fails the instance at start, naming the variable.
+ */
+const chatsOver = (options: Options, counters: Counters, strategy: "lazydial" | "latest" = "lazydial") => {
+  const directory = AgentDirectory.layerSql()
+  const control = ControlPlane.layerDirectory.pipe(Layer.provide(directory))
+  const real = Layer.merge(SocketDialer.layer(counters.dialer), directory)
+  const faulted = Faults.layerConfig.pipe(Layer.provide(real))
+  // provideMerge: the probe's AgentLookup replaces the one it wraps; the dialer passes on
+  const services = Probe.layerLookup(counters.probe).pipe(Layer.provideMerge(faulted))
+  const base = Layer.mergeAll(services, control)
+  const connector = ChatConnector.layer({ dialTimeout: options.dialTimeout }).pipe(
+    Layer.provide(LazyDial.layer({ delay: Duration.decode(options.validationDelay) })),
+    Layer.provideMerge(BindingStore.layerSql)
+  )
+  const chats = strategy === "lazydial" ? Chats.layer : Chats.layerLatest({ dialTimeout: options.dialTimeout })
+  return Layer.provide(chats, connector).pipe(Layer.provideMerge(base))
+}
+
+/**
+ * The one-process instance: agents in this process, on top of a database. A
+ * migration or option error at start is a defect: the run cannot go on
+ * without them.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layer = (
   options: Options,
-  counters: Counters
+  counters: Counters,
+  strategy: "lazydial" | "latest" = "lazydial"
 ): Layer.Layer<
-  Fleet.Fleet | ControlPlane.ControlPlane | AgentDialer.AgentDialer | AgentLookup.AgentLookup | Chats.Chats,
+  | Fleet.Fleet
+  | AgentAddresses.AgentAddresses
+  | ControlPlane.ControlPlane
+  | AgentDialer.AgentDialer
+  | AgentLookup.AgentLookup
+  | Chats.Chats,
   never,
-  SqlClient.SqlClient
-> => {
-  const directory = AgentDirectory.layerSql()
-  const control = ControlPlane.layerDirectory.pipe(Layer.provide(directory))
-  const fleet = Fleet.layerWith(counters.fleet)
-  const real = Layer.merge(SocketDialer.layer(counters.dialer), directory)
-  const faulted = Faults.layerConfig.pipe(Layer.provide(real))
-  // provideMerge: the probe's AgentLookup replaces the one it wraps; the dialer passes on
-  const services = Probe.layerLookup(counters.probe).pipe(Layer.provideMerge(faulted))
-  const base = Layer.mergeAll(services, control).pipe(Layer.provideMerge(fleet))
-  const store = BindingStore.layerSql
-  const connector = ChatConnector.layer({ dialTimeout: options.dialTimeout }).pipe(
-    Layer.provide(LazyDial.layer({ delay: Duration.decode(options.validationDelay) })),
-    Layer.provideMerge(store)
-  )
-  return Layer.provide(Chats.layer, connector).pipe(
-    Layer.provideMerge(base),
+  SqlClient.SqlClient | Database.Migrated
+> =>
+  chatsOver(options, counters, strategy).pipe(
+    Layer.provideMerge(AgentAddresses.layerFleet),
+    Layer.provideMerge(Fleet.layerWith(counters.fleet)),
     Layer.orDie,
     Layer.tapErrorCause(Effect.logError)
   )
-}
+
+/**
+ * A `serve` replica: chats and the turn path, dialing agents at the
+ * addresses the `fleet` recorded in the database. A start-up error (the
+ * database refuses, a bad setting) fails the Layer, for the CLI to report.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerReplica = (options: Options, counters: Counters, strategy: "lazydial" | "latest" = "lazydial") =>
+  chatsOver(options, counters, strategy).pipe(Layer.provideMerge(AgentAddresses.layerSql))
+
+/**
+ * The `fleet` process: agents, their addresses and builds written to the
+ * database. It serves no chats.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerFleet = (counters: Counters) =>
+  ControlPlane.layerDirectory.pipe(
+    Layer.provide(AgentDirectory.layerSql()),
+    Layer.provideMerge(AgentAddresses.layerSql),
+    Layer.provideMerge(Fleet.layerWith(counters.fleet))
+  )

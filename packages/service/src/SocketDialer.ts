@@ -17,7 +17,7 @@
  */
 import { AgentDialer } from "@lazydial/core"
 import * as Layer from "effect/Layer"
-import type { Fleet } from "./Fleet.js"
+import type { AgentAddresses } from "./AgentAddresses.js"
 import * as internal from "./internal/socketDialer.js"
 
 /**
@@ -57,10 +57,13 @@ export const makeCounters: () => internal.DialerCounters = internal.makeCounters
 export const stats: (counters: internal.DialerCounters) => DialerStats = internal.snapshot
 
 /**
- * Dials the agents of the `Fleet`, whose address book maps agent ids to ports.
+ * Dials agents at the addresses of the `AgentAddresses` book: the in-process
+ * fleet's, or the shared database's.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer = (counters: internal.DialerCounters): Layer.Layer<AgentDialer.AgentDialer, never, Fleet> =>
+export const layer = (
+  counters: internal.DialerCounters
+): Layer.Layer<AgentDialer.AgentDialer, never, AgentAddresses> =>
   Layer.effect(AgentDialer.AgentDialer, internal.make(counters))

@@ -12,6 +12,7 @@
  * @since 0.1.0
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
+import type { Database } from "@lazydial/binding"
 import type * as Effect from "effect/Effect"
 import type { RetireMode } from "./Fleet.js"
 import * as internal from "./internal/workload.js"
@@ -133,7 +134,7 @@ export const runStrategy: (
   plan: Plan,
   strategy: Strategy,
   progress: Progress
-) => Effect.Effect<StrategyReport, never, SqlClient.SqlClient> = internal.runStrategy
+) => Effect.Effect<StrategyReport, never, SqlClient.SqlClient | Database.Migrated> = internal.runStrategy
 
 /**
  * Runs both strategies on the same plan, one after the other.

@@ -1,13 +1,16 @@
 /**
  * @since 0.1.0
  */
+export * as AgentAddresses from "./AgentAddresses.js"
 export * as Api from "./Api.js"
 export * as Chats from "./Chats.js"
 export * as Cli from "./Cli.js"
+export * as Cluster from "./Cluster.js"
 export * as ControlPlane from "./ControlPlane.js"
 export * as Fleet from "./Fleet.js"
 export * as Html from "./Html.js"
 export * as Probe from "./Probe.js"
+export * as Processes from "./Processes.js"
 export * as Render from "./Render.js"
 export * as Report from "./Report.js"
 export * as Server from "./Server.js"

@@ -17,6 +17,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { randomUUID } from "node:crypto"
+import * as AgentAddresses from "../src/AgentAddresses.js"
 import { Chats, layer as chatsLayer } from "../src/Chats.js"
 import * as ControlPlane from "../src/ControlPlane.js"
 import * as Fleet from "../src/Fleet.js"
@@ -33,7 +34,11 @@ const setup = () => {
   const fleetCounters = Fleet.makeCounters()
   const dialerCounters = SocketDialer.makeCounters()
   const fleet = Fleet.layerWith(fleetCounters)
-  const base = Layer.merge(SocketDialer.layer(dialerCounters).pipe(Layer.provideMerge(fleet)), ControlPlane.layerMemory)
+  const addresses = AgentAddresses.layerFleet.pipe(Layer.provideMerge(fleet))
+  const base = Layer.merge(
+    SocketDialer.layer(dialerCounters).pipe(Layer.provideMerge(addresses)),
+    ControlPlane.layerMemory
+  )
   const connector = ChatConnector.layer({ dialTimeout: Duration.millis(dialTimeoutMs) }).pipe(
     Layer.provide(LazyDial.layer({ delay: Duration.millis(delayMs) })),
     Layer.provideMerge(BindingStore.layerMemory)

@@ -1,14 +1,14 @@
 /**
  * The HTTP API through its typed client (the SDK), on real agents and the
- * embedded database.
+ * embedded database. One server for the file; each scenario is its own test,
+ * on its own workspaces and chats.
  */
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import * as HttpServer from "@effect/platform/HttpServer"
-import { describe, expect, it } from "@effect/vitest"
-import type { WorkspaceId } from "@lazydial/core"
+import { expect, layer } from "@effect/vitest"
+import type { ChatId, WorkspaceId } from "@lazydial/core"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { randomUUID } from "node:crypto"
@@ -25,72 +25,118 @@ const TestLayer = Server.layer(0).pipe(
   Layer.merge(FetchHttpClient.layer)
 )
 
-const baseUrl = Effect.map(
-  HttpServer.HttpServer,
-  (server) => server.address._tag === "TcpAddress" ? `http://127.0.0.1:${server.address.port}` : ""
-)
+const client = Effect.flatMap(Server.baseUrl, (baseUrl) => HttpApiClient.make(Api.Api, { baseUrl }))
+// safe: fresh UUIDs are valid ids
+const newWorkspace = () => randomUUID() as WorkspaceId
+const newChatId = () => randomUUID() as ChatId
 
-describe("the chat API through the typed client", () => {
-  it.live("create, get, spawn, turn, change workspace, rebuild, and errors", () =>
+/** A workspace with a running agent, and a chat on it that has had one turn (so it is bound). */
+const boundChat = Effect.gen(function*() {
+  const api = yield* client
+  const workspaceId = newWorkspace()
+  const agent = yield* ControlPlane.startWorkspace(workspaceId)
+  const chat = yield* api.chats.create({ payload: { workspace_id: workspaceId } })
+  yield* api.chats.turn({ path: { chat_id: chat.chat_id }, payload: { message: "bind" } })
+  return { api, workspaceId, agent, chat }
+})
+
+// real sockets and the validation delay need real time: no TestClock here
+layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the chat API through the typed client", (it) => {
+  it.effect("create: binding fields are present and null when unset", () =>
     Effect.gen(function*() {
-      const url = yield* baseUrl
-      const client = yield* HttpApiClient.make(Api.Api, { baseUrl: url })
-      const workspaceA = randomUUID() as WorkspaceId
-      const workspaceB = randomUUID() as WorkspaceId
-      const agentA = yield* ControlPlane.startWorkspace(workspaceA)
-      yield* ControlPlane.startWorkspace(workspaceB)
-
-      // create: binding fields present and null when unset
-      const bare = yield* client.chats.create({ payload: {} })
+      const api = yield* client
+      const workspaceId = newWorkspace()
+      const bare = yield* api.chats.create({ payload: {} })
       expect(bare).toMatchObject({ parent_chat_id: null, workspace_id: null, build_id: null, agent_id: null })
-      const chat = yield* client.chats.create({ payload: { workspace_id: workspaceA } })
-      expect(chat).toMatchObject({ workspace_id: workspaceA, build_id: null, agent_id: null })
-      const got = yield* client.chats.get({ path: { chat_id: chat.chat_id } })
-      expect(got).toEqual(chat)
+      const chat = yield* api.chats.create({ payload: { workspace_id: workspaceId } })
+      expect(chat).toMatchObject({ workspace_id: workspaceId, build_id: null, agent_id: null })
+      expect(yield* api.chats.get({ path: { chat_id: chat.chat_id } })).toEqual(chat)
+    }), 30_000)
 
-      // a turn fills the binding lazily
-      const first = yield* client.chats.turn({ path: { chat_id: chat.chat_id }, payload: { message: "hello" } })
+  it.effect("a turn fills the binding lazily (lazy_bind), and the next one is fast", () =>
+    Effect.gen(function*() {
+      const api = yield* client
+      const workspaceId = newWorkspace()
+      const agent = yield* ControlPlane.startWorkspace(workspaceId)
+      const chat = yield* api.chats.create({ payload: { workspace_id: workspaceId } })
+      const first = yield* api.chats.turn({ path: { chat_id: chat.chat_id }, payload: { message: "hello" } })
       expect(first.outcome).toBe("lazy_bind")
-      expect(first.agent_id).toBe(agentA.agentId)
-      expect(first.reply).toBe(`ok ${agentA.agentId} ${workspaceA} hello`)
-      expect(first.chat).toMatchObject({ agent_id: agentA.agentId, build_id: agentA.buildId })
-      const second = yield* client.chats.turn({ path: { chat_id: chat.chat_id }, payload: { message: "again" } })
+      expect(first.agent_id).toBe(agent.agentId)
+      expect(first.reply).toBe(`ok ${agent.agentId} ${workspaceId} hello`)
+      expect(first.chat).toMatchObject({ agent_id: agent.agentId, build_id: agent.buildId })
+      const second = yield* api.chats.turn({ path: { chat_id: chat.chat_id }, payload: { message: "again" } })
       expect(second.outcome).toBe("fast")
+      expect(second.chat).toEqual(first.chat)
+    }), 30_000)
 
-      // a child inherits the binding
-      const child = yield* client.chats.spawnChild({ path: { chat_id: chat.chat_id } })
+  it.effect("a child inherits its parent's binding", () =>
+    Effect.gen(function*() {
+      const { agent, api, chat, workspaceId } = yield* boundChat
+      const child = yield* api.chats.spawnChild({ path: { chat_id: chat.chat_id } })
       expect(child).toMatchObject({
         parent_chat_id: chat.chat_id,
-        workspace_id: workspaceA,
-        build_id: agentA.buildId,
-        agent_id: agentA.agentId
+        workspace_id: workspaceId,
+        build_id: agent.buildId,
+        agent_id: agent.agentId
       })
+    }), 30_000)
 
-      // a rebuild leaves the child's binding stale; its next turn repairs it
-      const rebuilt = yield* client.workspaces.rebuild({ path: { workspace_id: workspaceA }, payload: { mode: "die" } })
-      expect(rebuilt.agent_id).not.toBe(agentA.agentId)
-      const repaired = yield* client.chats.turn({ path: { chat_id: child.chat_id }, payload: { message: "hi" } })
-      expect(repaired.outcome).toBe("switched")
-      expect(repaired.chat).toMatchObject({ agent_id: rebuilt.agent_id, build_id: rebuilt.build_id })
+  it.effect(
+    "after a rebuild, a stale binding is repaired by the next turn (switched)",
+    () =>
+      Effect.gen(function*() {
+        const { agent, api, chat, workspaceId } = yield* boundChat
+        const rebuilt = yield* api.workspaces.rebuild({ path: { workspace_id: workspaceId }, payload: { mode: "die" } })
+        expect(rebuilt.agent_id).not.toBe(agent.agentId)
+        const repaired = yield* api.chats.turn({ path: { chat_id: chat.chat_id }, payload: { message: "hi" } })
+        expect(repaired.outcome).toBe("switched")
+        expect(repaired.chat).toMatchObject({ agent_id: rebuilt.agent_id, build_id: rebuilt.build_id })
+      }),
+    30_000
+  )
 
-      // a workspace change clears build and agent
-      const moved = yield* client.chats.setWorkspace({
-        path: { chat_id: chat.chat_id },
-        payload: { workspace_id: workspaceB }
-      })
-      expect(moved).toMatchObject({ workspace_id: workspaceB, build_id: null, agent_id: null })
+  it.effect("a workspace change clears build and agent", () =>
+    Effect.gen(function*() {
+      const { api, chat } = yield* boundChat
+      const other = newWorkspace()
+      const moved = yield* api.chats.setWorkspace({ path: { chat_id: chat.chat_id }, payload: { workspace_id: other } })
+      expect(moved).toMatchObject({ workspace_id: other, build_id: null, agent_id: null })
+    }), 30_000)
 
-      // a turn of a chat with no workspace fails clearly
-      const noWorkspace = yield* Effect.flip(
-        client.chats.turn({ path: { chat_id: bare.chat_id }, payload: { message: "x" } })
-      )
-      expect(noWorkspace).toMatchObject({ _tag: "TurnFailed", reason: "no_workspace" })
+  it.effect(
+    "a turn of a chat with no workspace is a 409 NoWorkspace (the client's to fix)",
+    () =>
+      Effect.gen(function*() {
+        const api = yield* client
+        const bare = yield* api.chats.create({ payload: {} })
+        const error = yield* Effect.flip(api.chats.turn({ path: { chat_id: bare.chat_id }, payload: { message: "x" } }))
+        expect(error).toMatchObject({ _tag: "NoWorkspace", reason: "no_workspace" })
+        const http = yield* HttpClient.HttpClient
+        const response = yield* http.execute(
+          HttpClientRequest.post(`${yield* Server.baseUrl}/chats/${bare.chat_id}/turns`).pipe(
+            HttpClientRequest.bodyUnsafeJson({ message: "x" })
+          )
+        )
+        expect(response.status).toBe(409)
+      }),
+    30_000
+  )
 
-      // unknown chat: 404
-      const missing = yield* Effect.flip(client.chats.get({ path: { chat_id: randomUUID() as typeof chat.chat_id } }))
+  it.effect("an unknown chat is a 404 ChatNotFound", () =>
+    Effect.gen(function*() {
+      const api = yield* client
+      const missing = yield* Effect.flip(api.chats.get({ path: { chat_id: newChatId() } }))
       expect(missing._tag).toBe("ChatNotFound")
+      const http = yield* HttpClient.HttpClient
+      const notFound = yield* http.get(`${yield* Server.baseUrl}/chats/${newChatId()}`)
+      expect(notFound.status).toBe(404)
+    }), 30_000)
 
-      // bad ids and bodies: 400 naming the field
+  it.effect("bad ids and bodies are 400s whose issues name the field", () =>
+    Effect.gen(function*() {
+      const api = yield* client
+      const url = yield* Server.baseUrl
+      const chat = yield* api.chats.create({ payload: {} })
       const http = yield* HttpClient.HttpClient
       const badId = yield* http.get(`${url}/chats/not-a-uuid`)
       expect(badId.status).toBe(400)
@@ -104,7 +150,12 @@ describe("the chat API through the typed client", () => {
       expect(badBody.status).toBe(400)
       const badBodyJson = (yield* badBody.json) as { issues: Array<{ path: Array<string> }> }
       expect(badBodyJson.issues[0]!.path).toEqual(["workspace_id"])
-      const notFound = yield* http.get(`${url}/chats/${randomUUID()}`)
-      expect(notFound.status).toBe(404)
-    }).pipe(Effect.provide(TestLayer)), { timeout: 60_000 })
+    }), 30_000)
+
+  it.effect("/health answers up, /ready answers ready while the database answers", () =>
+    Effect.gen(function*() {
+      const api = yield* client
+      expect(yield* api.health.health()).toEqual({ status: "up" })
+      expect(yield* api.health.ready()).toEqual({ status: "ready" })
+    }), 30_000)
 })

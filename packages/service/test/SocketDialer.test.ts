@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { AgentDialer, type WorkspaceId } from "@lazydial/core"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as AgentAddresses from "../src/AgentAddresses.js"
 import * as Fleet from "../src/Fleet.js"
 import * as SocketDialer from "../src/SocketDialer.js"
 
@@ -11,7 +12,8 @@ const setup = () => {
   const fleetCounters = Fleet.makeCounters()
   const dialerCounters = SocketDialer.makeCounters()
   const fleet = Fleet.layerWith(fleetCounters)
-  const layer = Layer.merge(fleet, SocketDialer.layer(dialerCounters).pipe(Layer.provide(fleet)))
+  const addresses = AgentAddresses.layerFleet.pipe(Layer.provideMerge(fleet))
+  const layer = SocketDialer.layer(dialerCounters).pipe(Layer.provideMerge(addresses))
   return { fleetCounters, dialerCounters, layer }
 }
 

@@ -13,15 +13,21 @@ import * as FiberId from "effect/FiberId"
 import * as FiberSet from "effect/FiberSet"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
+import type * as ParseResult from "effect/ParseResult"
 import * as Request from "effect/Request"
 import * as RequestResolver from "effect/RequestResolver"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import { AgentDirectory, defaultBatchWindow, maxBatchWindow, type Options } from "../AgentDirectory.js"
-import { AgentDirectoryError } from "../Errors.js"
-import * as Migrations from "./migrations.js"
+import type { AgentDirectory, Options } from "../AgentDirectory.js"
+import type { Migrated } from "../Database.js"
+import { databaseError } from "./database.js"
+
+/** @internal */
+export const defaultBatchWindow: Duration.Duration = Duration.millis(5)
+
+/** @internal */
+export const maxBatchWindow: Duration.Duration = Duration.seconds(1)
 
 /** @internal */
 export const queriesTotal = Metric.counter("lazydial_directory_queries_total", {
@@ -50,12 +56,7 @@ const decodeRow = Schema.decodeUnknown(Row, { errors: "all" })
 
 type Answer = Exit.Exit<Option.Option<CurrentAgent>, AgentLookupError>
 
-const detailOf = (cause: SqlError | ParseResult.ParseError) =>
-  cause._tag === "ParseError"
-    ? `a row does not match the schema: ${ParseResult.TreeFormatter.formatErrorSync(cause)}`
-    : cause.cause instanceof Error
-    ? cause.cause.message
-    : cause.message
+const detailOf = (cause: SqlError | ParseResult.ParseError) => databaseError("AgentDirectory.current")(cause).detail
 
 const checkWindow = (input: unknown): Effect.Effect<Duration.Duration, InvalidOption> =>
   CoreOptions.boundedDuration("batchWindow", input, maxBatchWindow)
@@ -65,15 +66,12 @@ export const makeSql = (
   options?: Options
 ): Effect.Effect<
   Context.Tag.Service<AgentDirectory>,
-  AgentDirectoryError | InvalidOption,
-  SqlClient.SqlClient | Scope.Scope
+  InvalidOption,
+  SqlClient.SqlClient | Migrated | Scope.Scope
 > =>
   Effect.gen(function*() {
     const window = yield* checkWindow(options?.batchWindow ?? defaultBatchWindow)
     const sql = yield* SqlClient.SqlClient
-    yield* Migrations.run.pipe(
-      Effect.mapError((cause) => new AgentDirectoryError({ operation: "migration", detail: detailOf(cause), cause }))
-    )
 
     // One query for every workspace of the batch: the latest build of each,
     // with its agent, so the build and the agent always belong together.
@@ -127,6 +125,23 @@ ORDER BY workspace_id, build_number DESC`.pipe(
     // The batch being collected, and the lookups whose query is in flight.
     // Both are keyed by workspace, and emptied as soon as the query answers:
     // they share work between overlapping lookups and never cache an answer.
+    //
+    // Why not Effect's ready-made pieces (tried, with their source read):
+    // - `@effect/experimental`'s `RequestResolver.dataLoader` collects a
+    //   window's requests like `collecting` does, but (1) with a zero window
+    //   (`batchWindow: 0`, which the tests and the service use) its
+    //   `runFork(delayedProcess)` runs the whole `Effect.sleep(0)` and the
+    //   flush synchronously, so the flush clears `fiber` before the caller
+    //   stores the new fiber in it; every later lookup then joins a batch
+    //   that is never flushed, and hangs (the directory tests did); and
+    //   (2) it does not share a lookup with a query already in flight for
+    //   the same workspace, which `inFlight` does, so a burst after a rebuild
+    //   would make a second query.
+    // - `RcMap` shares an in-flight value per key, but it is per key: batching
+    //   several workspaces into one query still needs the collector above;
+    //   and it keeps handing a finished answer to newcomers until the last
+    //   waiter lets go of it, unless each lookup invalidates its own key. The
+    //   two maps here do both jobs in a few lines.
     let collecting: Map<WorkspaceId, Deferred.Deferred<Option.Option<CurrentAgent>, AgentLookupError>> | undefined
     const inFlight = new Map<WorkspaceId, Deferred.Deferred<Option.Option<CurrentAgent>, AgentLookupError>>()
 
@@ -193,10 +208,11 @@ RETURNING build_number`).pipe(
           // number; the loser's insert fails on the key and is tried again.
           Effect.retry(Schedule.recurs(3)),
           Effect.map((rows) => rows[0]!.build_number),
-          Effect.mapError((cause) => new AgentDirectoryError({ operation, detail: detailOf(cause), cause }))
+          Effect.mapError(databaseError(operation))
         )
 
-    return AgentDirectory.of({
+    const service: Context.Tag.Service<AgentDirectory> = {
+      batchWindow: window,
       current,
       recordBuild: Effect.fn("AgentDirectory.recordBuild")((workspaceId, build) =>
         insertBuild("AgentDirectory.recordBuild", workspaceId, build.buildId, build.agentId)
@@ -205,5 +221,6 @@ RETURNING build_number`).pipe(
         const buildId = options?.buildId ?? BuildId.make(crypto.randomUUID())
         return yield* insertBuild("AgentDirectory.stopWorkspace", workspaceId, buildId, null)
       })
-    })
+    }
+    return service
   })

@@ -1,6 +1,8 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
+import { type BindingStoreError, DatabaseSchemaTooNew } from "../Errors.js"
+import { databaseError, transaction } from "./database.js"
 
 /** @internal */
 export const migrationsTable = "lazydial_binding_migrations"
@@ -65,6 +67,13 @@ export const migrations: ReadonlyArray<Migration> = [
   }
 ]
 
+/**
+ * The latest migration this code knows.
+ *
+ * @internal
+ */
+export const latest: number = Math.max(...migrations.map((migration) => migration.id))
+
 // An arbitrary constant: the key of the advisory lock that serializes migrations.
 const lockKey = 7_263_001
 
@@ -77,24 +86,43 @@ const lockKey = 7_263_001
  * `@effect/sql`'s `Migrator` creates its table outside its transaction, which
  * races when two replicas start at once, so this small runner is used instead.
  *
+ * A database that holds a migration this code does not know was migrated by a
+ * newer version: it is refused before anything runs, since this code would
+ * misread its tables (or break them) at the first write.
+ *
+ * Answers the migrations it applied (none when the schema was up to date).
+ *
  * @internal
  */
-export const run: Effect.Effect<ReadonlyArray<number>, SqlError, SqlClient.SqlClient> = Effect.gen(function*() {
+export const run: Effect.Effect<
+  ReadonlyArray<number>,
+  BindingStoreError | DatabaseSchemaTooNew,
+  SqlClient.SqlClient
+> = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
-  return yield* sql.withTransaction(Effect.gen(function*() {
-    yield* sql`SELECT pg_advisory_xact_lock(${lockKey})`
-    yield* sql`CREATE TABLE IF NOT EXISTS lazydial_binding_migrations (
+  const step = <A>(effect: Effect.Effect<A, SqlError>) => Effect.mapError(effect, databaseError("migration"))
+  return yield* transaction(sql, "migration")(Effect.gen(function*() {
+    yield* step(sql`SELECT pg_advisory_xact_lock(${lockKey})`)
+    yield* step(sql`CREATE TABLE IF NOT EXISTS lazydial_binding_migrations (
   migration_id integer PRIMARY KEY,
   name text NOT NULL,
   applied_at timestamptz NOT NULL DEFAULT now()
-)`
-    const rows = yield* sql<{ readonly migration_id: number }>`SELECT migration_id FROM lazydial_binding_migrations`
+)`)
+    const rows = yield* step(
+      sql<{ readonly migration_id: number }>`SELECT migration_id FROM lazydial_binding_migrations`
+    )
     const done = new Set(rows.map((row) => row.migration_id))
+    const known = new Set(migrations.map((migration) => migration.id))
+    if ([...done].some((id) => !known.has(id))) {
+      return yield* new DatabaseSchemaTooNew({ databaseVersion: Math.max(...done), codeVersion: latest })
+    }
     const applied: Array<number> = []
     for (const migration of migrations) {
       if (done.has(migration.id)) continue
-      yield* migration.run(sql)
-      yield* sql`INSERT INTO lazydial_binding_migrations (migration_id, name) VALUES (${migration.id}, ${migration.name})`
+      yield* step(migration.run(sql))
+      yield* step(
+        sql`INSERT INTO lazydial_binding_migrations (migration_id, name) VALUES (${migration.id}, ${migration.name})`
+      )
       applied.push(migration.id)
     }
     return applied

@@ -1,11 +1,12 @@
 import * as PgClient from "@effect/sql-pg/PgClient"
 import type * as SqlClient from "@effect/sql/SqlClient"
-import { SqlError } from "@effect/sql/SqlError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type * as Layer from "effect/Layer"
+import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import Pg from "pg"
+import type { DatabaseConnectError } from "../Errors.js"
+import { connectError, connectTimedOut, type Target } from "./database.js"
 
 type ConnectCallback = (
   err: Error | undefined,
@@ -30,7 +31,13 @@ class Pool extends Pg.Pool {
   }
 }
 
-const makePool = (config: PgClient.PgClientConfig): Pool =>
+/** @internal */
+export interface Config extends PgClient.PgClientConfig {
+  /** Sent as PostgreSQL's `statement_timeout` when each connection opens. */
+  readonly statementTimeout?: Duration.Duration | undefined
+}
+
+const makePool = (config: Config): Pool =>
   new Pool({
     connectionString: config.url === undefined ? undefined : Redacted.value(config.url),
     user: config.username,
@@ -46,6 +53,7 @@ const makePool = (config: PgClient.PgClientConfig): Pool =>
     min: config.minConnections,
     maxLifetimeSeconds: config.connectionTTL === undefined ? undefined : Duration.toSeconds(config.connectionTTL),
     application_name: config.applicationName,
+    statement_timeout: config.statementTimeout === undefined ? undefined : Duration.toMillis(config.statementTimeout),
     types: config.types
   })
 
@@ -53,36 +61,40 @@ const makePool = (config: PgClient.PgClientConfig): Pool =>
  * `PgClient.layer`, on a pool that hands clients over on the next tick. Like
  * `PgClient.layer`, it checks the server with `SELECT 1` within the connect
  * timeout (5 s by default), and ignores errors of idle clients (a restarted
- * server), which the next checkout replaces.
+ * server), which the next checkout replaces. A failed check is a
+ * `DatabaseConnectError` that names `target`, never the password.
  *
  * @internal
  */
 export const layer = (
-  config: PgClient.PgClientConfig
-): Layer.Layer<SqlClient.SqlClient | PgClient.PgClient, SqlError> =>
-  PgClient.layerFromPool({
-    acquire: Effect.gen(function*() {
-      const pool = yield* Effect.acquireRelease(
-        Effect.sync(() => makePool(config)),
-        (pool) => Effect.promise(() => pool.end()).pipe(Effect.interruptible, Effect.timeoutOption(1000))
-      )
-      pool.on("error", () => {})
-      yield* Effect.tryPromise({
-        try: () => pool.query("SELECT 1"),
-        catch: (cause) => new SqlError({ cause, message: "PgClient: Failed to connect" })
-      }).pipe(
-        Effect.timeoutFail({
-          duration: config.connectTimeout ?? Duration.seconds(5),
-          onTimeout: () =>
-            new SqlError({ cause: new Error("Connection timed out"), message: "PgClient: Connection timed out" })
-        })
-      )
-      return pool
-    }),
-    applicationName: config.applicationName,
-    spanAttributes: config.spanAttributes,
-    transformResultNames: config.transformResultNames,
-    transformQueryNames: config.transformQueryNames,
-    transformJson: config.transformJson,
-    types: config.types
-  })
+  config: Config,
+  target: Target
+): Layer.Layer<SqlClient.SqlClient | PgClient.PgClient, DatabaseConnectError> =>
+  // The pool is made and checked here, not in `layerFromPool`'s `acquire`,
+  // which may fail with an `SqlError` only: the check's error names the target.
+  Layer.unwrapScoped(Effect.gen(function*() {
+    const pool = yield* Effect.acquireRelease(
+      Effect.sync(() => makePool(config)),
+      (pool) => Effect.promise(() => pool.end()).pipe(Effect.interruptible, Effect.timeoutOption(1000))
+    )
+    pool.on("error", () => {})
+    const timeout = config.connectTimeout === undefined ? Duration.seconds(5) : Duration.decode(config.connectTimeout)
+    yield* Effect.tryPromise({
+      try: () => pool.query("SELECT 1"),
+      catch: (cause) => connectError(target, cause)
+    }).pipe(
+      Effect.timeoutFail({ duration: timeout, onTimeout: () => connectTimedOut(target, timeout) })
+    )
+    return PgClient.layerFromPool({
+      acquire: Effect.succeed(pool),
+      applicationName: config.applicationName,
+      spanAttributes: config.spanAttributes,
+      transformResultNames: config.transformResultNames,
+      transformQueryNames: config.transformQueryNames,
+      transformJson: config.transformJson,
+      types: config.types
+    }).pipe(
+      // its only failure is `acquire`'s, and that one succeeds
+      Layer.orDie
+    )
+  }))

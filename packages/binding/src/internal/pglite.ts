@@ -7,6 +7,7 @@ import { PGlite } from "@electric-sql/pglite"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
+import { BindingStoreError } from "../Errors.js"
 
 /** @internal */
 export interface Options {
@@ -40,7 +41,14 @@ export const make = (options: Options = {}) =>
     const db = yield* Effect.acquireRelease(
       Effect.tryPromise({
         try: () => PGlite.create(options.dataDir === undefined ? {} : { dataDir: options.dataDir }),
-        catch: (cause) => new SqlError({ cause, message: "Failed to start the embedded PGlite database" })
+        catch: (cause) =>
+          new BindingStoreError({
+            operation: "Database.layerPglite",
+            detail: `the embedded PGlite database did not start${
+              cause instanceof Error ? `: ${cause.message}` : ""
+            }; check that its dataDir is a PGlite directory this process may write`,
+            cause
+          })
       }),
       (db) => Effect.promise(() => db.close()).pipe(Effect.ignore)
     )
@@ -93,5 +101,5 @@ export const make = (options: Options = {}) =>
   })
 
 /** @internal */
-export const layer = (options?: Options): Layer.Layer<SqlClient.SqlClient, SqlError> =>
+export const layer = (options?: Options): Layer.Layer<SqlClient.SqlClient, BindingStoreError> =>
   Layer.scoped(SqlClient.SqlClient, make(options)).pipe(Layer.provide(Reactivity.layer))

@@ -1,16 +1,15 @@
 import * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
 import { AgentId, BuildId, ChatId, WorkspaceId } from "@lazydial/core"
 import type * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
-import { BindingStore, type RecordResult } from "../BindingStore.js"
+import type { BindingStore, RecordResult } from "../BindingStore.js"
 import { ChatBinding } from "../ChatBinding.js"
+import type { Migrated } from "../Database.js"
 import { BindingStoreError, ChatAlreadyExists, ChatNotFound } from "../Errors.js"
-import * as Migrations from "./migrations.js"
+import { databaseError, transaction } from "./database.js"
 
 type Service = Context.Tag.Service<BindingStore>
 
@@ -37,7 +36,7 @@ export const makeMemory: Effect.Effect<Service> = Effect.sync(() => {
       return Effect.succeed(binding)
     })
 
-  return BindingStore.of({
+  const service: Service = {
     createChat: Effect.fn("BindingStore.createChat")(function*(options) {
       const chatId = options?.chatId ?? (yield* freshChatId)
       return yield* write((updatedAt) =>
@@ -109,7 +108,8 @@ export const makeMemory: Effect.Effect<Service> = Effect.sync(() => {
         })
       )
     )
-  })
+  }
+  return service
 })
 
 // Rows as the database returns them. PostgreSQL and PGlite both return
@@ -128,29 +128,20 @@ const decodeRow = Schema.decodeUnknown(Row, { errors: "all" })
 
 const columns = "chat_id, parent_chat_id, workspace_id, build_id, agent_id, version, updated_at"
 
-/** @internal */
-export const makeSql: Effect.Effect<Service, BindingStoreError, SqlClient.SqlClient> = Effect.gen(function*() {
+/**
+ * Needs `Migrated`: the schema is brought up to date once per process, by the
+ * `Database` Layer, not here.
+ *
+ * @internal
+ */
+export const makeSql: Effect.Effect<Service, never, SqlClient.SqlClient | Migrated> = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
-  const databaseError = (operation: string) => (cause: SqlError) =>
-    new BindingStoreError({
-      operation,
-      detail: cause.cause instanceof Error ? cause.cause.message : cause.message,
-      cause
-    })
-
-  yield* Migrations.run.pipe(Effect.mapError(databaseError("migration")))
 
   // A row that breaks the schema (written by hand, or by a newer version) is
   // reported with the column that is wrong, and never half-read.
   const toBinding = (operation: string) => (raw: unknown) =>
     decodeRow(raw).pipe(
-      Effect.mapError((error) =>
-        new BindingStoreError({
-          operation,
-          detail: `a row does not match the schema: ${ParseResult.TreeFormatter.formatErrorSync(error)}`,
-          cause: error
-        })
-      ),
+      Effect.mapError(databaseError(operation)),
       Effect.flatMap((row) =>
         Effect.try({
           try: () =>
@@ -180,7 +171,7 @@ export const makeSql: Effect.Effect<Service, BindingStoreError, SqlClient.SqlCli
 
   const now = Effect.map(DateTime.now, DateTime.toDate)
 
-  return BindingStore.of({
+  const service: Service = {
     createChat: Effect.fn("BindingStore.createChat")(function*(options) {
       const operation = "BindingStore.createChat"
       const chatId = options?.chatId ?? (yield* freshChatId)
@@ -212,8 +203,8 @@ ON CONFLICT (chat_id) DO NOTHING
 RETURNING ${sql.literal(columns)}`.pipe(
         Effect.mapError(databaseError(operation)),
         Effect.flatMap(one(operation)),
-        sql.withTransaction,
-        Effect.catchTag("SqlError", (cause) => Effect.fail(databaseError(operation)(cause)))
+        // a killed connection may fail the COMMIT or ROLLBACK too: still a BindingStoreError
+        transaction(sql, operation)
       )
       if (Option.isSome(created)) return created.value
       const parent = yield* select(operation, parentChatId)
@@ -256,5 +247,6 @@ RETURNING ${sql.literal(columns)}`.pipe(Effect.mapError(databaseError(operation)
       if (Option.isNone(reread)) return yield* new ChatNotFound({ chatId })
       return { _tag: "Lost", binding: reread.value } satisfies RecordResult
     })
-  })
+  }
+  return service
 })

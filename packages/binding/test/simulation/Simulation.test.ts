@@ -9,6 +9,7 @@
  * - `LAZYDIAL_SIM_SEED=s`: replay seed s alone.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { assertEqual } from "@lazydial/core/testing"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { replayCommand, runSeed, type SeedReport, type SimOptions } from "./harness.js"
@@ -67,7 +68,7 @@ describe("Simulation", () => {
             Object.entries(outcomes).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k}=${v}`).join(" ")
           }`
         )
-        assert.deepStrictEqual(failed.map((report) => report.seed), [], failed.map(describeFailure).join("\n"))
+        assertEqual(failed.map((report) => report.seed), [], failed.map(describeFailure).join("\n"))
         assert.strictEqual(totals.leaks, 0)
       }),
     { timeout: 120_000 + run.length * 2_000 }
@@ -85,7 +86,7 @@ describe("Simulation", () => {
     Effect.gen(function*() {
       for (const seed of [1, 2, 3]) {
         const report = yield* runSeed(seed, { ...options, time: "TestClock" })
-        assert.deepStrictEqual(report.violations, [], describeFailure(report))
+        assertEqual(report.violations, [], describeFailure(report))
         assert.strictEqual(report.leaks, 0)
       }
     }), { timeout: 60_000 })

@@ -6,7 +6,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Net from "node:net"
-import { Fleet } from "../Fleet.js"
+import { AgentAddresses } from "../AgentAddresses.js"
 import type { DialerStats } from "../SocketDialer.js"
 
 type Reason = AgentDialError["reason"]
@@ -38,16 +38,16 @@ const isRefused = (cause: unknown): boolean =>
 
 export const make = (counters: DialerCounters) =>
   Effect.gen(function*() {
-    const fleet = yield* Fleet
+    const addresses = yield* AgentAddresses
     let serial = 0
 
     // Opens the TCP connection. The socket is counted as opened on `connect`
     // and as closed on its own `close` event, and destroyed by a finalizer of
     // the scope `Socket.run` gives it.
-    const open = (port: number) =>
+    const open = (host: string, port: number) =>
       Effect.uninterruptibleMask((restore) =>
         restore(Effect.async<Net.Socket, Socket.SocketError>((resume) => {
-          const conn = Net.createConnection({ host: "127.0.0.1", port, noDelay: true })
+          const conn = Net.createConnection({ host, port, noDelay: true })
           let settled = false
           conn.on("error", (cause) => {
             if (settled) return
@@ -72,10 +72,14 @@ export const make = (counters: DialerCounters) =>
         counters.dials++
         const fail = (reason: Reason, detail: string, cause?: unknown) =>
           Effect.fail(new AgentDialError({ agentId, reason, detail, cause }))
-        const port = fleet.portOf(agentId)
-        if (Option.isNone(port)) return yield* fail("Unreachable", "no address for this agent")
+        // a database fault while resolving is a dial that could not reach the agent
+        const address = yield* addresses.resolve(agentId).pipe(
+          Effect.catchAll((error) => fail("Unreachable", error.message, error))
+        )
+        if (Option.isNone(address)) return yield* fail("Unreachable", "no address for this agent")
+        const where = `${address.value.host}:${address.value.port}`
 
-        const socket = yield* NodeSocket.fromDuplex(open(port.value))
+        const socket = yield* NodeSocket.fromDuplex(open(address.value.host, address.value.port))
         // `null` marks the end of the stream, after any reply already read.
         const lines = yield* Queue.unbounded<string | null>()
         const ready = yield* Deferred.make<void, Socket.SocketError>()
@@ -98,8 +102,8 @@ export const make = (counters: DialerCounters) =>
         yield* Deferred.await(ready).pipe(
           Effect.catchAll((error) =>
             error.reason === "Open" && isRefused(error.cause)
-              ? fail("Refused", `127.0.0.1:${port.value} refused the connection`)
-              : fail("Unreachable", `127.0.0.1:${port.value}: ${error.message}`, error)
+              ? fail("Refused", `${where} refused the connection`)
+              : fail("Unreachable", `${where}: ${error.message}`, error)
           )
         )
 
@@ -119,7 +123,7 @@ export const make = (counters: DialerCounters) =>
         if (!answer.startsWith("agent ")) return yield* fail("Protocol", `unexpected handshake answer: ${answer}`)
         const answered = answer.slice("agent ".length)
         if (answered !== agentId) {
-          return yield* fail("WrongAgent", `127.0.0.1:${port.value} answered as agent ${answered}`)
+          return yield* fail("WrongAgent", `${where} answered as agent ${answered}`)
         }
 
         const mutex = yield* Effect.makeSemaphore(1)

@@ -1,14 +1,6 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
-import { Errors } from "@lazydial/binding"
-import {
-  type AgentConnection,
-  AgentDialer,
-  AgentLookup,
-  type ChatId,
-  Faults,
-  NoCurrentAgent,
-  type WorkspaceId
-} from "@lazydial/core"
+import type { Migrated } from "@lazydial/binding/Database"
+import { type AgentConnection, type ChatId, Faults, type WorkspaceId } from "@lazydial/core"
 import * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
@@ -16,17 +8,19 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import { randomUUID } from "node:crypto"
-import { Chats, type ConnectError } from "../Chats.js"
+import { Chats, type ConnectError, failureReason } from "../Chats.js"
 import * as ControlPlane from "../ControlPlane.js"
 import type { RetireMode } from "../Fleet.js"
 import * as Probe from "../Probe.js"
-import { type OutcomeName, Report, type StrategyReport } from "../Report.js"
+import { type OutcomeName, outcomeNames, Report, type StrategyReport } from "../Report.js"
 import * as Service from "../Service.js"
 import * as SocketDialer from "../SocketDialer.js"
 import type { ChatPlan, Options, Plan, Progress, RebuildPlan, Strategy } from "../Workload.js"
 import { snapshot as fleetSnapshot } from "./fleet.js"
+import { rng } from "./random.js"
 
 class NoAnswer extends Data.TaggedError("NoAnswer") {}
 
@@ -34,18 +28,6 @@ interface Connected {
   readonly connection: AgentConnection
   readonly outcome: OutcomeName
   readonly repaired: boolean
-}
-
-// mulberry32: small, fast, and the same sequence on every platform
-const rng = (seed: number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 export const makePlan = (options: Options): Plan => {
@@ -116,18 +98,21 @@ const quantile = (sorted: ReadonlyArray<number>, q: number) =>
 
 const round = (n: number, digits = 3) => Math.round(n * 10 ** digits) / 10 ** digits
 
-const emptyOutcomes = (): Record<OutcomeName, number> => ({
-  fast: 0,
-  confirmed: 0,
-  lookup_failed_kept: 0,
-  switched: 0,
-  retried: 0,
-  lazy_bind: 0,
-  direct: 0,
-  no_agent: 0,
-  timeout: 0,
-  failed: 0
-})
+// Steps outside a turn (spawning a child, the final check) wait out a
+// database outage instead of ending the run: retried for up to a minute.
+const untilTheDatabaseAnswers = <A, E extends { readonly _tag: string }>(effect: Effect.Effect<A, E>) =>
+  effect.pipe(
+    Effect.retry({
+      while: (error) => error._tag === "DatabaseUnavailable",
+      schedule: Schedule.spaced("200 millis"),
+      times: 300
+    }),
+    Effect.orDie
+  )
+
+const emptyOutcomes = (): Record<OutcomeName, number> =>
+  // safe: one entry per name of `outcomeNames`
+  Object.fromEntries(outcomeNames.map((name) => [name, 0])) as Record<OutcomeName, number>
 
 const faultKinds = {
   dialFailure: "dial_failure",
@@ -171,7 +156,7 @@ export const runStrategy = (
   plan: Plan,
   strategy: Strategy,
   progress: Progress
-): Effect.Effect<StrategyReport, never, SqlClient.SqlClient> =>
+): Effect.Effect<StrategyReport, never, SqlClient.SqlClient | Migrated> =>
   Effect.gen(function*() {
     const settings = plan.settings
     const counters = Service.makeCounters()
@@ -207,8 +192,6 @@ export const runStrategy = (
     const program = Effect.gen(function*() {
       const control = yield* ControlPlane.ControlPlane
       const chats = yield* Chats
-      const lookup = yield* AgentLookup.AgentLookup
-      const dialer = yield* AgentDialer.AgentDialer
       const timeout = Duration.millis(settings.dialTimeoutMs)
 
       const workspaces = Array.from({ length: settings.workspaces }, newWorkspaceId)
@@ -238,26 +221,6 @@ export const runStrategy = (
           (wait) => Effect.zipRight(Effect.sleep(Duration.millis(wait)), rebuild(event))
         ), { discard: true })
 
-      // The "latest" strategy: ask for the current agent on every turn, then dial it.
-      const connectLatest = (chatId: ChatId) =>
-        Effect.gen(function*() {
-          const chat = yield* chats.get(chatId)
-          if (Option.isNone(chat.workspaceId)) return yield* Effect.die(`chat ${chatId} has no workspace`)
-          const current = yield* lookup.current(chat.workspaceId.value)
-          if (Option.isNone(current)) return yield* new NoCurrentAgent({ workspaceId: chat.workspaceId.value })
-          // disconnected: a dial that ignores interruption (a fault core's
-          // Faults layer can inject) must not hold the turn past its timeout.
-          // A connection that arrives late is closed at once by the turn's
-          // scope, which is closed by then.
-          const connection = yield* Effect.disconnect(dialer.dial(current.value.agentId))
-          return { connection, outcome: "direct", repaired: false } as const
-        }).pipe(
-          Effect.timeoutFail({
-            duration: timeout,
-            onTimeout: () => new Errors.DialTimeout({ chatId, timeoutMillis: settings.dialTimeoutMs })
-          })
-        )
-
       const semaphore = yield* Effect.makeSemaphore(settings.concurrency)
       const chatIds = new Map<number, ChatId>()
       const lastEpoch = new Map<number, number>()
@@ -273,9 +236,8 @@ export const runStrategy = (
           const result = yield* Effect.scoped(Effect.gen(function*() {
             // measured once the turn holds its concurrency permit: queueing is not connecting
             const began = performance.now()
-            const connect: Effect.Effect<Connected, ConnectError, Scope.Scope> = strategy === "lazydial"
-              ? chats.connect(chatId)
-              : connectLatest(chatId)
+            // the strategy is the Chats layer's: `layer` or `layerLatest`
+            const connect: Effect.Effect<Connected, ConnectError, Scope.Scope> = chats.connect(chatId)
             const { connection, outcome, repaired } = yield* connect.pipe(
               Effect.ensuring(Effect.sync(() => {
                 slowestConnectMs = Math.max(slowestConnectMs, performance.now() - began)
@@ -329,12 +291,10 @@ export const runStrategy = (
             if (turnRepaired) tally.repaired++
           } else {
             const error = result.left
+            const reason = error._tag === "NoAnswer" ? "failed" : failureReason(error)
+            // a database fault is counted, and the workload goes on
             outcomes[
-              error._tag === "NoCurrentAgent"
-                ? "no_agent"
-                : error._tag === "DialTimeout"
-                ? "timeout"
-                : "failed"
+              reason === "no_agent" || reason === "timeout" || reason === "database_unavailable" ? reason : "failed"
             ]++
           }
         })
@@ -348,7 +308,7 @@ export const runStrategy = (
             yield* turn(chat)
             for (const child of children) {
               if (child.spawnAfterTurn !== t + 1) continue
-              const created = yield* Effect.orDie(chats.createChild(chatIds.get(chat.index)!))
+              const created = yield* untilTheDatabaseAnswers(chats.createChild(chatIds.get(chat.index)!))
               chatIds.set(child.index, created.chatId)
               forked.push(yield* Effect.fork(runChat(child, turns)))
             }
@@ -385,8 +345,8 @@ export const runStrategy = (
       for (const chat of plan.chats) {
         if (plan.stopped.has(chat.workspace)) continue
         tally.chatsOnRunning++
-        const view = yield* Effect.orDie(chats.get(chatIds.get(chat.index)!))
-        const current = yield* control.peek(workspaces[chat.workspace]!)
+        const view = yield* untilTheDatabaseAnswers(chats.get(chatIds.get(chat.index)!))
+        const current = yield* untilTheDatabaseAnswers(control.peek(workspaces[chat.workspace]!))
         if (
           Option.isSome(current) && Option.isSome(view.agentId) && view.agentId.value === current.value.agentId
         ) tally.boundToCurrent++
@@ -403,10 +363,14 @@ export const runStrategy = (
 
     const durationMs = yield* program.pipe(
       Effect.raceFirst(Effect.zipRight(progressTicker, Effect.never)),
-      Effect.provide(Service.layer({
-        validationDelay: Duration.millis(settings.validationDelayMs),
-        dialTimeout: Duration.millis(settings.dialTimeoutMs)
-      }, counters)),
+      Effect.provide(Service.layer(
+        {
+          validationDelay: Duration.millis(settings.validationDelayMs),
+          dialTimeout: Duration.millis(settings.dialTimeoutMs)
+        },
+        counters,
+        strategy
+      )),
       Effect.orDie,
       Effect.tagMetrics(runLabel, runId)
     )

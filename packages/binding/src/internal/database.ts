@@ -1,0 +1,230 @@
+import type * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import { InvalidOption, Options as CoreOptions } from "@lazydial/core"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Predicate from "effect/Predicate"
+import * as Redacted from "effect/Redacted"
+import type { Settings } from "../Database.js"
+import { BindingStoreError, DatabaseConnectError } from "../Errors.js"
+
+/**
+ * The one mapping of a database fault to the package's error: the driver's
+ * message as the detail (a `ParseError` says which column is wrong), and the
+ * driver's error as the cause.
+ *
+ * @internal
+ */
+export const databaseError = (operation: string) => (cause: SqlError | ParseResult.ParseError): BindingStoreError =>
+  new BindingStoreError({
+    operation,
+    detail: cause._tag === "ParseError"
+      ? `a row does not match the schema: ${ParseResult.TreeFormatter.formatErrorSync(cause)}`
+      : cause.cause instanceof Error
+      ? cause.cause.message
+      : cause.message,
+    cause
+  })
+
+const isSqlError = (defect: unknown): defect is SqlError => Predicate.isTagged(defect, "SqlError")
+
+/**
+ * `sql.withTransaction`, failing with `BindingStoreError` whatever went wrong.
+ * @effect/sql's transaction wrapper runs COMMIT and ROLLBACK under
+ * `Effect.orDie`, so a connection that dies inside a transaction (a killed
+ * backend, a restarted server) surfaces as a defect carrying an `SqlError`.
+ * That defect is a database fault like any other, so it is caught here, at our
+ * boundary, and becomes a typed failure; any other defect stays one.
+ *
+ * @internal
+ */
+export const transaction =
+  (sql: SqlClient.SqlClient, operation: string) =>
+  <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, Exclude<E, SqlError> | BindingStoreError, R> =>
+    sql.withTransaction(effect).pipe(
+      Effect.catchIf(
+        (error): error is Extract<E | SqlError, SqlError> => isSqlError(error),
+        (cause) => Effect.fail(databaseError(operation)(cause))
+      ),
+      Effect.catchSomeDefect((defect) =>
+        isSqlError(defect)
+          ? Option.some(Effect.fail(
+            new BindingStoreError({
+              operation,
+              detail: `the transaction's COMMIT or ROLLBACK failed (${databaseError(operation)(defect).detail}); ` +
+                "it was not committed unless a retry finds its effect",
+              cause: defect
+            })
+          ))
+          : Option.none()
+      )
+    ) as Effect.Effect<A, Exclude<E, SqlError> | BindingStoreError, R>
+
+// --- settings ---------------------------------------------------------------
+
+/** @internal */
+export const defaults: Settings = {
+  poolSize: 10,
+  connectTimeout: Duration.seconds(5),
+  statementTimeout: Duration.seconds(30)
+}
+
+/** @internal */
+export const maxPoolSize = 500
+/** @internal */
+export const maxConnectTimeout: Duration.Duration = Duration.minutes(1)
+/** @internal */
+export const maxStatementTimeout: Duration.Duration = Duration.hours(1)
+
+/** @internal */
+export const settingNames = {
+  poolSize: "LAZYDIAL_DB_POOL_SIZE",
+  connectTimeout: "LAZYDIAL_DB_CONNECT_TIMEOUT",
+  statementTimeout: "LAZYDIAL_DB_STATEMENT_TIMEOUT"
+} as const
+
+/**
+ * Range-checks the settings, naming each refused value by `names` (the
+ * option, or the environment variable it came from).
+ *
+ * @internal
+ */
+export const checkSettings = (
+  input: {
+    readonly poolSize?: number | undefined
+    readonly connectTimeout?: Duration.DurationInput | undefined
+    readonly statementTimeout?: Duration.DurationInput | undefined
+  },
+  names: { readonly [K in keyof Settings]: string }
+): Effect.Effect<Settings, InvalidOption> =>
+  Effect.gen(function*() {
+    const poolSize = input.poolSize ?? defaults.poolSize
+    if (!Number.isInteger(poolSize) || poolSize < 1 || poolSize > maxPoolSize) {
+      return yield* new InvalidOption({
+        option: names.poolSize,
+        value: String(poolSize),
+        expected: `a whole number of connections from 1 to ${maxPoolSize}`
+      })
+    }
+    const connectTimeout = yield* CoreOptions.boundedDuration(
+      names.connectTimeout,
+      input.connectTimeout ?? defaults.connectTimeout,
+      maxConnectTimeout,
+      { allowZero: false }
+    )
+    const statementTimeout = yield* CoreOptions.boundedDuration(
+      names.statementTimeout,
+      input.statementTimeout ?? defaults.statementTimeout,
+      maxStatementTimeout,
+      { allowZero: false }
+    )
+    return { poolSize, connectTimeout, statementTimeout }
+  })
+
+// --- the URL ----------------------------------------------------------------
+
+/**
+ * Where a URL points, for messages: everything but the password.
+ *
+ * @internal
+ */
+export interface Target {
+  readonly host: string
+  readonly port: number
+  readonly database: string
+  readonly user: string
+}
+
+const expectedUrl = "a postgres:// or postgresql:// URL, such as postgres://user:password@127.0.0.1:5432/lazydial"
+
+/**
+ * The URL with its password masked, for an error message. A string without
+ * an authority (`user:pw@host` parses as the scheme `user:`) shows only its
+ * scheme, since the rest may be a password.
+ */
+const masked = (input: string): string => {
+  const url = URL.canParse(input) ? new URL(input) : undefined
+  if (url !== undefined && url.host !== "") {
+    if (url.password !== "") url.password = "***"
+    return JSON.stringify(url.href)
+  }
+  const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(input)?.[0]
+  return scheme === undefined ? "a string that is not a URL" : `a string that starts with ${JSON.stringify(scheme)}`
+}
+
+/**
+ * Decodes a database URL: only `postgres://` and `postgresql://` are
+ * PostgreSQL, and an empty one would make the driver fall back to
+ * 127.0.0.1:5432 without a word. The refused value is shown with its password
+ * masked.
+ *
+ * @internal
+ */
+export const decodeUrl = (
+  option: string,
+  input: string | Redacted.Redacted
+): Effect.Effect<{ readonly url: Redacted.Redacted; readonly target: Target }, InvalidOption> =>
+  Effect.suspend(() => {
+    const raw = Redacted.isRedacted(input) ? Redacted.value(input) : input
+    const trimmed = raw.trim()
+    const invalid = (value: string, expected = expectedUrl) =>
+      Effect.fail(new InvalidOption({ option, value, expected }))
+    if (trimmed === "") return invalid("an empty string")
+    let url: URL
+    try {
+      url = new URL(trimmed)
+    } catch {
+      return invalid(masked(trimmed))
+    }
+    if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") return invalid(masked(trimmed))
+    // a socket directory or another host may be given as ?host=, as libpq allows
+    const host = url.searchParams.get("host") ?? url.hostname.replace(/^\[(.*)\]$/, "$1")
+    if (host === "") return invalid(masked(trimmed), `${expectedUrl} (it names no host)`)
+    const port = url.port === "" ? 5432 : Number(url.port)
+    const database = decodeURIComponent(url.pathname.replace(/^\//, ""))
+    const user = decodeURIComponent(url.username)
+    return Effect.succeed({
+      url: Redacted.make(trimmed),
+      target: { host, port, database: database === "" ? user || "postgres" : database, user: user || "postgres" }
+    })
+  })
+
+// --- connect errors ---------------------------------------------------------
+
+const reasonOf = (cause: unknown): DatabaseConnectError["reason"] => {
+  const code = Predicate.hasProperty(cause, "code") ? String(cause.code) : ""
+  if (code === "28P01" || code === "28000") return "authentication"
+  if (code === "3D000") return "unknown_database"
+  if (code === "ECONNREFUSED") return "refused"
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "EAI_NONAME") return "unknown_host"
+  if (code === "ETIMEDOUT") return "timeout"
+  return "other"
+}
+
+/**
+ * A failed first connection, as an error a person can act on. Node may wrap
+ * a refused connection to a host with several addresses in an
+ * `AggregateError`, whose first error has the code.
+ *
+ * @internal
+ */
+export const connectError = (target: Target, cause: unknown): DatabaseConnectError => {
+  const first = cause instanceof AggregateError && cause.errors.length > 0 ? cause.errors[0] : cause
+  const reason = reasonOf(first)
+  const detail = first instanceof Error && first.message !== ""
+    ? first.message
+    : Predicate.hasProperty(first, "code")
+    ? String(first.code)
+    : String(first)
+  return new DatabaseConnectError({ ...target, reason, detail, cause })
+}
+
+/** @internal */
+export const connectTimedOut = (target: Target, timeout: Duration.Duration): DatabaseConnectError =>
+  new DatabaseConnectError({
+    ...target,
+    reason: "timeout",
+    detail: `no connection within ${Duration.format(timeout)}`
+  })

@@ -1,0 +1,69 @@
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
+
+/**
+ * The paths a connect takes: the names of `ChatConnection.path`, of the
+ * `lazydial.path` span attribute and of the decision metric's labels. Every
+ * other list of them (types, Schemas, metric labels) is derived from these.
+ *
+ * @internal
+ */
+export const turnPaths = ["hot", "lazy_bind", "switched"] as const
+
+/** @internal */
+export type TurnPath = typeof turnPaths[number]
+
+/**
+ * The labels of the decision counter: the paths, and `repair_lost`, a write
+ * that lost to a concurrent writer.
+ *
+ * @internal
+ */
+export const decisions = [...turnPaths, "repair_lost"] as const
+
+/** @internal */
+export type Decision = typeof decisions[number]
+
+/**
+ * What the last binding write of a connect did.
+ *
+ * @internal
+ */
+export const writeResults = ["none", "recorded", "lost"] as const
+
+/** @internal */
+export type WriteResult = typeof writeResults[number]
+
+/** @internal */
+export const decisionsTotal = Metric.counter("lazydial_binding_decisions_total", {
+  description: "Chat connects, by decision of the turn path",
+  incremental: true
+})
+
+const decisionCounters = Object.fromEntries(
+  decisions.map((decision) => [decision, Metric.tagged(decisionsTotal, "decision", decision)])
+) as Record<Decision, Metric.Metric.Counter<number>> // safe: built from the full `decisions` list
+
+/** @internal */
+export const lookupsTotal = Metric.counter("lazydial_binding_lookups_total", {
+  description: "Latest-agent lookups made by lazy binds of the chat connector",
+  incremental: true
+})
+
+/** @internal */
+export const sharedTotal = Metric.counter("lazydial_binding_shared_connects_total", {
+  description: "Chat connects that joined a dial already under way in the same turn",
+  incremental: true
+})
+
+/**
+ * Records a decision: on the current span (`lazydial.path`, or
+ * `lazydial.repair` for a lost write) and in the decision counter.
+ *
+ * @internal
+ */
+export const decide = (decision: Decision): Effect.Effect<void> =>
+  Effect.zipRight(
+    Effect.annotateCurrentSpan(decision === "repair_lost" ? "lazydial.repair" : "lazydial.path", decision),
+    Metric.increment(decisionCounters[decision])
+  )

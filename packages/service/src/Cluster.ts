@@ -1,0 +1,104 @@
+/**
+ * `cluster`: the comparison at scale, as a deployment runs. For each strategy
+ * (lazydial, then latest) it starts a `fleet` and `replicas` `serve` child
+ * processes on one PostgreSQL, creates the chats and binds each with a first
+ * turn on each replica (the warm-up, not measured), then drives the measured turns over HTTP:
+ * every (chat, turn) pair in a seeded order, at most `concurrency` at a time,
+ * turn t of chat c on replica (c + t) mod K, so one chat's turns go to every
+ * replica, some of them at the same moment. No rebuilds happen while it
+ * measures, so every measured turn is a steady-state turn.
+ *
+ * SQL statements per turn are measured at the database with
+ * `pg_stat_statements` (reset after the warm-up) when the server has it; the
+ * report says so when it does not. Every child is stopped (SIGTERM, then
+ * SIGKILL after 5 s) by the finalizer of the Scope that started it: on
+ * success, on failure and on Ctrl-C.
+ *
+ * @since 0.1.0
+ */
+import type * as SqlClient from "@effect/sql/SqlClient"
+import type * as Effect from "effect/Effect"
+import * as internal from "./internal/cluster.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ClusterOptions {
+  readonly databaseUrl: string
+  readonly replicas: number
+  readonly workspaces: number
+  readonly chats: number
+  readonly turns: number
+  readonly concurrency: number
+  readonly seed: number
+  readonly validationDelayMs: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ReplicaFigures {
+  readonly replica: number
+  readonly turns: number
+  readonly ok: number
+  readonly databaseUnavailable: number
+  readonly failed: number
+  readonly turnsPerSecond: number
+  readonly p50Ms: number
+  readonly p99Ms: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface StrategyFigures {
+  readonly strategy: "lazydial" | "latest"
+  readonly turns: number
+  readonly ok: number
+  readonly databaseUnavailable: number
+  readonly failed: number
+  readonly seconds: number
+  readonly turnsPerSecond: number
+  readonly p50Ms: number
+  readonly p99Ms: number
+  /** null: pg_stat_statements is not available. */
+  readonly statementsPerTurn: number | null
+  /** Statements on the builds table (the latest-agent lookup) per turn. */
+  readonly lookupsPerTurn: number | null
+  readonly byStatement: ReadonlyArray<{ readonly statement: string; readonly perTurn: number }>
+  readonly replicas: ReadonlyArray<ReplicaFigures>
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ClusterReport {
+  readonly replicas: number
+  readonly chats: number
+  readonly turnsPerChat: number
+  readonly concurrency: number
+  readonly workspaces: number
+  readonly seed: number
+  readonly statements: string
+  readonly strategies: ReadonlyArray<StrategyFigures>
+}
+
+/**
+ * Runs both strategies, one after the other, each on fresh child processes.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const run: (options: ClusterOptions) => Effect.Effect<ClusterReport, Error, SqlClient.SqlClient> = internal.run
+
+/**
+ * The report as text.
+ *
+ * @since 0.1.0
+ * @category rendering
+ */
+export const render: (report: ClusterReport) => string = internal.render

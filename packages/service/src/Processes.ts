@@ -1,0 +1,283 @@
+/**
+ * The service's processes: `serve` (one chat replica), `fleet` (the agents
+ * and their control plane), and the one-process API server of the default
+ * run. Each runs until SIGTERM or SIGINT, then shuts down in order: the HTTP
+ * server stops accepting, requests in flight finish within the grace period,
+ * then the agents stop and the database pool closes.
+ *
+ * Start-up errors are written to stderr (never stdout, which carries
+ * `--json`), name the database's host and port and never its password.
+ *
+ * @since 0.1.0
+ */
+import type * as SqlClient from "@effect/sql/SqlClient"
+import { Database } from "@lazydial/binding"
+import type { WorkspaceId } from "@lazydial/core"
+import type { InvalidOption } from "@lazydial/core"
+import * as Cause from "effect/Cause"
+import * as Config from "effect/Config"
+import * as Console from "effect/Console"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import { randomUUID } from "node:crypto"
+import * as ControlPlane from "./ControlPlane.js"
+import type { RetireMode } from "./Fleet.js"
+import { rng } from "./internal/random.js"
+import * as Server from "./Server.js"
+import * as Service from "./Service.js"
+
+/**
+ * The process could not start. The CLI prints the message on stderr and exits
+ * with code 1.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class StartupFailed extends Schema.TaggedError<StartupFailed>()("StartupFailed", {
+  message: Schema.String
+}) {}
+
+/**
+ * Where a URL points, for messages: `host:port/database` with no user
+ * password.
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const describeUrl = (url: string): string => {
+  try {
+    const parsed = new URL(url)
+    const db = parsed.pathname.replace(/^\//, "")
+    return `${parsed.hostname || "127.0.0.1"}:${parsed.port || "5432"}${db === "" ? "" : `/${db}`}`
+  } catch {
+    return "an unparsable URL"
+  }
+}
+
+/**
+ * The database URL: `--database-url`, else `LAZYDIAL_DATABASE_URL`, else none
+ * (the embedded PGlite). A URL that is empty or not `postgres://` or
+ * `postgresql://` is refused by binding's `Database.decodeUrl`, as an
+ * `InvalidOption` naming where the URL came from (the CLI exits with 2).
+ *
+ * @since 0.1.0
+ * @category settings
+ */
+export const databaseUrl = (
+  flag: Option.Option<string>
+): Effect.Effect<Option.Option<{ readonly url: string; readonly source: string }>, InvalidOption> =>
+  Effect.gen(function*() {
+    const fromEnv = yield* Config.option(Config.string("LAZYDIAL_DATABASE_URL")).pipe(
+      Effect.orElseSucceed(() => Option.none<string>())
+    )
+    const source = Option.isSome(flag) ? "--database-url" : "LAZYDIAL_DATABASE_URL"
+    const url = Option.orElse(flag, () => fromEnv)
+    if (Option.isNone(url)) return Option.none()
+    yield* Database.decodeUrl(source, url.value)
+    return Option.some({ url: url.value, source })
+  })
+
+const causeText = (cause: Cause.Cause<unknown>): string => {
+  const error = Cause.squash(cause)
+  const parts: Array<string> = []
+  let current: unknown = error
+  for (let depth = 0; depth < 4 && typeof current === "object" && current !== null; depth++) {
+    if ("message" in current && typeof current.message === "string" && current.message !== "") {
+      parts.push(current.message)
+    }
+    current = "cause" in current ? current.cause : undefined
+  }
+  return [...new Set(parts)].join(": ") || String(error)
+}
+
+/**
+ * Builds `layer` on the database and runs `use` in it; a failure while
+ * building becomes `StartupFailed`, naming the database and never its
+ * password. Warns when the database is the embedded PGlite.
+ */
+const start = <ROut, E, A, E2>(
+  url: Option.Option<DatabaseTarget>,
+  layer: Layer.Layer<ROut, E, SqlClient.SqlClient | Database.Migrated>,
+  use: Effect.Effect<A, E2, ROut>
+): Effect.Effect<A, StartupFailed | E2> =>
+  Effect.gen(function*() {
+    if (Option.isNone(url)) {
+      yield* Effect.logWarning(
+        "no --database-url nor LAZYDIAL_DATABASE_URL: using the embedded PGlite database, in memory. " +
+          "It serves ONE replica only: replicas on PGlite share nothing. Use PostgreSQL for several."
+      )
+    }
+    const database = Service.layerDatabaseEither(
+      Option.map(url, (target) => target.url),
+      Option.getOrUndefined(Option.map(url, (target) => target.source))
+    )
+    const context = yield* Layer.build(Layer.provide(layer, database)).pipe(
+      Effect.catchAllCause((cause) =>
+        Effect.fail(
+          new StartupFailed({
+            message: `could not start on ${
+              Option.match(url, {
+                onNone: () => "the embedded PGlite database",
+                onSome: (target) => `PostgreSQL at ${describeUrl(target.url)}`
+              })
+            }: ${causeText(cause).replace(/postgres(ql)?:\/\/[^\s]*/g, (u) => describeUrl(u))}`
+          })
+        )
+      )
+    )
+    return yield* Effect.provide(use, context)
+  }).pipe(Effect.scoped)
+
+type DatabaseTarget = { readonly url: string; readonly source: string }
+
+// `count` fresh workspaces, each with a running agent, recorded
+const startWorkspaces = (count: number) =>
+  Effect.forEach(
+    // safe: fresh UUIDs are valid WorkspaceIds
+    Array.from({ length: count }, () => randomUUID() as WorkspaceId),
+    (id) => Effect.as(ControlPlane.startWorkspace(id), id)
+  ).pipe(Effect.mapError((error) => new StartupFailed({ message: error.message })))
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Strategy = "lazydial" | "latest"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ServeOptions {
+  readonly port: number
+  readonly host: string
+  readonly databaseUrl: Option.Option<DatabaseTarget>
+  readonly strategy: Strategy
+  readonly grace: Duration.DurationInput
+  readonly validationDelay: Duration.DurationInput
+  readonly dialTimeout: Duration.DurationInput
+}
+
+/**
+ * One chat replica, until SIGTERM or SIGINT.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const serve = (options: ServeOptions): Effect.Effect<never, StartupFailed> =>
+  Effect.gen(function*() {
+    const service = Service.layerReplica(
+      { validationDelay: options.validationDelay, dialTimeout: options.dialTimeout },
+      Service.makeCounters(),
+      options.strategy
+    )
+    const all = Server.layer({ port: options.port, host: options.host, grace: options.grace }).pipe(
+      Layer.provideMerge(service)
+    )
+    return yield* start(
+      options.databaseUrl,
+      all,
+      Effect.gen(function*() {
+        const url = yield* Server.baseUrl
+        // one machine-readable line on stdout: the address a supervisor (or `cluster`) reads
+        yield* Console.log(JSON.stringify({ serving: url, strategy: options.strategy, pid: process.pid }))
+        yield* Effect.logInfo(`serving the chat API on ${url} (${options.strategy}); SIGTERM or Ctrl-C to stop`)
+        return yield* Effect.never
+      })
+    )
+  })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface FleetOptions {
+  readonly port: number
+  readonly host: string
+  readonly databaseUrl: Option.Option<DatabaseTarget>
+  readonly workspaces: number
+  /** Rebuilds per second over the whole fleet; 0: only on request. */
+  readonly rebuildRate: number
+  readonly seed: number
+  readonly grace: Duration.DurationInput
+}
+
+/**
+ * The agents and their control plane, until SIGTERM or SIGINT: starts
+ * `workspaces` agents, records them, rebuilds on a schedule and on request.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const fleet = (options: FleetOptions): Effect.Effect<never, StartupFailed> =>
+  Effect.gen(function*() {
+    const all = Server.layerFleet({ port: options.port, host: options.host, grace: options.grace }).pipe(
+      Layer.provideMerge(Service.layerFleet(Service.makeCounters()))
+    )
+    return yield* start(
+      options.databaseUrl,
+      all,
+      Effect.gen(function*() {
+        const ids = yield* startWorkspaces(options.workspaces)
+        const url = yield* Server.baseUrl
+        yield* Console.log(JSON.stringify({ fleet: url, workspaces: ids, pid: process.pid }))
+        yield* Effect.logInfo(`fleet of ${ids.length} workspaces; its API on ${url}; SIGTERM or Ctrl-C to stop`)
+        if (options.rebuildRate <= 0) return yield* Effect.never
+        // a seeded schedule: the same seed rebuilds the same workspaces in the same modes
+        const next = rng(options.seed)
+        const modes: ReadonlyArray<RetireMode> = ["die", "hang", "reuse_port"]
+        const every = Duration.millis(1000 / options.rebuildRate)
+        return yield* Effect.forever(
+          Effect.zipRight(
+            Effect.sleep(every),
+            Effect.suspend(() => {
+              const workspaceId = ids[Math.floor(next() * ids.length)]!
+              const mode = modes[Math.floor(next() * modes.length)]!
+              return ControlPlane.rebuild(workspaceId, mode).pipe(
+                // an outage skips this rebuild; the schedule goes on
+                Effect.catchAll((error) => Effect.logWarning(`rebuild of ${workspaceId} skipped: ${error.message}`))
+              )
+            })
+          )
+        )
+      })
+    )
+  })
+
+/**
+ * The one-process API server that the default run starts with `--port`:
+ * `workspaces` workspaces in this process, served until stopped.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const serveOneProcess = (options: {
+  readonly port: number
+  readonly workspaces: number
+  readonly databaseUrl: Option.Option<DatabaseTarget>
+}): Effect.Effect<never, StartupFailed> =>
+  Effect.gen(function*() {
+    const all = Server.layer(options.port).pipe(
+      Layer.provideMerge(
+        Service.layer({ validationDelay: "1 second", dialTimeout: "10 seconds" }, Service.makeCounters())
+      )
+    )
+    return yield* start(
+      options.databaseUrl,
+      all,
+      Effect.gen(function*() {
+        const ids = yield* startWorkspaces(options.workspaces)
+        const address = yield* Server.baseUrl
+        yield* Console.error(
+          `serving the chat API on ${address} (Ctrl-C to stop). Workspaces:\n  ${ids.join("\n  ")}\n` +
+            `try: curl -s -X POST ${address}/chats -H 'content-type: application/json' -d '{"workspace_id":"${
+              ids[0]
+            }"}'`
+        )
+        return yield* Effect.never
+      })
+    )
+  })
