@@ -14,6 +14,7 @@
  *   the process, no reconnect by hand.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
 import { assert, describe, it } from "@effect/vitest"
 import { BindingStore, ChatConnector, Database } from "@lazydial/binding"
 import { type ChatId, LazyDial } from "@lazydial/core"
@@ -66,6 +67,53 @@ WHERE application_name = ${writerApp} AND wait_event_type = 'Lock' AND query LIK
     }
     return yield* Effect.dieMessage(`no statement like ${query} ever waited on a lock`)
   })
+
+/**
+ * Runs `victim` while another session holds a lock it needs (`hold`, run in
+ * an open transaction of `admin`), terminates the victim's backend
+ * (`pg_terminate_backend`) once it waits on that lock, then rolls the holder
+ * back. Answers how the victim ended.
+ */
+const terminatedWhileWaiting = <A, E>(
+  admin: SqlClient.SqlClient,
+  hold: Effect.Effect<unknown, SqlError>,
+  victim: Effect.Effect<A, E>,
+  query: string
+) =>
+  Effect.gen(function*() {
+    const held = yield* Deferred.make<void>()
+    const release = yield* Deferred.make<void>()
+    const holder = yield* Effect.fork(
+      admin.withTransaction(Effect.gen(function*() {
+        yield* hold
+        yield* Deferred.succeed(held, undefined)
+        yield* Deferred.await(release)
+        return yield* Effect.fail("roll the holder back")
+      })).pipe(Effect.ignore)
+    )
+    yield* Deferred.await(held)
+    const running = yield* Effect.fork(victim)
+    const pid = yield* waitingBackend(admin, query)
+    yield* admin`SELECT pg_terminate_backend(${pid})`
+    const exit = yield* Fiber.await(running)
+    yield* Deferred.succeed(release, undefined)
+    yield* Fiber.join(holder)
+    return exit
+  })
+
+/** Asserts that `exit` failed with a BindingStoreError of `operation`, not a defect; answers its message. */
+const storeErrorOf = (
+  exit: Exit.Exit<unknown, { readonly _tag: string; readonly message: string }>,
+  operation: string
+) => {
+  assert.isTrue(Exit.isFailure(exit), "the operation succeeded")
+  const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
+  assert.isTrue(Option.isSome(failure), `not a typed failure: ${Exit.isFailure(exit) ? Cause.pretty(exit.cause) : ""}`)
+  const error = Option.getOrThrow(failure)
+  assert.strictEqual(error._tag, "BindingStoreError")
+  assert.include(error.message, operation)
+  return error.message
+}
 
 const shell = (command: string) =>
   Effect.async<string, Error>((resume) => {
@@ -182,32 +230,13 @@ onPostgres("PostgreSQL faults", (url) => {
           yield* agents.script(current.agentId, { result: "fail" })
 
           // Another session holds the row, so the repair write waits on its lock.
-          const locked = yield* Deferred.make<void>()
-          const release = yield* Deferred.make<void>()
-          const holder = yield* Effect.fork(admin.withTransaction(Effect.gen(function*() {
-            yield* admin`SELECT chat_id FROM lazydial_chat_bindings WHERE chat_id = ${chatId} FOR UPDATE`
-            yield* Deferred.succeed(locked, undefined)
-            yield* Deferred.await(release)
-          })))
-          yield* Deferred.await(locked)
-
-          const turn = yield* Effect.fork(Effect.scoped(connector.connect(chatId)))
-          const pid = yield* waitingBackend(admin, "UPDATE lazydial_chat_bindings%")
-          yield* admin`SELECT pg_terminate_backend(${pid})`
-          const exit = yield* Fiber.await(turn)
-          yield* Deferred.succeed(release, undefined)
-          yield* Fiber.join(holder)
-
-          assert.isTrue(Exit.isFailure(exit))
-          if (Exit.isFailure(exit)) {
-            const failure = Cause.failureOption(exit.cause)
-            assert.isTrue(Option.isSome(failure), Cause.pretty(exit.cause))
-            if (Option.isSome(failure)) {
-              assert.strictEqual(failure.value._tag, "BindingStoreError")
-              assert.include(failure.value.message, "BindingStore.recordAgent")
-              console.log(`terminated repair write: ${failure.value.message}`)
-            }
-          }
+          const exit = yield* terminatedWhileWaiting(
+            admin,
+            admin`SELECT chat_id FROM lazydial_chat_bindings WHERE chat_id = ${chatId} FOR UPDATE`,
+            Effect.scoped(connector.connect(chatId)),
+            "UPDATE lazydial_chat_bindings%"
+          )
+          console.log(`terminated repair write: ${storeErrorOf(exit, "BindingStore.recordAgent")}`)
           // The pool may hand the killed connection out once more before it
           // notices the socket closed: that statement fails with a
           // BindingStoreError ("Connection terminated unexpectedly"), and the
@@ -249,35 +278,13 @@ onPostgres("PostgreSQL faults", (url) => {
 
           // Another session inserts the child's id and keeps its transaction
           // open, so createChild's INSERT waits on it, inside its transaction.
-          const inserted = yield* Deferred.make<void>()
-          const release = yield* Deferred.make<void>()
-          const holder = yield* Effect.fork(
-            admin.withTransaction(Effect.gen(function*() {
-              yield* admin`INSERT INTO lazydial_chat_bindings (chat_id, updated_at) VALUES (${child}, now())`
-              yield* Deferred.succeed(inserted, undefined)
-              yield* Deferred.await(release)
-              return yield* Effect.fail("roll the holder back")
-            })).pipe(Effect.ignore)
+          const exit = yield* terminatedWhileWaiting(
+            admin,
+            admin`INSERT INTO lazydial_chat_bindings (chat_id, updated_at) VALUES (${child}, now())`,
+            store.createChild(parent.chatId, { chatId: child }),
+            "INSERT INTO lazydial_chat_bindings%"
           )
-          yield* Deferred.await(inserted)
-
-          const creating = yield* Effect.fork(store.createChild(parent.chatId, { chatId: child }))
-          const pid = yield* waitingBackend(admin, "INSERT INTO lazydial_chat_bindings%")
-          yield* admin`SELECT pg_terminate_backend(${pid})`
-          const exit = yield* Fiber.await(creating)
-          yield* Deferred.succeed(release, undefined)
-          yield* Fiber.join(holder)
-
-          assert.isTrue(Exit.isFailure(exit))
-          if (Exit.isFailure(exit)) {
-            const failure = Cause.failureOption(exit.cause)
-            assert.isTrue(Option.isSome(failure), `not a typed failure: ${Cause.pretty(exit.cause)}`)
-            if (Option.isSome(failure)) {
-              assert.strictEqual(failure.value._tag, "BindingStoreError")
-              assert.include(failure.value.message, "BindingStore.createChild")
-              console.log(`terminated createChild: ${failure.value.message}`)
-            }
-          }
+          console.log(`terminated createChild: ${storeErrorOf(exit, "BindingStore.createChild")}`)
           const rows = yield* admin<{ readonly n: number }>`SELECT count(*)::int AS n FROM lazydial_chat_bindings
 WHERE chat_id = ${child}`
           assert.strictEqual(rows[0]!.n, 0, "the child was written")

@@ -22,6 +22,9 @@ export const build = (): CurrentAgent => new CurrentAgent({ agentId: agentId(), 
  */
 export const ioTurn: Effect.Effect<void> = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
 
+// Wall time that `drive` lets real I/O settle before it moves the clock.
+const ioSettleMillis = 20
+
 /**
  * Runs a fiber that mixes real database I/O with Effect-clock timers to its
  * end: while it runs, lets I/O complete, and moves the TestClock to the next
@@ -32,8 +35,16 @@ export const drive = <A, E>(fiber: Fiber.RuntimeFiber<A, E>): Effect.Effect<A, E
     for (let turn = 0; turn < 100_000; turn++) {
       const done = fiber.unsafePoll()
       if (done !== null) return yield* done
-      // Let pending I/O finish first, so that every fiber that will sleep has registered its timer.
-      for (let i = 0; i < 5; i++) yield* ioTurn
+      // Let pending I/O finish first, so that every fiber that will sleep has
+      // registered its timer. A few event-loop turns were enough on an idle
+      // machine, but a PostgreSQL answer on a loaded one can take longer, and
+      // moving the clock then fired 30 s dial timeouts: so wait a little wall
+      // time too (the Effect clock does not move meanwhile).
+      const settleUntil = Date.now() + ioSettleMillis
+      for (let i = 0; i < 5 || Date.now() < settleUntil; i++) {
+        yield* ioTurn
+        if (fiber.unsafePoll() !== null) break
+      }
       if (fiber.unsafePoll() !== null) continue
       const sleeps = yield* TestClock.sleeps()
       if (Chunk.isNonEmpty(sleeps)) {
