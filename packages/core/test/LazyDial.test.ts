@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { AgentDialError, AgentLookupError, dialWithLazyValidation } from "@lazydial/core"
 import { LazyDial } from "@lazydial/core"
 import type { DialScript, LookupScript } from "@lazydial/core/testing"
-import { currentAgent, layerTest, TestAgents } from "@lazydial/core/testing"
+import { assertEqual, currentAgent, layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -70,7 +70,7 @@ describe("dialWithLazyValidation outcomes", () => {
       assert.strictEqual((yield* agents.unreleased).length, 1, "the connection lives until the turn ends")
       yield* Scope.close(scope, Exit.void)
       const ledger = yield* agents.ledger
-      assert.deepStrictEqual(ledger.map((entry) => entry.releasedAt), [[1010]])
+      assertEqual(ledger.map((entry) => entry.releasedAt), [[1010]])
     })))
 
   it.effect("fast: a dial that is ready at once returns without any clock step", () =>
@@ -79,7 +79,7 @@ describe("dialWithLazyValidation outcomes", () => {
       const result = yield* Effect.scoped(dialA)
       assert.strictEqual(result.outcome, "fast")
       assert.strictEqual((yield* agents.lookups).length, 0)
-      assert.deepStrictEqual((yield* agents.ledger).map((entry) => entry.releasedAt.length), [1])
+      assertEqual((yield* agents.ledger).map((entry) => entry.releasedAt.length), [1])
     })))
 
   it.effect("confirmed: the lookup runs at exactly the delay, and the slow dial of A is kept", () =>
@@ -89,14 +89,14 @@ describe("dialWithLazyValidation outcomes", () => {
       yield* TestClock.adjust(DELAY - 1)
       assert.strictEqual((yield* agents.lookups).length, 0, "not a millisecond before the delay")
       yield* TestClock.adjust(1)
-      assert.deepStrictEqual((yield* agents.lookups).map((call) => call.at), [DELAY])
+      assertEqual((yield* agents.lookups).map((call) => call.at), [DELAY])
       yield* TestClock.adjust(200)
       const result = yield* Fiber.join(fiber)
       assert.strictEqual(result.outcome, "confirmed")
       assert.strictEqual(result.agentId, A)
       assert.isFalse(result.switched)
-      assert.deepStrictEqual((yield* agents.dials).map((call) => call.id), [A])
-      assert.deepStrictEqual(result.current, Option.some(currentAgent({ agentId: A, buildId: BUILD_1 })))
+      assertEqual((yield* agents.dials).map((call) => call.id), [A])
+      assertEqual(result.current, Option.some(currentAgent({ agentId: A, buildId: BUILD_1 })))
       yield* Scope.close(scope, Exit.void)
       assert.strictEqual((yield* agents.unreleased).length, 0)
     })))
@@ -136,8 +136,8 @@ describe("dialWithLazyValidation outcomes", () => {
       assert.strictEqual(result.outcome, "switched")
       assert.strictEqual(result.agentId, B)
       assert.isTrue(result.switched)
-      assert.deepStrictEqual(result.current, Option.some(currentAgent({ agentId: B, buildId: BUILD_2 })))
-      assert.deepStrictEqual((yield* agents.dials).map((call) => [call.id, call.at]), [[A, 0], [B, DELAY]])
+      assertEqual(result.current, Option.some(currentAgent({ agentId: B, buildId: BUILD_2 })))
+      assertEqual((yield* agents.dials).map((call) => [call.id, call.at]), [[A, 0], [B, DELAY]])
       yield* Scope.close(scope, Exit.void)
       assert.strictEqual((yield* agents.unreleased).length, 0)
     })))
@@ -157,9 +157,9 @@ describe("dialWithLazyValidation outcomes", () => {
       yield* TestClock.adjust(5000)
       const late = (yield* agents.ledger).find((entry) => entry.agentId === A)!
       assert.strictEqual(late.acquiredAt, 5000)
-      assert.deepStrictEqual(late.releasedAt, [5000], "released once, as soon as it arrived")
+      assertEqual(late.releasedAt, [5000], "released once, as soon as it arrived")
       const kept = (yield* agents.ledger).find((entry) => entry.agentId === B)!
-      assert.deepStrictEqual(kept.releasedAt, [], "B belongs to the caller's scope")
+      assertEqual(kept.releasedAt, [], "B belongs to the caller's scope")
       yield* Scope.close(scope, Exit.void)
       assert.strictEqual((yield* agents.releasedTwice).length, 0)
       assert.strictEqual((yield* agents.unreleased).length, 0)
@@ -187,7 +187,7 @@ describe("dialWithLazyValidation outcomes", () => {
       assert.strictEqual(yield* now, DELAY)
       yield* Scope.close(scope, Exit.void)
       yield* TestClock.adjust(5000)
-      assert.deepStrictEqual((yield* agents.ledger).map((entry) => entry.releasedAt), [[5000]])
+      assertEqual((yield* agents.ledger).map((entry) => entry.releasedAt), [[5000]])
     })))
 
   it.effect("fast failure, lookup names B: switched, with the lookup made at once, before the delay", () =>
@@ -202,7 +202,7 @@ describe("dialWithLazyValidation outcomes", () => {
       const result = yield* Fiber.join(fiber)
       assert.strictEqual(result.outcome, "switched")
       assert.strictEqual(result.agentId, B)
-      assert.deepStrictEqual((yield* agents.lookups).map((call) => call.at), [5])
+      assertEqual((yield* agents.lookups).map((call) => call.at), [5])
       yield* Scope.close(scope, Exit.void)
     })))
 
@@ -218,7 +218,7 @@ describe("dialWithLazyValidation outcomes", () => {
       assert.strictEqual(result.outcome, "retried")
       assert.strictEqual(result.agentId, A)
       assert.isFalse(result.switched)
-      assert.deepStrictEqual((yield* agents.dials).map((call) => call.at), [0, 5])
+      assertEqual((yield* agents.dials).map((call) => call.at), [0, 5])
       yield* Scope.close(scope, Exit.void)
     })))
 
@@ -279,7 +279,7 @@ describe("caller interruption", () => {
         yield* Scope.close(scope, Exit.void)
         const ledger = yield* agents.ledger
         for (const entry of ledger) {
-          assert.deepStrictEqual(entry.releasedAt, [entry.acquiredAt], `${entry.agentId} released once, on arrival`)
+          assertEqual(entry.releasedAt, [entry.acquiredAt], `${entry.agentId} released once, on arrival`)
         }
       })))
   }
