@@ -359,3 +359,18 @@ describe("resources", () => {
       assert.strictEqual(yield* deepestStack, before)
     }))
 })
+
+// On the live clock the delay is a plain timer, not the clock's sleep (see
+// `wakeAfter`): the one path the TestClock cannot reach, so this test takes
+// a few real milliseconds.
+describe("the live clock", () => {
+  const LiveLayer = LazyDial.layer({ delay: 5 }).pipe(Layer.provideMerge(layerTest))
+
+  it.live("confirmed: the timer fires at the delay and the lookup names A", () =>
+    Effect.gen(function*() {
+      const agents = yield* setup({ a: [{ latency: 40, result: "connect" }], current: "A" })
+      const result = yield* Effect.scoped(dialA)
+      assert.strictEqual(result.outcome, "confirmed")
+      assert.strictEqual((yield* agents.lookups).length, 1)
+    }).pipe(Effect.provide(LiveLayer)))
+})
