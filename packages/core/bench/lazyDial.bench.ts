@@ -8,11 +8,11 @@
 
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as os from "node:os"
 import { AgentId, dialWithLazyValidation, WorkspaceId } from "../src/index.js"
+import { heapPerPending, memoryOfCallers, pendingDial } from "./memory.js"
 import { promiseDial } from "./promiseDial.js"
 
 const A = AgentId.make("00000000-0000-4000-8000-00000000000a")
@@ -67,65 +67,15 @@ const fastPath = call(readyDial, A, "1 minute")
 const fastPathValue = call(readyValue, A, "1 minute")
 const staleSwitch = call((agentId) => agentId === A ? Effect.never : readyDial(agentId), B, 0)
 
-/** Lets the event loop run, so that forked fibers start and settle. */
-const settle = () => new Promise<void>((resolve) => setImmediate(resolve))
-
-/**
- * Heap bytes per pending call, read with every caller alive and every dial
- * started. Both are asserted before the heap is read: a figure taken when the
- * callers have ended measures nothing (the mistake this bench once made, with
- * `Effect.fork` children that the `runPromise` root interrupted as it ended).
- */
-const heapPerPending = async (
-  n: number,
-  start: (started: () => void) => { readonly alive: () => number; readonly stop: () => Promise<void> }
-): Promise<number> => {
-  const gc = (globalThis as { gc?: () => void }).gc
-  if (gc === undefined) throw new Error("run with node --expose-gc")
-  let started = 0
-  gc()
-  const before = process.memoryUsage().heapUsed
-  const callers = start(() => started++)
-  for (let i = 0; i < 1000 && started < n; i++) await settle()
-  const alive = callers.alive()
-  if (started !== n || alive !== n) {
-    throw new Error(`memory bench: ${started} of ${n} dials started, ${alive} of ${n} callers alive`)
-  }
-  gc()
-  const after = process.memoryUsage().heapUsed
-  await callers.stop()
-  return (after - before) / n
-}
-
-/** `n` daemon callers of `pending`, each alive until stopped. */
-const effectCallers = (n: number, pending: Effect.Effect<unknown, unknown>) => {
-  const fibers = Effect.runSync(Effect.forEach(Array.from({ length: n }), () => Effect.forkDaemon(pending)))
-  return {
-    alive: () => fibers.filter((fiber) => fiber.unsafePoll() === null).length,
-    stop: () => Effect.runPromise(Fiber.interruptAll(fibers))
-  }
-}
-
-const memoryPerDial = (n: number) =>
-  heapPerPending(n, (started) =>
-    effectCallers(
-      n,
-      Effect.scoped(dialWithLazyValidation({
-        agentId: A,
-        workspaceId: W,
-        dial: () => Effect.suspend(() => (started(), Effect.never)),
-        lookup: () => Effect.succeed(Option.some(A)),
-        delay: "1 minute"
-      }))
-    ))
+const memoryPerDial = (n: number) => memoryOfCallers(n, pendingDial)
 
 /** The floor: a caller that holds a Scope with one pending resource, and nothing else. */
 const memoryFloor = (n: number) =>
-  heapPerPending(n, (started) =>
-    effectCallers(
-      n,
+  memoryOfCallers(
+    n,
+    (started) =>
       Effect.scoped(Effect.zipRight(Effect.acquireRelease(Effect.sync(started), () => Effect.void), Effect.never))
-    ))
+  )
 
 const memoryPromise = (n: number) =>
   heapPerPending(n, (started) => {

@@ -9,34 +9,12 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import type * as Exit from "effect/Exit"
-import * as Fiber from "effect/Fiber"
-import * as Option from "effect/Option"
+import type * as Fiber from "effect/Fiber"
 import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
-import { AgentId, dialWithLazyValidation, WorkspaceId } from "../src/index.js"
+import { memoryOfCallers, pendingDial } from "./memory.js"
 
-const A = AgentId.make("00000000-0000-4000-8000-00000000000a")
-const W = WorkspaceId.make("00000000-0000-4000-8000-0000000000f0")
 const n = Number(process.env.LAZYDIAL_BENCH_IN_FLIGHT ?? 50_000)
-
-const settle = () => new Promise<void>((resolve) => setImmediate(resolve))
-
-const heapPerCaller = async (pending: (started: () => void) => Effect.Effect<unknown, unknown>) => {
-  const gc = (globalThis as { gc?: () => void }).gc
-  if (gc === undefined) throw new Error("run with node --expose-gc")
-  let started = 0
-  const caller = pending(() => started++)
-  gc()
-  const before = process.memoryUsage().heapUsed
-  const fibers = Effect.runSync(Effect.forEach(Array.from({ length: n }), () => Effect.forkDaemon(caller)))
-  for (let i = 0; i < 1000 && started < n; i++) await settle()
-  const alive = fibers.filter((fiber) => fiber.unsafePoll() === null).length
-  if (started !== n || alive !== n) throw new Error(`${started} of ${n} started, ${alive} of ${n} alive`)
-  gc()
-  const after = process.memoryUsage().heapUsed
-  await Effect.runPromise(Fiber.interruptAll(fibers))
-  return (after - before) / n
-}
 
 /** Waits for a fiber through an observer, as the dial does. */
 const awaitExit = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) =>
@@ -65,15 +43,6 @@ const withScope = (started: () => void) =>
           rootFiber(started, scope)
         ))
   )
-
-const pendingDial = (started: () => void) =>
-  Effect.scoped(dialWithLazyValidation({
-    agentId: A,
-    workspaceId: W,
-    dial: () => Effect.suspend(() => (started(), Effect.never)),
-    lookup: () => Effect.succeed(Option.some(A)),
-    delay: "1 minute"
-  }))
 
 const variants: ReadonlyArray<readonly [string, (started: () => void) => Effect.Effect<unknown, unknown>]> = [
   [
@@ -107,7 +76,11 @@ const variants: ReadonlyArray<readonly [string, (started: () => void) => Effect.
 const main = async () => {
   console.log(`memory per in-flight caller, ${n} in flight, node ${process.version}; median of 3\n`)
   for (const [name, pending] of variants) {
-    const rounds = [await heapPerCaller(pending), await heapPerCaller(pending), await heapPerCaller(pending)]
+    const rounds = [
+      await memoryOfCallers(n, pending),
+      await memoryOfCallers(n, pending),
+      await memoryOfCallers(n, pending)
+    ]
     rounds.sort((a, b) => a - b)
     console.log(`${name.padEnd(72)} ${(rounds[1]! / 1024).toFixed(2)} KB`)
   }
