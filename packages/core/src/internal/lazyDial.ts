@@ -23,7 +23,6 @@ import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
 import type * as FiberRefs from "effect/FiberRefs"
 import * as HashMap from "effect/HashMap"
-import * as HashSet from "effect/HashSet"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as Option from "effect/Option"
@@ -152,10 +151,10 @@ const awaitExit = <A, E>(fiber: Fiber.RuntimeFiber<A, E>): Effect.Effect<Exit.Ex
   })
 
 /**
- * Suspends the caller until `register` calls back, interruptibly. An
- * interrupted caller runs the `cancel` that `register` returned and records
- * the `interrupted` outcome, whether the interruption strikes while it waits
- * or was already pending as it got here.
+ * Suspends the caller until `register` calls back, interruptibly, unless
+ * `ready` already has the answer. An interrupted caller runs the `cancel`
+ * that `register` returned and records the `interrupted` outcome, whether the
+ * interruption strikes while it waits or was already pending as it got here.
  *
  * This is one `Effect.async` whose canceler does what an `Effect.onInterrupt`
  * around the wait would: each `onInterrupt` keeps about 1.4 KB of frames on a
@@ -164,27 +163,31 @@ const awaitExit = <A, E>(fiber: Fiber.RuntimeFiber<A, E>): Effect.Effect<Exit.Ex
 const waitFor = <X, A, E1, L, E2, R>(
   call: Call<A, E1, L, E2, R>,
   restore: Restore,
-  register: (resume: (x: X) => void) => () => void
+  register: (resume: (x: X) => void) => () => void,
+  ready: () => X | null
 ): Effect.Effect<X> =>
-  Effect.descriptorWith((caller) => {
-    const interrupted = (interruptors: HashSet.HashSet<FiberId.FiberId>) =>
-      end(call, "interrupted", Exit.failCause(Cause.interrupt(FiberId.combineAll(interruptors))))
-    // Interrupted while uninterruptible: `restore` ends the wait before it starts.
-    if (HashSet.size(caller.interruptors) > 0) {
+  Effect.withFiberRuntime((caller) => {
+    const pending = caller.getFiberRef(FiberRef.interruptedCause)
+    // Interrupted while uninterruptible: `restore` would end the wait before it starts.
+    if (!Cause.isEmpty(pending)) {
       register(() => {})()
-      interrupted(caller.interruptors)
+      interrupted(call, pending)
       return restore(Effect.never)
     }
+    const done = ready()
+    if (done !== null) return Effect.succeed(done)
     return restore(Effect.async<X>((resume) => {
       const cancel = register((x) => resume(Effect.succeed(x)))
-      return Effect.descriptorWith((interruptedCaller) =>
-        Effect.sync(() => {
-          cancel()
-          interrupted(interruptedCaller.interruptors)
-        })
-      )
+      return Effect.withFiberRuntime((interruptedCaller) => {
+        cancel()
+        interrupted(call, interruptedCaller.getFiberRef(FiberRef.interruptedCause))
+        return Effect.void
+      })
     }))
   })
+
+const interrupted = <A, E1, L, E2, R>(call: Call<A, E1, L, E2, R>, cause: Cause.Cause<never>): void =>
+  end(call, "interrupted", Exit.failCause(Cause.interrupt(FiberId.combineAll(Cause.interruptors(cause)))))
 
 /** `waitFor` the exit of a fiber; `cancel` runs if the caller is interrupted. */
 const waitForExit = <X, Y, A, E1, L, E2, R>(
@@ -199,7 +202,7 @@ const waitForExit = <X, Y, A, E1, L, E2, R>(
       fiber.removeObserver(resume)
       cancel()
     }
-  })
+  }, () => fiber.unsafePoll())
 
 /**
  * The span of one call, made as `Effect.withSpan` makes it, but by hand: the
@@ -362,7 +365,7 @@ const firstExitOrDelay = <A, E1, L, E2, R>(
   restore: Restore,
   attempt: Attempt<A, E1>
 ): Effect.Effect<Option.Option<Exit.Exit<A, E1>>> =>
-  waitFor(call, restore, (resume) => {
+  waitFor<Option.Option<Exit.Exit<A, E1>>, A, E1, L, E2, R>(call, restore, (resume) => {
     const onExit = (exit: Exit.Exit<A, E1>) => {
       cancelDelay()
       resume(Option.some(exit))
@@ -377,7 +380,7 @@ const firstExitOrDelay = <A, E1, L, E2, R>(
       attempt.fiber.removeObserver(onExit)
       discard(call, attempt)
     }
-  })
+  }, () => null)
 
 /**
  * Waits for an attempt, interruptibly. If the caller is interrupted, the
