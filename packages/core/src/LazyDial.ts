@@ -152,6 +152,12 @@ export const dialWithLazyValidation = <A, E1, R1, E2, R2>(options: {
   readonly lookup: (workspaceId: WorkspaceId) => Effect.Effect<Option.Option<AgentId>, E2, R2>
   /** How long the bound agent may stay pending before the binding is checked. */
   readonly delay: Duration.DurationInput
+  /**
+   * Optional early-validation signal: when it completes while the bound
+   * agent is still pending, the delay ends at once (for example when a notice
+   * says the workspace was rebuilt). Without it, nothing changes.
+   */
+  readonly validateNow?: Effect.Effect<void> | undefined
 }): Effect.Effect<DialResult<A>, E1 | E2 | NoCurrentAgent, Scope.Scope | Exclude<R1, Scope.Scope> | R2> =>
   internal.make({ ...options, agentIdOf: identity })
 
@@ -183,6 +189,8 @@ export class LazyDial extends Context.Tag("@lazydial/core/LazyDial")<
     readonly dial: (binding: {
       readonly agentId: AgentId
       readonly workspaceId: WorkspaceId
+      /** Ends the validation delay at once when it completes; see `dialWithLazyValidation`. */
+      readonly validateNow?: Effect.Effect<void> | undefined
     }) => Effect.Effect<LazyDialResult, AgentDialError | AgentLookupError | NoCurrentAgent, Scope.Scope>
   }
 >() {}
@@ -226,7 +234,8 @@ export const make = (options?: {
           dial: dialer.dial,
           lookup: lookup.current,
           agentIdOf: (current) => current.agentId,
-          delay
+          delay,
+          validateNow: binding.validateNow
         })
     })
   })

@@ -4,6 +4,7 @@ import { LazyDial } from "@lazydial/core"
 import type { DialScript, LookupScript } from "@lazydial/core/testing"
 import { assertEqual, currentAgent, layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -373,4 +374,74 @@ describe("the live clock", () => {
       assert.strictEqual(result.outcome, "confirmed")
       assert.strictEqual((yield* agents.lookups).length, 1)
     }).pipe(Effect.provide(LiveLayer)))
+})
+
+describe("early validation (validateNow)", () => {
+  /** A turn of A with a signal the test fires; the rest is the outcome table. */
+  const startSignalledTurn = Effect.gen(function*() {
+    const signal = yield* Deferred.make<void>()
+    const scope = yield* Scope.make()
+    const fiber = yield* Effect.fork(Scope.extend(
+      Effect.flatMap(
+        LazyDial.LazyDial,
+        (service) => service.dial({ agentId: A, workspaceId: W, validateNow: Deferred.await(signal) })
+      ),
+      scope
+    ))
+    return { fire: Deferred.succeed(signal, undefined), fiber, scope }
+  })
+
+  it.effect("confirmed: the signal ends the delay at once; the lookup runs then, not at the delay", () =>
+    provide(Effect.gen(function*() {
+      const agents = yield* setup({ a: [{ latency: 300, result: "connect" }], current: "A" })
+      const { fiber, fire, scope } = yield* startSignalledTurn
+      yield* TestClock.adjust(30)
+      assert.strictEqual((yield* agents.lookups).length, 0, "no lookup before the signal")
+      yield* fire
+      yield* TestClock.adjust(0)
+      assertEqual((yield* agents.lookups).map((call) => call.at), [30])
+      yield* TestClock.adjust(300)
+      const result = yield* Fiber.join(fiber)
+      assert.strictEqual(result.outcome, "confirmed")
+      assert.strictEqual((yield* agents.lookups).length, 1, "the delay's own timer makes no second lookup")
+      yield* Scope.close(scope, Exit.void)
+    })))
+
+  it.effect("switched: after the signal, B is dialed at once", () =>
+    provide(Effect.gen(function*() {
+      const agents = yield* setup({ a: [{ result: "hang" }], b: [{ result: "connect" }], current: "B" })
+      const { fiber, fire, scope } = yield* startSignalledTurn
+      yield* TestClock.adjust(20)
+      yield* fire
+      const result = yield* Fiber.join(fiber)
+      assert.strictEqual(result.outcome, "switched")
+      assertEqual((yield* agents.dials).map((call) => [call.id, call.at]), [[A, 0], [B, 20]])
+      yield* Scope.close(scope, Exit.void)
+      assert.strictEqual((yield* agents.unreleased).length, 0)
+    })))
+
+  it.effect("a signal that has already fired validates at once, as a zero delay does", () =>
+    provide(Effect.gen(function*() {
+      const agents = yield* setup({ a: [{ result: "hang" }], b: [{ result: "connect" }], current: "B" })
+      const result = yield* Effect.scoped(Effect.flatMap(
+        LazyDial.LazyDial,
+        (service) => service.dial({ agentId: A, workspaceId: W, validateNow: Effect.void })
+      ))
+      assert.strictEqual(result.outcome, "switched")
+      assertEqual((yield* agents.lookups).map((call) => call.at), [0])
+      assert.strictEqual((yield* agents.unreleased).length, 0)
+    })))
+
+  it.effect("fast: a signal after A answered changes nothing and makes no lookup", () =>
+    provide(Effect.gen(function*() {
+      const agents = yield* setup({ a: [{ latency: 10, result: "connect" }], current: "B" })
+      const { fiber, fire, scope } = yield* startSignalledTurn
+      yield* TestClock.adjust(10)
+      const result = yield* Fiber.join(fiber)
+      yield* fire
+      yield* TestClock.adjust(DELAY)
+      assert.strictEqual(result.outcome, "fast")
+      assert.strictEqual((yield* agents.lookups).length, 0)
+      yield* Scope.close(scope, Exit.void)
+    })))
 })

@@ -72,6 +72,8 @@ export interface Options<A, E1, R1, L, E2, R2> {
   readonly lookup: (workspaceId: WorkspaceId) => Effect.Effect<Option.Option<L>, E2, R2>
   readonly agentIdOf: (current: L) => AgentId
   readonly delay: Duration.DurationInput
+  /** Ends the delay at once when it completes (an early-validation signal); never ends it otherwise. */
+  readonly validateNow?: Effect.Effect<void> | undefined
 }
 
 // Metric objects are built once: tagging per call would allocate a key per dial.
@@ -239,7 +241,7 @@ const maxTimerMillis = 2 ** 31 - 1
  * TestClock) it is that clock's `sleep`, on a root fiber of its own: the
  * delay is then exactly the clock's, and `TestClock.adjust` drives it.
  */
-const wakeAfter = <A, E1, L, E2, R>(call: Call<A, E1, L, E2, R>, wake: () => void): () => void => {
+const startTimer = <A, E1, L, E2, R>(call: Call<A, E1, L, E2, R>, wake: () => void): () => void => {
   const millis = Duration.toMillis(call.delay)
   if (call.clock === liveClock && millis <= maxTimerMillis) {
     const timer = setTimeout(wake, millis)
@@ -247,6 +249,34 @@ const wakeAfter = <A, E1, L, E2, R>(call: Call<A, E1, L, E2, R>, wake: () => voi
   }
   const sleeper = runOnCaller(call, Effect.zipRight(call.clock.sleep(call.delay), Effect.sync(wake)))
   return () => sleeper.unsafeInterruptAsFork(call.caller.id())
+}
+
+/**
+ * Calls `wake` once, when the delay has passed or when the call's
+ * `validateNow` signal completes, whichever is first, and returns a cancel.
+ * Without a signal this is the timer alone; with one, the signal is awaited
+ * on a root fiber of its own, so only callers that pass a signal pay for it.
+ */
+const wakeAfter = <A, E1, L, E2, R>(call: Call<A, E1, L, E2, R>, wake: () => void): () => void => {
+  const signal = call.options.validateNow
+  if (signal === undefined) return startTimer(call, wake)
+  // Local to this wait: the timer and the signal may both fire, and `wake` must run once.
+  let woken = false
+  // Assigned after the timer: a signal that has already fired calls `cancel` before `runOnCaller` returns.
+  let watcher: Fiber.RuntimeFiber<void> | undefined = undefined
+  const cancel = () => {
+    woken = true
+    cancelTimer()
+    watcher?.unsafeInterruptAsFork(call.caller.id())
+  }
+  const once = () => {
+    if (woken) return
+    cancel()
+    wake()
+  }
+  const cancelTimer = startTimer(call, once)
+  watcher = runOnCaller(call, Effect.zipRight(signal, Effect.sync(once)))
+  return cancel
 }
 
 /** Runs an effect on a root fiber of the caller's runtime (its services, clock and tracer, our span as parent). */
@@ -370,11 +400,12 @@ const firstExitOrDelay = <A, E1, L, E2, R>(
       cancelDelay()
       resume(Option.some(exit))
     }
+    // Observe first: a signal that has already fired wakes the caller inside `wakeAfter`.
+    attempt.fiber.addObserver(onExit)
     const cancelDelay = wakeAfter(call, () => {
       attempt.fiber.removeObserver(onExit)
       resume(Option.none())
     })
-    attempt.fiber.addObserver(onExit)
     return () => {
       cancelDelay()
       attempt.fiber.removeObserver(onExit)
