@@ -8,11 +8,11 @@
 
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as os from "node:os"
 import { AgentId, dialWithLazyValidation, WorkspaceId } from "../src/index.js"
+import { heapPerPending, memoryOfCallers, pendingDial } from "./memory.js"
 import { promiseDial } from "./promiseDial.js"
 
 const A = AgentId.make("00000000-0000-4000-8000-00000000000a")
@@ -21,6 +21,8 @@ const W = WorkspaceId.make("00000000-0000-4000-8000-0000000000f0")
 const rounds = Number(process.env.LAZYDIAL_BENCH_ROUNDS ?? 9)
 const calls = Number(process.env.LAZYDIAL_BENCH_CALLS ?? 50_000)
 const inFlight = Number(process.env.LAZYDIAL_BENCH_IN_FLIGHT ?? 100_000)
+/** `memory`: only the memory figures (a minute instead of several). */
+const only = process.env.LAZYDIAL_BENCH_ONLY
 
 // A dial that is ready at once and owns a resource, as a real one does: its
 // release is a finalizer of the Scope it is dialed in.
@@ -65,26 +67,38 @@ const fastPath = call(readyDial, A, "1 minute")
 const fastPathValue = call(readyValue, A, "1 minute")
 const staleSwitch = call((agentId) => agentId === A ? Effect.never : readyDial(agentId), B, 0)
 
-const memoryPerDial = async (n: number): Promise<number> => {
-  const gc = (globalThis as { gc?: () => void }).gc
-  if (gc === undefined) throw new Error("run with node --expose-gc")
-  const pending = dialWithLazyValidation({
-    agentId: A,
-    workspaceId: W,
-    dial: () => Effect.never,
-    lookup: () => Effect.succeed(Option.some(A)),
-    delay: "1 minute"
-  })
-  gc()
-  const before = process.memoryUsage().heapUsed
-  const fibers = await Effect.runPromise(
-    Effect.forEach(Array.from({ length: n }), () => Effect.fork(Effect.scoped(pending)))
+const memoryPerDial = (n: number) => memoryOfCallers(n, pendingDial)
+
+/** The floor: a caller that holds a Scope with one pending resource, and nothing else. */
+const memoryFloor = (n: number) =>
+  memoryOfCallers(
+    n,
+    (started) =>
+      Effect.scoped(Effect.zipRight(Effect.acquireRelease(Effect.sync(started), () => Effect.void), Effect.never))
   )
-  await Effect.runPromise(Effect.yieldNow())
-  gc()
-  const after = process.memoryUsage().heapUsed
-  await Effect.runPromise(Fiber.interruptAll(fibers))
-  return (after - before) / n
+
+const memoryPromise = (n: number) =>
+  heapPerPending(n, (started) => {
+    const controller = new AbortController()
+    let settled = 0
+    for (let i = 0; i < n; i++) {
+      promiseDial({ fast: false, abort: true, delayMs: 60_000, onDial: started, signal: controller.signal }).then(
+        () => settled++,
+        () => settled++
+      )
+    }
+    return {
+      alive: () => n - settled,
+      stop: async () => controller.abort()
+    }
+  })
+
+const warmUp = async () => {
+  await timeEffect(calls / 4, fastPath)
+  await timeEffect(calls / 4, fastPathValue)
+  await timeEffect(calls / 4, Effect.scoped(readyDial(A)))
+  await timeEffect(calls / 20, staleSwitch)
+  await timePromise(calls / 4, () => promiseDial({ fast: true, abort: true }))
 }
 
 const main = async () => {
@@ -103,12 +117,8 @@ const main = async () => {
     promiseStale: []
   }
   // warm-up, so that every path is optimised before it is measured
-  await timeEffect(calls / 4, fastPath)
-  await timeEffect(calls / 4, fastPathValue)
-  await timeEffect(calls / 4, Effect.scoped(readyDial(A)))
-  await timeEffect(calls / 20, staleSwitch)
-  await timePromise(calls / 4, () => promiseDial({ fast: true, abort: true }))
-  for (let round = 0; round < rounds; round++) {
+  if (only !== "memory") await warmUp()
+  for (let round = 0; round < (only === "memory" ? 0 : rounds); round++) {
     const floor = await timeEffect(calls, Effect.scoped(readyDial(A)))
     const fast = await timeEffect(calls, fastPath)
     const promise = await timePromise(calls, () => promiseDial({ fast: true, abort: true }))
@@ -123,9 +133,15 @@ const main = async () => {
     rows.stale!.push(await timeEffect(calls / 10, staleSwitch))
     rows.promiseStale!.push(await timePromise(calls / 100, () => promiseDial({ fast: false, abort: true })))
   }
-  const memory: Array<number> = []
-  for (let round = 0; round < 3; round++) memory.push(await memoryPerDial(inFlight))
-  const us = (xs: ReadonlyArray<number>) => `${median(xs).toFixed(2)} µs`
+  const memory = { dial: [] as Array<number>, floor: [] as Array<number>, promise: [] as Array<number> }
+  for (let round = 0; round < 3; round++) {
+    memory.dial.push(await memoryPerDial(inFlight))
+    memory.floor.push(await memoryFloor(inFlight))
+    memory.promise.push(await memoryPromise(inFlight))
+  }
+  const kb = (xs: ReadonlyArray<number>) => `${(median(xs) / 1024).toFixed(2)} KB`
+  const times = (xs: ReadonlyArray<number>) => xs.length === 0 ? "-" : median(xs).toFixed(2)
+  const us = (xs: ReadonlyArray<number>) => xs.length === 0 ? "-" : `${median(xs).toFixed(2)} µs`
   const table = [
     ["fast path: Effect.scoped(dialWithLazyValidation(acquireRelease dial))", us(rows.fast!)],
     ["floor: Effect.scoped(the same acquireRelease dial)", us(rows.floor!)],
@@ -133,19 +149,23 @@ const main = async () => {
     ["floor: Effect.scoped(Effect.succeed)", us(rows.floorValue!)],
     ["promise version (AbortController + setTimeout), fast path", us(rows.promise!)],
     ["promise version without AbortController, fast path", us(rows.promiseNoAbort!)],
-    ["ratio lazydial / promise, same round", median(rows.ratio!).toFixed(2)],
-    ["ratio (lazydial - floor) / promise, same round", median(rows.overheadRatio!).toFixed(2)],
+    ["ratio lazydial / promise, same round", times(rows.ratio!)],
+    ["ratio (lazydial - floor) / promise, same round", times(rows.overheadRatio!)],
     ["stale switch: dialWithLazyValidation (delay 0, lookup names B)", us(rows.stale!)],
     ["stale switch: promise version (its setTimeout(0) is a 1 ms timer)", us(rows.promiseStale!)],
-    [`memory per in-flight dial (${inFlight} in flight)`, `${(median(memory) / 1024).toFixed(2)} KB`]
+    [`memory per in-flight dial (${inFlight} callers alive, every dial started)`, kb(memory.dial)],
+    ["memory floor: a caller holding a Scope with one pending resource", kb(memory.floor)],
+    ["memory per in-flight call of the promise version (dial pending, timer set)", kb(memory.promise)]
   ]
   for (const [name, value] of table) console.log(`${name!.padEnd(72)} ${value}`)
   if (process.env.LAZYDIAL_BENCH_JSON) {
-    console.log(JSON.stringify(Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, median(v)]))))
+    const all = { ...rows, memoryDial: memory.dial, memoryFloor: memory.floor, memoryPromise: memory.promise }
+    console.log(JSON.stringify(Object.fromEntries(Object.entries(all).map(([k, v]) => [k, median(v)]))))
   }
 }
 
-main().catch((error) => {
+// The promise version's pending 1-minute timers would keep the process alive.
+main().then(() => process.exit(0), (error) => {
   console.error(error)
   process.exit(1)
 })

@@ -18,15 +18,29 @@ const lookup = (): Promise<string | undefined> => Promise.resolve("b")
 
 const TIMEOUT = Symbol("timeout")
 
-export const promiseDial = async (options: { readonly fast: boolean; readonly abort: boolean }) => {
+export const promiseDial = async (options: {
+  readonly fast: boolean
+  readonly abort: boolean
+  /** Default: 1 minute on the fast path, 0 for the stale switch. */
+  readonly delayMs?: number
+  /** Called as the dial starts: the memory bench counts started dials. */
+  readonly onDial?: () => void
+  /** The caller's own cancellation, as a request handler would pass it. */
+  readonly signal?: AbortSignal
+}) => {
   const controller = options.abort ? new AbortController() : undefined
   const dial = options.fast ? readyDial : hangingDial
-  const delayMs = options.fast ? 60_000 : 0
+  const delayMs = options.delayMs ?? (options.fast ? 60_000 : 0)
+  options.onDial?.()
   const pending = dial(bound, controller?.signal).then(
     (connection) => ({ ok: true as const, connection }),
     (error: unknown) => ({ ok: false as const, error })
   )
   let timer: ReturnType<typeof setTimeout> | undefined
+  options.signal?.addEventListener("abort", () => {
+    clearTimeout(timer)
+    controller?.abort(options.signal?.reason)
+  }, { once: true })
   const first = await Promise.race([
     pending,
     new Promise<typeof TIMEOUT>((resolve) => {

@@ -38,7 +38,8 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import type * as Option from "effect/Option"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { type AgentConnection, AgentDialer } from "./AgentDialer.js"
 import { AgentLookup } from "./AgentLookup.js"
@@ -48,27 +49,56 @@ import * as internal from "./internal/lazyDial.js"
 import { boundedDuration } from "./Options.js"
 
 /**
+ * How a successful call ends, in the order of the outcome table: the one list
+ * of these names. Types, metric labels, Schema literals and report rows are
+ * derived from it, in this package and the ones built on it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const outcomes: readonly ["fast", "confirmed", "lookup_failed_kept", "switched", "retried"] =
+  internal.successOutcomes
+
+/**
  * How a successful call ended. Failed calls are labelled `failed` or
  * `no_current_agent`, and interrupted ones `interrupted`, in spans and metrics.
  *
  * @since 0.1.0
  * @category models
  */
-export type DialOutcome = "fast" | "confirmed" | "lookup_failed_kept" | "switched" | "retried"
+export type DialOutcome = typeof outcomes[number]
 
 /**
- * Every label of the outcome counter and span attribute.
+ * `DialOutcome` as a Schema, for decoding and for APIs that carry it.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const DialOutcome: Schema.Literal<typeof outcomes> = Schema.Literal(...outcomes)
+
+/**
+ * Every label of the outcome counter and span attribute: `outcomes`, then how
+ * a call ends without a connection.
  *
  * @since 0.1.0
  * @category models
  */
-export type OutcomeLabel = DialOutcome | "no_current_agent" | "failed" | "interrupted"
+export const outcomeLabels: readonly [...typeof outcomes, "no_current_agent", "failed", "interrupted"] =
+  internal.outcomes
 
 /**
  * @since 0.1.0
  * @category models
  */
-export const outcomeLabels: ReadonlyArray<OutcomeLabel> = internal.outcomes
+export type OutcomeLabel = typeof outcomeLabels[number]
+
+/**
+ * `OutcomeLabel` as a Schema.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const OutcomeLabel: Schema.Literal<typeof outcomeLabels> = Schema.Literal(...outcomeLabels)
 
 /**
  * @since 0.1.0
@@ -122,6 +152,12 @@ export const dialWithLazyValidation = <A, E1, R1, E2, R2>(options: {
   readonly lookup: (workspaceId: WorkspaceId) => Effect.Effect<Option.Option<AgentId>, E2, R2>
   /** How long the bound agent may stay pending before the binding is checked. */
   readonly delay: Duration.DurationInput
+  /**
+   * Optional early-validation signal: when it completes while the bound
+   * agent is still pending, the delay ends at once (for example when a notice
+   * says the workspace was rebuilt). Without it, nothing changes.
+   */
+  readonly validateNow?: Effect.Effect<void> | undefined
 }): Effect.Effect<DialResult<A>, E1 | E2 | NoCurrentAgent, Scope.Scope | Exclude<R1, Scope.Scope> | R2> =>
   internal.make({ ...options, agentIdOf: identity })
 
@@ -153,6 +189,8 @@ export class LazyDial extends Context.Tag("@lazydial/core/LazyDial")<
     readonly dial: (binding: {
       readonly agentId: AgentId
       readonly workspaceId: WorkspaceId
+      /** Ends the validation delay at once when it completes; see `dialWithLazyValidation`. */
+      readonly validateNow?: Effect.Effect<void> | undefined
     }) => Effect.Effect<LazyDialResult, AgentDialError | AgentLookupError | NoCurrentAgent, Scope.Scope>
   }
 >() {}
@@ -196,7 +234,8 @@ export const make = (options?: {
           dial: dialer.dial,
           lookup: lookup.current,
           agentIdOf: (current) => current.agentId,
-          delay
+          delay,
+          validateNow: binding.validateNow
         })
     })
   })
@@ -223,8 +262,13 @@ export const layerConfig: Layer.Layer<
 > = Layer.effect(
   LazyDial,
   Effect.flatMap(
-    Config.string("LAZYDIAL_VALIDATION_DELAY").pipe(Config.option),
-    // safe: `make` decodes and range-checks the raw string before using it
-    (delay) => make({ delay: delay._tag === "Some" ? delay.value as Duration.DurationInput : defaultDelay })
+    Schema.Config("LAZYDIAL_VALIDATION_DELAY", Schema.String).pipe(Config.option),
+    // The text is decoded by `boundedDuration`, not by the Schema: any text it
+    // refuses must fail the Layer with the InvalidOption that names `delay`,
+    // as a bad value passed to `layer` does, not with a ConfigError.
+    Option.match({
+      onNone: () => make(),
+      onSome: (text) => Effect.flatMap(boundedDuration("delay", text, maxDelay), (delay) => make({ delay }))
+    })
   )
 )

@@ -8,7 +8,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { AgentDialer, AgentLookup, LazyDial } from "@lazydial/core"
-import { currentAgent, make as makeKit } from "@lazydial/core/testing"
+import { assertEqual, currentAgent, make as makeKit } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -167,13 +167,13 @@ const check = (
       assert.isNull(done, "the model says the caller is still waiting")
       yield* Fiber.interrupt(fiber)
     } else if (interruptedAt !== undefined) {
-      assert.deepStrictEqual(expected, { _tag: "Failure", error: "Interrupted", at: interruptedAt })
+      assertEqual<Expected>(expected, { _tag: "Failure", error: "Interrupted", at: interruptedAt })
     } else {
       assert.isNotNull(done)
       const [exit, at] = Exit.getOrElse(done!, () => assert.fail("the test fiber itself failed"))
       if (Exit.isSuccess(exit)) {
         accepted = exit.value.connection.connectionId
-        assert.deepStrictEqual(
+        assertEqual<Expected>(
           { _tag: "Success", outcome: exit.value.outcome, agent: exit.value.agentId === A ? "A" : "B", at },
           expected
         )
@@ -183,7 +183,7 @@ const check = (
           Option.map((e) => (e as { readonly _tag: string })._tag),
           Option.getOrElse(() => "?")
         )
-        assert.deepStrictEqual({ _tag: "Failure", error, at }, expected)
+        assertEqual<Expected>({ _tag: "Failure", error, at }, expected)
       }
     }
     const dials = yield* agents.dials
@@ -206,11 +206,11 @@ const check = (
     const firstAbandonedAt = Math.min(interrupted, s.delay + s.lookupLatency)
     for (const entry of yield* agents.ledger) {
       if (entry.connectionId === accepted) {
-        assert.deepStrictEqual(entry.releasedAt, [], "the accepted connection lives until the turn ends")
+        assertEqual(entry.releasedAt, [], "the accepted connection lives until the turn ends")
         continue
       }
       const abandonedAt = entry.agentId === A && s.a.result === "connect" ? firstAbandonedAt : interrupted
-      assert.deepStrictEqual(
+      assertEqual(
         entry.releasedAt,
         [Math.max(entry.acquiredAt, abandonedAt)],
         `${entry.connectionId} released once, as soon as it was acquired and abandoned`
@@ -220,7 +220,7 @@ const check = (
     yield* Scope.close(scope, Exit.void)
     for (const entry of yield* agents.ledger) {
       assert.strictEqual(entry.releasedAt.length, 1, `${entry.connectionId} released exactly once`)
-      if (entry.connectionId === accepted) assert.deepStrictEqual(entry.releasedAt, [closedAt])
+      if (entry.connectionId === accepted) assertEqual(entry.releasedAt, [closedAt])
     }
   })
 
@@ -277,14 +277,14 @@ describe("dialWithLazyValidation against the model", () => {
       current: "B",
       interruptAt: undefined
     }
-    assert.deepStrictEqual(model(base), { _tag: "Success", outcome: "fast", agent: "A", at: 9 })
-    assert.deepStrictEqual(model({ ...base, a: { ...base.a, latency: 161 } }), {
+    assertEqual(model(base), { _tag: "Success", outcome: "fast", agent: "A", at: 9 })
+    assertEqual(model({ ...base, a: { ...base.a, latency: 161 } }), {
       _tag: "Success",
       outcome: "switched",
       agent: "B",
       at: 98
     })
-    assert.deepStrictEqual(model({ ...base, a: { ...base.a, result: "fail" }, current: "A" }), {
+    assertEqual(model({ ...base, a: { ...base.a, result: "fail" }, current: "A" }), {
       _tag: "Success",
       outcome: "retried",
       agent: "A",

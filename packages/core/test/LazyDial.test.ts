@@ -2,8 +2,9 @@ import { assert, describe, it } from "@effect/vitest"
 import { AgentDialError, AgentLookupError, dialWithLazyValidation } from "@lazydial/core"
 import { LazyDial } from "@lazydial/core"
 import type { DialScript, LookupScript } from "@lazydial/core/testing"
-import { currentAgent, layerTest, TestAgents } from "@lazydial/core/testing"
+import { assertEqual, currentAgent, layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -70,7 +71,7 @@ describe("dialWithLazyValidation outcomes", () => {
       assert.strictEqual((yield* agents.unreleased).length, 1, "the connection lives until the turn ends")
       yield* Scope.close(scope, Exit.void)
       const ledger = yield* agents.ledger
-      assert.deepStrictEqual(ledger.map((entry) => entry.releasedAt), [[1010]])
+      assertEqual(ledger.map((entry) => entry.releasedAt), [[1010]])
     })))
 
   it.effect("fast: a dial that is ready at once returns without any clock step", () =>
@@ -79,7 +80,7 @@ describe("dialWithLazyValidation outcomes", () => {
       const result = yield* Effect.scoped(dialA)
       assert.strictEqual(result.outcome, "fast")
       assert.strictEqual((yield* agents.lookups).length, 0)
-      assert.deepStrictEqual((yield* agents.ledger).map((entry) => entry.releasedAt.length), [1])
+      assertEqual((yield* agents.ledger).map((entry) => entry.releasedAt.length), [1])
     })))
 
   it.effect("confirmed: the lookup runs at exactly the delay, and the slow dial of A is kept", () =>
@@ -89,14 +90,14 @@ describe("dialWithLazyValidation outcomes", () => {
       yield* TestClock.adjust(DELAY - 1)
       assert.strictEqual((yield* agents.lookups).length, 0, "not a millisecond before the delay")
       yield* TestClock.adjust(1)
-      assert.deepStrictEqual((yield* agents.lookups).map((call) => call.at), [DELAY])
+      assertEqual((yield* agents.lookups).map((call) => call.at), [DELAY])
       yield* TestClock.adjust(200)
       const result = yield* Fiber.join(fiber)
       assert.strictEqual(result.outcome, "confirmed")
       assert.strictEqual(result.agentId, A)
       assert.isFalse(result.switched)
-      assert.deepStrictEqual((yield* agents.dials).map((call) => call.id), [A])
-      assert.deepStrictEqual(result.current, Option.some(currentAgent({ agentId: A, buildId: BUILD_1 })))
+      assertEqual((yield* agents.dials).map((call) => call.id), [A])
+      assertEqual(result.current, Option.some(currentAgent({ agentId: A, buildId: BUILD_1 })))
       yield* Scope.close(scope, Exit.void)
       assert.strictEqual((yield* agents.unreleased).length, 0)
     })))
@@ -136,8 +137,8 @@ describe("dialWithLazyValidation outcomes", () => {
       assert.strictEqual(result.outcome, "switched")
       assert.strictEqual(result.agentId, B)
       assert.isTrue(result.switched)
-      assert.deepStrictEqual(result.current, Option.some(currentAgent({ agentId: B, buildId: BUILD_2 })))
-      assert.deepStrictEqual((yield* agents.dials).map((call) => [call.id, call.at]), [[A, 0], [B, DELAY]])
+      assertEqual(result.current, Option.some(currentAgent({ agentId: B, buildId: BUILD_2 })))
+      assertEqual((yield* agents.dials).map((call) => [call.id, call.at]), [[A, 0], [B, DELAY]])
       yield* Scope.close(scope, Exit.void)
       assert.strictEqual((yield* agents.unreleased).length, 0)
     })))
@@ -157,9 +158,9 @@ describe("dialWithLazyValidation outcomes", () => {
       yield* TestClock.adjust(5000)
       const late = (yield* agents.ledger).find((entry) => entry.agentId === A)!
       assert.strictEqual(late.acquiredAt, 5000)
-      assert.deepStrictEqual(late.releasedAt, [5000], "released once, as soon as it arrived")
+      assertEqual(late.releasedAt, [5000], "released once, as soon as it arrived")
       const kept = (yield* agents.ledger).find((entry) => entry.agentId === B)!
-      assert.deepStrictEqual(kept.releasedAt, [], "B belongs to the caller's scope")
+      assertEqual(kept.releasedAt, [], "B belongs to the caller's scope")
       yield* Scope.close(scope, Exit.void)
       assert.strictEqual((yield* agents.releasedTwice).length, 0)
       assert.strictEqual((yield* agents.unreleased).length, 0)
@@ -187,7 +188,7 @@ describe("dialWithLazyValidation outcomes", () => {
       assert.strictEqual(yield* now, DELAY)
       yield* Scope.close(scope, Exit.void)
       yield* TestClock.adjust(5000)
-      assert.deepStrictEqual((yield* agents.ledger).map((entry) => entry.releasedAt), [[5000]])
+      assertEqual((yield* agents.ledger).map((entry) => entry.releasedAt), [[5000]])
     })))
 
   it.effect("fast failure, lookup names B: switched, with the lookup made at once, before the delay", () =>
@@ -202,7 +203,7 @@ describe("dialWithLazyValidation outcomes", () => {
       const result = yield* Fiber.join(fiber)
       assert.strictEqual(result.outcome, "switched")
       assert.strictEqual(result.agentId, B)
-      assert.deepStrictEqual((yield* agents.lookups).map((call) => call.at), [5])
+      assertEqual((yield* agents.lookups).map((call) => call.at), [5])
       yield* Scope.close(scope, Exit.void)
     })))
 
@@ -218,7 +219,7 @@ describe("dialWithLazyValidation outcomes", () => {
       assert.strictEqual(result.outcome, "retried")
       assert.strictEqual(result.agentId, A)
       assert.isFalse(result.switched)
-      assert.deepStrictEqual((yield* agents.dials).map((call) => call.at), [0, 5])
+      assertEqual((yield* agents.dials).map((call) => call.at), [0, 5])
       yield* Scope.close(scope, Exit.void)
     })))
 
@@ -279,7 +280,7 @@ describe("caller interruption", () => {
         yield* Scope.close(scope, Exit.void)
         const ledger = yield* agents.ledger
         for (const entry of ledger) {
-          assert.deepStrictEqual(entry.releasedAt, [entry.acquiredAt], `${entry.agentId} released once, on arrival`)
+          assertEqual(entry.releasedAt, [entry.acquiredAt], `${entry.agentId} released once, on arrival`)
         }
       })))
   }
@@ -358,4 +359,89 @@ describe("resources", () => {
       for (let i = 0; i < 50; i++) yield* call
       assert.strictEqual(yield* deepestStack, before)
     }))
+})
+
+// On the live clock the delay is a plain timer, not the clock's sleep (see
+// `wakeAfter`): the one path the TestClock cannot reach, so this test takes
+// a few real milliseconds.
+describe("the live clock", () => {
+  const LiveLayer = LazyDial.layer({ delay: 5 }).pipe(Layer.provideMerge(layerTest))
+
+  it.live("confirmed: the timer fires at the delay and the lookup names A", () =>
+    Effect.gen(function*() {
+      const agents = yield* setup({ a: [{ latency: 40, result: "connect" }], current: "A" })
+      const result = yield* Effect.scoped(dialA)
+      assert.strictEqual(result.outcome, "confirmed")
+      assert.strictEqual((yield* agents.lookups).length, 1)
+    }).pipe(Effect.provide(LiveLayer)))
+})
+
+describe("early validation (validateNow)", () => {
+  /** A turn of A with a signal the test fires; the rest is the outcome table. */
+  const startSignalledTurn = Effect.gen(function*() {
+    const signal = yield* Deferred.make<void>()
+    const scope = yield* Scope.make()
+    const fiber = yield* Effect.fork(Scope.extend(
+      Effect.flatMap(
+        LazyDial.LazyDial,
+        (service) => service.dial({ agentId: A, workspaceId: W, validateNow: Deferred.await(signal) })
+      ),
+      scope
+    ))
+    return { fire: Deferred.succeed(signal, undefined), fiber, scope }
+  })
+
+  it.effect("confirmed: the signal ends the delay at once; the lookup runs then, not at the delay", () =>
+    provide(Effect.gen(function*() {
+      const agents = yield* setup({ a: [{ latency: 300, result: "connect" }], current: "A" })
+      const { fiber, fire, scope } = yield* startSignalledTurn
+      yield* TestClock.adjust(30)
+      assert.strictEqual((yield* agents.lookups).length, 0, "no lookup before the signal")
+      yield* fire
+      yield* TestClock.adjust(0)
+      assertEqual((yield* agents.lookups).map((call) => call.at), [30])
+      yield* TestClock.adjust(300)
+      const result = yield* Fiber.join(fiber)
+      assert.strictEqual(result.outcome, "confirmed")
+      assert.strictEqual((yield* agents.lookups).length, 1, "the delay's own timer makes no second lookup")
+      yield* Scope.close(scope, Exit.void)
+    })))
+
+  it.effect("switched: after the signal, B is dialed at once", () =>
+    provide(Effect.gen(function*() {
+      const agents = yield* setup({ a: [{ result: "hang" }], b: [{ result: "connect" }], current: "B" })
+      const { fiber, fire, scope } = yield* startSignalledTurn
+      yield* TestClock.adjust(20)
+      yield* fire
+      const result = yield* Fiber.join(fiber)
+      assert.strictEqual(result.outcome, "switched")
+      assertEqual((yield* agents.dials).map((call) => [call.id, call.at]), [[A, 0], [B, 20]])
+      yield* Scope.close(scope, Exit.void)
+      assert.strictEqual((yield* agents.unreleased).length, 0)
+    })))
+
+  it.effect("a signal that has already fired validates at once, as a zero delay does", () =>
+    provide(Effect.gen(function*() {
+      const agents = yield* setup({ a: [{ result: "hang" }], b: [{ result: "connect" }], current: "B" })
+      const result = yield* Effect.scoped(Effect.flatMap(
+        LazyDial.LazyDial,
+        (service) => service.dial({ agentId: A, workspaceId: W, validateNow: Effect.void })
+      ))
+      assert.strictEqual(result.outcome, "switched")
+      assertEqual((yield* agents.lookups).map((call) => call.at), [0])
+      assert.strictEqual((yield* agents.unreleased).length, 0)
+    })))
+
+  it.effect("fast: a signal after A answered changes nothing and makes no lookup", () =>
+    provide(Effect.gen(function*() {
+      const agents = yield* setup({ a: [{ latency: 10, result: "connect" }], current: "B" })
+      const { fiber, fire, scope } = yield* startSignalledTurn
+      yield* TestClock.adjust(10)
+      const result = yield* Fiber.join(fiber)
+      yield* fire
+      yield* TestClock.adjust(DELAY)
+      assert.strictEqual(result.outcome, "fast")
+      assert.strictEqual((yield* agents.lookups).length, 0)
+      yield* Scope.close(scope, Exit.void)
+    })))
 })

@@ -1,13 +1,15 @@
-import { assert, it } from "@effect/vitest"
+import { it } from "@effect/vitest"
+import { assertEqual } from "@lazydial/core/testing"
 import * as Effect from "effect/Effect"
 import { switchesAfterARebuild } from "../examples/testKit.js"
+import { B } from "./fixtures.js"
 
 // The test-kit example in docs/core.md runs as written.
 it.effect("the test kit example: switched after a rebuild, nothing leaked", () =>
   Effect.gen(function*() {
     const result = yield* switchesAfterARebuild
-    assert.deepStrictEqual(result, {
-      switchedTo: "00000000-0000-4000-8000-00000000000b",
+    assertEqual(result, {
+      switchedTo: B,
       unreleased: 0,
       releasedTwice: 0
     })
