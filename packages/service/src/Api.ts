@@ -30,7 +30,9 @@ import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as OpenApi from "@effect/platform/OpenApi"
 import { AgentId, BuildId, ChatId, WorkspaceId } from "@lazydial/core"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as AST from "effect/SchemaAST"
 import { failureReasons } from "./Chats.js"
 
 /**
@@ -140,7 +142,15 @@ export class NotTheFleet extends Schema.TaggedError<NotTheFleet>()("NotTheFleet"
  * lower-cases them before the branded Schema checks them; the store and every
  * comparison see one spelling.
  */
-const anyCase = <A, R>(id: Schema.Schema<A, string, R>) => Schema.compose(Schema.Lowercase, id)
+const anyCase = <A, R>(id: Schema.Schema<A, string, R>) =>
+  Schema.compose(Schema.Lowercase, id).annotations({
+    // the contract shows what the client sends: a UUID, in any case
+    jsonSchema: {
+      type: "string",
+      format: "uuid",
+      description: `${AST.getDescriptionAnnotation(id.ast).pipe(Option.getOrElse(() => "a UUID"))}, in any case`
+    }
+  })
 
 /**
  * A request body: a field the endpoint does not know is a 400 that names it,

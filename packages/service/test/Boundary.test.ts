@@ -7,17 +7,32 @@ import { expect, layer } from "@effect/vitest"
 import type { WorkspaceId } from "@lazydial/core"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Tracer from "effect/Tracer"
 import { randomUUID } from "node:crypto"
 import * as ControlPlane from "../src/ControlPlane.js"
 import * as Server from "../src/Server.js"
 import * as Service from "../src/Service.js"
+
+// every span the server starts, through the default tracer
+const spans: Array<Tracer.Span> = []
+const layerRecordingTracer = Layer.unwrapEffect(Effect.map(Effect.tracer, (base) =>
+  Layer.setTracer(Tracer.make({
+    span: (...args) => {
+      const span = base.span(...args)
+      spans.push(span)
+      return span
+    },
+    context: (f, fiber) => base.context(f, fiber)
+  }))))
 
 const TestLayer = Server.layer(0).pipe(
   Layer.provideMerge(
     Service.layer({ validationDelay: "500 millis", dialTimeout: "5 seconds" }, Service.makeCounters())
   ),
   // merged: the second server of the 10 MB message test needs the database too
-  Layer.provideMerge(Service.layerDatabase(undefined))
+  Layer.provideMerge(Service.layerDatabase(undefined)),
+  Layer.provide(layerRecordingTracer)
 )
 
 interface Answer {
@@ -179,5 +194,17 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the HTTP bound
       expect(answer.headers.get("content-type")).toMatch(/^text\/html/)
       expect(answer.text).toContain("SwaggerUIBundle")
       expect(answer.text).not.toMatch(/<script[^>]+src=|<link[^>]+href="https?:/)
+    }), 30_000)
+
+  it.effect("a request's W3C traceparent becomes the parent of the server's span", () =>
+    Effect.gen(function*() {
+      const traceId = "4bf92f3577b34da6a3ce929d0e0e4736"
+      const parentId = "00f067aa0ba902b7"
+      const answer = yield* send("/health", { headers: { traceparent: `00-${traceId}-${parentId}-01` } })
+      expect(answer.status).toBe(200)
+      const server = spans.find((span) => span.name === "http.server GET" && span.traceId === traceId)
+      expect(server).toBeDefined()
+      const parent = Option.getOrThrow(server!.parent)
+      expect({ traceId: parent.traceId, spanId: parent.spanId }).toEqual({ traceId, spanId: parentId })
     }), 30_000)
 })
