@@ -14,6 +14,7 @@ import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiSwagger from "@effect/platform/HttpApiSwagger"
 import type * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -307,18 +308,27 @@ export const accessLog = (app: HttpApp.Default): HttpApp.Default =>
     const chatId = /^\/chats\/([^/]+)/.exec(path)?.[1] ?? null
     const route = path.replace(uuid, (id) => (id === chatId ? ":chat_id" : ":id"))
     const exit = yield* Effect.exit(app)
-    const response = Exit.isSuccess(exit) ? exit.value : HttpServerResponse.unsafeJson(
+    // A failure the platform turned into a client error (404 RouteNotFound)
+    // was answered as such: log and count it with that status, not as a 500.
+    const answered = Exit.isFailure(exit) ? (yield* HttpServerError.causeResponse(exit.cause))[0] : undefined
+    const clientError = answered !== undefined && answered.status < 500 ? answered : undefined
+    const response = Exit.isSuccess(exit) ? exit.value : clientError ?? HttpServerResponse.unsafeJson(
       { _tag: "InternalError", message: "the server failed unexpectedly: see its error log" },
       { status: Cause.isInterruptedOnly(exit.cause) ? 499 : 500 }
     )
+    // a path no route has is one label value, whatever was asked: scanners must not grow the registry
+    const unmatched = Exit.isFailure(exit) &&
+      Option.exists(Cause.failureOption<unknown>(exit.cause), (error) =>
+        HttpServerError.isServerError(error) &&
+        error._tag === "RouteNotFound")
     const annotations = {
       method: request.method,
-      route,
+      route: unmatched ? "unmatched" : route,
       status: response.status,
       duration_ms: Math.round((performance.now() - began) * 10) / 10,
       chat_id: chatId
     }
-    if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) {
+    if (Exit.isFailure(exit) && clientError === undefined && !Cause.isInterruptedOnly(exit.cause)) {
       yield* Effect.logError("request failed", exit.cause).pipe(Effect.annotateLogs(annotations))
     } else if (response.status >= 500) {
       yield* Effect.logError("request answered " + response.status).pipe(Effect.annotateLogs(annotations))
@@ -326,7 +336,7 @@ export const accessLog = (app: HttpApp.Default): HttpApp.Default =>
     yield* Effect.logInfo("request").pipe(Effect.annotateLogs(annotations))
     const labels = [
       MetricLabel.make("method", request.method),
-      MetricLabel.make("route", route),
+      MetricLabel.make("route", annotations.route),
       MetricLabel.make("status", String(response.status))
     ]
     yield* Metric.increment(Metric.taggedWithLabels(requestsTotal, labels))

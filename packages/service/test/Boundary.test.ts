@@ -178,6 +178,12 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the HTTP bound
         const answer = yield* send("/metrics")
         expect(answer.status).toBe(200)
         expect(answer.headers.get("content-type")).toMatch(/^text\/plain/)
+        const missing = yield* send(`/no/such/route/${randomUUID()}`)
+        expect(missing.status).toBe(404)
+        const after = yield* send("/metrics")
+        // a path no route has is counted as a 404 under one label, not a 500 per path
+        expect(after.text).toMatch(/^http_requests_total\{method="GET",route="unmatched",status="404"\} \d+$/m)
+        expect(after.text).not.toContain("/no/such/route")
         expect(answer.text).toMatch(/^# TYPE lazydial_binding_decisions_total counter$/m)
         expect(answer.text).toMatch(/^http_requests_total\{method="POST",route="\/chats",status="201"\} \d+$/m)
         expect(answer.text).toMatch(
