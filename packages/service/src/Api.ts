@@ -13,6 +13,8 @@
  * | POST | /workspaces/:workspace_id/rebuild | rebuild a workspace: its old agent dies, hangs or leaves its port (only where the agents run: the one-process run, or `fleet`) |
  * | GET | /health | the process is up (always 200 while it serves) |
  * | GET | /ready | the database answers (503 `database_unavailable` during an outage) |
+ * | GET | /metrics | the process's metrics in Prometheus text format |
+ * | GET | /openapi.json | this API as an OpenAPI 3.1 document (`/docs`: Swagger UI) |
  *
  * Bad IDs and bodies are 400s whose `issues` name the field; an unknown chat
  * is a 404; a turn of a chat with no workspace is a 409 (the client's to fix);
@@ -26,8 +28,11 @@ import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
 import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
+import * as OpenApi from "@effect/platform/OpenApi"
 import { AgentId, BuildId, ChatId, WorkspaceId } from "@lazydial/core"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as AST from "effect/SchemaAST"
 import { failureReasons } from "./Chats.js"
 
 /**
@@ -132,7 +137,34 @@ export class NotTheFleet extends Schema.TaggedError<NotTheFleet>()("NotTheFleet"
   message: Schema.String
 }, HttpApiSchema.annotations({ status: 409 })) {}
 
-const chatPath = Schema.Struct({ chat_id: ChatId })
+/**
+ * An id as the client sends it: UUIDs are case-insensitive, so the boundary
+ * lower-cases them before the branded Schema checks them; the store and every
+ * comparison see one spelling.
+ */
+const anyCase = <A, R>(id: Schema.Schema<A, string, R>) =>
+  Schema.compose(Schema.Lowercase, id).annotations({
+    // the contract shows what the client sends: a UUID, in any case
+    jsonSchema: {
+      type: "string",
+      format: "uuid",
+      description: `${AST.getDescriptionAnnotation(id.ast).pipe(Option.getOrElse(() => "a UUID"))}, in any case`
+    }
+  })
+
+/**
+ * A request body: a field the endpoint does not know is a 400 that names it,
+ * rather than being dropped silently (a misspelt `workspaceId` would
+ * otherwise create a chat with no workspace).
+ */
+const body = <Fields extends Schema.Struct.Fields>(fields: Fields) =>
+  Schema.Struct(fields).annotations({ parseOptions: { onExcessProperty: "error" } })
+
+// the rule in words, never the value: a 10 MB message must not come back in the 400
+const messageRule = "a message is one line of at most 1000 characters"
+
+const chatPath = Schema.Struct({ chat_id: anyCase(ChatId) })
+const workspaceField = anyCase(WorkspaceId)
 
 /**
  * @since 0.1.0
@@ -141,7 +173,7 @@ const chatPath = Schema.Struct({ chat_id: ChatId })
 export class ChatsGroup extends HttpApiGroup.make("chats")
   .add(
     HttpApiEndpoint.post("create", "/chats")
-      .setPayload(Schema.Struct({ workspace_id: Schema.optionalWith(Schema.NullOr(WorkspaceId), { exact: true }) }))
+      .setPayload(body({ workspace_id: Schema.optionalWith(Schema.NullOr(workspaceField), { exact: true }) }))
       .addSuccess(Chat, { status: 201 })
   )
   .add(
@@ -153,7 +185,7 @@ export class ChatsGroup extends HttpApiGroup.make("chats")
   .add(
     HttpApiEndpoint.put("setWorkspace", "/chats/:chat_id/workspace")
       .setPath(chatPath)
-      .setPayload(Schema.Struct({ workspace_id: Schema.NullOr(WorkspaceId) }))
+      .setPayload(body({ workspace_id: Schema.NullOr(workspaceField) }))
       .addSuccess(Chat)
       .addError(ChatNotFound)
   )
@@ -166,10 +198,10 @@ export class ChatsGroup extends HttpApiGroup.make("chats")
   .add(
     HttpApiEndpoint.post("turn", "/chats/:chat_id/turns")
       .setPath(chatPath)
-      .setPayload(Schema.Struct({
+      .setPayload(body({
         message: Schema.String.pipe(
-          Schema.maxLength(1000),
-          Schema.pattern(/^[^\r\n]*$/, { message: () => "a message is one line of at most 1000 characters" })
+          Schema.maxLength(1000, { message: () => messageRule }),
+          Schema.pattern(/^[^\r\n]*$/, { message: () => messageRule })
         )
       }))
       .addSuccess(TurnResult)
@@ -188,8 +220,8 @@ export class WorkspacesGroup extends HttpApiGroup.make("workspaces")
   .add(HttpApiEndpoint.get("list", "/workspaces").addSuccess(Schema.Array(Workspace)))
   .add(
     HttpApiEndpoint.post("rebuild", "/workspaces/:workspace_id/rebuild")
-      .setPath(Schema.Struct({ workspace_id: WorkspaceId }))
-      .setPayload(Schema.Struct({ mode: Schema.Literal("die", "hang", "reuse_port", "die_mid_handshake") }))
+      .setPath(Schema.Struct({ workspace_id: workspaceField }))
+      .setPayload(body({ mode: Schema.Literal("die", "hang", "reuse_port", "die_mid_handshake") }))
       .addSuccess(Workspace)
       .addError(WorkspaceNotFound)
       .addError(NotTheFleet)
@@ -211,10 +243,33 @@ export class HealthGroup extends HttpApiGroup.make("health")
 {}
 
 /**
+ * `GET /metrics`: every metric of the process's Effect registry (the
+ * lazydial metrics, and `http_requests_total` and
+ * `http_request_duration_seconds` by method, route and status) in
+ * Prometheus text format.
+ *
  * @since 0.1.0
  * @category api
  */
-export class Api extends HttpApi.make("lazydial").add(ChatsGroup).add(WorkspacesGroup).add(HealthGroup) {}
+export class MetricsGroup extends HttpApiGroup.make("metrics")
+  .add(
+    HttpApiEndpoint.get("metrics", "/metrics")
+      .addSuccess(HttpApiSchema.Text({ contentType: "text/plain; version=0.0.4; charset=utf-8" }))
+  )
+{}
+
+/**
+ * @since 0.1.0
+ * @category api
+ */
+export class Api extends HttpApi.make("lazydial")
+  .add(ChatsGroup)
+  .add(WorkspacesGroup)
+  .add(HealthGroup)
+  .add(MetricsGroup)
+  .annotate(OpenApi.Title, "lazydial chat service")
+  .annotate(OpenApi.Version, "0.1.0")
+{}
 
 /**
  * The `fleet` process's API: the workspaces and health routes of `Api`.
@@ -223,4 +278,4 @@ export class Api extends HttpApi.make("lazydial").add(ChatsGroup).add(Workspaces
  * @category api
  */
 // the same id as `Api`: the fleet's server reuses the handlers of these groups
-export class FleetApi extends HttpApi.make("lazydial").add(WorkspacesGroup).add(HealthGroup) {}
+export class FleetApi extends HttpApi.make("lazydial").add(WorkspacesGroup).add(HealthGroup).add(MetricsGroup) {}

@@ -6,17 +6,20 @@
  *
  * @since 0.1.0
  */
+import * as CliConfig from "@effect/cli/CliConfig"
 import * as Command from "@effect/cli/Command"
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
-import * as Usage from "@effect/cli/Usage"
+import type * as Usage from "@effect/cli/Usage"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as FileSystem from "@effect/platform/FileSystem"
+import { InvalidOption } from "@lazydial/core"
 import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as NodePath from "node:path"
 import * as Cluster from "./Cluster.js"
 import * as Html from "./Html.js"
 import * as Processes from "./Processes.js"
@@ -25,12 +28,40 @@ import { Report } from "./Report.js"
 import * as Service from "./Service.js"
 import * as Workload from "./Workload.js"
 
-const positive = (name: string, fallback: number, description: string) =>
-  Options.integer(name).pipe(
-    Options.withSchema(Schema.Int.pipe(Schema.greaterThanOrEqualTo(1), Schema.lessThanOrEqualTo(1_000_000))),
-    Options.withDefault(fallback),
-    Options.withDescription(description)
+/**
+ * An integer flag from `min` to `max`: a value out of range is "--name must
+ * be an integer from min to max" (not Schema's tree), and the help shows the
+ * default from the same value the parser uses.
+ */
+const integer = (name: string, min: number, max: number) => {
+  const rule = `--${name} must be an integer from ${min} to ${max}`
+  return Options.integer(name).pipe(
+    Options.withSchema(
+      Schema.Int.pipe(Schema.between(min, max)).annotations({ message: () => ({ message: rule, override: true }) })
+    )
   )
+}
+
+const number = (name: string, min: number, max: number) => {
+  const rule = `--${name} must be a number from ${min} to ${max}`
+  return Options.float(name).pipe(
+    Options.withSchema(
+      Schema.Number.pipe(Schema.between(min, max)).annotations({ message: () => ({ message: rule, override: true }) })
+    )
+  )
+}
+
+/** The default, and the help line that shows it. */
+const withDefault =
+  <A extends string | number>(fallback: A, description: string) =>
+  <B>(option: Options.Options<B>): Options.Options<A | B> =>
+    option.pipe(
+      Options.withDefault(fallback),
+      Options.withDescription(`${description} (default: ${fallback})`)
+    )
+
+const positive = (name: string, fallback: number, description: string) =>
+  integer(name, 1, 1_000_000).pipe(withDefault(fallback, description))
 
 const databaseUrl = Options.text("database-url").pipe(
   Options.optional,
@@ -40,55 +71,45 @@ const databaseUrl = Options.text("database-url").pipe(
 )
 
 const port = (fallback: number) =>
-  Options.integer("port").pipe(
-    Options.withSchema(Schema.Int.pipe(Schema.between(0, 65535))),
-    Options.withDefault(fallback),
-    Options.withDescription("the HTTP port (0: any free port; the address is printed on stdout as JSON)")
+  integer("port", 0, 65535).pipe(
+    withDefault(fallback, "the HTTP port (0: any free port; the address is printed on stdout as JSON)")
   )
 
-const host = Options.text("host").pipe(
-  Options.withDefault("127.0.0.1"),
-  Options.withDescription("the address to listen on")
-)
+const host = Options.text("host").pipe(withDefault("127.0.0.1", "the address to listen on"))
 
-const grace = Options.integer("grace-ms").pipe(
-  Options.withSchema(Schema.Int.pipe(Schema.between(0, 600_000))),
-  Options.withDefault(10_000),
-  Options.withDescription("at SIGTERM or SIGINT, how long requests in flight may take to finish")
+const grace = integer("grace-ms", 0, 600_000).pipe(
+  withDefault(10_000, "at SIGTERM or SIGINT, how long requests in flight may take to finish")
 )
 
 const options = {
   seed: Options.integer("seed").pipe(
-    Options.withDefault(Workload.defaults.seed),
-    Options.withDescription("seed of every random choice: the same seed gives the same workload")
+    withDefault(Workload.defaults.seed, "seed of every random choice: the same seed gives the same workload")
   ),
   chats: positive("chats", Workload.defaults.chats, "number of chats (a tenth of them are spawned as children)"),
   workspaces: positive("workspaces", Workload.defaults.workspaces, "number of workspaces (a tenth of them stopped)"),
   turns: positive("turns", Workload.defaults.turns, "turns per chat"),
   concurrency: positive("concurrency", Workload.defaults.concurrency, "turns in flight at most"),
-  rebuildRate: Options.float("rebuild-rate").pipe(
-    Options.withSchema(Schema.Number.pipe(Schema.between(0, 1000))),
-    Options.withDefault(Workload.defaults.rebuildRate),
-    Options.withDescription("workspace rebuilds per second, over the whole fleet")
+  rebuildRate: number("rebuild-rate", 0, 1000).pipe(
+    withDefault(Workload.defaults.rebuildRate, "workspace rebuilds per second, over the whole fleet")
   ),
-  thinkMs: Options.integer("think-ms").pipe(
-    Options.withSchema(Schema.Int.pipe(Schema.between(0, 60_000))),
-    Options.withDefault(Workload.defaults.thinkMs),
-    Options.withDescription("mean pause between a chat's turns, in milliseconds")
+  thinkMs: integer("think-ms", 0, 60_000).pipe(
+    withDefault(Workload.defaults.thinkMs, "mean pause between a chat's turns, in milliseconds")
   ),
-  validationDelayMs: Options.integer("validation-delay-ms").pipe(
-    Options.withSchema(Schema.Int.pipe(Schema.between(0, 600_000))),
-    Options.withDefault(Workload.defaults.validationDelayMs),
-    Options.withDescription("how long a bound agent may stay silent before lazydial checks the binding")
+  validationDelayMs: integer("validation-delay-ms", 0, 600_000).pipe(
+    withDefault(
+      Workload.defaults.validationDelayMs,
+      "how long a bound agent may stay silent before lazydial checks the binding"
+    )
   ),
-  json: Options.boolean("json").pipe(Options.withDescription("print the report as JSON (the Report schema)")),
+  json: Options.boolean("json").pipe(
+    Options.withDescription("print the report as JSON (the Report schema) on stdout; progress and logs go to stderr")
+  ),
   html: Options.file("html").pipe(
     Options.optional,
-    Options.withDescription("write the report as a self-contained HTML page with charts")
+    Options.withDescription("write the report as a self-contained HTML page with charts (its directory must exist)")
   ),
   databaseUrl,
-  port: Options.integer("port").pipe(
-    Options.withSchema(Schema.Int.pipe(Schema.between(0, 65535))),
+  port: integer("port", 0, 65535).pipe(
     Options.optional,
     Options.withDescription("after the workload, keep serving the HTTP API on 127.0.0.1:<port>")
   )
@@ -100,15 +121,42 @@ const options = {
  */
 export type Flags = Command.Command.ParseConfig<typeof options>
 
+/**
+ * The time left of the strategy in progress, from its rate so far: "ETA 12s",
+ * or "ETA …" until a turn has finished. Each strategy restarts the clock.
+ *
+ * @since 0.1.0
+ * @category rendering
+ */
+export const makeEta = () => {
+  let strategy: string | undefined
+  let began = 0
+  return (
+    progress: { readonly strategy: string; readonly turns: number; readonly totalTurns: number },
+    now: number
+  ) => {
+    if (progress.strategy !== strategy) {
+      strategy = progress.strategy
+      began = now
+    }
+    if (progress.turns === 0) return "ETA …"
+    const left = ((now - began) / progress.turns) * (progress.totalTurns - progress.turns)
+    return `ETA ${Math.ceil(left / 1000)}s`
+  }
+}
+
 const runWorkload = (flags: Flags, url: Option.Option<{ readonly url: string }>) =>
   Effect.gen(function*() {
     const progress = Workload.makeProgress()
     const interactive = process.stderr.isTTY === true
+    const eta = makeEta()
     const ticker = Effect.forever(
       Effect.zipRight(
         Effect.sleep(interactive ? "200 millis" : "2 seconds"),
         Effect.sync(() => {
-          const line = Render.progressLine(progress)
+          // before the plan is made there is nothing to count: no "turns 0/0"
+          if (progress.totalTurns === 0) return
+          const line = `${Render.progressLine(progress)}  ${eta(progress, performance.now())}`
           process.stderr.write(interactive ? `\r${line}\u001b[K` : `${line}\n`)
         })
       )
@@ -139,20 +187,31 @@ const runWorkload = (flags: Flags, url: Option.Option<{ readonly url: string }>)
     return report
   })
 
+/**
+ * The report file's directory must exist: checked before a run of a minute,
+ * not after it.
+ */
+const writableDirectory = (flag: string, file: string) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const directory = NodePath.dirname(NodePath.resolve(file))
+    const info = yield* Effect.option(fs.stat(directory))
+    if (Option.isNone(info) || info.value.type !== "Directory") {
+      return yield* new InvalidOption({ option: flag, value: file, expected: `a file in an existing directory` })
+    }
+  })
+
 const serveCommand = Command.make("serve", {
   port: port(8080),
   host,
   databaseUrl,
   strategy: Options.choice("strategy", ["lazydial", "latest"]).pipe(
-    Options.withDefault("lazydial" as const),
-    Options.withDescription("the turn path: lazydial (the persisted binding) or latest (a lookup every turn)")
+    withDefault("lazydial" as const, "the turn path: lazydial (the persisted binding) or latest (a lookup every turn)")
   ),
   grace,
   validationDelayMs: options.validationDelayMs,
-  dialTimeoutMs: Options.integer("dial-timeout-ms").pipe(
-    Options.withSchema(Schema.Int.pipe(Schema.between(1, 600_000))),
-    Options.withDefault(10_000),
-    Options.withDescription("how long a turn may take to connect to its agent")
+  dialTimeoutMs: integer("dial-timeout-ms", 1, 600_000).pipe(
+    withDefault(10_000, "how long a turn may take to connect to its agent")
   )
 }, (flags) =>
   Effect.flatMap(Processes.databaseUrl(flags.databaseUrl), (url) =>
@@ -177,10 +236,8 @@ const fleetCommand = Command.make("fleet", {
   grace,
   workspaces: options.workspaces,
   seed: options.seed,
-  rebuildRate: Options.float("rebuild-rate").pipe(
-    Options.withSchema(Schema.Number.pipe(Schema.between(0, 1000))),
-    Options.withDefault(0),
-    Options.withDescription("workspace rebuilds per second over the fleet (0: only on POST /workspaces/:id/rebuild)")
+  rebuildRate: number("rebuild-rate", 0, 1000).pipe(
+    withDefault(0, "workspace rebuilds per second over the fleet (0: only on POST /workspaces/:id/rebuild)")
   )
 }, (flags) =>
   Effect.flatMap(Processes.databaseUrl(flags.databaseUrl), (url) =>
@@ -241,49 +298,123 @@ const clusterCommand = Command.make("cluster", {
  */
 export const command = Command.make("lazydial-service", options, (flags) =>
   Effect.gen(function*() {
+    if (Option.isSome(flags.html)) yield* writableDirectory("--html", flags.html.value)
     const url = yield* Processes.databaseUrl(flags.databaseUrl)
     yield* runWorkload(flags, url)
     if (Option.isSome(flags.port)) {
       yield* Processes.serveOneProcess({ port: flags.port.value, workspaces: flags.workspaces, databaseUrl: url })
     }
   })).pipe(
-    Command.withDescription("Runs chats on real TCP agents, twice: with lazydial, and with a lookup every turn."),
+    Command.withDescription(
+      "Runs chats on real TCP agents, twice: with lazydial, and with a lookup every turn.\n\n" +
+        "Examples:\n" +
+        "  lazydial-service                                  the default workload, a text report (about 20 s)\n" +
+        "  lazydial-service --json > report.json             the report as JSON on stdout\n" +
+        "  lazydial-service --html report.html --seed 7      an HTML report of another workload\n" +
+        "  lazydial-service serve --port 8081 --database-url postgres://...   one chat replica\n" +
+        "  lazydial-service serve --help                     the flags of a subcommand"
+    ),
     Command.withSubcommands([serveCommand, fleetCommand, clusterCommand])
   )
 
+// every flag that takes a value, from the command's own usage (a boolean flag has no accepted values)
+const flagsWithValues = (usage: Usage.Usage, into: Set<string> = new Set()): Set<string> => {
+  switch (usage._tag) {
+    case "Named":
+      if (Option.isSome(usage.acceptedValues)) usage.names.forEach((name) => into.add(name))
+      break
+    case "Optional":
+    case "Repeated":
+      flagsWithValues(usage.usage, into)
+      break
+    case "Alternation":
+    case "Concat":
+      flagsWithValues(usage.left, into)
+      flagsWithValues(usage.right, into)
+      break
+  }
+  return into
+}
+
 /**
- * Runs the command line. A usage error sets the exit code to 2.
+ * The first flag of `argv` given without its value (last, or followed by
+ * another flag), if any: @effect/cli would report it as "Invalid subcommand".
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const missingValue = (argv: ReadonlyArray<string>): Option.Option<string> => {
+  const needsValue = flagsWithValues(Command.getUsage(command))
+  for (const [i, arg] of argv.entries()) {
+    const next = argv[i + 1]
+    // a negative number is a value, not a flag
+    if (needsValue.has(arg) && (next === undefined || (next.startsWith("-") && !/^-\d/.test(next)))) {
+      return Option.some(arg)
+    }
+  }
+  return Option.none()
+}
+
+// the ANSI style sequences (ESC [ ... m) @effect/printer-ansi emits
+// eslint-disable-next-line no-control-regex
+const ansi = /\u001b\[[0-9;]*m/g
+
+// @effect/cli renders help and its errors with ANSI styles: keep them for a
+// terminal, strip them for a pipe or a file.
+const plainWhenPiped = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Console.consoleWith((console) =>
+    Console.withConsole(effect, {
+      ...console,
+      log: (...args) => console.log(...(process.stdout.isTTY ? args : args.map(strip))),
+      error: (...args) => console.error(...(process.stderr.isTTY ? args : args.map(strip))),
+      unsafe: {
+        ...console.unsafe,
+        log: (...args) => console.unsafe.log(...(process.stdout.isTTY ? args : args.map(strip))),
+        error: (...args) => console.unsafe.error(...(process.stderr.isTTY ? args : args.map(strip)))
+      }
+    })
+  )
+
+const strip = (value: unknown) => typeof value === "string" ? value.replace(ansi, "") : value
+
+const usageError = (message: string) =>
+  Effect.zipRight(
+    Console.error(`lazydial-service: ${message}\nRun lazydial-service --help for every option and examples.`),
+    Effect.sync(() => void (process.exitCode = 2))
+  )
+
+/**
+ * Runs the command line. A usage error prints on stderr and sets the exit
+ * code to 2; nothing but results goes to stdout.
  *
  * @since 0.1.0
  * @category running
  */
-export const main = (argv: ReadonlyArray<string>) =>
-  Command.run(command, { name: "lazydial-service", version: "0.1.0" })(argv).pipe(
+export const main = (argv: ReadonlyArray<string>) => {
+  const missing = missingValue(argv.slice(2))
+  if (Option.isSome(missing)) return plainWhenPiped(usageError(`${missing.value} needs a value`))
+  return Command.run(command, { name: "lazydial-service", version: "0.1.0" })(argv).pipe(
     Effect.catchIf(ValidationError.isValidationError, (error) =>
       Effect.gen(function*() {
         // --help and --version end as a "help requested" error: that is not a usage error
         if (error._tag === "HelpRequested") return
-        // @effect/cli has printed its message ("'x' is not a integer"); name the flag it belongs to
-        const reason = HelpDoc.toAnsiText(error.error).trim()
+        // @effect/cli has printed its message on stderr ("--chats must be an integer from 1 to 1000000")
+        const reason = HelpDoc.toAnsiText(error.error).replace(ansi, "").trim()
         const value = /^'(.*)' is not/.exec(reason)?.[1]
         const at = value === undefined ? -1 : argv.indexOf(value)
-        const flag = at > 0 && argv[at - 1]!.startsWith("--") ? ` (the value of ${argv[at - 1]})` : ""
-        const usage = HelpDoc.toAnsiText(Usage.getHelp(Command.getUsage(command))).trim()
-        yield* Console.error(
-          `lazydial-service: invalid command line${flag}.\n\nUSAGE\n  ${usage}\n\nRun with --help for every option.`
-        )
-        process.exitCode = 2
+        const flag = at > 0 && argv[at - 1]!.startsWith("--") ? `: the value of ${argv[at - 1]}` : ""
+        yield* usageError(`invalid command line${flag}`)
       })),
     Effect.catchTags({
-      InvalidOption: (error) =>
-        Effect.zipRight(
-          Console.error(`lazydial-service: ${error.message}`),
-          Effect.sync(() => void (process.exitCode = 2))
-        ),
+      InvalidOption: (error) => usageError(error.message),
       StartupFailed: (error) =>
         Effect.zipRight(
           Console.error(`lazydial-service: ${error.message}`),
           Effect.sync(() => void (process.exitCode = 1))
         )
-    })
+    }),
+    // no --completions, --log-level or --wizard in the help: they do nothing useful here
+    Effect.provide(CliConfig.layer({ showBuiltIns: false })),
+    plainWhenPiped
   )
+}

@@ -9,18 +9,25 @@
  * @since 0.1.0
  */
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import type * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpApiSwagger from "@effect/platform/HttpApiSwagger"
 import type * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { CurrentAgent, WorkspaceId } from "@lazydial/core"
 import * as Cause from "effect/Cause"
+import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import { createServer } from "node:http"
 import type { AgentAddresses } from "./AgentAddresses.js"
@@ -35,6 +42,8 @@ import {
 } from "./Chats.js"
 import * as ControlPlane from "./ControlPlane.js"
 import { Fleet, type RetireMode } from "./Fleet.js"
+import * as Boundary from "./internal/boundary.js"
+import * as Prometheus from "./internal/prometheus.js"
 
 const chatJson = (view: ChatView): Api.Chat =>
   new Api.Chat({
@@ -228,20 +237,59 @@ export const layerHealth = HttpApiBuilder.group(
 )
 
 /**
+ * `GET /metrics`: the process's whole Effect metric registry.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerMetrics = HttpApiBuilder.group(
+  Api.Api,
+  "metrics",
+  (handlers) => Effect.succeed(handlers.handle("metrics", () => Effect.map(Metric.snapshot, Prometheus.serialize)))
+)
+
+/**
  * The API's handlers, for a server or a test.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerApi = HttpApiBuilder.api(Api.Api).pipe(Layer.provide([layerChats, layerWorkspaces, layerHealth]))
+export const layerApi = HttpApiBuilder.api(Api.Api).pipe(
+  Layer.provide([layerChats, layerWorkspaces, layerHealth, layerMetrics])
+)
 
 /**
- * The `fleet` process's API: workspaces (with rebuilds) and health.
+ * The `fleet` process's API: workspaces (with rebuilds), health and metrics.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerFleetApi = HttpApiBuilder.api(Api.FleetApi).pipe(Layer.provide([layerWorkspaces, layerHealth]))
+export const layerFleetApi = HttpApiBuilder.api(Api.FleetApi).pipe(
+  Layer.provide([layerWorkspaces, layerHealth, layerMetrics])
+)
+
+/**
+ * `http_requests_total`, by method, route and status.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const requestsTotal = Metric.counter("http_requests_total", {
+  description: "HTTP requests answered, by method, route and status",
+  incremental: true
+})
+
+/**
+ * `http_request_duration_seconds`, by method, route and status.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const requestDuration = Metric.histogram(
+  "http_request_duration_seconds",
+  MetricBoundaries.exponential({ start: 0.001, factor: 2, count: 16 }),
+  "HTTP request duration in seconds, by method, route and status"
+)
 
 const uuid = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi
 
@@ -260,23 +308,39 @@ export const accessLog = (app: HttpApp.Default): HttpApp.Default =>
     const chatId = /^\/chats\/([^/]+)/.exec(path)?.[1] ?? null
     const route = path.replace(uuid, (id) => (id === chatId ? ":chat_id" : ":id"))
     const exit = yield* Effect.exit(app)
-    const response = Exit.isSuccess(exit) ? exit.value : HttpServerResponse.unsafeJson(
+    // A failure the platform turned into a client error (404 RouteNotFound)
+    // was answered as such: log and count it with that status, not as a 500.
+    const answered = Exit.isFailure(exit) ? (yield* HttpServerError.causeResponse(exit.cause))[0] : undefined
+    const clientError = answered !== undefined && answered.status < 500 ? answered : undefined
+    const response = Exit.isSuccess(exit) ? exit.value : clientError ?? HttpServerResponse.unsafeJson(
       { _tag: "InternalError", message: "the server failed unexpectedly: see its error log" },
       { status: Cause.isInterruptedOnly(exit.cause) ? 499 : 500 }
     )
+    // a path no route has is one label value, whatever was asked: scanners must not grow the registry
+    const unmatched = Exit.isFailure(exit) &&
+      Option.exists(Cause.failureOption<unknown>(exit.cause), (error) =>
+        HttpServerError.isServerError(error) &&
+        error._tag === "RouteNotFound")
     const annotations = {
       method: request.method,
-      route,
+      route: unmatched ? "unmatched" : route,
       status: response.status,
       duration_ms: Math.round((performance.now() - began) * 10) / 10,
       chat_id: chatId
     }
-    if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) {
+    if (Exit.isFailure(exit) && clientError === undefined && !Cause.isInterruptedOnly(exit.cause)) {
       yield* Effect.logError("request failed", exit.cause).pipe(Effect.annotateLogs(annotations))
     } else if (response.status >= 500) {
       yield* Effect.logError("request answered " + response.status).pipe(Effect.annotateLogs(annotations))
     }
     yield* Effect.logInfo("request").pipe(Effect.annotateLogs(annotations))
+    const labels = [
+      MetricLabel.make("method", request.method),
+      MetricLabel.make("route", annotations.route),
+      MetricLabel.make("status", String(response.status))
+    ]
+    yield* Metric.increment(Metric.taggedWithLabels(requestsTotal, labels))
+    yield* Metric.update(Metric.taggedWithLabels(requestDuration, labels), (performance.now() - began) / 1000)
     return response
   })
 
@@ -290,7 +354,45 @@ export interface ListenOptions {
   readonly host?: string | undefined
   /** How long in-flight requests may take to finish at shutdown (10 seconds unless given). */
   readonly grace?: Duration.DurationInput | undefined
+  /** The largest request body accepted (413 above it); `maxBodyBytes` (the Config) unless given. */
+  readonly maxBodyBytes?: number | undefined
 }
+
+/**
+ * The largest request body, in bytes: `LAZYDIAL_HTTP_MAX_BODY_BYTES`, 1 MiB
+ * unless set, from 1 KiB to 64 MiB. The API's largest real body is a turn's
+ * message (1,000 characters), so the default leaves ample room.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const maxBodyBytes: Config.Config<number> = Config.integer("LAZYDIAL_HTTP_MAX_BODY_BYTES").pipe(
+  Config.withDefault(1_048_576),
+  Config.validate({
+    message: "LAZYDIAL_HTTP_MAX_BODY_BYTES must be an integer from 1024 to 67108864",
+    validation: (n) => n >= 1024 && n <= 67_108_864
+  })
+)
+
+// The served app: the boundary's checks, then the access log and metrics
+// around the API (and /openapi.json and /docs, from the same HttpApi value).
+const serveApi = <R>(
+  api: HttpApi.HttpApi.Any,
+  handlers: Layer.Layer<HttpApi.Api, never, R>,
+  options: ListenOptions
+) =>
+  Layer.unwrapEffect(
+    Effect.map(
+      options.maxBodyBytes === undefined ? maxBodyBytes : Effect.succeed(options.maxBodyBytes),
+      (limit) => {
+        const guard = Boundary.guard(Boundary.routesOf(api), limit)
+        return HttpApiBuilder.serve((app) => accessLog(guard(app))).pipe(
+          Layer.provide([HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" }), HttpApiSwagger.layer()]),
+          Layer.provide(handlers)
+        )
+      }
+    )
+  )
 
 const listen = (options: ListenOptions) => {
   const server = createServer()
@@ -317,10 +419,7 @@ const listen = (options: ListenOptions) => {
  */
 export const layer = (options: number | ListenOptions) => {
   const listenOptions = typeof options === "number" ? { port: options } : options
-  return HttpApiBuilder.serve(accessLog).pipe(
-    Layer.provide(layerApi),
-    Layer.provideMerge(listen(listenOptions))
-  )
+  return serveApi(Api.Api, layerApi, listenOptions).pipe(Layer.provideMerge(listen(listenOptions)))
 }
 
 /**
@@ -330,10 +429,7 @@ export const layer = (options: number | ListenOptions) => {
  * @category layers
  */
 export const layerFleet = (options: ListenOptions) =>
-  HttpApiBuilder.serve(accessLog).pipe(
-    Layer.provide(layerFleetApi),
-    Layer.provideMerge(listen(options))
-  )
+  serveApi(Api.FleetApi, layerFleetApi, options).pipe(Layer.provideMerge(listen(options)))
 
 /**
  * The `http://host:port` a server listens on.

@@ -2,9 +2,11 @@
  * The command line as a user runs it: a child process.
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { spawnSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
+import { makeEta, missingValue } from "../src/Cli.js"
 import { Report } from "../src/Report.js"
 
 const bin = fileURLToPath(new URL("../src/bin.ts", import.meta.url))
@@ -12,13 +14,56 @@ const run = (args: ReadonlyArray<string>) =>
   spawnSync(process.execPath, ["--import", "tsx", bin, ...args], { encoding: "utf8", timeout: 80_000 })
 
 describe("lazydial-service", () => {
-  it("rejects a bad flag with a usage error and exit code 2", () => {
+  it("rejects a bad flag on stderr, naming the flag, with exit code 2 and nothing on stdout", () => {
     const result = run(["--chats", "many"])
     expect(result.status).toBe(2)
-    const output = result.stdout + result.stderr
-    expect(output).toContain("--chats")
-    expect(output).toMatch(/USAGE/i)
+    expect(result.stdout).toBe("")
+    expect(result.stderr).toContain("the value of --chats")
   }, 30_000)
+
+  it("--chats -5 says the rule in words, not a Schema tree", () => {
+    const result = run(["--chats", "-5"])
+    expect(result.status).toBe(2)
+    expect(result.stdout).toBe("")
+    expect(result.stderr).toContain("--chats must be an integer from 1 to 1000000")
+    expect(result.stderr).not.toMatch(/refinement|greaterThanOrEqualTo/)
+  }, 30_000)
+
+  it("a flag without its value is named (last, or followed by another flag); a negative number is a value", () => {
+    expect(missingValue(["--json", "--chats"])).toEqual(Option.some("--chats"))
+    expect(missingValue(["--seed", "--json"])).toEqual(Option.some("--seed"))
+    expect(missingValue(["serve", "--port"])).toEqual(Option.some("--port"))
+    expect(missingValue(["--chats", "-5", "--json"])).toEqual(Option.none())
+    expect(missingValue(["--json", "--chats", "4"])).toEqual(Option.none())
+  })
+
+  it("--html into a directory that does not exist fails before the run, on stderr, with exit code 2", () => {
+    const began = Date.now()
+    const result = run(["--html", "/no/such/dir/r.html"])
+    expect(result.status).toBe(2)
+    expect(result.stdout).toBe("")
+    expect(result.stderr).toContain("invalid --html: got /no/such/dir/r.html, expected a file in an existing directory")
+    // no workload ran: no progress line, and well under a run's time
+    expect(result.stderr).not.toContain("turns")
+    expect(Date.now() - began).toBeLessThan(20_000)
+  }, 30_000)
+
+  it("--help shows defaults and examples, without ANSI codes when piped, and without unused built-ins", () => {
+    const result = run(["--help"])
+    expect(result.status).toBe(0)
+    expect(result.stdout).toContain("turns per chat (default: 10)")
+    expect(result.stdout).toContain("lazydial-service --json > report.json")
+    expect(result.stdout).not.toContain("\u001b[")
+    expect(result.stdout).not.toMatch(/--completions|--log-level|--wizard/)
+  }, 30_000)
+
+  it("the ETA waits for a first turn, then extrapolates the strategy's rate, and restarts with each strategy", () => {
+    const eta = makeEta()
+    expect(eta({ strategy: "lazydial", turns: 0, totalTurns: 100 }, 0)).toBe("ETA …")
+    expect(eta({ strategy: "lazydial", turns: 25, totalTurns: 100 }, 5_000)).toBe("ETA 15s")
+    expect(eta({ strategy: "latest", turns: 0, totalTurns: 100 }, 9_000)).toBe("ETA …")
+    expect(eta({ strategy: "latest", turns: 50, totalTurns: 100 }, 11_000)).toBe("ETA 2s")
+  })
 
   it("rejects an unknown flag with exit code 2", () => {
     const result = run(["--no-such-flag"])

@@ -1,0 +1,131 @@
+/**
+ * The contract: GET /openapi.json of the real server (in-process,
+ * 127.0.0.1:0) is a valid OpenAPI document (a maintained validator says so),
+ * and a client generated from it alone (openapi-typescript's types,
+ * openapi-fetch) typechecks and calls the server from another process: no
+ * Effect, no import of this package.
+ */
+import { expect, layer } from "@effect/vitest"
+import { validate } from "@readme/openapi-parser"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { execFile } from "node:child_process"
+import { mkdir, writeFile } from "node:fs/promises"
+import { createRequire } from "node:module"
+import { fileURLToPath } from "node:url"
+import { promisify } from "node:util"
+import openapiTS, { astToString } from "openapi-typescript"
+import * as Server from "../src/Server.js"
+import * as Service from "../src/Service.js"
+
+const TestLayer = Server.layer(0).pipe(
+  Layer.provideMerge(
+    Service.layer({ validationDelay: "500 millis", dialTimeout: "5 seconds" }, Service.makeCounters())
+  ),
+  Layer.provide(Service.layerDatabase(undefined))
+)
+
+const openapi = Effect.flatMap(
+  Server.baseUrl,
+  (url) => Effect.promise(async () => (await fetch(`${url}/openapi.json`)).json() as Promise<Record<string, unknown>>)
+)
+
+// under node_modules: resolves openapi-fetch from the package, and lint and git ignore it
+const dir = fileURLToPath(new URL("../node_modules/.cache/openapi-client/", import.meta.url))
+const require = createRequire(import.meta.url)
+const run = promisify(execFile)
+
+// a client a non-Effect user would write against the generated types
+const client = `import createClient from "openapi-fetch"
+import type { paths } from "./api.js"
+
+const client = createClient<paths>({ baseUrl: process.argv[2] })
+const created = await client.POST("/chats", { body: {} })
+if (created.data === undefined) throw new Error("create failed: " + created.response.status)
+const chatId: string = created.data.chat_id
+const got = await client.GET("/chats/{chat_id}", { params: { path: { chat_id: chatId.toUpperCase() } } })
+const bad = await client.PUT("/chats/{chat_id}/workspace", {
+  params: { path: { chat_id: chatId } },
+  body: { workspace_id: "nope" }
+})
+console.log(JSON.stringify({
+  created: created.response.status,
+  chatId,
+  got: got.data?.chat_id ?? null,
+  bad: bad.response.status,
+  badMessage: bad.error?.message ?? null
+}))
+`
+
+layer(TestLayer, { timeout: 120_000, excludeTestServices: true })("the OpenAPI contract", (it) => {
+  it.effect("GET /openapi.json is a valid OpenAPI document with every route", () =>
+    Effect.gen(function*() {
+      const document = yield* openapi
+      const result = yield* Effect.promise(() =>
+        validate(
+          // safe: the validator's parameter type is the document it checks; checking it is the test
+          document as Parameters<typeof validate>[0]
+        )
+      )
+      expect(result.valid ? [] : result.errors).toEqual([])
+      expect(result.specification).toBe("OpenAPI")
+      expect(Object.keys(document.paths as object).sort()).toEqual([
+        "/chats",
+        "/chats/{chat_id}",
+        "/chats/{chat_id}/children",
+        "/chats/{chat_id}/turns",
+        "/chats/{chat_id}/workspace",
+        "/health",
+        "/metrics",
+        "/ready",
+        "/workspaces",
+        "/workspaces/{workspace_id}/rebuild"
+      ])
+    }), 60_000)
+
+  it.effect(
+    "a client generated from the document typechecks and calls the server from another process",
+    () =>
+      Effect.gen(function*() {
+        const document = yield* openapi
+        const url = yield* Server.baseUrl
+        const output = yield* Effect.promise(async () => {
+          const types = astToString(await openapiTS(JSON.parse(JSON.stringify(document))))
+          await mkdir(dir, { recursive: true })
+          await writeFile(`${dir}package.json`, JSON.stringify({ type: "module" }))
+          await writeFile(`${dir}api.ts`, types)
+          await writeFile(`${dir}client.ts`, client)
+          const tsc = require.resolve("typescript/bin/tsc")
+          await run(process.execPath, [
+            tsc,
+            "--noEmit",
+            "--strict",
+            "--skipLibCheck",
+            "--target",
+            "es2022",
+            "--module",
+            "nodenext",
+            "--moduleResolution",
+            "nodenext",
+            `${dir}client.ts`
+          ], { timeout: 60_000 })
+          const { stdout } = await run(process.execPath, ["--import", "tsx", `${dir}client.ts`, url], {
+            timeout: 30_000,
+            cwd: dir
+          })
+          return JSON.parse(stdout) as {
+            created: number
+            chatId: string
+            got: string | null
+            bad: number
+            badMessage: string | null
+          }
+        })
+        expect(output.created).toBe(201)
+        expect(output.got).toBe(output.chatId)
+        expect(output.bad).toBe(400)
+        expect(output.badMessage).toContain("workspace_id: Expected a workspace's id (a UUID)")
+      }),
+    120_000
+  )
+})
