@@ -20,7 +20,7 @@ import {
   AgentLookup,
   type AgentLookupError,
   type ChatId,
-  type DialOutcome,
+  LazyDial,
   NoCurrentAgent,
   type WorkspaceId
 } from "@lazydial/core"
@@ -132,25 +132,16 @@ export const dialTimeout = (chatId: ChatId, timeoutMillis: number): ConnectError
   new Errors.DialTimeout({ chatId, timeoutMillis })
 
 /**
- * Core's outcomes of a lazy dial, as values.
- *
- * LEAD: core is turning its outcome list into a value export in parallel;
- * once merged, replace this literal with it. The `satisfies` and the check
- * below keep it exactly equal to core's `DialOutcome` until then.
+ * Core's outcomes of a lazy dial, as values: core's own list, not a copy.
  *
  * @since 0.1.0
  * @category models
  */
-export const dialOutcomes = [
-  "fast",
-  "confirmed",
-  "lookup_failed_kept",
-  "switched",
-  "retried"
-] as const satisfies ReadonlyArray<DialOutcome>
-// compile-time: every DialOutcome is listed
-const _everyOutcomeListed: Exclude<DialOutcome, typeof dialOutcomes[number]> extends never ? true : never = true
-void _everyOutcomeListed
+export const dialOutcomes: typeof LazyDial.outcomes = LazyDial.outcomes
+
+// binding's name for a turn that bound its chat: typed from binding's list, so a
+// rename there fails to compile here instead of drifting.
+const lazyBind: Extract<ChatConnector.TurnPath, "lazy_bind"> = "lazy_bind"
 
 /**
  * How a turn connected: core's outcome, `lazy_bind` when the chat had no
@@ -159,7 +150,7 @@ void _everyOutcomeListed
  * @since 0.1.0
  * @category models
  */
-export const connectOutcomes = [...dialOutcomes, "lazy_bind", "direct"] as const
+export const connectOutcomes = [...dialOutcomes, lazyBind, "direct"] as const
 
 /**
  * @since 0.1.0
