@@ -17,6 +17,7 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import { boundChat, build, onPostgres, until, workspaceId } from "./fixtures.js"
 
@@ -55,7 +56,7 @@ const rebuilt = Effect.gen(function*() {
 })
 
 /** Runs a turn that must finish without the clock moving: no validation delay was waited out. */
-const turnNow = <A, E>(effect: Effect.Effect<A, E, import("effect/Scope").Scope>) =>
+const turnNow = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) =>
   Effect.gen(function*() {
     const fiber = yield* Effect.fork(Effect.scoped(effect))
     for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
@@ -271,16 +272,12 @@ const noticesSuite = <E>(
     ),
     { timeout: "60 seconds" }
   )(`RebuildNotices: ${name}`, (it) => {
-    const listening = Effect.flatMap(RebuildNotices.RebuildNotices, (notices) => notices.status).pipe(
-      Effect.map((status) => status.listening)
-    )
-
     it.effect("a build and a stop written by the directory are notices with their order numbers; a malformed payload is ignored", () =>
       Effect.scoped(Effect.gen(function*() {
         const directory = yield* AgentDirectory.AgentDirectory
         const notices = yield* RebuildNotices.RebuildNotices
         const sql = yield* SqlClient.SqlClient
-        yield* until(listening)
+        yield* until(Effect.map(notices.status, (status) => status.listening))
         const queue = yield* notices.subscribe
         const w = workspaceId()
         const first = build()
