@@ -297,4 +297,32 @@ const noticesSuite = <E>(
 noticesSuite("PGlite", Database.layerPglite())
 onPostgres("on PostgreSQL", (url) => {
   noticesSuite("PostgreSQL", Database.layerPg(url))
+
+  layer(
+    AgentDirectory.layerSql({ batchWindow: 0 }).pipe(
+      Layer.provideMerge(RebuildNotices.layerSql),
+      Layer.provideMerge(Database.layerPg(url))
+    ),
+    { timeout: "60 seconds" }
+  )("RebuildNotices: a lost LISTEN connection on PostgreSQL", (it) => {
+    it.effect("a killed listener is reported (listening false), listens again after reconnectDelay in a new session, and hears new builds", () =>
+      Effect.scoped(Effect.gen(function*() {
+        const directory = yield* AgentDirectory.AgentDirectory
+        const notices = yield* RebuildNotices.RebuildNotices
+        const sql = yield* SqlClient.SqlClient
+        yield* until(Effect.map(notices.status, (status) => status.listening))
+        const before = (yield* notices.status).session
+        const killed = yield* sql<{ readonly pid: number }>`SELECT pg_terminate_backend(pid) AS pid
+FROM pg_stat_activity WHERE query = ${`LISTEN "${RebuildNotices.channel}"`} AND pid <> pg_backend_pid()`
+        assert.isAtLeast(killed.length, 1)
+        yield* until(Effect.map(notices.status, (status) => !status.listening))
+        yield* TestClock.adjust(RebuildNotices.reconnectDelay)
+        yield* until(Effect.map(notices.status, (status) => status.listening && status.session > before))
+        const queue = yield* notices.subscribe
+        const w = workspaceId()
+        const first = build()
+        yield* directory.recordBuild(w, first)
+        assertEqual(yield* Queue.take(queue), notice(w, 1, first))
+      })))
+  })
 })
