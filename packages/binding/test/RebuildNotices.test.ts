@@ -7,7 +7,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it, layer } from "@effect/vitest"
 import { AgentDirectory, BindingStore, ChatConnector, Database, RebuildNotices } from "@lazydial/binding"
-import { type CurrentAgent, LazyDial, NoCurrentAgent, type WorkspaceId } from "@lazydial/core"
+import { AgentLookup, type CurrentAgent, LazyDial, NoCurrentAgent, type WorkspaceId } from "@lazydial/core"
 import { assertEqual, layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -19,7 +19,7 @@ import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
-import { boundChat, build, onPostgres, until, workspaceId } from "./fixtures.js"
+import { boundChat, build, drive, onPostgres, until, workspaceId } from "./fixtures.js"
 
 const connectorLayer = (options: Parameters<typeof ChatConnector.layer>[0] = {}) =>
   ChatConnector.layer(options).pipe(
@@ -30,6 +30,8 @@ const connectorLayer = (options: Parameters<typeof ChatConnector.layer>[0] = {})
 
 const lookupCount = Effect.flatMap(TestAgents, (agents) => Effect.map(agents.lookups, (calls) => calls.length))
 const dialCount = Effect.flatMap(TestAgents, (agents) => Effect.map(agents.dials, (calls) => calls.length))
+
+const directoryQueries = Effect.map(Metric.value(AgentDirectory.queriesTotal), (state) => state.count)
 
 const counter = (decision: ChatConnector.Decision) =>
   Effect.map(Metric.value(Metric.tagged(ChatConnector.decisionsTotal, "decision", decision)), (state) => state.count)
@@ -266,8 +268,8 @@ const noticesSuite = <E>(
   database: Layer.Layer<SqlClient.SqlClient | Database.Listener | Database.Migrated, E>
 ) =>
   layer(
-    AgentDirectory.layerSql({ batchWindow: 0 }).pipe(
-      Layer.provideMerge(RebuildNotices.layerSql),
+    Layer.mergeAll(AgentDirectory.layerSql({ batchWindow: 0 }), BindingStore.layerSql).pipe(
+      Layer.provideMerge(Layer.merge(RebuildNotices.layerSql, layerTest)),
       Layer.provideMerge(database)
     ),
     { timeout: "60 seconds" }
@@ -291,6 +293,42 @@ const noticesSuite = <E>(
         // a lookup answer is passed on too
         yield* directory.current(w)
         assertEqual(yield* Queue.take(queue), RebuildNotices.noticeOf(w, 2, stopped, Option.none()))
+      })))
+
+    it.effect("a rebuild written to the directory makes the next turn switch by notice, with 0 lookup queries", () =>
+      Effect.scoped(Effect.gen(function*() {
+        const directory = yield* AgentDirectory.AgentDirectory
+        const notices = yield* RebuildNotices.RebuildNotices
+        const agents = yield* TestAgents
+        yield* until(Effect.map(notices.status, (status) => status.listening))
+        const lookup = AgentLookup.AgentLookup.of({ current: directory.current })
+        const lazyDial = yield* LazyDial.make({ delay: "5 seconds" }).pipe(
+          Effect.provideService(AgentLookup.AgentLookup, lookup)
+        )
+        const connector = yield* ChatConnector.make().pipe(
+          Effect.provideService(AgentLookup.AgentLookup, lookup),
+          Effect.provideService(LazyDial.LazyDial, lazyDial)
+        )
+        const w = workspaceId()
+        const first = build()
+        yield* directory.recordBuild(w, first)
+        yield* agents.script(first.agentId, { result: "connect" })
+        const chatId = yield* boundChat(w, first)
+        assert.strictEqual((yield* drive(yield* Effect.fork(Effect.scoped(connector.connect(chatId))))).path, "hot")
+        const queue = yield* notices.subscribe
+        const second = build()
+        yield* directory.recordBuild(w, second)
+        // the notice travels through the database: the connector's view has
+        // it once this subscriber has it (one publish reaches both)
+        assertEqual(yield* Queue.take(queue), notice(w, 2, second))
+        yield* agents.script(second.agentId, { result: "connect" })
+        yield* agents.script(first.agentId, { result: "hang" })
+        const queriesBefore = yield* directoryQueries
+        const fiber = yield* Effect.fork(Effect.scoped(connector.connect(chatId)))
+        const connection = yield* drive(fiber)
+        assert.strictEqual(connection.path, "switched_by_notice")
+        assert.strictEqual(connection.agentId, second.agentId)
+        assert.strictEqual((yield* directoryQueries) - queriesBefore, 0)
       })))
   })
 
