@@ -21,8 +21,9 @@
  * validation when slow) and written conditionally. A workspace the view knows
  * as stopped fails with `NoCurrentAgent` at once, with no dial and no lookup,
  * but only for a lazy bind or a chat bound to a build the view saw
- * superseded: a chat bound to a build the view never saw may be newer than
- * the view, and takes the lazy path. When listening stops, or starts a new
+ * superseded (a chat bound to a build the view never saw may be newer than
+ * the view, and takes the lazy path), and only within 30 seconds of the stop
+ * being heard or confirmed, since a stop makes no dial that could correct it. When listening stops, or starts a new
  * session, the view forgets everything and every turn validates lazily.
  *
  * A conditional write that loses to a concurrent writer (a workspace change, or

@@ -105,6 +105,22 @@ describe("ChatConnector with a view of rebuild notices", () => {
       assert.strictEqual(yield* lookupCount, 0)
     }).pipe(Effect.provide(connectorLayer())))
 
+  it.effect("a stop is trusted for 30 seconds after it was last heard; then the turn looks up (a lost restart notice cannot fail a workspace for ever)", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const store = yield* BindingStore.BindingStore
+      const { second, workspaceId: w } = yield* rebuilt
+      // the view heard a stop at order 2; the restart (order 3, `second`) was lost
+      yield* publish(notice(w, 2, undefined))
+      const chatId = (yield* store.createChat({ workspaceId: w })).chatId
+      const early = yield* Effect.exit(turnNow(connector.connect(chatId)))
+      assertEqual(early, Exit.fail(new NoCurrentAgent({ workspaceId: w })))
+      assert.strictEqual(yield* lookupCount, 0)
+      yield* TestClock.adjust("31 seconds")
+      assert.strictEqual((yield* turnNow(connector.connect(chatId))).agentId, second.agentId)
+      assert.strictEqual(yield* lookupCount, 1)
+    }).pipe(Effect.provide(connectorLayer())))
+
   it.effect("lazy_bind: with the current agent known to the view, 0 lookups", () =>
     Effect.gen(function*() {
       const connector = yield* ChatConnector.ChatConnector

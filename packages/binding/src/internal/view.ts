@@ -1,4 +1,5 @@
 import { type BuildId, CurrentAgent, type WorkspaceId } from "@lazydial/core"
+import * as Clock from "effect/Clock"
 import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -15,8 +16,21 @@ import type { Notice, RebuildNotices } from "../RebuildNotices.js"
  */
 export const maxSupersededPerWorkspace = 8
 
+/**
+ * How long a stop is trusted after it was last heard or confirmed. A stop is
+ * the one hint that makes no dial: a chat of a workspace whose restart notice
+ * was lost would fail with `NoCurrentAgent` for as long as the view says
+ * "stopped". Past this window the turn takes the lazy path, whose lookup
+ * answer (through the directory) confirms the stop or moves the view on.
+ *
+ * @internal
+ */
+export const stoppedTrustMillis = 30_000
+
 interface Entry {
   readonly order: number
+  /** When a notice or lookup answer last said this (Effect clock). */
+  readonly heardAt: number
   readonly buildId: BuildId
   readonly current: Option.Option<CurrentAgent>
   /** Builds seen with a lower order, newest first. */
@@ -42,14 +56,15 @@ const unknown: Hint = { _tag: "Unknown" }
  *
  * @internal
  */
-export const applyNotice = (entry: Entry | undefined, notice: Notice): Entry | undefined => {
+export const applyNotice = (entry: Entry | undefined, notice: Notice, heardAt: number): Entry | undefined => {
   const current = notice.agentId === null
     ? Option.none()
     : Option.some(new CurrentAgent({ agentId: notice.agentId, buildId: notice.buildId }))
-  if (entry === undefined) return { order: notice.order, buildId: notice.buildId, current, superseded: [] }
+  if (entry === undefined) return { order: notice.order, heardAt, buildId: notice.buildId, current, superseded: [] }
   if (notice.order > entry.order) {
     return {
       order: notice.order,
+      heardAt,
       buildId: notice.buildId,
       current,
       superseded: [entry.buildId, ...entry.superseded.filter((b) => b !== notice.buildId)].slice(
@@ -61,6 +76,8 @@ export const applyNotice = (entry: Entry | undefined, notice: Notice): Entry | u
   if (notice.order < entry.order && !entry.superseded.includes(notice.buildId)) {
     return { ...entry, superseded: [...entry.superseded, notice.buildId].slice(0, maxSupersededPerWorkspace) }
   }
+  // the same build again: a confirmation
+  if (notice.order === entry.order) return { ...entry, heardAt: Math.max(entry.heardAt, heardAt) }
   return undefined
 }
 
@@ -81,9 +98,9 @@ export const make = (
     const entries = new Map<WorkspaceId, Entry>()
     let session = -1
 
-    const apply = (notice: Notice) => {
+    const apply = (notice: Notice, now: number) => {
       const before = entries.get(notice.workspaceId)
-      const after = applyNotice(before, notice)
+      const after = applyNotice(before, notice, now)
       if (after === undefined) return
       entries.delete(notice.workspaceId)
       entries.set(notice.workspaceId, after)
@@ -96,20 +113,21 @@ export const make = (
       if (!status.listening) {
         entries.clear()
         session = -1
-        return false
+        return undefined
       }
       if (status.session !== session) {
         entries.clear()
         session = status.session
       }
-      for (const notice of pending) apply(notice)
-      return true
+      const now = yield* Clock.currentTimeMillis
+      for (const notice of pending) apply(notice, now)
+      return now
     })
 
     /** What the view knows of `workspaceId` for a chat bound to `bound` (None: a lazy bind). */
     const hint = (workspaceId: WorkspaceId, bound: Option.Option<CurrentAgent>): Effect.Effect<Hint> =>
-      Effect.map(catchUp, (listening) => {
-        if (!listening) return unknown
+      Effect.map(catchUp, (now) => {
+        if (now === undefined) return unknown
         const entry = entries.get(workspaceId)
         if (entry === undefined) return unknown
         // a use keeps the workspace in the LRU
@@ -117,7 +135,7 @@ export const make = (
         entries.set(workspaceId, entry)
         if (Option.isSome(bound) && !entry.superseded.includes(bound.value.buildId)) return unknown
         return Option.match(entry.current, {
-          onNone: (): Hint => ({ _tag: "Stopped" }),
+          onNone: (): Hint => now - entry.heardAt <= stoppedTrustMillis ? { _tag: "Stopped" } : unknown,
           onSome: (current): Hint => ({ _tag: "Current", current })
         })
       })
