@@ -243,6 +243,15 @@ export const defaultViewSize = 10_000
  */
 export const maxViewSize = 1_000_000
 
+/**
+ * How long a stop the view heard is trusted: within it, a turn of that
+ * workspace fails with `NoCurrentAgent` at once; past it, the turn looks up.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const stoppedTrust: Duration.Duration = Duration.millis(internalView.stoppedTrustMillis)
+
 const checkCount = (option: string, input: unknown, max: number): Effect.Effect<number, InvalidOption> =>
   typeof input === "number" && Number.isInteger(input) && input >= 1 && input <= max
     ? Effect.succeed(input)

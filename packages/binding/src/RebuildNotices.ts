@@ -95,6 +95,18 @@ export interface Status {
 }
 
 /**
+ * A notice as a subscriber receives it, with the time it was published
+ * (Effect clock, milliseconds).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Heard {
+  readonly notice: Notice
+  readonly heardAt: number
+}
+
+/**
  * @since 0.1.0
  * @category tags
  */
@@ -102,7 +114,7 @@ export class RebuildNotices extends Context.Tag("@lazydial/binding/RebuildNotice
   RebuildNotices,
   {
     /** A queue of every notice published from now on, until the Scope closes. It keeps the latest `subscriberCapacity`. */
-    readonly subscribe: Effect.Effect<Queue.Dequeue<Notice>, never, Scope.Scope>
+    readonly subscribe: Effect.Effect<Queue.Dequeue<Heard>, never, Scope.Scope>
     readonly status: Effect.Effect<Status>
     /** What a lookup answered, passed to subscribers like a notice (a no-op with `layerNone`). */
     readonly observe: (notice: Notice) => Effect.Effect<void>

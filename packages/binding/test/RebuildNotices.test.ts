@@ -304,11 +304,11 @@ const noticesSuite = <E>(
         assert.strictEqual(yield* directory.recordBuild(w, first), 1)
         const stopped = build().buildId
         assert.strictEqual(yield* directory.stopWorkspace(w, { buildId: stopped }), 2)
-        const received = [yield* Queue.take(queue), yield* Queue.take(queue)]
+        const received = [(yield* Queue.take(queue)).notice, (yield* Queue.take(queue)).notice]
         assertEqual(received, [notice(w, 1, first), RebuildNotices.noticeOf(w, 2, stopped, Option.none())])
         // a lookup answer is passed on too
         yield* directory.current(w)
-        assertEqual(yield* Queue.take(queue), RebuildNotices.noticeOf(w, 2, stopped, Option.none()))
+        assertEqual((yield* Queue.take(queue)).notice, RebuildNotices.noticeOf(w, 2, stopped, Option.none()))
       })))
 
     it.effect("a rebuild written to the directory makes the next turn switch by notice, with 0 lookup queries", () =>
@@ -336,7 +336,7 @@ const noticesSuite = <E>(
         yield* directory.recordBuild(w, second)
         // the notice travels through the database: the connector's view has
         // it once this subscriber has it (one publish reaches both)
-        assertEqual(yield* Queue.take(queue), notice(w, 2, second))
+        assertEqual((yield* Queue.take(queue)).notice, notice(w, 2, second))
         yield* agents.script(second.agentId, { result: "connect" })
         yield* agents.script(first.agentId, { result: "hang" })
         const queriesBefore = yield* directoryQueries
@@ -376,7 +376,7 @@ FROM pg_stat_activity WHERE query = ${`LISTEN "${RebuildNotices.channel}"`} AND 
         const w = workspaceId()
         const first = build()
         yield* directory.recordBuild(w, first)
-        assertEqual(yield* Queue.take(queue), notice(w, 1, first))
+        assertEqual((yield* Queue.take(queue)).notice, notice(w, 1, first))
       })))
   })
 })

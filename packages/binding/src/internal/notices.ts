@@ -1,4 +1,5 @@
 import { AgentId, BuildId, WorkspaceId } from "@lazydial/core"
+import * as Clock from "effect/Clock"
 import type * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -11,7 +12,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { Listener } from "../Database.js"
-import type { RebuildNotices, Status } from "../RebuildNotices.js"
+import type { Heard, RebuildNotices, Status } from "../RebuildNotices.js"
 
 /** @internal */
 export const channel = "lazydial_rebuilds"
@@ -45,7 +46,11 @@ export const subscriberCapacity = 4096
 export const reconnectDelay: Duration.Duration = Duration.seconds(1)
 
 const make = Effect.gen(function*() {
-  const hub = yield* PubSub.sliding<Notice>(subscriberCapacity)
+  const hub = yield* PubSub.sliding<Heard>(subscriberCapacity)
+  // stamped when published, not when a reader drains it: a reader that makes
+  // no turn for a while must still see how old a notice is
+  const publish = (notice: Notice) =>
+    Effect.flatMap(Clock.currentTimeMillis, (heardAt) => Effect.asVoid(PubSub.publish(hub, { notice, heardAt })))
   const status = yield* Ref.make<Status>({ listening: false, session: 0 })
   const setListening = (listening: boolean) =>
     Ref.update(status, (current) =>
@@ -53,11 +58,11 @@ const make = Effect.gen(function*() {
         ? current
         : { listening, session: listening ? current.session + 1 : current.session })
   const service: Context.Tag.Service<RebuildNotices> = {
-    subscribe: PubSub.subscribe(hub) as Effect.Effect<Queue.Dequeue<Notice>, never, Scope.Scope>,
+    subscribe: PubSub.subscribe(hub) as Effect.Effect<Queue.Dequeue<Heard>, never, Scope.Scope>,
     status: Ref.get(status),
-    observe: (notice) => Effect.asVoid(PubSub.publish(hub, notice))
+    observe: publish
   }
-  return { service, setListening, publish: (notice: Notice) => Effect.asVoid(PubSub.publish(hub, notice)) }
+  return { service, setListening, publish }
 })
 
 /** @internal */

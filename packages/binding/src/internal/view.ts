@@ -119,9 +119,8 @@ export const make = (
         entries.clear()
         session = status.session
       }
-      const now = yield* Clock.currentTimeMillis
-      for (const notice of pending) apply(notice, now)
-      return now
+      for (const heard of pending) apply(heard.notice, heard.heardAt)
+      return yield* Clock.currentTimeMillis
     })
 
     /** What the view knows of `workspaceId` for a chat bound to `bound` (None: a lazy bind). */
