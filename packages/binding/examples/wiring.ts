@@ -3,7 +3,7 @@
  * (`pnpm exec tsc -p tsconfig.json`), so the Layer recipes in docs/binding.md
  * stay true.
  */
-import { AgentDirectory, BindingStore, ChatConnector, Database } from "@lazydial/binding"
+import { AgentDirectory, BindingStore, ChatConnector, Database, RebuildNotices } from "@lazydial/binding"
 import type { AgentDialer, ChatId } from "@lazydial/core"
 import { LazyDial } from "@lazydial/core"
 import { layerTest } from "@lazydial/core/testing"
@@ -17,6 +17,18 @@ export const Production = ChatConnector.layerConfig.pipe(
   Layer.provideMerge(LazyDial.layerConfig),
   Layer.provideMerge(Layer.merge(BindingStore.layerSql, AgentDirectory.layerSqlConfig)),
   Layer.provideMerge(AgentDialerLive),
+  Layer.provide(Database.layerConfig)
+)
+
+/**
+ * Production with rebuild notices: the directory and the connector both see
+ * `RebuildNotices`, so lookups feed the view and turns skip the wait after a
+ * rebuild. One database Layer, shared (a Layer is built once).
+ */
+export const ProductionWithNotices = ChatConnector.layerConfig.pipe(
+  Layer.provideMerge(LazyDial.layerConfig),
+  Layer.provideMerge(Layer.merge(BindingStore.layerSql, AgentDirectory.layerSqlConfig)),
+  Layer.provideMerge(Layer.merge(RebuildNotices.layerSql, AgentDialerLive)),
   Layer.provide(Database.layerConfig)
 )
 

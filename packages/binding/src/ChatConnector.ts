@@ -8,7 +8,23 @@
  * |---|---|---|---|
  * | `hot` | an agent is bound and the dial keeps it (`fast`, `confirmed`, `retried`, `lookup_failed_kept`) | 0 when the agent answers before the validation delay | none |
  * | `switched` | an agent is bound and the dial switched to the workspace's current agent | 1, inside the dial | conditional: `{ buildId, agentId }` of that same lookup |
- * | `lazy_bind` | the chat has a workspace but no agent (new chat, workspace change) | 1 | conditional, then the dial |
+ * | `lazy_bind` | the chat has a workspace but no agent (new chat, workspace change) | 1; 0 when the view knows the current agent | conditional, then the dial |
+ * | `switched_by_notice` | the view knows that the bound build was superseded: the newer agent is dialed at once, with no delay | 0 unless the newer agent is slow or gone | conditional: the agent that answered |
+ *
+ * ## The view (with `RebuildNotices`)
+ *
+ * When a `RebuildNotices` service is in the context, the connector keeps a
+ * view: workspace → the latest build it knows (order number, agent or
+ * stopped), from notices and lookup answers, in an LRU of `viewSize`
+ * workspaces (default 10,000). It moves forward only, by order number. It is
+ * a hint: what it picks is still dialed (the identity handshake, and core's
+ * validation when slow) and written conditionally. A workspace the view knows
+ * as stopped fails with `NoCurrentAgent` at once, with no dial and no lookup,
+ * but only for a lazy bind or a chat bound to a build the view saw
+ * superseded (a chat bound to a build the view never saw may be newer than
+ * the view, and takes the lazy path), and only within 30 seconds of the stop
+ * being heard or confirmed, since a stop makes no dial that could correct it. When listening stops, or starts a new
+ * session, the view forgets everything and every turn validates lazily.
  *
  * A conditional write that loses to a concurrent writer (a workspace change, or
  * another replica's repair) writes nothing and is counted as `repair_lost`. A
@@ -67,6 +83,8 @@ import type { BindingStoreError, ChatHasNoWorkspace, ChatNotFound, DialTimeout }
 import * as internal from "./internal/connector.js"
 import * as internalDecisions from "./internal/decisions.js"
 import { DurationInputFromString } from "./internal/durationInput.js"
+import * as internalView from "./internal/view.js"
+import { RebuildNotices } from "./RebuildNotices.js"
 
 /**
  * The paths of a connect, declared once: `TurnPath`, the `lazydial.path`
@@ -208,16 +226,39 @@ export const defaultMaxInFlight = 256
  */
 export const maxMaxInFlight = 100_000
 
-const checkMaxInFlight = (input: unknown): Effect.Effect<number, InvalidOption> =>
-  typeof input === "number" && Number.isInteger(input) && input >= 1 && input <= maxMaxInFlight
+/**
+ * The default number of workspaces in a connector's view of rebuild notices.
+ * An entry is a workspace id, an order number, the current agent and build,
+ * and up to 8 superseded build ids: well under 1 KiB, so the default view
+ * stays under 10 MiB.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultViewSize = 10_000
+
+/**
+ * @since 0.1.0
+ * @category constants
+ */
+export const maxViewSize = 1_000_000
+
+/**
+ * How long a stop the view heard is trusted: within it, a turn of that
+ * workspace fails with `NoCurrentAgent` at once; past it, the turn looks up.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const stoppedTrust: Duration.Duration = Duration.millis(internalView.stoppedTrustMillis)
+
+const checkCount = (option: string, input: unknown, max: number): Effect.Effect<number, InvalidOption> =>
+  typeof input === "number" && Number.isInteger(input) && input >= 1 && input <= max
     ? Effect.succeed(input)
-    : Effect.fail(
-      new InvalidOption({
-        option: "maxInFlight",
-        value: String(input),
-        expected: `an integer from 1 to ${maxMaxInFlight}`
-      })
-    )
+    : Effect.fail(new InvalidOption({ option, value: String(input), expected: `an integer from 1 to ${max}` }))
+
+const checkMaxInFlight = (input: unknown): Effect.Effect<number, InvalidOption> =>
+  checkCount("maxInFlight", input, maxMaxInFlight)
 
 const checkTimeout = (input: unknown): Effect.Effect<Duration.Duration, InvalidOption> =>
   Options.boundedDuration("dialTimeout", input, maxDialTimeout, { allowZero: false })
@@ -234,6 +275,8 @@ export const make = (options?: {
   readonly dialTimeout?: Duration.DurationInput | undefined
   /** Connects in progress at once; more wait, within their dial timeout, or are shed under overload. Default 256. */
   readonly maxInFlight?: number | undefined
+  /** Workspaces the view of rebuild notices keeps (LRU). Default 10,000; used only with `RebuildNotices`. */
+  readonly viewSize?: number | undefined
 }): Effect.Effect<
   Context.Tag.Service<ChatConnector>,
   InvalidOption,
@@ -242,9 +285,12 @@ export const make = (options?: {
   Effect.gen(function*() {
     const dialTimeout = yield* checkTimeout(options?.dialTimeout ?? defaultDialTimeout)
     const maxInFlight = yield* checkMaxInFlight(options?.maxInFlight ?? defaultMaxInFlight)
+    const viewSize = yield* checkCount("viewSize", options?.viewSize ?? defaultViewSize, maxViewSize)
+    const notices = yield* Effect.serviceOption(RebuildNotices)
     return yield* internal.make({
       dialTimeout,
       maxInFlight,
+      view: Option.isSome(notices) ? yield* internalView.make(notices.value, viewSize) : undefined,
       store: yield* BindingStore,
       lazyDial: yield* LazyDial.LazyDial,
       lookup: yield* AgentLookup.AgentLookup
@@ -258,13 +304,15 @@ export const make = (options?: {
 export const layer = (options?: {
   readonly dialTimeout?: Duration.DurationInput | undefined
   readonly maxInFlight?: number | undefined
+  readonly viewSize?: number | undefined
 }): Layer.Layer<ChatConnector, InvalidOption, BindingStore | LazyDial.LazyDial | AgentLookup.AgentLookup> =>
   Layer.scoped(ChatConnector, make(options))
 
 /**
  * The dial timeout comes from `LAZYDIAL_DIAL_TIMEOUT` (for example
  * `"30 seconds"`), and defaults to 30 seconds; the admission limit from
- * `LAZYDIAL_MAX_IN_FLIGHT` (default 256). Provide `LazyDial.layerConfig`
+ * `LAZYDIAL_MAX_IN_FLIGHT` (default 256); the view's size from
+ * `LAZYDIAL_NOTICE_VIEW_SIZE` (default 10,000). Provide `LazyDial.layerConfig`
  * for the validation delay (`LAZYDIAL_VALIDATION_DELAY`, 5 seconds).
  *
  * @since 0.1.0
@@ -279,16 +327,22 @@ export const layerConfig: Layer.Layer<
   Effect.flatMap(
     Config.all({
       timeout: Schema.Config("LAZYDIAL_DIAL_TIMEOUT", DurationInputFromString).pipe(Config.option),
-      maxInFlight: Config.integer("LAZYDIAL_MAX_IN_FLIGHT").pipe(Config.option)
+      maxInFlight: Config.integer("LAZYDIAL_MAX_IN_FLIGHT").pipe(Config.option),
+      viewSize: Config.integer("LAZYDIAL_NOTICE_VIEW_SIZE").pipe(Config.option)
     }),
-    // `make` range-checks both, so that they fail as the options do
-    ({ maxInFlight, timeout }) =>
-      make({ dialTimeout: Option.getOrUndefined(timeout), maxInFlight: Option.getOrUndefined(maxInFlight) })
+    // `make` range-checks them, so that they fail as the options do
+    ({ maxInFlight, timeout, viewSize }) =>
+      make({
+        dialTimeout: Option.getOrUndefined(timeout),
+        maxInFlight: Option.getOrUndefined(maxInFlight),
+        viewSize: Option.getOrUndefined(viewSize)
+      })
   )
 )
 
 /**
- * Connects, by decision: `hot`, `lazy_bind`, `switched`, `repair_lost`.
+ * Connects, by decision: `hot`, `lazy_bind`, `switched`, `switched_by_notice`,
+ * `repair_lost`.
  *
  * @since 0.1.0
  * @category metrics

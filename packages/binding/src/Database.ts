@@ -33,8 +33,10 @@
  *
  * @since 0.1.0
  */
+import * as Reactivity from "@effect/experimental/Reactivity"
 import type * as PgClient from "@effect/sql-pg/PgClient"
-import type * as SqlClient from "@effect/sql/SqlClient"
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
 import type { InvalidOption } from "@lazydial/core"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
@@ -45,6 +47,8 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
 import type { BindingStoreError, DatabaseConnectError, DatabaseSchemaTooNew } from "./Errors.js"
 import * as internal from "./internal/database.js"
 import { DurationInputFromString } from "./internal/durationInput.js"
@@ -124,6 +128,25 @@ export class Migrated extends Context.Tag("@lazydial/binding/Database/Migrated")
 >() {}
 
 /**
+ * The database's LISTEN side, on a session of its own. `listen(channel)`
+ * succeeds once LISTEN is in place (so every NOTIFY committed after it is
+ * delivered) with the stream of the payloads sent on `channel`; the stream
+ * fails when that session is lost, since notices sent meanwhile are missed and
+ * a reader must forget what it learned from them. Closing the Scope stops
+ * listening. `layerPglite` and `layerPg` provide it; `RebuildNotices.layerSql`
+ * reads it.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class Listener extends Context.Tag("@lazydial/binding/Database/Listener")<
+  Listener,
+  {
+    readonly listen: (channel: string) => Effect.Effect<Stream.Stream<string, SqlError>, SqlError, Scope.Scope>
+  }
+>() {}
+
+/**
  * Runs the migrations on the `SqlClient` it is given, once per database even
  * when several replicas start together (an advisory lock serializes them),
  * and refuses a schema that a newer version migrated. For an `SqlClient` of
@@ -164,26 +187,38 @@ export const decodeUrl = (
  */
 export const layerPglite = (options?: {
   readonly dataDir?: string | undefined
-}): Layer.Layer<SqlClient.SqlClient | Migrated, BindingStoreError | DatabaseSchemaTooNew> =>
-  Layer.provideMerge(layerMigrated, internalPglite.layer(options))
+}): Layer.Layer<SqlClient.SqlClient | Listener | Migrated, BindingStoreError | DatabaseSchemaTooNew> =>
+  Layer.provideMerge(
+    layerMigrated,
+    Layer.scopedContext(
+      Effect.map(
+        internalPglite.make(options),
+        ({ listen, sql }) => Context.make(Listener, { listen }).pipe(Context.add(SqlClient.SqlClient, sql))
+      )
+    ).pipe(Layer.provide(Reactivity.layer))
+  )
 
 const makePg = (
   url: string | Redacted.Redacted,
   options: PgOptions | undefined,
   names: { readonly url: string } & { readonly [K in keyof Settings]: string }
-): Layer.Layer<SqlClient.SqlClient | PgClient.PgClient | Migrated, StartError> =>
+): Layer.Layer<SqlClient.SqlClient | PgClient.PgClient | Listener | Migrated, StartError> =>
   Layer.unwrapEffect(Effect.gen(function*() {
     const { target, url: redacted } = yield* internal.decodeUrl(names.url, url)
     const { connectTimeout, poolSize, statementTimeout, ...rest } = options ?? {}
     const settings = yield* internal.checkSettings({ connectTimeout, poolSize, statementTimeout }, names)
-    const pg = internalPg.layer({
+    const config: internalPg.Config = {
       ...rest,
       url: redacted,
       maxConnections: settings.poolSize,
       connectTimeout: settings.connectTimeout,
       statementTimeout: settings.statementTimeout,
       applicationName: rest.applicationName ?? "lazydial"
-    }, target)
+    }
+    const pg = Layer.merge(
+      internalPg.layer(config, target),
+      Layer.succeed(Listener, { listen: internalPg.listen(config) })
+    )
     return Layer.provideMerge(layerMigrated, pg)
   }))
 
@@ -203,7 +238,7 @@ const makePg = (
 export const layerPg = (
   url: string | Redacted.Redacted,
   options?: PgOptions
-): Layer.Layer<SqlClient.SqlClient | PgClient.PgClient | Migrated, StartError> =>
+): Layer.Layer<SqlClient.SqlClient | PgClient.PgClient | Listener | Migrated, StartError> =>
   makePg(url, options, {
     url: "database URL",
     poolSize: "poolSize",
@@ -240,7 +275,7 @@ export const settingsConfig: Config.Config<{
 export const layerPgConfig = (
   url: string | Redacted.Redacted,
   options?: { readonly urlOption?: string | undefined; readonly applicationName?: string | undefined }
-): Layer.Layer<SqlClient.SqlClient | PgClient.PgClient | Migrated, StartError | ConfigError.ConfigError> =>
+): Layer.Layer<SqlClient.SqlClient | PgClient.PgClient | Listener | Migrated, StartError | ConfigError.ConfigError> =>
   Layer.unwrapEffect(Effect.map(settingsConfig, (settings) =>
     makePg(url, {
       poolSize: Option.getOrUndefined(settings.poolSize),
@@ -258,7 +293,7 @@ export const layerPgConfig = (
  * @category layers
  */
 export const layerConfig: Layer.Layer<
-  SqlClient.SqlClient | Migrated,
+  SqlClient.SqlClient | Listener | Migrated,
   StartError | ConfigError.ConfigError
 > = Layer.unwrapEffect(
   Effect.map(
@@ -266,7 +301,7 @@ export const layerConfig: Layer.Layer<
       url: Config.option(Config.redacted("LAZYDIAL_DATABASE_URL")),
       dataDir: Config.option(Config.string("LAZYDIAL_DATA_DIR"))
     }),
-    ({ dataDir, url }): Layer.Layer<SqlClient.SqlClient | Migrated, StartError | ConfigError.ConfigError> =>
+    ({ dataDir, url }): Layer.Layer<SqlClient.SqlClient | Listener | Migrated, StartError | ConfigError.ConfigError> =>
       Option.isSome(url)
         ? layerPgConfig(url.value, { urlOption: "LAZYDIAL_DATABASE_URL" })
         : layerPglite({ dataDir: Option.getOrUndefined(dataDir) })

@@ -13,6 +13,9 @@ import { ChatHasNoWorkspace, DialTimeout } from "../Errors.js"
 import { makeAdmission, type Shed } from "./admission.js"
 import { decide, lookupsTotal, type WriteResult } from "./decisions.js"
 import { makeTurnSharing } from "./turnSharing.js"
+import type { Hint, View } from "./view.js"
+
+const unknownHint: Hint = { _tag: "Unknown" }
 
 // A lazy bind that loses its write re-reads and starts again; this bounds
 // the restarts when the row keeps changing under it.
@@ -31,6 +34,8 @@ export const make = (deps: {
   readonly store: Context.Tag.Service<BindingStore>
   readonly lazyDial: Context.Tag.Service<LazyDial.LazyDial>
   readonly lookup: Context.Tag.Service<AgentLookup.AgentLookup>
+  /** The view of rebuild notices; none without `RebuildNotices`. */
+  readonly view?: View | undefined
 }): Effect.Effect<Context.Tag.Service<ChatConnector>, never, Scope.Scope> =>
   Effect.gen(function*() {
     const { lazyDial, lookup, store } = deps
@@ -77,6 +82,37 @@ export const make = (deps: {
         }
       })
 
+    // The view knows a newer agent than the bound one: dial it at once, with
+    // no lookup and no delay. The dial still validates it (a newer agent that
+    // is slow or gone makes core look up), and the write is conditional on the
+    // bound agent, so a hint never overrides a concurrent writer.
+    const switchByNotice = (
+      chatId: ChatId,
+      workspaceId: WorkspaceId,
+      bound: CurrentAgent,
+      newer: CurrentAgent
+    ): Effect.Effect<ChatConnection, ConnectError, Scope.Scope> =>
+      Effect.gen(function*() {
+        yield* decide("switched_by_notice")
+        const result = yield* lazyDial.dial({ agentId: newer.agentId, workspaceId })
+        const answered = result.switched && Option.isSome(result.current) ? result.current.value : newer
+        const written = yield* record(chatId, { workspaceId, agentId: Option.some(bound.agentId) }, answered)
+        return {
+          chatId,
+          connection: result.connection,
+          workspaceId,
+          outcome: result.outcome,
+          agentId: answered.agentId,
+          buildId: answered.buildId,
+          path: "switched_by_notice",
+          write: writeResult(written),
+          binding: written.binding
+        }
+      })
+
+    const hint = (workspaceId: WorkspaceId, bound: Option.Option<CurrentAgent>): Effect.Effect<Hint> =>
+      deps.view === undefined ? Effect.succeed(unknownHint) : deps.view.hint(workspaceId, bound)
+
     const fromBinding = (
       chatId: ChatId,
       binding: ChatBinding,
@@ -87,12 +123,19 @@ export const make = (deps: {
         const workspaceId = binding.workspaceId.value
         if (Option.isSome(binding.agentId) && Option.isSome(binding.buildId)) {
           const bound = new CurrentAgent({ agentId: binding.agentId.value, buildId: binding.buildId.value })
+          const known = yield* hint(workspaceId, Option.some(bound))
+          if (known._tag === "Stopped") return yield* new NoCurrentAgent({ workspaceId })
+          if (known._tag === "Current") return yield* switchByNotice(chatId, workspaceId, bound, known.current)
           return yield* dialBound(chatId, binding, workspaceId, bound, "hot", "none")
         }
 
-        // Lazy bind: the build and agent come from one lookup.
+        // Lazy bind: the build and agent come from one lookup, or from the view.
         yield* decide("lazy_bind")
-        const current = yield* Effect.zipLeft(lookup.current(workspaceId), Metric.increment(lookupsTotal))
+        const known = yield* hint(workspaceId, Option.none())
+        if (known._tag === "Stopped") return yield* new NoCurrentAgent({ workspaceId })
+        const current = known._tag === "Current"
+          ? Option.some(known.current)
+          : yield* Effect.zipLeft(lookup.current(workspaceId), Metric.increment(lookupsTotal))
         if (Option.isNone(current)) return yield* new NoCurrentAgent({ workspaceId })
         const written = yield* record(chatId, { workspaceId, agentId: Option.none() }, current.value)
         if (written._tag === "Lost" && lazyBindsLeft > 1) {

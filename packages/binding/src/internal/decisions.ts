@@ -8,7 +8,7 @@ import * as Metric from "effect/Metric"
  *
  * @internal
  */
-export const turnPaths = ["hot", "lazy_bind", "switched"] as const
+export const turnPaths = ["hot", "lazy_bind", "switched", "switched_by_notice"] as const
 
 /** @internal */
 export type TurnPath = typeof turnPaths[number]

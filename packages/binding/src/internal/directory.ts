@@ -21,7 +21,9 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type { AgentDirectory, Options } from "../AgentDirectory.js"
 import type { Migrated } from "../Database.js"
+import { RebuildNotices } from "../RebuildNotices.js"
 import { databaseError } from "./database.js"
+import { channel as noticeChannel, noticeOf } from "./notices.js"
 
 /** @internal */
 export const defaultBatchWindow: Duration.Duration = Duration.millis(5)
@@ -49,6 +51,7 @@ class GetCurrentAgent extends Request.TaggedClass("GetCurrentAgent")<
 
 const Row = Schema.Struct({
   workspace_id: WorkspaceId,
+  build_number: Schema.Int,
   build_id: BuildId,
   agent_id: Schema.NullOr(AgentId)
 })
@@ -72,6 +75,7 @@ export const makeSql = (
   Effect.gen(function*() {
     const window = yield* checkWindow(options?.batchWindow ?? defaultBatchWindow)
     const sql = yield* SqlClient.SqlClient
+    const notices = Option.getOrUndefined(yield* Effect.serviceOption(RebuildNotices))
 
     // One query for every workspace of the batch: the latest build of each,
     // with its agent, so the build and the agent always belong together.
@@ -79,7 +83,9 @@ export const makeSql = (
       const workspaces = [...new Set(requests.map((request) => request.workspaceId))]
       // Rows are decoded one by one, per request: a row that breaks the schema
       // fails the lookup of its own workspace, not the whole batch's.
-      return sql<{ readonly workspace_id: unknown }>`SELECT DISTINCT ON (workspace_id) workspace_id, build_id, agent_id
+      return sql<
+        { readonly workspace_id: unknown }
+      >`SELECT DISTINCT ON (workspace_id) workspace_id, build_number, build_id, agent_id
 FROM lazydial_workspace_builds
 WHERE ${sql.in("workspace_id", workspaces)}
 ORDER BY workspace_id, build_number DESC`.pipe(
@@ -104,6 +110,12 @@ ORDER BY workspace_id, build_number DESC`.pipe(
               return Request.completeEffect(
                 request,
                 decodeRow(raw).pipe(
+                  // every lookup answer is news for the connectors' views
+                  Effect.tap((row) =>
+                    notices === undefined ? Effect.void : notices.observe(
+                      noticeOf(request.workspaceId, row.build_number, row.build_id, Option.fromNullable(row.agent_id))
+                    )
+                  ),
                   Effect.map((row) =>
                     row.agent_id === null
                       ? Option.none()
@@ -197,13 +209,20 @@ ORDER BY workspace_id, build_number DESC`.pipe(
       agentId: AgentId | null
     ) =>
       Effect.flatMap(now, (createdAt) =>
-        sql<{ readonly build_number: number }>`INSERT INTO lazydial_workspace_builds
-  (workspace_id, build_number, build_id, agent_id, created_at)
-SELECT ${workspaceId}::text, COALESCE(MAX(build_number), 0) + 1, ${buildId}::text, ${agentId}::text,
-  ${createdAt}::timestamptz
-FROM lazydial_workspace_builds
-WHERE workspace_id = ${workspaceId}
-RETURNING build_number`).pipe(
+        // The NOTIFY is part of the insert's statement, so of its transaction:
+        // PostgreSQL delivers it exactly when the build commits, never for a
+        // build that rolled back.
+        sql<{ readonly build_number: number }>`WITH inserted AS (
+  INSERT INTO lazydial_workspace_builds (workspace_id, build_number, build_id, agent_id, created_at)
+  SELECT ${workspaceId}::text, COALESCE(MAX(build_number), 0) + 1, ${buildId}::text, ${agentId}::text,
+    ${createdAt}::timestamptz
+  FROM lazydial_workspace_builds
+  WHERE workspace_id = ${workspaceId}
+  RETURNING workspace_id, build_number, build_id, agent_id
+)
+SELECT build_number, pg_notify(${noticeChannel}, json_build_object(
+  'workspaceId', workspace_id, 'order', build_number, 'buildId', build_id, 'agentId', agent_id)::text)::text AS notified
+FROM inserted`).pipe(
           // Two builds of one workspace recorded at once may pick the same
           // number; the loser's insert fails on the key and is tried again.
           Effect.retry(Schedule.recurs(3)),

@@ -1,9 +1,14 @@
 import * as PgClient from "@effect/sql-pg/PgClient"
 import type * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Mailbox from "effect/Mailbox"
 import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
 import Pg from "pg"
 import type { DatabaseConnectError } from "../Errors.js"
 import { connectError, connectTimedOut, type Target } from "./database.js"
@@ -37,25 +42,26 @@ export interface Config extends PgClient.PgClientConfig {
   readonly statementTimeout?: Duration.Duration | undefined
 }
 
-const makePool = (config: Config): Pool =>
-  new Pool({
-    connectionString: config.url === undefined ? undefined : Redacted.value(config.url),
-    user: config.username,
-    host: config.host,
-    database: config.database,
-    password: config.password === undefined ? undefined : Redacted.value(config.password),
-    ssl: config.ssl,
-    port: config.port,
-    ...(config.stream === undefined ? {} : { stream: config.stream }),
-    connectionTimeoutMillis: config.connectTimeout === undefined ? undefined : Duration.toMillis(config.connectTimeout),
-    idleTimeoutMillis: config.idleTimeout === undefined ? undefined : Duration.toMillis(config.idleTimeout),
-    max: config.maxConnections,
-    min: config.minConnections,
-    maxLifetimeSeconds: config.connectionTTL === undefined ? undefined : Duration.toSeconds(config.connectionTTL),
-    application_name: config.applicationName,
-    statement_timeout: config.statementTimeout === undefined ? undefined : Duration.toMillis(config.statementTimeout),
-    types: config.types
-  })
+const clientConfig = (config: Config): Pg.PoolConfig => ({
+  connectionString: config.url === undefined ? undefined : Redacted.value(config.url),
+  user: config.username,
+  host: config.host,
+  database: config.database,
+  password: config.password === undefined ? undefined : Redacted.value(config.password),
+  ssl: config.ssl,
+  port: config.port,
+  ...(config.stream === undefined ? {} : { stream: config.stream }),
+  connectionTimeoutMillis: config.connectTimeout === undefined ? undefined : Duration.toMillis(config.connectTimeout),
+  idleTimeoutMillis: config.idleTimeout === undefined ? undefined : Duration.toMillis(config.idleTimeout),
+  max: config.maxConnections,
+  min: config.minConnections,
+  maxLifetimeSeconds: config.connectionTTL === undefined ? undefined : Duration.toSeconds(config.connectionTTL),
+  application_name: config.applicationName,
+  statement_timeout: config.statementTimeout === undefined ? undefined : Duration.toMillis(config.statementTimeout),
+  types: config.types
+})
+
+const makePool = (config: Config): Pool => new Pool(clientConfig(config))
 
 /**
  * `PgClient.layer`, on a pool that hands clients over on the next tick. Like
@@ -98,3 +104,39 @@ export const layer = (
       Layer.orDie
     )
   }))
+
+/**
+ * LISTEN on a connection of its own, outside the pool: a pooled client goes
+ * back to the pool and its LISTEN with it. `@effect/sql-pg`'s `listen` also
+ * keeps a dedicated client, but swallows that client's errors, so a lost
+ * connection leaves its stream silent forever; here the stream fails when the
+ * connection errors or ends, and the reader learns that it missed notices.
+ *
+ * @internal
+ */
+export const listen =
+  (config: Config) => (channel: string): Effect.Effect<Stream.Stream<string, SqlError>, SqlError, Scope.Scope> =>
+    Effect.gen(function*() {
+      const mailbox = yield* Mailbox.make<string, SqlError>()
+      const client = yield* Effect.acquireRelease(
+        Effect.sync(() => new Pg.Client(clientConfig(config))),
+        (client) => Effect.promise(() => client.end()).pipe(Effect.interruptible, Effect.timeoutOption(1000))
+      )
+      const lost = (cause: unknown) =>
+        mailbox.unsafeDone(
+          Exit.fail(new SqlError({ cause, message: "the LISTEN connection was lost; notices may have been missed" }))
+        )
+      client.on("error", lost)
+      client.on("end", () => lost(new Error("the LISTEN connection ended")))
+      client.on("notification", (message) => {
+        if (message.channel === channel && message.payload !== undefined) mailbox.unsafeOffer(message.payload)
+      })
+      yield* Effect.tryPromise({
+        try: async () => {
+          await client.connect()
+          await client.query(`LISTEN ${Pg.escapeIdentifier(channel)}`)
+        },
+        catch: (cause) => new SqlError({ cause, message: `LISTEN ${channel} failed` })
+      })
+      return Mailbox.toStream(mailbox)
+    })

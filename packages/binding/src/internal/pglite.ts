@@ -1,11 +1,11 @@
-import * as Reactivity from "@effect/experimental/Reactivity"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import { PGlite } from "@electric-sql/pglite"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
+import * as Mailbox from "effect/Mailbox"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { BindingStoreError } from "../Errors.js"
 
@@ -89,7 +89,19 @@ export const make = (options: Options = {}) =>
     const statement = makeConnection(session.withPermits(1))
     const transaction = makeConnection((effect) => effect)
 
-    return yield* SqlClient.make({
+    // LISTEN takes the session like a statement: run inside another fiber's
+    // transaction, a rollback would undo it.
+    const listen = (channel: string): Effect.Effect<Stream.Stream<string, SqlError>, SqlError, Scope.Scope> =>
+      Effect.gen(function*() {
+        const mailbox = yield* Mailbox.make<string, SqlError>()
+        yield* Effect.acquireRelease(
+          session.withPermits(1)(run(() => db.listen(channel, (payload) => mailbox.unsafeOffer(payload)))),
+          (unlisten) => session.withPermits(1)(run(() => unlisten())).pipe(Effect.ignore)
+        )
+        return Mailbox.toStream(mailbox)
+      })
+
+    const sql = yield* SqlClient.make({
       acquirer: Effect.succeed(statement),
       transactionAcquirer: Effect.as(
         Effect.acquireRelease(session.take(1), () => session.release(1)),
@@ -98,8 +110,5 @@ export const make = (options: Options = {}) =>
       compiler: PgClient.makeCompiler(),
       spanAttributes: [["db.system", "postgresql"], ["db.client", "pglite"]]
     })
+    return { sql, listen }
   })
-
-/** @internal */
-export const layer = (options?: Options): Layer.Layer<SqlClient.SqlClient, BindingStoreError> =>
-  Layer.scoped(SqlClient.SqlClient, make(options)).pipe(Layer.provide(Reactivity.layer))

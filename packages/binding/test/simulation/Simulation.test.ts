@@ -74,6 +74,30 @@ describe("Simulation", () => {
     { timeout: 120_000 + run.length * 2_000 }
   )
 
+  it.effect(
+    "with rebuild notices lost, duplicated, delayed and reordered, and a listener that drops and comes back: the invariants hold",
+    () =>
+      Effect.gen(function*() {
+        const outcomes: Record<string, number> = {}
+        for (const seed of run.slice(0, 100)) {
+          const report = yield* runSeed(seed, { ...options, notices: true })
+          assertEqual(report.violations, [], describeFailure(report))
+          assert.strictEqual(report.leaks, 0)
+          for (const [key, value] of Object.entries(report.outcomes)) outcomes[key] = (outcomes[key] ?? 0) + value
+        }
+        console.log(
+          `simulation with notices: ${
+            Object.entries(outcomes).filter(([k]) =>
+              k.includes("notice") || k.includes("listener") || k.startsWith("path:")
+            ).sort().map((
+              [k, v]
+            ) => `${k}=${v}`).join(" ")
+          }`
+        )
+      }),
+    { timeout: 120_000 + run.length * 2_000 }
+  )
+
   it.effect("a seed replays exactly: the same schedule, outcomes, ledger and clock", () =>
     Effect.gen(function*() {
       const first = yield* runSeed(42, options)

@@ -4,13 +4,14 @@
  * by a schedule drawn from one seed. See docs/reliability.md for the faults
  * and the invariants.
  */
-import { BindingStore, ChatConnector } from "@lazydial/binding"
+import { BindingStore, ChatConnector, RebuildNotices } from "@lazydial/binding"
 import { AgentId, BuildId, ChatId, type CurrentAgent, LazyDial, WorkspaceId } from "@lazydial/core"
 import { type DialScript, layerTest, type LookupScript, TestAgents } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import type * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -33,6 +34,11 @@ export interface SimOptions {
   readonly steps: number
   /** Test only: a deliberately broken store, to show that the checks catch it. */
   readonly breakStore?: ((store: Store) => Store) | undefined
+  /**
+   * Rebuild notices (in memory) that the network loses, duplicates, delays
+   * and reorders, and a listener that drops and comes back.
+   */
+  readonly notices?: boolean | undefined
   /** Virtual time: `SimClock` (default, fast) or Effect's `TestClock`. */
   readonly time?: "SimClock" | "TestClock" | undefined
 }
@@ -79,7 +85,7 @@ export const runSeed = (seed: number, options: SimOptions): Effect.Effect<SeedRe
   )
   const layers = ChatConnector.layer({ dialTimeout: dialTimeoutMillis }).pipe(
     Layer.provideMerge(LazyDial.layer({ delay: validationDelayMillis })),
-    Layer.provideMerge(storeLayer),
+    Layer.provideMerge(options.notices ? Layer.merge(storeLayer, RebuildNotices.layerMemory) : storeLayer),
     Layer.provideMerge(layerTest)
   )
   if (options.time === "TestClock") {
@@ -127,6 +133,54 @@ const simulate = (seed: number, model: Model, options: SimOptions, time: Virtual
     const newAgent = () => AgentId.make(rng.uuid())
     const newBuild = () => BuildId.make(rng.uuid())
     const newChat = () => ChatId.make(rng.uuid())
+    const memoryNotices = Option.getOrUndefined(yield* Effect.serviceOption(RebuildNotices.MemoryNotices))
+
+    // ---- notices: the directory's order numbers, and a faulty network -----------------
+
+    const orders = new Map<WorkspaceId, number>()
+
+    const deliver = (notice: RebuildNotices.Notice, memory: NonNullable<typeof memoryNotices>) =>
+      Effect.gen(function*() {
+        if (rng.chance(0.3)) {
+          // delayed, so overtaken by later notices: reordered
+          faults++
+          count("fault:notice_delayed")
+          fibers.push(yield* Effect.fork(Effect.zipRight(Effect.sleep(rng.int(1, 6_000)), memory.publish(notice))))
+        } else {
+          yield* memory.publish(notice)
+        }
+      })
+
+    const announce = (workspaceId: WorkspaceId, buildId: BuildId, agentId: Option.Option<AgentId>) =>
+      Effect.gen(function*() {
+        if (memoryNotices === undefined) return
+        const order = (orders.get(workspaceId) ?? 0) + 1
+        orders.set(workspaceId, order)
+        const notice = RebuildNotices.noticeOf(workspaceId, order, buildId, agentId)
+        const kind = rng.weighted({ delivered: 10, lost: 2, duplicated: 2 })
+        if (kind === "lost") {
+          faults++
+          count("fault:notice_lost")
+          return
+        }
+        if (kind === "duplicated") {
+          faults++
+          count("fault:notice_duplicated")
+          yield* deliver(notice, memoryNotices)
+        }
+        yield* deliver(notice, memoryNotices)
+      })
+
+    /** The listener drops (the view must forget) and listens again a while later. */
+    const listenerDrop = Effect.gen(function*() {
+      if (memoryNotices === undefined) return
+      faults++
+      count("fault:listener_drop")
+      yield* memoryNotices.setListening(false)
+      fibers.push(
+        yield* Effect.fork(Effect.zipRight(Effect.sleep(rng.int(0, 10_000)), memoryNotices.setListening(true)))
+      )
+    })
 
     // ---- agents and workspaces ------------------------------------------------
 
@@ -153,6 +207,7 @@ const simulate = (seed: number, model: Model, options: SimOptions, time: Virtual
         const next = model.addBuild(workspace, newAgent(), newBuild())
         yield* agents.script(next.agentId, healthy())
         yield* agents.setCurrent(workspace.workspaceId, Option.some(next))
+        yield* announce(workspace.workspaceId, next.buildId, Option.some(next.agentId))
         if (Option.isSome(old)) yield* retire(old.value.agentId)
       })
 
@@ -162,6 +217,7 @@ const simulate = (seed: number, model: Model, options: SimOptions, time: Virtual
         const old = workspace.current.value
         workspace.current = Option.none()
         yield* agents.setCurrent(workspace.workspaceId, Option.none())
+        yield* announce(workspace.workspaceId, newBuild(), Option.none())
         yield* retire(old.agentId)
         count("fault:stop")
       })
@@ -206,6 +262,7 @@ const simulate = (seed: number, model: Model, options: SimOptions, time: Virtual
         }
         if (Exit.isSuccess(exit)) {
           const c = exit.value
+          count(`path:${c.path}`)
           const home = model.homes.get(c.agentId)
           if (home?.workspaceId !== c.workspaceId) {
             model.violation(`chat ${chatId}: connected to agent ${c.agentId} that is not of workspace ${c.workspaceId}`)
@@ -334,7 +391,9 @@ const simulate = (seed: number, model: Model, options: SimOptions, time: Virtual
         setWorkspace: 5,
         child: 3,
         lookupFault: 3,
-        currentAgentFault: 3
+        currentAgentFault: 3,
+        // last, and 0 without notices, so that the other runs draw the same schedule as before
+        listenerDrop: memoryNotices === undefined ? 0 : 2
       })
       count(`action:${action}`)
       switch (action) {
@@ -381,6 +440,10 @@ const simulate = (seed: number, model: Model, options: SimOptions, time: Virtual
           yield* lookupFault(rng.pick(model.workspaces))
           break
         }
+        case "listenerDrop": {
+          yield* listenerDrop
+          break
+        }
         case "currentAgentFault": {
           const running = model.workspaces.flatMap((w) => Option.toArray(w.current))
           if (running.length > 0) yield* currentAgentFault(rng.pick(running))
@@ -397,6 +460,10 @@ const simulate = (seed: number, model: Model, options: SimOptions, time: Virtual
       yield* agents.scriptLookup(workspace.workspaceId, { result: "current" })
     }
     yield* settle
+    // A stop the view heard is trusted for a while (it makes no dial that could
+    // correct it): if the restart's notice was lost, chats converge once that
+    // trust has run out.
+    if (memoryNotices !== undefined) yield* time.advance(Duration.toMillis(ChatConnector.stoppedTrust) + 1_000)
 
     // Invariant: every chat converges to its workspace's current agent.
     const finals = yield* roundOfTurns(chats)

@@ -1,0 +1,382 @@
+/**
+ * The turn with a view of rebuild notices, on TestClock, with core's scripted
+ * agents, the in-memory store and in-memory notices. Then the notices
+ * themselves, from the directory's writes, on PGlite (and PostgreSQL when
+ * LAZYDIAL_TEST_DATABASE_URL is set).
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import { assert, describe, it, layer } from "@effect/vitest"
+import { AgentDirectory, BindingStore, ChatConnector, Database, RebuildNotices } from "@lazydial/binding"
+import { AgentLookup, type CurrentAgent, LazyDial, NoCurrentAgent, type WorkspaceId } from "@lazydial/core"
+import { assertEqual, layerTest, TestAgents } from "@lazydial/core/testing"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FastCheck from "effect/FastCheck"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+import * as TestClock from "effect/TestClock"
+import { boundChat, build, drive, onPostgres, until, workspaceId } from "./fixtures.js"
+
+const connectorLayer = (options: Parameters<typeof ChatConnector.layer>[0] = {}) =>
+  ChatConnector.layer(options).pipe(
+    Layer.provideMerge(LazyDial.layer({ delay: "5 seconds" })),
+    Layer.provideMerge(Layer.mergeAll(BindingStore.layerMemory, RebuildNotices.layerMemory)),
+    Layer.provideMerge(layerTest)
+  )
+
+const lookupCount = Effect.flatMap(TestAgents, (agents) => Effect.map(agents.lookups, (calls) => calls.length))
+const dialCount = Effect.flatMap(TestAgents, (agents) => Effect.map(agents.dials, (calls) => calls.length))
+
+const directoryQueries = Effect.map(Metric.value(AgentDirectory.queriesTotal), (state) => state.count)
+
+const counter = (decision: ChatConnector.Decision) =>
+  Effect.map(Metric.value(Metric.tagged(ChatConnector.decisionsTotal, "decision", decision)), (state) => state.count)
+
+const notice = (w: WorkspaceId, order: number, current: CurrentAgent | undefined, buildId = current?.buildId) =>
+  RebuildNotices.noticeOf(w, order, buildId ?? build().buildId, Option.fromNullable(current?.agentId))
+
+const publish = (...notices: ReadonlyArray<RebuildNotices.Notice>) =>
+  Effect.flatMap(RebuildNotices.MemoryNotices, (memory) => Effect.forEach(notices, memory.publish, { discard: true }))
+
+/**
+ * A workspace rebuilt from `first` (order 1) to `second` (order 2), in the
+ * agents' truth; the first agent hangs, as a rebuild leaves it.
+ */
+const rebuilt = Effect.gen(function*() {
+  const agents = yield* TestAgents
+  const w = workspaceId()
+  const first = build()
+  const second = build()
+  yield* agents.setCurrent(w, Option.some(second))
+  yield* agents.script(second.agentId, { result: "connect" })
+  yield* agents.script(first.agentId, { result: "hang" })
+  return { workspaceId: w, first, second }
+})
+
+/** Runs a turn that must finish without the clock moving: no validation delay was waited out. */
+const turnNow = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) =>
+  Effect.gen(function*() {
+    const fiber = yield* Effect.fork(Effect.scoped(effect))
+    for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
+    const exit = yield* Fiber.poll(fiber)
+    assert.isTrue(Option.isSome(exit), "the turn waited for the clock")
+    return yield* Fiber.join(fiber)
+  })
+
+describe("ChatConnector with a view of rebuild notices", () => {
+  it.effect("switched_by_notice: a bound agent the view knows superseded dials the newer agent at once, 0 lookups, and persists it", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const store = yield* BindingStore.BindingStore
+      const { first, second, workspaceId: w } = yield* rebuilt
+      const chatId = yield* boundChat(w, first)
+      yield* publish(notice(w, 1, first), notice(w, 2, second))
+      const before = yield* counter("switched_by_notice")
+      const connection = yield* turnNow(connector.connect(chatId))
+      assert.strictEqual(connection.path, "switched_by_notice")
+      assert.strictEqual(connection.agentId, second.agentId)
+      assert.strictEqual(connection.write, "recorded")
+      assert.strictEqual(yield* lookupCount, 0)
+      assertEqual((yield* store.get(chatId)).agentId, Option.some(second.agentId))
+      assertEqual((yield* store.get(chatId)).buildId, Option.some(second.buildId))
+      assert.strictEqual((yield* counter("switched_by_notice")) - before, 1)
+      // the next turn is hot on the new agent
+      assert.strictEqual((yield* turnNow(connector.connect(chatId))).path, "hot")
+      assert.strictEqual(yield* lookupCount, 0)
+    }).pipe(Effect.provide(connectorLayer())))
+
+  it.effect("stopped: a workspace the view knows stopped fails with NoCurrentAgent at once, 0 dials, 0 lookups", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const store = yield* BindingStore.BindingStore
+      const { first, workspaceId: w } = yield* rebuilt
+      const bound = yield* boundChat(w, first)
+      const lazy = (yield* store.createChat({ workspaceId: w })).chatId
+      yield* publish(notice(w, 1, first), notice(w, 2, undefined))
+      for (const chatId of [bound, lazy]) {
+        const exit = yield* Effect.exit(turnNow(connector.connect(chatId)))
+        assertEqual(exit, Exit.fail(new NoCurrentAgent({ workspaceId: w })))
+      }
+      assert.strictEqual(yield* dialCount, 0)
+      assert.strictEqual(yield* lookupCount, 0)
+    }).pipe(Effect.provide(connectorLayer())))
+
+  it.effect("a stop is trusted for 30 seconds after it was last heard; then the turn looks up (a lost restart notice cannot fail a workspace for ever)", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const store = yield* BindingStore.BindingStore
+      const { second, workspaceId: w } = yield* rebuilt
+      // the view heard a stop at order 2; the restart (order 3, `second`) was lost
+      yield* publish(notice(w, 2, undefined))
+      const chatId = (yield* store.createChat({ workspaceId: w })).chatId
+      const early = yield* Effect.exit(turnNow(connector.connect(chatId)))
+      assertEqual(early, Exit.fail(new NoCurrentAgent({ workspaceId: w })))
+      assert.strictEqual(yield* lookupCount, 0)
+      yield* TestClock.adjust("31 seconds")
+      assert.strictEqual((yield* turnNow(connector.connect(chatId))).agentId, second.agentId)
+      assert.strictEqual(yield* lookupCount, 1)
+    }).pipe(Effect.provide(connectorLayer())))
+
+  it.effect("lazy_bind: with the current agent known to the view, 0 lookups", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const store = yield* BindingStore.BindingStore
+      const { second, workspaceId: w } = yield* rebuilt
+      const chatId = (yield* store.createChat({ workspaceId: w })).chatId
+      yield* publish(notice(w, 2, second))
+      const connection = yield* turnNow(connector.connect(chatId))
+      assert.strictEqual(connection.path, "lazy_bind")
+      assert.strictEqual(connection.agentId, second.agentId)
+      assert.strictEqual(yield* lookupCount, 0)
+      assertEqual((yield* store.get(chatId)).agentId, Option.some(second.agentId))
+    }).pipe(Effect.provide(connectorLayer())))
+
+  it.effect("hot: a chat bound to a build the view never saw is not judged by it (it may be newer), and validates lazily", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const agents = yield* TestAgents
+      const { first, second, workspaceId: w } = yield* rebuilt
+      // the chat is bound to `second`, the view knows only `first`: the view is behind
+      yield* agents.script(second.agentId, { result: "connect" })
+      const chatId = yield* boundChat(w, second)
+      yield* publish(notice(w, 1, first))
+      const connection = yield* turnNow(connector.connect(chatId))
+      assert.strictEqual(connection.path, "hot")
+      assert.strictEqual(connection.agentId, second.agentId)
+    }).pipe(Effect.provide(connectorLayer())))
+
+  it.effect("late, repeated and out-of-order notices never move the view back", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const store = yield* BindingStore.BindingStore
+      const agents = yield* TestAgents
+      const samples = FastCheck.sample(
+        FastCheck.array(FastCheck.integer({ min: 1, max: 5 }), { minLength: 1, maxLength: 12 }),
+        { seed: 11, numRuns: 40 }
+      )
+      for (const orders of samples) {
+        const w = workspaceId()
+        const builds = [build(), build(), build(), build(), build()]
+        for (const b of builds) yield* agents.script(b.agentId, { result: "connect" })
+        // every order number at least once, the rest repeated, in the sampled order
+        yield* publish(...[...orders, 1, 2, 3, 4, 5].map((order) => notice(w, order, builds[order - 1]!)))
+        yield* publish(...orders.map((order) => notice(w, order, builds[order - 1]!)))
+        const chatId = (yield* store.createChat({ workspaceId: w })).chatId
+        assert.strictEqual((yield* turnNow(connector.connect(chatId))).agentId, builds[4]!.agentId, String(orders))
+      }
+      assert.strictEqual(yield* lookupCount, 0)
+    }).pipe(Effect.provide(connectorLayer())))
+
+  it.effect("a late notice of an older build teaches the view that a chat bound to it is stale", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const { first, second, workspaceId: w } = yield* rebuilt
+      const chatId = yield* boundChat(w, first)
+      yield* publish(notice(w, 2, second), notice(w, 1, first))
+      const connection = yield* turnNow(connector.connect(chatId))
+      assert.strictEqual(connection.path, "switched_by_notice")
+      assert.strictEqual(connection.agentId, second.agentId)
+    }).pipe(Effect.provide(connectorLayer())))
+
+  it.effect("listener drop: the view is forgotten, and turns validate lazily until a new session's notices arrive", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const store = yield* BindingStore.BindingStore
+      const memory = yield* RebuildNotices.MemoryNotices
+      const { first, second, workspaceId: w } = yield* rebuilt
+      const chatId = yield* boundChat(w, first)
+      const lazy = (yield* store.createChat({ workspaceId: w })).chatId
+      yield* publish(notice(w, 1, first), notice(w, 2, second))
+      yield* memory.setListening(false)
+      // not listening: the lazy bind looks up
+      assert.strictEqual((yield* turnNow(connector.connect(lazy))).agentId, second.agentId)
+      assert.strictEqual(yield* lookupCount, 1)
+      // listening again: a new session, and the old notices are forgotten; the
+      // bound chat waits out the validation delay and switches by lookup
+      yield* memory.setListening(true)
+      const fiber = yield* Effect.fork(Effect.scoped(connector.connect(chatId)))
+      yield* TestClock.adjust("5 seconds")
+      const connection = yield* Fiber.join(fiber)
+      assert.strictEqual(connection.path, "switched")
+      assert.strictEqual(yield* lookupCount, 2)
+    }).pipe(Effect.provide(connectorLayer())))
+
+  it.effect("a drop and a return between two turns still forgets the view (the session changed)", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const store = yield* BindingStore.BindingStore
+      const memory = yield* RebuildNotices.MemoryNotices
+      const agents = yield* TestAgents
+      const w = workspaceId()
+      const first = build()
+      const second = build()
+      yield* agents.setCurrent(w, Option.some(second))
+      yield* agents.script(first.agentId, { result: "connect" })
+      yield* agents.script(second.agentId, { result: "connect" })
+      const a = (yield* store.createChat({ workspaceId: w })).chatId
+      const b = (yield* store.createChat({ workspaceId: w })).chatId
+      yield* publish(notice(w, 1, first))
+      // a turn reads the view in this session
+      assert.strictEqual((yield* turnNow(connector.connect(a))).agentId, first.agentId)
+      assert.strictEqual(yield* lookupCount, 0)
+      yield* memory.setListening(false)
+      yield* memory.setListening(true)
+      assert.strictEqual((yield* turnNow(connector.connect(b))).agentId, second.agentId)
+      assert.strictEqual(yield* lookupCount, 1)
+    }).pipe(Effect.provide(connectorLayer())))
+
+  it.effect("the view keeps at most viewSize workspaces, the least recently used go first", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const store = yield* BindingStore.BindingStore
+      const agents = yield* TestAgents
+      const spaces = [workspaceId(), workspaceId(), workspaceId()]
+      const builds = spaces.map(() => build())
+      for (const [i, w] of spaces.entries()) {
+        yield* agents.setCurrent(w, Option.some(builds[i]!))
+        yield* agents.script(builds[i]!.agentId, { result: "connect" })
+        yield* publish(notice(w, 1, builds[i]!))
+      }
+      for (const w of [spaces[2]!, spaces[1]!, spaces[0]!]) {
+        yield* turnNow(connector.connect((yield* store.createChat({ workspaceId: w })).chatId))
+      }
+      // the first workspace was evicted when the third arrived: one lookup, for it only
+      assert.strictEqual(yield* lookupCount, 1)
+      const lookups = yield* Effect.flatMap(TestAgents, (agents) => agents.lookups)
+      assert.strictEqual(lookups[0]!.id, spaces[0])
+    }).pipe(Effect.provide(connectorLayer({ viewSize: 2 }))))
+
+  it.effect("viewSize out of range is an InvalidOption naming it", () =>
+    Effect.gen(function*() {
+      for (const viewSize of [0, 1.5, ChatConnector.maxViewSize + 1]) {
+        const exit = yield* Effect.exit(Layer.build(connectorLayer({ viewSize })).pipe(Effect.scoped))
+        assert.isTrue(Exit.isFailure(exit))
+        assert.include(String(exit), "viewSize")
+      }
+    }))
+
+  it.effect("layerNone: today's behaviour, the lazy bind looks up", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const store = yield* BindingStore.BindingStore
+      const { second, workspaceId: w } = yield* rebuilt
+      const chatId = (yield* store.createChat({ workspaceId: w })).chatId
+      assert.strictEqual((yield* turnNow(connector.connect(chatId))).agentId, second.agentId)
+      assert.strictEqual(yield* lookupCount, 1)
+    }).pipe(
+      Effect.provide(
+        ChatConnector.layer().pipe(
+          Layer.provideMerge(LazyDial.layer({ delay: "5 seconds" })),
+          Layer.provideMerge(Layer.mergeAll(BindingStore.layerMemory, RebuildNotices.layerNone)),
+          Layer.provideMerge(layerTest)
+        )
+      )
+    ))
+})
+
+/** The directory announces its writes, and a listener on the same database hears them. */
+const noticesSuite = <E>(
+  name: string,
+  database: Layer.Layer<SqlClient.SqlClient | Database.Listener | Database.Migrated, E>
+) =>
+  layer(
+    Layer.mergeAll(AgentDirectory.layerSql({ batchWindow: 0 }), BindingStore.layerSql).pipe(
+      Layer.provideMerge(Layer.merge(RebuildNotices.layerSql, layerTest)),
+      Layer.provideMerge(database)
+    ),
+    { timeout: "60 seconds" }
+  )(`RebuildNotices: ${name}`, (it) => {
+    it.effect("a build and a stop written by the directory are notices with their order numbers; a malformed payload is ignored", () =>
+      Effect.scoped(Effect.gen(function*() {
+        const directory = yield* AgentDirectory.AgentDirectory
+        const notices = yield* RebuildNotices.RebuildNotices
+        const sql = yield* SqlClient.SqlClient
+        yield* until(Effect.map(notices.status, (status) => status.listening))
+        const queue = yield* notices.subscribe
+        const w = workspaceId()
+        const first = build()
+        yield* sql`SELECT pg_notify(${RebuildNotices.channel}, 'not a notice')`
+        yield* sql`SELECT pg_notify(${RebuildNotices.channel}, '{"workspaceId":"w","order":0}')`
+        assert.strictEqual(yield* directory.recordBuild(w, first), 1)
+        const stopped = build().buildId
+        assert.strictEqual(yield* directory.stopWorkspace(w, { buildId: stopped }), 2)
+        const received = [(yield* Queue.take(queue)).notice, (yield* Queue.take(queue)).notice]
+        assertEqual(received, [notice(w, 1, first), RebuildNotices.noticeOf(w, 2, stopped, Option.none())])
+        // a lookup answer is passed on too
+        yield* directory.current(w)
+        assertEqual((yield* Queue.take(queue)).notice, RebuildNotices.noticeOf(w, 2, stopped, Option.none()))
+      })))
+
+    it.effect("a rebuild written to the directory makes the next turn switch by notice, with 0 lookup queries", () =>
+      Effect.scoped(Effect.gen(function*() {
+        const directory = yield* AgentDirectory.AgentDirectory
+        const notices = yield* RebuildNotices.RebuildNotices
+        const agents = yield* TestAgents
+        yield* until(Effect.map(notices.status, (status) => status.listening))
+        const lookup = AgentLookup.AgentLookup.of({ current: directory.current })
+        const lazyDial = yield* LazyDial.make({ delay: "5 seconds" }).pipe(
+          Effect.provideService(AgentLookup.AgentLookup, lookup)
+        )
+        const connector = yield* ChatConnector.make().pipe(
+          Effect.provideService(AgentLookup.AgentLookup, lookup),
+          Effect.provideService(LazyDial.LazyDial, lazyDial)
+        )
+        const w = workspaceId()
+        const first = build()
+        yield* directory.recordBuild(w, first)
+        yield* agents.script(first.agentId, { result: "connect" })
+        const chatId = yield* boundChat(w, first)
+        assert.strictEqual((yield* drive(yield* Effect.fork(Effect.scoped(connector.connect(chatId))))).path, "hot")
+        const queue = yield* notices.subscribe
+        const second = build()
+        yield* directory.recordBuild(w, second)
+        // the notice travels through the database: the connector's view has
+        // it once this subscriber has it (one publish reaches both)
+        assertEqual((yield* Queue.take(queue)).notice, notice(w, 2, second))
+        yield* agents.script(second.agentId, { result: "connect" })
+        yield* agents.script(first.agentId, { result: "hang" })
+        const queriesBefore = yield* directoryQueries
+        const fiber = yield* Effect.fork(Effect.scoped(connector.connect(chatId)))
+        const connection = yield* drive(fiber)
+        assert.strictEqual(connection.path, "switched_by_notice")
+        assert.strictEqual(connection.agentId, second.agentId)
+        assert.strictEqual((yield* directoryQueries) - queriesBefore, 0)
+      })))
+  })
+
+noticesSuite("PGlite", Database.layerPglite())
+onPostgres("on PostgreSQL", (url) => {
+  noticesSuite("PostgreSQL", Database.layerPg(url))
+
+  layer(
+    AgentDirectory.layerSql({ batchWindow: 0 }).pipe(
+      Layer.provideMerge(RebuildNotices.layerSql),
+      Layer.provideMerge(Database.layerPg(url))
+    ),
+    { timeout: "60 seconds" }
+  )("RebuildNotices: a lost LISTEN connection on PostgreSQL", (it) => {
+    it.effect("a killed listener is reported (listening false), listens again after reconnectDelay in a new session, and hears new builds", () =>
+      Effect.scoped(Effect.gen(function*() {
+        const directory = yield* AgentDirectory.AgentDirectory
+        const notices = yield* RebuildNotices.RebuildNotices
+        const sql = yield* SqlClient.SqlClient
+        yield* until(Effect.map(notices.status, (status) => status.listening))
+        const before = (yield* notices.status).session
+        const killed = yield* sql<{ readonly pid: number }>`SELECT pg_terminate_backend(pid) AS pid
+FROM pg_stat_activity WHERE query = ${`LISTEN "${RebuildNotices.channel}"`} AND pid <> pg_backend_pid()`
+        assert.isAtLeast(killed.length, 1)
+        yield* until(Effect.map(notices.status, (status) => !status.listening))
+        yield* TestClock.adjust(RebuildNotices.reconnectDelay)
+        yield* until(Effect.map(notices.status, (status) => status.listening && status.session > before))
+        const queue = yield* notices.subscribe
+        const w = workspaceId()
+        const first = build()
+        yield* directory.recordBuild(w, first)
+        assertEqual((yield* Queue.take(queue)).notice, notice(w, 1, first))
+      })))
+  })
+})
