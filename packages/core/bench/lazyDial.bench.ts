@@ -11,7 +11,9 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as os from "node:os"
-import { AgentId, dialWithLazyValidation, WorkspaceId } from "../src/index.js"
+import { AgentId, dialWithLazyValidation, LazyDial, WorkspaceId } from "../src/index.js"
+import { Sketch } from "../src/internal/adaptiveDelay.js"
+import * as internal from "../src/internal/lazyDial.js"
 import { heapPerPending, memoryOfCallers, pendingDial } from "./memory.js"
 import { promiseDial } from "./promiseDial.js"
 
@@ -65,6 +67,17 @@ const call = (
 
 const fastPath = call(readyDial, A, "1 minute")
 const fastPathValue = call(readyValue, A, "1 minute")
+// The fast path of a service with `delay: "adaptive"`: every call records its connect time.
+const learned = new Sketch({ ...LazyDial.adaptiveDefaults, initial: LazyDial.adaptiveDefaults.max })
+const fastPathAdaptive = Effect.scoped(internal.make({
+  agentId: A,
+  workspaceId: W,
+  dial: readyDial,
+  lookup: () => Effect.succeed(Option.some(A)),
+  agentIdOf: (agentId) => agentId,
+  delay: learned.delay,
+  learned
+}))
 const staleSwitch = call((agentId) => agentId === A ? Effect.never : readyDial(agentId), B, 0)
 
 const memoryPerDial = (n: number) => memoryOfCallers(n, pendingDial)
@@ -96,6 +109,7 @@ const memoryPromise = (n: number) =>
 const warmUp = async () => {
   await timeEffect(calls / 4, fastPath)
   await timeEffect(calls / 4, fastPathValue)
+  await timeEffect(calls / 4, fastPathAdaptive)
   await timeEffect(calls / 4, Effect.scoped(readyDial(A)))
   await timeEffect(calls / 20, staleSwitch)
   await timePromise(calls / 4, () => promiseDial({ fast: true, abort: true }))
@@ -114,7 +128,10 @@ const main = async () => {
     ratio: [],
     overheadRatio: [],
     stale: [],
-    promiseStale: []
+    promiseStale: [],
+    fastAdaptive: [],
+    fastToFloor: [],
+    adaptiveToFloor: []
   }
   // warm-up, so that every path is optimised before it is measured
   if (only !== "memory") await warmUp()
@@ -127,6 +144,10 @@ const main = async () => {
     rows.promise!.push(promise)
     rows.ratio!.push(fast / promise)
     rows.overheadRatio!.push((fast - floor) / promise)
+    const fastAdaptive = await timeEffect(calls, fastPathAdaptive)
+    rows.fastAdaptive!.push(fastAdaptive)
+    rows.fastToFloor!.push(fast / floor)
+    rows.adaptiveToFloor!.push(fastAdaptive / floor)
     rows.floorValue!.push(await timeEffect(calls, Effect.scoped(readyValue(A))))
     rows.fastValue!.push(await timeEffect(calls, fastPathValue))
     rows.promiseNoAbort!.push(await timePromise(calls, () => promiseDial({ fast: true, abort: false })))
@@ -145,6 +166,9 @@ const main = async () => {
   const table = [
     ["fast path: Effect.scoped(dialWithLazyValidation(acquireRelease dial))", us(rows.fast!)],
     ["floor: Effect.scoped(the same acquireRelease dial)", us(rows.floor!)],
+    ["fast path, adaptive delay (each call feeds the sketch)", us(rows.fastAdaptive!)],
+    ["ratio fast path / floor, same round", times(rows.fastToFloor!)],
+    ["ratio fast path with adaptive delay / floor, same round", times(rows.adaptiveToFloor!)],
     ["fast path, dial with nothing to release", us(rows.fastValue!)],
     ["floor: Effect.scoped(Effect.succeed)", us(rows.floorValue!)],
     ["promise version (AbortController + setTimeout), fast path", us(rows.promise!)],

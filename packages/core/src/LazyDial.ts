@@ -38,15 +38,18 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { type AgentConnection, AgentDialer } from "./AgentDialer.js"
 import { AgentLookup } from "./AgentLookup.js"
-import type { AgentDialError, AgentLookupError, InvalidOption, NoCurrentAgent } from "./Errors.js"
+import type { AgentDialError, AgentLookupError, NoCurrentAgent } from "./Errors.js"
+import { InvalidOption } from "./Errors.js"
 import type { AgentId, CurrentAgent, WorkspaceId } from "./Ids.js"
+import * as internalAdaptive from "./internal/adaptiveDelay.js"
 import * as internal from "./internal/lazyDial.js"
-import { boundedDuration } from "./Options.js"
+import { boundedDuration, boundedNumber } from "./Options.js"
 
 /**
  * How a successful call ends, in the order of the outcome table: the one list
@@ -99,6 +102,34 @@ export type OutcomeLabel = typeof outcomeLabels[number]
  * @category schemas
  */
 export const OutcomeLabel: Schema.Literal<typeof outcomeLabels> = Schema.Literal(...outcomeLabels)
+
+/**
+ * The outcomes whose connect times an adaptive delay learns from.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const learnedFrom: readonly ["fast", "confirmed"] = internal.learnedFrom
+
+/**
+ * The values of the `delay_mode` label of the `lazydial_validation_delay_seconds`
+ * gauge, which shows the delay a service uses now.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const delayModes: readonly ["fixed", "adaptive"] = internalAdaptive.delayModes
+
+/**
+ * The `lazydial_validation_delay_seconds` gauge, by `delay_mode`: the delay
+ * the last service built (fixed) or the learning one (adaptive) uses now. With
+ * several services in one process, the last one to change it wins.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const delayGauges: Readonly<Record<typeof delayModes[number], Metric.Metric.Gauge<number>>> =
+  internalAdaptive.delayGauges
 
 /**
  * @since 0.1.0
@@ -185,6 +216,7 @@ export interface LazyDialResult extends DialResult<AgentConnection> {
 export class LazyDial extends Context.Tag("@lazydial/core/LazyDial")<
   LazyDial,
   {
+    /** The delay a call starting now uses: the fixed one, or what the adaptive delay has learned so far. */
     readonly delay: Duration.Duration
     readonly dial: (binding: {
       readonly agentId: AgentId
@@ -212,22 +244,127 @@ export const defaultDelay: Duration.Duration = Duration.seconds(5)
 export const maxDelay: Duration.Duration = Duration.minutes(10)
 
 /**
+ * How the adaptive delay learns (`delay: "adaptive"`): the delay is
+ * `clamp(factor × quantile of the last window successful connect times, min, max)`,
+ * and `initial` until the window holds enough samples (1 / (1 − quantile),
+ * at most `window`). Only `fast` and `confirmed` calls feed it: the bound
+ * agent answered and was not found stale. See docs/core.md.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AdaptiveDelayOptions {
+  /** The delay until enough samples were seen; in `[min, max]`, default `max`. */
+  readonly initial?: Duration.DurationInput | undefined
+  /** The smallest delay; default 50 ms. */
+  readonly min?: Duration.DurationInput | undefined
+  /** The largest delay; at least `min`, default 5 seconds. */
+  readonly max?: Duration.DurationInput | undefined
+  /** The safety factor over the quantile, from 1 to 100; default 3. */
+  readonly factor?: number | undefined
+  /** Which quantile of connect times, above 0 and at most 1; default 0.99. */
+  readonly quantile?: number | undefined
+  /** How many recent connects are kept, an integer from 1 to 65536; default 256. */
+  readonly window?: number | undefined
+}
+
+/**
+ * The defaults of `AdaptiveDelayOptions` (`initial` defaults to `max`).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const adaptiveDefaults: {
+  readonly min: Duration.Duration
+  readonly max: Duration.Duration
+  readonly factor: number
+  readonly quantile: number
+  readonly window: number
+} = {
+  min: Duration.millis(50),
+  max: defaultDelay,
+  factor: 3,
+  quantile: 0.99,
+  window: 256
+}
+
+/**
+ * The environment variables of `layerConfig` for the adaptive delay, one per
+ * option: the one list they are read and named from.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const adaptiveVariables: { readonly [K in keyof Required<AdaptiveDelayOptions>]: string } = {
+  initial: "LAZYDIAL_VALIDATION_DELAY_INITIAL",
+  min: "LAZYDIAL_VALIDATION_DELAY_MIN",
+  max: "LAZYDIAL_VALIDATION_DELAY_MAX",
+  factor: "LAZYDIAL_VALIDATION_DELAY_FACTOR",
+  quantile: "LAZYDIAL_VALIDATION_DELAY_QUANTILE",
+  window: "LAZYDIAL_VALIDATION_DELAY_WINDOW"
+}
+
+type AdaptiveKey = keyof typeof adaptiveVariables
+
+const adaptiveKeys = Object.keys(adaptiveVariables) as ReadonlyArray<AdaptiveKey> // safe: the keys of that object
+
+/** The option names a Layer's errors use: `adaptive.min`, and so on. */
+const adaptiveOptionNames = Object.fromEntries(adaptiveKeys.map((key) => [key, `adaptive.${key}`])) as {
+  readonly [K in AdaptiveKey]: string
+} // safe: built from every key
+
+/** Checks every adaptive option, naming each by `names` (Layer option names, or environment variables). */
+const checkAdaptive = (
+  input: { readonly [K in AdaptiveKey]?: unknown },
+  names: { readonly [K in AdaptiveKey]: string }
+): Effect.Effect<internalAdaptive.AdaptiveOptions, InvalidOption> =>
+  Effect.gen(function*() {
+    const min = yield* boundedDuration(names.min, input.min ?? adaptiveDefaults.min, maxDelay)
+    const max = yield* boundedDuration(names.max, input.max ?? adaptiveDefaults.max, maxDelay)
+    if (Duration.lessThan(max, min)) {
+      return yield* new InvalidOption({
+        option: names.max,
+        value: Duration.format(max),
+        expected: `at least ${names.min} (${Duration.format(min)})`
+      })
+    }
+    const initial = yield* boundedDuration(names.initial, input.initial ?? max, maxDelay)
+    if (Duration.lessThan(initial, min) || Duration.greaterThan(initial, max)) {
+      return yield* new InvalidOption({
+        option: names.initial,
+        value: Duration.format(initial),
+        expected: `a duration from ${names.min} (${Duration.format(min)}) to ${names.max} (${Duration.format(max)})`
+      })
+    }
+    const factor = yield* boundedNumber(names.factor, input.factor ?? adaptiveDefaults.factor, 1, 100)
+    const quantile = yield* boundedNumber(names.quantile, input.quantile ?? adaptiveDefaults.quantile, 0, 1, {
+      minExclusive: true
+    })
+    const window = yield* boundedNumber(names.window, input.window ?? adaptiveDefaults.window, 1, 65536, {
+      integer: true
+    })
+    return { initial, min, max, factor, quantile, window }
+  })
+
+/**
  * Builds the service. The delay is checked here, so an out-of-range value
- * fails the Layer, not a turn.
+ * fails the Layer, not a turn. `delay: "adaptive"` learns the delay from
+ * recent connect times (see `AdaptiveDelayOptions`), per service: each
+ * service built from this has a sketch of its own.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make = (options?: {
-  readonly delay?: Duration.DurationInput | undefined
+  readonly delay?: Duration.DurationInput | "adaptive" | undefined
+  /** Only with `delay: "adaptive"`. */
+  readonly adaptive?: AdaptiveDelayOptions | undefined
 }): Effect.Effect<Context.Tag.Service<LazyDial>, InvalidOption, AgentDialer | AgentLookup> =>
   Effect.gen(function*() {
-    const delay = yield* boundedDuration("delay", options?.delay ?? defaultDelay, maxDelay)
     const dialer = yield* AgentDialer
     const lookup = yield* AgentLookup
-    return LazyDial.of({
-      delay,
-      dial: (binding) =>
+    const service = (delay: Duration.Duration, learned: internalAdaptive.Sketch | undefined) => ({
+      dial: (binding: Parameters<Context.Tag.Service<LazyDial>["dial"]>[0]) =>
         internal.make({
           agentId: binding.agentId,
           workspaceId: binding.workspaceId,
@@ -235,9 +372,30 @@ export const make = (options?: {
           lookup: lookup.current,
           agentIdOf: (current) => current.agentId,
           delay,
-          validateNow: binding.validateNow
+          validateNow: binding.validateNow,
+          learned
         })
     })
+    if (options?.delay === "adaptive") {
+      const learned = new internalAdaptive.Sketch(yield* checkAdaptive(options.adaptive ?? {}, adaptiveOptionNames))
+      const { dial } = service(learned.delay, learned)
+      return LazyDial.of({
+        get delay() {
+          return learned.delay
+        },
+        dial
+      })
+    }
+    if (options?.adaptive !== undefined) {
+      return yield* new InvalidOption({
+        option: "adaptive",
+        value: "given",
+        expected: `no adaptive options unless delay is "adaptive"`
+      })
+    }
+    const delay = yield* boundedDuration("delay", options?.delay ?? defaultDelay, maxDelay)
+    internalAdaptive.delayGauges.fixed.unsafeUpdate(Duration.toSeconds(delay), [])
+    return LazyDial.of({ delay, ...service(delay, undefined) })
   })
 
 /**
@@ -245,12 +403,23 @@ export const make = (options?: {
  * @category layers
  */
 export const layer = (options?: {
-  readonly delay?: Duration.DurationInput | undefined
+  readonly delay?: Duration.DurationInput | "adaptive" | undefined
+  /** Only with `delay: "adaptive"`. */
+  readonly adaptive?: AdaptiveDelayOptions | undefined
 }): Layer.Layer<LazyDial, InvalidOption, AgentDialer | AgentLookup> => Layer.effect(LazyDial, make(options))
+
+const adaptiveConfig = Config.all(
+  Object.fromEntries(
+    adaptiveKeys.map((key) => [key, Schema.Config(adaptiveVariables[key], Schema.String).pipe(Config.option)])
+  ) as { readonly [K in AdaptiveKey]: Config.Config<Option.Option<string>> } // safe: built from every key
+)
 
 /**
  * The delay comes from `LAZYDIAL_VALIDATION_DELAY` (for example `"5 seconds"`),
- * and defaults to 5 seconds.
+ * and defaults to 5 seconds. `LAZYDIAL_VALIDATION_DELAY=adaptive` learns it,
+ * tuned by the variables of `adaptiveVariables`, each with the default of
+ * `adaptiveDefaults`. A bad value, or a tuning variable set without
+ * `adaptive`, fails the Layer with an `InvalidOption` naming the variable.
  *
  * @since 0.1.0
  * @category layers
@@ -261,14 +430,28 @@ export const layerConfig: Layer.Layer<
   AgentDialer | AgentLookup
 > = Layer.effect(
   LazyDial,
-  Effect.flatMap(
-    Schema.Config("LAZYDIAL_VALIDATION_DELAY", Schema.String).pipe(Config.option),
+  Effect.gen(function*() {
+    const text = yield* Schema.Config("LAZYDIAL_VALIDATION_DELAY", Schema.String).pipe(Config.option)
+    const tuning = yield* adaptiveConfig
+    if (Option.isSome(text) && text.value.trim() === "adaptive") {
+      const adaptive = yield* checkAdaptive(
+        Object.fromEntries(adaptiveKeys.map((key) => [key, Option.getOrUndefined(tuning[key])])),
+        adaptiveVariables
+      )
+      return yield* make({ delay: "adaptive", adaptive })
+    }
+    const stray = adaptiveKeys.find((key) => Option.isSome(tuning[key]))
+    if (stray !== undefined) {
+      return yield* new InvalidOption({
+        option: adaptiveVariables[stray],
+        value: Option.getOrElse(tuning[stray], () => ""),
+        expected: "not set unless LAZYDIAL_VALIDATION_DELAY is adaptive"
+      })
+    }
     // The text is decoded by `boundedDuration`, not by the Schema: any text it
     // refuses must fail the Layer with the InvalidOption that names `delay`,
     // as a bad value passed to `layer` does, not with a ConfigError.
-    Option.match({
-      onNone: () => make(),
-      onSome: (text) => Effect.flatMap(boundedDuration("delay", text, maxDelay), (delay) => make({ delay }))
-    })
-  )
+    if (Option.isNone(text)) return yield* make()
+    return yield* make({ delay: yield* boundedDuration("delay", text.value, maxDelay) })
+  })
 )

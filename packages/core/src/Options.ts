@@ -45,3 +45,39 @@ export const boundedDuration = (
     if (!allowZero && Duration.isZero(duration)) return invalid()
     return Effect.succeed(duration)
   })
+
+/**
+ * A number in `[min, max]` (or `(min, max]` with `minExclusive`), given as a
+ * number or as the text of one (from Config). Anything else is refused with
+ * an `InvalidOption` that names the option.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const boundedNumber = (
+  option: string,
+  input: unknown,
+  min: number,
+  max: number,
+  options?: {
+    readonly minExclusive?: boolean | undefined
+    readonly integer?: boolean | undefined
+  }
+): Effect.Effect<number, InvalidOption> =>
+  Effect.suspend(() => {
+    const minExclusive = options?.minExclusive ?? false
+    const integer = options?.integer ?? false
+    const expected = `${integer ? "an integer" : "a number"} ${minExclusive ? "above" : "from"} ${min}${
+      minExclusive ? ", at most" : " to"
+    } ${max}`
+    const value = typeof input === "number"
+      ? input
+      : typeof input === "string" && input.trim() !== ""
+      ? Number(input)
+      : Number.NaN
+    const tooLow = minExclusive ? !(value > min) : !(value >= min)
+    if (tooLow || !(value <= max) || (integer && !Number.isInteger(value))) {
+      return Effect.fail(new InvalidOption({ option, value: String(input), expected }))
+    }
+    return Effect.succeed(value)
+  })

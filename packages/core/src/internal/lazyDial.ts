@@ -32,6 +32,7 @@ import * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
 import { NoCurrentAgent } from "../Errors.js"
 import type { AgentId, WorkspaceId } from "../Ids.js"
+import type { Sketch } from "./adaptiveDelay.js"
 
 /**
  * How a successful call ends: the one list every package derives its types,
@@ -74,7 +75,29 @@ export interface Options<A, E1, R1, L, E2, R2> {
   readonly delay: Duration.DurationInput
   /** Ends the delay at once when it completes (an early-validation signal); never ends it otherwise. */
   readonly validateNow?: Effect.Effect<void> | undefined
+  /**
+   * A learned delay: when given, a call uses its current delay instead of
+   * `delay`, and feeds it the connect times of the outcomes in `learnedFrom`.
+   */
+  readonly learned?: Sketch | undefined
 }
+
+/**
+ * The outcomes whose connect time feeds a learned delay: the bound agent
+ * answered and is (or was not doubted to be) the current one. A failed dial,
+ * a switch or a retry times another agent, or one that just failed, and says
+ * nothing about the healthy round trip. `confirmed` is in, although its dial
+ * crossed the delay: without it, slow but healthy dials could never raise the
+ * delay above itself, and a busy machine would pay a lookup on every turn.
+ * `lookup_failed_kept` is out: nobody said its agent is still current.
+ *
+ * @internal
+ */
+export const learnedFrom = ["fast", "confirmed"] as const satisfies ReadonlyArray<SuccessOutcome>
+
+const feedsLearned: Readonly<Record<Outcome, boolean>> = Object.fromEntries(
+  outcomes.map((outcome) => [outcome, (learnedFrom as ReadonlyArray<Outcome>).includes(outcome)])
+) as Record<Outcome, boolean> // safe: built from the full `outcomes` list
 
 // Metric objects are built once: tagging per call would allocate a key per dial.
 const outcomeCounter = Metric.counter("lazydial_dial_outcomes_total", {
@@ -293,7 +316,11 @@ const end = <A, E1, L, E2, R>(
 ): void => {
   outcomeCounters[outcome].unsafeUpdate(1, noTags)
   const now = call.clock.unsafeCurrentTimeNanos()
-  if (exit._tag === "Success") connectSeconds.unsafeUpdate(Number(now - call.startedAt) / 1e9, noTags)
+  if (exit._tag === "Success") {
+    const millis = Number(now - call.startedAt) / 1e6
+    connectSeconds.unsafeUpdate(millis / 1000, noTags)
+    if (call.options.learned !== undefined && feedsLearned[outcome]) call.options.learned.record(millis)
+  }
   if (call.span !== undefined) {
     call.span.attribute("lazydial.outcome", outcome)
     call.span.end(now, exit)
@@ -560,7 +587,7 @@ export const make = <A, E1, R1, L, E2, R2>(
         E2,
         Exclude<R1, Scope.Scope> | R2 | Scope.Scope
       >,
-      delay: Duration.decode(options.delay),
+      delay: options.learned === undefined ? Duration.decode(options.delay) : options.learned.delay,
       caller,
       callerScope: Context.get(context, Scope.Scope),
       clock,
