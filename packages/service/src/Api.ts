@@ -10,6 +10,7 @@
  * | POST | /chats/:chat_id/children | spawn a child chat; it inherits the binding |
  * | POST | /chats/:chat_id/turns | run a turn: connect (binding filled lazily) and exchange one message |
  * | GET | /workspaces | workspaces with their current build and agent |
+ * | POST | /workspaces/:workspace_id/stop | stop a workspace: its agent dies or hangs, and lookups answer "no agent" (only where the agents run) |
  * | POST | /workspaces/:workspace_id/rebuild | rebuild a workspace: its old agent dies, hangs or leaves its port (only where the agents run: the one-process run, or `fleet`) |
  * | GET | /health | the process is up (always 200 while it serves) |
  * | GET | /ready | the database answers (503 `database_unavailable` during an outage) |
@@ -34,6 +35,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as AST from "effect/SchemaAST"
 import { failureReasons } from "./Chats.js"
+import { retireModes, stopModes } from "./Fleet.js"
 
 /**
  * A chat as JSON: unset binding fields are `null`.
@@ -221,7 +223,15 @@ export class WorkspacesGroup extends HttpApiGroup.make("workspaces")
   .add(
     HttpApiEndpoint.post("rebuild", "/workspaces/:workspace_id/rebuild")
       .setPath(Schema.Struct({ workspace_id: workspaceField }))
-      .setPayload(body({ mode: Schema.Literal("die", "hang", "reuse_port", "die_mid_handshake") }))
+      .setPayload(body({ mode: Schema.Literal(...retireModes) }))
+      .addSuccess(Workspace)
+      .addError(WorkspaceNotFound)
+      .addError(NotTheFleet)
+  )
+  .add(
+    HttpApiEndpoint.post("stop", "/workspaces/:workspace_id/stop")
+      .setPath(Schema.Struct({ workspace_id: workspaceField }))
+      .setPayload(body({ mode: Schema.Literal(...stopModes) }))
       .addSuccess(Workspace)
       .addError(WorkspaceNotFound)
       .addError(NotTheFleet)

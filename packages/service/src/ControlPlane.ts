@@ -16,7 +16,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { AgentAddresses } from "./AgentAddresses.js"
 import { DatabaseUnavailable, databaseUnavailable } from "./Chats.js"
-import { Fleet, type RetireMode } from "./Fleet.js"
+import { Fleet, type RetireMode, type StopMode } from "./Fleet.js"
 
 /**
  * @since 0.1.0
@@ -142,4 +142,26 @@ export const rebuild = (
     yield* fleet.retire(current.value.agentId, mode)
     const port = mode === "reuse_port" ? Option.getOrUndefined(Option.map(old, (info) => info.port)) : undefined
     return Option.some(yield* startWorkspace(workspaceId, port))
+  })
+
+/**
+ * Stops a workspace: its agent dies or hangs, and a build with no agent is
+ * recorded, so lookups answer `NoCurrentAgent`. Stopping a stopped workspace
+ * changes nothing.
+ *
+ * @since 0.2.0
+ * @category operations
+ */
+export const stop = (
+  workspaceId: WorkspaceId,
+  mode: StopMode
+): Effect.Effect<void, DatabaseUnavailable, Fleet | ControlPlane> =>
+  Effect.gen(function*() {
+    const fleet = yield* Fleet
+    const control = yield* ControlPlane
+    const current = yield* control.peek(workspaceId)
+    if (Option.isNone(current)) return
+    // recorded first: a replica that dials the dying agent from now on finds the stop when it looks up
+    yield* control.setCurrent(workspaceId, Option.none())
+    yield* fleet.retire(current.value.agentId, mode)
   })

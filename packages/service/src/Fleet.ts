@@ -33,7 +33,28 @@ import * as internal from "./internal/fleet.js"
  * @since 0.1.0
  * @category models
  */
-export type RetireMode = "die" | "hang" | "reuse_port" | "die_mid_handshake"
+export const retireModes = ["die", "hang", "reuse_port", "die_mid_handshake"] as const
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type RetireMode = typeof retireModes[number]
+
+/**
+ * How a stopped workspace's agent behaves: it dies, or hangs (the case where a
+ * bound chat learns of the stop only from a lookup).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const stopModes = ["die", "hang"] as const satisfies ReadonlyArray<RetireMode>
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type StopMode = typeof stopModes[number]
 
 /**
  * @since 0.1.0

@@ -41,7 +41,7 @@ import {
   failureReason
 } from "./Chats.js"
 import * as ControlPlane from "./ControlPlane.js"
-import { Fleet, type RetireMode } from "./Fleet.js"
+import { Fleet, type RetireMode, type StopMode } from "./Fleet.js"
 import * as Boundary from "./internal/boundary.js"
 import * as Prometheus from "./internal/prometheus.js"
 
@@ -151,12 +151,16 @@ const makeWorkspaces = Effect.gen(function*() {
   // only the process that runs the agents can rebuild them
   const fleet = yield* Effect.serviceOption(Fleet)
   const list = Effect.map(control.list, (all) => all.map(([id, current]) => workspaceJson(id, current)))
-  const rebuild = (workspaceId: WorkspaceId, mode: RetireMode) =>
+  // only the fleet changes workspaces, and only the ones it knows
+  const onTheFleet = <A>(
+    workspaceId: WorkspaceId,
+    change: Effect.Effect<A, DatabaseUnavailable, Fleet | ControlPlane.ControlPlane | AgentAddresses>
+  ) =>
     Effect.gen(function*() {
       if (Option.isNone(fleet)) {
         return yield* new Api.NotTheFleet({
           message:
-            "this replica runs no agents: send rebuilds to the fleet process's API (lazydial-service fleet --port)"
+            "this replica runs no agents: send rebuilds and stops to the fleet process's API (lazydial-service fleet --port)"
         })
       }
       const known = yield* control.list
@@ -166,13 +170,17 @@ const makeWorkspaces = Effect.gen(function*() {
           message: `workspace ${workspaceId} does not exist: GET /workspaces lists them`
         })
       }
-      const next = yield* ControlPlane.rebuild(workspaceId, mode).pipe(
-        Effect.provideService(Fleet, fleet.value),
-        Effect.provide(context)
-      )
-      return workspaceJson(workspaceId, next)
+      return yield* change.pipe(Effect.provideService(Fleet, fleet.value), Effect.provide(context))
     })
-  return { list, rebuild }
+  const rebuild = (workspaceId: WorkspaceId, mode: RetireMode) =>
+    onTheFleet(workspaceId, ControlPlane.rebuild(workspaceId, mode)).pipe(
+      Effect.map((next) => workspaceJson(workspaceId, next))
+    )
+  const stop = (workspaceId: WorkspaceId, mode: StopMode) =>
+    onTheFleet(workspaceId, ControlPlane.stop(workspaceId, mode)).pipe(
+      Effect.as(workspaceJson(workspaceId, Option.none()))
+    )
+  return { list, rebuild, stop }
 })
 
 /**
@@ -183,13 +191,18 @@ export const layerWorkspaces = HttpApiBuilder.group(
   Api.Api,
   "workspaces",
   (handlers) =>
-    Effect.map(makeWorkspaces, ({ list, rebuild }) =>
+    Effect.map(makeWorkspaces, ({ list, rebuild, stop }) =>
       handlers
         .handle("list", () => Effect.catchTag(list, "DatabaseUnavailable", unavailable))
         .handle(
           "rebuild",
           ({ path, payload }) =>
             Effect.catchTag(rebuild(path.workspace_id, payload.mode), "DatabaseUnavailable", unavailable)
+        )
+        .handle(
+          "stop",
+          ({ path, payload }) =>
+            Effect.catchTag(stop(path.workspace_id, payload.mode), "DatabaseUnavailable", unavailable)
         ))
 )
 

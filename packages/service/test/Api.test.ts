@@ -95,6 +95,21 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the chat API t
     30_000
   )
 
+  it.effect(
+    "after a stop, a bound chat's turn is a 503 TurnFailed no_agent, and the workspace lists no agent",
+    () =>
+      Effect.gen(function*() {
+        const { api, chat, workspaceId } = yield* boundChat
+        const stopped = yield* api.workspaces.stop({ path: { workspace_id: workspaceId }, payload: { mode: "die" } })
+        expect(stopped).toMatchObject({ workspace_id: workspaceId, build_id: null, agent_id: null })
+        const error = yield* Effect.flip(api.chats.turn({ path: { chat_id: chat.chat_id }, payload: { message: "x" } }))
+        expect(error).toMatchObject({ _tag: "TurnFailed", reason: "no_agent" })
+        const listed = (yield* api.workspaces.list()).find((workspace) => workspace.workspace_id === workspaceId)
+        expect(listed).toMatchObject({ build_id: null, agent_id: null })
+      }),
+    30_000
+  )
+
   it.effect("a workspace change clears build and agent", () =>
     Effect.gen(function*() {
       const { api, chat } = yield* boundChat

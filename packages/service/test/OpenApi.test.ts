@@ -79,7 +79,8 @@ layer(TestLayer, { timeout: 120_000, excludeTestServices: true })("the OpenAPI c
         "/metrics",
         "/ready",
         "/workspaces",
-        "/workspaces/{workspace_id}/rebuild"
+        "/workspaces/{workspace_id}/rebuild",
+        "/workspaces/{workspace_id}/stop"
       ])
     }), 60_000)
 
