@@ -10,7 +10,6 @@
  */
 import { execFile } from "node:child_process"
 import * as fs from "node:fs"
-import { createRequire } from "node:module"
 import * as os from "node:os"
 import * as path from "node:path"
 import { promisify } from "node:util"
@@ -32,11 +31,14 @@ const run = async (command: string, args: ReadonlyArray<string>, cwd: string, ti
     env: { ...process.env, NODE_OPTIONS: "" }
   })).stdout
 
-/** The version the workspace resolves for `name`, from `fromPackage`'s point of view. */
-const workspaceVersion = (name: string, fromPackage: string) => {
-  const require = createRequire(path.join(repo, fromPackage, "package.json"))
-  return (JSON.parse(fs.readFileSync(require.resolve(`${name}/package.json`), "utf8")) as { version: string }).version
-}
+/**
+ * The version the workspace resolves for `name`, from `fromPackage`'s point of view: pnpm links each dependency into
+ * the package's own node_modules (read directly, as PGlite's `exports` do not export its package.json).
+ */
+const workspaceVersion = (name: string, fromPackage: string) =>
+  (JSON.parse(fs.readFileSync(path.join(repo, fromPackage, "node_modules", name, "package.json"), "utf8")) as {
+    version: string
+  }).version
 
 /** The first fenced `ts` block of a README: the example the README promises compiles. */
 const example = (readme: string) => {
