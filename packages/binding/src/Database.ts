@@ -98,7 +98,7 @@ export type StartError = InvalidOption | DatabaseConnectError | DatabaseSchemaTo
  * Proof that the schema is up to date: `BindingStore.layerSql` and
  * `AgentDirectory.layerSql` need it, so the migrations run once per process
  * (a Layer is built once, however many Layers need it), before the first
- * statement of either. Every Layer of this module provides it.
+ * statement of either. Every driver Layer (and `layerMigrated`) provides it.
  *
  * @since 0.1.0
  * @category tags
@@ -119,7 +119,7 @@ export class Migrated extends Context.Tag("@lazydial/binding/Database/Migrated")
  * delivered) with the stream of the payloads sent on `channel`; the stream
  * fails when that session is lost, since notices sent meanwhile are missed and
  * a reader must forget what it learned from them. Closing the Scope stops
- * listening. `layerPglite` and `layerPg` provide it; `RebuildNotices.layerSql`
+ * listening. `PgliteDatabase.layerPglite` and `PgDatabase.layerPg` provide it; `RebuildNotices.layerSql`
  * reads it.
  *
  * @since 0.1.0
@@ -136,7 +136,7 @@ export class Listener extends Context.Tag("@lazydial/binding/Database/Listener")
  * Runs the migrations on the `SqlClient` it is given, once per database even
  * when several replicas start together (an advisory lock serializes them),
  * and refuses a schema that a newer version migrated. For an `SqlClient` of
- * your own; the other Layers of this module include it.
+ * your own; the driver Layers include it.
  *
  * @since 0.1.0
  * @category layers
