@@ -10,7 +10,6 @@
  */
 import { execFile } from "node:child_process"
 import * as fs from "node:fs"
-import { createRequire } from "node:module"
 import * as os from "node:os"
 import * as path from "node:path"
 import { promisify } from "node:util"
@@ -32,11 +31,14 @@ const run = async (command: string, args: ReadonlyArray<string>, cwd: string, ti
     env: { ...process.env, NODE_OPTIONS: "" }
   })).stdout
 
-/** The version the workspace resolves for `name`, from `fromPackage`'s point of view. */
-const workspaceVersion = (name: string, fromPackage: string) => {
-  const require = createRequire(path.join(repo, fromPackage, "package.json"))
-  return (JSON.parse(fs.readFileSync(require.resolve(`${name}/package.json`), "utf8")) as { version: string }).version
-}
+/**
+ * The version the workspace resolves for `name`, from `fromPackage`'s point of view: pnpm links each dependency into
+ * the package's own node_modules (read directly, as PGlite's `exports` do not export its package.json).
+ */
+const workspaceVersion = (name: string, fromPackage: string) =>
+  (JSON.parse(fs.readFileSync(path.join(repo, fromPackage, "node_modules", name, "package.json"), "utf8")) as {
+    version: string
+  }).version
 
 /** The first fenced `ts` block of a README: the example the README promises compiles. */
 const example = (readme: string) => {
@@ -47,8 +49,11 @@ const example = (readme: string) => {
 
 let temp = ""
 let app = ""
+/** A PostgreSQL user's project: pg and @effect/sql-pg, no PGlite. */
+let pgApp = ""
 /** tsc's diagnostics in the fresh project (it emits `out/` even when there are some). */
 let tscOutput = ""
+let pgTscOutput = ""
 const tarballs = {} as Record<Package, { file: string; entries: ReadonlyArray<string>; manifest: Manifest }>
 
 interface Manifest {
@@ -58,6 +63,7 @@ interface Manifest {
   readonly engines?: Record<string, string>
   readonly dependencies?: Record<string, string>
   readonly peerDependencies?: Record<string, string>
+  readonly peerDependenciesMeta?: Record<string, { readonly optional?: boolean }>
 }
 
 const subpaths = `
@@ -78,31 +84,31 @@ export const chatId: Ids.ChatId = Ids.ChatId.make("00000000-0000-4000-8000-00000
 console.log("subpaths:", [LazyDial.layer, ChatConnector.layer, BindingStore.layerMemory, layerTest, Ids.ChatId].map((x) => typeof x).join(","))
 `
 
-beforeAll(async () => {
-  temp = fs.mkdtempSync(path.join(os.tmpdir(), "lazydial-pack-"))
-  app = path.join(temp, "app")
-  fs.mkdirSync(app)
+const pgProgram = `
+import { BindingStore, Database } from "@lazydial/binding"
+import * as PgDatabase from "@lazydial/binding/PgDatabase"
+import { Layer } from "effect"
 
-  await run("pnpm", ["build"], repo)
-  for (const name of packages) {
-    const dir = path.join(repo, "packages", name)
-    const before = new Set(fs.readdirSync(temp))
-    await run("pnpm", ["pack", "--pack-destination", temp], dir)
-    const file = fs.readdirSync(temp).find((f) => f.endsWith(".tgz") && !before.has(f))
-    if (file === undefined) throw new Error(`pnpm pack wrote no tarball for ${name}`)
-    const tgz = path.join(temp, file)
-    const entries = (await run("tar", ["tzf", tgz], temp)).split("\n").filter((line) => line !== "")
-    const manifest = JSON.parse(await run("tar", ["xzOf", tgz, "package/package.json"], temp)) as Manifest
-    tarballs[name] = { file: tgz, entries, manifest }
-    fs.writeFileSync(
-      path.join(app, `${name}.readme.ts`),
-      example(await run("tar", ["xzOf", tgz, "package/README.md"], temp))
-    )
-  }
-  fs.writeFileSync(path.join(app, "subpaths.ts"), subpaths)
-  fs.writeFileSync(path.join(app, "package.json"), JSON.stringify({ name: "app", private: true, type: "module" }))
+// Typechecked against @effect/sql-pg and @types/pg; not run against a server (there is none here).
+export const Store = BindingStore.layerSql.pipe(
+  Layer.provide(PgDatabase.layerPg("postgres://lazydial@127.0.0.1:5432/lazydial", { poolSize: 2 }))
+)
+export const options: PgDatabase.PgOptions = { poolSize: 2, connectTimeout: "1 second" }
+console.log("pg:", [PgDatabase.layerPg, PgDatabase.layerPgConfig, Database.layerMigrated, Store].map((x) => typeof x).join(","))
+`
+
+/** The peers every user installs; each database driver is an optional peer that only its user installs. */
+const peers = ["effect", "@effect/sql", "@effect/platform", "@effect/experimental"]
+const pgliteDriver = ["@electric-sql/pglite"]
+const pgDriver = ["@effect/sql-pg", "pg", "@types/pg"]
+
+/** A fresh project in `dir` holding `files`, with the tarballs and `dependencies` installed by npm and tsc run on it. */
+const project = async (dir: string, files: Record<string, string>, dependencies: ReadonlyArray<string>) => {
+  fs.mkdirSync(dir)
+  for (const [file, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, file), text)
+  fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify({ name: "app", private: true, type: "module" }))
   fs.writeFileSync(
-    path.join(app, "tsconfig.json"),
+    path.join(dir, "tsconfig.json"),
     JSON.stringify({
       compilerOptions: {
         target: "ES2022",
@@ -117,8 +123,7 @@ beforeAll(async () => {
       include: ["*.ts"]
     })
   )
-  const peers = ["effect", "@effect/sql", "@effect/sql-pg", "@effect/platform", "@effect/experimental"]
-    .map((name) => `${name}@${workspaceVersion(name, "packages/binding")}`)
+  const versions = [...peers, ...dependencies].map((name) => `${name}@${workspaceVersion(name, "packages/binding")}`)
   await run(
     "npm",
     [
@@ -128,18 +133,42 @@ beforeAll(async () => {
       "--loglevel=error",
       tarballs.core.file,
       tarballs.binding.file,
-      ...peers,
+      ...versions,
       `typescript@${workspaceVersion("typescript", ".")}`,
       "@types/node@20"
     ],
-    app,
+    dir,
     480_000
   )
   try {
-    tscOutput = await run(path.join(app, "node_modules/.bin/tsc"), ["-p", "tsconfig.json"], app)
+    return await run(path.join(dir, "node_modules/.bin/tsc"), ["-p", "tsconfig.json"], dir)
   } catch (error) {
-    tscOutput = String((error as { stdout?: string }).stdout ?? error)
+    return String((error as { stdout?: string }).stdout ?? error)
   }
+}
+
+beforeAll(async () => {
+  temp = fs.mkdtempSync(path.join(os.tmpdir(), "lazydial-pack-"))
+  app = path.join(temp, "app")
+  pgApp = path.join(temp, "pg-app")
+
+  await run("pnpm", ["build"], repo)
+  const readmes: Record<string, string> = {}
+  for (const name of packages) {
+    const dir = path.join(repo, "packages", name)
+    const before = new Set(fs.readdirSync(temp))
+    await run("pnpm", ["pack", "--pack-destination", temp], dir)
+    const file = fs.readdirSync(temp).find((f) => f.endsWith(".tgz") && !before.has(f))
+    if (file === undefined) throw new Error(`pnpm pack wrote no tarball for ${name}`)
+    const tgz = path.join(temp, file)
+    const entries = (await run("tar", ["tzf", tgz], temp)).split("\n").filter((line) => line !== "")
+    const manifest = JSON.parse(await run("tar", ["xzOf", tgz, "package/package.json"], temp)) as Manifest
+    tarballs[name] = { file: tgz, entries, manifest }
+    readmes[`${name}.readme.ts`] = example(await run("tar", ["xzOf", tgz, "package/README.md"], temp))
+  }
+  // The README examples run on PGlite, so this is the PGlite user: no pg, no @effect/sql-pg.
+  tscOutput = await project(app, { ...readmes, "subpaths.ts": subpaths }, pgliteDriver)
+  pgTscOutput = await project(pgApp, { "pg.ts": pgProgram }, pgDriver)
 })
 
 afterAll(() => {
@@ -176,7 +205,16 @@ describe.each(packages)("the @lazydial/%s tarball", (name) => {
   })
 })
 
-describe("a fresh project with the tarballs installed", () => {
+it("@lazydial/binding takes each database driver as an optional peer, not a dependency", () => {
+  const { manifest } = tarballs.binding
+  for (const driver of [...pgliteDriver, ...pgDriver]) {
+    expect(manifest.dependencies?.[driver], driver).toBeUndefined()
+    expect(manifest.peerDependencies?.[driver], driver).toBeDefined()
+    expect(manifest.peerDependenciesMeta?.[driver]?.optional, driver).toBe(true)
+  }
+})
+
+describe("a PGlite user's fresh project with the tarballs installed (PGlite, no pg)", () => {
   it("has one copy of effect, its own", async () => {
     const copies =
       (await run("find", ["node_modules", "-path", "*/effect/package.json", "-not", "-path", "*/src/*"], app))
@@ -190,6 +228,10 @@ describe("a fresh project with the tarballs installed", () => {
 
   it("runs the core README example", async () => {
     expect(await run("node", ["out/core.readme.js"], app)).toBe("core: fast false\n")
+  })
+
+  it("holds neither pg nor @effect/sql-pg: a PGlite user does not install them", () => {
+    for (const driver of pgDriver) expect(fs.existsSync(path.join(app, "node_modules", driver)), driver).toBe(false)
   })
 
   it("runs the binding README example on PGlite", async () => {
@@ -209,5 +251,20 @@ describe("a fresh project with the tarballs installed", () => {
       ], app)
     expect(await probe("@lazydial/core/internal/lazyDial")).toBe("ERR_PACKAGE_PATH_NOT_EXPORTED\n")
     expect(await probe("@lazydial/binding/internal/connector")).toBe("ERR_PACKAGE_PATH_NOT_EXPORTED\n")
+  })
+})
+
+describe("a PostgreSQL user's fresh project (pg and @effect/sql-pg, no PGlite)", () => {
+  it("holds no PGlite", () => {
+    expect(fs.existsSync(path.join(pgApp, "node_modules/@electric-sql/pglite"))).toBe(false)
+    expect(fs.existsSync(path.join(pgApp, "node_modules/pg"))).toBe(true)
+  })
+
+  it("typechecks @lazydial/binding and @lazydial/binding/PgDatabase with skipLibCheck: false", () => {
+    expect(pgTscOutput).toBe("")
+  })
+
+  it("imports @lazydial/binding and @lazydial/binding/PgDatabase at run time", async () => {
+    expect(await run("node", ["out/pg.js"], pgApp)).toBe("pg: function,function,object,object\n")
   })
 })

@@ -22,7 +22,9 @@
  * A turn's latency is measured from the moment it is admitted (all at once
  * when LAZYDIAL_LOAD_CONCURRENCY is unset).
  */
-import { BindingStore, ChatConnector, Database } from "@lazydial/binding"
+import { BindingStore, ChatConnector } from "@lazydial/binding"
+import * as PgDatabase from "@lazydial/binding/PgDatabase"
+import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
 import {
   type AgentConnection,
   AgentDialer,
@@ -335,8 +337,8 @@ const run = (store: string) =>
           store === "memory"
             ? BindingStore.layerMemory
             : store === "pglite"
-            ? BindingStore.layerSql.pipe(Layer.provide(Database.layerPglite()))
-            : BindingStore.layerSql.pipe(Layer.provide(Database.layerPg(databaseUrl ?? "", { poolSize: 20 })))
+            ? BindingStore.layerSql.pipe(Layer.provide(PgliteDatabase.layerPglite()))
+            : BindingStore.layerSql.pipe(Layer.provide(PgDatabase.layerPg(databaseUrl ?? "", { poolSize: 20 })))
         ),
         Layer.provideMerge(kit === "core" ? layerCoreKit : layerBenchFleet)
       )

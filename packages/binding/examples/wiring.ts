@@ -3,7 +3,8 @@
  * (`pnpm exec tsc -p tsconfig.json`), so the Layer recipes in docs/binding.md
  * stay true.
  */
-import { AgentDirectory, BindingStore, ChatConnector, Database, RebuildNotices } from "@lazydial/binding"
+import { AgentDirectory, BindingStore, ChatConnector, RebuildNotices } from "@lazydial/binding"
+import * as DatabaseConfig from "@lazydial/binding/DatabaseConfig"
 import type { AgentDialer, ChatId } from "@lazydial/core"
 import { LazyDial } from "@lazydial/core"
 import { layerTest } from "@lazydial/core/testing"
@@ -17,7 +18,7 @@ export const Production = ChatConnector.layerConfig.pipe(
   Layer.provideMerge(LazyDial.layerConfig),
   Layer.provideMerge(Layer.merge(BindingStore.layerSql, AgentDirectory.layerSqlConfig)),
   Layer.provideMerge(AgentDialerLive),
-  Layer.provide(Database.layerConfig)
+  Layer.provide(DatabaseConfig.layerConfig)
 )
 
 /**
@@ -29,7 +30,7 @@ export const ProductionWithNotices = ChatConnector.layerConfig.pipe(
   Layer.provideMerge(LazyDial.layerConfig),
   Layer.provideMerge(Layer.merge(BindingStore.layerSql, AgentDirectory.layerSqlConfig)),
   Layer.provideMerge(Layer.merge(RebuildNotices.layerSql, AgentDialerLive)),
-  Layer.provide(Database.layerConfig)
+  Layer.provide(DatabaseConfig.layerConfig)
 )
 
 /** Tests: scripted agents on the Effect clock, bindings in memory. */

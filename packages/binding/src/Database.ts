@@ -1,15 +1,20 @@
 /**
- * The databases a binding store runs on, as `SqlClient` Layers. Every Layer
- * speaks the PostgreSQL dialect, so the same SQL runs on each, and every Layer
- * brings the schema up to date when it starts (see `Migrated`).
+ * What every database a binding store runs on shares: the `Migrated` and
+ * `Listener` tags, the migrations, the settings and URL checks. The drivers
+ * are Layers in modules of their own, so that each user installs only the
+ * driver it uses: this module (and the package's root) imports neither `pg`,
+ * `@effect/sql-pg` nor PGlite. Every driver Layer speaks the PostgreSQL
+ * dialect, so the same SQL runs on each, and brings the schema up to date when
+ * it starts (see `Migrated`).
  *
- * | Layer | database | use |
- * |---|---|---|
- * | `layerPglite()` | PGlite (Postgres in WASM), in memory | tests, examples, a single process |
- * | `layerPglite({ dataDir })` | PGlite, in a directory | a single process that keeps its data |
- * | `layerPg(url, options)` | PostgreSQL, through `@effect/sql-pg` | production, several replicas |
- * | `layerPgConfig(url)` | `layerPg`, with its settings from the environment | a CLI's `--database-url` |
- * | `layerConfig` | PostgreSQL when `LAZYDIAL_DATABASE_URL` is set, else PGlite | the service |
+ * | Layer | module | database | needs installed | use |
+ * |---|---|---|---|---|
+ * | `layerPglite()` | `@lazydial/binding/PgliteDatabase` | PGlite (Postgres in WASM), in memory | `@electric-sql/pglite` | tests, examples, a single process |
+ * | `layerPglite({ dataDir })` | `@lazydial/binding/PgliteDatabase` | PGlite, in a directory | `@electric-sql/pglite` | a single process that keeps its data |
+ * | `layerPg(url, options)` | `@lazydial/binding/PgDatabase` | PostgreSQL, through `@effect/sql-pg` | `pg`, `@effect/sql-pg` | production, several replicas |
+ * | `layerPgConfig(url)` | `@lazydial/binding/PgDatabase` | `layerPg`, with its settings from the environment | `pg`, `@effect/sql-pg` | a CLI's `--database-url` |
+ * | `layerConfig` | `@lazydial/binding/DatabaseConfig` | PostgreSQL when `LAZYDIAL_DATABASE_URL` is set, else PGlite | both | the service |
+ * | `layerMigrated` | this module | your own `SqlClient` | | anything else |
  *
  * ## Settings
  *
@@ -33,18 +38,15 @@
  *
  * @since 0.1.0
  */
-import * as Reactivity from "@effect/experimental/Reactivity"
-import type * as PgClient from "@effect/sql-pg/PgClient"
-import * as SqlClient from "@effect/sql/SqlClient"
+import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { InvalidOption } from "@lazydial/core"
 import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
+import type * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -53,8 +55,6 @@ import type { BindingStoreError, DatabaseConnectError, DatabaseSchemaTooNew } fr
 import * as internal from "./internal/database.js"
 import { DurationInputFromString } from "./internal/durationInput.js"
 import * as migrations from "./internal/migrations.js"
-import * as internalPg from "./internal/pg.js"
-import * as internalPglite from "./internal/pglite.js"
 
 /**
  * The pool and timeouts of a PostgreSQL Layer, as decoded and range-checked.
@@ -87,20 +87,6 @@ export const defaults: Settings = internal.defaults
 export const settingNames: { readonly [K in keyof Settings]: string } = internal.settingNames
 
 /**
- * The options of `layerPg`: the settings, and what else `@effect/sql-pg`
- * takes (an application name, span attributes, ...). Out-of-range settings
- * fail the Layer with `InvalidOption`.
- *
- * @since 0.1.0
- * @category models
- */
-export interface PgOptions extends Omit<PgClient.PgClientConfig, "url" | "maxConnections" | "connectTimeout"> {
-  readonly poolSize?: number | undefined
-  readonly connectTimeout?: Duration.DurationInput | undefined
-  readonly statementTimeout?: Duration.DurationInput | undefined
-}
-
-/**
  * Everything a `Database` Layer may fail with when it starts.
  *
  * @since 0.1.0
@@ -112,7 +98,7 @@ export type StartError = InvalidOption | DatabaseConnectError | DatabaseSchemaTo
  * Proof that the schema is up to date: `BindingStore.layerSql` and
  * `AgentDirectory.layerSql` need it, so the migrations run once per process
  * (a Layer is built once, however many Layers need it), before the first
- * statement of either. Every Layer of this module provides it.
+ * statement of either. Every driver Layer (and `layerMigrated`) provides it.
  *
  * @since 0.1.0
  * @category tags
@@ -133,7 +119,7 @@ export class Migrated extends Context.Tag("@lazydial/binding/Database/Migrated")
  * delivered) with the stream of the payloads sent on `channel`; the stream
  * fails when that session is lost, since notices sent meanwhile are missed and
  * a reader must forget what it learned from them. Closing the Scope stops
- * listening. `layerPglite` and `layerPg` provide it; `RebuildNotices.layerSql`
+ * listening. `PgliteDatabase.layerPglite` and `PgDatabase.layerPg` provide it; `RebuildNotices.layerSql`
  * reads it.
  *
  * @since 0.1.0
@@ -150,7 +136,7 @@ export class Listener extends Context.Tag("@lazydial/binding/Database/Listener")
  * Runs the migrations on the `SqlClient` it is given, once per database even
  * when several replicas start together (an advisory lock serializes them),
  * and refuses a schema that a newer version migrated. For an `SqlClient` of
- * your own; the other Layers of this module include it.
+ * your own; the driver Layers include it.
  *
  * @since 0.1.0
  * @category layers
@@ -176,77 +162,6 @@ export const decodeUrl = (
 ): Effect.Effect<Redacted.Redacted, InvalidOption> => Effect.map(internal.decodeUrl(option, input), ({ url }) => url)
 
 /**
- * The embedded default: PostgreSQL compiled to WASM, shipped in its npm
- * package. It needs no server and no native build. In memory unless `dataDir`
- * is given. It has one session, so statements are serialized; a transaction
- * holds the session until it ends. One process only: two processes on one
- * `dataDir` would each think they own it.
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerPglite = (options?: {
-  readonly dataDir?: string | undefined
-}): Layer.Layer<SqlClient.SqlClient | Listener | Migrated, BindingStoreError | DatabaseSchemaTooNew> =>
-  Layer.provideMerge(
-    layerMigrated,
-    Layer.scopedContext(
-      Effect.map(
-        internalPglite.make(options),
-        ({ listen, sql }) => Context.make(Listener, { listen }).pipe(Context.add(SqlClient.SqlClient, sql))
-      )
-    ).pipe(Layer.provide(Reactivity.layer))
-  )
-
-const makePg = (
-  url: string | Redacted.Redacted,
-  options: PgOptions | undefined,
-  names: { readonly url: string } & { readonly [K in keyof Settings]: string }
-): Layer.Layer<SqlClient.SqlClient | PgClient.PgClient | Listener | Migrated, StartError> =>
-  Layer.unwrapEffect(Effect.gen(function*() {
-    const { target, url: redacted } = yield* internal.decodeUrl(names.url, url)
-    const { connectTimeout, poolSize, statementTimeout, ...rest } = options ?? {}
-    const settings = yield* internal.checkSettings({ connectTimeout, poolSize, statementTimeout }, names)
-    const config: internalPg.Config = {
-      ...rest,
-      url: redacted,
-      maxConnections: settings.poolSize,
-      connectTimeout: settings.connectTimeout,
-      statementTimeout: settings.statementTimeout,
-      applicationName: rest.applicationName ?? "lazydial"
-    }
-    const pg = Layer.merge(
-      internalPg.layer(config, target),
-      Layer.succeed(Listener, { listen: internalPg.listen(config) })
-    )
-    return Layer.provideMerge(layerMigrated, pg)
-  }))
-
-/**
- * A PostgreSQL server, through a pool of `@effect/sql-pg`. Also provides
- * `PgClient`. The pool hands a freed client to its next waiter on the next
- * tick: `pg-pool` does it synchronously, and thousands of waiters interrupted
- * while the pool was full (turns past their timeout) then overflowed the
- * stack in one release and crashed the process.
- *
- * Starts by connecting (within the connect timeout) and migrating; see the
- * module's table of errors.
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerPg = (
-  url: string | Redacted.Redacted,
-  options?: PgOptions
-): Layer.Layer<SqlClient.SqlClient | PgClient.PgClient | Listener | Migrated, StartError> =>
-  makePg(url, options, {
-    url: "database URL",
-    poolSize: "poolSize",
-    connectTimeout: "connectTimeout",
-    statementTimeout: "statementTimeout"
-  })
-
-/**
  * The settings as the environment gives them; each is `None` when unset.
  * Types are checked here (a `ConfigError` names the variable), ranges by the
  * Layer (an `InvalidOption` names the variable).
@@ -263,47 +178,3 @@ export const settingsConfig: Config.Config<{
   connectTimeout: Schema.Config(settingNames.connectTimeout, DurationInputFromString).pipe(Config.option),
   statementTimeout: Schema.Config(settingNames.statementTimeout, DurationInputFromString).pipe(Config.option)
 })
-
-/**
- * `layerPg`, with its settings from the environment (`LAZYDIAL_DB_POOL_SIZE`,
- * `LAZYDIAL_DB_CONNECT_TIMEOUT`, `LAZYDIAL_DB_STATEMENT_TIMEOUT`). For a URL
- * given on a command line; `urlOption` names it in an `InvalidOption`.
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerPgConfig = (
-  url: string | Redacted.Redacted,
-  options?: { readonly urlOption?: string | undefined; readonly applicationName?: string | undefined }
-): Layer.Layer<SqlClient.SqlClient | PgClient.PgClient | Listener | Migrated, StartError | ConfigError.ConfigError> =>
-  Layer.unwrapEffect(Effect.map(settingsConfig, (settings) =>
-    makePg(url, {
-      poolSize: Option.getOrUndefined(settings.poolSize),
-      connectTimeout: Option.getOrUndefined(settings.connectTimeout),
-      statementTimeout: Option.getOrUndefined(settings.statementTimeout),
-      applicationName: options?.applicationName
-    }, { url: options?.urlOption ?? "database URL", ...settingNames })))
-
-/**
- * PostgreSQL when `LAZYDIAL_DATABASE_URL` is set (an empty value is refused,
- * not taken as "unset"), with the settings of `layerPgConfig`; otherwise
- * PGlite, kept in `LAZYDIAL_DATA_DIR` when that is set and in memory when not.
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerConfig: Layer.Layer<
-  SqlClient.SqlClient | Listener | Migrated,
-  StartError | ConfigError.ConfigError
-> = Layer.unwrapEffect(
-  Effect.map(
-    Config.all({
-      url: Config.option(Config.redacted("LAZYDIAL_DATABASE_URL")),
-      dataDir: Config.option(Config.string("LAZYDIAL_DATA_DIR"))
-    }),
-    ({ dataDir, url }): Layer.Layer<SqlClient.SqlClient | Listener | Migrated, StartError | ConfigError.ConfigError> =>
-      Option.isSome(url)
-        ? layerPgConfig(url.value, { urlOption: "LAZYDIAL_DATABASE_URL" })
-        : layerPglite({ dataDir: Option.getOrUndefined(dataDir) })
-  )
-)

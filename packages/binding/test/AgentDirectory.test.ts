@@ -1,6 +1,9 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { assert, layer } from "@effect/vitest"
-import { AgentDirectory, Database } from "@lazydial/binding"
+import type { Database } from "@lazydial/binding"
+import { AgentDirectory } from "@lazydial/binding"
+import * as PgDatabase from "@lazydial/binding/PgDatabase"
+import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
 import { AgentLookup, type AgentLookupError, type CurrentAgent } from "@lazydial/core"
 import { assertEqual } from "@lazydial/core/testing"
 import type * as Duration from "effect/Duration"
@@ -121,9 +124,9 @@ const directoryContract = <E>(name: string, database: Layer.Layer<SqlClient.SqlC
     }
   )
 
-directoryContract("PGlite", Database.layerPglite())
+directoryContract("PGlite", PgliteDatabase.layerPglite())
 
 onPostgres(
   "AgentDirectory: PostgreSQL",
-  (databaseUrl) => directoryContract("PostgreSQL", Database.layerPg(databaseUrl))
+  (databaseUrl) => directoryContract("PostgreSQL", PgDatabase.layerPg(databaseUrl))
 )

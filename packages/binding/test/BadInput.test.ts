@@ -6,6 +6,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { AgentDirectory, BindingStore, ChatBinding, ChatConnector, Database } from "@lazydial/binding"
+import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
 import { InvalidOption, LazyDial } from "@lazydial/core"
 import { assertEqual, layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
@@ -28,7 +29,7 @@ import { build, chatId, workspaceId } from "./fixtures.js"
  * One PGlite for the whole file: starting one takes seconds. Every test uses
  * fresh ids, so they never see each other's rows.
  */
-const pglite = ManagedRuntime.make(Database.layerPglite())
+const pglite = ManagedRuntime.make(PgliteDatabase.layerPglite())
 afterAll(() => pglite.dispose())
 const sqlLayer = Layer.effectContext(
   Effect.map(

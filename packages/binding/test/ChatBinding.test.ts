@@ -1,6 +1,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it, layer } from "@effect/vitest"
-import { BindingStore, ChatBinding, Database } from "@lazydial/binding"
+import { BindingStore, ChatBinding } from "@lazydial/binding"
+import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
 import { assertEqual } from "@lazydial/core/testing"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
@@ -68,7 +69,7 @@ describe("ChatBinding", () => {
   })
 })
 
-layer(Layer.provideMerge(BindingStore.layerSql, Database.layerPglite()), { timeout: "60 seconds" })(
+layer(Layer.provideMerge(BindingStore.layerSql, PgliteDatabase.layerPglite()), { timeout: "60 seconds" })(
   "BindingStore on SQL: bad rows",
   (it) => {
     it.effect("a row that breaks the schema is a BindingStoreError naming the column, never a half-read binding", () =>

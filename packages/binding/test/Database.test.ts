@@ -7,6 +7,9 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, expect, it } from "@effect/vitest"
 import { AgentDirectory, BindingStore, Database } from "@lazydial/binding"
+import * as DatabaseConfig from "@lazydial/binding/DatabaseConfig"
+import * as PgDatabase from "@lazydial/binding/PgDatabase"
+import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
 import { assertEqual } from "@lazydial/core/testing"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
@@ -55,10 +58,10 @@ describe("Database", () => {
           BindingStore.BindingStore,
           (store) => store.createChat({ workspaceId: workspaceId() })
         ).pipe(
-          Effect.provide(BindingStore.layerSql.pipe(Layer.provide(Database.layerPglite({ dataDir }))))
+          Effect.provide(BindingStore.layerSql.pipe(Layer.provide(PgliteDatabase.layerPglite({ dataDir }))))
         )
         const reread = yield* Effect.flatMap(BindingStore.BindingStore, (store) => store.get(created.chatId)).pipe(
-          Effect.provide(BindingStore.layerSql.pipe(Layer.provide(Database.layerConfig))),
+          Effect.provide(BindingStore.layerSql.pipe(Layer.provide(DatabaseConfig.layerConfig))),
           Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["LAZYDIAL_DATA_DIR", dataDir]])))
         )
         assertEqual(reread, created)
@@ -89,7 +92,7 @@ describe("Database", () => {
         )
         assert.isTrue(failed._tag === "Left")
         assert.strictEqual((yield* sql<{ readonly n: number }>`SELECT n FROM counter`)[0]!.n, 20)
-      }).pipe(Effect.provide(Database.layerPglite())),
+      }).pipe(Effect.provide(PgliteDatabase.layerPglite())),
     120_000
   )
 
@@ -106,7 +109,7 @@ describe("Database", () => {
       }).pipe(
         Effect.provide(
           Layer.mergeAll(BindingStore.layerSql, AgentDirectory.layerSql()).pipe(
-            Layer.provideMerge(Database.layerPglite())
+            Layer.provideMerge(PgliteDatabase.layerPglite())
           )
         )
       ),
@@ -129,7 +132,7 @@ describe("Database", () => {
         }
         assert.include(error.message, `migration ${futureMigration}`)
         assert.include(error.message, "up to 3")
-      }).pipe(Effect.provide(Database.layerPglite())),
+      }).pipe(Effect.provide(PgliteDatabase.layerPglite())),
     120_000
   )
 })
@@ -167,10 +170,10 @@ describe("Database settings", () => {
 
   it.effect("LAZYDIAL_DATABASE_URL set but empty is refused, not taken as unset (no quiet PGlite, no 127.0.0.1:5432)", () =>
     Effect.gen(function*() {
-      const error = yield* startFailure(Database.layerConfig).pipe(withEnv({ LAZYDIAL_DATABASE_URL: "" }))
+      const error = yield* startFailure(DatabaseConfig.layerConfig).pipe(withEnv({ LAZYDIAL_DATABASE_URL: "" }))
       assert.strictEqual(error._tag, "InvalidOption")
       if (error._tag === "InvalidOption") assert.strictEqual(error.option, "LAZYDIAL_DATABASE_URL")
-      const mysql = yield* startFailure(Database.layerConfig).pipe(
+      const mysql = yield* startFailure(DatabaseConfig.layerConfig).pipe(
         withEnv({ LAZYDIAL_DATABASE_URL: "mysql://root:s3cret-pw@127.0.0.1/db" })
       )
       assert.strictEqual(mysql._tag, "InvalidOption")
@@ -189,7 +192,7 @@ describe("Database settings", () => {
         [{ statementTimeout: "2 hours" }, "statementTimeout"]
       ] as const
       for (const [options, option] of fromOptions) {
-        const error = yield* startFailure(Database.layerPg(target, options))
+        const error = yield* startFailure(PgDatabase.layerPg(target, options))
         assert.strictEqual(error._tag, "InvalidOption", `${JSON.stringify(options)}: ${error.message}`)
         if (error._tag === "InvalidOption") assert.strictEqual(error.option, option)
       }
@@ -201,14 +204,14 @@ describe("Database settings", () => {
         ["LAZYDIAL_DB_CONNECT_TIMEOUT", "-5 seconds"]
       ] as const
       for (const [name, value] of fromEnv) {
-        const error = yield* startFailure(Database.layerConfig).pipe(
+        const error = yield* startFailure(DatabaseConfig.layerConfig).pipe(
           withEnv({ LAZYDIAL_DATABASE_URL: target, [name]: value })
         )
         assert.strictEqual(error._tag, "InvalidOption", `${name}=${value}: ${error.message}`)
         if (error._tag === "InvalidOption") assert.strictEqual(error.option, name)
       }
       for (const [name, value] of [["LAZYDIAL_DB_POOL_SIZE", "ten"], ["LAZYDIAL_DB_CONNECT_TIMEOUT", "soon"]]) {
-        const error = yield* startFailure(Database.layerConfig).pipe(
+        const error = yield* startFailure(DatabaseConfig.layerConfig).pipe(
           withEnv({ LAZYDIAL_DATABASE_URL: target, [name!]: value! })
         )
         assert.strictEqual(error._tag, "ConfigError", `${name}=${value}`)
@@ -241,7 +244,9 @@ describe("Database settings", () => {
         const port = yield* closedPort
         const startedAt = Date.now()
         const error = yield* startFailure(
-          Database.layerPg(`postgres://lazydial:s3cret-pw@127.0.0.1:${port}/lazydial`, { connectTimeout: "5 seconds" })
+          PgDatabase.layerPg(`postgres://lazydial:s3cret-pw@127.0.0.1:${port}/lazydial`, {
+            connectTimeout: "5 seconds"
+          })
         )
         assert.isBelow(Date.now() - startedAt, 5_000)
         assert.strictEqual(error._tag, "DatabaseConnectError")
@@ -262,7 +267,7 @@ describe("Database settings", () => {
     Effect.gen(function*() {
       const startedAt = Date.now()
       const error = yield* startFailure(
-        Database.layerPg("postgres://lazydial:s3cret-pw@no-such-host.invalid:5432/lazydial", {
+        PgDatabase.layerPg("postgres://lazydial:s3cret-pw@no-such-host.invalid:5432/lazydial", {
           connectTimeout: "3 seconds"
         })
       )
@@ -288,10 +293,10 @@ onPostgres("Database on PostgreSQL: errors at start", (databaseUrl) => {
       () =>
         Effect.gen(function*() {
           // the right password starts, so the failure below is the password's
-          yield* Effect.scoped(Layer.build(Database.layerPg(passwordUrl)))
+          yield* Effect.scoped(Layer.build(PgDatabase.layerPg(passwordUrl)))
           const url = new URL(passwordUrl)
           url.password = "wrong-pw-42"
-          const error = yield* startFailure(Database.layerPg(url.href, { connectTimeout: "5 seconds" }))
+          const error = yield* startFailure(PgDatabase.layerPg(url.href, { connectTimeout: "5 seconds" }))
           assert.strictEqual(error._tag, "DatabaseConnectError")
           if (error._tag === "DatabaseConnectError") {
             assert.strictEqual(error.reason, "authentication")
@@ -311,7 +316,7 @@ onPostgres("Database on PostgreSQL: errors at start", (databaseUrl) => {
         Effect.gen(function*() {
           // a database of its own: the other suites share lazydial_test
           const name = `lazydial_future_${crypto.randomUUID().replace(/-/g, "").slice(0, 12)}`
-          const admin = yield* Effect.map(Layer.build(Database.layerPg(databaseUrl)), (context) =>
+          const admin = yield* Effect.map(Layer.build(PgDatabase.layerPg(databaseUrl)), (context) =>
             Context.get(context, SqlClient.SqlClient))
           yield* admin.unsafe(`CREATE DATABASE ${name}`)
           yield* Effect.addFinalizer(() =>
@@ -320,7 +325,7 @@ onPostgres("Database on PostgreSQL: errors at start", (databaseUrl) => {
           const url = new URL(databaseUrl)
           url.pathname = `/${name}`
           const first = yield* Effect.scoped(
-            Effect.flatMap(Layer.build(Database.layerPg(url.href)), (context) =>
+            Effect.flatMap(Layer.build(PgDatabase.layerPg(url.href)), (context) =>
               Effect.gen(function*() {
                 const sql = Context.get(context, SqlClient.SqlClient)
                 yield* sql`INSERT INTO lazydial_binding_migrations (migration_id, name) VALUES (${futureMigration}, 'from_the_future')`
@@ -328,7 +333,7 @@ onPostgres("Database on PostgreSQL: errors at start", (databaseUrl) => {
               }))
           )
           assertEqual(first.applied, [1, 2, 3])
-          const error = yield* startFailure(Database.layerPg(url.href))
+          const error = yield* startFailure(PgDatabase.layerPg(url.href))
           assert.strictEqual(error._tag, "DatabaseSchemaTooNew", error.message)
           assert.include(error.message, `migration ${futureMigration}`)
           assert.include(error.message, "up to 3")

@@ -7,13 +7,13 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
-import { Database } from "@lazydial/binding"
+import * as PgDatabase from "@lazydial/binding/PgDatabase"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import { onPostgres } from "./fixtures.js"
 
-onPostgres("Database.layerPg: the pool", (databaseUrl) => {
-  describe("Database.layerPg: the pool", () => {
+onPostgres("PgDatabase.layerPg: the pool", (databaseUrl) => {
+  describe("PgDatabase.layerPg: the pool", () => {
     it.live(
       "a client freed before 20,000 interrupted waiters goes on to the next live query, without recursion",
       () =>
@@ -31,7 +31,7 @@ onPostgres("Database.layerPg: the pool", (databaseUrl) => {
           yield* Fiber.join(holder)
           const rows = yield* sql<{ readonly two: number }>`SELECT 2 AS two`
           expect(rows).toEqual([{ two: 2 }])
-        }).pipe(Effect.provide(Database.layerPg(databaseUrl, { poolSize: 1 }))),
+        }).pipe(Effect.provide(PgDatabase.layerPg(databaseUrl, { poolSize: 1 }))),
       { timeout: 60_000 }
     )
   })

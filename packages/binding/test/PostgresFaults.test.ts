@@ -16,7 +16,8 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { assert, describe, it } from "@effect/vitest"
-import { BindingStore, ChatConnector, Database } from "@lazydial/binding"
+import { BindingStore, ChatConnector } from "@lazydial/binding"
+import * as PgDatabase from "@lazydial/binding/PgDatabase"
 import { type ChatId, LazyDial } from "@lazydial/core"
 import { assertEqual, layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
@@ -43,7 +44,7 @@ const turnPath = (url: string) =>
     Layer.provideMerge(LazyDial.layer({ delay: "5 seconds" })),
     Layer.provideMerge(
       BindingStore.layerSql.pipe(
-        Layer.provide(Database.layerPg(url, { applicationName: writerApp, connectTimeout: "2 seconds" }))
+        Layer.provide(PgDatabase.layerPg(url, { applicationName: writerApp, connectTimeout: "2 seconds" }))
       )
     ),
     Layer.provideMerge(layerTest)
@@ -52,7 +53,7 @@ const turnPath = (url: string) =>
 /** A second client, for the fault's side of the test: locks, pg_stat_activity, pg_terminate_backend. */
 const operator = (url: string) =>
   Effect.map(
-    Layer.build(Database.layerPg(url, { applicationName: "lazydial-faults-operator" })),
+    Layer.build(PgDatabase.layerPg(url, { applicationName: "lazydial-faults-operator" })),
     (context) => Context.get(context, SqlClient.SqlClient)
   )
 

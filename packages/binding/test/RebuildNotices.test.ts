@@ -6,7 +6,10 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it, layer } from "@effect/vitest"
-import { AgentDirectory, BindingStore, ChatConnector, Database, RebuildNotices } from "@lazydial/binding"
+import type { Database } from "@lazydial/binding"
+import { AgentDirectory, BindingStore, ChatConnector, RebuildNotices } from "@lazydial/binding"
+import * as PgDatabase from "@lazydial/binding/PgDatabase"
+import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
 import { AgentLookup, type CurrentAgent, LazyDial, NoCurrentAgent, type WorkspaceId } from "@lazydial/core"
 import { assertEqual, layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Effect from "effect/Effect"
@@ -348,14 +351,14 @@ const noticesSuite = <E>(
       })))
   })
 
-noticesSuite("PGlite", Database.layerPglite())
+noticesSuite("PGlite", PgliteDatabase.layerPglite())
 onPostgres("on PostgreSQL", (url) => {
-  noticesSuite("PostgreSQL", Database.layerPg(url))
+  noticesSuite("PostgreSQL", PgDatabase.layerPg(url))
 
   layer(
     AgentDirectory.layerSql({ batchWindow: 0 }).pipe(
       Layer.provideMerge(RebuildNotices.layerSql),
-      Layer.provideMerge(Database.layerPg(url))
+      Layer.provideMerge(PgDatabase.layerPg(url))
     ),
     { timeout: "60 seconds" }
   )("RebuildNotices: a lost LISTEN connection on PostgreSQL", (it) => {

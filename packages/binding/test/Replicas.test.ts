@@ -5,7 +5,10 @@
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { assert, layer } from "@effect/vitest"
-import { AgentDirectory, BindingStore, ChatConnector, Database } from "@lazydial/binding"
+import type { Database } from "@lazydial/binding"
+import { AgentDirectory, BindingStore, ChatConnector } from "@lazydial/binding"
+import * as PgDatabase from "@lazydial/binding/PgDatabase"
+import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
 import { AgentLookup, type ChatId, type CurrentAgent, LazyDial, type WorkspaceId } from "@lazydial/core"
 import { assertEqual, layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Effect from "effect/Effect"
@@ -175,9 +178,9 @@ const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClien
       }))
   })
 
-replicasSuite("PGlite", Database.layerPglite())
+replicasSuite("PGlite", PgliteDatabase.layerPglite())
 
 onPostgres(
   "Replicas on one database: PostgreSQL",
-  (databaseUrl) => replicasSuite("PostgreSQL", Database.layerPg(databaseUrl))
+  (databaseUrl) => replicasSuite("PostgreSQL", PgDatabase.layerPg(databaseUrl))
 )

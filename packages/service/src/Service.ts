@@ -20,7 +20,10 @@
  * @since 0.1.0
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
-import { AgentDirectory, BindingStore, ChatConnector, Database } from "@lazydial/binding"
+import type { Database } from "@lazydial/binding"
+import { AgentDirectory, BindingStore, ChatConnector } from "@lazydial/binding"
+import * as PgDatabase from "@lazydial/binding/PgDatabase"
+import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
 import { type AgentDialer, type AgentLookup, Faults, LazyDial } from "@lazydial/core"
 import type * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
@@ -90,8 +93,8 @@ export const layerDatabaseEither = (
   urlOption?: string
 ): Layer.Layer<SqlClient.SqlClient | Database.Migrated, Database.StartError | ConfigError.ConfigError> =>
   Option.match(databaseUrl, {
-    onNone: () => Database.layerPglite(),
-    onSome: (url) => Database.layerPgConfig(url, { urlOption })
+    onNone: () => PgliteDatabase.layerPglite(),
+    onSome: (url) => PgDatabase.layerPgConfig(url, { urlOption })
   })
 
 /**

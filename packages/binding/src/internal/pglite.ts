@@ -1,13 +1,31 @@
-import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
+import * as Statement from "@effect/sql/Statement"
 import { PGlite } from "@electric-sql/pglite"
 import * as Effect from "effect/Effect"
 import * as Mailbox from "effect/Mailbox"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { BindingStoreError } from "../Errors.js"
+
+/**
+ * PostgreSQL's compiler, as `@effect/sql-pg`'s `makeCompiler()` builds it
+ * without name transforms. Not imported from there: `@effect/sql-pg` loads
+ * `pg` when it is imported, and a PGlite user need not install either. A
+ * custom fragment (`sql.json` of `@effect/sql-pg`) binds its value as one
+ * parameter, as `PgJson` does.
+ */
+const compiler = Statement.makeCompiler<Statement.Custom<string, unknown>>({
+  dialect: "pg",
+  placeholder: (index) => `$${index}`,
+  onIdentifier: Statement.defaultEscape("\""),
+  onRecordUpdate: (placeholders, alias, columns, values, returning) => [
+    `(values ${placeholders}) AS ${alias}${columns}${returning ? ` RETURNING ${returning[0]}` : ""}`,
+    returning ? values.flat().concat(returning[1]) : values.flat()
+  ],
+  onCustom: (type, placeholder) => [placeholder(undefined), [type.i0]]
+})
 
 /** @internal */
 export interface Options {
@@ -107,7 +125,7 @@ export const make = (options: Options = {}) =>
         Effect.acquireRelease(session.take(1), () => session.release(1)),
         transaction
       ),
-      compiler: PgClient.makeCompiler(),
+      compiler,
       spanAttributes: [["db.system", "postgresql"], ["db.client", "pglite"]]
     })
     return { sql, listen }

@@ -1,0 +1,43 @@
+/**
+ * PGlite (PostgreSQL compiled to WASM) as the binding store's database: the
+ * Layer of `Database`'s table that needs `@electric-sql/pglite`. Install
+ * `@electric-sql/pglite` next to this package to use it (an optional peer, so
+ * a PostgreSQL user does not download its 27 MB). It needs neither `pg` nor
+ * `@effect/sql-pg`.
+ *
+ * @since 0.1.0
+ */
+import * as Reactivity from "@effect/experimental/Reactivity"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Database from "./Database.js"
+import type { BindingStoreError, DatabaseSchemaTooNew } from "./Errors.js"
+import * as internalPglite from "./internal/pglite.js"
+
+/**
+ * The embedded default: PostgreSQL compiled to WASM, shipped in its npm
+ * package. It needs no server and no native build. In memory unless `dataDir`
+ * is given. It has one session, so statements are serialized; a transaction
+ * holds the session until it ends. One process only: two processes on one
+ * `dataDir` would each think they own it.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerPglite = (options?: {
+  readonly dataDir?: string | undefined
+}): Layer.Layer<
+  SqlClient.SqlClient | Database.Listener | Database.Migrated,
+  BindingStoreError | DatabaseSchemaTooNew
+> =>
+  Layer.provideMerge(
+    Database.layerMigrated,
+    Layer.scopedContext(
+      Effect.map(
+        internalPglite.make(options),
+        ({ listen, sql }) => Context.make(Database.Listener, { listen }).pipe(Context.add(SqlClient.SqlClient, sql))
+      )
+    ).pipe(Layer.provide(Reactivity.layer))
+  )
