@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+import { LazyDial } from "@lazydial/core"
 import * as Schema from "effect/Schema"
 import { connectOutcomes } from "./Chats.js"
 
@@ -160,6 +161,10 @@ export const Settings = Schema.Struct({
   rebuildRate: Schema.Number,
   thinkMs: Schema.Number,
   validationDelayMs: Schema.Number,
+  /** `adaptive`: core's learned delay, and `validationDelayMs` was unused. */
+  delayMode: Schema.Literal(...LazyDial.delayModes),
+  /** Rebuild notices (LISTEN/NOTIFY) on: turns switch or fail at once after a rebuild or stop. */
+  notices: Schema.Boolean,
   dialTimeoutMs: Schema.Number,
   database: Schema.String
 })

@@ -4,6 +4,8 @@
  * ```
  * Database (PGlite in memory, or PostgreSQL) ─► BindingStore.layerSql
  *                                            └► AgentDirectory.layerSql ─► AgentLookup ─┐
+ *          Database.Listener ─► RebuildNotices.layerSql ─► AgentDirectory (lookup answers feed the view)
+ *                                                       └► ChatConnector (its view of current agents)
  * AgentAddresses (the fleet's map, or SQL) ─► SocketDialer (AgentDialer) ──────────────┤
  *                      Faults.layerConfig (core; passes through unless LAZYDIAL_FAULTS=on)
  *                      ─► AgentDialer + AgentLookup ─► Probe.layerLookup (counts)
@@ -20,7 +22,7 @@
  * @since 0.1.0
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
-import { AgentDirectory, BindingStore, ChatConnector, Database } from "@lazydial/binding"
+import { AgentDirectory, BindingStore, ChatConnector, Database, RebuildNotices } from "@lazydial/binding"
 import { type AgentDialer, type AgentLookup, Faults, LazyDial } from "@lazydial/core"
 import type * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
@@ -62,9 +64,25 @@ export const makeCounters = (): Counters => ({
  * @category models
  */
 export interface Options {
-  readonly validationDelay: Duration.DurationInput
+  /** A fixed delay, or `"adaptive"`: core's learned delay (`LazyDial.layer({ delay: "adaptive" })`). */
+  readonly validationDelay: Duration.DurationInput | "adaptive"
   readonly dialTimeout: Duration.DurationInput
+  /**
+   * Rebuild notices (`RebuildNotices.layerSql`, LISTEN/NOTIFY on PGlite and
+   * PostgreSQL alike); default on. Off, every stale binding waits out the
+   * validation delay: the report can then show lazy validation alone.
+   */
+  readonly notices?: boolean | undefined
 }
+
+/**
+ * What the service needs of a database Layer: a client, the migrations run,
+ * and a listener for rebuild notices.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type DatabaseServices = SqlClient.SqlClient | Database.Listener | Database.Migrated
 
 /**
  * The database: PostgreSQL when a URL is given, else PGlite in memory.
@@ -74,8 +92,7 @@ export interface Options {
  */
 export const layerDatabase = (
   databaseUrl: string | undefined
-): Layer.Layer<SqlClient.SqlClient | Database.Migrated> =>
-  layerDatabaseEither(Option.fromNullable(databaseUrl)).pipe(Layer.orDie)
+): Layer.Layer<DatabaseServices> => layerDatabaseEither(Option.fromNullable(databaseUrl)).pipe(Layer.orDie)
 
 /**
  * The database, failing (not dying) when it cannot start, for a process to
@@ -88,7 +105,7 @@ export const layerDatabase = (
 export const layerDatabaseEither = (
   databaseUrl: Option.Option<string>,
   urlOption?: string
-): Layer.Layer<SqlClient.SqlClient | Database.Migrated, Database.StartError | ConfigError.ConfigError> =>
+): Layer.Layer<DatabaseServices, Database.StartError | ConfigError.ConfigError> =>
   Option.match(databaseUrl, {
     onNone: () => Database.layerPglite(),
     onSome: (url) => Database.layerPgConfig(url, { urlOption })
@@ -106,17 +123,26 @@ export const layerDatabaseEither = (
  * counting only what the sockets did; `Probe` wraps it, so a lookup the turn
  * path asked for is counted even when the fault layer answered it. A bad
  * `LAZYDIAL_FAULTS_*` value fails the instance at start, naming the variable.
+ *
+ * One `RebuildNotices` Layer sits below both the directory (its lookup answers
+ * feed the view) and the connector (which keeps the view); `layerNone` when
+ * notices are off. The "latest" strategy never reads the view: its turns
+ * look up and dial as before, whichever Layer is chosen.
  */
 const chatsOver = (options: Options, counters: Counters, strategy: "lazydial" | "latest" = "lazydial") => {
-  const directory = AgentDirectory.layerSql()
+  const notices = options.notices === false ? RebuildNotices.layerNone : RebuildNotices.layerSql
+  const directory = AgentDirectory.layerSql().pipe(Layer.provideMerge(notices))
   const control = ControlPlane.layerDirectory.pipe(Layer.provide(directory))
   const real = Layer.merge(SocketDialer.layer(counters.dialer), directory)
   const faulted = Faults.layerConfig.pipe(Layer.provide(real))
   // provideMerge: the probe's AgentLookup replaces the one it wraps; the dialer passes on
   const services = Probe.layerLookup(counters.probe).pipe(Layer.provideMerge(faulted))
-  const base = Layer.mergeAll(services, control)
+  // the same `notices` value as the directory's: a Layer is built once per instance, so both share one
+  const base = Layer.mergeAll(services, control, notices)
   const connector = ChatConnector.layer({ dialTimeout: options.dialTimeout }).pipe(
-    Layer.provide(LazyDial.layer({ delay: Duration.decode(options.validationDelay) })),
+    Layer.provide(LazyDial.layer({
+      delay: options.validationDelay === "adaptive" ? "adaptive" : Duration.decode(options.validationDelay)
+    })),
     Layer.provideMerge(BindingStore.layerSql)
   )
   const chats = strategy === "lazydial" ? Chats.layer : Chats.layerLatest({ dialTimeout: options.dialTimeout })
@@ -141,9 +167,10 @@ export const layer = (
   | ControlPlane.ControlPlane
   | AgentDialer.AgentDialer
   | AgentLookup.AgentLookup
+  | RebuildNotices.RebuildNotices
   | Chats.Chats,
   never,
-  SqlClient.SqlClient | Database.Migrated
+  DatabaseServices
 > =>
   chatsOver(options, counters, strategy).pipe(
     Layer.provideMerge(AgentAddresses.layerFleet),

@@ -1,5 +1,3 @@
-import type * as SqlClient from "@effect/sql/SqlClient"
-import type { Migrated } from "@lazydial/binding/Database"
 import { type AgentConnection, type ChatId, Faults, type WorkspaceId } from "@lazydial/core"
 import * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
@@ -81,6 +79,8 @@ export const makePlan = (options: Options): Plan => {
       rebuildRate: options.rebuildRate,
       thinkMs: options.thinkMs,
       validationDelayMs: options.validationDelayMs,
+      delayMode: options.delayMode ?? "fixed",
+      notices: options.notices ?? true,
       dialTimeoutMs: options.dialTimeoutMs,
       database: options.databaseUrl === undefined ? "pglite (embedded, in memory)" : "postgresql"
     },
@@ -156,7 +156,7 @@ export const runStrategy = (
   plan: Plan,
   strategy: Strategy,
   progress: Progress
-): Effect.Effect<StrategyReport, never, SqlClient.SqlClient | Migrated> =>
+): Effect.Effect<StrategyReport, never, Service.DatabaseServices> =>
   Effect.gen(function*() {
     const settings = plan.settings
     const counters = Service.makeCounters()
@@ -365,8 +365,9 @@ export const runStrategy = (
       Effect.raceFirst(Effect.zipRight(progressTicker, Effect.never)),
       Effect.provide(Service.layer(
         {
-          validationDelay: Duration.millis(settings.validationDelayMs),
-          dialTimeout: Duration.millis(settings.dialTimeoutMs)
+          validationDelay: settings.delayMode === "adaptive" ? "adaptive" : Duration.millis(settings.validationDelayMs),
+          dialTimeout: Duration.millis(settings.dialTimeoutMs),
+          notices: settings.notices
         },
         counters,
         strategy
