@@ -70,6 +70,8 @@ export const rows = (report: Report): ReadonlyArray<Row> => {
   row("connect latency p50 (ms)", (r) => fixed(r.latency.p50, 1))
   row("connect latency p99 (ms)", (r) => fixed(r.latency.p99, 1))
   row("connect latency max (ms)", (r) => fixed(r.latency.max, 1))
+  row("turns of stopped workspaces", (r) => r.stoppedTurns)
+  row("  connect p99 (ms)", (r) => fixed(r.stoppedConnectP99Ms, 1))
   row("bindings repaired", (r) => r.bindingsRepaired)
   row(
     "chats bound to the current agent at end",

@@ -94,6 +94,9 @@ export const StrategyReport = Schema.Struct({
   steadyLookupsPerTurn: Schema.Number,
   outcomes: Outcomes,
   latency: Latency,
+  /** Turns of chats on stopped workspaces (each ends `no_agent`), and the p99 of their connect, in milliseconds. */
+  stoppedTurns: Schema.Number,
+  stoppedConnectP99Ms: Schema.Number,
   /** Turns whose dial switched to a new agent, and whose binding was written back. */
   bindingsRepaired: Schema.Number,
   /** Chats of running workspaces bound to the current agent at the end; null when the strategy keeps no binding. */

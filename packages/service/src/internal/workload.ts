@@ -162,6 +162,8 @@ export const runStrategy = (
     const counters = Service.makeCounters()
     const outcomes = emptyOutcomes()
     const latencies: Array<number> = []
+    // every connect of a stopped workspace's chat (each fails, with no_agent): how fast the failure comes
+    const stoppedLatencies: Array<number> = []
     const timeline: Array<{ turns: number; lookups: number; rebuilds: number }> = []
     const tally = {
       turns: 0,
@@ -240,7 +242,9 @@ export const runStrategy = (
             const connect: Effect.Effect<Connected, ConnectError, Scope.Scope> = chats.connect(chatId)
             const { connection, outcome, repaired } = yield* connect.pipe(
               Effect.ensuring(Effect.sync(() => {
-                slowestConnectMs = Math.max(slowestConnectMs, performance.now() - began)
+                const took = performance.now() - began
+                slowestConnectMs = Math.max(slowestConnectMs, took)
+                if (plan.stopped.has(chat.workspace)) stoppedLatencies.push(took)
               }))
             )
             turnOutcome = outcome
@@ -411,6 +415,8 @@ export const runStrategy = (
         bucketsMs: latencyBuckets.map((bound) => (bound === Infinity ? -1 : bound)),
         counts
       },
+      stoppedTurns: stoppedLatencies.length,
+      stoppedConnectP99Ms: round(quantile([...stoppedLatencies].sort((a, b) => a - b), 0.99)),
       bindingsRepaired: tally.repaired,
       boundToCurrent: strategy === "lazydial" ? tally.boundToCurrent : null,
       chatsOnRunningWorkspaces: tally.chatsOnRunning,
