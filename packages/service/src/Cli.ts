@@ -104,7 +104,7 @@ const options = {
   delayMode: Options.choice("delay-mode", LazyDial.delayModes).pipe(
     withDefault(
       "fixed" as const,
-      "fixed: wait --validation-delay-ms; adaptive: core's delay learned from recent connect times"
+      "fixed: wait --validation-delay-ms; adaptive: learn it from recent connect times, at most --validation-delay-ms"
     )
   ),
   notices: Options.choice("notices", ["on", "off"]).pipe(
@@ -234,7 +234,8 @@ const serveCommand = Command.make("serve", {
       databaseUrl: url,
       strategy: flags.strategy,
       grace: Duration.millis(flags.grace),
-      validationDelay: flags.delayMode === "adaptive" ? "adaptive" : Duration.millis(flags.validationDelayMs),
+      validationDelay: Duration.millis(flags.validationDelayMs),
+      delayMode: flags.delayMode,
       notices: flags.notices === "on",
       dialTimeout: Duration.millis(flags.dialTimeoutMs)
     }))).pipe(

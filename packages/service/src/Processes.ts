@@ -156,7 +156,8 @@ export interface ServeOptions {
   readonly databaseUrl: Option.Option<DatabaseTarget>
   readonly strategy: Strategy
   readonly grace: Duration.DurationInput
-  readonly validationDelay: Service.Options["validationDelay"]
+  readonly validationDelay: Duration.DurationInput
+  readonly delayMode?: Service.Options["delayMode"]
   readonly dialTimeout: Duration.DurationInput
   /** Rebuild notices; default on. */
   readonly notices?: boolean | undefined
@@ -171,7 +172,12 @@ export interface ServeOptions {
 export const serve = (options: ServeOptions): Effect.Effect<never, StartupFailed> =>
   Effect.gen(function*() {
     const service = Service.layerReplica(
-      { validationDelay: options.validationDelay, dialTimeout: options.dialTimeout, notices: options.notices },
+      {
+        validationDelay: options.validationDelay,
+        delayMode: options.delayMode,
+        dialTimeout: options.dialTimeout,
+        notices: options.notices
+      },
       Service.makeCounters(),
       options.strategy
     )

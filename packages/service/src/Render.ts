@@ -34,7 +34,9 @@ export const settingsLines = (report: Report): ReadonlyArray<string> => {
     `lazydial reference service: seed ${s.seed}, ${s.chats} chats (${s.childChats} spawned as children) over ` +
     `${s.workspaces} workspaces (${s.stoppedWorkspaces} stopped)`,
     `${s.turns} turns per chat, concurrency ${s.concurrency}, ${s.rebuildRate} rebuilds/s, ` +
-    `validation delay ${s.delayMode === "adaptive" ? "adaptive" : `${s.validationDelayMs} ms`}, ` +
+    `validation delay ${
+      s.delayMode === "adaptive" ? `adaptive, at most ${s.validationDelayMs} ms` : `${s.validationDelayMs} ms`
+    }, ` +
     `rebuild notices ${s.notices ? "on" : "off"}, dial timeout ${s.dialTimeoutMs} ms, database ${s.database}`
   ]
 }

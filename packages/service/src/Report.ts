@@ -164,7 +164,7 @@ export const Settings = Schema.Struct({
   rebuildRate: Schema.Number,
   thinkMs: Schema.Number,
   validationDelayMs: Schema.Number,
-  /** `adaptive`: core's learned delay, and `validationDelayMs` was unused. */
+  /** `adaptive`: core's learned delay, at most `validationDelayMs`. */
   delayMode: Schema.Literal(...LazyDial.delayModes),
   /** Rebuild notices (LISTEN/NOTIFY) on: turns switch or fail at once after a rebuild or stop. */
   notices: Schema.Boolean,

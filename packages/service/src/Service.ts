@@ -64,8 +64,15 @@ export const makeCounters = (): Counters => ({
  * @category models
  */
 export interface Options {
-  /** A fixed delay, or `"adaptive"`: core's learned delay (`LazyDial.layer({ delay: "adaptive" })`). */
-  readonly validationDelay: Duration.DurationInput | "adaptive"
+  /** The fixed delay; with `delayMode: "adaptive"`, the learned delay's ceiling and starting value. */
+  readonly validationDelay: Duration.DurationInput
+  /**
+   * `"adaptive"`: core's learned delay (`LazyDial.layer({ delay: "adaptive" })`),
+   * capped at `validationDelay` so that it never outlasts the dial timeout the
+   * operator paired with it (a delay past the timeout turns a hung agent into
+   * a timed-out turn instead of a switch). Default `"fixed"`.
+   */
+  readonly delayMode?: typeof LazyDial.delayModes[number] | undefined
   readonly dialTimeout: Duration.DurationInput
   /**
    * Rebuild notices (`RebuildNotices.layerSql`, LISTEN/NOTIFY on PGlite and
@@ -129,6 +136,16 @@ export const layerDatabaseEither = (
  * notices are off. The "latest" strategy never reads the view: its turns
  * look up and dial as before, whichever Layer is chosen.
  */
+const delayOptions = (options: Options): Parameters<typeof LazyDial.layer>[0] => {
+  const delay = Duration.decode(options.validationDelay)
+  return options.delayMode === "adaptive"
+    ? {
+      delay: "adaptive",
+      adaptive: { initial: delay, max: delay, min: Duration.min(delay, LazyDial.adaptiveDefaults.min) }
+    }
+    : { delay }
+}
+
 const chatsOver = (options: Options, counters: Counters, strategy: "lazydial" | "latest" = "lazydial") => {
   const notices = options.notices === false ? RebuildNotices.layerNone : RebuildNotices.layerSql
   const directory = AgentDirectory.layerSql().pipe(Layer.provideMerge(notices))
@@ -140,9 +157,7 @@ const chatsOver = (options: Options, counters: Counters, strategy: "lazydial" | 
   // the same `notices` value as the directory's: a Layer is built once per instance, so both share one
   const base = Layer.mergeAll(services, control, notices)
   const connector = ChatConnector.layer({ dialTimeout: options.dialTimeout }).pipe(
-    Layer.provide(LazyDial.layer({
-      delay: options.validationDelay === "adaptive" ? "adaptive" : Duration.decode(options.validationDelay)
-    })),
+    Layer.provide(LazyDial.layer(delayOptions(options))),
     Layer.provideMerge(BindingStore.layerSql)
   )
   const chats = strategy === "lazydial" ? Chats.layer : Chats.layerLatest({ dialTimeout: options.dialTimeout })

@@ -369,7 +369,8 @@ export const runStrategy = (
       Effect.raceFirst(Effect.zipRight(progressTicker, Effect.never)),
       Effect.provide(Service.layer(
         {
-          validationDelay: settings.delayMode === "adaptive" ? "adaptive" : Duration.millis(settings.validationDelayMs),
+          validationDelay: Duration.millis(settings.validationDelayMs),
+          delayMode: settings.delayMode,
           dialTimeout: Duration.millis(settings.dialTimeoutMs),
           notices: settings.notices
         },
