@@ -139,18 +139,33 @@ export const dialTimeout = (chatId: ChatId, timeoutMillis: number): ConnectError
  */
 export const dialOutcomes: typeof LazyDial.outcomes = LazyDial.outcomes
 
-// binding's name for a turn that bound its chat: typed from binding's list, so a
+// binding's paths that name a turn better than core's outcome (the connector
+// chose the agent before dialing): picked from binding's list by type, so a
 // rename there fails to compile here instead of drifting.
-const lazyBind: Extract<ChatConnector.TurnPath, "lazy_bind"> = "lazy_bind"
+const pathOutcomes = ChatConnector.turnPaths.filter(
+  (path): path is Extract<ChatConnector.TurnPath, "lazy_bind" | "switched_by_notice"> =>
+    path === "lazy_bind" || path === "switched_by_notice"
+)
+
+type PathOutcome = typeof pathOutcomes[number]
+
+const isPathOutcome = (path: ChatConnector.TurnPath): path is PathOutcome =>
+  (pathOutcomes as ReadonlyArray<ChatConnector.TurnPath>).includes(path) // safe: widening for the lookup
 
 /**
- * How a turn connected: core's outcome, `lazy_bind` when the chat had no
- * agent yet, or `direct` for the "latest" strategy (`layerLatest`).
+ * How a turn connected: core's outcome; `lazy_bind` when the chat had no
+ * agent yet; `switched_by_notice` when a rebuild notice named a newer agent
+ * and the turn dialed it at once; or `direct` for the "latest" strategy
+ * (`layerLatest`).
  *
  * @since 0.1.0
  * @category models
  */
-export const connectOutcomes = [...dialOutcomes, lazyBind, "direct"] as const
+export const connectOutcomes: readonly [...typeof dialOutcomes, ...Array<PathOutcome>, "direct"] = [
+  ...dialOutcomes,
+  ...pathOutcomes,
+  "direct"
+]
 
 /**
  * @since 0.1.0
@@ -249,8 +264,8 @@ export const layer: Layer.Layer<Chats, never, BindingStore.BindingStore | ChatCo
           databaseUnavailable("Chats.connect"),
           Effect.map((turn): TurnConnection => ({
             connection: turn.connection,
-            outcome: turn.path === "lazy_bind" ? "lazy_bind" : turn.outcome,
-            repaired: turn.path === "switched" && turn.write === "recorded",
+            outcome: isPathOutcome(turn.path) ? turn.path : turn.outcome,
+            repaired: (turn.path === "switched" || turn.path === "switched_by_notice") && turn.write === "recorded",
             binding: turn.binding
           }))
         )

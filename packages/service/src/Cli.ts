@@ -13,7 +13,7 @@ import * as Options from "@effect/cli/Options"
 import type * as Usage from "@effect/cli/Usage"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as FileSystem from "@effect/platform/FileSystem"
-import { InvalidOption } from "@lazydial/core"
+import { InvalidOption, LazyDial } from "@lazydial/core"
 import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -101,6 +101,15 @@ const options = {
       "how long a bound agent may stay silent before lazydial checks the binding"
     )
   ),
+  delayMode: Options.choice("delay-mode", LazyDial.delayModes).pipe(
+    withDefault(
+      "fixed" as const,
+      "fixed: wait --validation-delay-ms; adaptive: learn it from recent connect times, at most --validation-delay-ms"
+    )
+  ),
+  notices: Options.choice("notices", ["on", "off"]).pipe(
+    withDefault("on" as const, "rebuild notices (LISTEN/NOTIFY): a stale binding switches with no lookup and no wait")
+  ),
   json: Options.boolean("json").pipe(
     Options.withDescription("print the report as JSON (the Report schema) on stdout; progress and logs go to stderr")
   ),
@@ -171,6 +180,8 @@ const runWorkload = (flags: Flags, url: Option.Option<{ readonly url: string }>)
       rebuildRate: flags.rebuildRate,
       thinkMs: flags.thinkMs,
       validationDelayMs: flags.validationDelayMs,
+      delayMode: flags.delayMode,
+      notices: flags.notices === "on",
       databaseUrl: Option.getOrUndefined(Option.map(url, (target) => target.url))
     }, progress).pipe(Effect.raceFirst(Effect.zipRight(ticker, Effect.never)))
     if (interactive) process.stderr.write("\r\u001b[K")
@@ -210,6 +221,8 @@ const serveCommand = Command.make("serve", {
   ),
   grace,
   validationDelayMs: options.validationDelayMs,
+  delayMode: options.delayMode,
+  notices: options.notices,
   dialTimeoutMs: integer("dial-timeout-ms", 1, 600_000).pipe(
     withDefault(10_000, "how long a turn may take to connect to its agent")
   )
@@ -222,6 +235,8 @@ const serveCommand = Command.make("serve", {
       strategy: flags.strategy,
       grace: Duration.millis(flags.grace),
       validationDelay: Duration.millis(flags.validationDelayMs),
+      delayMode: flags.delayMode,
+      notices: flags.notices === "on",
       dialTimeout: Duration.millis(flags.dialTimeoutMs)
     }))).pipe(
     Command.withDescription(

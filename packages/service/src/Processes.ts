@@ -10,7 +10,6 @@
  *
  * @since 0.1.0
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
 import { Database } from "@lazydial/binding"
 import type { WorkspaceId } from "@lazydial/core"
 import type { InvalidOption } from "@lazydial/core"
@@ -100,7 +99,7 @@ const causeText = (cause: Cause.Cause<unknown>): string => {
  */
 const start = <ROut, E, A, E2>(
   url: Option.Option<DatabaseTarget>,
-  layer: Layer.Layer<ROut, E, SqlClient.SqlClient | Database.Migrated>,
+  layer: Layer.Layer<ROut, E, Service.DatabaseServices>,
   use: Effect.Effect<A, E2, ROut>
 ): Effect.Effect<A, StartupFailed | E2> =>
   Effect.gen(function*() {
@@ -158,7 +157,10 @@ export interface ServeOptions {
   readonly strategy: Strategy
   readonly grace: Duration.DurationInput
   readonly validationDelay: Duration.DurationInput
+  readonly delayMode?: Service.Options["delayMode"]
   readonly dialTimeout: Duration.DurationInput
+  /** Rebuild notices; default on. */
+  readonly notices?: boolean | undefined
 }
 
 /**
@@ -170,7 +172,12 @@ export interface ServeOptions {
 export const serve = (options: ServeOptions): Effect.Effect<never, StartupFailed> =>
   Effect.gen(function*() {
     const service = Service.layerReplica(
-      { validationDelay: options.validationDelay, dialTimeout: options.dialTimeout },
+      {
+        validationDelay: options.validationDelay,
+        delayMode: options.delayMode,
+        dialTimeout: options.dialTimeout,
+        notices: options.notices
+      },
       Service.makeCounters(),
       options.strategy
     )

@@ -34,7 +34,10 @@ export const settingsLines = (report: Report): ReadonlyArray<string> => {
     `lazydial reference service: seed ${s.seed}, ${s.chats} chats (${s.childChats} spawned as children) over ` +
     `${s.workspaces} workspaces (${s.stoppedWorkspaces} stopped)`,
     `${s.turns} turns per chat, concurrency ${s.concurrency}, ${s.rebuildRate} rebuilds/s, ` +
-    `validation delay ${s.validationDelayMs} ms, dial timeout ${s.dialTimeoutMs} ms, database ${s.database}`
+    `validation delay ${
+      s.delayMode === "adaptive" ? `adaptive, at most ${s.validationDelayMs} ms` : `${s.validationDelayMs} ms`
+    }, ` +
+    `rebuild notices ${s.notices ? "on" : "off"}, dial timeout ${s.dialTimeoutMs} ms, database ${s.database}`
   ]
 }
 
@@ -69,6 +72,8 @@ export const rows = (report: Report): ReadonlyArray<Row> => {
   row("connect latency p50 (ms)", (r) => fixed(r.latency.p50, 1))
   row("connect latency p99 (ms)", (r) => fixed(r.latency.p99, 1))
   row("connect latency max (ms)", (r) => fixed(r.latency.max, 1))
+  row("turns of stopped workspaces", (r) => r.stoppedTurns)
+  row("  connect p99 (ms)", (r) => fixed(r.stoppedConnectP99Ms, 1))
   row("bindings repaired", (r) => r.bindingsRepaired)
   row(
     "chats bound to the current agent at end",

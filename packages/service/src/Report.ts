@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+import { LazyDial } from "@lazydial/core"
 import * as Schema from "effect/Schema"
 import { connectOutcomes } from "./Chats.js"
 
@@ -93,6 +94,9 @@ export const StrategyReport = Schema.Struct({
   steadyLookupsPerTurn: Schema.Number,
   outcomes: Outcomes,
   latency: Latency,
+  /** Turns of chats on stopped workspaces (each ends `no_agent`), and the p99 of their connect, in milliseconds. */
+  stoppedTurns: Schema.Number,
+  stoppedConnectP99Ms: Schema.Number,
   /** Turns whose dial switched to a new agent, and whose binding was written back. */
   bindingsRepaired: Schema.Number,
   /** Chats of running workspaces bound to the current agent at the end; null when the strategy keeps no binding. */
@@ -160,6 +164,10 @@ export const Settings = Schema.Struct({
   rebuildRate: Schema.Number,
   thinkMs: Schema.Number,
   validationDelayMs: Schema.Number,
+  /** `adaptive`: core's learned delay, at most `validationDelayMs`. */
+  delayMode: Schema.Literal(...LazyDial.delayModes),
+  /** Rebuild notices (LISTEN/NOTIFY) on: turns switch or fail at once after a rebuild or stop. */
+  notices: Schema.Boolean,
   dialTimeoutMs: Schema.Number,
   database: Schema.String
 })

@@ -4,6 +4,8 @@
  * ```
  * Database (PGlite in memory, or PostgreSQL) ─► BindingStore.layerSql
  *                                            └► AgentDirectory.layerSql ─► AgentLookup ─┐
+ *          Database.Listener ─► RebuildNotices.layerSql ─► AgentDirectory (lookup answers feed the view)
+ *                                                       └► ChatConnector (its view of current agents)
  * AgentAddresses (the fleet's map, or SQL) ─► SocketDialer (AgentDialer) ──────────────┤
  *                      Faults.layerConfig (core; passes through unless LAZYDIAL_FAULTS=on)
  *                      ─► AgentDialer + AgentLookup ─► Probe.layerLookup (counts)
@@ -20,8 +22,7 @@
  * @since 0.1.0
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
-import type { Database } from "@lazydial/binding"
-import { AgentDirectory, BindingStore, ChatConnector } from "@lazydial/binding"
+import { AgentDirectory, BindingStore, ChatConnector, type Database, RebuildNotices } from "@lazydial/binding"
 import * as PgDatabase from "@lazydial/binding/PgDatabase"
 import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
 import { type AgentDialer, type AgentLookup, Faults, LazyDial } from "@lazydial/core"
@@ -65,9 +66,32 @@ export const makeCounters = (): Counters => ({
  * @category models
  */
 export interface Options {
+  /** The fixed delay; with `delayMode: "adaptive"`, the learned delay's ceiling and starting value. */
   readonly validationDelay: Duration.DurationInput
+  /**
+   * `"adaptive"`: core's learned delay (`LazyDial.layer({ delay: "adaptive" })`),
+   * capped at `validationDelay` so that it never outlasts the dial timeout the
+   * operator paired with it (a delay past the timeout turns a hung agent into
+   * a timed-out turn instead of a switch). Default `"fixed"`.
+   */
+  readonly delayMode?: typeof LazyDial.delayModes[number] | undefined
   readonly dialTimeout: Duration.DurationInput
+  /**
+   * Rebuild notices (`RebuildNotices.layerSql`, LISTEN/NOTIFY on PGlite and
+   * PostgreSQL alike); default on. Off, every stale binding waits out the
+   * validation delay: the report can then show lazy validation alone.
+   */
+  readonly notices?: boolean | undefined
 }
+
+/**
+ * What the service needs of a database Layer: a client, the migrations run,
+ * and a listener for rebuild notices.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type DatabaseServices = SqlClient.SqlClient | Database.Listener | Database.Migrated
 
 /**
  * The database: PostgreSQL when a URL is given, else PGlite in memory.
@@ -77,8 +101,7 @@ export interface Options {
  */
 export const layerDatabase = (
   databaseUrl: string | undefined
-): Layer.Layer<SqlClient.SqlClient | Database.Migrated> =>
-  layerDatabaseEither(Option.fromNullable(databaseUrl)).pipe(Layer.orDie)
+): Layer.Layer<DatabaseServices> => layerDatabaseEither(Option.fromNullable(databaseUrl)).pipe(Layer.orDie)
 
 /**
  * The database, failing (not dying) when it cannot start, for a process to
@@ -91,7 +114,7 @@ export const layerDatabase = (
 export const layerDatabaseEither = (
   databaseUrl: Option.Option<string>,
   urlOption?: string
-): Layer.Layer<SqlClient.SqlClient | Database.Migrated, Database.StartError | ConfigError.ConfigError> =>
+): Layer.Layer<DatabaseServices, Database.StartError | ConfigError.ConfigError> =>
   Option.match(databaseUrl, {
     onNone: () => PgliteDatabase.layerPglite(),
     onSome: (url) => PgDatabase.layerPgConfig(url, { urlOption })
@@ -109,17 +132,34 @@ export const layerDatabaseEither = (
  * counting only what the sockets did; `Probe` wraps it, so a lookup the turn
  * path asked for is counted even when the fault layer answered it. A bad
  * `LAZYDIAL_FAULTS_*` value fails the instance at start, naming the variable.
+ *
+ * One `RebuildNotices` Layer sits below both the directory (its lookup answers
+ * feed the view) and the connector (which keeps the view); `layerNone` when
+ * notices are off. The "latest" strategy never reads the view: its turns
+ * look up and dial as before, whichever Layer is chosen.
  */
+const delayOptions = (options: Options): Parameters<typeof LazyDial.layer>[0] => {
+  const delay = Duration.decode(options.validationDelay)
+  return options.delayMode === "adaptive"
+    ? {
+      delay: "adaptive",
+      adaptive: { initial: delay, max: delay, min: Duration.min(delay, LazyDial.adaptiveDefaults.min) }
+    }
+    : { delay }
+}
+
 const chatsOver = (options: Options, counters: Counters, strategy: "lazydial" | "latest" = "lazydial") => {
-  const directory = AgentDirectory.layerSql()
+  const notices = options.notices === false ? RebuildNotices.layerNone : RebuildNotices.layerSql
+  const directory = AgentDirectory.layerSql().pipe(Layer.provideMerge(notices))
   const control = ControlPlane.layerDirectory.pipe(Layer.provide(directory))
   const real = Layer.merge(SocketDialer.layer(counters.dialer), directory)
   const faulted = Faults.layerConfig.pipe(Layer.provide(real))
   // provideMerge: the probe's AgentLookup replaces the one it wraps; the dialer passes on
   const services = Probe.layerLookup(counters.probe).pipe(Layer.provideMerge(faulted))
-  const base = Layer.mergeAll(services, control)
+  // the same `notices` value as the directory's: a Layer is built once per instance, so both share one
+  const base = Layer.mergeAll(services, control, notices)
   const connector = ChatConnector.layer({ dialTimeout: options.dialTimeout }).pipe(
-    Layer.provide(LazyDial.layer({ delay: Duration.decode(options.validationDelay) })),
+    Layer.provide(LazyDial.layer(delayOptions(options))),
     Layer.provideMerge(BindingStore.layerSql)
   )
   const chats = strategy === "lazydial" ? Chats.layer : Chats.layerLatest({ dialTimeout: options.dialTimeout })
@@ -144,9 +184,10 @@ export const layer = (
   | ControlPlane.ControlPlane
   | AgentDialer.AgentDialer
   | AgentLookup.AgentLookup
+  | RebuildNotices.RebuildNotices
   | Chats.Chats,
   never,
-  SqlClient.SqlClient | Database.Migrated
+  DatabaseServices
 > =>
   chatsOver(options, counters, strategy).pipe(
     Layer.provideMerge(AgentAddresses.layerFleet),

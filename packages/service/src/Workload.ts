@@ -11,12 +11,12 @@
  *
  * @since 0.1.0
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
-import type { Database } from "@lazydial/binding"
+import type { LazyDial } from "@lazydial/core"
 import type * as Effect from "effect/Effect"
 import type { RetireMode } from "./Fleet.js"
 import * as internal from "./internal/workload.js"
 import type { Report, Settings, StrategyReport } from "./Report.js"
+import type * as Service from "./Service.js"
 
 /**
  * @since 0.1.0
@@ -73,6 +73,10 @@ export interface Options {
   readonly rebuildRate: number
   readonly thinkMs: number
   readonly validationDelayMs: number
+  /** `"adaptive"`: core's learned delay, at most `validationDelayMs` (see `Service.Options`). Default `"fixed"`. */
+  readonly delayMode?: typeof LazyDial.delayModes[number] | undefined
+  /** Rebuild notices (LISTEN/NOTIFY); default on. */
+  readonly notices?: boolean | undefined
   readonly dialTimeoutMs: number
   /** `postgres://…`; unset: the embedded PGlite database, in memory. Never printed. */
   readonly databaseUrl?: string | undefined
@@ -134,7 +138,7 @@ export const runStrategy: (
   plan: Plan,
   strategy: Strategy,
   progress: Progress
-) => Effect.Effect<StrategyReport, never, SqlClient.SqlClient | Database.Migrated> = internal.runStrategy
+) => Effect.Effect<StrategyReport, never, Service.DatabaseServices> = internal.runStrategy
 
 /**
  * Runs both strategies on the same plan, one after the other.

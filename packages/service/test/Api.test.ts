@@ -17,9 +17,12 @@ import * as ControlPlane from "../src/ControlPlane.js"
 import * as Server from "../src/Server.js"
 import * as Service from "../src/Service.js"
 
+// notices off: these scenarios check lazy validation's outcomes (`switched`),
+// which a notice arriving first would turn into `switched_by_notice`
+// (test/Notices.e2e.test.ts covers that path)
 const TestLayer = Server.layer(0).pipe(
   Layer.provideMerge(
-    Service.layer({ validationDelay: "500 millis", dialTimeout: "5 seconds" }, Service.makeCounters())
+    Service.layer({ validationDelay: "500 millis", dialTimeout: "5 seconds", notices: false }, Service.makeCounters())
   ),
   Layer.provide(Service.layerDatabase(undefined)),
   Layer.merge(FetchHttpClient.layer)

@@ -150,7 +150,8 @@ WHERE application_name = 'lazydial' AND pid <> pg_backend_pid()`)
 
   it("SIGTERM with turns in flight: they finish, and the replica exits 0 within the grace period", async () => {
     const fleet = await P.fleet(1)
-    const replica = await P.serve("--validation-delay-ms", "1500", "--grace-ms", "8000")
+    // notices off: with them the turns below would switch at once, and none would be in flight at SIGTERM
+    const replica = await P.serve("--validation-delay-ms", "1500", "--grace-ms", "8000", "--notices", "off")
     const [workspace] = fleet.info["workspaces"] as Array<string>
     const chats = await Promise.all(Array.from({ length: 5 }, async () => {
       const chatId = (await P.post(`${replica.url}/chats`, { workspace_id: workspace })).body!["chat_id"] as string

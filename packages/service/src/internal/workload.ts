@@ -1,5 +1,3 @@
-import type * as SqlClient from "@effect/sql/SqlClient"
-import type { Migrated } from "@lazydial/binding/Database"
 import { type AgentConnection, type ChatId, Faults, type WorkspaceId } from "@lazydial/core"
 import * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
@@ -81,6 +79,8 @@ export const makePlan = (options: Options): Plan => {
       rebuildRate: options.rebuildRate,
       thinkMs: options.thinkMs,
       validationDelayMs: options.validationDelayMs,
+      delayMode: options.delayMode ?? "fixed",
+      notices: options.notices ?? true,
       dialTimeoutMs: options.dialTimeoutMs,
       database: options.databaseUrl === undefined ? "pglite (embedded, in memory)" : "postgresql"
     },
@@ -156,12 +156,14 @@ export const runStrategy = (
   plan: Plan,
   strategy: Strategy,
   progress: Progress
-): Effect.Effect<StrategyReport, never, SqlClient.SqlClient | Migrated> =>
+): Effect.Effect<StrategyReport, never, Service.DatabaseServices> =>
   Effect.gen(function*() {
     const settings = plan.settings
     const counters = Service.makeCounters()
     const outcomes = emptyOutcomes()
     const latencies: Array<number> = []
+    // every connect of a stopped workspace's chat (each fails, with no_agent): how fast the failure comes
+    const stoppedLatencies: Array<number> = []
     const timeline: Array<{ turns: number; lookups: number; rebuilds: number }> = []
     const tally = {
       turns: 0,
@@ -240,7 +242,9 @@ export const runStrategy = (
             const connect: Effect.Effect<Connected, ConnectError, Scope.Scope> = chats.connect(chatId)
             const { connection, outcome, repaired } = yield* connect.pipe(
               Effect.ensuring(Effect.sync(() => {
-                slowestConnectMs = Math.max(slowestConnectMs, performance.now() - began)
+                const took = performance.now() - began
+                slowestConnectMs = Math.max(slowestConnectMs, took)
+                if (plan.stopped.has(chat.workspace)) stoppedLatencies.push(took)
               }))
             )
             turnOutcome = outcome
@@ -366,7 +370,9 @@ export const runStrategy = (
       Effect.provide(Service.layer(
         {
           validationDelay: Duration.millis(settings.validationDelayMs),
-          dialTimeout: Duration.millis(settings.dialTimeoutMs)
+          delayMode: settings.delayMode,
+          dialTimeout: Duration.millis(settings.dialTimeoutMs),
+          notices: settings.notices
         },
         counters,
         strategy
@@ -410,6 +416,8 @@ export const runStrategy = (
         bucketsMs: latencyBuckets.map((bound) => (bound === Infinity ? -1 : bound)),
         counts
       },
+      stoppedTurns: stoppedLatencies.length,
+      stoppedConnectP99Ms: round(quantile([...stoppedLatencies].sort((a, b) => a - b), 0.99)),
       bindingsRepaired: tally.repaired,
       boundToCurrent: strategy === "lazydial" ? tally.boundToCurrent : null,
       chatsOnRunningWorkspaces: tally.chatsOnRunning,
