@@ -8,7 +8,7 @@ import { afterAll, assert, describe, it } from "@effect/vitest"
 import { AgentDirectory, BindingStore, ChatBinding, ChatConnector, Database } from "@lazydial/binding"
 import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
 import { InvalidOption, LazyDial } from "@lazydial/core"
-import { assertEqual, layerTest, TestAgents } from "@lazydial/core/testing"
+import { anyInput, assertEqual, endsInErrorChannel, idLike, layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
 import * as ConfigError from "effect/ConfigError"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -43,30 +43,8 @@ const sqlLayer = Layer.effectContext(
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
-/** Strings near a UUID as well as far from it: fast-check's own strings rarely come close. */
-const idLike = FastCheck.oneof(
-  FastCheck.string(),
-  FastCheck.uuid(),
-  FastCheck.uuid().map((uuid) => uuid.slice(1)),
-  FastCheck.uuid().map((uuid) => uuid.replace(/-/g, "")),
-  FastCheck.uuid().map((uuid) => ` ${uuid}`),
-  FastCheck.uuid().map((uuid) => `${uuid.slice(0, -1)}g`),
-  FastCheck.uuid().map((uuid) => `${uuid}\n`)
-)
-
-const anyInput = FastCheck.oneof(FastCheck.anything(), idLike, FastCheck.object())
-
 const formatLeft = <A>(result: Either.Either<A, ParseResult.ParseError>): string | undefined =>
   Either.isLeft(result) ? ParseResult.TreeFormatter.formatErrorSync(result.left) : undefined
-
-/** Runs a decoding effect and says how it ended; a defect or a throw fails the property. */
-const endsInErrorChannel = <A, E>(effect: Effect.Effect<A, E>): Exit.Exit<A, E> => {
-  const exit = Effect.runSyncExit(effect)
-  if (Exit.isFailure(exit) && !Option.isSome(Cause.failureOption(exit.cause))) {
-    throw new Error(`not a typed failure: ${Cause.pretty(exit.cause)}`)
-  }
-  return exit
-}
 
 describe("Bad input: the JSON binding", () => {
   const decodeJson = Schema.decodeUnknownEither(Schema.parseJson(ChatBinding.ChatBinding))

@@ -19,11 +19,14 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Equal from "effect/Equal"
+import * as Exit from "effect/Exit"
+import * as FastCheck from "effect/FastCheck"
 import * as Inspectable from "effect/Inspectable"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -270,4 +273,55 @@ export const assertEqual = <A>(actual: A, expected: NoInfer<A>, message?: string
       operator: "Equal.equals"
     })
   }
+}
+
+/**
+ * Strings near a UUID as well as far from it, for property tests of a
+ * boundary that decodes ids: fast-check's own strings rarely come close to a
+ * UUID, so a decoder that accepts a UUID missing a character, with a space or
+ * a newline around it, or with a non-hex digit would otherwise go unnoticed.
+ *
+ * @since 0.2.0
+ * @category arbitraries
+ */
+export const idLike: FastCheck.Arbitrary<string> = FastCheck.oneof(
+  FastCheck.string(),
+  FastCheck.uuid(),
+  FastCheck.uuid().map((uuid) => uuid.slice(1)),
+  FastCheck.uuid().map((uuid) => uuid.replace(/-/g, "")),
+  FastCheck.uuid().map((uuid) => ` ${uuid}`),
+  FastCheck.uuid().map((uuid) => `${uuid.slice(0, -1)}g`),
+  FastCheck.uuid().map((uuid) => `${uuid}\n`)
+)
+
+/**
+ * Any input a boundary may be handed: anything at all, id-like strings, and
+ * objects.
+ *
+ * @since 0.2.0
+ * @category arbitraries
+ */
+export const anyInput: FastCheck.Arbitrary<unknown> = FastCheck.oneof(
+  FastCheck.anything(),
+  idLike,
+  FastCheck.object()
+)
+
+/**
+ * Runs a synchronous decoding effect and returns how it ended; throws when it
+ * ended in a defect or an interruption, so a property that feeds bad input
+ * fails unless every refusal is a typed error.
+ *
+ * @since 0.2.0
+ * @category assertions
+ */
+export const endsInErrorChannel = <A, E>(effect: Effect.Effect<A, E>): Exit.Exit<A, E> => {
+  const exit = Effect.runSyncExit(effect)
+  if (Exit.isFailure(exit) && !Option.isSome(Cause.failureOption(exit.cause))) {
+    throw new AssertionError({
+      message: `not a typed failure: ${Cause.pretty(exit.cause)}`,
+      operator: "endsInErrorChannel"
+    })
+  }
+  return exit
 }
