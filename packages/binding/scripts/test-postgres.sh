@@ -13,7 +13,7 @@
 #   (a variable missing) fails instead of being skipped.
 # - Creates a role with a password (LAZYDIAL_TEST_PASSWORD_DATABASE_URL), the
 #   only one not trusted, for the wrong-password test of test/Database.test.ts.
-# - Exports LAZYDIAL_TEST_PG_STOP_COMMAND, _START_COMMAND and _RESTART_COMMAND,
+# - Exports LAZYDIAL_TEST_PSQL (its psql), LAZYDIAL_TEST_PG_STOP_COMMAND, _START_COMMAND and _RESTART_COMMAND,
 #   the pg_ctl command lines for this cluster, so test/PostgresFaults.test.ts
 #   can stop, start and restart the server under a running workload.
 # - Stops the server and removes the cluster on exit, whatever happened, and
@@ -97,6 +97,8 @@ as_owner "$bindir/createdb" -h 127.0.0.1 -p "$port" -U postgres lazydial_test
   -c "CREATE ROLE $password_role LOGIN SUPERUSER PASSWORD '$password'" >/dev/null
 
 export LAZYDIAL_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/lazydial_test"
+# the psql of this server's version, for callers that check from SQL
+export LAZYDIAL_TEST_PSQL="$bindir/psql"
 export LAZYDIAL_TEST_PASSWORD_DATABASE_URL="postgres://$password_role:$password@127.0.0.1:$port/lazydial_test"
 export LAZYDIAL_REQUIRE_POSTGRES=1
 

@@ -9,8 +9,7 @@ repo="$(cd "$here/../../.." && pwd)"
 if [ -z "${LAZYDIAL_TEST_DATABASE_URL:-}" ]; then
   exec bash "$repo/packages/binding/scripts/test-postgres.sh" --exec bash "$here/cluster-numbers.sh" "$@"
 fi
-psql_dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
-psql="${psql_dir:+$psql_dir/}psql"
+psql="$LAZYDIAL_TEST_PSQL"
 "$psql" "$LAZYDIAL_TEST_DATABASE_URL" -Xq -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'"
 sh -c "$LAZYDIAL_TEST_PG_RESTART_COMMAND" >/dev/null
 "$psql" "$LAZYDIAL_TEST_DATABASE_URL" -Xq -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"

@@ -2,7 +2,7 @@
 # Runs the service's process tests (test/*.ci.test.ts): real `fleet` and
 # `serve` processes on a real, throwaway PostgreSQL, started by binding's
 # scripts/test-postgres.sh (which exports LAZYDIAL_TEST_DATABASE_URL and the
-# pg_ctl stop/start commands, and removes the server on exit). Extra
+# pg_ctl stop/start commands and LAZYDIAL_TEST_PSQL, and removes the server on exit). Extra
 # arguments go to vitest (e.g. the JSON reporter of .ci/run).
 set -euo pipefail
 
@@ -13,8 +13,5 @@ if [ -z "${LAZYDIAL_TEST_DATABASE_URL:-}" ]; then
   exec bash "$repo/packages/binding/scripts/test-postgres.sh" --exec bash "$here/test-replicas.sh" "$@"
 fi
 
-# psql, for the tests' checks from SQL
-psql_dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
-export LAZYDIAL_TEST_PSQL="${psql_dir:+$psql_dir/}psql"
 cd "$repo"
 timeout 300 pnpm exec vitest run --config packages/service/vitest.ci.config.ts "$@"
