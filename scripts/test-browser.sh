@@ -9,17 +9,12 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 log() { printf 'test-browser: %s\n' "$*" >&2; }
+# shellcheck source=lib/debian.sh
+. scripts/lib/debian.sh
 
 chromium="${LAZYDIAL_CHROMIUM:-/usr/bin/chromium}"
 if [ ! -x "$chromium" ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    log "$chromium is missing, and installing it needs root: run as root, or apt-get install chromium"
-    exit 1
-  fi
-  log "installing chromium from Debian's packages"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq chromium >/dev/null
+  debian_install chromium "$chromium"
 fi
 export LAZYDIAL_CHROMIUM="$chromium"
 log "using $("$chromium" --version 2>/dev/null || echo "$chromium")"

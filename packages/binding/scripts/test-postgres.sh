@@ -24,6 +24,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../../.." && pwd)"
 
 log() { printf 'test-postgres: %s\n' "$*" >&2; }
+# shellcheck source=../../../scripts/lib/debian.sh
+. "$repo/scripts/lib/debian.sh"
 
 find_bindir() {
   local dir
@@ -35,14 +37,7 @@ find_bindir() {
 
 bindir="$(find_bindir)"
 if [ -z "$bindir" ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    log "PostgreSQL is not installed, and installing it needs root: run as root, or apt-get install postgresql"
-    exit 1
-  fi
-  log "installing PostgreSQL from Debian's packages"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq postgresql >/dev/null
+  debian_install postgresql PostgreSQL
   bindir="$(find_bindir)"
   if [ -z "$bindir" ]; then
     log "PostgreSQL was installed, but no initdb was found under /usr/lib/postgresql/*/bin"
