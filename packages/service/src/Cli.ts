@@ -81,6 +81,23 @@ const grace = integer("grace-ms", 0, 600_000).pipe(
   withDefault(10_000, "at SIGTERM or SIGINT, how long requests in flight may take to finish")
 )
 
+/** The flags of every long-running process (`serve`, `fleet`), declared once. */
+const processFlags = (fallbackPort: number) => ({ port: port(fallbackPort), host, databaseUrl, grace })
+
+/** What `processFlags` become in the options of `Processes.serve` and `Processes.fleet`. */
+const processOptions = (flags: {
+  readonly port: number
+  readonly host: string
+  readonly databaseUrl: Option.Option<string>
+  readonly grace: number
+}) =>
+  Effect.map(Processes.databaseUrl(flags.databaseUrl), (url) => ({
+    port: flags.port,
+    host: flags.host,
+    databaseUrl: url,
+    grace: Duration.millis(flags.grace)
+  }))
+
 const options = {
   seed: Options.integer("seed").pipe(
     withDefault(Workload.defaults.seed, "seed of every random choice: the same seed gives the same workload")
@@ -213,13 +230,10 @@ const writableDirectory = (flag: string, file: string) =>
   })
 
 const serveCommand = Command.make("serve", {
-  port: port(8080),
-  host,
-  databaseUrl,
+  ...processFlags(8080),
   strategy: Options.choice("strategy", ["lazydial", "latest"]).pipe(
     withDefault("lazydial" as const, "the turn path: lazydial (the persisted binding) or latest (a lookup every turn)")
   ),
-  grace,
   validationDelayMs: options.validationDelayMs,
   delayMode: options.delayMode,
   notices: options.notices,
@@ -227,13 +241,10 @@ const serveCommand = Command.make("serve", {
     withDefault(10_000, "how long a turn may take to connect to its agent")
   )
 }, (flags) =>
-  Effect.flatMap(Processes.databaseUrl(flags.databaseUrl), (url) =>
+  Effect.flatMap(processOptions(flags), (common) =>
     Processes.serve({
-      port: flags.port,
-      host: flags.host,
-      databaseUrl: url,
+      ...common,
       strategy: flags.strategy,
-      grace: Duration.millis(flags.grace),
       validationDelay: Duration.millis(flags.validationDelayMs),
       delayMode: flags.delayMode,
       notices: flags.notices === "on",
@@ -245,25 +256,19 @@ const serveCommand = Command.make("serve", {
   )
 
 const fleetCommand = Command.make("fleet", {
-  port: port(8090),
-  host,
-  databaseUrl,
-  grace,
+  ...processFlags(8090),
   workspaces: options.workspaces,
   seed: options.seed,
   rebuildRate: number("rebuild-rate", 0, 1000).pipe(
     withDefault(0, "workspace rebuilds per second over the fleet (0: only on POST /workspaces/:id/rebuild)")
   )
 }, (flags) =>
-  Effect.flatMap(Processes.databaseUrl(flags.databaseUrl), (url) =>
+  Effect.flatMap(processOptions(flags), (common) =>
     Processes.fleet({
-      port: flags.port,
-      host: flags.host,
-      databaseUrl: url,
+      ...common,
       workspaces: flags.workspaces,
       rebuildRate: flags.rebuildRate,
-      seed: flags.seed,
-      grace: Duration.millis(flags.grace)
+      seed: flags.seed
     }))).pipe(
     Command.withDescription("Runs the workspace agents and records their addresses and builds in the database.")
   )
