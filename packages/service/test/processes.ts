@@ -2,6 +2,11 @@
  * Real `serve` and `fleet` processes for the process tests (*.ci.test.ts):
  * started with `node --import tsx src/bin.ts`, their address read from the
  * first JSON line of stdout, stopped (and awaited) by `stopAll`.
+ *
+ * Real time is on purpose here, and only here: these tests drive real child
+ * processes and a real PostgreSQL (a 3 s outage, turns spread over it), which
+ * no TestClock reaches. They run in `.ci/run`, not in `pnpm test`, and every
+ * wait is bounded (60 s for an address, 30 s per psql call, 90 s per shell).
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
