@@ -300,6 +300,12 @@ const noticesSuite = <E>(
         const sql = yield* SqlClient.SqlClient
         yield* until(Effect.map(notices.status, (status) => status.listening))
         const queue = yield* notices.subscribe
+        const counted = Effect.all([
+          Metric.value(RebuildNotices.receivedTotal),
+          Metric.value(RebuildNotices.malformedTotal),
+          Metric.value(RebuildNotices.listeningGauge)
+        ]).pipe(Effect.map(([received, malformed, listening]) => [received.count, malformed.count, listening.value]))
+        const before = yield* counted
         const w = workspaceId()
         const first = build()
         yield* sql`SELECT pg_notify(${RebuildNotices.channel}, 'not a notice')`
@@ -309,6 +315,9 @@ const noticesSuite = <E>(
         assert.strictEqual(yield* directory.stopWorkspace(w, { buildId: stopped }), 2)
         const received = [(yield* Queue.take(queue)).notice, (yield* Queue.take(queue)).notice]
         assertEqual(received, [notice(w, 1, first), RebuildNotices.noticeOf(w, 2, stopped, Option.none())])
+        // the metrics an operator watches: two heard, two malformed, listening
+        const after = yield* counted
+        assertEqual([after[0]! - before[0]!, after[1]! - before[1]!, after[2]], [2, 2, 1])
         // a lookup answer is passed on too
         yield* directory.current(w)
         assertEqual((yield* Queue.take(queue)).notice, RebuildNotices.noticeOf(w, 2, stopped, Option.none()))
