@@ -133,7 +133,8 @@ export const make = (
     // A second subscription, only to learn that something was published: the
     // notices themselves are read from `queue` by `catchUp`, in order, so a
     // turn that asks never misses one that the fiber has taken but not yet
-    // applied.
+    // applied. Every catch-up empties it too: it never holds more than
+    // `queue`, and so never keeps the shared PubSub full.
     const doorbell = yield* notices.subscribe
     const runFork = yield* FiberSet.makeRuntime<never, void, never>()
     const entries = new Map<WorkspaceId, Entry>()
@@ -185,6 +186,7 @@ export const make = (
     const catchUp = Effect.uninterruptible(Effect.gen(function*() {
       const status = yield* notices.status
       const pending = yield* Queue.takeAll(queue)
+      yield* Queue.takeAll(doorbell)
       if (!status.listening) {
         entries.clear()
         session = -1
@@ -206,9 +208,7 @@ export const make = (
     }))
 
     // Reads notices as they are published, while a dial waits.
-    const read: Effect.Effect<void> = Effect.forever(
-      Effect.zipRight(Effect.zipRight(Queue.take(doorbell), Queue.takeAll(doorbell)), catchUp)
-    )
+    const read: Effect.Effect<void> = Effect.forever(Effect.zipRight(Queue.take(doorbell), catchUp))
 
     /** What the view knows of `workspaceId` for a chat bound to `bound` (None: a lazy bind). */
     const hint = (workspaceId: WorkspaceId, bound: Option.Option<CurrentAgent>): Effect.Effect<Hint> =>
