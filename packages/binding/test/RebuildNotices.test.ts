@@ -93,6 +93,14 @@ const recordingSignals = Layer.effectContext(
   })
 )
 
+/** A connector over `recordingSignals`, with `notices`. */
+const signalsLayer = <R>(notices: Layer.Layer<R>) =>
+  ChatConnector.layer().pipe(
+    Layer.provideMerge(recordingSignals),
+    Layer.provideMerge(Layer.mergeAll(BindingStore.layerMemory, notices)),
+    Layer.provideMerge(layerTest)
+  )
+
 describe("ChatConnector with a view of rebuild notices", () => {
   it.effect("switched_by_notice: a bound agent the view knows superseded dials the newer agent at once, 0 lookups, and persists it", () =>
     Effect.gen(function*() {
@@ -514,17 +522,9 @@ describe("A notice during a pending dial", () => {
       assert.strictEqual(connection.path, "switched")
       assert.strictEqual(connection.agentId, second.agentId)
       assertEqual(yield* signals, [false])
-    }).pipe(
-      Effect.provide(
-        ChatConnector.layer().pipe(
-          Layer.provideMerge(recordingSignals),
-          Layer.provideMerge(Layer.mergeAll(BindingStore.layerMemory, RebuildNotices.layerNone)),
-          Layer.provideMerge(layerTest)
-        )
-      )
-    ))
+    }).pipe(Effect.provide(signalsLayer(RebuildNotices.layerNone))))
 
-  it.effect("with a listening view, every dial of a bound agent is given the signal", () =>
+  it.effect("with a listening view, the dials of hot turns and lazy binds are given the signal", () =>
     Effect.gen(function*() {
       const connector = yield* ChatConnector.ChatConnector
       const agents = yield* TestAgents
@@ -532,17 +532,11 @@ describe("A notice during a pending dial", () => {
       const current = build()
       yield* agents.script(current.agentId, { result: "connect" })
       yield* publish(notice(w, 1, current))
-      yield* turnNow(connector.connect(yield* boundChat(w, current)))
-      assertEqual(yield* signals, [true])
-    }).pipe(
-      Effect.provide(
-        ChatConnector.layer().pipe(
-          Layer.provideMerge(recordingSignals),
-          Layer.provideMerge(Layer.mergeAll(BindingStore.layerMemory, RebuildNotices.layerMemory)),
-          Layer.provideMerge(layerTest)
-        )
-      )
-    ))
+      assert.strictEqual((yield* turnNow(connector.connect(yield* boundChat(w, current)))).path, "hot")
+      const lazy = (yield* BindingStore.BindingStore).createChat({ workspaceId: w })
+      assert.strictEqual((yield* turnNow(connector.connect((yield* lazy).chatId))).path, "lazy_bind")
+      assertEqual(yield* signals, [true, true])
+    }).pipe(Effect.provide(signalsLayer(RebuildNotices.layerMemory))))
 })
 
 /** The directory announces its writes, and a listener on the same database hears them. */
