@@ -211,3 +211,32 @@ describe("Html.page", () => {
     })
   })
 })
+
+describe("Render.text", () => {
+  const line = (text: string, label: string) => text.split("\n").filter((l) => l.trimStart().startsWith(label))
+
+  it("has a line for every way to connect, 0 included, and failures only when they happened", () => {
+    const quiet = withStrategies((s) => ({
+      ...s,
+      outcomes: { ...s.outcomes, switched_by_notice: 0, database_unavailable: 0 }
+    }))
+    const text = Render.text(quiet)
+    expect(line(text, "switched_by_notice ")).toEqual([expect.stringMatching(/^ {2}switched_by_notice +0 +0$/)])
+    expect(line(text, "database_unavailable")).toEqual([])
+  })
+
+  it("gives stopped-workspace turns their p50 and p99, and the turns after a rebuild their p99, per strategy", () => {
+    const text = Render.text(fixture)
+    const lines = text.split("\n")
+    const at = (label: string) => lines.findIndex((l) => l.startsWith(label))
+    const values = (l: string) => l.trim().split(/ {2,}/).slice(1)
+    const stopped = at("turns of stopped workspaces")
+    expect(values(lines[stopped + 1]!)).toEqual(fixture.strategies.map((s) => s.stoppedConnectP50Ms.toFixed(1)))
+    expect(values(lines[stopped + 2]!)).toEqual(fixture.strategies.map((s) => s.stoppedConnectP99Ms.toFixed(1)))
+    const after = at("turns within 1 s after a rebuild")
+    expect(after).toBeGreaterThan(0)
+    expect(values(lines[after]!)).toEqual(fixture.strategies.map((s) => String(s.afterRebuild.turns)))
+    expect(lines[after + 2]).toMatch(/^ {2}connect p99 \(ms\)/)
+    expect(values(lines[after + 2]!)).toEqual(fixture.strategies.map((s) => s.afterRebuild.p99.toFixed(1)))
+  })
+})
