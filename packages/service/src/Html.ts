@@ -446,7 +446,8 @@ at once and asks for the current agent only when that dial is still pending afte
 the delay before it switches. ${validated} of ${lazy.turns} lazydial turns (${percent(share)}) validated their binding
 (switched, confirmed, kept or retried)${
     share > 0.01 ? ", more than the 1% of turns the p99 looks at" : ""
-  }. The latest strategy pays a lookup on every turn instead, and never waits on a stale agent.</p>`
+  }. The latest strategy pays a lookup on every turn instead, and never waits on a stale agent. The strips below
+show each of these turns: a dot on the validation delay's line, just after a rebuild.</p>`
 }
 
 const numbersTable = (report: Report): string => {
