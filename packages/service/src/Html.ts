@@ -282,7 +282,7 @@ const delayStroke = `stroke="#d62728" stroke-width="1.5" stroke-dasharray="8,4"`
 
 const delayName = (report: Report) =>
   report.settings.delayMode === "adaptive"
-    ? `validation delay (learned, at most ${report.settings.validationDelayMs} ms)`
+    ? `validation delay (learned; starts at ${report.settings.validationDelayMs} ms)`
     : `validation delay (${report.settings.validationDelayMs} ms)`
 
 const turnTitle = (strategy: string, turn: StripTurn) =>

@@ -36,7 +36,7 @@ export const settingsLines = (report: Report): ReadonlyArray<string> => {
     `${s.workspaces} workspaces (${s.stoppedWorkspaces} stopped)`,
     `${s.turns} turns per chat, concurrency ${s.concurrency}, ${s.rebuildRate} rebuilds/s, ` +
     `validation delay ${
-      s.delayMode === "adaptive" ? `adaptive, at most ${s.validationDelayMs} ms` : `${s.validationDelayMs} ms`
+      s.delayMode === "adaptive" ? `adaptive, starting at ${s.validationDelayMs} ms` : `${s.validationDelayMs} ms`
     }, ` +
     `rebuild notices ${s.notices ? "on" : "off"}, dial timeout ${s.dialTimeoutMs} ms, database ${s.database}`
   ]

@@ -269,7 +269,7 @@ export const Settings = Schema.Struct({
   rebuildRate: Schema.Number,
   thinkMs: Schema.Number,
   validationDelayMs: Schema.Number,
-  /** `adaptive`: core's learned delay, at most `validationDelayMs`. */
+  /** `adaptive`: core's learned delay, starting at `validationDelayMs` (its range is `Service`'s). */
   delayMode: Schema.Literal(...LazyDial.delayModes),
   /** Rebuild notices (LISTEN/NOTIFY) on: turns switch or fail at once after a rebuild or stop. */
   notices: Schema.Boolean,
