@@ -45,6 +45,8 @@ interface Row {
   readonly stoppedP99: number
   readonly byNotice: number
   readonly switched: number
+  /** Turns of running workspaces that got no connection: their time is in no latency figure. */
+  readonly failed: number
 }
 
 const rows: Array<{ readonly lazydial: Row; readonly latest: Row }> = []
@@ -70,7 +72,8 @@ for (let run = 1; run <= runs; run++) {
       p99: s.latency.p99,
       stoppedP99: s.stoppedConnectP99Ms,
       byNotice: s.outcomes.switched_by_notice,
-      switched: s.outcomes.switched
+      switched: s.outcomes.switched,
+      failed: s.outcomes.timeout + s.outcomes.failed + s.outcomes.database_unavailable
     }
   }
   const lazydial = row("lazydial")
@@ -98,9 +101,10 @@ console.log(line([
   "p99 lazydial / latest (ms)",
   "p99 ratio",
   "stopped p99 lazydial / latest (ms)",
-  "by notice / switched"
+  "by notice / switched",
+  "failed turns lazydial / latest"
 ]))
-console.log(line(Array(8).fill("---")))
+console.log(line(Array(9).fill("---")))
 const cellsOf = (label: string, l: Row, t: Row, ratio: number) => [
   label,
   fixed(l.lookupsPerTurn, 3),
@@ -109,7 +113,8 @@ const cellsOf = (label: string, l: Row, t: Row, ratio: number) => [
   `${fixed(l.p99)} / ${fixed(t.p99)}`,
   fixed(ratio, 2),
   `${fixed(l.stoppedP99)} / ${fixed(t.stoppedP99)}`,
-  `${l.byNotice} / ${l.switched}`
+  `${l.byNotice} / ${l.switched}`,
+  `${fixed(l.failed, 0)} / ${fixed(t.failed, 0)}`
 ]
 rows.forEach(({ latest, lazydial }, i) =>
   console.log(line(cellsOf(String(i + 1), lazydial, latest, lazydial.p99 / latest.p99)))
@@ -122,7 +127,8 @@ const medianRow = (strategy: "lazydial" | "latest"): Row => ({
   p99: med((r) => r.p99, strategy),
   stoppedP99: med((r) => r.stoppedP99, strategy),
   byNotice: med((r) => r.byNotice, strategy),
-  switched: med((r) => r.switched, strategy)
+  switched: med((r) => r.switched, strategy),
+  failed: med((r) => r.failed, strategy)
 })
 const ratios = rows.map((r) => r.lazydial.p99 / r.latest.p99)
 console.log(line(cellsOf("**median**", medianRow("lazydial"), medianRow("latest"), median(ratios))))
