@@ -9,10 +9,9 @@ repo="$(cd "$here/../../.." && pwd)"
 if [ -z "${LAZYDIAL_TEST_DATABASE_URL:-}" ]; then
   exec bash "$repo/packages/binding/scripts/test-postgres.sh" --exec bash "$here/cluster-numbers.sh" "$@"
 fi
-psql="$LAZYDIAL_TEST_PSQL"
-"$psql" "$LAZYDIAL_TEST_DATABASE_URL" -Xq -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'"
-sh -c "$LAZYDIAL_TEST_PG_RESTART_COMMAND" >/dev/null
-"$psql" "$LAZYDIAL_TEST_DATABASE_URL" -Xq -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
+# shellcheck source=lib/pg-stat-statements.sh
+. "$here/lib/pg-stat-statements.sh"
+enable_pg_stat_statements
 cd "$repo/packages/service"
 for k in 1 2 4; do
   echo "== K=$k"

@@ -21,6 +21,43 @@ import type * as Effect from "effect/Effect"
 import * as internal from "./internal/cluster.js"
 
 /**
+ * The counters of `GET /metrics` that count a replica's latest-agent lookups.
+ * `directoryLookups` counts every lookup the process made, whoever asked
+ * (binding's lazy binds, core's validation, the `latest` strategy's turns);
+ * `directoryQueries` the SQL queries they took (concurrent lookups share
+ * one); `bindingLookups` and `coreLookups` split lazydial's by who asked.
+ * Declared once: the cluster and the process tests read the same names.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const lookupMetrics = {
+  directoryLookups: "lazydial_directory_lookups_total",
+  directoryQueries: "lazydial_directory_queries_total",
+  bindingLookups: "lazydial_binding_lookups_total",
+  coreLookups: "lazydial_lookups_total"
+} as const
+
+/**
+ * The sum of every series of a counter in Prometheus text; 0 when the
+ * process has not touched it yet (Effect registers a metric at its first use).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const counterTotal: (metricsText: string, name: string) => number = internal.counterTotal
+
+/**
+ * Whether a statement of `pg_stat_statements` is a latest-agent lookup: a
+ * SELECT on the builds table. The fleet's build write (an INSERT that reads
+ * the table for the next build number) is not one.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const isLookupStatement: (query: string) => boolean = internal.isLookupStatement
+
+/**
  * @since 0.1.0
  * @category models
  */

@@ -70,6 +70,20 @@ const request = (url: string, body?: unknown) =>
     catch: (cause) => new Error(`${url}: ${String(cause)}`)
   })
 
+export const counterTotal = (metricsText: string, name: string): number => {
+  let total = 0
+  for (const line of metricsText.split("\n")) {
+    // `name 3` or `name{labels} 3`; not `name_bucket`, nor HELP/TYPE comments
+    if (line.startsWith(name) && (line[name.length] === " " || line[name.length] === "{")) {
+      total += Number(line.slice(line.lastIndexOf(" ") + 1))
+    }
+  }
+  return total
+}
+
+export const isLookupStatement = (query: string): boolean =>
+  /^\s*SELECT\b/i.test(query) && /\blazydial_workspace_builds\b/.test(query)
+
 const quantile = (sorted: ReadonlyArray<number>, q: number) =>
   sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!
 
