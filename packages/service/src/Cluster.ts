@@ -5,8 +5,16 @@
  * turn on each replica (the warm-up, not measured), then drives the measured turns over HTTP:
  * every (chat, turn) pair in a seeded order, at most `concurrency` at a time,
  * turn t of chat c on replica (c + t) mod K, so one chat's turns go to every
- * replica, some of them at the same moment. No rebuilds happen while it
- * measures, so every measured turn is a steady-state turn.
+ * replica, some of them at the same moment. This first phase has no
+ * rebuilds, so every turn of it is a steady-state turn. With `rebuildRate`
+ * above 0, a second phase of as many turns follows on the same processes
+ * while the cluster rebuilds workspaces through the fleet's API (a seeded
+ * workspace and mode every `1 / rebuildRate` s): the phase where rebuild
+ * notices, which travel between replicas through PostgreSQL, matter.
+ *
+ * Lookups are counted twice: by every replica's own counters (`/metrics`,
+ * `lookupMetrics`) and at the database (the lookup statements of
+ * `pg_stat_statements`, less the fleet's own reads before its rebuilds).
  *
  * SQL statements per turn are measured at the database with
  * `pg_stat_statements` (reset after the warm-up) when the server has it; the
@@ -17,6 +25,7 @@
  * @since 0.1.0
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
+import type { LazyDial } from "@lazydial/core"
 import type * as Effect from "effect/Effect"
 import * as internal from "./internal/cluster.js"
 
@@ -31,12 +40,12 @@ import * as internal from "./internal/cluster.js"
  * @since 0.1.0
  * @category metrics
  */
-export const lookupMetrics = {
-  directoryLookups: "lazydial_directory_lookups_total",
-  directoryQueries: "lazydial_directory_queries_total",
-  bindingLookups: "lazydial_binding_lookups_total",
-  coreLookups: "lazydial_lookups_total"
-} as const
+export const lookupMetrics: {
+  readonly directoryLookups: string
+  readonly directoryQueries: string
+  readonly bindingLookups: string
+  readonly coreLookups: string
+} = internal.lookupMetrics
 
 /**
  * The sum of every series of a counter in Prometheus text; 0 when the
@@ -70,6 +79,12 @@ export interface ClusterOptions {
   readonly concurrency: number
   readonly seed: number
   readonly validationDelayMs: number
+  /** Passed to every replica (`serve --delay-mode`). */
+  readonly delayMode: typeof LazyDial.delayModes[number]
+  /** Passed to every replica (`serve --notices on|off`). */
+  readonly notices: boolean
+  /** Rebuilds per second during the second measured phase; 0: no such phase. */
+  readonly rebuildRate: number
 }
 
 /**
@@ -91,8 +106,9 @@ export interface ReplicaFigures {
  * @since 0.1.0
  * @category models
  */
-export interface StrategyFigures {
-  readonly strategy: "lazydial" | "latest"
+export interface PhaseFigures {
+  /** `steady`: no rebuilds while measured; `rebuilds`: the fleet rebuilt workspaces meanwhile. */
+  readonly phase: "steady" | "rebuilds"
   readonly turns: number
   readonly ok: number
   readonly databaseUnavailable: number
@@ -101,12 +117,35 @@ export interface StrategyFigures {
   readonly turnsPerSecond: number
   readonly p50Ms: number
   readonly p99Ms: number
+  /** Rebuilds the fleet made while this phase ran (and the ones it refused). */
+  readonly rebuilds: number
+  readonly rebuildsFailed: number
+  /** Successful turns by the outcome the replica answered (`fast`, `switched_by_notice`, ...). */
+  readonly outcomes: Readonly<Record<string, number>>
+  /** Failed turns by HTTP status and reason (`503 timeout`, ...), or `no answer`. */
+  readonly failures: Readonly<Record<string, number>>
+  readonly switchedByNotice: number
+  /** Lookups per turn by the replicas' own counters (`lookupMetrics.directoryLookups`, summed). */
+  readonly replicaLookupsPerTurn: number
+  /** The SQL queries those lookups took, per turn (concurrent lookups share one). */
+  readonly replicaQueriesPerTurn: number
   /** null: pg_stat_statements is not available. */
   readonly statementsPerTurn: number | null
-  /** Statements on the builds table (the latest-agent lookup) per turn. */
+  /** Lookup statements (`isLookupStatement`) per turn at the database, less the fleet's. */
   readonly lookupsPerTurn: number | null
   readonly byStatement: ReadonlyArray<{ readonly statement: string; readonly perTurn: number }>
   readonly replicas: ReadonlyArray<ReplicaFigures>
+}
+
+/**
+ * A strategy's steady phase, and its phase with rebuilds when one ran.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StrategyFigures extends PhaseFigures {
+  readonly strategy: "lazydial" | "latest"
+  readonly withRebuilds: PhaseFigures | null
 }
 
 /**
@@ -120,6 +159,10 @@ export interface ClusterReport {
   readonly concurrency: number
   readonly workspaces: number
   readonly seed: number
+  readonly validationDelayMs: number
+  readonly delayMode: typeof LazyDial.delayModes[number]
+  readonly notices: boolean
+  readonly rebuildRate: number
   readonly statements: string
   readonly strategies: ReadonlyArray<StrategyFigures>
 }

@@ -57,6 +57,27 @@ describe("lazydial-service", () => {
     expect(result.stdout).not.toMatch(/--completions|--log-level|--wizard/)
   }, 30_000)
 
+  it(
+    "cluster takes serve's --notices and --delay-mode (same choices, same defaults) and its own --rebuild-rate",
+    () => {
+      const help = (command: string) => {
+        const result = run([command, "--help"])
+        expect(result.status).toBe(0)
+        // one entry per flag: its name and choices, then its description line
+        return result.stdout.split(/\n(?=\S)/).filter((entry) => /^--(notices|delay-mode)/.test(entry)).join("\n")
+      }
+      const cluster = help("cluster")
+      expect(cluster).toContain("(default: on)")
+      expect(cluster).toContain("(default: fixed)")
+      expect(cluster).toEqual(help("serve"))
+      const bad = run(["cluster", "--database-url", "postgres://127.0.0.1:1/x", "--delay-mode", "sometimes"])
+      expect(bad.status).toBe(2)
+      expect(bad.stdout).toBe("")
+      expect(run(["cluster", "--help"]).stdout).toContain("during a second measured phase (0: only the steady phase")
+    },
+    60_000
+  )
+
   it("the ETA waits for a first turn, then extrapolates the strategy's rate, and restarts with each strategy", () => {
     const eta = makeEta()
     expect(eta({ strategy: "lazydial", turns: 0, totalTurns: 100 }, 0)).toBe("ETA …")
