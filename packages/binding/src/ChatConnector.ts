@@ -23,8 +23,16 @@
  * but only for a lazy bind or a chat bound to a build the view saw
  * superseded (a chat bound to a build the view never saw may be newer than
  * the view, and takes the lazy path), and only within 30 seconds of the stop
- * being heard or confirmed, since a stop makes no dial that could correct it. When listening stops, or starts a new
- * session, the view forgets everything and every turn validates lazily.
+ * being heard or confirmed, since a stop makes no dial that could correct
+ * it. When listening stops, or starts a new session, the view forgets
+ * everything and every turn validates lazily.
+ *
+ * With a listening view, every dial is given core's `validateNow` signal: a
+ * notice (or an observed lookup answer) saying the dialed build was
+ * superseded, or its workspace stopped, while the dial is pending ends the
+ * validation delay at once. Core's lookup and the identity handshake still
+ * decide, and the write stays conditional. Without a listening view no
+ * signal is passed, and core behaves as without notices.
  *
  * A conditional write that loses to a concurrent writer (a workspace change, or
  * another replica's repair) writes nothing and is counted as `repair_lost`. A

@@ -28,11 +28,13 @@ import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type * as Metric from "effect/Metric"
 import type * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import type * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import { Listener } from "./Database.js"
+import * as noticeMetrics from "./internal/noticeMetrics.js"
 import * as internal from "./internal/notices.js"
 
 /**
@@ -187,3 +189,36 @@ export const layerMemory: Layer.Layer<RebuildNotices | MemoryNotices> = Layer.ef
     return Context.make(RebuildNotices, service).pipe(Context.add(MemoryNotices, control))
   })
 )
+
+/**
+ * 1 while this process listens for notices (`layerSql`), else 0. While 0,
+ * every connector has forgotten its view and turns validate lazily.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const listeningGauge: Metric.Metric.Gauge<number> = noticeMetrics.listening
+
+/**
+ * LISTEN sessions started; each one after the first is a reconnect.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const sessionsTotal: Metric.Metric.Counter<number> = noticeMetrics.sessions
+
+/**
+ * Notices received from the database and decoded.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const receivedTotal: Metric.Metric.Counter<number> = noticeMetrics.received
+
+/**
+ * Payloads on the channel that did not decode, and were ignored.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const malformedTotal: Metric.Metric.Counter<number> = noticeMetrics.malformed

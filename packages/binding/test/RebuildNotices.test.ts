@@ -12,6 +12,7 @@ import * as PgDatabase from "@lazydial/binding/PgDatabase"
 import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
 import { AgentLookup, type CurrentAgent, LazyDial, NoCurrentAgent, type WorkspaceId } from "@lazydial/core"
 import { assertEqual, layerTest, TestAgents } from "@lazydial/core/testing"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FastCheck from "effect/FastCheck"
@@ -20,8 +21,11 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
+import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
+import * as internalConnector from "../src/internal/connector.js"
+import * as internalView from "../src/internal/view.js"
 import { boundChat, build, drive, onPostgres, until, workspaceId } from "./fixtures.js"
 
 const connectorLayer = (options: Parameters<typeof ChatConnector.layer>[0] = {}) =>
@@ -69,6 +73,33 @@ const turnNow = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) =>
     assert.isTrue(Option.isSome(exit), "the turn waited for the clock")
     return yield* Fiber.join(fiber)
   })
+
+/** Whether each dial was given an early-validation signal. */
+class Signals extends Context.Tag("test/Signals")<Signals, Ref.Ref<ReadonlyArray<boolean>>>() {}
+
+const signals = Effect.flatMap(Signals, Ref.get)
+
+/** `LazyDial` with a 5 s delay that records, per dial, whether it was given `validateNow`. */
+const recordingSignals = Layer.effectContext(
+  Effect.gen(function*() {
+    const lazyDial = yield* LazyDial.make({ delay: "5 seconds" })
+    const seen = yield* Ref.make<ReadonlyArray<boolean>>([])
+    const recording = LazyDial.LazyDial.of({
+      ...lazyDial,
+      dial: (binding) =>
+        Effect.zipRight(Ref.update(seen, (s) => [...s, binding.validateNow !== undefined]), lazyDial.dial(binding))
+    })
+    return Context.make(LazyDial.LazyDial, recording).pipe(Context.add(Signals, seen))
+  })
+)
+
+/** A connector over `recordingSignals`, with `notices`. */
+const signalsLayer = <R>(notices: Layer.Layer<R>) =>
+  ChatConnector.layer().pipe(
+    Layer.provideMerge(recordingSignals),
+    Layer.provideMerge(Layer.mergeAll(BindingStore.layerMemory, notices)),
+    Layer.provideMerge(layerTest)
+  )
 
 describe("ChatConnector with a view of rebuild notices", () => {
   it.effect("switched_by_notice: a bound agent the view knows superseded dials the newer agent at once, 0 lookups, and persists it", () =>
@@ -281,6 +312,233 @@ describe("ChatConnector with a view of rebuild notices", () => {
     ))
 })
 
+/**
+ * A connector whose view the test can see (its pending waiters), built from
+ * the internal modules on the Layers of `connectorLayer`.
+ */
+const withView = Effect.gen(function*() {
+  const view = yield* internalView.make(yield* RebuildNotices.RebuildNotices, 100)
+  const connector = yield* internalConnector.make({
+    dialTimeout: ChatConnector.defaultDialTimeout,
+    maxInFlight: ChatConnector.defaultMaxInFlight,
+    store: yield* BindingStore.BindingStore,
+    lazyDial: yield* LazyDial.LazyDial,
+    lookup: yield* AgentLookup.AgentLookup,
+    view
+  })
+  return { connector, view }
+})
+
+/** Lets every fiber that can run, run, without moving the clock; then the fiber's exit, if it has one. */
+const pollAfterYields = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 50; i++) yield* Effect.yieldNow()
+    return yield* Fiber.poll(fiber)
+  })
+
+/** Lets other fibers run, without moving the clock, until `condition` holds (at most 50 yields). */
+const yieldUntil = (condition: Effect.Effect<boolean>) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 50 && !(yield* condition); i++) yield* Effect.yieldNow()
+  })
+
+/** The turn ended 1 ms after the notice, far inside the 5 s validation delay. */
+const endsWithin1ms = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) =>
+  Effect.gen(function*() {
+    yield* TestClock.adjust("1 millis")
+    const exit = yield* pollAfterYields(fiber)
+    assert.isTrue(Option.isSome(exit), "the turn still waits for the validation delay")
+    return Option.getOrThrow(exit)
+  })
+
+/** A chat bound to `first`, whose build the view knows; its turn is pending on the hanging agent. */
+const pendingTurn = Effect.gen(function*() {
+  const built = yield* withView
+  const { first, second, workspaceId: w } = yield* rebuilt
+  yield* publish(notice(w, 1, first))
+  const chatId = yield* boundChat(w, first)
+  const fiber = yield* Effect.fork(Effect.scoped(built.connector.connect(chatId)))
+  assert.isTrue(Option.isNone(yield* pollAfterYields(fiber)), "the dial of the hanging agent is pending")
+  assert.strictEqual(yield* built.view.waiters, 1)
+  return { ...built, chatId, fiber, first, second, workspaceId: w }
+})
+
+describe("A notice during a pending dial", () => {
+  it.scoped("switched: a notice of a newer build ends the validation delay at once; the lookup switches and the write is conditional", () =>
+    Effect.gen(function*() {
+      const store = yield* BindingStore.BindingStore
+      const { chatId, fiber, second, view, workspaceId: w } = yield* pendingTurn
+      yield* publish(notice(w, 2, second))
+      const exit = yield* endsWithin1ms(fiber)
+      assert.isTrue(Exit.isSuccess(exit))
+      const connection = Exit.isSuccess(exit) ? exit.value : undefined
+      assert.strictEqual(connection?.path, "switched")
+      assert.strictEqual(connection?.outcome, "switched")
+      assert.strictEqual(connection?.agentId, second.agentId)
+      assert.strictEqual(connection?.write, "recorded")
+      assertEqual((yield* store.get(chatId)).agentId, Option.some(second.agentId))
+      assertEqual((yield* store.get(chatId)).buildId, Option.some(second.buildId))
+      assert.strictEqual(yield* lookupCount, 1)
+      assert.strictEqual(yield* view.waiters, 0)
+    }).pipe(Effect.provide(connectorLayer())))
+
+  it.scoped("stopped: a stop notice ends the validation delay at once with NoCurrentAgent", () =>
+    Effect.gen(function*() {
+      const agents = yield* TestAgents
+      const { fiber, view, workspaceId: w } = yield* pendingTurn
+      yield* agents.setCurrent(w, Option.none())
+      yield* publish(notice(w, 2, undefined))
+      assertEqual(yield* endsWithin1ms(fiber), Exit.fail(new NoCurrentAgent({ workspaceId: w })))
+      assert.strictEqual(yield* view.waiters, 0)
+    }).pipe(Effect.provide(connectorLayer())))
+
+  it.scoped("a notice that arrived between the turn's hint and its dial ends the delay at once too", () =>
+    Effect.gen(function*() {
+      const memory = yield* RebuildNotices.MemoryNotices
+      const lazyDial = yield* LazyDial.LazyDial
+      const view = yield* internalView.make(yield* RebuildNotices.RebuildNotices, 100)
+      const { first, second, workspaceId: w } = yield* rebuilt
+      yield* publish(notice(w, 1, first))
+      const chatId = yield* boundChat(w, first)
+      // the notice is published after the turn has read the view (its hint), before the dial asks for the signal
+      const connector = yield* internalConnector.make({
+        dialTimeout: ChatConnector.defaultDialTimeout,
+        maxInFlight: ChatConnector.defaultMaxInFlight,
+        store: yield* BindingStore.BindingStore,
+        lazyDial: LazyDial.LazyDial.of({
+          ...lazyDial,
+          dial: (binding) => Effect.zipRight(memory.publish(notice(w, 2, second)), lazyDial.dial(binding))
+        }),
+        lookup: yield* AgentLookup.AgentLookup,
+        view
+      })
+      const fiber = yield* Effect.fork(Effect.scoped(connector.connect(chatId)))
+      const exit = yield* pollAfterYields(fiber)
+      assert.isTrue(Option.isSome(exit), "the turn waited for the validation delay")
+      assert.strictEqual(
+        Option.isSome(exit) && Exit.isSuccess(exit.value) ? exit.value.value.path : undefined,
+        "switched"
+      )
+      assert.strictEqual(yield* view.waiters, 0)
+    }).pipe(Effect.provide(connectorLayer())))
+
+  it.scoped("a notice of another workspace does not wake the dial: it waits out the validation delay", () =>
+    Effect.gen(function*() {
+      const { fiber, second, view } = yield* pendingTurn
+      const other = workspaceId()
+      yield* publish(notice(other, 1, build()), notice(other, 2, build()), notice(other, 3, undefined))
+      yield* TestClock.adjust("1 millis")
+      assert.isTrue(Option.isNone(yield* pollAfterYields(fiber)), "woken by another workspace's notice")
+      assert.strictEqual(yield* view.waiters, 1)
+      yield* TestClock.adjust("5 seconds")
+      const connection = yield* Fiber.join(fiber)
+      assert.strictEqual(connection.path, "switched")
+      assert.strictEqual(connection.agentId, second.agentId)
+      assert.strictEqual(yield* view.waiters, 0)
+    }).pipe(Effect.provide(connectorLayer())))
+
+  it.scoped("a listener drop and a new session forget the view but wake nobody; the dial waits out the delay", () =>
+    Effect.gen(function*() {
+      const memory = yield* RebuildNotices.MemoryNotices
+      const { fiber, second, view, workspaceId: w } = yield* pendingTurn
+      yield* memory.setListening(false)
+      yield* memory.setListening(true)
+      // in the new session the view never saw the bound build: this notice does not judge it
+      yield* publish(notice(w, 2, second))
+      yield* TestClock.adjust("1 millis")
+      assert.isTrue(Option.isNone(yield* pollAfterYields(fiber)), "woken by a forgotten view")
+      assert.strictEqual(yield* view.waiters, 1)
+      yield* TestClock.adjust("5 seconds")
+      assert.strictEqual((yield* Fiber.join(fiber)).path, "switched")
+      assert.strictEqual(yield* view.waiters, 0)
+    }).pipe(Effect.provide(connectorLayer())))
+
+  it.scoped(
+    "waiters do not leak: after 1,000 settled turns (fast, woken, timed out by the delay, interrupted) none is left",
+    () =>
+      Effect.gen(function*() {
+        const agents = yield* TestAgents
+        const { connector, view } = yield* withView
+        const w = workspaceId()
+        let order = 0
+        let current = build()
+        yield* agents.setCurrent(w, Option.some(current))
+        yield* agents.script(current.agentId, { result: "connect" })
+        yield* publish(notice(w, ++order, current))
+        const chatId = yield* boundChat(w, current)
+        const settledWaiters = Effect.zipRight(yieldUntil(Effect.map(view.waiters, (n) => n === 0)), view.waiters)
+        for (let i = 0; i < 1_000; i++) {
+          // 700 fast, 190 woken by a notice, 100 interrupted, 10 ended by the delay (TestClock.adjust is slow)
+          const kind = i % 100 === 99 ? "delay" : i % 10 === 8 ? "interrupted" : i % 10 >= 7 ? "notice" : "fast"
+          if (kind === "fast") {
+            // the dial settles first: its signal is cancelled, registered or not
+            assert.strictEqual((yield* Effect.scoped(connector.connect(chatId))).path, "hot")
+          } else {
+            // the bound agent hangs; a rebuild's notice, the delay, or the caller ends the turn
+            const next = build()
+            yield* agents.script(current.agentId, { result: "hang" })
+            yield* agents.script(next.agentId, { result: "connect" })
+            yield* agents.setCurrent(w, Option.some(next))
+            const fiber = yield* Effect.fork(Effect.scoped(connector.connect(chatId)))
+            yield* yieldUntil(Effect.map(view.waiters, (n) => n === 1))
+            assert.strictEqual(yield* view.waiters, 1, `turn ${i} is not waiting`)
+            if (kind === "notice") {
+              yield* publish(notice(w, ++order, next))
+              yield* yieldUntil(Effect.map(Fiber.poll(fiber), Option.isSome))
+              const exit = yield* Fiber.poll(fiber)
+              assert.isTrue(Option.isSome(exit) && Exit.isSuccess(exit.value), `turn ${i} was not woken`)
+              current = next
+            } else if (kind === "delay") {
+              // the notice is lost: the delay ends the wait, and the view learns the
+              // build from the lookup's answer, as the directory passes it on
+              yield* TestClock.adjust("5 seconds")
+              assert.strictEqual((yield* Fiber.join(fiber)).path, "switched")
+              yield* publish(notice(w, ++order, next))
+              current = next
+            } else {
+              yield* Fiber.interrupt(fiber)
+              yield* agents.setCurrent(w, Option.some(current))
+              yield* agents.script(current.agentId, { result: "connect" })
+            }
+          }
+          // checked after every turn: a leftover waiter could be woken, and so
+          // removed, by a later notice, and hide the leak by the end
+          assert.strictEqual(yield* settledWaiters, 0, `turn ${i} (${kind}) left a waiter`)
+        }
+      }).pipe(Effect.provide(connectorLayer())),
+    { timeout: 60_000 }
+  )
+
+  it.effect("layerNone: no signal is passed, and the same hanging dial waits out the whole delay (today's behaviour)", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const { first, second, workspaceId: w } = yield* rebuilt
+      const chatId = yield* boundChat(w, first)
+      const fiber = yield* Effect.fork(Effect.scoped(connector.connect(chatId)))
+      yield* TestClock.adjust("4999 millis")
+      assert.isTrue(Option.isNone(yield* pollAfterYields(fiber)), "the dial did not wait the delay")
+      yield* TestClock.adjust("1 millis")
+      const connection = yield* Fiber.join(fiber)
+      assert.strictEqual(connection.path, "switched")
+      assert.strictEqual(connection.agentId, second.agentId)
+      assertEqual(yield* signals, [false])
+    }).pipe(Effect.provide(signalsLayer(RebuildNotices.layerNone))))
+
+  it.effect("with a listening view, the dials of hot turns and lazy binds are given the signal", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const agents = yield* TestAgents
+      const w = workspaceId()
+      const current = build()
+      yield* agents.script(current.agentId, { result: "connect" })
+      yield* publish(notice(w, 1, current))
+      assert.strictEqual((yield* turnNow(connector.connect(yield* boundChat(w, current)))).path, "hot")
+      const lazy = (yield* BindingStore.BindingStore).createChat({ workspaceId: w })
+      assert.strictEqual((yield* turnNow(connector.connect((yield* lazy).chatId))).path, "lazy_bind")
+      assertEqual(yield* signals, [true, true])
+    }).pipe(Effect.provide(signalsLayer(RebuildNotices.layerMemory))))
+})
+
 /** The directory announces its writes, and a listener on the same database hears them. */
 const noticesSuite = <E>(
   name: string,
@@ -300,6 +558,12 @@ const noticesSuite = <E>(
         const sql = yield* SqlClient.SqlClient
         yield* until(Effect.map(notices.status, (status) => status.listening))
         const queue = yield* notices.subscribe
+        const counted = Effect.all([
+          Metric.value(RebuildNotices.receivedTotal),
+          Metric.value(RebuildNotices.malformedTotal),
+          Metric.value(RebuildNotices.listeningGauge)
+        ]).pipe(Effect.map(([received, malformed, listening]) => [received.count, malformed.count, listening.value]))
+        const before = yield* counted
         const w = workspaceId()
         const first = build()
         yield* sql`SELECT pg_notify(${RebuildNotices.channel}, 'not a notice')`
@@ -309,6 +573,9 @@ const noticesSuite = <E>(
         assert.strictEqual(yield* directory.stopWorkspace(w, { buildId: stopped }), 2)
         const received = [(yield* Queue.take(queue)).notice, (yield* Queue.take(queue)).notice]
         assertEqual(received, [notice(w, 1, first), RebuildNotices.noticeOf(w, 2, stopped, Option.none())])
+        // the metrics an operator watches: two heard, two malformed, listening
+        const after = yield* counted
+        assertEqual([after[0]! - before[0]!, after[1]! - before[1]!, after[2]], [2, 2, 1])
         // a lookup answer is passed on too
         yield* directory.current(w)
         assertEqual((yield* Queue.take(queue)).notice, RebuildNotices.noticeOf(w, 2, stopped, Option.none()))

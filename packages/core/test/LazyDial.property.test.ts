@@ -1,7 +1,9 @@
 /**
  * Compares dialWithLazyValidation with a small model of the outcome table,
- * over random latencies, outcomes, interruptibility, delays and caller
- * interruption times, and checks the connection ledger after every run.
+ * over random latencies, outcomes, interruptibility, delays, caller
+ * interruption times and early-validation signals (a rebuild notice that
+ * arrives while the bound agent is pending), and checks the connection ledger
+ * after every run.
  *
  * Times are spread over distinct residues (mod 8) so that no two events fall
  * on the same millisecond: the table says nothing about ties.
@@ -10,6 +12,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { AgentDialer, AgentLookup, LazyDial } from "@lazydial/core"
 import { assertEqual, currentAgent, make as makeKit } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FastCheck from "effect/FastCheck"
@@ -37,6 +40,8 @@ interface Scenario {
   readonly lookupFails: boolean
   readonly current: "A" | "B" | "none"
   readonly interruptAt: number | undefined
+  /** When the `validateNow` signal fires; undefined: the call passes no signal. */
+  readonly signalAt: number | undefined
 }
 
 type Expected =
@@ -61,8 +66,16 @@ const scenario: FastCheck.Arbitrary<Scenario> = FastCheck.record({
   lookupLatency: FastCheck.nat(20).map((n) => 8 * n),
   lookupFails: FastCheck.boolean(),
   current: FastCheck.constantFrom("A" as const, "B" as const, "none" as const),
-  interruptAt: FastCheck.option(FastCheck.nat(120).map((n) => 8 * n + 5), { nil: undefined })
+  interruptAt: FastCheck.option(FastCheck.nat(120).map((n) => 8 * n + 5), { nil: undefined }),
+  signalAt: FastCheck.option(FastCheck.nat(60).map((n) => 8 * n + 3), { nil: undefined })
 })
+
+/**
+ * When the binding is validated if the bound agent is still pending: at the
+ * delay, or earlier when the signal fires first. A signal never changes the
+ * table otherwise.
+ */
+const validatesAt = (s: Scenario): number => s.signalAt === undefined ? s.delay : Math.min(s.delay, s.signalAt)
 
 /** The outcome table, as a function of the scenario. */
 const model = (s: Scenario): Expected => {
@@ -72,7 +85,7 @@ const model = (s: Scenario): Expected => {
       : d.result === "connect"
       ? { _tag: "Success", outcome, agent, at: start + d.latency }
       : { _tag: "Failure", error: "AgentDialError", at: start + d.latency }
-  const aDone = s.a.result !== "hang" && (s.a.latency === 0 || s.a.latency < s.delay)
+  const aDone = s.a.result !== "hang" && (s.a.latency === 0 || s.a.latency < validatesAt(s))
   let expected: Expected
   if (aDone && s.a.result === "connect") {
     expected = { _tag: "Success", outcome: "fast", agent: "A", at: s.a.latency }
@@ -86,7 +99,7 @@ const model = (s: Scenario): Expected => {
       ? settle(s.retry, answered, "retried", "A")
       : settle(s.b, answered, "switched", "B")
   } else {
-    const answered = s.delay + s.lookupLatency
+    const answered = validatesAt(s) + s.lookupLatency
     const keepA = (outcome: string): Expected => {
       const a = settle(s.a, 0, outcome, "A")
       return a._tag === "Pending" ? a : { ...a, at: Math.max(a.at, answered) }
@@ -129,9 +142,14 @@ const start = (s: Scenario) =>
       Effect.provideService(AgentLookup.AgentLookup, kit)
     )
     const scope = yield* Scope.make()
+    const signal = yield* Deferred.make<void>()
+    if (s.signalAt !== undefined) {
+      yield* Effect.fork(Effect.zipRight(Effect.sleep(s.signalAt), Deferred.succeed(signal, undefined)))
+    }
+    const validateNow = s.signalAt === undefined ? undefined : Deferred.await(signal)
     const fiber = yield* Effect.fork(
       Effect.zip(
-        Effect.exit(Scope.extend(service.dial({ agentId: A, workspaceId: W }), scope)),
+        Effect.exit(Scope.extend(service.dial({ agentId: A, workspaceId: W, validateNow }), scope)),
         TestClock.currentTimeMillis
       )
     )
@@ -191,11 +209,12 @@ const check = (
     assert.isAtMost(dials.length, 2)
     assert.isAtMost(lookups.length, 1)
     if (expected._tag === "Success" && expected.outcome === "fast") assert.strictEqual(lookups.length, 0)
-    if (lookups.length === 1 && s.a.latency < s.delay && s.a.result === "fail") {
+    const validateAt = validatesAt(s)
+    if (lookups.length === 1 && s.a.latency < validateAt && s.a.result === "fail") {
       assert.strictEqual(lookups[0]!.at, s.a.latency, "a fast failure is validated at once")
     }
-    if (lookups.length === 1 && !(s.a.latency < s.delay) && !(s.a.latency === 0 && s.a.result !== "hang")) {
-      assert.strictEqual(lookups[0]!.at, s.delay, "a slow dial is validated at exactly the delay")
+    if (lookups.length === 1 && !(s.a.latency < validateAt) && !(s.a.latency === 0 && s.a.result !== "hang")) {
+      assert.strictEqual(lookups[0]!.at, validateAt, "a slow dial is validated at the delay, or at the signal if first")
     }
 
     // The ledger: every connection but the accepted one was released once, as
@@ -203,7 +222,7 @@ const check = (
     // the lookup runs is abandoned when the lookup names another agent); the
     // accepted one is released when the turn ends.
     const interrupted = interruptedAt ?? Infinity
-    const firstAbandonedAt = Math.min(interrupted, s.delay + s.lookupLatency)
+    const firstAbandonedAt = Math.min(interrupted, validateAt + s.lookupLatency)
     for (const entry of yield* agents.ledger) {
       if (entry.connectionId === accepted) {
         assertEqual(entry.releasedAt, [], "the accepted connection lives until the turn ends")
@@ -275,7 +294,8 @@ describe("dialWithLazyValidation against the model", () => {
       lookupLatency: 8,
       lookupFails: false,
       current: "B",
-      interruptAt: undefined
+      interruptAt: undefined,
+      signalAt: undefined
     }
     assertEqual(model(base), { _tag: "Success", outcome: "fast", agent: "A", at: 9 })
     assertEqual(model({ ...base, a: { ...base.a, latency: 161 } }), {
@@ -290,5 +310,14 @@ describe("dialWithLazyValidation against the model", () => {
       agent: "A",
       at: 19
     })
+    // a notice at 43 ends the wait for the hung A: B is looked up then, not at the delay
+    assertEqual(model({ ...base, a: { ...base.a, result: "hang" }, signalAt: 43 }), {
+      _tag: "Success",
+      outcome: "switched",
+      agent: "B",
+      at: 61
+    })
+    // a signal after A answered changes nothing
+    assertEqual(model({ ...base, signalAt: 11 }), model(base))
   })
 })

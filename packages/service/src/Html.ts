@@ -1,14 +1,24 @@
 /**
- * The report as a self-contained HTML page: headline figures, two inline SVG
- * charts (lookups per turn over time for both strategies, and the connect
- * latency distribution), why the tails differ, and the numbers as a table.
+ * The report as a self-contained HTML page: headline figures, inline SVG
+ * charts (lookups per turn over time for both strategies, a strip of every
+ * turn's connect latency around the rebuilds for each strategy, and the
+ * connect latency distribution), why the tails differ, and the numbers as a
+ * table.
  * No script, no external resource. The page is checked in headless Chromium
  * at 1280 and 390 px (test/Report.browser.ci.ts, docs/development.md).
  *
  * @since 0.1.0
  */
+import { retireModes } from "./Fleet.js"
 import * as Render from "./Render.js"
-import type { Report, StrategyReport } from "./Report.js"
+import {
+  type OutcomeName,
+  outcomeNames,
+  type Report,
+  type StrategyReport,
+  stripLimit,
+  type StripTurn
+} from "./Report.js"
 
 const colors: Record<StrategyReport["strategy"], string> = { lazydial: "#1f77b4", latest: "#d62728" }
 
@@ -32,6 +42,23 @@ const niceTicks = (max: number, count = 4): ReadonlyArray<number> => {
   const step = [1, 2, 2.5, 5, 10].map((m) => m * magnitude).find((s) => s >= raw * (1 - 1e-9)) ?? 10 * magnitude
   const steps = Math.max(1, Math.ceil(max / step - 1e-9))
   return Array.from({ length: steps + 1 }, (_, i) => Number((i * step).toPrecision(12)))
+}
+
+/** One color per outcome; the type makes a new outcome name fail to compile until it has one. */
+const outcomeColors: Record<OutcomeName, string> = {
+  fast: "#1f77b4",
+  confirmed: "#17becf",
+  lookup_failed_kept: "#9467bd",
+  // the path that waits out the validation delay: the color a reader looks for
+  switched: "#ff7f0e",
+  retried: "#bcbd22",
+  lazy_bind: "#8c564b",
+  switched_by_notice: "#2ca02c",
+  direct: "#5254a3",
+  no_agent: "#7f7f7f",
+  timeout: "#d62728",
+  failed: "#000000",
+  database_unavailable: "#e377c2"
 }
 
 const percent = (share: number) => `${Number((share * 100).toFixed(1))}%`
@@ -209,6 +236,177 @@ const latencyChart = (strategies: ReadonlyArray<StrategyReport>): string => {
   }, strategyLegend(strategies))
 }
 
+/**
+ * A power of ten at or below `value` (0.1 ms at least: faster connects are
+ * drawn on the bottom line), and one at or above.
+ */
+const decadeBelow = (value: number) => 10 ** Math.floor(Math.log10(Math.max(0.1, value)))
+const decadeAbove = (value: number) => 10 ** Math.ceil(Math.log10(Math.max(0.1, value)))
+
+const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`
+
+/** The axes both strips share, so that the two strategies can be read against each other. */
+const stripScale = (report: Report) => {
+  const turns = report.strategies.flatMap((s) => s.strip.turns)
+  const connects = turns.map((t) => t.connectMs)
+  const endMs = Math.max(
+    1,
+    ...report.strategies.map((s) => s.durationMs),
+    ...turns.map((t) => t.atMs),
+    ...report.strategies.flatMap((s) => s.strip.rebuilds.map((r) => r.atMs))
+  )
+  const lo = decadeBelow(Math.min(...connects.filter((ms) => ms > 0), report.settings.validationDelayMs))
+  const hi = decadeAbove(Math.max(...connects, report.settings.validationDelayMs * 1.01))
+  const x = (atMs: number) => margin.left + plotW * Math.min(atMs, endMs) / endMs
+  const y = (ms: number) =>
+    margin.top + plotH - plotH * (Math.log10(Math.max(lo, Math.min(hi, ms))) - Math.log10(lo)) /
+      (Math.log10(hi) - Math.log10(lo))
+  const decades = Array.from({ length: Math.round(Math.log10(hi / lo)) + 1 }, (_, i) => lo * 10 ** i)
+  // "1 s" rather than "1000": the labels stay 4 characters, which a phone's narrow margin shows whole.
+  const yTicks = decades.map((ms): [number, string] => [
+    y(ms),
+    ms >= 1000 ? `${ms / 1000} s` : String(Number(ms.toPrecision(3)))
+  ])
+  const xTicks = niceTicks(endMs / 1000, 6).filter((s) => s * 1000 <= endMs).map((s): [number, string] => [
+    x(s * 1000),
+    `${s} s`
+  ])
+  return { x, y, xTicks, yTicks }
+}
+
+/** A rebuild whose old agent hangs is drawn solid and dark: turns on it wait the validation delay. */
+const rebuildStroke = (mode: StrategyReport["strip"]["rebuilds"][number]["mode"]) =>
+  mode === "hang" ? `stroke="#555" stroke-width="1.2"` : `stroke="#aaa" stroke-dasharray="3,3"`
+
+const delayStroke = `stroke="#d62728" stroke-width="1.5" stroke-dasharray="8,4"`
+
+const delayName = (report: Report) =>
+  report.settings.delayMode === "adaptive"
+    ? `validation delay (learned; starts at ${report.settings.validationDelayMs} ms)`
+    : `validation delay (${report.settings.validationDelayMs} ms)`
+
+const turnTitle = (strategy: string, turn: StripTurn) =>
+  `${strategy} turn at ${seconds(turn.atMs)}: ${turn.connectMs.toFixed(1)} ms, ${turn.outcome}${
+    turn.stopped ? " (stopped workspace)" : ""
+  }`
+
+/** Turns at least as slow as the validation delay: the ones that waited it out, or timed out. */
+const waitedTheDelay = (report: Report, s: StrategyReport) =>
+  s.strip.turns.filter((t) => t.connectMs >= report.settings.validationDelayMs).length
+
+const stripChart = (report: Report, s: StrategyReport, scale: ReturnType<typeof stripScale>): string => {
+  const { x, y } = scale
+  const top = margin.top
+  const bottom = margin.top + plotH
+  const marks = s.strip.rebuilds.map((r) =>
+    `<line class="rebuild" data-mode="${r.mode}" x1="${x(r.atMs).toFixed(1)}" y1="${top}" x2="${
+      x(r.atMs).toFixed(1)
+    }" y2="${bottom}" ${rebuildStroke(r.mode)}><title>rebuild of workspace ${r.workspace} (${r.mode}) at ${
+      seconds(r.atMs)
+    }</title></line>`
+  )
+  const delayY = y(report.settings.validationDelayMs).toFixed(1)
+  const delay = `<line class="delay" x1="${margin.left}" y1="${delayY}" x2="${
+    margin.left + plotW
+  }" y2="${delayY}" ${delayStroke}><title>${escape(delayName(report))}</title></line>`
+  // The commonest outcome first: the rare ones (a switch after the delay, a timeout) are drawn on top of it.
+  const counts = new Map<OutcomeName, number>()
+  for (const turn of s.strip.turns) counts.set(turn.outcome, (counts.get(turn.outcome) ?? 0) + 1)
+  const ordered = [...s.strip.turns].sort((a, b) => (counts.get(b.outcome) ?? 0) - (counts.get(a.outcome) ?? 0))
+  const dots = ordered.map((turn) => {
+    const color = outcomeColors[turn.outcome]
+    const paint = turn.stopped ? `fill="none" stroke="${color}" stroke-width="1.2"` : `fill="${color}"`
+    return `<circle class="turn" data-outcome="${turn.outcome}" cx="${x(turn.atMs).toFixed(1)}" cy="${
+      y(turn.connectMs).toFixed(1)
+    }" r="3" ${paint}><title>${escape(turnTitle(s.strategy, turn))}</title></circle>`
+  })
+  const hung = s.strip.rebuilds.filter((r) => r.mode === "hang").length
+  const drawn = s.strip.turnsEvery === 1
+    ? `${s.strip.turns.length} turns`
+    : `one turn in ${s.strip.turnsEvery} of ${s.turns} (${s.strip.turns.length} drawn)`
+  return svg({
+    id: `strip-${s.strategy}`,
+    title: `${s.strategy}: connect latency of each turn over time, with the rebuilds`,
+    description: `${drawn} and ${s.strip.rebuilds.length} rebuilds (${hung} left their old agent hanging). ` +
+      `${waitedTheDelay(report, s)} drawn turns took at least the ${delayName(report)}. ` +
+      `Turns within ${s.afterRebuild.windowMs} ms after a rebuild of their workspace: ` +
+      `p50 ${s.afterRebuild.p50.toFixed(1)} ms, p99 ${s.afterRebuild.p99.toFixed(1)} ms.`,
+    body: axes("time since the first turn", "connect (ms, log scale)", scale.yTicks, scale.xTicks) +
+      `<g class="rebuilds">${marks.join("")}</g>${delay}` +
+      `<g class="series" data-strategy="${s.strategy}">${dots.join("")}</g>`
+  }, [legendItem(0, s.strategy, `<rect x="0" y="1" width="12" height="10" fill="${colors[s.strategy]}"/>`)])
+}
+
+/** One legend for both strips: the outcomes drawn, in report order, and the marks. */
+const stripLegend = (report: Report): string => {
+  const turns = report.strategies.flatMap((s) => s.strip.turns)
+  const modes = new Set(report.strategies.flatMap((s) => s.strip.rebuilds.map((r) => r.mode)))
+  const swatch = (body: string) =>
+    `<svg class="swatch" width="16" height="12" viewBox="0 0 16 12" aria-hidden="true">${body}</svg>`
+  const item = (kind: string, label: string, body: string) =>
+    `<li data-legend="${kind}">${swatch(body)} ${escape(label)}</li>`
+  const items = [
+    ...outcomeNames.filter((name) => turns.some((t) => t.outcome === name)).map((name) =>
+      item(`outcome-${name}`, name, `<circle cx="8" cy="6" r="4" fill="${outcomeColors[name]}"/>`)
+    ),
+    ...(turns.some((t) => t.stopped)
+      ? [item("stopped", "ring: a stopped workspace", `<circle cx="8" cy="6" r="4" fill="none" stroke="#333"/>`)]
+      : []),
+    ...retireModes.filter((mode) => modes.has(mode)).map((mode) =>
+      item(
+        `rebuild-${mode}`,
+        `rebuild: old agent ${mode}`,
+        `<line x1="8" y1="0" x2="8" y2="12" ${rebuildStroke(mode)}/>`
+      )
+    ),
+    item("delay", delayName(report), `<line x1="0" y1="6" x2="16" y2="6" ${delayStroke}/>`)
+  ]
+  return `<ul class="strip-legend" aria-label="legend of the strips">${items.join("")}</ul>`
+}
+
+/** The strips' text alternative: the turns around the rebuilds, in numbers. */
+const afterRebuildTable = (report: Report): string => {
+  const cells = (value: (s: StrategyReport) => string) =>
+    report.strategies.map((s) => `<td>${escape(value(s))}</td>`).join("")
+  const row = (label: string, value: (s: StrategyReport) => string) =>
+    `<tr><th scope="row">${escape(label)}</th>${cells(value)}</tr>`
+  const sampled = report.strategies.some((s) => s.strip.turnsEvery > 1)
+  return `<table class="numbers after-rebuild"><caption>${escape(Render.afterRebuildLabel(report))}: connect p50/p99` +
+    `</caption><thead><tr><th scope="col">number</th>${
+      report.strategies.map((s) => `<th scope="col" style="color:${colors[s.strategy]}">${s.strategy}</th>`).join("")
+    }</tr></thead><tbody>` +
+    row("turns", (s) => String(s.afterRebuild.turns)) +
+    row("connect p50 (ms)", (s) => s.afterRebuild.p50.toFixed(1)) +
+    row("connect p99 (ms)", (s) => s.afterRebuild.p99.toFixed(1)) +
+    row("connect p99 of all turns (ms)", (s) => s.latency.p99.toFixed(1)) +
+    row(
+      `turns${sampled ? " drawn" : ""} that took at least the validation delay`,
+      (s) => String(waitedTheDelay(report, s))
+    ) +
+    `</tbody></table>`
+}
+
+/**
+ * Where the wait went: one strip per strategy, on the same axes, one dot per
+ * turn at its start time and connect latency, with every rebuild marked.
+ */
+const strips = (report: Report): string => {
+  const scale = stripScale(report)
+  const sampled = report.strategies.filter((s) => s.strip.turnsEvery > 1 || s.strip.rebuildsEvery > 1)
+  const note = sampled.length === 0
+    ? "Each dot is one turn, at the time its connect started; each vertical line is a rebuild."
+    : `A strip keeps at most ${stripLimit.toLocaleString("en-US")} turns and rebuilds: ${
+      sampled.map((s) =>
+        `${s.strategy} draws one turn in ${s.strip.turnsEvery} and one rebuild in ${s.strip.rebuildsEvery}`
+      ).join("; ")
+    }. The figures count every turn.`
+  return `<p class="strip-note">${escape(note)} A turn on an agent its rebuild left hanging waits until the validation
+delay (the dashed red line) before it switches: a dot on or above that line, just after a solid rebuild line.</p>
+${stripLegend(report)}
+${report.strategies.map((s) => stripChart(report, s, scale)).join("\n")}
+${afterRebuildTable(report)}`
+}
+
 /** The figures a reader looks for first, each as "lazydial vs latest". */
 const headline = (strategies: ReadonlyArray<StrategyReport>): string => {
   const figure = (name: string, key: string, value: (s: StrategyReport) => string) =>
@@ -248,7 +446,8 @@ at once and asks for the current agent only when that dial is still pending afte
 the delay before it switches. ${validated} of ${lazy.turns} lazydial turns (${percent(share)}) validated their binding
 (switched, confirmed, kept or retried)${
     share > 0.01 ? ", more than the 1% of turns the p99 looks at" : ""
-  }. The latest strategy pays a lookup on every turn instead, and never waits on a stale agent.</p>`
+  }. The latest strategy pays a lookup on every turn instead, and never waits on a stale agent. The strips below
+show each of these turns: a dot on the validation delay's line, just after a rebuild.</p>`
 }
 
 const numbersTable = (report: Report): string => {
@@ -282,6 +481,9 @@ const style = [
   ".numbers th{text-align:left;font-weight:400}.numbers thead th{font-weight:600}",
   ".numbers td{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}",
   ".numbers tr.group th{font-weight:600;padding-top:.6em}.numbers thead th{white-space:nowrap}",
+  ".numbers caption{text-align:left;font-weight:600;padding:.6em 0 .2em}",
+  ".strip-legend{list-style:none;padding:0;margin:.4em 0;display:flex;flex-wrap:wrap;gap:.2em 1em;font-size:.85em}",
+  ".strip-legend li{white-space:nowrap}.strip-legend .swatch{vertical-align:-1px}",
   // A phone shows the 640-unit charts at about half size: larger text, half the x ticks, and no y title
   // (the heading above the chart says it).
   "@media (max-width:520px){.chart text{font-size:20px}.chart .tick{font-size:18px}.chart .tick.alt,.chart .y-axis .axis-label{display:none}}"
@@ -307,6 +509,8 @@ ${headline(report.strategies)}
 ${tailNote(report)}
 <h2>Latest-agent lookups per turn, over time</h2>
 ${lookupsChart(report.strategies)}
+<h2>Where the wait went: each turn's connect, around the rebuilds</h2>
+${strips(report)}
 <h2>Connect latency</h2>
 ${latencyChart(report.strategies)}
 <h2>The numbers</h2>

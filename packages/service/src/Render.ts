@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+import { connectOutcomes } from "./Chats.js"
 import { outcomeNames, type Report, type StrategyReport } from "./Report.js"
 
 const pad = (text: string, width: number) => text.padStart(width)
@@ -35,10 +36,23 @@ export const settingsLines = (report: Report): ReadonlyArray<string> => {
     `${s.workspaces} workspaces (${s.stoppedWorkspaces} stopped)`,
     `${s.turns} turns per chat, concurrency ${s.concurrency}, ${s.rebuildRate} rebuilds/s, ` +
     `validation delay ${
-      s.delayMode === "adaptive" ? `adaptive, at most ${s.validationDelayMs} ms` : `${s.validationDelayMs} ms`
+      s.delayMode === "adaptive" ? `adaptive, starting at ${s.validationDelayMs} ms` : `${s.validationDelayMs} ms`
     }, ` +
     `rebuild notices ${s.notices ? "on" : "off"}, dial timeout ${s.dialTimeoutMs} ms, database ${s.database}`
   ]
+}
+
+/**
+ * The name of the turns counted in `afterRebuild`, with their window, said
+ * once: the text report's row and the HTML page's table both use it.
+ *
+ * @since 0.1.0
+ * @category rendering
+ */
+export const afterRebuildLabel = (report: Report): string => {
+  const windowMs = report.strategies[0]?.afterRebuild.windowMs ?? 0
+  const window = windowMs % 1000 === 0 ? `${windowMs / 1000} s` : `${windowMs} ms`
+  return `turns within ${window} after a rebuild`
 }
 
 /**
@@ -66,14 +80,21 @@ export const rows = (report: Report): ReadonlyArray<Row> => {
   row("    (steady-state turns)", (r) => r.steadyTurns)
   heading("outcomes")
   for (const name of outcomeNames) {
-    if (columns.every((r) => r.outcomes[name] === 0)) continue
+    // Every way to connect gets its line, 0 included (a 0 says the path was not taken: `switched_by_notice`
+    // with notices off); a failure only when it happened.
+    const path = (connectOutcomes as ReadonlyArray<string>).includes(name) // safe: widening for the lookup
+    if (!path && columns.every((r) => r.outcomes[name] === 0)) continue
     row(`  ${name}`, (r) => r.outcomes[name])
   }
   row("connect latency p50 (ms)", (r) => fixed(r.latency.p50, 1))
   row("connect latency p99 (ms)", (r) => fixed(r.latency.p99, 1))
   row("connect latency max (ms)", (r) => fixed(r.latency.max, 1))
   row("turns of stopped workspaces", (r) => r.stoppedTurns)
+  row("  connect p50 (ms)", (r) => fixed(r.stoppedConnectP50Ms, 1))
   row("  connect p99 (ms)", (r) => fixed(r.stoppedConnectP99Ms, 1))
+  row(afterRebuildLabel(report), (r) => r.afterRebuild.turns)
+  row("  connect p50 (ms)", (r) => fixed(r.afterRebuild.p50, 1))
+  row("  connect p99 (ms)", (r) => fixed(r.afterRebuild.p99, 1))
   row("bindings repaired", (r) => r.bindingsRepaired)
   row(
     "chats bound to the current agent at end",

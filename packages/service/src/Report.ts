@@ -7,6 +7,7 @@
 import { LazyDial } from "@lazydial/core"
 import * as Schema from "effect/Schema"
 import { connectOutcomes } from "./Chats.js"
+import { retireModes } from "./Fleet.js"
 
 /**
  * How turns ended, in report order: how a turn connected (`Chats`'
@@ -74,6 +75,104 @@ export const Slice = Schema.Struct({
 })
 
 /**
+ * One turn of the strip: when it started and how long its connect took,
+ * whether it connected or failed.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const StripTurn = Schema.Struct({
+  /** When the turn's connect started (it held its concurrency permit), in milliseconds since the run's first turn. */
+  atMs: Schema.Number,
+  /** From that start to a connection that passed the handshake, or to the connect's failure, in milliseconds. */
+  connectMs: Schema.Number,
+  outcome: Schema.Literal(...outcomeNames),
+  /** The chat's workspace is one of the stopped ones. */
+  stopped: Schema.Boolean
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type StripTurn = typeof StripTurn.Type
+
+/**
+ * One rebuild of the run, as the strip marks it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const StripRebuild = Schema.Struct({
+  /** When the rebuild began to retire the old agent, in milliseconds since the run's first turn. */
+  atMs: Schema.Number,
+  /** The workspace's index in the plan (0 to workspaces - 1). */
+  workspace: Schema.Number,
+  /** What the old agent did: `hang` keeps accepting and never answers, so a turn on it waits the validation delay. */
+  mode: Schema.Literal(...retireModes)
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type StripRebuild = typeof StripRebuild.Type
+
+/**
+ * The most turns (and, apart, rebuilds) a strip keeps. A larger run keeps
+ * every `every`-th one, so that `--json` and the HTML page stay a few hundred
+ * kilobytes however many turns were asked for.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const stripLimit = 5_000
+
+/**
+ * Every turn and rebuild of a run over time: the data of the HTML page's
+ * strip charts. Bounded by `stripLimit`; the figures of the report are
+ * computed from every turn, never from the strip.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Strip = Schema.Struct({
+  /** 1 when every turn is kept; k when every k-th turn (in the order they ended) is. */
+  turnsEvery: Schema.Number,
+  turns: Schema.Array(StripTurn),
+  /** 1 when every rebuild is kept; k when every k-th one is. */
+  rebuildsEvery: Schema.Number,
+  rebuilds: Schema.Array(StripRebuild)
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Strip = typeof Strip.Type
+
+/**
+ * The connects of the turns that started within `windowMs` after a rebuild
+ * of their own workspace began: the turns that can meet the retired agent.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const AfterRebuild = Schema.Struct({
+  windowMs: Schema.Number,
+  /** Such turns whose connect succeeded; p50 and p99 are over these, in milliseconds, as for `latency`. */
+  turns: Schema.Number,
+  p50: Schema.Number,
+  p99: Schema.Number
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type AfterRebuild = typeof AfterRebuild.Type
+
+/**
  * @since 0.1.0
  * @category models
  */
@@ -94,9 +193,14 @@ export const StrategyReport = Schema.Struct({
   steadyLookupsPerTurn: Schema.Number,
   outcomes: Outcomes,
   latency: Latency,
-  /** Turns of chats on stopped workspaces (each ends `no_agent`), and the p99 of their connect, in milliseconds. */
+  /**
+   * Turns of chats on stopped workspaces (each ends `no_agent`), and the p50
+   * and p99 of their connect (until it fails), in milliseconds.
+   */
   stoppedTurns: Schema.Number,
+  stoppedConnectP50Ms: Schema.Number,
   stoppedConnectP99Ms: Schema.Number,
+  afterRebuild: AfterRebuild,
   /** Turns whose dial switched to a new agent, and whose binding was written back. */
   bindingsRepaired: Schema.Number,
   /** Chats of running workspaces bound to the current agent at the end; null when the strategy keeps no binding. */
@@ -140,7 +244,8 @@ export const StrategyReport = Schema.Struct({
     portsReused: Schema.Number,
     diedMidHandshake: Schema.Number
   }),
-  timeline: Schema.Array(Slice)
+  timeline: Schema.Array(Slice),
+  strip: Strip
 })
 
 /**
@@ -164,7 +269,7 @@ export const Settings = Schema.Struct({
   rebuildRate: Schema.Number,
   thinkMs: Schema.Number,
   validationDelayMs: Schema.Number,
-  /** `adaptive`: core's learned delay, at most `validationDelayMs`. */
+  /** `adaptive`: core's learned delay, starting at `validationDelayMs` (its range is `Service`'s). */
   delayMode: Schema.Literal(...LazyDial.delayModes),
   /** Rebuild notices (LISTEN/NOTIFY) on: turns switch or fail at once after a rebuild or stop. */
   notices: Schema.Boolean,

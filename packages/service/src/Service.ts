@@ -66,13 +66,12 @@ export const makeCounters = (): Counters => ({
  * @category models
  */
 export interface Options {
-  /** The fixed delay; with `delayMode: "adaptive"`, the learned delay's ceiling and starting value. */
+  /** The fixed delay; with `delayMode: "adaptive"`, the learned delay's starting value. */
   readonly validationDelay: Duration.DurationInput
   /**
    * `"adaptive"`: core's learned delay (`LazyDial.layer({ delay: "adaptive" })`),
-   * capped at `validationDelay` so that it never outlasts the dial timeout the
-   * operator paired with it (a delay past the timeout turns a hung agent into
-   * a timed-out turn instead of a switch). Default `"fixed"`.
+   * starting at `validationDelay` and learned between 50 ms and half the dial
+   * timeout (see `adaptiveCeiling`). Default `"fixed"`.
    */
   readonly delayMode?: typeof LazyDial.delayModes[number] | undefined
   readonly dialTimeout: Duration.DurationInput
@@ -138,14 +137,39 @@ export const layerDatabaseEither = (
  * notices are off. The "latest" strategy never reads the view: its turns
  * look up and dial as before, whichever Layer is chosen.
  */
-const delayOptions = (options: Options): Parameters<typeof LazyDial.layer>[0] => {
+/**
+ * The most the learned delay may grow to: half the dial timeout. On a busy
+ * machine every dial slows down and the delay must be free to grow with them,
+ * past the starting value, or steady-state turns start looking up (with the
+ * ceiling at a 500 ms starting value and both cores saturated, a quarter of
+ * them did). It stays below the timeout so that a turn that waits out the
+ * whole delay for a hung agent still has half its budget to look up and dial
+ * the current one, instead of timing out.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const adaptiveCeiling = (dialTimeout: Duration.DurationInput): Duration.Duration =>
+  Duration.millis(Duration.toMillis(dialTimeout) / 2)
+
+/**
+ * The `LazyDial.layer` options of an instance: the fixed delay, or the
+ * adaptive one with its starting value and its range.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const lazyDialOptions = (
+  options: Pick<Options, "validationDelay" | "delayMode" | "dialTimeout">
+): Parameters<typeof LazyDial.layer>[0] => {
   const delay = Duration.decode(options.validationDelay)
-  return options.delayMode === "adaptive"
-    ? {
-      delay: "adaptive",
-      adaptive: { initial: delay, max: delay, min: Duration.min(delay, LazyDial.adaptiveDefaults.min) }
-    }
-    : { delay }
+  if (options.delayMode !== "adaptive") return { delay }
+  const max = adaptiveCeiling(options.dialTimeout)
+  const initial = Duration.min(delay, max)
+  return {
+    delay: "adaptive",
+    adaptive: { initial, max, min: Duration.min(initial, LazyDial.adaptiveDefaults.min) }
+  }
 }
 
 const chatsOver = (options: Options, counters: Counters, strategy: "lazydial" | "latest" = "lazydial") => {
@@ -159,7 +183,7 @@ const chatsOver = (options: Options, counters: Counters, strategy: "lazydial" | 
   // the same `notices` value as the directory's: a Layer is built once per instance, so both share one
   const base = Layer.mergeAll(services, control, notices)
   const connector = ChatConnector.layer({ dialTimeout: options.dialTimeout }).pipe(
-    Layer.provide(LazyDial.layer(delayOptions(options))),
+    Layer.provide(LazyDial.layer(lazyDialOptions(options))),
     Layer.provideMerge(BindingStore.layerSql)
   )
   const chats = strategy === "lazydial" ? Chats.layer : Chats.layerLatest({ dialTimeout: options.dialTimeout })

@@ -73,7 +73,7 @@ export interface Options {
   readonly rebuildRate: number
   readonly thinkMs: number
   readonly validationDelayMs: number
-  /** `"adaptive"`: core's learned delay, at most `validationDelayMs` (see `Service.Options`). Default `"fixed"`. */
+  /** `"adaptive"`: core's learned delay, starting at `validationDelayMs` (see `Service.Options`). Default `"fixed"`. */
   readonly delayMode?: typeof LazyDial.delayModes[number] | undefined
   /** Rebuild notices (LISTEN/NOTIFY); default on. */
   readonly notices?: boolean | undefined

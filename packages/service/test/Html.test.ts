@@ -8,7 +8,7 @@ import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import * as Html from "../src/Html.js"
 import * as Render from "../src/Render.js"
-import { Report, type StrategyReport } from "../src/Report.js"
+import { outcomeNames, Report, type StrategyReport } from "../src/Report.js"
 
 const fixture = Schema.decodeUnknownSync(Report)(
   JSON.parse(fs.readFileSync(path.join(import.meta.dirname, "fixtures/report.json"), "utf8"))
@@ -17,11 +17,32 @@ const fixture = Schema.decodeUnknownSync(Report)(
 const withStrategies = (f: (s: StrategyReport) => StrategyReport) =>
   new Report({ settings: fixture.settings, strategies: fixture.strategies.map(f) })
 
+/** The markup of one chart. */
+const chartOf = (html: string, id: string) =>
+  html.slice(html.indexOf(`id="${id}"`), html.indexOf("</svg>", html.indexOf(`id="${id}"`)))
+
 /** The y tick labels of one chart, in order. */
 const yTicks = (html: string, id: string) => {
-  const chart = html.slice(html.indexOf(`id="${id}"`), html.indexOf("</svg>", html.indexOf(`id="${id}"`)))
+  const chart = chartOf(html, id)
   const axis = chart.slice(chart.indexOf(`class="axis y-axis"`), chart.indexOf(`class="axis x-axis"`))
   return Array.from(axis.matchAll(/class="tick[^"]*"[^>]*>([^<]*)</g), (m) => m[1])
+}
+
+/** The x tick labels and their positions, of one chart. */
+const xTicks = (html: string, id: string) => {
+  const chart = chartOf(html, id)
+  const axis = chart.slice(chart.indexOf(`class="axis x-axis"`))
+  return Array.from(axis.matchAll(/class="tick[^"]*" x="([^"]+)"[^>]*>([^<]*)</g), (m) => `${m[2]}@${m[1]}`)
+}
+
+/** The dots of one strip, as their outcome. */
+const dots = (html: string, strategy: string) =>
+  Array.from(chartOf(html, `strip-${strategy}`).matchAll(/<circle class="turn" data-outcome="([^"]+)"/g), (m) => m[1])
+
+const count = <A>(items: ReadonlyArray<A>) => {
+  const counts = new Map<A, number>()
+  for (const item of items) counts.set(item, (counts.get(item) ?? 0) + 1)
+  return counts
 }
 
 describe("Html.page", () => {
@@ -55,8 +76,9 @@ describe("Html.page", () => {
   })
 
   it("gives every chart role=img and a title and description it is labelled by", () => {
-    const svgs = Array.from(Html.page(fixture).matchAll(/<svg [^>]*>/g), (m) => m[0])
-    expect(svgs.length).toBe(2)
+    const svgs = Array.from(Html.page(fixture).matchAll(/<svg [^>]*class="chart"[^>]*>/g), (m) => m[0])
+    // lookups, one strip per strategy, latency
+    expect(svgs.length).toBe(2 + fixture.strategies.length)
     for (const svg of svgs) {
       expect(svg).toContain(`role="img"`)
       const id = /id="([^"]+)"/.exec(svg)![1]
@@ -70,5 +92,151 @@ describe("Html.page", () => {
       expect(html).toContain(row.label)
       for (const value of row.values) expect(html).toContain(`<td>${value}</td>`)
     }
+  })
+
+  describe("the strips of turns", () => {
+    it("draws one dot per turn of each strategy, in the turn's outcome", () => {
+      const html = Html.page(fixture)
+      for (const s of fixture.strategies) {
+        expect(s.strip.turns.length).toBe(s.turns)
+        const drawn = dots(html, s.strategy)
+        expect(drawn.length).toBe(s.strip.turns.length)
+        expect(count(drawn)).toEqual(count(s.strip.turns.map((t) => t.outcome)))
+      }
+      // the fixture has the paths a reader must see: waits, notices, stopped workspaces
+      expect(dots(html, "lazydial")).toContain("switched_by_notice")
+      expect(chartOf(html, "strip-lazydial")).toContain(`fill="none"`)
+    })
+
+    it("marks every rebuild, by what its old agent did", () => {
+      const html = Html.page(fixture)
+      for (const s of fixture.strategies) {
+        expect(s.strip.rebuilds.length).toBeGreaterThan(0)
+        const marks = Array.from(
+          chartOf(html, `strip-${s.strategy}`).matchAll(/<line class="rebuild" data-mode="([^"]+)"/g),
+          (m) => m[1]
+        )
+        expect(marks).toEqual(s.strip.rebuilds.map((r) => r.mode))
+      }
+    })
+
+    it("draws both strategies on the same time and latency axes", () => {
+      // one latest turn later and slower than any other: both strips' axes must reach it
+      const html = Html.page(withStrategies((s) =>
+        s.strategy === "latest"
+          ? {
+            ...s,
+            strip: {
+              ...s.strip,
+              turns: [...s.strip.turns, {
+                atMs: 2 * s.durationMs,
+                connectMs: 50_000,
+                outcome: "timeout",
+                stopped: false
+              }]
+            }
+          }
+          : s
+      ))
+      expect(yTicks(html, "strip-lazydial")).toContain("100 s")
+      expect(yTicks(html, "strip-lazydial").length).toBeGreaterThanOrEqual(3)
+      expect(yTicks(html, "strip-lazydial")).toEqual(yTicks(html, "strip-latest"))
+      expect(xTicks(html, "strip-lazydial").length).toBeGreaterThanOrEqual(3)
+      expect(xTicks(html, "strip-lazydial")).toEqual(xTicks(html, "strip-latest"))
+    })
+
+    it("draws the validation delay as a line, at the height of a turn that took exactly the delay", () => {
+      const delayMs = fixture.settings.validationDelayMs
+      const report = withStrategies((s) => ({
+        ...s,
+        strip: {
+          ...s.strip,
+          turns: [
+            { atMs: 1000, connectMs: delayMs, outcome: "switched", stopped: false },
+            { atMs: 1000, connectMs: delayMs / 10, outcome: "fast", stopped: false }
+          ]
+        }
+      }))
+      const chart = chartOf(Html.page(report), "strip-lazydial")
+      const line = /<line class="delay" x1="[^"]+" y1="([^"]+)"/.exec(chart)![1]
+      const cy = (outcome: string) =>
+        new RegExp(`<circle class="turn" data-outcome="${outcome}" cx="[^"]+" cy="([^"]+)"`).exec(chart)![1]
+      expect(cy("switched")).toBe(line)
+      // a faster turn is drawn below it (a larger y)
+      expect(Number(cy("fast"))).toBeGreaterThan(Number(line))
+    })
+
+    it("has a legend of the outcomes drawn, and of the rebuild marks and the delay line", () => {
+      const html = Html.page(fixture)
+      const legend = html.slice(
+        html.indexOf(`class="strip-legend"`),
+        html.indexOf("</ul>", html.indexOf("strip-legend"))
+      )
+      const drawn = new Set(fixture.strategies.flatMap((s) => s.strip.turns.map((t) => t.outcome)))
+      for (const name of outcomeNames) {
+        if (drawn.has(name)) expect(legend).toContain(`data-legend="outcome-${name}"`)
+        else expect(legend).not.toContain(`data-legend="outcome-${name}"`)
+      }
+      for (const mode of new Set(fixture.strategies.flatMap((s) => s.strip.rebuilds.map((r) => r.mode)))) {
+        expect(legend).toContain(`data-legend="rebuild-${mode}"`)
+      }
+      expect(legend).toContain(`data-legend="stopped"`)
+      expect(legend).toContain(`validation delay (${fixture.settings.validationDelayMs} ms)`)
+    })
+
+    it("says the strip is thinned when it is, and that the figures count every turn", () => {
+      expect(Html.page(fixture)).not.toContain("The figures count every turn")
+      const thinned = withStrategies((s) => ({
+        ...s,
+        turns: s.turns * 100,
+        strip: { ...s.strip, turnsEvery: 100, rebuildsEvery: 1 }
+      }))
+      const html = Html.page(thinned)
+      expect(html).toContain("draws one turn in 100 and one rebuild in 1")
+      expect(html).toContain("The figures count every turn")
+      expect(chartOf(html, "strip-lazydial")).toContain("one turn in 100 of")
+    })
+
+    it("gives the turns after a rebuild as numbers: a table of their p50 and p99", () => {
+      const html = Html.page(fixture)
+      const table = html.slice(
+        html.indexOf(`class="numbers after-rebuild"`),
+        html.indexOf("</table>", html.indexOf("after-rebuild"))
+      )
+      expect(table).toContain(Render.afterRebuildLabel(fixture))
+      for (const s of fixture.strategies) {
+        expect(table).toContain(`<td>${s.afterRebuild.p50.toFixed(1)}</td>`)
+        expect(table).toContain(`<td>${s.afterRebuild.p99.toFixed(1)}</td>`)
+      }
+    })
+  })
+})
+
+describe("Render.text", () => {
+  const line = (text: string, label: string) => text.split("\n").filter((l) => l.trimStart().startsWith(label))
+
+  it("has a line for every way to connect, 0 included, and failures only when they happened", () => {
+    const quiet = withStrategies((s) => ({
+      ...s,
+      outcomes: { ...s.outcomes, switched_by_notice: 0, database_unavailable: 0 }
+    }))
+    const text = Render.text(quiet)
+    expect(line(text, "switched_by_notice ")).toEqual([expect.stringMatching(/^ {2}switched_by_notice +0 +0$/)])
+    expect(line(text, "database_unavailable")).toEqual([])
+  })
+
+  it("gives stopped-workspace turns their p50 and p99, and the turns after a rebuild their p99, per strategy", () => {
+    const text = Render.text(fixture)
+    const lines = text.split("\n")
+    const at = (label: string) => lines.findIndex((l) => l.startsWith(label))
+    const values = (l: string) => l.trim().split(/ {2,}/).slice(1)
+    const stopped = at("turns of stopped workspaces")
+    expect(values(lines[stopped + 1]!)).toEqual(fixture.strategies.map((s) => s.stoppedConnectP50Ms.toFixed(1)))
+    expect(values(lines[stopped + 2]!)).toEqual(fixture.strategies.map((s) => s.stoppedConnectP99Ms.toFixed(1)))
+    const after = at("turns within 1 s after a rebuild")
+    expect(after).toBeGreaterThan(0)
+    expect(values(lines[after]!)).toEqual(fixture.strategies.map((s) => String(s.afterRebuild.turns)))
+    expect(lines[after + 2]).toMatch(/^ {2}connect p99 \(ms\)/)
+    expect(values(lines[after + 2]!)).toEqual(fixture.strategies.map((s) => s.afterRebuild.p99.toFixed(1)))
   })
 })

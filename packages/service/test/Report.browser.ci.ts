@@ -124,6 +124,43 @@ describe.each([1280, 390])("the report at %i px", (width) => {
     }
   })
 
+  it.each(["lazydial", "latest"])(
+    "draws the %s strip: every turn a visible dot, the rebuilds and the delay",
+    async (strategy) => {
+      const report = fixture.strategies.find((s) => s.strategy === strategy)!
+      const id = `strip-${strategy}`
+      const chart = page.locator(`#${id}`)
+      expect(await chart.getAttribute("role")).toBe("img")
+      expect(await chart.getAttribute("aria-labelledby")).toBe(`${id}-title ${id}-desc`)
+      const box = await chart.boundingBox()
+      expect(box!.width).toBeGreaterThan(300)
+      expect(box!.width).toBeLessThanOrEqual(width)
+      // Runs in the page (a string: no DOM types here). A mark counts when the browser laid it out with a size,
+      // inside the chart: a dot drawn off the plot or with r=0 does not.
+      const drawn = await page.evaluate<{ dots: number; rebuilds: number; delay: number }>(`(() => {
+        const id = ${JSON.stringify(id)}
+        const chart = document.getElementById(id).getBoundingClientRect()
+        const inside = (selector, sized) => Array.from(document.querySelectorAll("#" + id + " " + selector))
+          .filter((element) => {
+            const b = element.getBoundingClientRect()
+            return sized(b) && b.left >= chart.left - 0.5 && b.right <= chart.right + 0.5 &&
+              b.top >= chart.top - 0.5 && b.bottom <= chart.bottom + 0.5
+          }).length
+        return {
+          dots: inside("circle.turn", (b) => b.width > 0 && b.height > 0),
+          rebuilds: inside("line.rebuild", (b) => b.height > 0),
+          delay: inside("line.delay", (b) => b.width > 0)
+        }
+      })()`)
+      expect(drawn).toEqual({ dots: report.strip.turns.length, rebuilds: report.strip.rebuilds.length, delay: 1 })
+      expect(drawn.dots).toBeGreaterThan(0)
+      // the legend and the text alternative are shown
+      expect(await page.locator(".strip-legend").isVisible()).toBe(true)
+      expect(await page.locator(".strip-legend li").count()).toBeGreaterThanOrEqual(4)
+      expect(await page.locator("table.after-rebuild").isVisible()).toBe(true)
+    }
+  )
+
   it("labels the latency axis in round percentages, the unit of its tooltips", async () => {
     const ticks = await page.locator("#latency-chart .y-axis .tick").allTextContents()
     for (const tick of ticks) expect(tick).toMatch(/^\d+%$/)

@@ -4,6 +4,8 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import { makeStrip } from "../src/internal/workload.js"
+import { stripLimit } from "../src/Report.js"
 import * as Workload from "../src/Workload.js"
 
 const options: Workload.Options = {
@@ -30,6 +32,30 @@ describe("the reference service, end to end", () => {
     expect(plan.stopped.size).toBe(1)
   })
 
+  it("keeps at most stripLimit turns and rebuilds in the strip, every k-th beyond it, and says k", () => {
+    const turns = (n: number) =>
+      Array.from({ length: n }, (_, i) => ({
+        atMs: i,
+        connectMs: 1,
+        outcome: "fast" as const,
+        stopped: false,
+        workspace: 0,
+        connected: true
+      }))
+    const rebuild = { atMs: 0, workspace: 0, mode: "hang" as const }
+    const small = makeStrip(turns(stripLimit), [rebuild])
+    expect(small.turnsEvery).toBe(1)
+    expect(small.turns.length).toBe(stripLimit)
+    // the strip keeps the report's fields only
+    expect(Object.keys(small.turns[0]!).sort()).toEqual(["atMs", "connectMs", "outcome", "stopped"])
+    const large = makeStrip(turns(2 * stripLimit + 1), Array.from({ length: 3 * stripLimit }, () => rebuild))
+    expect(large.turnsEvery).toBe(3)
+    expect(large.turns.length).toBeLessThanOrEqual(stripLimit)
+    expect(large.turns.map((t) => t.atMs).slice(0, 3)).toEqual([0, 3, 6])
+    expect(large.rebuildsEvery).toBe(3)
+    expect(large.rebuilds.length).toBe(stripLimit)
+  })
+
   it.live(
     "heals stale bindings, stops looking up in the steady state, and leaks nothing",
     () =>
@@ -51,6 +77,22 @@ describe("the reference service, end to end", () => {
 
         for (const strategy of report.strategies) {
           expect(strategy.turns).toBe(options.chats * options.turns)
+          // the strip: every turn, in its outcome, and every rebuild
+          const strip = strategy.strip
+          expect(strip.turnsEvery).toBe(1)
+          expect(strip.turns.length).toBe(strategy.turns)
+          for (const [name, n] of Object.entries(strategy.outcomes)) {
+            expect([name, strip.turns.filter((t) => t.outcome === name).length]).toEqual([name, n])
+          }
+          expect(strip.turns.filter((t) => t.stopped).length).toBe(strategy.stoppedTurns)
+          expect(strip.rebuilds.length).toBe(strategy.rebuilds.total)
+          for (const turn of strip.turns) {
+            expect(turn.atMs).toBeGreaterThanOrEqual(0)
+            expect(turn.atMs).toBeLessThanOrEqual(strategy.durationMs)
+          }
+          expect(strategy.stoppedConnectP50Ms).toBeLessThanOrEqual(strategy.stoppedConnectP99Ms)
+          expect(strategy.afterRebuild.turns).toBeGreaterThan(0)
+          expect(strategy.afterRebuild.p50).toBeLessThanOrEqual(strategy.afterRebuild.p99)
           // 0 sockets left open, on either side
           expect(strategy.socketsStillOpen).toBe(0)
           expect(strategy.agentSocketsStillOpen).toBe(0)

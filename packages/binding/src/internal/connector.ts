@@ -52,6 +52,16 @@ export const make = (deps: {
 
     const writeResult = (result: RecordResult): WriteResult => result._tag === "Recorded" ? "recorded" : "lost"
 
+    // Dials `agent` of `workspaceId`. With a view that listens, a notice (or
+    // an observed lookup answer) saying that `agent`'s build was superseded,
+    // or its workspace stopped, while the dial is pending ends the validation
+    // delay at once. That is safe: the signal only moves core's lookup
+    // earlier; the lookup and the identity handshake still decide, and any
+    // write that follows is conditional. Without a view, no signal: core
+    // behaves exactly as it would without notices.
+    const dialAgent = (workspaceId: WorkspaceId, agent: CurrentAgent) =>
+      lazyDial.dial({ agentId: agent.agentId, workspaceId, validateNow: deps.view?.validateNow(workspaceId, agent) })
+
     // Dials `agentId`, and persists a switch conditionally on `agentId` still
     // being the bound agent.
     const dialBound = (
@@ -63,7 +73,7 @@ export const make = (deps: {
       write: WriteResult
     ): Effect.Effect<ChatConnection, ConnectError, Scope.Scope> =>
       Effect.gen(function*() {
-        const result = yield* lazyDial.dial({ agentId: bound.agentId, workspaceId })
+        const result = yield* dialAgent(workspaceId, bound)
         const base = { chatId, connection: result.connection, workspaceId, outcome: result.outcome }
         if (!result.switched || Option.isNone(result.current)) {
           if (path === "hot") yield* decide("hot")
@@ -94,7 +104,7 @@ export const make = (deps: {
     ): Effect.Effect<ChatConnection, ConnectError, Scope.Scope> =>
       Effect.gen(function*() {
         yield* decide("switched_by_notice")
-        const result = yield* lazyDial.dial({ agentId: newer.agentId, workspaceId })
+        const result = yield* dialAgent(workspaceId, newer)
         const answered = result.switched && Option.isSome(result.current) ? result.current.value : newer
         const written = yield* record(chatId, { workspaceId, agentId: Option.some(bound.agentId) }, answered)
         return {

@@ -3,6 +3,7 @@ import * as Clock from "effect/Clock"
 import type * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import type * as Queue from "effect/Queue"
@@ -13,6 +14,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { Listener } from "../Database.js"
 import type { Heard, RebuildNotices, Status } from "../RebuildNotices.js"
+import * as metrics from "./noticeMetrics.js"
 
 /** @internal */
 export const channel = "lazydial_rebuilds"
@@ -92,20 +94,23 @@ export const makeSql = (
     const { publish, service, setListening } = yield* make
     const handle = (payload: string) =>
       decodePayload(payload).pipe(
-        Effect.flatMap(publish),
+        Effect.flatMap((notice) => Effect.zipRight(Metric.increment(metrics.received), publish(notice))),
         Effect.catchTag("ParseError", (error) =>
           Effect.logWarning("RebuildNotices: a malformed notice was ignored").pipe(
-            Effect.annotateLogs({ payload: payload.slice(0, 200), error: error.message })
+            Effect.annotateLogs({ payload: payload.slice(0, 200), error: error.message }),
+            Effect.zipRight(Metric.increment(metrics.malformed))
           ))
       )
     const session = Effect.scoped(
       Effect.gen(function*() {
         const payloads = yield* listener.listen(channel)
         yield* setListening(true)
+        yield* Metric.increment(metrics.sessions)
+        yield* Metric.set(metrics.listening, 1)
         yield* Stream.runForEach(payloads, handle)
       })
     ).pipe(
-      Effect.ensuring(setListening(false)),
+      Effect.ensuring(Effect.zipRight(setListening(false), Metric.set(metrics.listening, 0))),
       Effect.catchAllCause((cause) =>
         Effect.logWarning("RebuildNotices: not listening; turns validate lazily until LISTEN is back", cause)
       )

@@ -2,6 +2,9 @@ import { type BuildId, CurrentAgent, type WorkspaceId } from "@lazydial/core"
 import * as Clock from "effect/Clock"
 import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
@@ -82,10 +85,42 @@ export const applyNotice = (entry: Entry | undefined, notice: Notice, heardAt: n
 }
 
 /**
+ * What the view says of a chat of a workspace whose entry is `entry`, bound
+ * to `bound` (None: a lazy bind), at `now`: the one rule behind both a turn's
+ * hint and the wake-up of a pending dial.
+ */
+const judge = (entry: Entry | undefined, bound: Option.Option<CurrentAgent>, now: number): Hint => {
+  if (entry === undefined) return unknown
+  // a chat bound to a build the view never saw superseded may be newer than the view
+  if (Option.isSome(bound) && !entry.superseded.includes(bound.value.buildId)) return unknown
+  return Option.match(entry.current, {
+    onNone: (): Hint => now - entry.heardAt <= stoppedTrustMillis ? { _tag: "Stopped" } : unknown,
+    onSome: (current): Hint => ({ _tag: "Current", current })
+  })
+}
+
+/** A pending dial of `bound`, to wake when the view learns it is stale. */
+interface Waiter {
+  readonly bound: CurrentAgent
+  readonly wake: () => void
+}
+
+/**
  * A connector's view: workspace → the latest (order, current agent or
- * stopped) it knows, in an LRU of `size` workspaces. It reads the notices
- * queued since the last turn when a turn asks (no fiber of its own), and
- * forgets everything when the notices' session changes or listening stops.
+ * stopped) it knows, in an LRU of `size` workspaces. A turn reads the notices
+ * queued since the last catch-up when it asks, and the view forgets
+ * everything when the notices' session changes or listening stops.
+ *
+ * It also keeps the pending dials that asked to be woken (`whenStale`), by
+ * workspace. Notices must reach them without a turn, so while at least one
+ * waits, one fiber of the connector's Scope reads the notices as they come.
+ * It is a fiber here, not a callback in `RebuildNotices`' publish path,
+ * because (1) `RebuildNotices` stays a plain subscription, shared by every
+ * connector of the process; (2) the view's work (the LRU, the waiters) does
+ * not run on the LISTEN fiber or inside a lookup that `observe`s its answer;
+ * and (3) like the admission sweeper, it lives only while a dial waits, so an
+ * idle connector has no fiber, and a pending dial costs one set entry
+ * (besides the watcher fiber core runs for its signal).
  *
  * @internal
  */
@@ -95,7 +130,17 @@ export const make = (
 ) =>
   Effect.gen(function*() {
     const queue = yield* notices.subscribe
+    // A second subscription, only to learn that something was published: the
+    // notices themselves are read from `queue` by `catchUp`, in order, so a
+    // turn that asks never misses one that the fiber has taken but not yet
+    // applied. Every catch-up empties it too: it never holds more than
+    // `queue`, and so never keeps the shared PubSub full.
+    const doorbell = yield* notices.subscribe
+    const runFork = yield* FiberSet.makeRuntime<never, void, never>()
     const entries = new Map<WorkspaceId, Entry>()
+    const waiters = new Map<WorkspaceId, Set<Waiter>>()
+    let waiting = 0
+    let reader: Fiber.RuntimeFiber<void> | undefined
     let session = -1
 
     const apply = (notice: Notice, now: number) => {
@@ -107,21 +152,63 @@ export const make = (
       if (entries.size > size) entries.delete(entries.keys().next().value!)
     }
 
-    const catchUp = Effect.gen(function*() {
+    const stopReaderIfIdle = () => {
+      if (waiting > 0 || reader === undefined) return
+      reader.unsafeInterruptAsFork(FiberId.none)
+      reader = undefined
+    }
+
+    const removeWaiter = (workspaceId: WorkspaceId, waiter: Waiter): boolean => {
+      const set = waiters.get(workspaceId)
+      if (set === undefined || !set.delete(waiter)) return false
+      if (set.size === 0) waiters.delete(workspaceId)
+      waiting--
+      stopReaderIfIdle()
+      return true
+    }
+
+    /** Wakes the waiters of `workspaces` that the view now judges stale. */
+    const wakeStale = (workspaces: Iterable<WorkspaceId>, now: number) => {
+      for (const workspaceId of workspaces) {
+        const set = waiters.get(workspaceId)
+        if (set === undefined) continue
+        const entry = entries.get(workspaceId)
+        for (const waiter of set) {
+          if (judge(entry, Option.some(waiter.bound), now)._tag === "Unknown") continue
+          removeWaiter(workspaceId, waiter)
+          waiter.wake()
+        }
+      }
+    }
+
+    // Uninterruptible: the reader fiber is interrupted when the last waiter
+    // leaves, and notices taken from the queue must be applied, not dropped.
+    const catchUp = Effect.uninterruptible(Effect.gen(function*() {
       const status = yield* notices.status
       const pending = yield* Queue.takeAll(queue)
+      yield* Queue.takeAll(doorbell)
       if (!status.listening) {
         entries.clear()
         session = -1
         return undefined
       }
       if (status.session !== session) {
+        // Forgetting wakes nobody: it teaches nothing about a bound build.
         entries.clear()
         session = status.session
       }
-      for (const heard of pending) apply(heard.notice, heard.heardAt)
-      return yield* Clock.currentTimeMillis
-    })
+      const now = yield* Clock.currentTimeMillis
+      const touched = new Set<WorkspaceId>()
+      for (const heard of pending) {
+        apply(heard.notice, heard.heardAt)
+        touched.add(heard.notice.workspaceId)
+      }
+      if (waiting > 0) wakeStale(touched, now)
+      return now
+    }))
+
+    // Reads notices as they are published, while a dial waits.
+    const read: Effect.Effect<void> = Effect.forever(Effect.zipRight(Queue.take(doorbell), catchUp))
 
     /** What the view knows of `workspaceId` for a chat bound to `bound` (None: a lazy bind). */
     const hint = (workspaceId: WorkspaceId, bound: Option.Option<CurrentAgent>): Effect.Effect<Hint> =>
@@ -132,14 +219,56 @@ export const make = (
         // a use keeps the workspace in the LRU
         entries.delete(workspaceId)
         entries.set(workspaceId, entry)
-        if (Option.isSome(bound) && !entry.superseded.includes(bound.value.buildId)) return unknown
-        return Option.match(entry.current, {
-          onNone: (): Hint => now - entry.heardAt <= stoppedTrustMillis ? { _tag: "Stopped" } : unknown,
-          onSome: (current): Hint => ({ _tag: "Current", current })
-        })
+        return judge(entry, bound, now)
       })
 
-    return { hint, size: Effect.sync(() => entries.size) }
+    /**
+     * Completes when the view learns, from a notice or an observed lookup
+     * answer, that `bound` is stale: exactly when `hint(workspaceId,
+     * Some(bound))` stops being `Unknown`; at once if it already has. Meant
+     * as the dial's `validateNow`: an interrupted wait leaves no waiter.
+     */
+    const whenStale = (workspaceId: WorkspaceId, bound: CurrentAgent): Effect.Effect<void> =>
+      Effect.flatMap(catchUp, (now) =>
+        now !== undefined && judge(entries.get(workspaceId), Option.some(bound), now)._tag !== "Unknown"
+          ? Effect.void
+          : Effect.async<void>((resume) => {
+            const waiter: Waiter = {
+              bound,
+              wake: () =>
+                resume(Effect.void)
+            }
+            const set = waiters.get(workspaceId) ?? new Set()
+            set.add(waiter)
+            waiters.set(workspaceId, set)
+            waiting++
+            // The reader belongs to the Scope of the connector's Layer, and runs
+            // on its runtime (its Clock: TestClock in tests); interruptible
+            // whatever the waiter's region, so that the last waiter stops it.
+            if (reader === undefined) reader = runFork(Effect.interruptible(read))
+            return Effect.sync(() => {
+              removeWaiter(workspaceId, waiter)
+            })
+          }))
+
+    /**
+     * The dial's early-validation signal for `bound`, or none while the view
+     * does not listen (`layerNone`, or LISTEN lost as of the last catch-up):
+     * such a view learns nothing, and the dial behaves exactly as without one.
+     */
+    const validateNow = (workspaceId: WorkspaceId, bound: CurrentAgent): Effect.Effect<void> | undefined =>
+      session === -1 ? undefined : whenStale(workspaceId, bound)
+
+    return {
+      hint,
+      whenStale,
+      validateNow,
+      size: Effect.sync(() =>
+        entries.size
+      ),
+      /** Pending dials waiting for a notice; 0 once every dial has settled. */
+      waiters: Effect.sync(() => waiting)
+    }
   })
 
 /** @internal */

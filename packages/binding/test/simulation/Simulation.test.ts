@@ -88,7 +88,8 @@ describe("Simulation", () => {
         console.log(
           `simulation with notices: ${
             Object.entries(outcomes).filter(([k]) =>
-              k.includes("notice") || k.includes("listener") || k.startsWith("path:")
+              k.includes("notice") || k.includes("listener") || k.startsWith("path:") || k.startsWith("turn:") ||
+              k.startsWith("error:")
             ).sort().map((
               [k, v]
             ) => `${k}=${v}`).join(" ")

@@ -257,6 +257,8 @@ const simulate = (seed: number, model: Model, options: SimOptions, time: Virtual
         const start = yield* Clock.currentTimeMillis
         const exit = yield* Effect.exit(connector.connect(chatId))
         const elapsed = (yield* Clock.currentTimeMillis) - start
+        // a turn that ends only after the validation delay waited it out (a notice can end that wait early)
+        if (elapsed >= validationDelayMillis) count("turn:waited_delay")
         if (elapsed > dialTimeoutMillis) {
           model.violation(`chat ${chatId}: connect ended after ${elapsed} ms, beyond the dial timeout`)
         }

@@ -13,7 +13,17 @@ import { Chats, type ConnectError, failureReason } from "../Chats.js"
 import * as ControlPlane from "../ControlPlane.js"
 import type { RetireMode } from "../Fleet.js"
 import * as Probe from "../Probe.js"
-import { type OutcomeName, outcomeNames, Report, type StrategyReport } from "../Report.js"
+import {
+  type AfterRebuild,
+  type OutcomeName,
+  outcomeNames,
+  Report,
+  type StrategyReport,
+  type Strip,
+  stripLimit,
+  type StripRebuild,
+  type StripTurn
+} from "../Report.js"
 import * as Service from "../Service.js"
 import * as SocketDialer from "../SocketDialer.js"
 import type { ChatPlan, Options, Plan, Progress, RebuildPlan, Strategy } from "../Workload.js"
@@ -98,6 +108,48 @@ const quantile = (sorted: ReadonlyArray<number>, q: number) =>
 
 const round = (n: number, digits = 3) => Math.round(n * 10 ** digits) / 10 ** digits
 
+/** How long after a rebuild of its workspace a turn counts in `afterRebuild`: about twice the default validation delay. */
+const afterRebuildWindowMs = 1000
+
+/** A turn as the run saw it: the strip's fields, and what `afterRebuild` needs. */
+interface TurnRecord extends StripTurn {
+  readonly workspace: number
+  readonly connected: boolean
+}
+
+/** Every `every`-th item, with `every` the smallest that keeps at most `stripLimit`. */
+const thin = <A>(items: ReadonlyArray<A>): { readonly every: number; readonly kept: ReadonlyArray<A> } => {
+  const every = Math.max(1, Math.ceil(items.length / stripLimit))
+  return { every, kept: every === 1 ? items : items.filter((_, i) => i % every === 0) }
+}
+
+/** @internal */
+export const makeStrip = (turns: ReadonlyArray<TurnRecord>, rebuilds: ReadonlyArray<StripRebuild>): Strip => {
+  const keptTurns = thin(turns)
+  const keptRebuilds = thin(rebuilds)
+  return {
+    turnsEvery: keptTurns.every,
+    turns: keptTurns.kept.map(({ atMs, connectMs, outcome, stopped }) => ({ atMs, connectMs, outcome, stopped })),
+    rebuildsEvery: keptRebuilds.every,
+    rebuilds: keptRebuilds.kept
+  }
+}
+
+const afterRebuild = (turns: ReadonlyArray<TurnRecord>, rebuilds: ReadonlyArray<StripRebuild>): AfterRebuild => {
+  const latencies = turns.filter((turn) =>
+    turn.connected && rebuilds.some((rebuild) =>
+      rebuild.workspace === turn.workspace && turn.atMs >= rebuild.atMs &&
+      turn.atMs < rebuild.atMs + afterRebuildWindowMs
+    )
+  ).map((turn) => turn.connectMs).sort((a, b) => a - b)
+  return {
+    windowMs: afterRebuildWindowMs,
+    turns: latencies.length,
+    p50: round(quantile(latencies, 0.5)),
+    p99: round(quantile(latencies, 0.99))
+  }
+}
+
 // Steps outside a turn (spawning a child, the final check) wait out a
 // database outage instead of ending the run: retried for up to a minute.
 const untilTheDatabaseAnswers = <A, E extends { readonly _tag: string }>(effect: Effect.Effect<A, E>) =>
@@ -165,6 +217,8 @@ export const runStrategy = (
     // every connect of a stopped workspace's chat (each fails, with no_agent): how fast the failure comes
     const stoppedLatencies: Array<number> = []
     const timeline: Array<{ turns: number; lookups: number; rebuilds: number }> = []
+    const turnRecords: Array<TurnRecord> = []
+    const rebuildRecords: Array<StripRebuild> = []
     const tally = {
       turns: 0,
       turnsOk: 0,
@@ -209,9 +263,11 @@ export const runStrategy = (
           // new one is recorded: a turn that overlaps any part of a rebuild is
           // not a steady-state turn.
           epochs[event.workspace]!++
+          const atMs = performance.now() - startedAt
           const next = yield* ControlPlane.rebuild(workspaces[event.workspace]!, event.mode)
           epochs[event.workspace]!++
           if (Option.isNone(next)) return
+          rebuildRecords.push({ atMs: round(atMs, 1), workspace: event.workspace, mode: event.mode })
           rebuildsDone.total++
           progress.rebuilds++
           slice().rebuilds++
@@ -235,18 +291,23 @@ export const runStrategy = (
           const epoch = epochs[chat.workspace]!
           let turnOutcome: OutcomeName = "failed"
           let turnRepaired = false
+          // the connect's start, length and success, for the strip (a turn that never held a permit keeps 0s)
+          let began = 0
+          let took = 0
+          let connected = false
           const result = yield* Effect.scoped(Effect.gen(function*() {
             // measured once the turn holds its concurrency permit: queueing is not connecting
-            const began = performance.now()
+            began = performance.now()
             // the strategy is the Chats layer's: `layer` or `layerLatest`
             const connect: Effect.Effect<Connected, ConnectError, Scope.Scope> = chats.connect(chatId)
             const { connection, outcome, repaired } = yield* connect.pipe(
               Effect.ensuring(Effect.sync(() => {
-                const took = performance.now() - began
+                took = performance.now() - began
                 slowestConnectMs = Math.max(slowestConnectMs, took)
                 if (plan.stopped.has(chat.workspace)) stoppedLatencies.push(took)
               }))
             )
+            connected = true
             turnOutcome = outcome
             turnRepaired = repaired
             latencies.push(performance.now() - began)
@@ -286,21 +347,27 @@ export const runStrategy = (
             tally.steadyTurns++
             tally.steadyLookups += probe.lookups
           }
-          if (result === undefined) {
-            outcomes.failed++
-          } else if (result._tag === "Right") {
+          let ended: OutcomeName = "failed"
+          if (result !== undefined && result._tag === "Right") {
             if (!result.right) tally.wrongAgent++
             else tally.turnsOk++
-            outcomes[turnOutcome]++
+            ended = turnOutcome
             if (turnRepaired) tally.repaired++
-          } else {
+          } else if (result !== undefined) {
             const error = result.left
             const reason = error._tag === "NoAnswer" ? "failed" : failureReason(error)
             // a database fault is counted, and the workload goes on
-            outcomes[
-              reason === "no_agent" || reason === "timeout" || reason === "database_unavailable" ? reason : "failed"
-            ]++
+            if (reason === "no_agent" || reason === "timeout" || reason === "database_unavailable") ended = reason
           }
+          outcomes[ended]++
+          turnRecords.push({
+            atMs: round(Math.max(0, began - startedAt), 1),
+            connectMs: round(took, 2),
+            outcome: ended,
+            stopped: plan.stopped.has(chat.workspace),
+            workspace: chat.workspace,
+            connected
+          })
         })
 
       const runChat = (chat: ChatPlan, turns: number): Effect.Effect<void> =>
@@ -395,6 +462,7 @@ export const runStrategy = (
     const fleet = fleetSnapshot(counters.fleet)
     const faultsInjected = yield* readFaults(runId)
     const sorted = [...latencies].sort((a, b) => a - b)
+    const stoppedSorted = [...stoppedLatencies].sort((a, b) => a - b)
     const counts = latencyBuckets.map(() => 0)
     for (const latency of latencies) counts[latencyBuckets.findIndex((bound) => latency < bound)]!++
     const lookups = counters.probe.lookups
@@ -417,7 +485,9 @@ export const runStrategy = (
         counts
       },
       stoppedTurns: stoppedLatencies.length,
-      stoppedConnectP99Ms: round(quantile([...stoppedLatencies].sort((a, b) => a - b), 0.99)),
+      stoppedConnectP50Ms: round(quantile(stoppedSorted, 0.5)),
+      stoppedConnectP99Ms: round(quantile(stoppedSorted, 0.99)),
+      afterRebuild: afterRebuild(turnRecords, rebuildRecords),
       bindingsRepaired: tally.repaired,
       boundToCurrent: strategy === "lazydial" ? tally.boundToCurrent : null,
       chatsOnRunningWorkspaces: tally.chatsOnRunning,
@@ -437,7 +507,8 @@ export const runStrategy = (
         portsReused: fleet.portsReused,
         diedMidHandshake: fleet.diedMidHandshake
       },
-      timeline: timeline.map((s, i) => ({ atMs: i * sliceMs, ...s }))
+      timeline: timeline.map((s, i) => ({ atMs: i * sliceMs, ...s })),
+      strip: makeStrip(turnRecords, rebuildRecords)
     }
   })
 
