@@ -112,16 +112,21 @@ SELECT count(*) FROM h h1 JOIN h h2 ON h1.chat_id = h2.chat_id AND h2.seq > h1.s
       }
 
       const before = await Promise.all(replicas.map(P.lookupCounters))
+      const heard = await Promise.all(replicas.map(P.noticesReceived))
       // the replicas' lazy binds were seen at the database (the measure below is not blind)
       expect(P.databaseLookups()).toBeGreaterThanOrEqual(2)
       const rebuilt = await P.post(`${fleet.url}/workspaces/${workspace}/rebuild`, { mode })
       expect(rebuilt.status).toBe(200)
       const next = rebuilt.body!["agent_id"] as string
-      // The NOTIFY was committed with the build, before the fleet answered;
-      // it reaches a listening replica in milliseconds. No counter says "heard"
-      // (binding has none), so wait a bounded, generous second: a turn taken
-      // before the notice would fail the assertions below, not pass them.
-      await P.sleep(1000)
+      // The NOTIFY was committed with the build, before the fleet answered,
+      // and reaches a listening replica in milliseconds: wait (at most 5 s)
+      // until both replicas' notice counters moved, so the turns below start
+      // after the notice, as the next turns of a real deployment would.
+      const bothHeard = await P.eventually(
+        async () => (await Promise.all(replicas.map(P.noticesReceived))).every((n, i) => n > heard[i]!),
+        5000
+      )
+      expect(bothHeard).toBe(true)
       // after the rebuild: the fleet's own reads of the builds table are not the replicas'
       const atTheDatabase = P.databaseLookups()
 

@@ -141,3 +141,19 @@ export const databaseLookups = (): number =>
     .map((line) => line.split("\t"))
     .filter(([query]) => query !== undefined && Cluster.isLookupStatement(query))
     .reduce((n, [, calls]) => n + Number(calls), 0)
+
+/** Rebuild notices a process has received (binding's counter, on its `GET /metrics`). */
+export const noticesReceived = async (proc: Proc) => {
+  const response = await fetch(`${proc.url}/metrics`, { signal: AbortSignal.timeout(10_000) })
+  return Cluster.counterTotal(await response.text(), "lazydial_notices_received_total")
+}
+
+/** Polls `check` every 20 ms until it holds, for at most `ms`; answers whether it held. */
+export const eventually = async (check: () => Promise<boolean>, ms: number) => {
+  const until = performance.now() + ms
+  for (;;) {
+    if (await check()) return true
+    if (performance.now() > until) return false
+    await sleep(20)
+  }
+}
