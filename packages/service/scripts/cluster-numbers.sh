@@ -5,7 +5,7 @@
 # scripts/test-postgres.sh) with pg_stat_statements preloaded. Every other
 # argument goes to every `cluster` run, e.g.
 #   cluster-numbers.sh --chats 40 --turns 10                  (issue 10: steady turns only)
-#   cluster-numbers.sh --replicas-list 2 --rebuild-rate 1     (issue 11: K = 2, rebuilds while measured)
+#   cluster-numbers.sh --replicas-list 2 --rebuilds 12        (issue 11: K = 2, rebuilds while measured)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../../.." && pwd)"

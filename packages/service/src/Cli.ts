@@ -60,7 +60,7 @@ const withDefault =
       Options.withDescription(`${description} (default: ${fallback})`)
     )
 
-/** `--rebuild-rate`: one declaration for the run, `fleet` and `cluster`, whose defaults and meanings differ. */
+/** `--rebuild-rate`: one declaration for the run and `fleet`, whose defaults and meanings differ. */
 const rebuildRate = (fallback: number, description: string) =>
   number("rebuild-rate", 0, 1000).pipe(withDefault(fallback, description))
 
@@ -285,9 +285,11 @@ const clusterCommand = Command.make("cluster", {
   // serve's own declarations: each replica gets the same flag, with the same meaning and default
   delayMode: options.delayMode,
   notices: options.notices,
-  rebuildRate: rebuildRate(
-    0,
-    "rebuilds per second through the fleet during a second measured phase (0: only the steady phase, no rebuilds)"
+  rebuilds: integer("rebuilds", 0, 100_000).pipe(
+    withDefault(
+      0,
+      "rebuilds through the fleet during a second measured phase, at seeded turns (0: only the steady phase)"
+    )
   ),
   json: options.json
 }, (flags) =>
@@ -309,7 +311,7 @@ const clusterCommand = Command.make("cluster", {
       validationDelayMs: flags.validationDelayMs,
       delayMode: flags.delayMode,
       notices: flags.notices === "on",
-      rebuildRate: flags.rebuildRate
+      rebuilds: flags.rebuilds
     }).pipe(
       Effect.provide(Service.layerDatabaseEither(Option.some(url.value.url), url.value.source)),
       Effect.mapError((error) => new Processes.StartupFailed({ message: error.message }))
@@ -318,7 +320,7 @@ const clusterCommand = Command.make("cluster", {
   })).pipe(
     Command.withDescription(
       "Starts a fleet and --replicas serve processes on one PostgreSQL, drives turns over HTTP with both strategies, " +
-        "and reports turns/s, p50/p99, lookups and SQL statements per turn; with --rebuild-rate, a second phase " +
+        "and reports turns/s, p50/p99, lookups and SQL statements per turn; with --rebuilds, a second phase " +
         "measures the same while the fleet rebuilds workspaces."
     )
   )

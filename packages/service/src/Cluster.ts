@@ -6,11 +6,12 @@
  * every (chat, turn) pair in a seeded order, at most `concurrency` at a time,
  * turn t of chat c on replica (c + t) mod K, so one chat's turns go to every
  * replica, some of them at the same moment. This first phase has no
- * rebuilds, so every turn of it is a steady-state turn. With `rebuildRate`
+ * rebuilds, so every turn of it is a steady-state turn. With `rebuilds`
  * above 0, a second phase of as many turns follows on the same processes
- * while the cluster rebuilds workspaces through the fleet's API (a seeded
- * workspace and mode every `1 / rebuildRate` s): the phase where rebuild
- * notices, which travel between replicas through PostgreSQL, matter.
+ * while the cluster rebuilds workspaces through the fleet's API: that many
+ * rebuilds, each sent as a seeded turn starts (a seeded workspace and mode),
+ * the same for both strategies. The phase where rebuild notices, which
+ * travel between replicas through PostgreSQL, matter.
  *
  * Lookups are counted twice: by every replica's own counters (`/metrics`,
  * `lookupMetrics`) and at the database (the lookup statements of
@@ -83,8 +84,8 @@ export interface ClusterOptions {
   readonly delayMode: typeof LazyDial.delayModes[number]
   /** Passed to every replica (`serve --notices on|off`). */
   readonly notices: boolean
-  /** Rebuilds per second during the second measured phase; 0: no such phase. */
-  readonly rebuildRate: number
+  /** Rebuilds during the second measured phase; 0: no such phase. */
+  readonly rebuilds: number
 }
 
 /**
@@ -162,7 +163,7 @@ export interface ClusterReport {
   readonly validationDelayMs: number
   readonly delayMode: typeof LazyDial.delayModes[number]
   readonly notices: boolean
-  readonly rebuildRate: number
+  readonly rebuilds: number
   readonly statements: string
   readonly strategies: ReadonlyArray<StrategyFigures>
 }

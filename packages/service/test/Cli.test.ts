@@ -75,7 +75,7 @@ describe("lazydial-service", () => {
   }, 30_000)
 
   it(
-    "cluster takes serve's --notices and --delay-mode (same choices, same defaults) and its own --rebuild-rate",
+    "cluster takes serve's --notices and --delay-mode (same choices, same defaults) and its own --rebuilds",
     async () => {
       // three runs at once, and off the worker's thread: spawnSync would block it for the three runs in a row
       const [cluster, serve, bad] = await Promise.all([
@@ -90,7 +90,7 @@ describe("lazydial-service", () => {
       expect(entries(cluster.stdout)).toContain("(default: on)")
       expect(entries(cluster.stdout)).toContain("(default: fixed)")
       expect(entries(cluster.stdout)).toEqual(entries(serve.stdout))
-      expect(cluster.stdout).toContain("during a second measured phase (0: only the steady phase")
+      expect(cluster.stdout).toContain("during a second measured phase, at seeded turns (0: only the steady phase)")
       expect(bad.status).toBe(2)
       expect(bad.stdout).toBe("")
     },

@@ -1,5 +1,4 @@
 import * as SqlClient from "@effect/sql/SqlClient"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import { type ChildProcess, spawn } from "node:child_process"
@@ -138,33 +137,34 @@ const lookupsOf = (urls: ReadonlyArray<string>) =>
     })
   )
 
+interface RebuildAt {
+  /** Sent when the measured turn with this index starts. */
+  readonly turn: number
+  readonly workspace: string
+  readonly mode: typeof scheduledRetireModes[number]
+}
+
 /**
- * The rebuilds of one measured phase: every `1 / rate` seconds a seeded
- * workspace is rebuilt through the fleet's API, in a seeded mode of the
- * fleet's own schedule. Runs until interrupted; counts what it did.
+ * `count` rebuilds at seeded turns of a phase of `turns` turns, each of a
+ * seeded workspace in a seeded mode of the fleet's own schedule. Keyed to
+ * turns, not to seconds, so both strategies get the very same rebuilds
+ * between the very same turns however fast each one runs.
  */
-const rebuildLoop = (
-  fleetUrl: string,
+const planRebuilds = (
+  count: number,
+  turns: number,
   workspaces: ReadonlyArray<string>,
-  rate: number,
-  random: () => number,
-  done: { rebuilds: number; failed: number }
-) =>
-  Effect.forever(Effect.zipRight(
-    Effect.sleep(Duration.millis(1000 / rate)),
-    Effect.suspend(() => {
-      const workspace = workspaces[Math.floor(random() * workspaces.length)]!
-      const mode = scheduledRetireModes[Math.floor(random() * scheduledRetireModes.length)]!
-      return request(`${fleetUrl}/workspaces/${workspace}/rebuild`, { mode }).pipe(
-        Effect.map((response) => response.status === 200 ? done.rebuilds++ : done.failed++),
-        Effect.orElseSucceed(() => done.failed++)
-      )
-    })
-  ))
+  random: () => number
+): ReadonlyArray<RebuildAt> =>
+  Array.from({ length: count }, () => ({
+    turn: Math.floor(random() * turns),
+    workspace: workspaces[Math.floor(random() * workspaces.length)]!,
+    mode: scheduledRetireModes[Math.floor(random() * scheduledRetireModes.length)]!
+  })).sort((a, b) => a.turn - b.turn)
 
 /**
  * One measured phase: the tasks at most `concurrency` at a time, with the
- * fleet rebuilding at `rebuildRate` meanwhile (0: none). Statements are
+ * fleet rebuilding as `rebuilds` says meanwhile. Statements are
  * counted at the database from a reset at its start; lookups also by every
  * process's own counters, and the fleet's (its reads before a rebuild) are
  * taken out of the database's count, so both count the replicas' lookups.
@@ -179,8 +179,7 @@ const measure = (
   },
   phase: PhaseFigures["phase"],
   tasks: ReadonlyArray<Task>,
-  rebuildRate: number,
-  random: () => number
+  rebuilds: ReadonlyArray<RebuildAt>
 ) =>
   Effect.scoped(Effect.gen(function*() {
     const { fleetUrl, options, statements, urls } = context
@@ -192,13 +191,25 @@ const measure = (
     const outcomes: Record<string, number> = {}
     const failures: Record<string, number> = {}
     const done = { rebuilds: 0, failed: 0 }
-    // owned by this phase's Scope: no rebuild outlives the measured turns
-    const rebuilding = rebuildRate > 0
-      ? yield* Effect.forkScoped(rebuildLoop(fleetUrl, context.workspaces, rebuildRate, random, done))
-      : undefined
+    // one rebuild at a time, in the planned order, beside the turns (a turn
+    // never waits for a rebuild); forked into this phase's Scope, so none
+    // outlives it, and awaited before the phase is counted
+    const oneAtATime = yield* Effect.makeSemaphore(1)
+    const rebuildFibers: Array<Fiber.RuntimeFiber<void>> = []
+    const rebuild = (at: RebuildAt) =>
+      oneAtATime.withPermits(1)(
+        request(`${fleetUrl}/workspaces/${at.workspace}/rebuild`, { mode: at.mode }).pipe(
+          Effect.map((response) => void (response.status === 200 ? done.rebuilds++ : done.failed++)),
+          Effect.orElseSucceed(() => void done.failed++)
+        )
+      )
+    let next = 0
     const began = performance.now()
-    yield* Effect.forEach(tasks, (task) =>
+    yield* Effect.forEach(tasks, (task, i) =>
       Effect.gen(function*() {
+        while (next < rebuilds.length && rebuilds[next]!.turn <= i) {
+          rebuildFibers.push(yield* Effect.forkScoped(rebuild(rebuilds[next++]!)))
+        }
         const start = performance.now()
         const result = yield* Effect.either(
           request(`${urls[task.replica]}/chats/${task.chatId}/turns`, { message: "turn" })
@@ -220,7 +231,7 @@ const measure = (
         }
       }), { concurrency: options.concurrency, discard: true })
     const seconds = (performance.now() - began) / 1000
-    if (rebuilding !== undefined) yield* Fiber.interrupt(rebuilding)
+    yield* Fiber.joinAll(rebuildFibers)
     const turns = tasks.length
     const replicasAfter = yield* lookupsOf(urls)
     const fleetAfter = yield* lookupsOf([fleetUrl])
@@ -359,9 +370,14 @@ const runStrategy = (options: ClusterOptions, strategy: Strategy, statements: bo
       ).sort((a, b) => a.key - b.key)
     const context = { options, statements, urls, fleetUrl, workspaces }
     // first with no rebuild: every turn a steady-state turn
-    const steady = yield* measure(context, "steady", plan(), 0, rebuildRandom)
-    const withRebuilds = options.rebuildRate > 0
-      ? yield* measure(context, "rebuilds", plan(), options.rebuildRate, rebuildRandom)
+    const steady = yield* measure(context, "steady", plan(), [])
+    const withRebuilds = options.rebuilds > 0
+      ? yield* measure(
+        context,
+        "rebuilds",
+        plan(),
+        planRebuilds(options.rebuilds, options.chats * options.turns, workspaces, rebuildRandom)
+      )
       : null
     const result: StrategyFigures = { strategy, ...steady, withRebuilds }
     return result
@@ -384,7 +400,7 @@ export const run = (options: ClusterOptions): Effect.Effect<ClusterReport, Error
       validationDelayMs: options.validationDelayMs,
       delayMode: options.delayMode,
       notices: options.notices,
-      rebuildRate: options.rebuildRate,
+      rebuilds: options.rebuilds,
       statements: statements
         ? "measured at the database with pg_stat_statements (every statement of the measured turns, all processes)"
         : "not measured: pg_stat_statements is not available (add it to shared_preload_libraries)",
@@ -432,7 +448,7 @@ export const render = (report: ClusterReport): string => {
   lines.push(
     `replicas: validation delay ${report.validationDelayMs} ms (${report.delayMode}), notices ${
       report.notices ? "on" : "off"
-    }; rebuilds ${report.rebuildRate > 0 ? `${report.rebuildRate}/s in the second phase` : "none"}`
+    }; rebuilds ${report.rebuilds > 0 ? `${report.rebuilds} in the second phase` : "none"}`
   )
   lines.push(`SQL statements: ${report.statements}`)
   for (const s of report.strategies) {
