@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
-# The figures of docs/performance.md ("Replicas on one PostgreSQL"): runs
-# `cluster` with K = 1, 2 and 4 replicas on a throwaway PostgreSQL (started by
-# binding's scripts/test-postgres.sh) with pg_stat_statements preloaded.
-# Extra arguments go to every `cluster` run (e.g. --chats 40 --turns 10).
+# The figures of docs/performance.md ("Replicas on one PostgreSQL", and issue
+# 11's cluster figures): runs `cluster` for each K of --replicas-list (default
+# "1 2 4") on a throwaway PostgreSQL (started by binding's
+# scripts/test-postgres.sh) with pg_stat_statements preloaded. Every other
+# argument goes to every `cluster` run, e.g.
+#   cluster-numbers.sh --chats 40 --turns 10                  (issue 10: steady turns only)
+#   cluster-numbers.sh --replicas-list 2 --rebuilds 12        (issue 11: K = 2, rebuilds while measured)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../../.." && pwd)"
 if [ -z "${LAZYDIAL_TEST_DATABASE_URL:-}" ]; then
   exec bash "$repo/packages/binding/scripts/test-postgres.sh" --exec bash "$here/cluster-numbers.sh" "$@"
 fi
-psql="$LAZYDIAL_TEST_PSQL"
-"$psql" "$LAZYDIAL_TEST_DATABASE_URL" -Xq -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'"
-sh -c "$LAZYDIAL_TEST_PG_RESTART_COMMAND" >/dev/null
-"$psql" "$LAZYDIAL_TEST_DATABASE_URL" -Xq -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
+replicas_list="1 2 4"
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --replicas-list) replicas_list="$2"; shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+# shellcheck source=lib/pg-stat-statements.sh
+. "$here/lib/pg-stat-statements.sh"
+enable_pg_stat_statements
 cd "$repo/packages/service"
-for k in 1 2 4; do
+for k in $replicas_list; do
   echo "== K=$k"
-  timeout 600 node --import tsx src/bin.ts cluster --database-url "$LAZYDIAL_TEST_DATABASE_URL" --replicas "$k" "$@"
+  timeout 600 node --import tsx src/bin.ts cluster --database-url "$LAZYDIAL_TEST_DATABASE_URL" --replicas "$k" "${args[@]}"
 done

@@ -2,7 +2,8 @@
 # Runs the service's process tests (test/*.ci.test.ts): real `fleet` and
 # `serve` processes on a real, throwaway PostgreSQL, started by binding's
 # scripts/test-postgres.sh (which exports LAZYDIAL_TEST_DATABASE_URL and the
-# pg_ctl stop/start commands and LAZYDIAL_TEST_PSQL, and removes the server on exit). Extra
+# pg_ctl stop/start commands and LAZYDIAL_TEST_PSQL, and removes the server on exit), with
+# pg_stat_statements preloaded so the tests can count statements at the database. Extra
 # arguments go to vitest (e.g. the JSON reporter of .ci/run).
 set -euo pipefail
 
@@ -13,5 +14,10 @@ if [ -z "${LAZYDIAL_TEST_DATABASE_URL:-}" ]; then
   exec bash "$repo/packages/binding/scripts/test-postgres.sh" --exec bash "$here/test-replicas.sh" "$@"
 fi
 
+# the process tests count lookups at the database too
+# shellcheck source=lib/pg-stat-statements.sh
+. "$here/lib/pg-stat-statements.sh"
+enable_pg_stat_statements
 cd "$repo"
-timeout 300 pnpm exec vitest run --config packages/service/vitest.ci.config.ts "$@"
+# 10 tests, about 100 s on an idle machine, 145 s while other jobs load it: the bound leaves room
+timeout 420 pnpm exec vitest run --config packages/service/vitest.ci.config.ts "$@"

@@ -60,6 +60,10 @@ const withDefault =
       Options.withDescription(`${description} (default: ${fallback})`)
     )
 
+/** `--rebuild-rate`: one declaration for the run and `fleet`, whose defaults and meanings differ. */
+const rebuildRate = (fallback: number, description: string) =>
+  number("rebuild-rate", 0, 1000).pipe(withDefault(fallback, description))
+
 const positive = (name: string, fallback: number, description: string) =>
   integer(name, 1, 1_000_000).pipe(withDefault(fallback, description))
 
@@ -106,9 +110,7 @@ const options = {
   workspaces: positive("workspaces", Workload.defaults.workspaces, "number of workspaces (a tenth of them stopped)"),
   turns: positive("turns", Workload.defaults.turns, "turns per chat"),
   concurrency: positive("concurrency", Workload.defaults.concurrency, "turns in flight at most"),
-  rebuildRate: number("rebuild-rate", 0, 1000).pipe(
-    withDefault(Workload.defaults.rebuildRate, "workspace rebuilds per second, over the whole fleet")
-  ),
+  rebuildRate: rebuildRate(Workload.defaults.rebuildRate, "workspace rebuilds per second, over the whole fleet"),
   thinkMs: integer("think-ms", 0, 60_000).pipe(
     withDefault(Workload.defaults.thinkMs, "mean pause between a chat's turns, in milliseconds")
   ),
@@ -259,9 +261,7 @@ const fleetCommand = Command.make("fleet", {
   ...processFlags(8090),
   workspaces: options.workspaces,
   seed: options.seed,
-  rebuildRate: number("rebuild-rate", 0, 1000).pipe(
-    withDefault(0, "workspace rebuilds per second over the fleet (0: only on POST /workspaces/:id/rebuild)")
-  )
+  rebuildRate: rebuildRate(0, "workspace rebuilds per second over the fleet (0: only on POST /workspaces/:id/rebuild)")
 }, (flags) =>
   Effect.flatMap(processOptions(flags), (common) =>
     Processes.fleet({
@@ -282,6 +282,15 @@ const clusterCommand = Command.make("cluster", {
   concurrency: options.concurrency,
   seed: options.seed,
   validationDelayMs: options.validationDelayMs,
+  // serve's own declarations: each replica gets the same flag, with the same meaning and default
+  delayMode: options.delayMode,
+  notices: options.notices,
+  rebuilds: integer("rebuilds", 0, 100_000).pipe(
+    withDefault(
+      0,
+      "rebuilds through the fleet during a second measured phase, at seeded turns (0: only the steady phase)"
+    )
+  ),
   json: options.json
 }, (flags) =>
   Effect.gen(function*() {
@@ -299,7 +308,10 @@ const clusterCommand = Command.make("cluster", {
       turns: flags.turns,
       concurrency: flags.concurrency,
       seed: flags.seed,
-      validationDelayMs: flags.validationDelayMs
+      validationDelayMs: flags.validationDelayMs,
+      delayMode: flags.delayMode,
+      notices: flags.notices === "on",
+      rebuilds: flags.rebuilds
     }).pipe(
       Effect.provide(Service.layerDatabaseEither(Option.some(url.value.url), url.value.source)),
       Effect.mapError((error) => new Processes.StartupFailed({ message: error.message }))
@@ -308,7 +320,8 @@ const clusterCommand = Command.make("cluster", {
   })).pipe(
     Command.withDescription(
       "Starts a fleet and --replicas serve processes on one PostgreSQL, drives turns over HTTP with both strategies, " +
-        "and reports turns/s, p50/p99 and SQL statements per turn."
+        "and reports turns/s, p50/p99, lookups and SQL statements per turn; with --rebuilds, a second phase " +
+        "measures the same while the fleet rebuilds workspaces."
     )
   )
 

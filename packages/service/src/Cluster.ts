@@ -5,8 +5,17 @@
  * turn on each replica (the warm-up, not measured), then drives the measured turns over HTTP:
  * every (chat, turn) pair in a seeded order, at most `concurrency` at a time,
  * turn t of chat c on replica (c + t) mod K, so one chat's turns go to every
- * replica, some of them at the same moment. No rebuilds happen while it
- * measures, so every measured turn is a steady-state turn.
+ * replica, some of them at the same moment. This first phase has no
+ * rebuilds, so every turn of it is a steady-state turn. With `rebuilds`
+ * above 0, a second phase of as many turns follows on the same processes
+ * while the cluster rebuilds workspaces through the fleet's API: that many
+ * rebuilds, each sent as a seeded turn starts (a seeded workspace and mode),
+ * the same for both strategies. The phase where rebuild notices, which
+ * travel between replicas through PostgreSQL, matter.
+ *
+ * Lookups are counted twice: by every replica's own counters (`/metrics`,
+ * `lookupMetrics`) and at the database (the lookup statements of
+ * `pg_stat_statements`, less the fleet's own reads before its rebuilds).
  *
  * SQL statements per turn are measured at the database with
  * `pg_stat_statements` (reset after the warm-up) when the server has it; the
@@ -17,8 +26,46 @@
  * @since 0.1.0
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
+import type { LazyDial } from "@lazydial/core"
 import type * as Effect from "effect/Effect"
 import * as internal from "./internal/cluster.js"
+
+/**
+ * The counters of `GET /metrics` that count a replica's latest-agent lookups.
+ * `directoryLookups` counts every lookup the process made, whoever asked
+ * (binding's lazy binds, core's validation, the `latest` strategy's turns);
+ * `directoryQueries` the SQL queries they took (concurrent lookups share
+ * one); `bindingLookups` and `coreLookups` split lazydial's by who asked.
+ * Declared once: the cluster and the process tests read the same names.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const lookupMetrics: {
+  readonly directoryLookups: string
+  readonly directoryQueries: string
+  readonly bindingLookups: string
+  readonly coreLookups: string
+} = internal.lookupMetrics
+
+/**
+ * The sum of every series of a counter in Prometheus text; 0 when the
+ * process has not touched it yet (Effect registers a metric at its first use).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const counterTotal: (metricsText: string, name: string) => number = internal.counterTotal
+
+/**
+ * Whether a statement of `pg_stat_statements` is a latest-agent lookup: a
+ * SELECT on the builds table. The fleet's build write (an INSERT that reads
+ * the table for the next build number) is not one.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const isLookupStatement: (query: string) => boolean = internal.isLookupStatement
 
 /**
  * @since 0.1.0
@@ -33,6 +80,12 @@ export interface ClusterOptions {
   readonly concurrency: number
   readonly seed: number
   readonly validationDelayMs: number
+  /** Passed to every replica (`serve --delay-mode`). */
+  readonly delayMode: typeof LazyDial.delayModes[number]
+  /** Passed to every replica (`serve --notices on|off`). */
+  readonly notices: boolean
+  /** Rebuilds during the second measured phase; 0: no such phase. */
+  readonly rebuilds: number
 }
 
 /**
@@ -54,8 +107,9 @@ export interface ReplicaFigures {
  * @since 0.1.0
  * @category models
  */
-export interface StrategyFigures {
-  readonly strategy: "lazydial" | "latest"
+export interface PhaseFigures {
+  /** `steady`: no rebuilds while measured; `rebuilds`: the fleet rebuilt workspaces meanwhile. */
+  readonly phase: "steady" | "rebuilds"
   readonly turns: number
   readonly ok: number
   readonly databaseUnavailable: number
@@ -64,12 +118,35 @@ export interface StrategyFigures {
   readonly turnsPerSecond: number
   readonly p50Ms: number
   readonly p99Ms: number
+  /** Rebuilds the fleet made while this phase ran (and the ones it refused). */
+  readonly rebuilds: number
+  readonly rebuildsFailed: number
+  /** Successful turns by the outcome the replica answered (`fast`, `switched_by_notice`, ...). */
+  readonly outcomes: Readonly<Record<string, number>>
+  /** Failed turns by HTTP status and reason (`503 timeout`, ...), or `no answer`. */
+  readonly failures: Readonly<Record<string, number>>
+  readonly switchedByNotice: number
+  /** Lookups per turn by the replicas' own counters (`lookupMetrics.directoryLookups`, summed). */
+  readonly replicaLookupsPerTurn: number
+  /** The SQL queries those lookups took, per turn (concurrent lookups share one). */
+  readonly replicaQueriesPerTurn: number
   /** null: pg_stat_statements is not available. */
   readonly statementsPerTurn: number | null
-  /** Statements on the builds table (the latest-agent lookup) per turn. */
+  /** Lookup statements (`isLookupStatement`) per turn at the database, less the fleet's. */
   readonly lookupsPerTurn: number | null
   readonly byStatement: ReadonlyArray<{ readonly statement: string; readonly perTurn: number }>
   readonly replicas: ReadonlyArray<ReplicaFigures>
+}
+
+/**
+ * A strategy's steady phase, and its phase with rebuilds when one ran.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StrategyFigures extends PhaseFigures {
+  readonly strategy: "lazydial" | "latest"
+  readonly withRebuilds: PhaseFigures | null
 }
 
 /**
@@ -83,6 +160,10 @@ export interface ClusterReport {
   readonly concurrency: number
   readonly workspaces: number
   readonly seed: number
+  readonly validationDelayMs: number
+  readonly delayMode: typeof LazyDial.delayModes[number]
+  readonly notices: boolean
+  readonly rebuilds: number
   readonly statements: string
   readonly strategies: ReadonlyArray<StrategyFigures>
 }

@@ -42,6 +42,16 @@ export const retireModes = ["die", "hang", "reuse_port", "die_mid_handshake"] as
 export type RetireMode = typeof retireModes[number]
 
 /**
+ * The modes a scheduled rebuild draws from (`fleet --rebuild-rate`, and the
+ * rebuilds `cluster` sends while it measures): `die_mid_handshake` is left
+ * to its own tests.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const scheduledRetireModes = ["die", "hang", "reuse_port"] as const satisfies ReadonlyArray<RetireMode>
+
+/**
  * How a stopped workspace's agent behaves: it dies, or hangs (the case where a
  * bound chat learns of the stop only from a lookup).
  *

@@ -23,7 +23,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { randomUUID } from "node:crypto"
 import * as ControlPlane from "./ControlPlane.js"
-import type { RetireMode } from "./Fleet.js"
+import { scheduledRetireModes } from "./Fleet.js"
 import { rng } from "./internal/random.js"
 import * as Server from "./Server.js"
 import * as Service from "./Service.js"
@@ -235,7 +235,7 @@ export const fleet = (options: FleetOptions): Effect.Effect<never, StartupFailed
         if (options.rebuildRate <= 0) return yield* Effect.never
         // a seeded schedule: the same seed rebuilds the same workspaces in the same modes
         const next = rng(options.seed)
-        const modes: ReadonlyArray<RetireMode> = ["die", "hang", "reuse_port"]
+        const modes = scheduledRetireModes
         const every = Duration.millis(1000 / options.rebuildRate)
         return yield* Effect.forever(
           Effect.zipRight(

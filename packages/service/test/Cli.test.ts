@@ -4,7 +4,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { makeEta, missingValue } from "../src/Cli.js"
 import { Report } from "../src/Report.js"
@@ -12,6 +12,23 @@ import { Report } from "../src/Report.js"
 const bin = fileURLToPath(new URL("../src/bin.ts", import.meta.url))
 const run = (args: ReadonlyArray<string>) =>
   spawnSync(process.execPath, ["--import", "tsx", bin, ...args], { encoding: "utf8", timeout: 80_000 })
+
+const runAsync = (args: ReadonlyArray<string>) =>
+  new Promise<{ status: number | null; stdout: string }>((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", bin, ...args], { stdio: ["ignore", "pipe", "ignore"] })
+    let stdout = ""
+    child.stdout.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString()
+    })
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL")
+      reject(new Error(`${args.join(" ")}: no exit within 50 s`))
+    }, 50_000)
+    child.on("exit", (status) => {
+      clearTimeout(timer)
+      resolve({ status, stdout })
+    })
+  })
 
 describe("lazydial-service", () => {
   it("rejects a bad flag on stderr, naming the flag, with exit code 2 and nothing on stdout", () => {
@@ -56,6 +73,29 @@ describe("lazydial-service", () => {
     expect(result.stdout).not.toContain("\u001b[")
     expect(result.stdout).not.toMatch(/--completions|--log-level|--wizard/)
   }, 30_000)
+
+  it(
+    "cluster takes serve's --notices and --delay-mode (same choices, same defaults) and its own --rebuilds",
+    async () => {
+      // three runs at once, and off the worker's thread: spawnSync would block it for the three runs in a row
+      const [cluster, serve, bad] = await Promise.all([
+        runAsync(["cluster", "--help"]),
+        runAsync(["serve", "--help"]),
+        runAsync(["cluster", "--database-url", "postgres://127.0.0.1:1/x", "--delay-mode", "sometimes"])
+      ])
+      // one entry per flag: its name and choices, then its description line
+      const entries = (help: string) =>
+        help.split(/\n(?=\S)/).filter((entry) => /^--(notices|delay-mode)/.test(entry)).join("\n")
+      expect(cluster.status).toBe(0)
+      expect(entries(cluster.stdout)).toContain("(default: on)")
+      expect(entries(cluster.stdout)).toContain("(default: fixed)")
+      expect(entries(cluster.stdout)).toEqual(entries(serve.stdout))
+      expect(cluster.stdout).toContain("during a second measured phase, at seeded turns (0: only the steady phase)")
+      expect(bad.status).toBe(2)
+      expect(bad.stdout).toBe("")
+    },
+    60_000
+  )
 
   it("the ETA waits for a first turn, then extrapolates the strategy's rate, and restarts with each strategy", () => {
     const eta = makeEta()

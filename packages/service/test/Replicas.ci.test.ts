@@ -82,6 +82,84 @@ SELECT count(*) FROM h h1 JOIN h h2 ON h1.chat_id = h2.chat_id AND h2.seq > h1.s
       .toBe(2)
   })
 
+  // "hang" is the rebuild the notice must save a turn from: the old agent
+  // accepts and never answers, so without the notice the turn waits out the
+  // validation delay (5 s here) before it looks up. "die" fails fast and would
+  // look up at once. Either way the notice leaves nothing to look up.
+  it.each(["hang", "die"] as const)(
+    "a fleet rebuild (%s): both replicas switch on the next turn by notice, with 0 lookups (counters and database)",
+    async (mode) => {
+      const validationDelayMs = 5000
+      const fleet = await P.fleet(1)
+      const [a, b] = await Promise.all([
+        P.serve("--validation-delay-ms", String(validationDelayMs)),
+        P.serve("--validation-delay-ms", String(validationDelayMs))
+      ])
+      const replicas = [a, b] as const
+      const [workspace] = fleet.info["workspaces"] as Array<string>
+
+      // one chat bound (lazy bind, one lookup) by each replica, then turned on
+      // the other too: both replicas are warm and each has looked the
+      // workspace up once, so each view knows its build
+      const chats = await Promise.all(replicas.map(async (replica) => {
+        const chatId = (await P.post(`${replica.url}/chats`, { workspace_id: workspace })).body!["chat_id"] as string
+        const bound = await turn(replica, chatId)
+        expect(bound.body!["outcome"]).toBe("lazy_bind")
+        return chatId
+      }))
+      for (const [replica, chatId] of [[a, chats[1]!], [b, chats[0]!]] as const) {
+        expect((await turn(replica, chatId)).status).toBe(200)
+      }
+
+      const before = await Promise.all(replicas.map(P.lookupCounters))
+      const heard = await Promise.all(replicas.map(P.noticesReceived))
+      // the replicas' lazy binds were seen at the database (the measure below is not blind)
+      expect(P.databaseLookups()).toBeGreaterThanOrEqual(2)
+      const rebuilt = await P.post(`${fleet.url}/workspaces/${workspace}/rebuild`, { mode })
+      expect(rebuilt.status).toBe(200)
+      const next = rebuilt.body!["agent_id"] as string
+      // The NOTIFY was committed with the build, before the fleet answered,
+      // and reaches a listening replica in milliseconds: wait (at most 5 s)
+      // until both replicas' notice counters moved, so the turns below start
+      // after the notice, as the next turns of a real deployment would.
+      const bothHeard = await P.eventually(
+        async () => (await Promise.all(replicas.map(P.noticesReceived))).every((n, i) => n > heard[i]!),
+        5000
+      )
+      expect(bothHeard).toBe(true)
+      // after the rebuild: the fleet's own reads of the builds table are not the replicas'
+      const atTheDatabase = P.databaseLookups()
+
+      // each replica's first turn after the rebuild, each on the chat the other bound
+      const timed = async (replica: P.Proc, chatId: string) => {
+        const started = performance.now()
+        const result = await turn(replica, chatId)
+        return { ...result, ms: performance.now() - started }
+      }
+      const first = [await timed(a, chats[1]!), await timed(b, chats[0]!)]
+      // then the chat each bound itself, now bound by the other to the new agent
+      const second = [await timed(a, chats[0]!), await timed(b, chats[1]!)]
+      for (const result of [...first, ...second]) {
+        expect(result.status).toBe(200)
+        expect(result.body!["agent_id"]).toBe(next)
+        expect(result.body!["chat"]["agent_id"]).toBe(next)
+        // a turn that waited for the validation delay would take 5 s
+        expect(result.ms).toBeLessThan(2000)
+      }
+      expect(first.map((r) => r.body!["outcome"])).toEqual(["switched_by_notice", "switched_by_notice"])
+      expect(second.map((r) => r.body!["outcome"])).toEqual(["fast", "fast"])
+
+      // 0 lookups: no replica's counter moved, nor the count at the database
+      expect(await Promise.all(replicas.map(P.lookupCounters))).toEqual(before)
+      expect(P.databaseLookups()).toBe(atTheDatabase)
+      // the counters are not blind: each replica's lazy bind was counted
+      for (const counters of before) {
+        expect(counters.directoryLookups).toBeGreaterThanOrEqual(1)
+        expect(counters.bindingLookups).toBeGreaterThanOrEqual(1)
+      }
+    }
+  )
+
   it("database faults: every turn succeeds or is a typed 503, no replica exits, both recover within 2 s", async () => {
     const stop = process.env["LAZYDIAL_TEST_PG_STOP_COMMAND"]
     const startPg = process.env["LAZYDIAL_TEST_PG_START_COMMAND"]

@@ -10,6 +10,7 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
+import * as Cluster from "../src/Cluster.js"
 
 const bin = fileURLToPath(new URL("../src/bin.ts", import.meta.url))
 
@@ -120,3 +121,39 @@ export const shell = (command: string) => {
 }
 
 export const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms))
+
+/** A process's lookup counters, read from its `GET /metrics` (named by `Cluster.lookupMetrics`). */
+export const lookupCounters = async (proc: Proc) => {
+  const response = await fetch(`${proc.url}/metrics`, { signal: AbortSignal.timeout(10_000) })
+  const text = await response.text()
+  return Object.fromEntries(
+    Object.entries(Cluster.lookupMetrics).map(([key, name]) => [key, Cluster.counterTotal(text, name)])
+  ) as Record<keyof typeof Cluster.lookupMetrics, number> // safe: one entry per key of lookupMetrics
+}
+
+/**
+ * Latest-agent lookups counted at the database: calls of the lookup
+ * statements in `pg_stat_statements`, which test-replicas.sh preloads.
+ */
+export const databaseLookups = (): number =>
+  psql(`SELECT regexp_replace(query, '\\s+', ' ', 'g') || E'\\t' || calls FROM pg_stat_statements`)
+    .split("\n")
+    .map((line) => line.split("\t"))
+    .filter(([query]) => query !== undefined && Cluster.isLookupStatement(query))
+    .reduce((n, [, calls]) => n + Number(calls), 0)
+
+/** Rebuild notices a process has received (binding's counter, on its `GET /metrics`). */
+export const noticesReceived = async (proc: Proc) => {
+  const response = await fetch(`${proc.url}/metrics`, { signal: AbortSignal.timeout(10_000) })
+  return Cluster.counterTotal(await response.text(), "lazydial_notices_received_total")
+}
+
+/** Polls `check` every 20 ms until it holds, for at most `ms`; answers whether it held. */
+export const eventually = async (check: () => Promise<boolean>, ms: number) => {
+  const until = performance.now() + ms
+  for (;;) {
+    if (await check()) return true
+    if (performance.now() > until) return false
+    await sleep(20)
+  }
+}

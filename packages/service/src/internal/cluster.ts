@@ -1,7 +1,9 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import { type ChildProcess, spawn } from "node:child_process"
-import type { ClusterOptions, ClusterReport, ReplicaFigures, StrategyFigures } from "../Cluster.js"
+import type { ClusterOptions, ClusterReport, PhaseFigures, ReplicaFigures, StrategyFigures } from "../Cluster.js"
+import { scheduledRetireModes } from "../Fleet.js"
 import { rng } from "./random.js"
 
 interface Child {
@@ -55,7 +57,7 @@ const startChild = (name: string, args: ReadonlyArray<string>) =>
       })
   )
 
-const request = (url: string, body?: unknown) =>
+const requestRaw = (url: string, body?: unknown) =>
   Effect.tryPromise({
     try: async (signal) => {
       const response = await fetch(url, {
@@ -64,11 +66,40 @@ const request = (url: string, body?: unknown) =>
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         signal: AbortSignal.any([signal, AbortSignal.timeout(30_000)])
       })
-      const text = await response.text()
-      return { status: response.status, body: (text === "" ? {} : JSON.parse(text)) as Record<string, unknown> }
+      return { status: response.status, text: await response.text() }
     },
     catch: (cause) => new Error(`${url}: ${String(cause)}`)
   })
+
+const request = (url: string, body?: unknown) =>
+  Effect.flatMap(requestRaw(url, body), ({ status, text }) =>
+    Effect.try({
+      try: () => ({ status, body: (text === "" ? {} : JSON.parse(text)) as Record<string, unknown> }),
+      catch: (cause) => new Error(`${url}: ${String(cause)}`)
+    }))
+
+const requestText = (url: string) => Effect.map(requestRaw(url), (response) => response.text)
+
+export const lookupMetrics = {
+  directoryLookups: "lazydial_directory_lookups_total",
+  directoryQueries: "lazydial_directory_queries_total",
+  bindingLookups: "lazydial_binding_lookups_total",
+  coreLookups: "lazydial_lookups_total"
+} as const
+
+export const counterTotal = (metricsText: string, name: string): number => {
+  let total = 0
+  for (const line of metricsText.split("\n")) {
+    // `name 3` or `name{labels} 3`; not `name_bucket`, nor HELP/TYPE comments
+    if (line.startsWith(name) && (line[name.length] === " " || line[name.length] === "{")) {
+      total += Number(line.slice(line.lastIndexOf(" ") + 1))
+    }
+  }
+  return total
+}
+
+export const isLookupStatement = (query: string): boolean =>
+  /^\s*SELECT\b/i.test(query) && /\blazydial_workspace_builds\b/.test(query)
 
 const quantile = (sorted: ReadonlyArray<number>, q: number) =>
   sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!
@@ -88,95 +119,138 @@ const statementsAvailable = Effect.gen(function*() {
   return yield* Effect.isSuccess(sql`SELECT 1 FROM pg_stat_statements LIMIT 1`)
 }).pipe(Effect.orElseSucceed(() => false))
 
-const runStrategy = (options: ClusterOptions, strategy: "lazydial" | "latest", statements: boolean) =>
+type Strategy = StrategyFigures["strategy"]
+
+interface Task {
+  readonly chatId: string
+  readonly replica: number
+  readonly key: number
+}
+
+/** Every lookup counter of every process, summed per counter, from their `/metrics`. */
+const lookupsOf = (urls: ReadonlyArray<string>) =>
+  Effect.map(
+    Effect.forEach(urls, (url) => requestText(`${url}/metrics`), { concurrency: "unbounded" }),
+    (texts) => ({
+      lookups: texts.reduce((n, text) => n + counterTotal(text, lookupMetrics.directoryLookups), 0),
+      queries: texts.reduce((n, text) => n + counterTotal(text, lookupMetrics.directoryQueries), 0)
+    })
+  )
+
+interface RebuildAt {
+  /** Sent when the measured turn with this index starts. */
+  readonly turn: number
+  readonly workspace: string
+  readonly mode: typeof scheduledRetireModes[number]
+}
+
+/**
+ * `count` rebuilds at seeded turns of a phase of `turns` turns, each of a
+ * seeded workspace in a seeded mode of the fleet's own schedule. Keyed to
+ * turns, not to seconds, so both strategies get the very same rebuilds
+ * between the very same turns however fast each one runs.
+ */
+const planRebuilds = (
+  count: number,
+  turns: number,
+  workspaces: ReadonlyArray<string>,
+  random: () => number
+): ReadonlyArray<RebuildAt> =>
+  Array.from({ length: count }, () => ({
+    turn: Math.floor(random() * turns),
+    workspace: workspaces[Math.floor(random() * workspaces.length)]!,
+    mode: scheduledRetireModes[Math.floor(random() * scheduledRetireModes.length)]!
+  })).sort((a, b) => a.turn - b.turn)
+
+/**
+ * One measured phase: the tasks at most `concurrency` at a time, with the
+ * fleet rebuilding as `rebuilds` says meanwhile. Statements are
+ * counted at the database from a reset at its start; lookups also by every
+ * process's own counters, and the fleet's (its reads before a rebuild) are
+ * taken out of the database's count, so both count the replicas' lookups.
+ */
+const measure = (
+  context: {
+    readonly options: ClusterOptions
+    readonly statements: boolean
+    readonly urls: ReadonlyArray<string>
+    readonly fleetUrl: string
+    readonly workspaces: ReadonlyArray<string>
+  },
+  phase: PhaseFigures["phase"],
+  tasks: ReadonlyArray<Task>,
+  rebuilds: ReadonlyArray<RebuildAt>
+) =>
   Effect.scoped(Effect.gen(function*() {
+    const { fleetUrl, options, statements, urls } = context
     const sql = yield* SqlClient.SqlClient
-    const url = options.databaseUrl
-    const fleet = yield* startChild("fleet", [
-      "fleet",
-      "--port",
-      "0",
-      "--database-url",
-      url,
-      "--workspaces",
-      String(options.workspaces),
-      "--seed",
-      String(options.seed),
-      "--rebuild-rate",
-      "0"
-    ])
-    const replicas = yield* Effect.forEach(
-      Array.from({ length: options.replicas }, (_, i) => i),
-      (i) =>
-        startChild(`replica ${i + 1}`, [
-          "serve",
-          "--port",
-          "0",
-          "--database-url",
-          url,
-          "--strategy",
-          strategy,
-          "--validation-delay-ms",
-          String(options.validationDelayMs)
-        ]),
-      { concurrency: "unbounded" }
-    )
-    const urls = replicas.map((replica) => String(replica.info["serving"]))
-    const workspaces = fleet.info["workspaces"] as ReadonlyArray<string>
-    const random = rng(options.seed)
-
-    // warm-up (not measured): create every chat, and turn it once on each replica
-    const chats = yield* Effect.forEach(
-      Array.from({ length: options.chats }, (_, i) => i),
-      (i) =>
-        Effect.gen(function*() {
-          const created = yield* request(`${urls[i % urls.length]}/chats`, {
-            workspace_id: workspaces[i % workspaces.length]
-          })
-          const chatId = String(created.body["chat_id"])
-          // the first turn binds the chat; one more on every replica warms
-          // its address cache, so the measured turns are steady-state turns
-          for (const url of urls) yield* request(`${url}/chats/${chatId}/turns`, { message: "warm-up" })
-          return chatId
-        }),
-      { concurrency: options.concurrency }
-    )
-
-    // the measured turns: every (chat, turn) pair in a seeded order, at most
-    // `concurrency` at a time, turn t of chat c on replica (c + t) mod K, so
-    // one chat's turns go to every replica, some at the same moment
-    const tasks = chats.flatMap((chatId, c) =>
-      Array.from({ length: options.turns }, (_, t) => ({ chatId, replica: (c + t) % urls.length, key: random() }))
-    ).sort((a, b) => a.key - b.key)
     if (statements) yield* sql`SELECT pg_stat_statements_reset()`
+    const replicasBefore = yield* lookupsOf(urls)
+    const fleetBefore = yield* lookupsOf([fleetUrl])
     const perReplica = urls.map(() => ({ ok: 0, failed: 0, databaseUnavailable: 0, latencies: [] as Array<number> }))
+    const outcomes: Record<string, number> = {}
+    const failures: Record<string, number> = {}
+    const done = { rebuilds: 0, failed: 0 }
+    // one rebuild at a time, in the planned order, beside the turns (a turn
+    // never waits for a rebuild); forked into this phase's Scope, so none
+    // outlives it, and awaited before the phase is counted
+    const oneAtATime = yield* Effect.makeSemaphore(1)
+    const rebuildFibers: Array<Fiber.RuntimeFiber<void>> = []
+    const rebuild = (at: RebuildAt) =>
+      oneAtATime.withPermits(1)(
+        request(`${fleetUrl}/workspaces/${at.workspace}/rebuild`, { mode: at.mode }).pipe(
+          Effect.map((response) => void (response.status === 200 ? done.rebuilds++ : done.failed++)),
+          Effect.orElseSucceed(() => void done.failed++)
+        )
+      )
+    let next = 0
     const began = performance.now()
-    yield* Effect.forEach(tasks, (task) =>
+    yield* Effect.forEach(tasks, (task, i) =>
       Effect.gen(function*() {
+        while (next < rebuilds.length && rebuilds[next]!.turn <= i) {
+          rebuildFibers.push(yield* Effect.forkScoped(rebuild(rebuilds[next++]!)))
+        }
         const start = performance.now()
         const result = yield* Effect.either(
           request(`${urls[task.replica]}/chats/${task.chatId}/turns`, { message: "turn" })
         )
         const figures = perReplica[task.replica]!
         figures.latencies.push(performance.now() - start)
-        if (result._tag === "Right" && result.right.status === 200) figures.ok++
-        else if (result._tag === "Right" && result.right.body["reason"] === "database_unavailable") {
+        if (result._tag === "Right" && result.right.status === 200) {
+          figures.ok++
+          const outcome = String(result.right.body["outcome"])
+          outcomes[outcome] = (outcomes[outcome] ?? 0) + 1
+        } else if (result._tag === "Right" && result.right.body["reason"] === "database_unavailable") {
           figures.databaseUnavailable++
-        } else figures.failed++
+        } else {
+          figures.failed++
+          const why = result._tag === "Left"
+            ? "no answer"
+            : `${result.right.status} ${String(result.right.body["reason"] ?? result.right.body["_tag"] ?? "")}`.trim()
+          failures[why] = (failures[why] ?? 0) + 1
+        }
       }), { concurrency: options.concurrency, discard: true })
     const seconds = (performance.now() - began) / 1000
+    yield* Fiber.joinAll(rebuildFibers)
     const turns = tasks.length
+    const replicasAfter = yield* lookupsOf(urls)
+    const fleetAfter = yield* lookupsOf([fleetUrl])
 
-    const byStatement = statements
-      ? (yield* sql<{ query: string; calls: number }>`SELECT query, calls::int AS calls FROM pg_stat_statements
-WHERE query NOT ILIKE '%pg_stat_statements%' AND calls > 0 ORDER BY calls DESC LIMIT 12`).map((row) => ({
-        statement: row.query.replace(/\s+/g, " ").slice(0, 120),
-        perTurn: round(row.calls / turns)
-      }))
+    const rows = statements
+      ? yield* sql<{ query: string; calls: number }>`SELECT query, calls::int AS calls FROM pg_stat_statements
+WHERE query NOT ILIKE '%pg_stat_statements%' AND calls > 0 ORDER BY calls DESC`
       : []
+    const byStatement = rows.slice(0, 12).map((row) => ({
+      statement: row.query.replace(/\s+/g, " ").slice(0, 120),
+      perTurn: round(row.calls / turns)
+    }))
     const lookupsPerTurn = statements
       ? round(
-        byStatement.filter((row) => /lazydial_workspace_builds/.test(row.statement)).reduce((n, r) => n + r.perTurn, 0)
+        Math.max(
+          0,
+          rows.filter((row) => isLookupStatement(row.query)).reduce((n, row) => n + row.calls, 0) -
+            (fleetAfter.queries - fleetBefore.queries)
+        ) / turns
       )
       : null
     const replicaFigures: Array<ReplicaFigures> = perReplica.map((figures, i) => {
@@ -193,8 +267,8 @@ WHERE query NOT ILIKE '%pg_stat_statements%' AND calls > 0 ORDER BY calls DESC L
       }
     })
     const all = perReplica.flatMap((figures) => figures.latencies).sort((a, b) => a - b)
-    const result: StrategyFigures = {
-      strategy,
+    const result: PhaseFigures = {
+      phase,
       turns,
       ok: replicaFigures.reduce((n, r) => n + r.ok, 0),
       databaseUnavailable: replicaFigures.reduce((n, r) => n + r.databaseUnavailable, 0),
@@ -203,11 +277,109 @@ WHERE query NOT ILIKE '%pg_stat_statements%' AND calls > 0 ORDER BY calls DESC L
       turnsPerSecond: round(turns / seconds),
       p50Ms: round(quantile(all, 0.5)),
       p99Ms: round(quantile(all, 0.99)),
-      statementsPerTurn: statements ? round(byStatement.reduce((n, r) => n + r.perTurn, 0)) : null,
+      rebuilds: done.rebuilds,
+      rebuildsFailed: done.failed,
+      outcomes,
+      failures,
+      switchedByNotice: outcomes["switched_by_notice"] ?? 0,
+      replicaLookupsPerTurn: round((replicasAfter.lookups - replicasBefore.lookups) / turns),
+      replicaQueriesPerTurn: round((replicasAfter.queries - replicasBefore.queries) / turns),
+      statementsPerTurn: statements ? round(rows.reduce((n, row) => n + row.calls, 0) / turns) : null,
       lookupsPerTurn,
       byStatement,
       replicas: replicaFigures
     }
+    return result
+  }))
+
+const runStrategy = (options: ClusterOptions, strategy: Strategy, statements: boolean) =>
+  Effect.scoped(Effect.gen(function*() {
+    const url = options.databaseUrl
+    const fleet = yield* startChild("fleet", [
+      "fleet",
+      "--port",
+      "0",
+      "--database-url",
+      url,
+      "--workspaces",
+      String(options.workspaces),
+      "--seed",
+      String(options.seed),
+      // the cluster rebuilds through the fleet's API, only while it measures
+      "--rebuild-rate",
+      "0"
+    ])
+    const replicas = yield* Effect.forEach(
+      Array.from({ length: options.replicas }, (_, i) => i),
+      (i) =>
+        startChild(`replica ${i + 1}`, [
+          "serve",
+          "--port",
+          "0",
+          "--database-url",
+          url,
+          "--strategy",
+          strategy,
+          "--validation-delay-ms",
+          String(options.validationDelayMs),
+          "--delay-mode",
+          options.delayMode,
+          "--notices",
+          options.notices ? "on" : "off"
+        ]),
+      { concurrency: "unbounded" }
+    )
+    const urls = replicas.map((replica) => String(replica.info["serving"]))
+    const fleetUrl = String(fleet.info["fleet"])
+    const workspaces = fleet.info["workspaces"] as ReadonlyArray<string>
+    const random = rng(options.seed)
+    // the rebuilds' own stream: the turns' order is the same with or without them
+    const rebuildRandom = rng(options.seed + 1)
+
+    // warm-up (not measured): create every chat, and turn it once on each
+    // replica. Chat c is bound (its lazy bind, a lookup) on replica
+    // floor(c / workspaces) mod K, so with chats >= K x workspaces every
+    // replica has looked up every workspace: a replica's view judges only
+    // builds it has seen, and one that never saw a workspace would take the
+    // lazy path at that workspace's first rebuild.
+    const chats = yield* Effect.forEach(
+      Array.from({ length: options.chats }, (_, i) => i),
+      (i) =>
+        Effect.gen(function*() {
+          const first = Math.floor(i / workspaces.length) % urls.length
+          const created = yield* request(`${urls[first]}/chats`, {
+            workspace_id: workspaces[i % workspaces.length]
+          })
+          const chatId = String(created.body["chat_id"])
+          // the first turn binds the chat; one more on every other replica
+          // warms its address cache, so the measured turns are steady-state turns
+          for (const r of urls.keys()) {
+            yield* request(`${urls[(first + r) % urls.length]}/chats/${chatId}/turns`, { message: "warm-up" })
+          }
+          return chatId
+        }),
+      { concurrency: options.concurrency }
+    )
+
+    // the measured turns: every (chat, turn) pair in a seeded order, at most
+    // `concurrency` at a time, turn t of chat c on replica (c + t) mod K, so
+    // one chat's turns go to every replica, some at the same moment
+    const plan = (): ReadonlyArray<Task> =>
+      chats.flatMap((chatId, c) =>
+        Array.from({ length: options.turns }, (_, t) => ({ chatId, replica: (c + t) % urls.length, key: random() }))
+      ).sort((a, b) => a.key - b.key)
+    const context = { options, statements, urls, fleetUrl, workspaces }
+    // first with no rebuild: every turn a steady-state turn
+    const steady = yield* measure(context, "steady", plan(), [])
+    const withRebuilds = options.rebuilds > 0
+      ? yield* measure(
+        context,
+        "rebuilds",
+        plan(),
+        planRebuilds(options.rebuilds, options.chats * options.turns, workspaces, rebuildRandom)
+      )
+      : null
+    const result: StrategyFigures = { strategy, ...steady, withRebuilds }
     return result
   }))
 
@@ -225,12 +397,47 @@ export const run = (options: ClusterOptions): Effect.Effect<ClusterReport, Error
       concurrency: options.concurrency,
       workspaces: options.workspaces,
       seed: options.seed,
+      validationDelayMs: options.validationDelayMs,
+      delayMode: options.delayMode,
+      notices: options.notices,
+      rebuilds: options.rebuilds,
       statements: statements
-        ? "measured at the database with pg_stat_statements (every statement of the measured turns, all replicas)"
+        ? "measured at the database with pg_stat_statements (every statement of the measured turns, all processes)"
         : "not measured: pg_stat_statements is not available (add it to shared_preload_libraries)",
       strategies
     }
   })
+
+const renderPhase = (lines: Array<string>, title: string, s: PhaseFigures) => {
+  lines.push(
+    `${title}: ${s.turns} turns (${s.ok} ok, ${s.databaseUnavailable} database_unavailable, ${s.failed} failed) ` +
+      `in ${s.seconds} s: ${s.turnsPerSecond} turns/s, turn p50 ${s.p50Ms} ms, p99 ${s.p99Ms} ms`
+  )
+  if (s.phase === "rebuilds") {
+    lines.push(
+      `  rebuilds while measured: ${s.rebuilds}${s.rebuildsFailed > 0 ? ` (${s.rebuildsFailed} refused)` : ""}; ` +
+        `switched_by_notice turns: ${s.switchedByNotice}`
+    )
+  }
+  const outcomes = Object.entries(s.outcomes).sort(([, a], [, b]) => b - a)
+  lines.push(`  outcomes: ${outcomes.map(([outcome, n]) => `${outcome} ${n}`).join(", ") || "none"}`)
+  const failures = Object.entries(s.failures).sort(([, a], [, b]) => b - a)
+  if (failures.length > 0) lines.push(`  failed turns: ${failures.map(([why, n]) => `${why}: ${n}`).join(", ")}`)
+  lines.push(
+    `  lookups per turn: ${s.replicaLookupsPerTurn} by the replicas' counters (${s.replicaQueriesPerTurn} queries), ` +
+      `${s.lookupsPerTurn ?? "not measured"} at the database`
+  )
+  if (s.statementsPerTurn !== null) {
+    lines.push(`  statements per turn: ${s.statementsPerTurn}`)
+    for (const row of s.byStatement) lines.push(`    ${row.perTurn.toFixed(3)}  ${row.statement}`)
+  }
+  for (const r of s.replicas) {
+    lines.push(
+      `  replica ${r.replica}: ${r.turns} turns, ${r.turnsPerSecond} turns/s, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, ` +
+        `${r.ok} ok, ${r.databaseUnavailable} database_unavailable, ${r.failed} failed`
+    )
+  }
+}
 
 export const render = (report: ClusterReport): string => {
   const lines: Array<string> = []
@@ -238,23 +445,16 @@ export const render = (report: ClusterReport): string => {
     `cluster: ${report.replicas} replica(s), ${report.chats} chats x ${report.turnsPerChat} turns, ` +
       `concurrency ${report.concurrency}, ${report.workspaces} workspaces, seed ${report.seed}`
   )
+  lines.push(
+    `replicas: validation delay ${report.validationDelayMs} ms (${report.delayMode}), notices ${
+      report.notices ? "on" : "off"
+    }; rebuilds ${report.rebuilds > 0 ? `${report.rebuilds} in the second phase` : "none"}`
+  )
   lines.push(`SQL statements: ${report.statements}`)
   for (const s of report.strategies) {
     lines.push("")
-    lines.push(
-      `${s.strategy}: ${s.turns} turns (${s.ok} ok, ${s.databaseUnavailable} database_unavailable, ${s.failed} failed) ` +
-        `in ${s.seconds} s: ${s.turnsPerSecond} turns/s, p50 ${s.p50Ms} ms, p99 ${s.p99Ms} ms`
-    )
-    if (s.statementsPerTurn !== null) {
-      lines.push(`  statements per turn: ${s.statementsPerTurn} (lookups per turn: ${s.lookupsPerTurn})`)
-      for (const row of s.byStatement) lines.push(`    ${row.perTurn.toFixed(3)}  ${row.statement}`)
-    }
-    for (const r of s.replicas) {
-      lines.push(
-        `  replica ${r.replica}: ${r.turns} turns, ${r.turnsPerSecond} turns/s, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, ` +
-          `${r.ok} ok, ${r.databaseUnavailable} database_unavailable, ${r.failed} failed`
-      )
-    }
+    renderPhase(lines, `${s.strategy}, steady (no rebuilds)`, s)
+    if (s.withRebuilds !== null) renderPhase(lines, `${s.strategy}, with rebuilds`, s.withRebuilds)
   }
   return lines.join("\n")
 }
