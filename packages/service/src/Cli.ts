@@ -123,7 +123,7 @@ const options = {
   delayMode: Options.choice("delay-mode", LazyDial.delayModes).pipe(
     withDefault(
       "fixed" as const,
-      "fixed: wait --validation-delay-ms; adaptive: learn it from recent connect times, at most --validation-delay-ms"
+      "fixed: wait --validation-delay-ms; adaptive: start at --validation-delay-ms, then learn it from recent connect times, up to half the dial timeout"
     )
   ),
   notices: Options.choice("notices", ["on", "off"]).pipe(
