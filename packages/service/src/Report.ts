@@ -173,6 +173,30 @@ export const AfterRebuild = Schema.Struct({
 export type AfterRebuild = typeof AfterRebuild.Type
 
 /**
+ * Every turn of a running workspace, connected or not: the time until its
+ * connection or its failure, in milliseconds. `latency` holds connected
+ * turns only, so a strategy whose slowest turns fail (a dial of a hung agent
+ * that times out) looks faster there than one whose slowest turns wait and
+ * connect; this figure counts both alike.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const ConnectOrFail = Schema.Struct({
+  turns: Schema.Number,
+  /** Of which: ended without a connection (a timeout counts its full dial timeout here). */
+  failed: Schema.Number,
+  p50: Schema.Number,
+  p99: Schema.Number
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type ConnectOrFail = typeof ConnectOrFail.Type
+
+/**
  * @since 0.1.0
  * @category models
  */
@@ -201,6 +225,7 @@ export const StrategyReport = Schema.Struct({
   stoppedConnectP50Ms: Schema.Number,
   stoppedConnectP99Ms: Schema.Number,
   afterRebuild: AfterRebuild,
+  connectOrFail: ConnectOrFail,
   /** Turns whose dial switched to a new agent, and whose binding was written back. */
   bindingsRepaired: Schema.Number,
   /** Chats of running workspaces bound to the current agent at the end; null when the strategy keeps no binding. */

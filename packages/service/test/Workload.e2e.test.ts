@@ -93,6 +93,11 @@ describe("the reference service, end to end", () => {
           expect(strategy.stoppedConnectP50Ms).toBeLessThanOrEqual(strategy.stoppedConnectP99Ms)
           expect(strategy.afterRebuild.turns).toBeGreaterThan(0)
           expect(strategy.afterRebuild.p50).toBeLessThanOrEqual(strategy.afterRebuild.p99)
+          // failures included: every turn of a running workspace, and exactly the ones that never connected
+          const running = strip.turns.filter((t) => !t.stopped)
+          expect(strategy.connectOrFail.turns).toBe(running.length)
+          expect(strategy.connectOrFail.failed).toBe(running.length - strategy.latency.counts.reduce((a, b) => a + b, 0))
+          expect(strategy.connectOrFail.p99).toBeGreaterThanOrEqual(strategy.connectOrFail.p50)
           // 0 sockets left open, on either side
           expect(strategy.socketsStillOpen).toBe(0)
           expect(strategy.agentSocketsStillOpen).toBe(0)

@@ -15,6 +15,7 @@ import type { RetireMode } from "../Fleet.js"
 import * as Probe from "../Probe.js"
 import {
   type AfterRebuild,
+  type ConnectOrFail,
   type OutcomeName,
   outcomeNames,
   Report,
@@ -132,6 +133,17 @@ export const makeStrip = (turns: ReadonlyArray<TurnRecord>, rebuilds: ReadonlyAr
     turns: keptTurns.kept.map(({ atMs, connectMs, outcome, stopped }) => ({ atMs, connectMs, outcome, stopped })),
     rebuildsEvery: keptRebuilds.every,
     rebuilds: keptRebuilds.kept
+  }
+}
+
+const connectOrFail = (turns: ReadonlyArray<TurnRecord>): ConnectOrFail => {
+  const running = turns.filter((turn) => !turn.stopped)
+  const sorted = running.map((turn) => turn.connectMs).sort((a, b) => a - b)
+  return {
+    turns: running.length,
+    failed: running.filter((turn) => !turn.connected).length,
+    p50: round(quantile(sorted, 0.5)),
+    p99: round(quantile(sorted, 0.99))
   }
 }
 
@@ -488,6 +500,7 @@ export const runStrategy = (
       stoppedConnectP50Ms: round(quantile(stoppedSorted, 0.5)),
       stoppedConnectP99Ms: round(quantile(stoppedSorted, 0.99)),
       afterRebuild: afterRebuild(turnRecords, rebuildRecords),
+      connectOrFail: connectOrFail(turnRecords),
       bindingsRepaired: tally.repaired,
       boundToCurrent: strategy === "lazydial" ? tally.boundToCurrent : null,
       chatsOnRunningWorkspaces: tally.chatsOnRunning,
