@@ -192,9 +192,12 @@ const makeReads = (sql: SqlClient.SqlClient, slots: number) =>
     // the next batch, keyed by chat: two reads of one chat share its row
     let waiting = new Map<string, Read>()
 
+    // counted when sent, failed or not: the figure is statements per turn
     const query = (ids: ReadonlyArray<string>) =>
-      sql<RawRow>`SELECT ${sql.literal(columns)} FROM lazydial_chat_bindings WHERE ${sql.in("chat_id", ids)}`.pipe(
-        Effect.tap(() => Metric.increment(readQueriesTotal)),
+      Metric.increment(readQueriesTotal).pipe(
+        Effect.zipRight(
+          sql<RawRow>`SELECT ${sql.literal(columns)} FROM lazydial_chat_bindings WHERE ${sql.in("chat_id", ids)}`
+        ),
         Effect.mapError(databaseError("BindingStore.get")),
         Effect.exit
       )
