@@ -179,9 +179,9 @@ type Read = Deferred.Deferred<Option.Option<RawRow>, BindingStoreError>
  * never joins a query already sent: that query may have looked at the table
  * before this turn's own write, and a turn must read what it wrote.
  *
- * The queries run in fibers of `fibers`, owned by the store's Scope, not in
- * the readers' fibers: an interrupted reader stops waiting, and the query it
- * shares with others goes on for them.
+ * A batch's query runs in a fiber of `fibers`, owned by the store's Scope,
+ * not in a reader's fiber: an interrupted reader stops waiting, and the query
+ * it shares with others goes on for them.
  */
 const makeReads = (sql: SqlClient.SqlClient, slots: number) =>
   Effect.gen(function*() {
@@ -237,6 +237,20 @@ const makeReads = (sql: SqlClient.SqlClient, slots: number) =>
 
     return (chatId: ChatId): Effect.Effect<Option.Option<RawRow>, BindingStoreError> =>
       Effect.suspend(() => {
+        if (busy < slots && waiting.size === 0) {
+          // A free slot and nobody waiting: the query is this read's alone (a
+          // later read never joins a query in flight), so it runs in the
+          // reader's own fiber, without a hop to another.
+          busy++
+          return query([chatId]).pipe(
+            Effect.ensuring(Effect.sync(() => {
+              busy--
+              flush()
+            })),
+            Effect.flatten,
+            Effect.map((rows) => Option.fromNullable(rows[0]))
+          )
+        }
         let read = waiting.get(chatId)
         if (read === undefined) {
           read = Deferred.unsafeMake<Option.Option<RawRow>, BindingStoreError>(FiberId.none)
