@@ -14,8 +14,10 @@ import type { Database } from "@lazydial/binding"
 import { BindingStore } from "@lazydial/binding"
 import * as PgDatabase from "@lazydial/binding/PgDatabase"
 import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
+import type { ChatId } from "@lazydial/core"
 import { assertEqual } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
+import type * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -66,7 +68,15 @@ const makeGate = () => {
         })
       }
     })
-  return { hold, fail, wrap }
+  /** Forks `get` of `id`; returns once its query has read the table, while it is held until `release`. */
+  const heldGet = (store: Context.Tag.Service<BindingStore.BindingStore>, id: ChatId) =>
+    Effect.gen(function*() {
+      const step = yield* hold
+      const fiber = yield* Effect.fork(store.get(id))
+      yield* Deferred.await(step.read)
+      return { fiber, release: Deferred.succeed(step.release, undefined) }
+    })
+  return { heldGet, fail, wrap }
 }
 
 const readQueries = Effect.map(Metric.value(BindingStore.readQueriesTotal), (state) => state.count)
@@ -93,15 +103,13 @@ const readsSuite = (name: string, database: Layer.Layer<SqlClient.SqlClient | Da
         const before = workspaceId()
         const after = workspaceId()
         const chat = yield* store.createChat({ workspaceId: before })
-        const held = yield* gate.hold
-        const older = yield* Effect.fork(store.get(chat.chatId))
         // the older read's query has read the row, and has not answered yet
-        yield* Deferred.await(held.read)
+        const { fiber: older, release } = yield* gate.heldGet(store, chat.chatId)
         yield* store.setWorkspace(chat.chatId, Option.some(after))
         const queriesBefore = yield* readQueries
         const newer = yield* Effect.fork(store.get(chat.chatId))
         yield* suspended([newer])
-        yield* Deferred.succeed(held.release, undefined)
+        yield* release
         assertEqual((yield* Fiber.join(older)).workspaceId, Option.some(before))
         assertEqual((yield* Fiber.join(newer)).workspaceId, Option.some(after))
         assert.strictEqual((yield* readQueries) - queriesBefore, 1)
@@ -113,16 +121,14 @@ const readsSuite = (name: string, database: Layer.Layer<SqlClient.SqlClient | Da
         const a = yield* store.createChat({ workspaceId: workspaceId() })
         const b = yield* store.createChat({ workspaceId: workspaceId() })
         const missing = chatId()
-        const held = yield* gate.hold
-        const first = yield* Effect.fork(store.get(a.chatId))
-        yield* Deferred.await(held.read)
+        const { fiber: first, release } = yield* gate.heldGet(store, a.chatId)
         const queriesBefore = yield* readQueries
         const waiting = yield* Effect.forEach(
           [a.chatId, b.chatId, missing, a.chatId],
           (id) => Effect.fork(Effect.either(store.get(id)))
         )
         yield* suspended(waiting)
-        yield* Deferred.succeed(held.release, undefined)
+        yield* release
         assertEqual(yield* Fiber.join(first), a)
         const [gotA, gotB, notFound, gotAAgain] = yield* Effect.forEach(waiting, Fiber.join)
         assertEqual(gotA, Either.right(a))
@@ -138,13 +144,11 @@ const readsSuite = (name: string, database: Layer.Layer<SqlClient.SqlClient | Da
         const { gate, store } = yield* gatedStore({ readSlots: 1 })
         const a = yield* store.createChat()
         const b = yield* store.createChat()
-        const held = yield* gate.hold
-        const first = yield* Effect.fork(store.get(a.chatId))
-        yield* Deferred.await(held.read)
+        const { fiber: first, release } = yield* gate.heldGet(store, a.chatId)
         yield* gate.fail
         const waiting = yield* Effect.forEach([a.chatId, b.chatId], (id) => Effect.fork(Effect.exit(store.get(id))))
         yield* suspended(waiting)
-        yield* Deferred.succeed(held.release, undefined)
+        yield* release
         assertEqual(yield* Fiber.join(first), a)
         for (const exit of yield* Effect.forEach(waiting, Fiber.join)) {
           const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
@@ -159,16 +163,14 @@ const readsSuite = (name: string, database: Layer.Layer<SqlClient.SqlClient | Da
         const { gate, store } = yield* gatedStore({ readSlots: 1 })
         const a = yield* store.createChat()
         const b = yield* store.createChat()
-        const held = yield* gate.hold
-        const first = yield* Effect.fork(store.get(b.chatId))
-        yield* Deferred.await(held.read)
+        const { fiber: first, release } = yield* gate.heldGet(store, b.chatId)
         const [quitter, sameChat, other] = yield* Effect.forEach(
           [a.chatId, a.chatId, b.chatId],
           (id) => Effect.fork(store.get(id))
         )
         yield* suspended([quitter!, sameChat!, other!])
         yield* Fiber.interrupt(quitter!)
-        yield* Deferred.succeed(held.release, undefined)
+        yield* release
         assertEqual(yield* Fiber.join(first), b)
         assertEqual(yield* Fiber.join(sameChat!), a)
         assertEqual(yield* Fiber.join(other!), b)
@@ -179,12 +181,10 @@ const readsSuite = (name: string, database: Layer.Layer<SqlClient.SqlClient | Da
         const { gate, store } = yield* gatedStore({ readSlots: 2 })
         const a = yield* store.createChat()
         const b = yield* store.createChat()
-        const held = yield* gate.hold
-        const first = yield* Effect.fork(store.get(a.chatId))
-        yield* Deferred.await(held.read)
+        const { fiber: first, release } = yield* gate.heldGet(store, a.chatId)
         // the first query is still held: the second answers on a slot of its own
         assertEqual(yield* store.get(b.chatId), b)
-        yield* Deferred.succeed(held.release, undefined)
+        yield* release
         assertEqual(yield* Fiber.join(first), a)
       }))
 
@@ -193,15 +193,13 @@ const readsSuite = (name: string, database: Layer.Layer<SqlClient.SqlClient | Da
         const scope = yield* Scope.make()
         const { gate, store } = yield* Scope.extend(gatedStore({ readSlots: 1 }), scope)
         const a = yield* store.createChat()
-        const held = yield* gate.hold
-        const first = yield* Effect.fork(store.get(a.chatId))
-        yield* Deferred.await(held.read)
+        const { fiber: first, release } = yield* gate.heldGet(store, a.chatId)
         const waiting = yield* Effect.fork(store.get(a.chatId))
         yield* suspended([waiting])
         yield* Scope.close(scope, Exit.void)
         // a lone get's query runs in the reader's own fiber; once it ends, the
         // waiting get's batch is not sent by the closed store
-        yield* Deferred.succeed(held.release, undefined)
+        yield* release
         assertEqual(yield* Fiber.join(first), a)
         assert.isTrue(Exit.isInterrupted(yield* Fiber.await(waiting)))
       }))
@@ -211,9 +209,7 @@ const readsSuite = (name: string, database: Layer.Layer<SqlClient.SqlClient | Da
         const { gate, store } = yield* gatedStore({ readSlots: 1 })
         const a = yield* store.createChat()
         const b = yield* store.createChat()
-        const held = yield* gate.hold
-        const lone = yield* Effect.fork(store.get(a.chatId))
-        yield* Deferred.await(held.read)
+        const { fiber: lone } = yield* gate.heldGet(store, a.chatId)
         yield* Fiber.interrupt(lone)
         assertEqual(yield* store.get(b.chatId), b)
       }))
