@@ -22,14 +22,31 @@
  *
  * Every operation may also fail with `BindingStoreError` when the database does.
  *
+ * ## Reads go together
+ *
+ * `get` is the one statement of a steady-state turn. On the SQL store, at
+ * most `readSlots` read queries run at once; a `get` that finds them all busy
+ * waits for the next one, which asks for every waiting chat in one
+ * `WHERE chat_id IN (…)` (at most 500 chats). A lone `get` starts its query at
+ * once. A `get` never takes the answer of a query that started before it was
+ * called, so a turn always reads its own writes.
+ *
+ * | option | environment (`layerSqlConfig`) | default | range |
+ * |---|---|---|---|
+ * | `readSlots` | `LAZYDIAL_STORE_READ_SLOTS` | 1 on PGlite; the pool size, at most 4, on PostgreSQL; 4 on an `SqlClient` of your own | 1 to 100 |
+ *
  * @since 0.1.0
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
-import type { AgentId, ChatId, CurrentAgent, WorkspaceId } from "@lazydial/core"
+import type { AgentId, ChatId, CurrentAgent, InvalidOption, WorkspaceId } from "@lazydial/core"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import type * as Option from "effect/Option"
+import type * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
 import type { ChatBinding } from "./ChatBinding.js"
 import type { Migrated } from "./Database.js"
 import type { BindingStoreError, ChatAlreadyExists, ChatNotFound } from "./Errors.js"
@@ -98,16 +115,43 @@ export class BindingStore extends Context.Tag("@lazydial/binding/BindingStore")<
 export const makeMemory: Effect.Effect<Context.Tag.Service<BindingStore>> = internal.makeMemory
 
 /**
+ * The options of the SQL store.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SqlOptions {
+  /**
+   * The most read queries in flight at once; reads that find them all busy go
+   * together in the next one. An integer from 1 to 100. Default: the
+   * database's `Database.Sessions` (1 on PGlite), at most 4; 4 without it.
+   */
+  readonly readSlots?: number | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category constants
+ */
+export const maxReadSlots: number = internal.maxReadSlots
+
+/**
  * A store over any `SqlClient` that speaks PostgreSQL (PGlite or a server).
  * Needs `Database.Migrated`, which every `Database` Layer provides (or
  * `Database.layerMigrated` for an `SqlClient` of your own): the migrations
- * run once per process, not once per store.
+ * run once per process, not once per store. Its read queries run in fibers of
+ * the Scope it is given.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const makeSql: Effect.Effect<Context.Tag.Service<BindingStore>, never, SqlClient.SqlClient | Migrated> =
-  internal.makeSql
+export const makeSql: (
+  options?: SqlOptions
+) => Effect.Effect<
+  Context.Tag.Service<BindingStore>,
+  InvalidOption,
+  SqlClient.SqlClient | Migrated | Scope.Scope
+> = internal.makeSql
 
 /**
  * @since 0.1.0
@@ -116,12 +160,59 @@ export const makeSql: Effect.Effect<Context.Tag.Service<BindingStore>, never, Sq
 export const layerMemory: Layer.Layer<BindingStore> = Layer.effect(BindingStore, makeMemory)
 
 /**
- * Provide an `SqlClient` from `Database` (`layerPglite`, `layerPg`, `layerConfig`).
+ * The SQL store with its default options. Provide an `SqlClient` from
+ * `Database` (`layerPglite`, `layerPg`, `layerConfig`).
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerSql: Layer.Layer<BindingStore, never, SqlClient.SqlClient | Migrated> = Layer.effect(
+export const layerSql: Layer.Layer<BindingStore, never, SqlClient.SqlClient | Migrated> = Layer.scoped(
   BindingStore,
-  makeSql
+  // no option is given, so none can be refused
+  Effect.orDie(makeSql())
 )
+
+/**
+ * The SQL store with options; a refused option fails the Layer with `InvalidOption`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerSqlWith = (
+  options: SqlOptions
+): Layer.Layer<BindingStore, InvalidOption, SqlClient.SqlClient | Migrated> =>
+  Layer.scoped(BindingStore, makeSql(options))
+
+/**
+ * `layerSql`, with `readSlots` from `LAZYDIAL_STORE_READ_SLOTS` when it is
+ * set. A value that is not an integer from 1 to 100 fails the Layer with an
+ * `InvalidOption` that names the variable and shows the text.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerSqlConfig: Layer.Layer<
+  BindingStore,
+  InvalidOption | ConfigError.ConfigError,
+  SqlClient.SqlClient | Migrated
+> = Layer.unwrapEffect(
+  Effect.flatMap(
+    Config.option(Config.string(internal.readSlotsVariable)),
+    Option.match({
+      onNone: () => Effect.succeed(layerSql),
+      onSome: (text) =>
+        Effect.map(
+          internal.checkReadSlots(internal.readSlotsVariable, text),
+          (readSlots) => layerSqlWith({ readSlots })
+        )
+    })
+  )
+)
+
+/**
+ * SQL queries made by `get`: with reads going together, fewer than the gets.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const readQueriesTotal: Metric.Metric.Counter<number> = internal.readQueriesTotal

@@ -133,6 +133,20 @@ export class Listener extends Context.Tag("@lazydial/binding/Database/Listener")
 >() {}
 
 /**
+ * How many statements this process's database runs at once: 1 on PGlite (one
+ * session, every statement in turn), the pool size on PostgreSQL. The driver
+ * Layers provide it so that a store can size its own concurrency to the
+ * database's (`BindingStore`'s read slots); an `SqlClient` of your own need not.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class Sessions extends Context.Tag("@lazydial/binding/Database/Sessions")<
+  Sessions,
+  { readonly size: number }
+>() {}
+
+/**
  * Runs the migrations on the `SqlClient` it is given, once per database even
  * when several replicas start together (an advisory lock serializes them),
  * and refuses a schema that a newer version migrated. For an `SqlClient` of

@@ -26,7 +26,7 @@ import * as PgliteDatabase from "./PgliteDatabase.js"
  * @category layers
  */
 export const layerConfig: Layer.Layer<
-  SqlClient.SqlClient | Database.Listener | Database.Migrated,
+  SqlClient.SqlClient | Database.Listener | Database.Migrated | Database.Sessions,
   Database.StartError | ConfigError.ConfigError
 > = Layer.unwrapEffect(
   Effect.map(
@@ -35,7 +35,7 @@ export const layerConfig: Layer.Layer<
       dataDir: Config.option(Config.string("LAZYDIAL_DATA_DIR"))
     }),
     ({ dataDir, url }): Layer.Layer<
-      SqlClient.SqlClient | Database.Listener | Database.Migrated,
+      SqlClient.SqlClient | Database.Listener | Database.Migrated | Database.Sessions,
       Database.StartError | ConfigError.ConfigError
     > =>
       Option.isSome(url)

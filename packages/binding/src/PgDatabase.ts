@@ -37,7 +37,10 @@ const makePg = (
   url: string | Redacted.Redacted,
   options: PgOptions | undefined,
   names: { readonly url: string } & { readonly [K in keyof Database.Settings]: string }
-): Layer.Layer<SqlClient.SqlClient | PgClient.PgClient | Database.Listener | Database.Migrated, Database.StartError> =>
+): Layer.Layer<
+  SqlClient.SqlClient | PgClient.PgClient | Database.Listener | Database.Migrated | Database.Sessions,
+  Database.StartError
+> =>
   Layer.unwrapEffect(Effect.gen(function*() {
     const { target, url: redacted } = yield* internal.decodeUrl(names.url, url)
     const { connectTimeout, poolSize, statementTimeout, ...rest } = options ?? {}
@@ -50,9 +53,10 @@ const makePg = (
       statementTimeout: settings.statementTimeout,
       applicationName: rest.applicationName ?? "lazydial"
     }
-    const pg = Layer.merge(
+    const pg = Layer.mergeAll(
       internalPg.layer(config, target),
-      Layer.succeed(Database.Listener, { listen: internalPg.listen(config) })
+      Layer.succeed(Database.Listener, { listen: internalPg.listen(config) }),
+      Layer.succeed(Database.Sessions, { size: settings.poolSize })
     )
     return Layer.provideMerge(Database.layerMigrated, pg)
   }))
@@ -73,7 +77,10 @@ const makePg = (
 export const layerPg = (
   url: string | Redacted.Redacted,
   options?: PgOptions
-): Layer.Layer<SqlClient.SqlClient | PgClient.PgClient | Database.Listener | Database.Migrated, Database.StartError> =>
+): Layer.Layer<
+  SqlClient.SqlClient | PgClient.PgClient | Database.Listener | Database.Migrated | Database.Sessions,
+  Database.StartError
+> =>
   makePg(url, options, {
     url: "database URL",
     poolSize: "poolSize",
@@ -93,7 +100,7 @@ export const layerPgConfig = (
   url: string | Redacted.Redacted,
   options?: { readonly urlOption?: string | undefined; readonly applicationName?: string | undefined }
 ): Layer.Layer<
-  SqlClient.SqlClient | PgClient.PgClient | Database.Listener | Database.Migrated,
+  SqlClient.SqlClient | PgClient.PgClient | Database.Listener | Database.Migrated | Database.Sessions,
   Database.StartError | ConfigError.ConfigError
 > =>
   Layer.unwrapEffect(Effect.map(Database.settingsConfig, (settings) =>

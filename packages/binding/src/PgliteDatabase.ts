@@ -29,7 +29,7 @@ import * as internalPglite from "./internal/pglite.js"
 export const layerPglite = (options?: {
   readonly dataDir?: string | undefined
 }): Layer.Layer<
-  SqlClient.SqlClient | Database.Listener | Database.Migrated,
+  SqlClient.SqlClient | Database.Listener | Database.Migrated | Database.Sessions,
   BindingStoreError | DatabaseSchemaTooNew
 > =>
   Layer.provideMerge(
@@ -37,7 +37,12 @@ export const layerPglite = (options?: {
     Layer.scopedContext(
       Effect.map(
         internalPglite.make(options),
-        ({ listen, sql }) => Context.make(Database.Listener, { listen }).pipe(Context.add(SqlClient.SqlClient, sql))
+        ({ listen, sql }) =>
+          Context.make(Database.Listener, { listen }).pipe(
+            Context.add(SqlClient.SqlClient, sql),
+            // one session: statements run one at a time
+            Context.add(Database.Sessions, { size: 1 })
+          )
       )
     ).pipe(Layer.provide(Reactivity.layer))
   )

@@ -243,6 +243,63 @@ describe("Bad input: Config values", () => {
   )
 })
 
+describe("Bad input: the store's read slots", () => {
+  const provider = (value: string) => ConfigProvider.fromMap(new Map([["LAZYDIAL_STORE_READ_SLOTS", value]]))
+
+  it.effect(
+    "LAZYDIAL_STORE_READ_SLOTS: any text is a whole number from 1 to 100, or InvalidOption naming the variable with the text",
+    () =>
+      Effect.gen(function*() {
+        const runtime = ManagedRuntime.make(sqlLayer)
+        yield* Effect.addFinalizer(() => runtime.disposeEffect)
+        const storeWith = (value: string) =>
+          runtime.runPromiseExit(
+            Effect.asVoid(BindingStore.BindingStore).pipe(
+              Effect.provide(BindingStore.layerSqlConfig),
+              Effect.withConfigProvider(provider(value))
+            )
+          )
+        const refusal = (exit: Exit.Exit<void, unknown>) => {
+          const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
+          return error instanceof InvalidOption ? error : undefined
+        }
+        for (const text of ["1", "4", " 100 "]) {
+          assertEqual(yield* Effect.promise(() => storeWith(text)), Exit.void, text)
+        }
+        for (const text of ["0", "101", "2.5", "-1", "four", "", "Infinity", "1e9"]) {
+          const error = refusal(yield* Effect.promise(() => storeWith(text)))
+          assert.instanceOf(error, InvalidOption, text)
+          assert.strictEqual(error?.option, "LAZYDIAL_STORE_READ_SLOTS")
+          assert.strictEqual(error?.value, text)
+        }
+        // the option of layerSqlWith is checked the same way, under its own name
+        const option = yield* Effect.promise(() =>
+          runtime.runPromiseExit(
+            Effect.asVoid(BindingStore.BindingStore).pipe(Effect.provide(BindingStore.layerSqlWith({ readSlots: 0 })))
+          )
+        )
+        assert.strictEqual(refusal(option)?.option, "readSlots")
+        yield* Effect.promise(() =>
+          FastCheck.assert(
+            FastCheck.asyncProperty(
+              FastCheck.oneof(FastCheck.string(), FastCheck.integer().map(String)),
+              async (text) => {
+                const exit = await storeWith(text)
+                const number = Number(text)
+                const valid = text.trim() !== "" && Number.isInteger(number) && number >= 1 && number <= 100
+                if (valid) return Exit.isSuccess(exit)
+                const error = refusal(exit)
+                return error !== undefined && error.option === "LAZYDIAL_STORE_READ_SLOTS" && error.value === text
+              }
+            ),
+            { numRuns: 100 }
+          )
+        )
+      }).pipe(Effect.scoped),
+    120_000
+  )
+})
+
 describe("Bad input: database rows", () => {
   const columns = ["parent_chat_id", "workspace_id", "build_id", "agent_id"] as const
 

@@ -103,7 +103,7 @@ VALUES (${id}, NULL, ${workspaceId()}, ${buildId()}, ${"agent-7"}, 1, now())`
         const sql = yield* SqlClient.SqlClient
         const store = yield* BindingStore.BindingStore
         const chat = yield* store.createChat()
-        yield* BindingStore.makeSql
+        yield* Effect.scoped(BindingStore.makeSql())
         const applied = yield* sql<{ readonly migration_id: number }>`SELECT migration_id
 FROM lazydial_binding_migrations ORDER BY migration_id`
         assertEqual(applied.map((row) => row.migration_id), [1, 2, 3])

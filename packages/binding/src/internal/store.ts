@@ -1,12 +1,20 @@
 import * as SqlClient from "@effect/sql/SqlClient"
-import { AgentId, BuildId, ChatId, WorkspaceId } from "@lazydial/core"
+import type { InvalidOption } from "@lazydial/core"
+import { AgentId, BuildId, ChatId, Options as CoreOptions, WorkspaceId } from "@lazydial/core"
 import type * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import * as FiberSet from "effect/FiberSet"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import type { BindingStore, RecordResult } from "../BindingStore.js"
+import type * as Scope from "effect/Scope"
+import type { BindingStore, RecordResult, SqlOptions } from "../BindingStore.js"
 import { ChatBinding } from "../ChatBinding.js"
+import { Sessions } from "../Database.js"
 import type { Migrated } from "../Database.js"
 import { BindingStoreError, ChatAlreadyExists, ChatNotFound } from "../Errors.js"
 import { databaseError, transaction } from "./database.js"
@@ -128,72 +136,211 @@ const decodeRow = Schema.decodeUnknown(Row, { errors: "all" })
 
 const columns = "chat_id, parent_chat_id, workspace_id, build_id, agent_id, version, updated_at"
 
+/** @internal */
+export const readQueriesTotal = Metric.counter("lazydial_store_read_queries_total", {
+  description: "SQL queries made by BindingStore.get: fewer than the gets when reads go together",
+  incremental: true
+})
+
+/** @internal */
+export const maxReadSlots = 100
+
 /**
- * Needs `Migrated`: the schema is brought up to date once per process, by the
- * `Database` Layer, not here.
+ * The most chats one read query asks for: a burst of thousands of turns makes
+ * several bounded queries rather than one unbounded `IN` list.
  *
  * @internal
  */
-export const makeSql: Effect.Effect<Service, never, SqlClient.SqlClient | Migrated> = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
+export const maxReadBatch = 500
 
-  // A row that breaks the schema (written by hand, or by a newer version) is
-  // reported with the column that is wrong, and never half-read.
-  const toBinding = (operation: string) => (raw: unknown) =>
-    decodeRow(raw).pipe(
-      Effect.mapError(databaseError(operation)),
-      Effect.flatMap((row) =>
-        Effect.try({
-          try: () =>
-            new ChatBinding({
-              chatId: row.chat_id,
-              parentChatId: Option.fromNullable(row.parent_chat_id),
-              workspaceId: Option.fromNullable(row.workspace_id),
-              buildId: Option.fromNullable(row.build_id),
-              agentId: Option.fromNullable(row.agent_id),
-              version: row.version,
-              updatedAt: DateTime.unsafeFromDate(row.updated_at)
-            }),
-          catch: (cause) =>
-            new BindingStoreError({ operation, detail: `a row does not match the schema: ${String(cause)}`, cause })
-        })
+/** @internal */
+export const readSlotsVariable = "LAZYDIAL_STORE_READ_SLOTS"
+
+/**
+ * More read queries at once than the database runs statements would only
+ * queue them in the driver; on PostgreSQL a few are kept, not the whole
+ * pool, so that writes and lookups still find a connection under a burst of
+ * reads.
+ */
+const defaultReadSlots = (sessions: Option.Option<Context.Tag.Service<Sessions>>): number =>
+  Option.match(sessions, { onNone: () => 4, onSome: ({ size }) => Math.max(1, Math.min(4, size)) })
+
+/** @internal */
+export const checkReadSlots = (option: string, input: unknown): Effect.Effect<number, InvalidOption> =>
+  CoreOptions.boundedNumber(option, input, 1, maxReadSlots, { integer: true })
+
+type RawRow = { readonly chat_id: string }
+type Read = Deferred.Deferred<Option.Option<RawRow>, BindingStoreError>
+
+/**
+ * The row reads of `get`. A read that finds a free slot starts its query at
+ * once, so a lone read waits for nothing. A read that finds every slot busy
+ * joins the next batch, which is sent as one query when a slot frees. A read
+ * never joins a query already sent: that query may have looked at the table
+ * before this turn's own write, and a turn must read what it wrote.
+ *
+ * A batch's query runs in a fiber of `fibers`, owned by the store's Scope,
+ * not in a reader's fiber: an interrupted reader stops waiting, and the query
+ * it shares with others goes on for them.
+ */
+const makeReads = (sql: SqlClient.SqlClient, slots: number) =>
+  Effect.gen(function*() {
+    const fibers = yield* FiberSet.make<Exit.Exit<ReadonlyArray<RawRow>, BindingStoreError>, never>()
+    const runFork = yield* FiberSet.runtime(fibers)<never>()
+
+    let busy = 0
+    // the next batch, keyed by chat: two reads of one chat share its row
+    let waiting = new Map<string, Read>()
+
+    // counted when sent, failed or not: the figure is statements per turn
+    const query = (ids: ReadonlyArray<string>) =>
+      Metric.increment(readQueriesTotal).pipe(
+        Effect.zipRight(
+          sql<RawRow>`SELECT ${sql.literal(columns)} FROM lazydial_chat_bindings WHERE ${sql.in("chat_id", ids)}`
+        ),
+        Effect.mapError(databaseError("BindingStore.get")),
+        Effect.exit
       )
-    )
 
-  const one = (operation: string) => (rows: ReadonlyArray<unknown>) =>
-    rows.length === 0 ? Effect.succeed(Option.none<ChatBinding>()) : Effect.asSome(toBinding(operation)(rows[0]))
+    const send = (batch: Map<string, Read>) => {
+      busy++
+      // An observer, not a finalizer inside the fiber: it runs however the
+      // fiber ends, even when the store's Scope interrupts it before it
+      // started, so no reader is left waiting.
+      runFork(query([...batch.keys()])).addObserver((exit) => {
+        busy--
+        const rows = Exit.map(Exit.flatten(exit), (found) => new Map(found.map((row) => [row.chat_id, row])))
+        for (const [chatId, read] of batch) {
+          Deferred.unsafeDone(read, Exit.map(rows, (byId) => Option.fromNullable(byId.get(chatId))))
+        }
+        flush()
+      })
+    }
 
-  const select = (operation: string, chatId: ChatId) =>
-    sql`SELECT ${sql.literal(columns)} FROM lazydial_chat_bindings WHERE chat_id = ${chatId}`.pipe(
-      Effect.mapError(databaseError(operation)),
-      Effect.flatMap(one(operation))
-    )
+    const flush = () => {
+      while (busy < slots && waiting.size > 0) {
+        if (waiting.size <= maxReadBatch) {
+          const batch = waiting
+          waiting = new Map()
+          send(batch)
+        } else {
+          const batch = new Map<string, Read>()
+          for (const [chatId, read] of waiting) {
+            if (batch.size === maxReadBatch) break
+            batch.set(chatId, read)
+            waiting.delete(chatId)
+          }
+          send(batch)
+        }
+      }
+    }
 
-  const now = Effect.map(DateTime.now, DateTime.toDate)
+    return (chatId: ChatId): Effect.Effect<Option.Option<RawRow>, BindingStoreError> =>
+      Effect.suspend(() => {
+        if (busy < slots && waiting.size === 0) {
+          // A free slot and nobody waiting: the query is this read's alone (a
+          // later read never joins a query in flight), so it runs in the
+          // reader's own fiber, without a hop to another.
+          busy++
+          return query([chatId]).pipe(
+            Effect.ensuring(Effect.sync(() => {
+              busy--
+              flush()
+            })),
+            Effect.flatten,
+            Effect.map((rows) => Option.fromNullable(rows[0]))
+          )
+        }
+        let read = waiting.get(chatId)
+        if (read === undefined) {
+          read = Deferred.unsafeMake<Option.Option<RawRow>, BindingStoreError>(FiberId.none)
+          waiting.set(chatId, read)
+          flush()
+        }
+        return Deferred.await(read)
+      })
+  })
 
-  const service: Service = {
-    createChat: Effect.fn("BindingStore.createChat")(function*(options) {
-      const operation = "BindingStore.createChat"
-      const chatId = options?.chatId ?? (yield* freshChatId)
-      const updatedAt = yield* now
-      const rows = yield* sql`INSERT INTO lazydial_chat_bindings
+/**
+ * Needs `Migrated`: the schema is brought up to date once per process, by the
+ * `Database` Layer, not here. `readSlots` is checked by the caller.
+ *
+ * @internal
+ */
+export const makeSql = (
+  options?: SqlOptions
+): Effect.Effect<Service, InvalidOption, SqlClient.SqlClient | Migrated | Scope.Scope> =>
+  Effect.gen(function*() {
+    const slots = options?.readSlots === undefined
+      ? defaultReadSlots(yield* Effect.serviceOption(Sessions))
+      : yield* checkReadSlots("readSlots", options.readSlots)
+    return yield* makeSqlWith(slots)
+  })
+
+const makeSqlWith = (
+  readSlots: number
+): Effect.Effect<Service, never, SqlClient.SqlClient | Migrated | Scope.Scope> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const read = yield* makeReads(sql, readSlots)
+
+    // A row that breaks the schema (written by hand, or by a newer version) is
+    // reported with the column that is wrong, and never half-read.
+    const toBinding = (operation: string) => (raw: unknown) =>
+      decodeRow(raw).pipe(
+        Effect.mapError(databaseError(operation)),
+        Effect.flatMap((row) =>
+          Effect.try({
+            try: () =>
+              new ChatBinding({
+                chatId: row.chat_id,
+                parentChatId: Option.fromNullable(row.parent_chat_id),
+                workspaceId: Option.fromNullable(row.workspace_id),
+                buildId: Option.fromNullable(row.build_id),
+                agentId: Option.fromNullable(row.agent_id),
+                version: row.version,
+                updatedAt: DateTime.unsafeFromDate(row.updated_at)
+              }),
+            catch: (cause) =>
+              new BindingStoreError({ operation, detail: `a row does not match the schema: ${String(cause)}`, cause })
+          })
+        )
+      )
+
+    const one = (operation: string) => (rows: ReadonlyArray<unknown>) =>
+      rows.length === 0 ? Effect.succeed(Option.none<ChatBinding>()) : Effect.asSome(toBinding(operation)(rows[0]))
+
+    const select = (operation: string, chatId: ChatId) =>
+      sql`SELECT ${sql.literal(columns)} FROM lazydial_chat_bindings WHERE chat_id = ${chatId}`.pipe(
+        Effect.mapError(databaseError(operation)),
+        Effect.flatMap(one(operation))
+      )
+
+    const now = Effect.map(DateTime.now, DateTime.toDate)
+
+    const service: Service = {
+      createChat: Effect.fn("BindingStore.createChat")(function*(options) {
+        const operation = "BindingStore.createChat"
+        const chatId = options?.chatId ?? (yield* freshChatId)
+        const updatedAt = yield* now
+        const rows = yield* sql`INSERT INTO lazydial_chat_bindings
   (chat_id, parent_chat_id, workspace_id, build_id, agent_id, version, updated_at)
 VALUES (${chatId}, NULL, ${options?.workspaceId ?? null}, NULL, NULL, 1, ${updatedAt})
 ON CONFLICT (chat_id) DO NOTHING
 RETURNING ${sql.literal(columns)}`.pipe(Effect.mapError(databaseError(operation)))
-      const created = yield* one(operation)(rows)
-      if (Option.isNone(created)) return yield* new ChatAlreadyExists({ chatId })
-      return created.value
-    }),
-    createChild: Effect.fn("BindingStore.createChild")(function*(parentChatId, options) {
-      const operation = "BindingStore.createChild"
-      const chatId = options?.chatId ?? (yield* freshChatId)
-      const updatedAt = yield* now
-      // One statement: the child copies the parent's row as it is at this
-      // instant, never a mix of two versions of it. The copy is read back in
-      // the same transaction, so a parent row that breaks the schema fails
-      // the call and leaves no broken copy behind.
-      const created = yield* sql`INSERT INTO lazydial_chat_bindings
+        const created = yield* one(operation)(rows)
+        if (Option.isNone(created)) return yield* new ChatAlreadyExists({ chatId })
+        return created.value
+      }),
+      createChild: Effect.fn("BindingStore.createChild")(function*(parentChatId, options) {
+        const operation = "BindingStore.createChild"
+        const chatId = options?.chatId ?? (yield* freshChatId)
+        const updatedAt = yield* now
+        // One statement: the child copies the parent's row as it is at this
+        // instant, never a mix of two versions of it. The copy is read back in
+        // the same transaction, so a parent row that breaks the schema fails
+        // the call and leaves no broken copy behind.
+        const created = yield* sql`INSERT INTO lazydial_chat_bindings
   (chat_id, parent_chat_id, workspace_id, build_id, agent_id, version, updated_at)
 SELECT ${chatId}::text, parent.chat_id, parent.workspace_id, parent.build_id, parent.agent_id, 1,
   ${updatedAt}::timestamptz
@@ -201,52 +348,53 @@ FROM lazydial_chat_bindings AS parent
 WHERE parent.chat_id = ${parentChatId}
 ON CONFLICT (chat_id) DO NOTHING
 RETURNING ${sql.literal(columns)}`.pipe(
-        Effect.mapError(databaseError(operation)),
-        Effect.flatMap(one(operation)),
-        // a killed connection may fail the COMMIT or ROLLBACK too: still a BindingStoreError
-        transaction(sql, operation)
-      )
-      if (Option.isSome(created)) return created.value
-      const parent = yield* select(operation, parentChatId)
-      if (Option.isNone(parent)) return yield* new ChatNotFound({ chatId: parentChatId })
-      return yield* new ChatAlreadyExists({ chatId })
-    }),
-    get: Effect.fn("BindingStore.get")(function*(chatId) {
-      const row = yield* select("BindingStore.get", chatId)
-      if (Option.isNone(row)) return yield* new ChatNotFound({ chatId })
-      return row.value
-    }),
-    setWorkspace: Effect.fn("BindingStore.setWorkspace")(function*(chatId, workspaceId) {
-      const operation = "BindingStore.setWorkspace"
-      const updatedAt = yield* now
-      const rows = yield* sql`UPDATE lazydial_chat_bindings
+          Effect.mapError(databaseError(operation)),
+          Effect.flatMap(one(operation)),
+          // a killed connection may fail the COMMIT or ROLLBACK too: still a BindingStoreError
+          transaction(sql, operation)
+        )
+        if (Option.isSome(created)) return created.value
+        const parent = yield* select(operation, parentChatId)
+        if (Option.isNone(parent)) return yield* new ChatNotFound({ chatId: parentChatId })
+        return yield* new ChatAlreadyExists({ chatId })
+      }),
+      get: Effect.fn("BindingStore.get")(function*(chatId) {
+        const row = yield* read(chatId)
+        if (Option.isNone(row)) return yield* new ChatNotFound({ chatId })
+        // decoded by each reader: a row that breaks the schema fails its own chat's reads only
+        return yield* toBinding("BindingStore.get")(row.value)
+      }),
+      setWorkspace: Effect.fn("BindingStore.setWorkspace")(function*(chatId, workspaceId) {
+        const operation = "BindingStore.setWorkspace"
+        const updatedAt = yield* now
+        const rows = yield* sql`UPDATE lazydial_chat_bindings
 SET workspace_id = ${Option.getOrNull(workspaceId)}, build_id = NULL, agent_id = NULL,
   version = version + 1, updated_at = ${updatedAt}
 WHERE chat_id = ${chatId}
 RETURNING ${sql.literal(columns)}`.pipe(Effect.mapError(databaseError(operation)))
-      const updated = yield* one(operation)(rows)
-      if (Option.isNone(updated)) return yield* new ChatNotFound({ chatId })
-      return updated.value
-    }),
-    recordAgent: Effect.fn("BindingStore.recordAgent")(function*(chatId, { current, expected }) {
-      const operation = "BindingStore.recordAgent"
-      const updatedAt = yield* now
-      // The compare-and-set. PostgreSQL re-checks the WHERE clause on the
-      // newest row version after waiting for a concurrent writer, so of two
-      // racing writers with the same expectation exactly one matches.
-      const rows = yield* sql`UPDATE lazydial_chat_bindings
+        const updated = yield* one(operation)(rows)
+        if (Option.isNone(updated)) return yield* new ChatNotFound({ chatId })
+        return updated.value
+      }),
+      recordAgent: Effect.fn("BindingStore.recordAgent")(function*(chatId, { current, expected }) {
+        const operation = "BindingStore.recordAgent"
+        const updatedAt = yield* now
+        // The compare-and-set. PostgreSQL re-checks the WHERE clause on the
+        // newest row version after waiting for a concurrent writer, so of two
+        // racing writers with the same expectation exactly one matches.
+        const rows = yield* sql`UPDATE lazydial_chat_bindings
 SET build_id = ${current.buildId}, agent_id = ${current.agentId},
   version = version + 1, updated_at = ${updatedAt}
 WHERE chat_id = ${chatId}
   AND workspace_id = ${expected.workspaceId}
   AND agent_id IS NOT DISTINCT FROM ${Option.getOrNull(expected.agentId)}
 RETURNING ${sql.literal(columns)}`.pipe(Effect.mapError(databaseError(operation)))
-      const updated = yield* one(operation)(rows)
-      if (Option.isSome(updated)) return { _tag: "Recorded", binding: updated.value } satisfies RecordResult
-      const reread = yield* select(operation, chatId)
-      if (Option.isNone(reread)) return yield* new ChatNotFound({ chatId })
-      return { _tag: "Lost", binding: reread.value } satisfies RecordResult
-    })
-  }
-  return service
-})
+        const updated = yield* one(operation)(rows)
+        if (Option.isSome(updated)) return { _tag: "Recorded", binding: updated.value } satisfies RecordResult
+        const reread = yield* select(operation, chatId)
+        if (Option.isNone(reread)) return yield* new ChatNotFound({ chatId })
+        return { _tag: "Lost", binding: reread.value } satisfies RecordResult
+      })
+    }
+    return service
+  })
