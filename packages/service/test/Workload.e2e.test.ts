@@ -96,7 +96,9 @@ describe("the reference service, end to end", () => {
           // failures included: every turn of a running workspace, and exactly the ones that never connected
           const running = strip.turns.filter((t) => !t.stopped)
           expect(strategy.connectOrFail.turns).toBe(running.length)
-          expect(strategy.connectOrFail.failed).toBe(running.length - strategy.latency.counts.reduce((a, b) => a + b, 0))
+          expect(strategy.connectOrFail.failed).toBe(
+            running.length - strategy.latency.counts.reduce((a, b) => a + b, 0)
+          )
           expect(strategy.connectOrFail.p99).toBeGreaterThanOrEqual(strategy.connectOrFail.p50)
           // 0 sockets left open, on either side
           expect(strategy.socketsStillOpen).toBe(0)
