@@ -2,7 +2,7 @@
  * The wiring of the service: which Layers make up one running instance.
  *
  * ```
- * Database (PGlite in memory, or PostgreSQL) ─► BindingStore.layerSql
+ * Database (PGlite in memory, or PostgreSQL) ─► BindingStore.layerSqlConfig
  *                                            └► AgentDirectory.layerSql ─► AgentLookup ─┐
  *          Database.Listener ─► RebuildNotices.layerSql ─► AgentDirectory (lookup answers feed the view)
  *                                                       └► ChatConnector (its view of current agents)
@@ -184,7 +184,7 @@ const chatsOver = (options: Options, counters: Counters, strategy: "lazydial" | 
   const base = Layer.mergeAll(services, control, notices)
   const connector = ChatConnector.layer({ dialTimeout: options.dialTimeout }).pipe(
     Layer.provide(LazyDial.layer(lazyDialOptions(options))),
-    Layer.provideMerge(BindingStore.layerSql)
+    Layer.provideMerge(BindingStore.layerSqlConfig)
   )
   const chats = strategy === "lazydial" ? Chats.layer : Chats.layerLatest({ dialTimeout: options.dialTimeout })
   return Layer.provide(chats, connector).pipe(Layer.provideMerge(base))
