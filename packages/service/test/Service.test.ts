@@ -19,6 +19,7 @@ describe("Service.lazyDialOptions", () => {
     expect(options?.delay).toBe("adaptive")
     const adaptive = options?.adaptive
     expect([millis(adaptive?.initial), millis(adaptive?.min), millis(adaptive?.max)]).toEqual([500, 50, 1000])
+    expect(adaptive?.factor).toBe(2)
   })
 
   it("adaptive: a starting value above the ceiling starts at the ceiling", () => {
