@@ -153,6 +153,23 @@ const isPathOutcome = (path: ChatConnector.TurnPath): path is PathOutcome =>
   (pathOutcomes as ReadonlyArray<ChatConnector.TurnPath>).includes(path) // safe: widening for the lookup
 
 /**
+ * The two ways a turn finds its agent, compared by the workload: `lazydial`
+ * (`layer`: the persisted binding, validated lazily) and `latest`
+ * (`layerLatest`: a lookup of the current agent on every turn). Every other
+ * list of them is derived from this one.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const strategies = ["lazydial", "latest"] as const
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Strategy = typeof strategies[number]
+
+/**
  * How a turn connected: core's outcome; `lazy_bind` when the chat had no
  * agent yet; `switched_by_notice` when a rebuild notice named a newer agent
  * and the turn dialed it at once; or `direct` for the "latest" strategy

@@ -20,6 +20,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as NodePath from "node:path"
+import * as Chats from "./Chats.js"
 import * as Cluster from "./Cluster.js"
 import * as Html from "./Html.js"
 import * as Processes from "./Processes.js"
@@ -126,6 +127,12 @@ const options = {
       "fixed: wait --validation-delay-ms; adaptive: start at --validation-delay-ms, then learn it from recent connect times, up to half the dial timeout"
     )
   ),
+  first: Options.choice("first", Chats.strategies).pipe(
+    withDefault(
+      "lazydial" as const,
+      "the strategy that runs first in the process (the second meets warmer code: alternate it to compare fairly)"
+    )
+  ),
   notices: Options.choice("notices", ["on", "off"]).pipe(
     withDefault("on" as const, "rebuild notices (LISTEN/NOTIFY): a stale binding switches with no lookup and no wait")
   ),
@@ -201,6 +208,7 @@ const runWorkload = (flags: Flags, url: Option.Option<{ readonly url: string }>)
       validationDelayMs: flags.validationDelayMs,
       delayMode: flags.delayMode,
       notices: flags.notices === "on",
+      first: flags.first,
       databaseUrl: Option.getOrUndefined(Option.map(url, (target) => target.url))
     }, progress).pipe(Effect.raceFirst(Effect.zipRight(ticker, Effect.never)))
     if (interactive) process.stderr.write("\r\u001b[K")
@@ -233,7 +241,7 @@ const writableDirectory = (flag: string, file: string) =>
 
 const serveCommand = Command.make("serve", {
   ...processFlags(8080),
-  strategy: Options.choice("strategy", ["lazydial", "latest"]).pipe(
+  strategy: Options.choice("strategy", Chats.strategies).pipe(
     withDefault("lazydial" as const, "the turn path: lazydial (the persisted binding) or latest (a lookup every turn)")
   ),
   validationDelayMs: options.validationDelayMs,

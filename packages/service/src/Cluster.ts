@@ -28,6 +28,7 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { LazyDial } from "@lazydial/core"
 import type * as Effect from "effect/Effect"
+import type * as Chats from "./Chats.js"
 import * as internal from "./internal/cluster.js"
 
 /**
@@ -145,7 +146,7 @@ export interface PhaseFigures {
  * @category models
  */
 export interface StrategyFigures extends PhaseFigures {
-  readonly strategy: "lazydial" | "latest"
+  readonly strategy: Chats.Strategy
   readonly withRebuilds: PhaseFigures | null
 }
 

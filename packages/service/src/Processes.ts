@@ -22,6 +22,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { randomUUID } from "node:crypto"
+import type * as Chats from "./Chats.js"
 import * as ControlPlane from "./ControlPlane.js"
 import { scheduledRetireModes } from "./Fleet.js"
 import { rng } from "./internal/random.js"
@@ -144,7 +145,7 @@ const startWorkspaces = (count: number) =>
  * @since 0.1.0
  * @category models
  */
-export type Strategy = "lazydial" | "latest"
+export type Strategy = Chats.Strategy
 
 /**
  * @since 0.1.0

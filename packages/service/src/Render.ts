@@ -38,7 +38,8 @@ export const settingsLines = (report: Report): ReadonlyArray<string> => {
     `validation delay ${
       s.delayMode === "adaptive" ? `adaptive, starting at ${s.validationDelayMs} ms` : `${s.validationDelayMs} ms`
     }, ` +
-    `rebuild notices ${s.notices ? "on" : "off"}, dial timeout ${s.dialTimeoutMs} ms, database ${s.database}`
+    `rebuild notices ${s.notices ? "on" : "off"}, dial timeout ${s.dialTimeoutMs} ms, database ${s.database}, ` +
+    `${s.first} ran first`
   ]
 }
 

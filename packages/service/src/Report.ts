@@ -6,7 +6,7 @@
  */
 import { LazyDial } from "@lazydial/core"
 import * as Schema from "effect/Schema"
-import { connectOutcomes } from "./Chats.js"
+import { connectOutcomes, strategies } from "./Chats.js"
 import { retireModes } from "./Fleet.js"
 
 /**
@@ -201,7 +201,7 @@ export type ConnectOrFail = typeof ConnectOrFail.Type
  * @category models
  */
 export const StrategyReport = Schema.Struct({
-  strategy: Schema.Literal("lazydial", "latest"),
+  strategy: Schema.Literal(...strategies),
   durationMs: Schema.Number,
   turns: Schema.Number,
   /** Turns that reached their agent and got its answer. */
@@ -298,6 +298,8 @@ export const Settings = Schema.Struct({
   delayMode: Schema.Literal(...LazyDial.delayModes),
   /** Rebuild notices (LISTEN/NOTIFY) on: turns switch or fail at once after a rebuild or stop. */
   notices: Schema.Boolean,
+  /** The strategy that ran first in the process (see `Workload.Options.first`). */
+  first: Schema.Literal(...strategies),
   dialTimeoutMs: Schema.Number,
   database: Schema.String
 })

@@ -177,7 +177,7 @@ export const lazyDialOptions = (
   }
 }
 
-const chatsOver = (options: Options, counters: Counters, strategy: "lazydial" | "latest" = "lazydial") => {
+const chatsOver = (options: Options, counters: Counters, strategy: Chats.Strategy = "lazydial") => {
   const notices = options.notices === false ? RebuildNotices.layerNone : RebuildNotices.layerSql
   const directory = AgentDirectory.layerSql().pipe(Layer.provideMerge(notices))
   const control = ControlPlane.layerDirectory.pipe(Layer.provide(directory))
@@ -206,7 +206,7 @@ const chatsOver = (options: Options, counters: Counters, strategy: "lazydial" | 
 export const layer = (
   options: Options,
   counters: Counters,
-  strategy: "lazydial" | "latest" = "lazydial"
+  strategy: Chats.Strategy = "lazydial"
 ): Layer.Layer<
   | Fleet.Fleet
   | AgentAddresses.AgentAddresses
@@ -233,7 +233,7 @@ export const layer = (
  * @since 0.1.0
  * @category layers
  */
-export const layerReplica = (options: Options, counters: Counters, strategy: "lazydial" | "latest" = "lazydial") =>
+export const layerReplica = (options: Options, counters: Counters, strategy: Chats.Strategy = "lazydial") =>
   chatsOver(options, counters, strategy).pipe(Layer.provideMerge(AgentAddresses.layerSql))
 
 /**

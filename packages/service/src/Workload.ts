@@ -13,6 +13,7 @@
  */
 import type { LazyDial } from "@lazydial/core"
 import type * as Effect from "effect/Effect"
+import type * as Chats from "./Chats.js"
 import type { RetireMode } from "./Fleet.js"
 import * as internal from "./internal/workload.js"
 import type { Report, Settings, StrategyReport } from "./Report.js"
@@ -22,7 +23,7 @@ import type * as Service from "./Service.js"
  * @since 0.1.0
  * @category models
  */
-export type Strategy = "lazydial" | "latest"
+export type Strategy = Chats.Strategy
 
 /**
  * @since 0.1.0
@@ -77,6 +78,12 @@ export interface Options {
   readonly delayMode?: typeof LazyDial.delayModes[number] | undefined
   /** Rebuild notices (LISTEN/NOTIFY); default on. */
   readonly notices?: boolean | undefined
+  /**
+   * Which strategy runs first; default `"lazydial"`. The first one meets a
+   * process whose code is less warmed up than the second does (its p99 was
+   * higher in either order), so fair comparisons alternate it.
+   */
+  readonly first?: Strategy | undefined
   readonly dialTimeoutMs: number
   /** `postgres://…`; unset: the embedded PGlite database, in memory. Never printed. */
   readonly databaseUrl?: string | undefined

@@ -21,7 +21,9 @@ const options: Workload.Options = {
   // into a validation (a "confirmed" lookup on a steady-state turn): hung
   // agents then take 3 s to be replaced, which the run can afford.
   validationDelayMs: 3000,
-  dialTimeoutMs: 8000
+  dialTimeoutMs: 8000,
+  // latest runs first here (the default is lazydial): the report lists them in one order either way
+  first: "latest"
 }
 
 describe("the reference service, end to end", () => {
@@ -60,7 +62,11 @@ describe("the reference service, end to end", () => {
     "heals stale bindings, stops looking up in the steady state, and leaks nothing",
     () =>
       Effect.gen(function*() {
-        const report = yield* Workload.run(options)
+        const progress = Workload.makeProgress()
+        const report = yield* Workload.run(options, progress)
+        expect(report.settings.first).toBe("latest")
+        // the strategy in progress at the end is the one that ran last
+        expect(progress.strategy).toBe("lazydial")
         const [lazydial, latest] = report.strategies
         expect(lazydial!.strategy).toBe("lazydial")
         expect(latest!.strategy).toBe("latest")

@@ -2,6 +2,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import { type ChildProcess, spawn } from "node:child_process"
+import { strategies } from "../Chats.js"
 import type { ClusterOptions, ClusterReport, PhaseFigures, ReplicaFigures, StrategyFigures } from "../Cluster.js"
 import { scheduledRetireModes } from "../Fleet.js"
 import { rng } from "./random.js"
@@ -386,9 +387,9 @@ const runStrategy = (options: ClusterOptions, strategy: Strategy, statements: bo
 export const run = (options: ClusterOptions): Effect.Effect<ClusterReport, Error, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const statements = yield* statementsAvailable
-    const strategies: Array<StrategyFigures> = []
-    for (const strategy of ["lazydial", "latest"] as const) {
-      strategies.push(yield* runStrategy(options, strategy, statements))
+    const figures: Array<StrategyFigures> = []
+    for (const strategy of strategies) {
+      figures.push(yield* runStrategy(options, strategy, statements))
     }
     return {
       replicas: options.replicas,
@@ -404,7 +405,7 @@ export const run = (options: ClusterOptions): Effect.Effect<ClusterReport, Error
       statements: statements
         ? "measured at the database with pg_stat_statements (every statement of the measured turns, all processes)"
         : "not measured: pg_stat_statements is not available (add it to shared_preload_libraries)",
-      strategies
+      strategies: figures
     }
   })
 

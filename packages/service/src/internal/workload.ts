@@ -9,7 +9,7 @@ import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import { randomUUID } from "node:crypto"
-import { Chats, type ConnectError, failureReason } from "../Chats.js"
+import { Chats, type ConnectError, failureReason, strategies } from "../Chats.js"
 import * as ControlPlane from "../ControlPlane.js"
 import type { RetireMode } from "../Fleet.js"
 import * as Probe from "../Probe.js"
@@ -92,6 +92,7 @@ export const makePlan = (options: Options): Plan => {
       validationDelayMs: options.validationDelayMs,
       delayMode: options.delayMode ?? "fixed",
       notices: options.notices ?? true,
+      first: options.first ?? "lazydial",
       dialTimeoutMs: options.dialTimeoutMs,
       database: options.databaseUrl === undefined ? "pglite (embedded, in memory)" : "postgresql"
     },
@@ -534,9 +535,11 @@ export const run = (options: Options, progress: Progress = makeProgress()): Effe
     const warmup = makePlan({ ...options, chats: 8, turns: 3, thinkMs: 10, rebuildRate: 0 })
     yield* runStrategy(warmup, "lazydial", makeProgress())
     yield* runStrategy(warmup, "latest", makeProgress())
-    const lazydial = yield* runStrategy(plan, "lazydial", progress)
-    const latest = yield* runStrategy(plan, "latest", progress)
-    return new Report({ settings: plan.settings, strategies: [lazydial, latest] })
+    const order = plan.settings.first === "lazydial" ? strategies : [...strategies].reverse()
+    const reports = new Map<Strategy, StrategyReport>()
+    for (const strategy of order) reports.set(strategy, yield* runStrategy(plan, strategy, progress))
+    // the report lists the strategies in one order, whichever ran first
+    return new Report({ settings: plan.settings, strategies: strategies.map((strategy) => reports.get(strategy)!) })
   }).pipe(
     // One database for both strategies: their workspaces and chats have
     // their own ids, and the embedded database takes seconds to start.
