@@ -152,18 +152,35 @@ export const Strip = Schema.Struct({
 export type Strip = typeof Strip.Type
 
 /**
+ * A set of turns: how many, and the p50 and p99 of their connect times, in
+ * milliseconds. The fields of `AfterRebuild` and `ConnectOrFail`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const TurnTimes = Schema.Struct({
+  turns: Schema.Number,
+  p50: Schema.Number,
+  p99: Schema.Number
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type TurnTimes = typeof TurnTimes.Type
+
+/**
  * The connects of the turns that started within `windowMs` after a rebuild
- * of their own workspace began: the turns that can meet the retired agent.
+ * of their own workspace began, and connected: the turns that can meet the
+ * retired agent.
  *
  * @since 0.1.0
  * @category models
  */
 export const AfterRebuild = Schema.Struct({
   windowMs: Schema.Number,
-  /** Such turns whose connect succeeded; p50 and p99 are over these, in milliseconds, as for `latency`. */
-  turns: Schema.Number,
-  p50: Schema.Number,
-  p99: Schema.Number
+  ...TurnTimes.fields
 })
 
 /**
@@ -183,11 +200,9 @@ export type AfterRebuild = typeof AfterRebuild.Type
  * @category models
  */
 export const ConnectOrFail = Schema.Struct({
-  turns: Schema.Number,
-  /** Of which: ended without a connection (a timeout counts its full dial timeout here). */
-  failed: Schema.Number,
-  p50: Schema.Number,
-  p99: Schema.Number
+  ...TurnTimes.fields,
+  /** Of `turns`: ended without a connection (a timeout counts its full dial timeout here). */
+  failed: Schema.Number
 })
 
 /**

@@ -15,19 +15,20 @@ const run = (args: ReadonlyArray<string>) =>
 
 const runAsync = (args: ReadonlyArray<string>) =>
   new Promise<{ status: number | null; stdout: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", bin, ...args], { stdio: ["ignore", "pipe", "ignore"] })
+    // bounded like `run`: spawn kills the child after `timeout`
+    const child = spawn(process.execPath, ["--import", "tsx", bin, ...args], {
+      stdio: ["ignore", "pipe", "ignore"],
+      timeout: 50_000,
+      killSignal: "SIGKILL"
+    })
     let stdout = ""
     child.stdout.on("data", (chunk: Buffer) => {
       stdout += chunk.toString()
     })
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL")
-      reject(new Error(`${args.join(" ")}: no exit within 50 s`))
-    }, 50_000)
-    child.on("exit", (status) => {
-      clearTimeout(timer)
-      resolve({ status, stdout })
-    })
+    child.on("exit", (status, signal) =>
+      signal === "SIGKILL"
+        ? reject(new Error(`${args.join(" ")}: no exit within 50 s`))
+        : resolve({ status, stdout }))
   })
 
 describe("lazydial-service", () => {

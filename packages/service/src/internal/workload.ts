@@ -23,7 +23,8 @@ import {
   type Strip,
   stripLimit,
   type StripRebuild,
-  type StripTurn
+  type StripTurn,
+  type TurnTimes
 } from "../Report.js"
 import * as Service from "../Service.js"
 import * as SocketDialer from "../SocketDialer.js"
@@ -137,31 +138,27 @@ export const makeStrip = (turns: ReadonlyArray<TurnRecord>, rebuilds: ReadonlyAr
   }
 }
 
-const connectOrFail = (turns: ReadonlyArray<TurnRecord>): ConnectOrFail => {
-  const running = turns.filter((turn) => !turn.stopped)
-  const sorted = running.map((turn) => turn.connectMs).sort((a, b) => a - b)
-  return {
-    turns: running.length,
-    failed: running.filter((turn) => !turn.connected).length,
-    p50: round(quantile(sorted, 0.5)),
-    p99: round(quantile(sorted, 0.99))
-  }
+const turnTimes = (turns: ReadonlyArray<TurnRecord>): TurnTimes => {
+  const sorted = turns.map((turn) => turn.connectMs).sort((a, b) => a - b)
+  return { turns: sorted.length, p50: round(quantile(sorted, 0.5)), p99: round(quantile(sorted, 0.99)) }
 }
 
-const afterRebuild = (turns: ReadonlyArray<TurnRecord>, rebuilds: ReadonlyArray<StripRebuild>): AfterRebuild => {
-  const latencies = turns.filter((turn) =>
-    turn.connected && rebuilds.some((rebuild) =>
-      rebuild.workspace === turn.workspace && turn.atMs >= rebuild.atMs &&
-      turn.atMs < rebuild.atMs + afterRebuildWindowMs
-    )
-  ).map((turn) => turn.connectMs).sort((a, b) => a - b)
-  return {
-    windowMs: afterRebuildWindowMs,
-    turns: latencies.length,
-    p50: round(quantile(latencies, 0.5)),
-    p99: round(quantile(latencies, 0.99))
-  }
+const connectOrFail = (turns: ReadonlyArray<TurnRecord>): ConnectOrFail => {
+  const running = turns.filter((turn) => !turn.stopped)
+  return { ...turnTimes(running), failed: running.filter((turn) => !turn.connected).length }
 }
+
+const afterRebuild = (turns: ReadonlyArray<TurnRecord>, rebuilds: ReadonlyArray<StripRebuild>): AfterRebuild => ({
+  windowMs: afterRebuildWindowMs,
+  ...turnTimes(
+    turns.filter((turn) =>
+      turn.connected && rebuilds.some((rebuild) =>
+        rebuild.workspace === turn.workspace && turn.atMs >= rebuild.atMs &&
+        turn.atMs < rebuild.atMs + afterRebuildWindowMs
+      )
+    )
+  )
+})
 
 // Steps outside a turn (spawning a child, the final check) wait out a
 // database outage instead of ending the run: retried for up to a minute.
