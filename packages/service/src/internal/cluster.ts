@@ -6,6 +6,7 @@ import { strategies } from "../Chats.js"
 import type { ClusterOptions, ClusterReport, PhaseFigures, ReplicaFigures, StrategyFigures } from "../Cluster.js"
 import { scheduledRetireModes } from "../Fleet.js"
 import { rng } from "./random.js"
+import { quantile, round } from "./stats.js"
 
 interface Child {
   readonly name: string
@@ -101,11 +102,6 @@ export const counterTotal = (metricsText: string, name: string): number => {
 
 export const isLookupStatement = (query: string): boolean =>
   /^\s*SELECT\b/i.test(query) && /\blazydial_workspace_builds\b/.test(query)
-
-const quantile = (sorted: ReadonlyArray<number>, q: number) =>
-  sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!
-
-const round = (n: number) => Math.round(n * 1000) / 1000
 
 const statementsAvailable = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient

@@ -31,6 +31,7 @@ import * as SocketDialer from "../SocketDialer.js"
 import type { ChatPlan, Options, Plan, Progress, RebuildPlan, Strategy } from "../Workload.js"
 import { snapshot as fleetSnapshot } from "./fleet.js"
 import { rng } from "./random.js"
+import { quantile, round } from "./stats.js"
 
 class NoAnswer extends Data.TaggedError("NoAnswer") {}
 
@@ -105,11 +106,6 @@ export const makePlan = (options: Options): Plan => {
 
 const latencyBuckets = [0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, Infinity]
 const sliceMs = 500
-
-const quantile = (sorted: ReadonlyArray<number>, q: number) =>
-  sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!
-
-const round = (n: number, digits = 3) => Math.round(n * 10 ** digits) / 10 ** digits
 
 /** How long after a rebuild of its workspace a turn counts in `afterRebuild`: about twice the default validation delay. */
 const afterRebuildWindowMs = 1000
