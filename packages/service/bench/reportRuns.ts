@@ -23,7 +23,9 @@ import * as path from "node:path"
 import type { Strategy } from "../src/Chats.js"
 import { Report } from "../src/Report.js"
 
-const runs = Schema.decodeUnknownSync(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 50)))(
+const runs = Schema.decodeUnknownSync(
+  Schema.NumberFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 1, maximum: 50 }))
+)(
   process.env.LAZYDIAL_REPORT_RUNS ?? "5"
 )
 const flags = process.argv.slice(2).filter((flag) => flag !== "--")
@@ -66,7 +68,7 @@ for (let run = 1; run <= runs; run++) {
     timeout: 600_000
   })
   if (child.status !== 0) fail(`run ${run} exited with ${child.status}: ${child.stderr.slice(-2000)}`)
-  const report = Schema.decodeUnknownSync(Schema.parseJson(Report))(child.stdout)
+  const report = Schema.decodeUnknownSync(Schema.fromJsonString(Report))(child.stdout)
   const row = (strategy: string): Row => {
     const s = report.strategies.find((candidate) => candidate.strategy === strategy) ??
       fail(`run ${run} has no ${strategy} strategy`)

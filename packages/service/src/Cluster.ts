@@ -25,9 +25,9 @@
  *
  * @since 0.1.0
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
 import type { LazyDial } from "@lazydial/core"
 import type * as Effect from "effect/Effect"
+import type * as SqlClient from "effect/sql/SqlClient"
 import type * as Chats from "./Chats.js"
 import * as internal from "./internal/cluster.js"
 

@@ -86,7 +86,7 @@ export const StripTurn = Schema.Struct({
   atMs: Schema.Number,
   /** From that start to a connection that passed the handshake, or to the connect's failure, in milliseconds. */
   connectMs: Schema.Number,
-  outcome: Schema.Literal(...outcomeNames),
+  outcome: Schema.Literals(outcomeNames),
   /** The chat's workspace is one of the stopped ones. */
   stopped: Schema.Boolean
 })
@@ -109,7 +109,7 @@ export const StripRebuild = Schema.Struct({
   /** The workspace's index in the plan (0 to workspaces - 1). */
   workspace: Schema.Number,
   /** What the old agent did: `hang` keeps accepting and never answers, so a turn on it waits the validation delay. */
-  mode: Schema.Literal(...retireModes)
+  mode: Schema.Literals(retireModes)
 })
 
 /**
@@ -216,7 +216,7 @@ export type ConnectOrFail = typeof ConnectOrFail.Type
  * @category models
  */
 export const StrategyReport = Schema.Struct({
-  strategy: Schema.Literal(...strategies),
+  strategy: Schema.Literals(strategies),
   durationMs: Schema.Number,
   turns: Schema.Number,
   /** Turns that reached their agent and got its answer. */
@@ -310,11 +310,11 @@ export const Settings = Schema.Struct({
   thinkMs: Schema.Number,
   validationDelayMs: Schema.Number,
   /** `adaptive`: core's learned delay, starting at `validationDelayMs` (its range is `Service`'s). */
-  delayMode: Schema.Literal(...LazyDial.delayModes),
+  delayMode: Schema.Literals(LazyDial.delayModes),
   /** Rebuild notices (LISTEN/NOTIFY) on: turns switch or fail at once after a rebuild or stop. */
   notices: Schema.Boolean,
   /** The strategy that ran first in the process (see `Workload.Options.first`). */
-  first: Schema.Literal(...strategies),
+  first: Schema.Literals(strategies),
   dialTimeoutMs: Schema.Number,
   database: Schema.String
 })

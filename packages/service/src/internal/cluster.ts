@@ -1,6 +1,8 @@
-import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Semaphore from "effect/Semaphore"
+import * as SqlClient from "effect/sql/SqlClient"
 import { type ChildProcess, spawn } from "node:child_process"
 import { strategies } from "../Chats.js"
 import type { ClusterOptions, ClusterReport, PhaseFigures, ReplicaFigures, StrategyFigures } from "../Cluster.js"
@@ -18,7 +20,7 @@ interface Child {
 // starts `tsx` children and a built run starts built ones.
 const startChild = (name: string, args: ReadonlyArray<string>) =>
   Effect.acquireRelease(
-    Effect.async<Child, Error>((resume) => {
+    Effect.callback<Child, Error>((resume) => {
       const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args], {
         stdio: ["ignore", "pipe", "pipe"]
       })
@@ -48,14 +50,19 @@ const startChild = (name: string, args: ReadonlyArray<string>) =>
     }),
     // SIGTERM, then SIGKILL after 5 s: no child outlives the cluster
     (child) =>
-      Effect.async<void>((resume) => {
-        if (child.process.exitCode !== null || child.process.signalCode !== null) return resume(Effect.void)
-        const force = setTimeout(() => child.process.kill("SIGKILL"), 5000)
-        child.process.once("exit", () => {
-          clearTimeout(force)
-          resume(Effect.void)
+      Effect.gen(function*() {
+        const exited = child.process.exitCode !== null || child.process.signalCode !== null
+        if (exited) return
+        const exit = Effect.callback<void>((resume) => {
+          const onExit = () => resume(Effect.void)
+          child.process.once("exit", onExit)
+          return Effect.sync(() => void child.process.off("exit", onExit))
         })
         child.process.kill("SIGTERM")
+        const stopped = yield* Effect.timeoutOption(exit, "5 seconds")
+        if (Option.isSome(stopped)) return
+        child.process.kill("SIGKILL")
+        yield* exit
       })
   )
 
@@ -76,6 +83,7 @@ const requestRaw = (url: string, body?: unknown) =>
 const request = (url: string, body?: unknown) =>
   Effect.flatMap(requestRaw(url, body), ({ status, text }) =>
     Effect.try({
+      // safe: every field is read as `unknown` and converted with String() or compared, never trusted
       try: () => ({ status, body: (text === "" ? {} : JSON.parse(text)) as Record<string, unknown> }),
       catch: (cause) => new Error(`${url}: ${String(cause)}`)
     }))
@@ -110,8 +118,8 @@ const statementsAvailable = Effect.gen(function*() {
   >`SELECT count(*)::int AS n FROM pg_extension WHERE extname = 'pg_stat_statements'`
   if ((rows[0]?.n ?? 0) === 0) {
     // try to create it: works when the server preloads the library
-    const created = yield* Effect.either(sql`CREATE EXTENSION IF NOT EXISTS pg_stat_statements`)
-    if (created._tag === "Left") return false
+    const created = yield* Effect.result(sql`CREATE EXTENSION IF NOT EXISTS pg_stat_statements`)
+    if (created._tag === "Failure") return false
   }
   return yield* Effect.isSuccess(sql`SELECT 1 FROM pg_stat_statements LIMIT 1`)
 }).pipe(Effect.orElseSucceed(() => false))
@@ -191,8 +199,8 @@ const measure = (
     // one rebuild at a time, in the planned order, beside the turns (a turn
     // never waits for a rebuild); forked into this phase's Scope, so none
     // outlives it, and awaited before the phase is counted
-    const oneAtATime = yield* Effect.makeSemaphore(1)
-    const rebuildFibers: Array<Fiber.RuntimeFiber<void>> = []
+    const oneAtATime = yield* Semaphore.make(1)
+    const rebuildFibers: Array<Fiber.Fiber<void>> = []
     const rebuild = (at: RebuildAt) =>
       oneAtATime.withPermits(1)(
         request(`${fleetUrl}/workspaces/${at.workspace}/rebuild`, { mode: at.mode }).pipe(
@@ -208,22 +216,23 @@ const measure = (
           rebuildFibers.push(yield* Effect.forkScoped(rebuild(rebuilds[next++]!)))
         }
         const start = performance.now()
-        const result = yield* Effect.either(
+        const result = yield* Effect.result(
           request(`${urls[task.replica]}/chats/${task.chatId}/turns`, { message: "turn" })
         )
         const figures = perReplica[task.replica]!
         figures.latencies.push(performance.now() - start)
-        if (result._tag === "Right" && result.right.status === 200) {
+        if (result._tag === "Success" && result.success.status === 200) {
           figures.ok++
-          const outcome = String(result.right.body["outcome"])
+          const outcome = String(result.success.body["outcome"])
           outcomes[outcome] = (outcomes[outcome] ?? 0) + 1
-        } else if (result._tag === "Right" && result.right.body["reason"] === "database_unavailable") {
+        } else if (result._tag === "Success" && result.success.body["reason"] === "database_unavailable") {
           figures.databaseUnavailable++
         } else {
           figures.failed++
-          const why = result._tag === "Left"
+          const why = result._tag === "Failure"
             ? "no answer"
-            : `${result.right.status} ${String(result.right.body["reason"] ?? result.right.body["_tag"] ?? "")}`.trim()
+            : `${result.success.status} ${String(result.success.body["reason"] ?? result.success.body["_tag"] ?? "")}`
+              .trim()
           failures[why] = (failures[why] ?? 0) + 1
         }
       }), { concurrency: options.concurrency, discard: true })
@@ -328,6 +337,7 @@ const runStrategy = (options: ClusterOptions, strategy: Strategy, statements: bo
     )
     const urls = replicas.map((replica) => String(replica.info["serving"]))
     const fleetUrl = String(fleet.info["fleet"])
+    // safe: the fleet child is this same program, and its first line lists its workspaces' ids
     const workspaces = fleet.info["workspaces"] as ReadonlyArray<string>
     const random = rng(options.seed)
     // the rebuilds' own stream: the turns' order is the same with or without them

@@ -8,6 +8,7 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
 import { randomUUID } from "node:crypto"
 import { Chats, type ConnectError, failureReason, strategies } from "../Chats.js"
 import * as ControlPlane from "../ControlPlane.js"
@@ -187,16 +188,18 @@ type FaultCounts = { -readonly [K in keyof typeof faultKinds]: number }
 
 // core's counter of injected faults is process-wide, and an attempt that
 // ignored interruption can still inject a fault after its run has ended (a
-// latency spike, then a failure). Every run therefore tags its metrics with
-// its own label, and reads only its own counters.
+// latency spike, then a failure). Every run therefore adds its own attribute
+// to the metrics it updates (Metric.CurrentMetricAttributes, which every
+// update merges in), and reads only its own counters.
 const runLabel = "workload_run"
 
 const readFaults = (runId: string): Effect.Effect<FaultCounts> =>
   Effect.gen(function*() {
     const counts = {} as FaultCounts // safe: every key is set by the loop below
+    // safe: `faultKinds` is a literal object with exactly these keys
     for (const key of Object.keys(faultKinds) as Array<keyof typeof faultKinds>) {
       const state = yield* Metric.value(
-        Metric.tagged(Faults.injectedTotal, "kind", faultKinds[key]).pipe(Metric.tagged(runLabel, runId))
+        Metric.withAttributes(Faults.injectedTotal, { kind: faultKinds[key], [runLabel]: runId })
       )
       counts[key] = state.count
     }
@@ -204,8 +207,8 @@ const readFaults = (runId: string): Effect.Effect<FaultCounts> =>
   })
 
 const isInjectedDefect = (cause: Cause.Cause<unknown>): boolean =>
-  Cause.isDie(cause) &&
-  Cause.defects(cause).pipe((defects) => Array.from(defects).every((defect) => defect instanceof Faults.InjectedDefect))
+  Cause.hasDies(cause) &&
+  cause.reasons.filter(Cause.isDieReason).every((reason) => reason.defect instanceof Faults.InjectedDefect)
 
 // safe: a fresh UUID is a valid WorkspaceId
 const newWorkspaceId = () => randomUUID() as WorkspaceId
@@ -282,10 +285,10 @@ export const runStrategy = (
       const rebuilder = Effect.forEach(plan.rebuilds, (event) =>
         Effect.flatMap(
           Effect.sync(() => Math.max(0, event.atMs - (performance.now() - startedAt))),
-          (wait) => Effect.zipRight(Effect.sleep(Duration.millis(wait)), rebuild(event))
+          (wait) => Effect.andThen(Effect.sleep(Duration.millis(wait)), rebuild(event))
         ), { discard: true })
 
-      const semaphore = yield* Effect.makeSemaphore(settings.concurrency)
+      const semaphore = yield* Semaphore.make(settings.concurrency)
       const chatIds = new Map<number, ChatId>()
       const lastEpoch = new Map<number, number>()
 
@@ -319,18 +322,16 @@ export const runStrategy = (
             latencies.push(performance.now() - began)
             // An agent that hangs after the handshake never answers: bound the wait.
             const reply = yield* connection.exchange(`turn ${chatId}`).pipe(
-              Effect.timeoutFail({ duration: timeout, onTimeout: () => new NoAnswer() })
+              Effect.timeoutOrElse({ duration: timeout, orElse: () => Effect.fail(new NoAnswer()) })
             )
             const [word, agentId, replyWorkspace] = reply.split(" ")
             return word === "ok" && agentId === connection.agentId && replyWorkspace === workspaceId
           })).pipe(
             (effect) => Probe.withTurnProbe(probe, effect),
             semaphore.withPermits(1),
-            Effect.either,
+            Effect.result,
             // a defect injected by core's Faults layer ends this turn only; any other defect is a bug
-            Effect.catchAllCause((cause) =>
-              isInjectedDefect(cause) ? Effect.succeed(undefined) : Effect.failCause(cause)
-            )
+            Effect.catchCause((cause) => isInjectedDefect(cause) ? Effect.succeed(undefined) : Effect.failCause(cause))
           )
           if (result === undefined) defects++
 
@@ -340,7 +341,7 @@ export const runStrategy = (
           // succeed on the old agent and leave it bound.)
           const quiet = epochs[chat.workspace] === epoch
           const steady = !plan.stopped.has(chat.workspace) && lastEpoch.get(chat.index) === epoch && quiet
-          if (result !== undefined && result._tag === "Right" && result.right && quiet) {
+          if (result !== undefined && result._tag === "Success" && result.success && quiet) {
             lastEpoch.set(chat.index, epoch)
           } else lastEpoch.delete(chat.index)
           tally.turns++
@@ -354,13 +355,13 @@ export const runStrategy = (
             tally.steadyLookups += probe.lookups
           }
           let ended: OutcomeName = "failed"
-          if (result !== undefined && result._tag === "Right") {
-            if (!result.right) tally.wrongAgent++
+          if (result !== undefined && result._tag === "Success") {
+            if (!result.success) tally.wrongAgent++
             else tally.turnsOk++
             ended = turnOutcome
             if (turnRepaired) tally.repaired++
           } else if (result !== undefined) {
-            const error = result.left
+            const error = result.failure
             const reason = error._tag === "NoAnswer" ? "failed" : failureReason(error)
             // a database fault is counted, and the workload goes on
             if (reason === "no_agent" || reason === "timeout" || reason === "database_unavailable") ended = reason
@@ -379,7 +380,7 @@ export const runStrategy = (
       const runChat = (chat: ChatPlan, turns: number): Effect.Effect<void> =>
         Effect.gen(function*() {
           const children = plan.chats.filter((other) => other.parent === chat.index)
-          const forked: Array<Fiber.RuntimeFiber<void>> = []
+          const forked: Array<Fiber.Fiber<void>> = []
           for (let t = 0; t < turns; t++) {
             yield* Effect.sleep(Duration.millis(chat.thinks[t] ?? 0))
             yield* turn(chat)
@@ -387,7 +388,7 @@ export const runStrategy = (
               if (child.spawnAfterTurn !== t + 1) continue
               const created = yield* untilTheDatabaseAnswers(chats.createChild(chatIds.get(chat.index)!))
               chatIds.set(child.index, created.chatId)
-              forked.push(yield* Effect.fork(runChat(child, turns)))
+              forked.push(yield* Effect.forkChild(runChat(child, turns)))
             }
           }
           yield* Fiber.joinAll(forked)
@@ -400,7 +401,7 @@ export const runStrategy = (
       }
 
       startedAt = performance.now()
-      const rebuilding = yield* Effect.fork(rebuilder)
+      const rebuilding = yield* Effect.forkChild(rebuilder)
       const roots = plan.chats.filter((chat) => chat.parent === undefined)
       yield* Effect.forEach(roots, (chat) => runChat(chat, settings.turns - 1), {
         concurrency: "unbounded",
@@ -411,7 +412,7 @@ export const runStrategy = (
       // workspace must then be bound to its current agent.
       yield* Effect.forEach(
         plan.chats,
-        (chat) => Effect.zipRight(Effect.sleep(Duration.millis(chat.thinks[0] ?? 0)), turn(chat)),
+        (chat) => Effect.andThen(Effect.sleep(Duration.millis(chat.thinks[0] ?? 0)), turn(chat)),
         {
           concurrency: "unbounded",
           discard: true
@@ -431,7 +432,7 @@ export const runStrategy = (
       return durationMs
     })
 
-    const progressTicker = Effect.forever(Effect.zipRight(
+    const progressTicker = Effect.forever(Effect.andThen(
       Effect.sleep("100 millis"),
       Effect.sync(() => {
         progress.socketsOpen = counters.dialer.opened - counters.dialer.closed
@@ -439,7 +440,7 @@ export const runStrategy = (
     ))
 
     const durationMs = yield* program.pipe(
-      Effect.raceFirst(Effect.zipRight(progressTicker, Effect.never)),
+      Effect.raceFirst(progressTicker),
       Effect.provide(Service.layer(
         {
           validationDelay: Duration.millis(settings.validationDelayMs),
@@ -451,7 +452,7 @@ export const runStrategy = (
         strategy
       )),
       Effect.orDie,
-      Effect.tagMetrics(runLabel, runId)
+      Effect.updateService(Metric.CurrentMetricAttributes, (attributes) => ({ ...attributes, [runLabel]: runId }))
     )
 
     // The instance is shut down. Sockets close asynchronously: wait (bounded)
