@@ -9,6 +9,9 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../../.." && pwd)"
+# The project's Node (the `node` devDependency), not the machine's: pnpm puts it
+# first on PATH for its scripts, and a plain `bash` run of this script does it here.
+export PATH="$repo/node_modules/.bin:$PATH"
 if [ -z "${LAZYDIAL_TEST_DATABASE_URL:-}" ]; then
   exec bash "$repo/packages/binding/scripts/test-postgres.sh" --exec bash "$here/cluster-numbers.sh" "$@"
 fi
