@@ -32,10 +32,7 @@ export interface AgentConnection {
  * @since 0.1.0
  * @category tags
  */
-export class AgentDialer extends Context.Tag("@lazydial/core/AgentDialer")<
-  AgentDialer,
-  {
-    /** The connection is released by a finalizer of the Scope it is dialed in. */
-    readonly dial: (agentId: AgentId) => Effect.Effect<AgentConnection, AgentDialError, Scope.Scope>
-  }
->() {}
+export class AgentDialer extends Context.Service<AgentDialer, {
+  /** The connection is released by a finalizer of the Scope it is dialed in. */
+  readonly dial: (agentId: AgentId) => Effect.Effect<AgentConnection, AgentDialError, Scope.Scope>
+}>()("@lazydial/core/AgentDialer") {}

@@ -18,9 +18,6 @@ import type { CurrentAgent, WorkspaceId } from "./Ids.js"
  * @since 0.1.0
  * @category tags
  */
-export class AgentLookup extends Context.Tag("@lazydial/core/AgentLookup")<
-  AgentLookup,
-  {
-    readonly current: (workspaceId: WorkspaceId) => Effect.Effect<Option.Option<CurrentAgent>, AgentLookupError>
-  }
->() {}
+export class AgentLookup extends Context.Service<AgentLookup, {
+  readonly current: (workspaceId: WorkspaceId) => Effect.Effect<Option.Option<CurrentAgent>, AgentLookupError>
+}>()("@lazydial/core/AgentLookup") {}

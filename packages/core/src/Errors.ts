@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { AgentId, WorkspaceId } from "./Ids.js"
 
@@ -31,9 +32,9 @@ export class NoCurrentAgent extends Schema.TaggedError<NoCurrentAgent>()("NoCurr
  */
 export class AgentDialError extends Schema.TaggedError<AgentDialError>()("AgentDialError", {
   agentId: AgentId,
-  reason: Schema.Literal("Unreachable", "Refused", "WrongAgent", "Protocol", "Closed"),
-  detail: Schema.optionalWith(Schema.String, { default: () => "" }),
-  cause: Schema.optional(Schema.Defect)
+  reason: Schema.Literals(["Unreachable", "Refused", "WrongAgent", "Protocol", "Closed"]),
+  detail: Schema.String.pipe(Schema.withDecodingDefaultTypeKey(Effect.succeed(""))),
+  cause: Schema.optional(Schema.Defect())
 }) {
   override get message(): string {
     const detail = this.detail === "" ? "" : `: ${this.detail}`
@@ -49,8 +50,8 @@ export class AgentDialError extends Schema.TaggedError<AgentDialError>()("AgentD
  */
 export class AgentLookupError extends Schema.TaggedError<AgentLookupError>()("AgentLookupError", {
   workspaceId: WorkspaceId,
-  detail: Schema.optionalWith(Schema.String, { default: () => "" }),
-  cause: Schema.optional(Schema.Defect)
+  detail: Schema.String.pipe(Schema.withDecodingDefaultTypeKey(Effect.succeed(""))),
+  cause: Schema.optional(Schema.Defect())
 }) {
   override get message(): string {
     const detail = this.detail === "" ? "" : `: ${this.detail}`

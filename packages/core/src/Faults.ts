@@ -20,7 +20,6 @@
  * @since 0.1.0
  */
 import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
@@ -28,7 +27,6 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
-import type * as ParseResult from "effect/ParseResult"
 import * as Random from "effect/Random"
 import * as Schema from "effect/Schema"
 import { AgentDialer } from "./AgentDialer.js"
@@ -41,7 +39,7 @@ import { AgentDialError, AgentLookupError } from "./Errors.js"
  * @since 0.1.0
  * @category schemas
  */
-export const Rate = Schema.Number.pipe(Schema.between(0, 1)).annotations({
+export const Rate = Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 })).annotate({
   identifier: "Rate",
   description: "a probability from 0 to 1"
 })
@@ -52,10 +50,13 @@ export const Rate = Schema.Number.pipe(Schema.between(0, 1)).annotations({
  * @since 0.1.0
  * @category schemas
  */
-export const Millis = Schema.Number.pipe(Schema.finite(), Schema.between(0, 3_600_000)).annotations({
+export const Millis = Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 3_600_000 })).annotate({
   identifier: "Millis",
   description: "a duration in milliseconds, from 0 to 3600000"
 })
+
+const zero = <S extends typeof Rate | typeof Millis>(schema: S) =>
+  schema.pipe(Schema.withDecodingDefaultType(Effect.succeed(0)))
 
 /**
  * Latency drawn uniformly from `min` to `max` milliseconds, plus, with
@@ -67,9 +68,9 @@ export const Millis = Schema.Number.pipe(Schema.finite(), Schema.between(0, 3_60
 export const Latency = Schema.Struct({
   min: Millis,
   max: Millis,
-  spikeRate: Schema.optionalWith(Rate, { default: () => 0 }),
-  spike: Schema.optionalWith(Millis, { default: () => 0 })
-}).pipe(Schema.filter((latency) => latency.min <= latency.max || "min must not exceed max"))
+  spikeRate: zero(Rate),
+  spike: zero(Millis)
+}).check(Schema.makeFilter((latency) => latency.min <= latency.max || "min must not exceed max"))
 
 /**
  * @since 0.1.0
@@ -77,12 +78,12 @@ export const Latency = Schema.Struct({
  */
 export const DialFaults = Schema.Struct({
   latency: Schema.optional(Latency),
-  failureRate: Schema.optionalWith(Rate, { default: () => 0 }),
-  hangRate: Schema.optionalWith(Rate, { default: () => 0 }),
-  ignoreInterruptionRate: Schema.optionalWith(Rate, { default: () => 0 }),
-  defectRate: Schema.optionalWith(Rate, { default: () => 0 })
-}).pipe(
-  Schema.filter((f) =>
+  failureRate: zero(Rate),
+  hangRate: zero(Rate),
+  ignoreInterruptionRate: zero(Rate),
+  defectRate: zero(Rate)
+}).check(
+  Schema.makeFilter((f) =>
     f.failureRate + f.hangRate + f.defectRate <= 1 || "the rates of failures, hangs and defects add up to more than 1"
   )
 )
@@ -93,11 +94,11 @@ export const DialFaults = Schema.Struct({
  */
 export const LookupFaults = Schema.Struct({
   latency: Schema.optional(Latency),
-  failureRate: Schema.optionalWith(Rate, { default: () => 0 }),
-  noAgentRate: Schema.optionalWith(Rate, { default: () => 0 }),
-  defectRate: Schema.optionalWith(Rate, { default: () => 0 })
-}).pipe(
-  Schema.filter((f) =>
+  failureRate: zero(Rate),
+  noAgentRate: zero(Rate),
+  defectRate: zero(Rate)
+}).check(
+  Schema.makeFilter((f) =>
     f.failureRate + f.noAgentRate + f.defectRate <= 1 ||
     "the rates of failures, missing agents and defects add up to more than 1"
   )
@@ -113,8 +114,8 @@ const noLookupFaults = Schema.decodeSync(LookupFaults)({})
  * @category schemas
  */
 export const FaultPlan = Schema.Struct({
-  dial: Schema.optionalWith(DialFaults, { default: () => noDialFaults }),
-  lookup: Schema.optionalWith(LookupFaults, { default: () => noLookupFaults })
+  dial: DialFaults.pipe(Schema.withDecodingDefaultType(Effect.succeed(noDialFaults))),
+  lookup: LookupFaults.pipe(Schema.withDecodingDefaultType(Effect.succeed(noLookupFaults)))
 })
 
 /**
@@ -149,12 +150,7 @@ export class InjectedDefect extends Data.TaggedError("InjectedDefect")<{ readonl
  * @since 0.1.0
  * @category metrics
  */
-export const injectedTotal = Metric.counter("lazydial_faults_injected_total", {
-  description: "Faults injected by the Faults layer, by kind",
-  incremental: true
-})
-
-const faultKinds = [
+export const faultKinds = [
   "latency_spike",
   "dial_failure",
   "hang",
@@ -165,17 +161,28 @@ const faultKinds = [
   "lookup_defect"
 ] as const
 
-// Tagged once, as core's outcome counters are: tagging per fault allocates a key each time.
-const injectedByKind = Object.fromEntries(
-  faultKinds.map((kind) => [kind, Metric.increment(Metric.tagged(injectedTotal, "kind", kind))])
-) as Record<(typeof faultKinds)[number], Effect.Effect<void>> // safe: built from the full `faultKinds` list
+/**
+ * The `lazydial_faults_injected_total` counter, one per kind of `faultKinds`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const injectedTotal: Readonly<Record<(typeof faultKinds)[number], Metric.Counter<number>>> = Object
+  .fromEntries(faultKinds.map((kind) => [
+    kind,
+    Metric.counter("lazydial_faults_injected_total", {
+      description: "Faults injected by the Faults layer, by kind",
+      incremental: true,
+      attributes: { kind }
+    })
+  ])) as Record<(typeof faultKinds)[number], Metric.Counter<number>> // safe: built from the full `faultKinds` list
 
-const count = (kind: (typeof faultKinds)[number]): Effect.Effect<void> => injectedByKind[kind]
+const count = (kind: (typeof faultKinds)[number]): Effect.Effect<void> => Metric.update(injectedTotal[kind], 1)
 
 const delay = (latency: typeof Latency.Type | undefined): Effect.Effect<void> => {
   if (latency === undefined) return Effect.void
   return Effect.gen(function*() {
-    let millis = latency.min === latency.max ? latency.min : yield* Random.nextRange(latency.min, latency.max)
+    let millis = latency.min === latency.max ? latency.min : yield* Random.nextBetween(latency.min, latency.max)
     if (latency.spikeRate > 0 && (yield* Random.next) < latency.spikeRate) {
       millis += latency.spike
       yield* count("latency_spike")
@@ -193,10 +200,10 @@ const delay = (latency: typeof Latency.Type | undefined): Effect.Effect<void> =>
 export const wrap = (
   plan: FaultPlan,
   services: {
-    readonly dialer: Context.Tag.Service<AgentDialer>
-    readonly lookup: Context.Tag.Service<AgentLookup>
+    readonly dialer: AgentDialer["Service"]
+    readonly lookup: AgentLookup["Service"]
   }
-): { readonly dialer: Context.Tag.Service<AgentDialer>; readonly lookup: Context.Tag.Service<AgentLookup> } => {
+): { readonly dialer: AgentDialer["Service"]; readonly lookup: AgentLookup["Service"] } => {
   const { dial, lookup } = plan
   const dialer = AgentDialer.of({
     dial: (agentId) =>
@@ -206,17 +213,17 @@ export const wrap = (
         // that ignored it too would keep its fiber for the life of the process.
         const ignoresInterruption = roll >= dial.hangRate && dial.ignoreInterruptionRate > 0 &&
           (yield* Random.next) < dial.ignoreInterruptionRate
-        const attempt = Effect.zipRight(
+        const attempt = Effect.andThen(
           delay(dial.latency),
           roll < dial.hangRate
-            ? Effect.zipRight(count("hang"), Effect.never)
+            ? Effect.andThen(count("hang"), Effect.never)
             : roll < dial.hangRate + dial.failureRate
-            ? Effect.zipRight(
+            ? Effect.andThen(
               count("dial_failure"),
               Effect.fail(new AgentDialError({ agentId, reason: "Unreachable", detail: "injected fault" }))
             )
             : roll < dial.hangRate + dial.failureRate + dial.defectRate
-            ? Effect.zipRight(count("dial_defect"), Effect.die(new InjectedDefect({ site: "dial" })))
+            ? Effect.andThen(count("dial_defect"), Effect.die(new InjectedDefect({ site: "dial" })))
             : services.dialer.dial(agentId)
         )
         if (!ignoresInterruption) return yield* attempt
@@ -250,16 +257,16 @@ export const wrap = (
 /**
  * A Layer transformer: it takes `AgentDialer` and `AgentLookup` and provides
  * them again, with faults. The plan is decoded here; a bad plan fails the
- * Layer with a `ParseError` that names the field.
+ * Layer with a `SchemaError` that names the field.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layer = (
   plan: FaultPlanInput
-): Layer.Layer<AgentDialer | AgentLookup, ParseResult.ParseError, AgentDialer | AgentLookup> =>
+): Layer.Layer<AgentDialer | AgentLookup, Schema.SchemaError, AgentDialer | AgentLookup> =>
   Layer.effectContext(Effect.gen(function*() {
-    const decoded = yield* Schema.decodeUnknown(FaultPlan)(plan)
+    const decoded = yield* Schema.decodeUnknownEffect(FaultPlan)(plan)
     const wrapped = wrap(decoded, { dialer: yield* AgentDialer, lookup: yield* AgentLookup })
     return Context.make(AgentDialer, wrapped.dialer).pipe(Context.add(AgentLookup, wrapped.lookup))
   }))
@@ -278,16 +285,16 @@ export const layer = (
  * @category config
  */
 export const planConfig: Config.Config<Option.Option<FaultPlan>> = Config.all({
-  enabled: Config.literal("on", "off")("LAZYDIAL_FAULTS").pipe(Config.withDefault("off" as const)),
-  dial: Schema.Config("LAZYDIAL_FAULTS_DIAL", Schema.parseJson(DialFaults)).pipe(Config.option),
-  lookup: Schema.Config("LAZYDIAL_FAULTS_LOOKUP", Schema.parseJson(LookupFaults)).pipe(Config.option)
+  enabled: Config.Literals(["on", "off"], "LAZYDIAL_FAULTS").pipe(Config.withDefault("off" as const)),
+  dial: Config.option(Config.schema(Schema.fromJsonString(DialFaults), "LAZYDIAL_FAULTS_DIAL")),
+  lookup: Config.option(Config.schema(Schema.fromJsonString(LookupFaults), "LAZYDIAL_FAULTS_LOOKUP"))
 }).pipe(Config.map(({ dial, enabled, lookup }) =>
   enabled === "off"
     ? Option.none()
-    : Option.some(FaultPlan.make({
+    : Option.some({
       dial: Option.getOrElse(dial, () => noDialFaults),
       lookup: Option.getOrElse(lookup, () => noLookupFaults)
-    }))
+    })
 ))
 
 /**
@@ -300,7 +307,7 @@ export const planConfig: Config.Config<Option.Option<FaultPlan>> = Config.all({
  */
 export const layerConfig: Layer.Layer<
   AgentDialer | AgentLookup,
-  ConfigError.ConfigError,
+  Config.ConfigError,
   AgentDialer | AgentLookup
 > = Layer.effectContext(Effect.gen(function*() {
   const plan = yield* planConfig

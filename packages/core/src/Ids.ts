@@ -13,7 +13,7 @@ import * as Schema from "effect/Schema"
  * @since 0.1.0
  * @category ids
  */
-export const AgentId = Schema.UUID.pipe(Schema.brand("AgentId")).annotations({
+export const AgentId = Schema.String.check(Schema.isUUID()).pipe(Schema.brand("AgentId")).annotate({
   identifier: "AgentId",
   description: "a workspace agent's id (a UUID)"
 })
@@ -30,7 +30,7 @@ export type AgentId = typeof AgentId.Type
  * @since 0.1.0
  * @category ids
  */
-export const WorkspaceId = Schema.UUID.pipe(Schema.brand("WorkspaceId")).annotations({
+export const WorkspaceId = Schema.String.check(Schema.isUUID()).pipe(Schema.brand("WorkspaceId")).annotate({
   identifier: "WorkspaceId",
   description: "a workspace's id (a UUID)"
 })
@@ -47,7 +47,7 @@ export type WorkspaceId = typeof WorkspaceId.Type
  * @since 0.1.0
  * @category ids
  */
-export const BuildId = Schema.UUID.pipe(Schema.brand("BuildId")).annotations({
+export const BuildId = Schema.String.check(Schema.isUUID()).pipe(Schema.brand("BuildId")).annotate({
   identifier: "BuildId",
   description: "a workspace build's id (a UUID)"
 })
@@ -64,7 +64,7 @@ export type BuildId = typeof BuildId.Type
  * @since 0.1.0
  * @category ids
  */
-export const ChatId = Schema.UUID.pipe(Schema.brand("ChatId")).annotations({
+export const ChatId = Schema.String.check(Schema.isUUID()).pipe(Schema.brand("ChatId")).annotate({
   identifier: "ChatId",
   description: "a chat's id (a UUID)"
 })

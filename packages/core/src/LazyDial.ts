@@ -33,12 +33,11 @@
  * @since 0.1.0
  */
 import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import type * as Metric from "effect/Metric"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -77,7 +76,7 @@ export type DialOutcome = typeof outcomes[number]
  * @since 0.1.0
  * @category schemas
  */
-export const DialOutcome: Schema.Literal<typeof outcomes> = Schema.Literal(...outcomes)
+export const DialOutcome: Schema.Literals<typeof outcomes> = Schema.Literals(outcomes)
 
 /**
  * Every label of the outcome counter and span attribute: `outcomes`, then how
@@ -101,7 +100,7 @@ export type OutcomeLabel = typeof outcomeLabels[number]
  * @since 0.1.0
  * @category schemas
  */
-export const OutcomeLabel: Schema.Literal<typeof outcomeLabels> = Schema.Literal(...outcomeLabels)
+export const OutcomeLabel: Schema.Literals<typeof outcomeLabels> = Schema.Literals(outcomeLabels)
 
 /**
  * The outcomes whose connect times an adaptive delay learns from.
@@ -128,7 +127,7 @@ export const delayModes: readonly ["fixed", "adaptive"] = internalAdaptive.delay
  * @since 0.1.0
  * @category metrics
  */
-export const delayGauges: Readonly<Record<typeof delayModes[number], Metric.Metric.Gauge<number>>> =
+export const delayGauges: Readonly<Record<typeof delayModes[number], Metric.Gauge<number>>> =
   internalAdaptive.delayGauges
 
 /**
@@ -182,7 +181,7 @@ export const dialWithLazyValidation = <A, E1, R1, E2, R2>(options: {
   /** None: the workspace has no agent now. */
   readonly lookup: (workspaceId: WorkspaceId) => Effect.Effect<Option.Option<AgentId>, E2, R2>
   /** How long the bound agent may stay pending before the binding is checked. */
-  readonly delay: Duration.DurationInput
+  readonly delay: Duration.Input
   /**
    * Optional early-validation signal: when it completes while the bound
    * agent is still pending, the delay ends at once (for example when a notice
@@ -213,7 +212,7 @@ export interface LazyDialResult extends DialResult<AgentConnection> {
  * @since 0.1.0
  * @category tags
  */
-export class LazyDial extends Context.Tag("@lazydial/core/LazyDial")<
+export class LazyDial extends Context.Service<
   LazyDial,
   {
     /** The delay a call starting now uses: the fixed one, or what the adaptive delay has learned so far. */
@@ -225,7 +224,7 @@ export class LazyDial extends Context.Tag("@lazydial/core/LazyDial")<
       readonly validateNow?: Effect.Effect<void> | undefined
     }) => Effect.Effect<LazyDialResult, AgentDialError | AgentLookupError | NoCurrentAgent, Scope.Scope>
   }
->() {}
+>()("@lazydial/core/LazyDial") {}
 
 /**
  * The default validation delay.
@@ -255,11 +254,11 @@ export const maxDelay: Duration.Duration = Duration.minutes(10)
  */
 export interface AdaptiveDelayOptions {
   /** The delay until enough samples were seen; in `[min, max]`, default `max`. */
-  readonly initial?: Duration.DurationInput | undefined
+  readonly initial?: Duration.Input | undefined
   /** The smallest delay; default 50 ms. */
-  readonly min?: Duration.DurationInput | undefined
+  readonly min?: Duration.Input | undefined
   /** The largest delay; at least `min`, default 5 seconds. */
-  readonly max?: Duration.DurationInput | undefined
+  readonly max?: Duration.Input | undefined
   /** The safety factor over the quantile, from 1 to 100; default 3. */
   readonly factor?: number | undefined
   /** Which quantile of connect times, above 0 and at most 1; default 0.99. */
@@ -321,7 +320,7 @@ const checkAdaptive = (
   Effect.gen(function*() {
     const min = yield* boundedDuration(names.min, input.min ?? adaptiveDefaults.min, maxDelay)
     const max = yield* boundedDuration(names.max, input.max ?? adaptiveDefaults.max, maxDelay)
-    if (Duration.lessThan(max, min)) {
+    if (Duration.isLessThan(max, min)) {
       return yield* new InvalidOption({
         option: names.max,
         value: Duration.format(max),
@@ -329,7 +328,7 @@ const checkAdaptive = (
       })
     }
     const initial = yield* boundedDuration(names.initial, input.initial ?? max, maxDelay)
-    if (Duration.lessThan(initial, min) || Duration.greaterThan(initial, max)) {
+    if (Duration.isLessThan(initial, min) || Duration.isGreaterThan(initial, max)) {
       return yield* new InvalidOption({
         option: names.initial,
         value: Duration.format(initial),
@@ -356,15 +355,15 @@ const checkAdaptive = (
  * @category constructors
  */
 export const make = (options?: {
-  readonly delay?: Duration.DurationInput | "adaptive" | undefined
+  readonly delay?: Duration.Input | "adaptive" | undefined
   /** Only with `delay: "adaptive"`. */
   readonly adaptive?: AdaptiveDelayOptions | undefined
-}): Effect.Effect<Context.Tag.Service<LazyDial>, InvalidOption, AgentDialer | AgentLookup> =>
+}): Effect.Effect<LazyDial["Service"], InvalidOption, AgentDialer | AgentLookup> =>
   Effect.gen(function*() {
     const dialer = yield* AgentDialer
     const lookup = yield* AgentLookup
     const service = (delay: Duration.Duration, learned: internalAdaptive.Sketch | undefined) => ({
-      dial: (binding: Parameters<Context.Tag.Service<LazyDial>["dial"]>[0]) =>
+      dial: (binding: Parameters<LazyDial["Service"]["dial"]>[0]) =>
         internal.make({
           agentId: binding.agentId,
           workspaceId: binding.workspaceId,
@@ -378,6 +377,7 @@ export const make = (options?: {
     })
     if (options?.delay === "adaptive") {
       const learned = new internalAdaptive.Sketch(yield* checkAdaptive(options.adaptive ?? {}, adaptiveOptionNames))
+      yield* Metric.update(internalAdaptive.delayGauges.adaptive, Duration.toSeconds(learned.delay))
       const { dial } = service(learned.delay, learned)
       return LazyDial.of({
         get delay() {
@@ -394,7 +394,7 @@ export const make = (options?: {
       })
     }
     const delay = yield* boundedDuration("delay", options?.delay ?? defaultDelay, maxDelay)
-    internalAdaptive.delayGauges.fixed.unsafeUpdate(Duration.toSeconds(delay), [])
+    yield* Metric.update(internalAdaptive.delayGauges.fixed, Duration.toSeconds(delay))
     return LazyDial.of({ delay, ...service(delay, undefined) })
   })
 
@@ -403,14 +403,14 @@ export const make = (options?: {
  * @category layers
  */
 export const layer = (options?: {
-  readonly delay?: Duration.DurationInput | "adaptive" | undefined
+  readonly delay?: Duration.Input | "adaptive" | undefined
   /** Only with `delay: "adaptive"`. */
   readonly adaptive?: AdaptiveDelayOptions | undefined
 }): Layer.Layer<LazyDial, InvalidOption, AgentDialer | AgentLookup> => Layer.effect(LazyDial, make(options))
 
 const adaptiveConfig = Config.all(
   Object.fromEntries(
-    adaptiveKeys.map((key) => [key, Schema.Config(adaptiveVariables[key], Schema.String).pipe(Config.option)])
+    adaptiveKeys.map((key) => [key, Config.option(Config.String(adaptiveVariables[key]))])
   ) as { readonly [K in AdaptiveKey]: Config.Config<Option.Option<string>> } // safe: built from every key
 )
 
@@ -426,12 +426,12 @@ const adaptiveConfig = Config.all(
  */
 export const layerConfig: Layer.Layer<
   LazyDial,
-  InvalidOption | ConfigError.ConfigError,
+  InvalidOption | Config.ConfigError,
   AgentDialer | AgentLookup
 > = Layer.effect(
   LazyDial,
   Effect.gen(function*() {
-    const text = yield* Schema.Config("LAZYDIAL_VALIDATION_DELAY", Schema.String).pipe(Config.option)
+    const text = yield* Config.option(Config.String("LAZYDIAL_VALIDATION_DELAY"))
     const tuning = yield* adaptiveConfig
     if (Option.isSome(text) && text.value.trim() === "adaptive") {
       const adaptive = yield* checkAdaptive(

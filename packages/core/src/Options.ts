@@ -6,12 +6,14 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { InvalidOption } from "./Errors.js"
 
 /**
- * `Duration.decode` turns a negative number into zero without a word; a
- * negative delay is a configuration mistake, so it is refused here instead,
- * with an `InvalidOption` that names the option.
+ * A duration option: a `Duration`, milliseconds, nanoseconds as a bigint, or
+ * text such as `"5 seconds"`. A negative, infinite or unreadable value is a
+ * configuration mistake, refused here with an `InvalidOption` that names the
+ * option, not clamped or turned into zero.
  *
  * @since 0.1.0
  * @category validation
@@ -34,17 +36,31 @@ export const boundedDuration = (
       Effect.fail(
         new InvalidOption({ option, value: typeof input === "bigint" ? `${input}n` : String(input), expected })
       )
-    if (typeof input === "number" && !(input >= 0)) return invalid()
-    if (typeof input === "bigint" && input < 0n) return invalid()
-    if (typeof input === "string" && input.trim().startsWith("-")) return invalid()
-    if (Duration.isDuration(input) && input.value._tag === "Millis" && input.value.millis < 0) return invalid()
-    const decoded = Duration.decodeUnknown(input)
-    if (decoded._tag === "None") return invalid()
-    const duration = decoded.value
-    if (!Duration.isFinite(duration) || Duration.greaterThan(duration, max)) return invalid()
-    if (!allowZero && Duration.isZero(duration)) return invalid()
-    return Effect.succeed(duration)
+    const decoded = decodeDuration(input)
+    if (decoded === undefined) return invalid()
+    if (Duration.isNegative(decoded) || !Duration.isFinite(decoded) || Duration.isGreaterThan(decoded, max)) {
+      return invalid()
+    }
+    if (!allowZero && Duration.isZero(decoded)) return invalid()
+    return Effect.succeed(decoded)
   })
+
+/**
+ * The inputs an option may be given as. Effect 4's `Duration.Input` also takes
+ * objects such as `{ seconds: 5 }`, where a stray `{}` would read as zero, and
+ * tuples: options are typed by hand or read from text, so only the forms that
+ * cannot be mistaken are taken.
+ */
+const decodeDuration = (input: unknown): Duration.Duration | undefined => {
+  if (Duration.isDuration(input)) return input
+  if (typeof input === "number") return Number.isNaN(input) ? undefined : Duration.millis(input)
+  if (typeof input === "bigint") return Duration.nanos(input)
+  if (typeof input !== "string") return undefined
+  const text = input.trim()
+  // Bare digits are milliseconds, as a number is.
+  if (/^\d+(\.\d+)?$/.test(text)) return Duration.millis(Number(text))
+  return Option.getOrUndefined(Duration.fromInput(text as Duration.Input)) // safe: fromInput refuses any other text
+}
 
 /**
  * A number in `[min, max]` (or `(min, max]` with `minExclusive`), given as a

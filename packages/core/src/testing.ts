@@ -19,6 +19,7 @@
  *
  * @since 0.1.0
  */
+import * as Arbitrary from "effect/Arbitrary"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -26,11 +27,10 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Equal from "effect/Equal"
 import * as Exit from "effect/Exit"
-import * as FastCheck from "effect/FastCheck"
-import * as Inspectable from "effect/Inspectable"
+import * as Formatter from "effect/Formatter"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Utils from "effect/Utils"
+import * as Schema from "effect/Schema"
 import { AssertionError } from "node:assert"
 import { type AgentConnection, AgentDialer } from "./AgentDialer.js"
 import { AgentLookup } from "./AgentLookup.js"
@@ -46,7 +46,7 @@ import { type AgentId, CurrentAgent, type WorkspaceId } from "./Ids.js"
  * @category models
  */
 export interface DialScript {
-  readonly latency?: Duration.DurationInput | undefined
+  readonly latency?: Duration.Input | undefined
   readonly result: "connect" | "fail" | "hang"
   readonly interruptible?: boolean | undefined
 }
@@ -58,7 +58,7 @@ export interface DialScript {
  * @category models
  */
 export interface LookupScript {
-  readonly latency?: Duration.DurationInput | undefined
+  readonly latency?: Duration.Input | undefined
   readonly result: "current" | "fail"
 }
 
@@ -89,7 +89,7 @@ export interface CallRecord<Id> {
  * @since 0.1.0
  * @category tags
  */
-export class TestAgents extends Context.Tag("@lazydial/core/testing/TestAgents")<
+export class TestAgents extends Context.Service<
   TestAgents,
   {
     /** Scripts the next dials of an agent; the last script repeats. An unscripted agent refuses at once. */
@@ -107,7 +107,7 @@ export class TestAgents extends Context.Tag("@lazydial/core/testing/TestAgents")
     readonly releasedTwice: Effect.Effect<ReadonlyArray<LedgerEntry>>
     readonly reset: Effect.Effect<void>
   }
->() {}
+>()("@lazydial/core/testing/TestAgents") {}
 
 interface MutableLedgerEntry {
   readonly connectionId: string
@@ -126,7 +126,7 @@ const next = <S>(queue: Array<S> | undefined): S | undefined =>
  * @category constructors
  */
 export const make: Effect.Effect<
-  Context.Tag.Service<TestAgents> & Context.Tag.Service<AgentDialer> & Context.Tag.Service<AgentLookup>
+  TestAgents["Service"] & AgentDialer["Service"] & AgentLookup["Service"]
 > = Effect.sync(() => {
   const dialScripts = new Map<AgentId, Array<DialScript>>()
   const lookupScripts = new Map<WorkspaceId, Array<LookupScript>>()
@@ -171,10 +171,10 @@ export const make: Effect.Effect<
       }
       const wait = Effect.sleep(script.latency ?? Duration.zero)
       const attempt = script.result === "hang"
-        ? Effect.zipRight(wait, Effect.never)
+        ? Effect.andThen(wait, Effect.never)
         : script.result === "fail"
-        ? Effect.zipRight(wait, Effect.fail(new AgentDialError({ agentId, reason: "Refused", detail: "scripted" })))
-        : Effect.zipRight(wait, connect(agentId))
+        ? Effect.andThen(wait, Effect.fail(new AgentDialError({ agentId, reason: "Refused", detail: "scripted" })))
+        : Effect.andThen(wait, connect(agentId))
       return script.interruptible === false ? Effect.uninterruptible(attempt) : attempt
     })
 
@@ -182,7 +182,7 @@ export const make: Effect.Effect<
     Effect.flatMap(Clock.currentTimeMillis, (now) => {
       lookups.push({ id: workspaceId, at: now })
       const script = next(lookupScripts.get(workspaceId)) ?? { result: "current" }
-      return Effect.zipRight(
+      return Effect.andThen(
         Effect.sleep(script.latency ?? Duration.zero),
         script.result === "fail"
           ? Effect.fail(new AgentLookupError({ workspaceId, detail: "scripted" }))
@@ -241,9 +241,9 @@ export const currentAgent = (fields: ConstructorParameters<typeof CurrentAgent>[
   new CurrentAgent(fields)
 
 /**
- * Asserts that two values are equal by `Equal.equals`, with plain objects and
- * arrays compared structurally, so Effect data (Option, Either, Data and Schema
- * classes) is compared by value at any depth.
+ * Asserts that two values are equal by `Equal.equals`, which compares plain
+ * objects and arrays structurally, so Effect data (Option, Result, Data and
+ * Schema classes) is compared by value at any depth.
  *
  * Use it for every comparison that may hold Effect data. chai's
  * `assert.deepStrictEqual` (re-exported by `@effect/vitest`) passes on
@@ -263,10 +263,10 @@ export const currentAgent = (fields: ConstructorParameters<typeof CurrentAgent>[
  * @category assertions
  */
 export const assertEqual = <A>(actual: A, expected: NoInfer<A>, message?: string): void => {
-  if (!Utils.structuralRegion(() => Equal.equals(actual, expected))) {
+  if (!Equal.equals(actual, expected)) {
     throw new AssertionError({
-      message: `${message === undefined ? "" : `${message}: `}expected ${Inspectable.format(expected)}, got ${
-        Inspectable.format(actual)
+      message: `${message === undefined ? "" : `${message}: `}expected ${Formatter.format(expected)}, got ${
+        Formatter.format(actual)
       }`,
       actual,
       expected,
@@ -275,24 +275,34 @@ export const assertEqual = <A>(actual: A, expected: NoInfer<A>, message?: string
   }
 }
 
+/** One of the given Arbitraries, picked uniformly. */
+const oneOf = <A>(members: ReadonlyArray<Arbitrary.Arbitrary<A>>): Arbitrary.Arbitrary<A> =>
+  Arbitrary.flatMap(
+    Arbitrary.schema(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: members.length - 1 }))),
+    (index) => members[index]!
+  )
+
+const uuid = Arbitrary.schema(Schema.String.check(Schema.isUUID()))
+
 /**
  * Strings near a UUID as well as far from it, for property tests of a
- * boundary that decodes ids: fast-check's own strings rarely come close to a
- * UUID, so a decoder that accepts a UUID missing a character, with a space or
- * a newline around it, or with a non-hex digit would otherwise go unnoticed.
+ * boundary that decodes ids: random strings rarely come close to a UUID, so a
+ * decoder that accepts a UUID missing a character, with a space or a newline
+ * around it, or with a non-hex digit would otherwise go unnoticed. An Effect
+ * `Arbitrary`, for `it.prop` of `@effect/vitest` or `Arbitrary.checkEffect`.
  *
  * @since 0.2.0
  * @category arbitraries
  */
-export const idLike: FastCheck.Arbitrary<string> = FastCheck.oneof(
-  FastCheck.string(),
-  FastCheck.uuid(),
-  FastCheck.uuid().map((uuid) => uuid.slice(1)),
-  FastCheck.uuid().map((uuid) => uuid.replace(/-/g, "")),
-  FastCheck.uuid().map((uuid) => ` ${uuid}`),
-  FastCheck.uuid().map((uuid) => `${uuid.slice(0, -1)}g`),
-  FastCheck.uuid().map((uuid) => `${uuid}\n`)
-)
+export const idLike: Arbitrary.Arbitrary<string> = oneOf([
+  Arbitrary.schema(Schema.String),
+  uuid,
+  Arbitrary.map(uuid, (id) => id.slice(1)),
+  Arbitrary.map(uuid, (id) => id.replace(/-/g, "")),
+  Arbitrary.map(uuid, (id) => ` ${id}`),
+  Arbitrary.map(uuid, (id) => `${id.slice(0, -1)}g`),
+  Arbitrary.map(uuid, (id) => `${id}\n`)
+])
 
 /**
  * Any input a boundary may be handed: anything at all, id-like strings, and
@@ -301,11 +311,11 @@ export const idLike: FastCheck.Arbitrary<string> = FastCheck.oneof(
  * @since 0.2.0
  * @category arbitraries
  */
-export const anyInput: FastCheck.Arbitrary<unknown> = FastCheck.oneof(
-  FastCheck.anything(),
+export const anyInput: Arbitrary.Arbitrary<unknown> = oneOf<unknown>([
+  Arbitrary.schema(Schema.Unknown),
   idLike,
-  FastCheck.object()
-)
+  Arbitrary.schema(Schema.Record(Schema.String, Schema.Unknown))
+])
 
 /**
  * Runs a synchronous decoding effect and returns how it ended; throws when it
@@ -317,7 +327,7 @@ export const anyInput: FastCheck.Arbitrary<unknown> = FastCheck.oneof(
  */
 export const endsInErrorChannel = <A, E>(effect: Effect.Effect<A, E>): Exit.Exit<A, E> => {
   const exit = Effect.runSyncExit(effect)
-  if (Exit.isFailure(exit) && !Option.isSome(Cause.failureOption(exit.cause))) {
+  if (Exit.isFailure(exit) && !Cause.hasFails(exit.cause)) {
     throw new AssertionError({
       message: `not a typed failure: ${Cause.pretty(exit.cause)}`,
       operator: "endsInErrorChannel"

@@ -53,15 +53,16 @@ export const delayModes = ["fixed", "adaptive"] as const
 /** @internal */
 export type DelayMode = typeof delayModes[number]
 
-const delayGauge = Metric.gauge("lazydial_validation_delay_seconds", {
-  description: "The validation delay LazyDial uses now: fixed, or learned from recent connect times"
-})
-/** Tagged once, as the outcome counters are: tagging per update would allocate a key. @internal */
-export const delayGauges: Readonly<Record<DelayMode, Metric.Metric.Gauge<number>>> = Object.fromEntries(
-  delayModes.map((mode) => [mode, Metric.tagged(delayGauge, "delay_mode", mode)])
-) as Record<DelayMode, Metric.Metric.Gauge<number>> // safe: built from the full `delayModes` list
-
-const noTags: ReadonlyArray<never> = []
+/** One gauge per mode, each carrying its label, so an update allocates nothing. @internal */
+export const delayGauges: Readonly<Record<DelayMode, Metric.Gauge<number>>> = Object.fromEntries(
+  delayModes.map((mode) => [
+    mode,
+    Metric.gauge("lazydial_validation_delay_seconds", {
+      description: "The validation delay LazyDial uses now: fixed, or learned from recent connect times",
+      attributes: { delay_mode: mode }
+    })
+  ])
+) as Record<DelayMode, Metric.Gauge<number>> // safe: built from the full `delayModes` list
 
 /** Options, already checked by the public module. @internal */
 export interface AdaptiveOptions {
@@ -105,11 +106,10 @@ export class Sketch {
     this.maxMillis = Duration.toMillis(options.max)
     this.delay = options.initial
     this.delayMillis = Duration.toMillis(options.initial)
-    delayGauges.adaptive.unsafeUpdate(this.delayMillis / 1000, noTags)
   }
 
-  /** Records one successful connect time of a bound agent. */
-  record(millis: number): void {
+  /** Records one successful connect time of a bound agent; true when the delay changed. */
+  record(millis: number): boolean {
     const bucket = bucketOf(millis)
     const at = this.next
     this.next = at + 1 === this.options.window ? 0 : at + 1
@@ -117,18 +117,18 @@ export class Sketch {
       const old = this.ring[at]!
       this.ring[at] = bucket
       // The window is full and the sample replaces one of its own bucket: no count moves.
-      if (old === bucket) return
+      if (old === bucket) return false
       this.counts[old]! -= 1
     } else {
       this.ring[at] = bucket
       this.size++
     }
     this.counts[bucket]! += 1
-    if (this.size >= this.warmup) this.update()
+    return this.size >= this.warmup && this.update()
   }
 
   /** Nearest rank: the smallest bucket edge with at least ⌈q·n⌉ samples at or below it. */
-  private update(): void {
+  private update(): boolean {
     const rank = Math.max(1, Math.ceil(this.options.quantile * this.size - 1e-9))
     let seen = 0
     let bucket = 0
@@ -137,9 +137,9 @@ export class Sketch {
       if (seen >= rank) break
     }
     const millis = Math.min(this.maxMillis, Math.max(this.minMillis, this.options.factor * edges[bucket]!))
-    if (millis === this.delayMillis) return
+    if (millis === this.delayMillis) return false
     this.delayMillis = millis
     this.delay = Duration.millis(millis)
-    delayGauges.adaptive.unsafeUpdate(millis / 1000, noTags)
+    return true
   }
 }
