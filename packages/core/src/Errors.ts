@@ -33,7 +33,10 @@ export class NoCurrentAgent extends Schema.TaggedError<NoCurrentAgent>()("NoCurr
 export class AgentDialError extends Schema.TaggedError<AgentDialError>()("AgentDialError", {
   agentId: AgentId,
   reason: Schema.Literals(["Unreachable", "Refused", "WrongAgent", "Protocol", "Closed"]),
-  detail: Schema.String.pipe(Schema.withDecodingDefaultTypeKey(Effect.succeed(""))),
+  detail: Schema.String.pipe(
+    Schema.withDecodingDefaultTypeKey(Effect.succeed("")),
+    Schema.withConstructorDefault(Effect.succeed(""))
+  ),
   cause: Schema.optional(Schema.Defect())
 }) {
   override get message(): string {
@@ -50,7 +53,10 @@ export class AgentDialError extends Schema.TaggedError<AgentDialError>()("AgentD
  */
 export class AgentLookupError extends Schema.TaggedError<AgentLookupError>()("AgentLookupError", {
   workspaceId: WorkspaceId,
-  detail: Schema.String.pipe(Schema.withDecodingDefaultTypeKey(Effect.succeed(""))),
+  detail: Schema.String.pipe(
+    Schema.withDecodingDefaultTypeKey(Effect.succeed("")),
+    Schema.withConstructorDefault(Effect.succeed(""))
+  ),
   cause: Schema.optional(Schema.Defect())
 }) {
   override get message(): string {
