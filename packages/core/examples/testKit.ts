@@ -6,7 +6,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as TestClock from "effect/TestClock"
+import * as TestClock from "effect/testing/TestClock"
 import { AgentId, BuildId, LazyDial, WorkspaceId } from "../src/index.js"
 import { currentAgent, layerTest, TestAgents } from "../src/testing.js"
 
@@ -23,7 +23,7 @@ export const switchesAfterARebuild = Effect.gen(function*() {
   yield* agents.setCurrent(workspace, Option.some(currentAgent({ agentId: rebuilt, buildId: build })))
 
   const lazyDial = yield* LazyDial.LazyDial
-  const turn = yield* Effect.fork(Effect.scoped(lazyDial.dial({ agentId: bound, workspaceId: workspace })))
+  const turn = yield* Effect.forkChild(Effect.scoped(lazyDial.dial({ agentId: bound, workspaceId: workspace })))
   yield* TestClock.adjust("110 millis")
   const result = yield* Fiber.join(turn)
   yield* TestClock.adjust("5 seconds")

@@ -13,7 +13,9 @@ import * as Schema from "effect/Schema"
  * @since 0.1.0
  * @category ids
  */
-export const AgentId = Schema.String.check(Schema.isUUID()).pipe(Schema.brand("AgentId")).annotate({
+export const AgentId = Schema.String.check(Schema.isUUID(undefined, { expected: "an AgentId (a UUID)" })).pipe(
+  Schema.brand("AgentId")
+).annotate({
   identifier: "AgentId",
   description: "a workspace agent's id (a UUID)"
 })
@@ -30,7 +32,9 @@ export type AgentId = typeof AgentId.Type
  * @since 0.1.0
  * @category ids
  */
-export const WorkspaceId = Schema.String.check(Schema.isUUID()).pipe(Schema.brand("WorkspaceId")).annotate({
+export const WorkspaceId = Schema.String.check(Schema.isUUID(undefined, { expected: "a WorkspaceId (a UUID)" })).pipe(
+  Schema.brand("WorkspaceId")
+).annotate({
   identifier: "WorkspaceId",
   description: "a workspace's id (a UUID)"
 })
@@ -47,7 +51,9 @@ export type WorkspaceId = typeof WorkspaceId.Type
  * @since 0.1.0
  * @category ids
  */
-export const BuildId = Schema.String.check(Schema.isUUID()).pipe(Schema.brand("BuildId")).annotate({
+export const BuildId = Schema.String.check(Schema.isUUID(undefined, { expected: "a BuildId (a UUID)" })).pipe(
+  Schema.brand("BuildId")
+).annotate({
   identifier: "BuildId",
   description: "a workspace build's id (a UUID)"
 })
@@ -64,7 +70,9 @@ export type BuildId = typeof BuildId.Type
  * @since 0.1.0
  * @category ids
  */
-export const ChatId = Schema.String.check(Schema.isUUID()).pipe(Schema.brand("ChatId")).annotate({
+export const ChatId = Schema.String.check(Schema.isUUID(undefined, { expected: "a ChatId (a UUID)" })).pipe(
+  Schema.brand("ChatId")
+).annotate({
   identifier: "ChatId",
   description: "a chat's id (a UUID)"
 })

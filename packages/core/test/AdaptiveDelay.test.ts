@@ -1,7 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { LazyDial } from "@lazydial/core"
 import { currentAgent, layerTest, TestAgents } from "@lazydial/core/testing"
-import * as Chunk from "effect/Chunk"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -9,7 +8,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
-import * as TestClock from "effect/TestClock"
+import * as TestClock from "effect/testing/TestClock"
 import { A, BUILD_1, W } from "./fixtures.js"
 
 /** A bucket edge is at most this much above the quantile it stands for (docs/core.md). */
@@ -39,11 +38,12 @@ const turns = (count: number, latency: number, concurrent = false) =>
     const turn = Effect.scoped(service.dial({ agentId: A, workspaceId: W }))
     for (let i = 0; i < (concurrent ? 1 : count); i++) {
       const batch = concurrent ? count : 1
-      const connectsAt = (yield* TestClock.currentTimeMillis) + latency
-      const fiber = yield* Effect.fork(Effect.replicateEffect(turn, batch, { concurrency: "unbounded" }))
-      // Every dial of the batch must be asleep before the clock moves, or it would sleep past its turn.
-      while (Chunk.size(Chunk.filter(yield* TestClock.sleeps(), (at) => at === connectsAt)) < batch) {
-        yield* Effect.yieldNow()
+      const dialed = (yield* agents.dials).length + batch
+      const fiber = yield* Effect.forkChild(Effect.replicateEffect(turn, batch, { concurrency: "unbounded" }))
+      // Every dial of the batch must be asleep before the clock moves, or it would sleep past its turn. The kit
+      // records a dial and starts its sleep in one step, so a recorded dial is an asleep one.
+      while ((yield* agents.dials).length < dialed) {
+        yield* Effect.yieldNow
       }
       yield* TestClock.adjust(latency)
       for (const result of yield* Fiber.join(fiber)) assert.strictEqual(result.agentId, A)
@@ -126,7 +126,7 @@ describe("adaptive delay", () => {
       const service = yield* LazyDial.LazyDial
       yield* agents.script(A, { latency: 30, result: "fail" }, { latency: 30, result: "connect" })
       yield* agents.setCurrent(W, Option.some(currentAgent({ agentId: A, buildId: BUILD_1 })))
-      const fiber = yield* Effect.fork(Effect.scoped(service.dial({ agentId: A, workspaceId: W })))
+      const fiber = yield* Effect.forkChild(Effect.scoped(service.dial({ agentId: A, workspaceId: W })))
       yield* TestClock.adjust(100)
       assert.strictEqual((yield* Fiber.join(fiber)).outcome, "retried")
       assert.strictEqual(yield* currentDelay, 100, "a failed dial and its retry are not samples")
@@ -139,7 +139,7 @@ describe("adaptive delay configuration", () => {
       LazyDial.LazyDial,
       LazyDial.layerConfig.pipe(
         Layer.provide(layerTest),
-        Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))))
+        Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnvRecord(env)))
       )
     )
 
@@ -170,14 +170,20 @@ describe("adaptive delay configuration", () => {
         ["LAZYDIAL_VALIDATION_DELAY_QUANTILE", "0"],
         ["LAZYDIAL_VALIDATION_DELAY_QUANTILE", "1.5"],
         ["LAZYDIAL_VALIDATION_DELAY_WINDOW", "2.5"],
-        ["LAZYDIAL_VALIDATION_DELAY_WINDOW", "0"],
-        ["LAZYDIAL_VALIDATION_DELAY_WINDOW", ""]
+        ["LAZYDIAL_VALIDATION_DELAY_WINDOW", "0"]
       ]
       for (const [variable, value] of cases) {
         const error = yield* Effect.flip(fromEnv({ LAZYDIAL_VALIDATION_DELAY: "adaptive", [variable]: value }))
         assert.strictEqual(error._tag, "InvalidOption", `${variable}=${value}`)
         assert.strictEqual(error._tag === "InvalidOption" && error.option, variable, `${variable}=${value}`)
       }
+    }))
+
+  // Effect 4's environment provider reads an empty variable as unset, as a shell's `X=` is usually meant.
+  it.effect("an empty variable is unset: its default applies", () =>
+    Effect.gen(function*() {
+      const service = yield* fromEnv({ LAZYDIAL_VALIDATION_DELAY: "adaptive", LAZYDIAL_VALIDATION_DELAY_MAX: "" })
+      assert.strictEqual(Duration.toMillis(service.delay), 5000)
     }))
 
   it.effect("a tuning variable without adaptive is refused, not ignored", () =>

@@ -9,7 +9,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
-import * as TestClock from "effect/TestClock"
+import * as TestClock from "effect/testing/TestClock"
 
 const A = AgentId.make("00000000-0000-4000-8000-00000000000a")
 const B = AgentId.make("00000000-0000-4000-8000-00000000000b")
@@ -30,7 +30,7 @@ const dialA = Effect.flatMap(AgentDialer.AgentDialer, (dialer) => dialer.dial(A)
 const lookupW = Effect.flatMap(AgentLookup.AgentLookup, (lookup) => lookup.current(W))
 
 describe("Faults", () => {
-  it.scoped("an empty plan injects nothing", () =>
+  it.effect("an empty plan injects nothing", () =>
     Effect.gen(function*() {
       yield* setup
       const connection = yield* dialA
@@ -38,7 +38,7 @@ describe("Faults", () => {
       assert.isTrue(Option.isSome(yield* lookupW))
     }).pipe(Effect.provide(withFaults({}))))
 
-  it.scoped("dial failures are AgentDialError, as real ones are", () =>
+  it.effect("dial failures are AgentDialError, as real ones are", () =>
     Effect.gen(function*() {
       yield* setup
       const error = yield* Effect.flip(dialA)
@@ -46,12 +46,12 @@ describe("Faults", () => {
       assert.include(error.message, "injected fault")
     }).pipe(Effect.provide(withFaults({ dial: { failureRate: 1 } }))))
 
-  it.scoped("added latency runs on the Effect clock", () =>
+  it.effect("added latency runs on the Effect clock", () =>
     Effect.gen(function*() {
       yield* setup
-      const fiber = yield* Effect.fork(dialA)
+      const fiber = yield* Effect.forkChild(dialA)
       yield* TestClock.adjust(249)
-      assert.isNull(fiber.unsafePoll())
+      assert.isUndefined(fiber.pollUnsafe())
       yield* TestClock.adjust(1)
       assert.strictEqual((yield* Fiber.join(fiber)).agentId, A)
     }).pipe(Effect.provide(withFaults({ dial: { latency: { min: 250, max: 250 } } }))))
@@ -59,27 +59,27 @@ describe("Faults", () => {
   // A hang never ends by itself, so it honours interruption even when dials
   // are set to ignore it: otherwise its fiber would stay for ever.
   for (const ignoreInterruptionRate of [0, 1]) {
-    it.scoped(`a hung dial never answers, and honours interruption (ignoreInterruptionRate ${ignoreInterruptionRate})`, () =>
+    it.effect(`a hung dial never answers, and honours interruption (ignoreInterruptionRate ${ignoreInterruptionRate})`, () =>
       Effect.gen(function*() {
         yield* setup
-        const fiber = yield* Effect.fork(dialA)
+        const fiber = yield* Effect.forkChild(dialA)
         yield* TestClock.adjust("1 hour")
-        assert.isNull(fiber.unsafePoll())
+        assert.isUndefined(fiber.pollUnsafe())
         yield* Fiber.interrupt(fiber)
-        assert.isTrue(Exit.isInterrupted(fiber.unsafePoll()!))
+        assert.isTrue(Exit.hasInterrupts(fiber.pollUnsafe()!))
       }).pipe(Effect.provide(withFaults({ dial: { hangRate: 1, ignoreInterruptionRate } }))))
   }
 
-  it.scoped("defects are thrown as InjectedDefect", () =>
+  it.effect("defects are thrown as InjectedDefect", () =>
     Effect.gen(function*() {
       yield* setup
       const exit = yield* Effect.exit(dialA)
-      assert.isTrue(Exit.isFailure(exit) && Cause.isDie(exit.cause))
+      assert.isTrue(Exit.isFailure(exit) && Cause.hasDies(exit.cause))
       const lookupExit = yield* Effect.exit(lookupW)
-      assert.isTrue(Exit.isFailure(lookupExit) && Cause.isDie(lookupExit.cause))
+      assert.isTrue(Exit.isFailure(lookupExit) && Cause.hasDies(lookupExit.cause))
     }).pipe(Effect.provide(withFaults({ dial: { defectRate: 1 }, lookup: { defectRate: 1 } }))))
 
-  it.scoped("lookups fail or find no agent", () =>
+  it.effect("lookups fail or find no agent", () =>
     Effect.gen(function*() {
       yield* setup
       assert.isTrue(Option.isNone(yield* lookupW))
@@ -90,8 +90,8 @@ describe("Faults", () => {
       const agents = yield* setup
       yield* agents.setCurrent(W, Option.some(currentAgent({ agentId: B, buildId: BUILD })))
       const scope = yield* Scope.make()
-      const fiber = yield* Effect.fork(
-        Scope.extend(Effect.flatMap(LazyDial.LazyDial, (s) => s.dial({ agentId: A, workspaceId: W })), scope)
+      const fiber = yield* Effect.forkChild(
+        Scope.provide(Effect.flatMap(LazyDial.LazyDial, (s) => s.dial({ agentId: A, workspaceId: W })), scope)
       )
       // A's dial is abandoned at 100 ms; B, faulty too, answers at 1100 ms.
       yield* TestClock.adjust(1100)
@@ -117,16 +117,16 @@ describe("Faults", () => {
     const fromEnv = (env: Record<string, string>) =>
       Faults.layerConfig.pipe(
         Layer.provideMerge(layerTest),
-        Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))))
+        Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnvRecord(env)))
       )
 
-    it.scoped("passes services through when LAZYDIAL_FAULTS is off", () =>
+    it.effect("passes services through when LAZYDIAL_FAULTS is off", () =>
       Effect.gen(function*() {
         yield* setup
         assert.strictEqual((yield* dialA).agentId, A)
       }).pipe(Effect.provide(fromEnv({ LAZYDIAL_FAULTS_DIAL: "{\"failureRate\":1}" }))))
 
-    it.scoped("injects the configured faults when on", () =>
+    it.effect("injects the configured faults when on", () =>
       Effect.gen(function*() {
         yield* setup
         assert.strictEqual((yield* Effect.flip(dialA))._tag, "AgentDialError")

@@ -11,16 +11,17 @@
 import { assert, describe, it } from "@effect/vitest"
 import { AgentDialer, AgentLookup, LazyDial } from "@lazydial/core"
 import { assertEqual, currentAgent, make as makeKit } from "@lazydial/core/testing"
+import * as Arbitrary from "effect/Arbitrary"
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as FastCheck from "effect/FastCheck"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
-import * as TestClock from "effect/TestClock"
-import * as TestContext from "effect/TestContext"
+import * as TestClock from "effect/testing/TestClock"
 import { A, B, BUILD_1 as BUILD, W } from "./fixtures.js"
 
 const HORIZON = 100_000
@@ -49,25 +50,34 @@ type Expected =
   | { readonly _tag: "Failure"; readonly error: string; readonly at: number }
   | { readonly _tag: "Pending" }
 
-const dial = (residue: number, ready: boolean) =>
-  FastCheck.record({
-    latency: ready
-      ? FastCheck.oneof(FastCheck.constant(0), FastCheck.nat(60).map((n) => 8 * n + residue))
-      : FastCheck.nat(60).map((n) => 8 * n + residue),
-    result: FastCheck.constantFrom("connect" as const, "fail" as const, "hang" as const),
-    interruptible: FastCheck.boolean()
+const boolean = Arbitrary.schema(Schema.Boolean)
+/** A time on the grid `8 * n + residue`, n from 0 to `max`. */
+const at = (max: number, residue: number) =>
+  Arbitrary.map(
+    Arbitrary.schema(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: max }))),
+    (n) => 8 * n + residue
+  )
+const either = <A, B>(left: Arbitrary.Arbitrary<A>, right: Arbitrary.Arbitrary<B>) =>
+  Arbitrary.flatMap(boolean, (pick): Arbitrary.Arbitrary<A | B> => pick ? left : right)
+const optional = <A>(value: Arbitrary.Arbitrary<A>) => either(value, Arbitrary.Constant(undefined))
+
+const dial = (residue: number, ready: boolean): Arbitrary.Arbitrary<Dial> =>
+  Arbitrary.all({
+    latency: ready ? either(Arbitrary.Constant(0), at(60, residue)) : at(60, residue),
+    result: Arbitrary.schema(Schema.Literals(["connect", "fail", "hang"])),
+    interruptible: boolean
   })
 
-const scenario: FastCheck.Arbitrary<Scenario> = FastCheck.record({
-  delay: FastCheck.nat(40).map((n) => 8 * n),
+const scenario: Arbitrary.Arbitrary<Scenario> = Arbitrary.all({
+  delay: at(40, 0),
   a: dial(1, true),
   retry: dial(2, false),
   b: dial(2, false),
-  lookupLatency: FastCheck.nat(20).map((n) => 8 * n),
-  lookupFails: FastCheck.boolean(),
-  current: FastCheck.constantFrom("A" as const, "B" as const, "none" as const),
-  interruptAt: FastCheck.option(FastCheck.nat(120).map((n) => 8 * n + 5), { nil: undefined }),
-  signalAt: FastCheck.option(FastCheck.nat(60).map((n) => 8 * n + 3), { nil: undefined })
+  lookupLatency: at(20, 0),
+  lookupFails: boolean,
+  current: Arbitrary.schema(Schema.Literals(["A", "B", "none"])),
+  interruptAt: optional(at(120, 5)),
+  signalAt: optional(at(60, 3))
 })
 
 /**
@@ -144,25 +154,25 @@ const start = (s: Scenario) =>
     const scope = yield* Scope.make()
     const signal = yield* Deferred.make<void>()
     if (s.signalAt !== undefined) {
-      yield* Effect.fork(Effect.zipRight(Effect.sleep(s.signalAt), Deferred.succeed(signal, undefined)))
+      yield* Effect.forkChild(Effect.andThen(Effect.sleep(s.signalAt), Deferred.succeed(signal, undefined)))
     }
     const validateNow = s.signalAt === undefined ? undefined : Deferred.await(signal)
-    const fiber = yield* Effect.fork(
+    const fiber = yield* Effect.forkChild(
       Effect.zip(
-        Effect.exit(Scope.extend(service.dial({ agentId: A, workspaceId: W, validateNow }), scope)),
-        TestClock.currentTimeMillis
+        Effect.exit(Scope.provide(service.dial({ agentId: A, workspaceId: W, validateNow }), scope)),
+        Clock.currentTimeMillis
       )
     )
     let interruptedAt: number | undefined
     if (s.interruptAt !== undefined) {
       const interruptAt = s.interruptAt
-      yield* Effect.fork(Effect.zipRight(
+      yield* Effect.forkChild(Effect.andThen(
         Effect.sleep(interruptAt),
         Effect.suspend(() => {
-          if (fiber.unsafePoll() !== null) return Effect.void
-          return Effect.zipRight(
+          if (fiber.pollUnsafe() !== undefined) return Effect.void
+          return Effect.andThen(
             Fiber.interrupt(fiber),
-            Effect.map(TestClock.currentTimeMillis, (now) => void (interruptedAt = now))
+            Effect.map(Clock.currentTimeMillis, (now) => void (interruptedAt = now))
           )
         })
       ))
@@ -172,23 +182,24 @@ const start = (s: Scenario) =>
 
 const check = (
   s: Scenario,
-  agents: Effect.Effect.Success<typeof makeKit>,
-  fiber: Fiber.RuntimeFiber<readonly [Exit.Exit<LazyDial.LazyDialResult, unknown>, number]>,
-  scope: Scope.CloseableScope,
+  agents: Effect.Success<typeof makeKit>,
+  fiber: Fiber.Fiber<readonly [Exit.Exit<LazyDial.LazyDialResult, unknown>, number]>,
+  scope: Scope.Closeable,
   interruptedAt: number | undefined
 ) =>
   Effect.gen(function*() {
-    const done = fiber.unsafePoll()
+    const done = fiber.pollUnsafe()
     const expected = model(s)
     let accepted: string | undefined
     if (expected._tag === "Pending") {
-      assert.isNull(done, "the model says the caller is still waiting")
+      assert.isUndefined(done, "the model says the caller is still waiting")
       yield* Fiber.interrupt(fiber)
     } else if (interruptedAt !== undefined) {
       assertEqual<Expected>(expected, { _tag: "Failure", error: "Interrupted", at: interruptedAt })
     } else {
-      assert.isNotNull(done)
-      const [exit, at] = Exit.getOrElse(done!, () => assert.fail("the test fiber itself failed"))
+      assert.isDefined(done)
+      if (!Exit.isSuccess(done!)) return assert.fail("the test fiber itself failed")
+      const [exit, at] = done.value
       if (Exit.isSuccess(exit)) {
         accepted = exit.value.connection.connectionId
         assertEqual<Expected>(
@@ -197,7 +208,7 @@ const check = (
         )
         assert.strictEqual(exit.value.switched, exit.value.agentId !== A)
       } else {
-        const error = Cause.failureOption(exit.cause).pipe(
+        const error = Cause.findErrorOption(exit.cause).pipe(
           Option.map((e) => (e as { readonly _tag: string })._tag),
           Option.getOrElse(() => "?")
         )
@@ -235,7 +246,7 @@ const check = (
         `${entry.connectionId} released once, as soon as it was acquired and abandoned`
       )
     }
-    const closedAt = yield* TestClock.currentTimeMillis
+    const closedAt = yield* Clock.currentTimeMillis
     yield* Scope.close(scope, Exit.void)
     for (const entry of yield* agents.ledger) {
       assert.strictEqual(entry.releasedAt.length, 1, `${entry.connectionId} released exactly once`)
@@ -258,30 +269,28 @@ const runBatch = (group: ReadonlyArray<Scenario>) =>
     yield* TestClock.adjust(HORIZON)
     for (const [i, check] of checks.entries()) {
       yield* check.pipe(
-        Effect.catchAllDefect((defect) =>
-          Effect.die(new Error(`scenario ${JSON.stringify(group[i])}: ${String(defect)}`))
-        )
+        Effect.catchDefect((defect) => Effect.die(new Error(`scenario ${JSON.stringify(group[i])}: ${String(defect)}`)))
       )
     }
-  }).pipe(Effect.provide(TestContext.TestContext))
+  }).pipe(Effect.provide(TestClock.layer()))
 
 describe("dialWithLazyValidation against the model", () => {
   it(`matches the outcome table and leaks nothing (${runs} scenarios)`, { timeout: 120_000 }, async () => {
     let scenarios = 0
-    await FastCheck.assert(
-      FastCheck.asyncProperty(
-        FastCheck.array(scenario, { minLength: batch, maxLength: batch }),
-        (group) =>
-          Effect.runPromise(
-            Effect.forEach(
-              Array.from({ length: clocks }, (_, i) => group.slice(i * perClock, (i + 1) * perClock)),
-              (slice) => Effect.tap(runBatch(slice), () => void (scenarios += slice.length)),
-              { concurrency: "unbounded", discard: true }
-            )
-          )
-      ),
-      { numRuns: Math.ceil(runs / batch) }
-    )
+    const result = await Effect.runPromise(Arbitrary.checkEffect(
+      Arbitrary.array(scenario, { minLength: batch, maxLength: batch }),
+      (group) =>
+        Effect.as(
+          Effect.forEach(
+            Array.from({ length: clocks }, (_, i) => group.slice(i * perClock, (i + 1) * perClock)),
+            (slice) => Effect.tap(runBatch(slice), () => Effect.sync(() => void (scenarios += slice.length))),
+            { concurrency: "unbounded", discard: true }
+          ),
+          true
+        ),
+      { runs: Math.ceil(runs / batch) }
+    ))
+    assert.strictEqual(result._tag, "Passed", Arbitrary.formatCheckFailure(result))
     assert.isAtLeast(scenarios, runs)
   })
 

@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Data from "effect/Data"
-import * as Either from "effect/Either"
 import * as Option from "effect/Option"
+import * as Result from "effect/Result"
 import { assertEqual } from "../src/testing.js"
 
 class Row extends Data.Class<{ readonly agentId: Option.Option<string> }> {}
@@ -12,7 +12,7 @@ const unequal: ReadonlyArray<readonly [string, unknown, unknown]> = [
   ["none against some, inside an object", { a: Option.none() }, { a: Option.some(1) }],
   ["none against some, inside an array", [Option.none()], [Option.some(1)]],
   ["some against another some", Option.some(2), Option.some(1)],
-  ["left against right", Either.left(1), Either.right(1)],
+  ["a failure against a success", Result.fail(1), Result.succeed(1)],
   [
     "Data classes that differ inside an Option",
     new Row({ agentId: Option.none() }),
@@ -32,7 +32,7 @@ describe("assertEqual", () => {
   it("passes on equal Effect data at any depth", () => {
     assertEqual({ a: [Option.some({ b: 1 })] }, { a: [Option.some({ b: 1 })] })
     assertEqual(new Row({ agentId: Option.some("a") }), new Row({ agentId: Option.some("a") }))
-    assertEqual(Either.right([1, 2]), Either.right([1, 2]))
+    assertEqual(Result.succeed([1, 2]), Result.succeed([1, 2]))
   })
 
   it("names both values and the caller's message when it fails", () => {

@@ -213,8 +213,10 @@ const record = (call: Call, startedAt: bigint, exit: Exit.Exit<Result<unknown, u
 export const make = <A, E1, R1, L, E2, R2>(
   options: Options<A, E1, R1, L, E2, R2>
 ): Effect.Effect<Result<A, L>, E1 | E2 | NoCurrentAgent, Scope.Scope | Exclude<R1, Scope.Scope> | R2> => {
-  const wait = options.learned === undefined ? Duration.fromInputUnsafe(options.delay) : options.learned.delay
+  const fixed = options.learned === undefined ? Duration.fromInputUnsafe(options.delay) : undefined
   const traced = Effect.uninterruptibleMask((restore) => {
+    // Read per run, not per construction: an effect may be run again, and a learned delay moves.
+    const wait = fixed ?? options.learned!.delay
     // safe: the race only passes values between the caller's own dial, lookup and result
     const call = { ...options, wait, restore } as unknown as Call
     return Effect.flatMap(
