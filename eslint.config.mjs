@@ -1,8 +1,10 @@
 import * as effectEslint from "@effect/eslint-plugin"
 import js from "@eslint/js"
+import { defineConfig } from "eslint/config"
 import tseslint from "typescript-eslint"
 
-export default tseslint.config(
+// ESLint's own defineConfig: typescript-eslint 8 deprecates its `tseslint.config` in its favour.
+export default defineConfig(
   {
     ignores: ["**/dist", "**/build", "**/node_modules", "**/.tsbuildinfo", "**/.bench-build", "**/*.md", "docs/**"]
   },

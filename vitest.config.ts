@@ -1,6 +1,7 @@
 import { defineConfig } from "vitest/config"
 
-// vitest 3.2 deprecates vitest.workspace.ts; `test.projects` is its current form.
+// One vitest project per package: each package's vitest.config.ts is a `defineProject` that names it
+// (`pnpm exec vitest run --project core`).
 export default defineConfig({
   test: {
     projects: ["packages/*"]

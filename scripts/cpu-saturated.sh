@@ -5,6 +5,8 @@
 # LAZYDIAL_BUSY_SECONDS (default 600) so that nothing outlives a killed run.
 #   bash scripts/cpu-saturated.sh pnpm --filter @lazydial/service -s start -- --json
 set -euo pipefail
+# the project's Node (the `node` devDependency) for a command that calls `node` itself
+export PATH="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/node_modules/.bin:$PATH"
 loops="${LAZYDIAL_BUSY_LOOPS:-$(nproc)}"
 seconds="${LAZYDIAL_BUSY_SECONDS:-600}"
 pids=()

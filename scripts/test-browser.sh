@@ -7,6 +7,8 @@
 # Bounded at 5 minutes, not counting the install.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# the project's Node (the `node` devDependency), also when run from a plain shell
+export PATH="$PWD/node_modules/.bin:$PATH"
 
 log() { printf 'test-browser: %s\n' "$*" >&2; }
 # shellcheck source=lib/debian.sh
@@ -17,5 +19,5 @@ if [ ! -x "$chromium" ]; then
   debian_install chromium "$chromium"
 fi
 export LAZYDIAL_CHROMIUM="$chromium"
-log "using $("$chromium" --version 2>/dev/null || echo "$chromium")"
+log "using $("$chromium" --version 2>/dev/null || echo "$chromium"), node $(node --version)"
 exec timeout 300 pnpm exec vitest run --config scripts/vitest.browser.config.ts "$@"
