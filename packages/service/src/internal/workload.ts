@@ -182,7 +182,7 @@ const faultKinds = {
   lookupFailure: "lookup_failure",
   noAgent: "no_agent",
   lookupDefect: "lookup_defect"
-} as const
+} as const satisfies Record<string, typeof Faults.faultKinds[number]>
 
 type FaultCounts = { -readonly [K in keyof typeof faultKinds]: number }
 
@@ -199,7 +199,7 @@ const readFaults = (runId: string): Effect.Effect<FaultCounts> =>
     // safe: `faultKinds` is a literal object with exactly these keys
     for (const key of Object.keys(faultKinds) as Array<keyof typeof faultKinds>) {
       const state = yield* Metric.value(
-        Metric.withAttributes(Faults.injectedTotal, { kind: faultKinds[key], [runLabel]: runId })
+        Metric.withAttributes(Faults.injectedTotal[faultKinds[key]], { [runLabel]: runId })
       )
       counts[key] = state.count
     }
