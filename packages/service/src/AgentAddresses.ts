@@ -20,12 +20,12 @@
  *
  * @since 0.1.0
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
 import type { AgentId, WorkspaceId } from "@lazydial/core"
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
+import type * as SqlClient from "effect/sql/SqlClient"
 import type { DatabaseUnavailable } from "./Chats.js"
 import type { Fleet } from "./Fleet.js"
 import * as internal from "./internal/agentAddresses.js"
@@ -45,7 +45,7 @@ export interface AgentAddress {
  * @since 0.1.0
  * @category tags
  */
-export class AgentAddresses extends Context.Tag("@lazydial/service/AgentAddresses")<
+export class AgentAddresses extends Context.Service<
   AgentAddresses,
   {
     /** Records where a new agent listens; before it is made current, so every replica can dial it. */
@@ -57,7 +57,7 @@ export class AgentAddresses extends Context.Tag("@lazydial/service/AgentAddresse
     /** Every workspace recorded, in the order they were first recorded. */
     readonly workspaces: Effect.Effect<ReadonlyArray<WorkspaceId>, DatabaseUnavailable>
   }
->() {}
+>()("@lazydial/service/AgentAddresses") {}
 
 /**
  * The table of agent addresses.

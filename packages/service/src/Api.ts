@@ -17,7 +17,8 @@
  * | GET | /metrics | the process's metrics in Prometheus text format |
  * | GET | /openapi.json | this API as an OpenAPI 3.1 document (`/docs`: Swagger UI) |
  *
- * Bad IDs and bodies are 400s whose `issues` name the field; an unknown chat
+ * Bad IDs and bodies are 400s (`HttpApiDecodeError`, declared on every route
+ * by the `Boundary` middleware) whose `issues` name the field; an unknown chat
  * is a 404; a turn of a chat with no workspace is a 409 (the client's to fix);
  * an agent that cannot be reached is a 503 `TurnFailed`; a database fault on
  * any route is a 503 `DatabaseUnavailable` whose `reason` is
@@ -25,15 +26,16 @@
  *
  * @since 0.1.0
  */
-import * as HttpApi from "@effect/platform/HttpApi"
-import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
-import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
-import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
-import * as OpenApi from "@effect/platform/OpenApi"
 import { AgentId, BuildId, ChatId, WorkspaceId } from "@lazydial/core"
-import * as Option from "effect/Option"
+import * as HttpApi from "effect/http-api/HttpApi"
+import * as HttpApiEndpoint from "effect/http-api/HttpApiEndpoint"
+import * as HttpApiGroup from "effect/http-api/HttpApiGroup"
+import * as HttpApiMiddleware from "effect/http-api/HttpApiMiddleware"
+import * as HttpApiSchema from "effect/http-api/HttpApiSchema"
+import * as OpenApi from "effect/http-api/OpenApi"
 import * as Schema from "effect/Schema"
-import * as AST from "effect/SchemaAST"
+import * as SchemaAST from "effect/SchemaAST"
+import * as SchemaTransformation from "effect/SchemaTransformation"
 import { failureReasons } from "./Chats.js"
 import { retireModes, stopModes } from "./Fleet.js"
 
@@ -75,13 +77,69 @@ export class TurnResult extends Schema.Class<TurnResult>("TurnResult")({
 }) {}
 
 /**
+ * The kinds of issue a 400 names, in the words of the API's first version.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const issueKinds = [
+  "Pointer",
+  "Unexpected",
+  "Missing",
+  "Composite",
+  "Refinement",
+  "Transformation",
+  "Type",
+  "Forbidden"
+] as const
+
+/**
+ * One thing wrong with a request: where (`path`, the field), and what is
+ * expected there, in words (`message`), never the value sent.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export class Issue extends Schema.Class<Issue>("Issue")({
+  _tag: Schema.Literals(issueKinds).annotate({ description: "The tag identifying the type of parse issue" }),
+  path: Schema.Array(Schema.Union([Schema.String, Schema.Number])).annotate({
+    description: "The path to the property where the issue occurred"
+  }),
+  message: Schema.String.annotate({ description: "A descriptive message explaining the issue" })
+}, { description: "Represents an error encountered while parsing a value to match the schema" }) {}
+
+/**
+ * A request whose path, or body, does not match the route's schema: 400.
+ * `message` joins the issues' messages.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class HttpApiDecodeError extends Schema.TaggedError<HttpApiDecodeError>()("HttpApiDecodeError", {
+  issues: Schema.Array(Issue),
+  message: Schema.String
+}, { httpApiStatus: 400, description: "The request did not match the expected schema" }) {}
+
+/**
+ * The middleware of every route: it declares `HttpApiDecodeError`, so the
+ * OpenAPI document and the typed client know every route's 400. The server
+ * (`Server.ts`) renders Effect's schema errors into it.
+ *
+ * @since 0.1.0
+ * @category middleware
+ */
+export class Boundary extends HttpApiMiddleware.Service<Boundary>()("@lazydial/service/Api/Boundary", {
+  error: HttpApiDecodeError
+}) {}
+
+/**
  * @since 0.1.0
  * @category errors
  */
 export class ChatNotFound extends Schema.TaggedError<ChatNotFound>()("ChatNotFound", {
   chat_id: ChatId,
   message: Schema.String
-}, HttpApiSchema.annotations({ status: 404 })) {}
+}, { httpApiStatus: 404 }) {}
 
 /**
  * @since 0.1.0
@@ -90,7 +148,7 @@ export class ChatNotFound extends Schema.TaggedError<ChatNotFound>()("ChatNotFou
 export class WorkspaceNotFound extends Schema.TaggedError<WorkspaceNotFound>()("WorkspaceNotFound", {
   workspace_id: WorkspaceId,
   message: Schema.String
-}, HttpApiSchema.annotations({ status: 404 })) {}
+}, { httpApiStatus: 404 }) {}
 
 /**
  * The turn could not reach an agent: 503, retry later. `reason`: `no_agent`
@@ -100,9 +158,9 @@ export class WorkspaceNotFound extends Schema.TaggedError<WorkspaceNotFound>()("
  * @category errors
  */
 export class TurnFailed extends Schema.TaggedError<TurnFailed>()("TurnFailed", {
-  reason: Schema.Literal(...failureReasons.filter((r) => r === "no_agent" || r === "timeout" || r === "dial_failed")),
+  reason: Schema.Literals(failureReasons.filter((r) => r === "no_agent" || r === "timeout" || r === "dial_failed")),
   message: Schema.String
-}, HttpApiSchema.annotations({ status: 503 })) {}
+}, { httpApiStatus: 503 }) {}
 
 /**
  * The chat has no workspace, so a turn has no agent to reach: 409, the
@@ -114,7 +172,7 @@ export class TurnFailed extends Schema.TaggedError<TurnFailed>()("TurnFailed", {
 export class NoWorkspace extends Schema.TaggedError<NoWorkspace>()("NoWorkspace", {
   reason: Schema.Literal("no_workspace"),
   message: Schema.String
-}, HttpApiSchema.annotations({ status: 409 })) {}
+}, { httpApiStatus: 409 }) {}
 
 /**
  * The database failed while serving the request: 503, retry later. Any route
@@ -126,7 +184,7 @@ export class NoWorkspace extends Schema.TaggedError<NoWorkspace>()("NoWorkspace"
 export class DatabaseUnavailable extends Schema.TaggedError<DatabaseUnavailable>()("DatabaseUnavailable", {
   reason: Schema.Literal("database_unavailable"),
   message: Schema.String
-}, HttpApiSchema.annotations({ status: 503 })) {}
+}, { httpApiStatus: 503 }) {}
 
 /**
  * A rebuild asked of a replica that runs no agents: 409. Rebuilds go to the
@@ -137,120 +195,102 @@ export class DatabaseUnavailable extends Schema.TaggedError<DatabaseUnavailable>
  */
 export class NotTheFleet extends Schema.TaggedError<NotTheFleet>()("NotTheFleet", {
   message: Schema.String
-}, HttpApiSchema.annotations({ status: 409 })) {}
+}, { httpApiStatus: 409 }) {}
 
 /**
  * An id as the client sends it: UUIDs are case-insensitive, so the boundary
  * lower-cases them before the branded Schema checks them; the store and every
- * comparison see one spelling.
+ * comparison see one spelling. A bad id's issue says what the id is (the
+ * branded Schema's description), not only that it is not a UUID.
  */
-const anyCase = <A, R>(id: Schema.Schema<A, string, R>) =>
-  Schema.compose(Schema.Lowercase, id).annotations({
-    // the contract shows what the client sends: a UUID, in any case
-    jsonSchema: {
-      type: "string",
-      format: "uuid",
-      description: `${AST.getDescriptionAnnotation(id.ast).pipe(Option.getOrElse(() => "a UUID"))}, in any case`
-    }
-  })
-
-/**
- * A request body: a field the endpoint does not know is a 400 that names it,
- * rather than being dropped silently (a misspelt `workspaceId` would
- * otherwise create a chat with no workspace).
- */
-const body = <Fields extends Schema.Struct.Fields>(fields: Fields) =>
-  Schema.Struct(fields).annotations({ parseOptions: { onExcessProperty: "error" } })
+const anyCase = <S extends Schema.Codec<string, string>>(id: S) => {
+  const description = SchemaAST.resolve(id.ast)?.description
+  const what = typeof description === "string" ? description : "a UUID"
+  return Schema.String.annotate({ format: "uuid", description: `${what}, in any case` }).pipe(
+    Schema.decodeTo(
+      Schema.String.check(Schema.isUUID(undefined, { expected: what })),
+      SchemaTransformation.toLowerCase()
+    ),
+    Schema.decodeTo(id)
+  )
+}
 
 // the rule in words, never the value: a 10 MB message must not come back in the 400
 const messageRule = "a message is one line of at most 1000 characters"
 
-const chatPath = Schema.Struct({ chat_id: anyCase(ChatId) })
+const chatPath = { chat_id: anyCase(ChatId) }
 const workspaceField = anyCase(WorkspaceId)
 
 /**
  * @since 0.1.0
  * @category api
  */
-export class ChatsGroup extends HttpApiGroup.make("chats")
-  .add(
-    HttpApiEndpoint.post("create", "/chats")
-      .setPayload(body({ workspace_id: Schema.optionalWith(Schema.NullOr(workspaceField), { exact: true }) }))
-      .addSuccess(Chat, { status: 201 })
-  )
-  .add(
-    HttpApiEndpoint.get("get", "/chats/:chat_id")
-      .setPath(chatPath)
-      .addSuccess(Chat)
-      .addError(ChatNotFound)
-  )
-  .add(
-    HttpApiEndpoint.put("setWorkspace", "/chats/:chat_id/workspace")
-      .setPath(chatPath)
-      .setPayload(body({ workspace_id: Schema.NullOr(workspaceField) }))
-      .addSuccess(Chat)
-      .addError(ChatNotFound)
-  )
-  .add(
-    HttpApiEndpoint.post("spawnChild", "/chats/:chat_id/children")
-      .setPath(chatPath)
-      .addSuccess(Chat, { status: 201 })
-      .addError(ChatNotFound)
-  )
-  .add(
-    HttpApiEndpoint.post("turn", "/chats/:chat_id/turns")
-      .setPath(chatPath)
-      .setPayload(body({
-        message: Schema.String.pipe(
-          Schema.maxLength(1000, { message: () => messageRule }),
-          Schema.pattern(/^[^\r\n]*$/, { message: () => messageRule })
-        )
-      }))
-      .addSuccess(TurnResult)
-      .addError(ChatNotFound)
-      .addError(NoWorkspace)
-      .addError(TurnFailed)
-  )
-  .addError(DatabaseUnavailable)
-{}
+export class ChatsGroup extends HttpApiGroup.make("chats").add(
+  HttpApiEndpoint.post("create", "/chats", {
+    payload: Schema.Struct({ workspace_id: Schema.optionalKey(Schema.NullOr(workspaceField)) }),
+    success: Chat.pipe(HttpApiSchema.status(201)),
+    error: DatabaseUnavailable
+  }),
+  HttpApiEndpoint.get("get", "/chats/:chat_id", {
+    params: chatPath,
+    success: Chat,
+    error: [ChatNotFound, DatabaseUnavailable]
+  }),
+  HttpApiEndpoint.put("setWorkspace", "/chats/:chat_id/workspace", {
+    params: chatPath,
+    payload: Schema.Struct({ workspace_id: Schema.NullOr(workspaceField) }),
+    success: Chat,
+    error: [ChatNotFound, DatabaseUnavailable]
+  }),
+  HttpApiEndpoint.post("spawnChild", "/chats/:chat_id/children", {
+    params: chatPath,
+    success: Chat.pipe(HttpApiSchema.status(201)),
+    error: [ChatNotFound, DatabaseUnavailable]
+  }),
+  HttpApiEndpoint.post("turn", "/chats/:chat_id/turns", {
+    params: chatPath,
+    payload: Schema.Struct({
+      message: Schema.String.check(
+        Schema.isMaxLength(1000, { message: messageRule }),
+        Schema.isPattern(/^[^\r\n]*$/, { message: messageRule })
+      )
+    }),
+    success: TurnResult,
+    error: [ChatNotFound, NoWorkspace, TurnFailed, DatabaseUnavailable]
+  })
+) {}
 
 /**
  * @since 0.1.0
  * @category api
  */
-export class WorkspacesGroup extends HttpApiGroup.make("workspaces")
-  .add(HttpApiEndpoint.get("list", "/workspaces").addSuccess(Schema.Array(Workspace)))
-  .add(
-    HttpApiEndpoint.post("rebuild", "/workspaces/:workspace_id/rebuild")
-      .setPath(Schema.Struct({ workspace_id: workspaceField }))
-      .setPayload(body({ mode: Schema.Literal(...retireModes) }))
-      .addSuccess(Workspace)
-      .addError(WorkspaceNotFound)
-      .addError(NotTheFleet)
-  )
-  .add(
-    HttpApiEndpoint.post("stop", "/workspaces/:workspace_id/stop")
-      .setPath(Schema.Struct({ workspace_id: workspaceField }))
-      .setPayload(body({ mode: Schema.Literal(...stopModes) }))
-      .addSuccess(Workspace)
-      .addError(WorkspaceNotFound)
-      .addError(NotTheFleet)
-  )
-  .addError(DatabaseUnavailable)
-{}
+export class WorkspacesGroup extends HttpApiGroup.make("workspaces").add(
+  HttpApiEndpoint.get("list", "/workspaces", { success: Schema.Array(Workspace), error: DatabaseUnavailable }),
+  HttpApiEndpoint.post("rebuild", "/workspaces/:workspace_id/rebuild", {
+    params: { workspace_id: workspaceField },
+    payload: Schema.Struct({ mode: Schema.Literals(retireModes) }),
+    success: Workspace,
+    error: [WorkspaceNotFound, NotTheFleet, DatabaseUnavailable]
+  }),
+  HttpApiEndpoint.post("stop", "/workspaces/:workspace_id/stop", {
+    params: { workspace_id: workspaceField },
+    payload: Schema.Struct({ mode: Schema.Literals(stopModes) }),
+    success: Workspace,
+    error: [WorkspaceNotFound, NotTheFleet, DatabaseUnavailable]
+  })
+) {}
 
 /**
  * @since 0.1.0
  * @category api
  */
-export class HealthGroup extends HttpApiGroup.make("health")
-  .add(HttpApiEndpoint.get("health", "/health").addSuccess(Schema.Struct({ status: Schema.Literal("up") })))
-  .add(
-    HttpApiEndpoint.get("ready", "/ready")
-      .addSuccess(Schema.Struct({ status: Schema.Literal("ready") }))
-      .addError(DatabaseUnavailable)
-  )
-{}
+export class HealthGroup extends HttpApiGroup.make("health").add(
+  HttpApiEndpoint.get("health", "/health", { success: Schema.Struct({ status: Schema.Literal("up") }) }),
+  HttpApiEndpoint.get("ready", "/ready", {
+    success: Schema.Struct({ status: Schema.Literal("ready") }),
+    error: DatabaseUnavailable
+  })
+) {}
 
 /**
  * `GET /metrics`: every metric of the process's Effect registry (the
@@ -261,24 +301,24 @@ export class HealthGroup extends HttpApiGroup.make("health")
  * @since 0.1.0
  * @category api
  */
-export class MetricsGroup extends HttpApiGroup.make("metrics")
-  .add(
-    HttpApiEndpoint.get("metrics", "/metrics")
-      .addSuccess(HttpApiSchema.Text({ contentType: "text/plain; version=0.0.4; charset=utf-8" }))
-  )
-{}
+export class MetricsGroup extends HttpApiGroup.make("metrics").add(
+  HttpApiEndpoint.get("metrics", "/metrics", {
+    success: Schema.String.pipe(HttpApiSchema.asText({ contentType: "text/plain; version=0.0.4; charset=utf-8" }))
+  })
+) {}
 
 /**
  * @since 0.1.0
  * @category api
  */
 export class Api extends HttpApi.make("lazydial")
-  .add(ChatsGroup)
-  .add(WorkspacesGroup)
-  .add(HealthGroup)
-  .add(MetricsGroup)
-  .annotate(OpenApi.Title, "lazydial chat service")
-  .annotate(OpenApi.Version, "0.1.0")
+  .add(ChatsGroup, WorkspacesGroup, HealthGroup, MetricsGroup)
+  .middleware(Boundary)
+  // A field the endpoint does not know is a 400 that names it, rather than
+  // being dropped silently (a misspelt `workspaceId` would otherwise create a
+  // chat with no workspace).
+  .annotate(HttpApi.PayloadParseOptions, { onExcessProperty: "error" })
+  .annotateMerge(OpenApi.annotations({ title: "lazydial chat service", version: "0.1.0" }))
 {}
 
 /**
@@ -287,5 +327,9 @@ export class Api extends HttpApi.make("lazydial")
  * @since 0.1.0
  * @category api
  */
-// the same id as `Api`: the fleet's server reuses the handlers of these groups
-export class FleetApi extends HttpApi.make("lazydial").add(WorkspacesGroup).add(HealthGroup).add(MetricsGroup) {}
+// the same groups as `Api`: the fleet's server reuses their handlers
+export class FleetApi extends HttpApi.make("lazydial")
+  .add(WorkspacesGroup, HealthGroup, MetricsGroup)
+  .middleware(Boundary)
+  .annotate(HttpApi.PayloadParseOptions, { onExcessProperty: "error" })
+{}

@@ -27,6 +27,7 @@ import {
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -58,7 +59,7 @@ export type ChatNotFound = Errors.ChatNotFound
  */
 export class DatabaseUnavailable extends Schema.TaggedError<DatabaseUnavailable>()("DatabaseUnavailable", {
   operation: Schema.String,
-  cause: Schema.optional(Schema.Defect)
+  cause: Schema.optional(Schema.Defect())
 }) {
   override get message(): string {
     return `the database failed during ${this.operation}: retry shortly; if it persists, check that PostgreSQL ` +
@@ -209,7 +210,7 @@ export interface TurnConnection {
  * @since 0.1.0
  * @category tags
  */
-export class Chats extends Context.Tag("@lazydial/service/Chats")<
+export class Chats extends Context.Service<
   Chats,
   {
     readonly create: (workspaceId: Option.Option<WorkspaceId>) => Effect.Effect<ChatView, DatabaseUnavailable>
@@ -223,7 +224,7 @@ export class Chats extends Context.Tag("@lazydial/service/Chats")<
     /** The turn path: a connection to the chat's agent, released with the Scope. */
     readonly connect: (chatId: ChatId) => Effect.Effect<TurnConnection, ConnectError, Scope.Scope>
   }
->() {}
+>()("@lazydial/service/Chats") {}
 
 // binding's one database-fault error, raised by its store, directory and migrations
 type StoreFault = Errors.BindingStoreError
@@ -299,7 +300,7 @@ export const layer: Layer.Layer<Chats, never, BindingStore.BindingStore | ChatCo
  * @since 0.1.0
  * @category layers
  */
-export const layerLatest = (options: { readonly dialTimeout: Duration.DurationInput }): Layer.Layer<
+export const layerLatest = (options: { readonly dialTimeout: Duration.Input }): Layer.Layer<
   Chats,
   never,
   BindingStore.BindingStore | ChatConnector.ChatConnector | AgentLookup.AgentLookup | AgentDialer.AgentDialer
@@ -310,7 +311,7 @@ export const layerLatest = (options: { readonly dialTimeout: Duration.DurationIn
       const chats = yield* Effect.provide(Chats, layer)
       const lookup = yield* AgentLookup.AgentLookup
       const dialer = yield* AgentDialer.AgentDialer
-      const timeout = Duration.decode(options.dialTimeout)
+      const timeout = Duration.fromInputUnsafe(options.dialTimeout)
       return Chats.of({
         ...chats,
         connect: (chatId) =>
@@ -319,14 +320,21 @@ export const layerLatest = (options: { readonly dialTimeout: Duration.DurationIn
             if (Option.isNone(binding.workspaceId)) return yield* new Errors.ChatHasNoWorkspace({ chatId })
             const current = yield* lookup.current(binding.workspaceId.value)
             if (Option.isNone(current)) return yield* new NoCurrentAgent({ workspaceId: binding.workspaceId.value })
-            // disconnected: a dial that ignores interruption (a fault core's
-            // Faults layer can inject) must not hold the turn past its
-            // timeout. A connection that arrives late is closed at once by the
-            // turn's scope, which is closed by then.
-            const connection = yield* Effect.disconnect(dialer.dial(current.value.agentId))
+            // In a fiber of its own: a dial that ignores interruption (a fault
+            // core's Faults layer can inject) must not hold the turn past its
+            // timeout, so the turn gives it up without waiting for it. It
+            // dials in the turn's scope: a connection that arrives late is
+            // closed at once by that scope, which is closed by then.
+            const dial = yield* Effect.forkDetach(dialer.dial(current.value.agentId))
+            const connection = yield* Fiber.join(dial).pipe(
+              Effect.onInterrupt(() => Effect.forkDetach(Fiber.interrupt(dial)))
+            )
             return { connection, outcome: "direct", repaired: false, binding } satisfies TurnConnection
           }).pipe(
-            Effect.timeoutFail({ duration: timeout, onTimeout: () => dialTimeout(chatId, Duration.toMillis(timeout)) })
+            Effect.timeoutOrElse({
+              duration: timeout,
+              orElse: () => Effect.fail(dialTimeout(chatId, Duration.toMillis(timeout)))
+            })
           )
       })
     })

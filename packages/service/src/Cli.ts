@@ -6,17 +6,18 @@
  *
  * @since 0.1.0
  */
-import * as CliConfig from "@effect/cli/CliConfig"
-import * as Command from "@effect/cli/Command"
-import * as HelpDoc from "@effect/cli/HelpDoc"
-import * as Options from "@effect/cli/Options"
-import type * as Usage from "@effect/cli/Usage"
-import * as ValidationError from "@effect/cli/ValidationError"
-import * as FileSystem from "@effect/platform/FileSystem"
 import { InvalidOption, LazyDial } from "@lazydial/core"
+import * as CliConfig from "effect/cli/CliConfig"
+import * as CliError from "effect/cli/CliError"
+import * as CliOutput from "effect/cli/CliOutput"
+import * as Command from "effect/cli/Command"
+import * as Flag from "effect/cli/Flag"
+import * as GlobalFlag from "effect/cli/GlobalFlag"
 import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as FileSystem from "effect/FileSystem"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as NodePath from "node:path"
@@ -34,31 +35,22 @@ import * as Workload from "./Workload.js"
  * be an integer from min to max" (not Schema's tree), and the help shows the
  * default from the same value the parser uses.
  */
-const integer = (name: string, min: number, max: number) => {
-  const rule = `--${name} must be an integer from ${min} to ${max}`
-  return Options.integer(name).pipe(
-    Options.withSchema(
-      Schema.Int.pipe(Schema.between(min, max)).annotations({ message: () => ({ message: rule, override: true }) })
-    )
+const integer = (name: string, min: number, max: number) =>
+  Flag.Int(name).pipe(
+    Flag.filter((n) => n >= min && n <= max, () => `--${name} must be an integer from ${min} to ${max}`)
   )
-}
 
-const number = (name: string, min: number, max: number) => {
-  const rule = `--${name} must be a number from ${min} to ${max}`
-  return Options.float(name).pipe(
-    Options.withSchema(
-      Schema.Number.pipe(Schema.between(min, max)).annotations({ message: () => ({ message: rule, override: true }) })
-    )
+const number = (name: string, min: number, max: number) =>
+  Flag.Finite(name).pipe(
+    Flag.filter((n) => n >= min && n <= max, () => `--${name} must be a number from ${min} to ${max}`)
   )
-}
 
 /** The default, and the help line that shows it. */
 const withDefault =
-  <A extends string | number>(fallback: A, description: string) =>
-  <B>(option: Options.Options<B>): Options.Options<A | B> =>
-    option.pipe(
-      Options.withDefault(fallback),
-      Options.withDescription(`${description} (default: ${fallback})`)
+  <const A extends string | number>(fallback: A, description: string) => <B>(flag: Flag.Flag<B>): Flag.Flag<A | B> =>
+    flag.pipe(
+      Flag.withDefault(fallback),
+      Flag.withDescription(`${description} (default: ${fallback})`)
     )
 
 /** `--rebuild-rate`: one declaration for the run and `fleet`, whose defaults and meanings differ. */
@@ -68,9 +60,9 @@ const rebuildRate = (fallback: number, description: string) =>
 const positive = (name: string, fallback: number, description: string) =>
   integer(name, 1, 1_000_000).pipe(withDefault(fallback, description))
 
-const databaseUrl = Options.text("database-url").pipe(
-  Options.optional,
-  Options.withDescription(
+const databaseUrl = Flag.String("database-url").pipe(
+  Flag.optional,
+  Flag.withDescription(
     "postgres://… to use PostgreSQL instead of the embedded database (default: LAZYDIAL_DATABASE_URL)"
   )
 )
@@ -80,7 +72,7 @@ const port = (fallback: number) =>
     withDefault(fallback, "the HTTP port (0: any free port; the address is printed on stdout as JSON)")
   )
 
-const host = Options.text("host").pipe(withDefault("127.0.0.1", "the address to listen on"))
+const host = Flag.String("host").pipe(withDefault("127.0.0.1", "the address to listen on"))
 
 const grace = integer("grace-ms", 0, 600_000).pipe(
   withDefault(10_000, "at SIGTERM or SIGINT, how long requests in flight may take to finish")
@@ -104,7 +96,7 @@ const processOptions = (flags: {
   }))
 
 const options = {
-  seed: Options.integer("seed").pipe(
+  seed: Flag.Int("seed").pipe(
     withDefault(Workload.defaults.seed, "seed of every random choice: the same seed gives the same workload")
   ),
   chats: positive("chats", Workload.defaults.chats, "number of chats (a tenth of them are spawned as children)"),
@@ -121,32 +113,33 @@ const options = {
       "how long a bound agent may stay silent before lazydial checks the binding"
     )
   ),
-  delayMode: Options.choice("delay-mode", LazyDial.delayModes).pipe(
+  delayMode: Flag.Literals("delay-mode", LazyDial.delayModes).pipe(
     withDefault(
-      "fixed" as const,
+      "fixed",
       "fixed: wait --validation-delay-ms; adaptive: start at --validation-delay-ms, then learn it from recent connect times, up to half the dial timeout"
     )
   ),
-  first: Options.choice("first", Chats.strategies).pipe(
+  first: Flag.Literals("first", Chats.strategies).pipe(
     withDefault(
-      "lazydial" as const,
+      "lazydial",
       "the strategy that runs first in the process (the second meets warmer code: alternate it to compare fairly)"
     )
   ),
-  notices: Options.choice("notices", ["on", "off"]).pipe(
-    withDefault("on" as const, "rebuild notices (LISTEN/NOTIFY): a stale binding switches with no lookup and no wait")
+  notices: Flag.Literals("notices", ["on", "off"]).pipe(
+    withDefault("on", "rebuild notices (LISTEN/NOTIFY): a stale binding switches with no lookup and no wait")
   ),
-  json: Options.boolean("json").pipe(
-    Options.withDescription("print the report as JSON (the Report schema) on stdout; progress and logs go to stderr")
+  json: Flag.Boolean("json").pipe(
+    Flag.withDefault(false),
+    Flag.withDescription("print the report as JSON (the Report schema) on stdout; progress and logs go to stderr")
   ),
-  html: Options.file("html").pipe(
-    Options.optional,
-    Options.withDescription("write the report as a self-contained HTML page with charts (its directory must exist)")
+  html: Flag.File("html").pipe(
+    Flag.optional,
+    Flag.withDescription("write the report as a self-contained HTML page with charts (its directory must exist)")
   ),
   databaseUrl,
   port: integer("port", 0, 65535).pipe(
-    Options.optional,
-    Options.withDescription("after the workload, keep serving the HTTP API on 127.0.0.1:<port>")
+    Flag.optional,
+    Flag.withDescription("after the workload, keep serving the HTTP API on 127.0.0.1:<port>")
   )
 }
 
@@ -154,7 +147,7 @@ const options = {
  * @since 0.1.0
  * @category models
  */
-export type Flags = Command.Command.ParseConfig<typeof options>
+export type Flags = Command.Command.Config.Infer<typeof options>
 
 /**
  * The time left of the strategy in progress, from its rate so far: "ETA 12s",
@@ -186,7 +179,7 @@ const runWorkload = (flags: Flags, url: Option.Option<{ readonly url: string }>)
     const interactive = process.stderr.isTTY === true
     const eta = makeEta()
     const ticker = Effect.forever(
-      Effect.zipRight(
+      Effect.andThen(
         Effect.sleep(interactive ? "200 millis" : "2 seconds"),
         Effect.sync(() => {
           // before the plan is made there is nothing to count: no "turns 0/0"
@@ -210,7 +203,7 @@ const runWorkload = (flags: Flags, url: Option.Option<{ readonly url: string }>)
       notices: flags.notices === "on",
       first: flags.first,
       databaseUrl: Option.getOrUndefined(Option.map(url, (target) => target.url))
-    }, progress).pipe(Effect.raceFirst(Effect.zipRight(ticker, Effect.never)))
+    }, progress).pipe(Effect.raceFirst(Effect.andThen(ticker, Effect.never)))
     if (interactive) process.stderr.write("\r\u001b[K")
     if (flags.json) {
       yield* Console.log(JSON.stringify(Schema.encodeSync(Report)(report), null, 2))
@@ -241,8 +234,8 @@ const writableDirectory = (flag: string, file: string) =>
 
 const serveCommand = Command.make("serve", {
   ...processFlags(8080),
-  strategy: Options.choice("strategy", Chats.strategies).pipe(
-    withDefault("lazydial" as const, "the turn path: lazydial (the persisted binding) or latest (a lookup every turn)")
+  strategy: Flag.Literals("strategy", Chats.strategies).pipe(
+    withDefault("lazydial", "the turn path: lazydial (the persisted binding) or latest (a lookup every turn)")
   ),
   validationDelayMs: options.validationDelayMs,
   delayMode: options.delayMode,
@@ -358,71 +351,32 @@ export const command = Command.make("lazydial-service", options, (flags) =>
     Command.withSubcommands([serveCommand, fleetCommand, clusterCommand])
   )
 
-// every flag that takes a value, from the command's own usage (a boolean flag has no accepted values)
-const flagsWithValues = (usage: Usage.Usage, into: Set<string> = new Set()): Set<string> => {
-  switch (usage._tag) {
-    case "Named":
-      if (Option.isSome(usage.acceptedValues)) usage.names.forEach((name) => into.add(name))
-      break
-    case "Optional":
-    case "Repeated":
-      flagsWithValues(usage.usage, into)
-      break
-    case "Alternation":
-    case "Concat":
-      flagsWithValues(usage.left, into)
-      flagsWithValues(usage.right, into)
-      break
-  }
-  return into
-}
-
-/**
- * The first flag of `argv` given without its value (last, or followed by
- * another flag), if any: @effect/cli would report it as "Invalid subcommand".
- *
- * @since 0.1.0
- * @category parsing
- */
-export const missingValue = (argv: ReadonlyArray<string>): Option.Option<string> => {
-  const needsValue = flagsWithValues(Command.getUsage(command))
-  for (const [i, arg] of argv.entries()) {
-    const next = argv[i + 1]
-    // a negative number is a value, not a flag
-    if (needsValue.has(arg) && (next === undefined || (next.startsWith("-") && !/^-\d/.test(next)))) {
-      return Option.some(arg)
-    }
-  }
-  return Option.none()
-}
-
-// the ANSI style sequences (ESC [ ... m) @effect/printer-ansi emits
-// eslint-disable-next-line no-control-regex
-const ansi = /\u001b\[[0-9;]*m/g
-
-// @effect/cli renders help and its errors with ANSI styles: keep them for a
-// terminal, strip them for a pipe or a file.
-const plainWhenPiped = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Console.consoleWith((console) =>
-    Console.withConsole(effect, {
-      ...console,
-      log: (...args) => console.log(...(process.stdout.isTTY ? args : args.map(strip))),
-      error: (...args) => console.error(...(process.stderr.isTTY ? args : args.map(strip))),
-      unsafe: {
-        ...console.unsafe,
-        log: (...args) => console.unsafe.log(...(process.stdout.isTTY ? args : args.map(strip))),
-        error: (...args) => console.unsafe.error(...(process.stderr.isTTY ? args : args.map(strip)))
-      }
-    })
-  )
-
-const strip = (value: unknown) => typeof value === "string" ? value.replace(ansi, "") : value
-
 const usageError = (message: string) =>
-  Effect.zipRight(
+  Effect.andThen(
     Console.error(`lazydial-service: ${message}\nRun lazydial-service --help for every option and examples.`),
     Effect.sync(() => void (process.exitCode = 2))
   )
+
+/**
+ * Help and version as Effect prints them (on stdout, styled only for a
+ * terminal); a command line that does not parse is one line on stderr per
+ * error, naming the flag, and never the whole help: stdout carries results
+ * only.
+ */
+const presenter = CliOutput.layerPresenter({
+  present: (event) =>
+    event._tag === "InvalidInvocation"
+      ? Console.error(
+        [
+          ...event.errors.map((error) => `lazydial-service: ${error.message}`),
+          "Run lazydial-service --help for every option and examples."
+        ].join("\n")
+      )
+      : CliOutput.defaultPresenter.present(event)
+})
+
+// no --completions, --log-level or --wizard in the help: they do nothing useful here
+const builtIns = CliConfig.layer({ builtIns: [GlobalFlag.Help, GlobalFlag.Version] })
 
 /**
  * Runs the command line. A usage error prints on stderr and sets the exit
@@ -431,31 +385,17 @@ const usageError = (message: string) =>
  * @since 0.1.0
  * @category running
  */
-export const main = (argv: ReadonlyArray<string>) => {
-  const missing = missingValue(argv.slice(2))
-  if (Option.isSome(missing)) return plainWhenPiped(usageError(`${missing.value} needs a value`))
-  return Command.run(command, { name: "lazydial-service", version: "0.1.0" })(argv).pipe(
-    Effect.catchIf(ValidationError.isValidationError, (error) =>
-      Effect.gen(function*() {
-        // --help and --version end as a "help requested" error: that is not a usage error
-        if (error._tag === "HelpRequested") return
-        // @effect/cli has printed its message on stderr ("--chats must be an integer from 1 to 1000000")
-        const reason = HelpDoc.toAnsiText(error.error).replace(ansi, "").trim()
-        const value = /^'(.*)' is not/.exec(reason)?.[1]
-        const at = value === undefined ? -1 : argv.indexOf(value)
-        const flag = at > 0 && argv[at - 1]!.startsWith("--") ? `: the value of ${argv[at - 1]}` : ""
-        yield* usageError(`invalid command line${flag}`)
-      })),
+export const main = (argv: ReadonlyArray<string>) =>
+  Command.runWith(command, { version: "0.1.0" })(argv.slice(2)).pipe(
+    // the presenter has printed why
+    Effect.catchIf(CliError.isCliError, () => Effect.sync(() => void (process.exitCode = 2))),
     Effect.catchTags({
       InvalidOption: (error) => usageError(error.message),
       StartupFailed: (error) =>
-        Effect.zipRight(
+        Effect.andThen(
           Console.error(`lazydial-service: ${error.message}`),
           Effect.sync(() => void (process.exitCode = 1))
         )
     }),
-    // no --completions, --log-level or --wizard in the help: they do nothing useful here
-    Effect.provide(CliConfig.layer({ showBuiltIns: false })),
-    plainWhenPiped
+    Effect.provide(Layer.mergeAll(presenter, builtIns))
   )
-}

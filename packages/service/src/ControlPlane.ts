@@ -22,7 +22,7 @@ import { Fleet, type RetireMode, type StopMode } from "./Fleet.js"
  * @since 0.1.0
  * @category tags
  */
-export class ControlPlane extends Context.Tag("@lazydial/service/ControlPlane")<
+export class ControlPlane extends Context.Service<
   ControlPlane,
   {
     /** Records the workspace's current build and agent (None: stopped). */
@@ -38,7 +38,7 @@ export class ControlPlane extends Context.Tag("@lazydial/service/ControlPlane")<
       DatabaseUnavailable
     >
   }
->() {}
+>()("@lazydial/service/ControlPlane") {}
 
 /**
  * The control plane and the `AgentLookup` that reads it, in memory.
@@ -83,7 +83,7 @@ export const layerDirectory: Layer.Layer<
       )
     return ControlPlane.of({
       setCurrent: (workspaceId, current) =>
-        Effect.zipRight(
+        Effect.andThen(
           addresses.addWorkspace(workspaceId),
           Option.match(current, {
             onNone: () => directory.stopWorkspace(workspaceId),

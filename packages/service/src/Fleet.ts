@@ -102,7 +102,7 @@ export interface FleetStats {
  * @since 0.1.0
  * @category tags
  */
-export class Fleet extends Context.Tag("@lazydial/service/Fleet")<
+export class Fleet extends Context.Service<
   Fleet,
   {
     /** Starts a new agent for the workspace on a fresh port, or on `port` when given. */
@@ -114,7 +114,7 @@ export class Fleet extends Context.Tag("@lazydial/service/Fleet")<
     readonly info: (agentId: AgentId) => Option.Option<AgentInfo>
     readonly stats: Effect.Effect<FleetStats>
   }
->() {}
+>()("@lazydial/service/Fleet") {}
 
 /**
  * A fleet whose agents all stop (servers closed, sockets destroyed) when the
@@ -123,7 +123,7 @@ export class Fleet extends Context.Tag("@lazydial/service/Fleet")<
  * @since 0.1.0
  * @category layers
  */
-export const layer: Layer.Layer<Fleet> = Layer.scoped(Fleet, internal.make)
+export const layer: Layer.Layer<Fleet> = Layer.effect(Fleet, internal.make)
 
 /**
  * The counters of a fleet, read after its Layer is released. Shares the
@@ -142,4 +142,4 @@ export const makeCounters = internal.makeCounters
  * @category layers
  */
 export const layerWith = (counters: internal.FleetCounters): Layer.Layer<Fleet> =>
-  Layer.scoped(Fleet, internal.makeWith(counters))
+  Layer.effect(Fleet, internal.makeWith(counters))

@@ -1,14 +1,14 @@
 /**
  * Instruments the Layers the service wires, without changing them: the
- * `AgentLookup` is wrapped to count latest-agent lookups. A turn installs a
- * `TurnProbe` in a FiberRef; a lookup made anywhere inside the turn, in core
- * or in binding, is counted on it.
+ * `AgentLookup` is wrapped to count latest-agent lookups. A turn provides a
+ * `TurnProbe` as the `currentTurn` reference; a lookup made anywhere inside
+ * the turn, in core or in binding, is counted on it.
  *
  * @since 0.1.0
  */
 import { AgentLookup } from "@lazydial/core"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 
 /**
@@ -47,10 +47,11 @@ export const makeCounters = (): ProbeCounters => ({ lookups: 0 })
  * The probe of the turn the current fiber runs, if any.
  *
  * @since 0.1.0
- * @category fiber refs
+ * @category references
  */
-export const currentTurn: FiberRef.FiberRef<TurnProbe | undefined> = FiberRef.unsafeMake<TurnProbe | undefined>(
-  undefined
+export const currentTurn: Context.Reference<TurnProbe | undefined> = Context.Reference<TurnProbe | undefined>(
+  "@lazydial/service/Probe/currentTurn",
+  { defaultValue: () => undefined }
 )
 
 /**
@@ -62,7 +63,7 @@ export const currentTurn: FiberRef.FiberRef<TurnProbe | undefined> = FiberRef.un
 export const withTurnProbe = <A, E, R>(
   probe: TurnProbe,
   effect: Effect.Effect<A, E, R>
-): Effect.Effect<A, E, R> => Effect.locally(effect, currentTurn, probe)
+): Effect.Effect<A, E, R> => Effect.provideService(effect, currentTurn, probe)
 
 /**
  * Wraps the `AgentLookup` below it: every call is counted, for the run and
@@ -79,7 +80,7 @@ export const layerLookup = (
     Effect.map(AgentLookup.AgentLookup, (inner) =>
       AgentLookup.AgentLookup.of({
         current: (workspaceId) =>
-          Effect.flatMap(FiberRef.get(currentTurn), (probe) => {
+          Effect.flatMap(currentTurn, (probe) => {
             counters.lookups++
             if (probe !== undefined) probe.lookups++
             return inner.current(workspaceId)

@@ -70,7 +70,7 @@ export const databaseUrl = (
   flag: Option.Option<string>
 ): Effect.Effect<Option.Option<{ readonly url: string; readonly source: string }>, InvalidOption> =>
   Effect.gen(function*() {
-    const fromEnv = yield* Config.option(Config.string("LAZYDIAL_DATABASE_URL")).pipe(
+    const fromEnv = yield* Config.option(Config.String("LAZYDIAL_DATABASE_URL")).pipe(
       Effect.orElseSucceed(() => Option.none<string>())
     )
     const source = Option.isSome(flag) ? "--database-url" : "LAZYDIAL_DATABASE_URL"
@@ -115,7 +115,7 @@ const start = <ROut, E, A, E2>(
       Option.getOrUndefined(Option.map(url, (target) => target.source))
     )
     const context = yield* Layer.build(Layer.provide(layer, database)).pipe(
-      Effect.catchAllCause((cause) =>
+      Effect.catchCause((cause) =>
         Effect.fail(
           new StartupFailed({
             message: `could not start on ${
@@ -156,10 +156,10 @@ export interface ServeOptions {
   readonly host: string
   readonly databaseUrl: Option.Option<DatabaseTarget>
   readonly strategy: Strategy
-  readonly grace: Duration.DurationInput
-  readonly validationDelay: Duration.DurationInput
+  readonly grace: Duration.Input
+  readonly validationDelay: Duration.Input
   readonly delayMode?: Service.Options["delayMode"]
-  readonly dialTimeout: Duration.DurationInput
+  readonly dialTimeout: Duration.Input
   /** Rebuild notices; default on. */
   readonly notices?: boolean | undefined
 }
@@ -210,7 +210,7 @@ export interface FleetOptions {
   /** Rebuilds per second over the whole fleet; 0: only on request. */
   readonly rebuildRate: number
   readonly seed: number
-  readonly grace: Duration.DurationInput
+  readonly grace: Duration.Input
 }
 
 /**
@@ -239,14 +239,14 @@ export const fleet = (options: FleetOptions): Effect.Effect<never, StartupFailed
         const modes = scheduledRetireModes
         const every = Duration.millis(1000 / options.rebuildRate)
         return yield* Effect.forever(
-          Effect.zipRight(
+          Effect.andThen(
             Effect.sleep(every),
             Effect.suspend(() => {
               const workspaceId = ids[Math.floor(next() * ids.length)]!
               const mode = modes[Math.floor(next() * modes.length)]!
               return ControlPlane.rebuild(workspaceId, mode).pipe(
                 // an outage skips this rebuild; the schedule goes on
-                Effect.catchAll((error) => Effect.logWarning(`rebuild of ${workspaceId} skipped: ${error.message}`))
+                Effect.catch((error) => Effect.logWarning(`rebuild of ${workspaceId} skipped: ${error.message}`))
               )
             })
           )

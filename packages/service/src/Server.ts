@@ -9,26 +9,29 @@
  * @since 0.1.0
  */
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import type * as HttpApi from "@effect/platform/HttpApi"
-import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import * as HttpApiSwagger from "@effect/platform/HttpApiSwagger"
-import type * as HttpApp from "@effect/platform/HttpApp"
-import * as HttpServer from "@effect/platform/HttpServer"
-import * as HttpServerError from "@effect/platform/HttpServerError"
-import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
-import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import * as SqlClient from "@effect/sql/SqlClient"
 import type { CurrentAgent, WorkspaceId } from "@lazydial/core"
 import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as HttpApi from "effect/http-api/HttpApi"
+import * as HttpApiBuilder from "effect/http-api/HttpApiBuilder"
+import type * as HttpApiGroup from "effect/http-api/HttpApiGroup"
+import * as HttpApiMiddleware from "effect/http-api/HttpApiMiddleware"
+import * as HttpApiSwagger from "effect/http-api/HttpApiSwagger"
+import * as HttpMiddleware from "effect/http/HttpMiddleware"
+import * as HttpRouter from "effect/http/HttpRouter"
+import * as HttpServer from "effect/http/HttpServer"
+import * as HttpServerError from "effect/http/HttpServerError"
+import * as HttpServerRequest from "effect/http/HttpServerRequest"
+import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
-import * as MetricBoundaries from "effect/MetricBoundaries"
-import * as MetricLabel from "effect/MetricLabel"
+import * as PrometheusMetrics from "effect/observability/PrometheusMetrics"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as SqlClient from "effect/sql/SqlClient"
 import { createServer } from "node:http"
 import type { AgentAddresses } from "./AgentAddresses.js"
 import * as Api from "./Api.js"
@@ -43,7 +46,6 @@ import {
 import * as ControlPlane from "./ControlPlane.js"
 import { Fleet, type RetireMode, type StopMode } from "./Fleet.js"
 import * as Boundary from "./internal/boundary.js"
-import * as Prometheus from "./internal/prometheus.js"
 
 const chatJson = (view: ChatView): Api.Chat =>
   new Api.Chat({
@@ -58,7 +60,7 @@ const notFound = (error: ChatNotFound) => new Api.ChatNotFound({ chat_id: error.
 
 // The cause goes to the error log; the client gets the reason and the advice.
 const unavailable = (error: DatabaseUnavailable) =>
-  Effect.zipRight(
+  Effect.andThen(
     Effect.logError("database unavailable", Cause.fail(error)),
     Effect.fail(new Api.DatabaseUnavailable({ reason: "database_unavailable", message: error.message }))
   )
@@ -101,26 +103,28 @@ export const layerChats = HttpApiBuilder.group(Api.Api, "chats", (handlers) =>
     const chats = yield* Chats
     return handlers
       .handle("create", ({ payload }) =>
-        chats.create(Option.fromNullable(payload.workspace_id)).pipe(
+        chats.create(Option.fromNullishOr(payload.workspace_id)).pipe(
           Effect.map(chatJson),
-          Effect.catchAll(unavailable)
+          Effect.catch(unavailable)
         ))
-      .handle("get", ({ path }) => chats.get(path.chat_id).pipe(Effect.map(chatJson), Effect.catchAll(chatError)))
-      .handle("setWorkspace", ({ path, payload }) =>
-        chats.setWorkspace(path.chat_id, Option.fromNullable(payload.workspace_id)).pipe(
+      .handle("get", ({ params }) => chats.get(params.chat_id).pipe(Effect.map(chatJson), Effect.catch(chatError)))
+      .handle("setWorkspace", ({ params, payload }) =>
+        chats.setWorkspace(params.chat_id, Option.fromNullishOr(payload.workspace_id)).pipe(
           Effect.map(chatJson),
-          Effect.catchAll(chatError)
+          Effect.catch(chatError)
         ))
-      .handle("spawnChild", ({ path }) =>
-        chats.createChild(path.chat_id).pipe(Effect.map(chatJson), Effect.catchAll(chatError)))
-      .handle("turn", ({ path, payload }) =>
+      .handle("spawnChild", ({ params }) =>
+        chats.createChild(params.chat_id).pipe(Effect.map(chatJson), Effect.catch(chatError)))
+      .handle("turn", ({ params, payload }) =>
         Effect.scoped(Effect.gen(function*() {
-          const turn = yield* Effect.catchAll(chats.connect(path.chat_id), turnError)
+          const turn = yield* Effect.catch(chats.connect(params.chat_id), turnError)
           const reply = yield* turn.connection.exchange(`turn ${payload.message}`).pipe(
-            Effect.timeoutFail({
+            Effect.timeoutOrElse({
               duration: answerTimeout,
-              onTimeout: () =>
-                new Api.TurnFailed({ reason: "timeout", message: "the agent accepted the turn and never answered" })
+              orElse: () =>
+                Effect.fail(
+                  new Api.TurnFailed({ reason: "timeout", message: "the agent accepted the turn and never answered" })
+                )
             }),
             Effect.catchTag(
               "AgentDialError",
@@ -196,13 +200,13 @@ export const layerWorkspaces = HttpApiBuilder.group(
         .handle("list", () => Effect.catchTag(list, "DatabaseUnavailable", unavailable))
         .handle(
           "rebuild",
-          ({ path, payload }) =>
-            Effect.catchTag(rebuild(path.workspace_id, payload.mode), "DatabaseUnavailable", unavailable)
+          ({ params, payload }) =>
+            Effect.catchTag(rebuild(params.workspace_id, payload.mode), "DatabaseUnavailable", unavailable)
         )
         .handle(
           "stop",
-          ({ path, payload }) =>
-            Effect.catchTag(stop(path.workspace_id, payload.mode), "DatabaseUnavailable", unavailable)
+          ({ params, payload }) =>
+            Effect.catchTag(stop(params.workspace_id, payload.mode), "DatabaseUnavailable", unavailable)
         ))
 )
 
@@ -219,12 +223,12 @@ const makeHealth = Effect.gen(function*() {
   return {
     health: Effect.succeed({ status: "up" as const }),
     ready: sql`SELECT 1`.pipe(
-      Effect.timeoutFail({
+      Effect.timeoutOrElse({
         duration: readyTimeout,
-        onTimeout: () => "no answer within " + Duration.format(readyTimeout)
+        orElse: () => Effect.fail("no answer within " + Duration.format(readyTimeout))
       }),
       Effect.as({ status: "ready" as const }),
-      Effect.catchAll((cause) =>
+      Effect.catch((cause) =>
         Effect.fail(
           new Api.DatabaseUnavailable({
             reason: "database_unavailable",
@@ -250,7 +254,8 @@ export const layerHealth = HttpApiBuilder.group(
 )
 
 /**
- * `GET /metrics`: the process's whole Effect metric registry.
+ * `GET /metrics`: the process's whole Effect metric registry, in Effect's
+ * own Prometheus format (`effect/observability/PrometheusMetrics`).
  *
  * @since 0.1.0
  * @category layers
@@ -258,17 +263,36 @@ export const layerHealth = HttpApiBuilder.group(
 export const layerMetrics = HttpApiBuilder.group(
   Api.Api,
   "metrics",
-  (handlers) => Effect.succeed(handlers.handle("metrics", () => Effect.map(Metric.snapshot, Prometheus.serialize)))
+  (handlers) => Effect.succeed(handlers.handle("metrics", () => PrometheusMetrics.format()))
 )
 
 /**
- * The API's handlers, for a server or a test.
+ * The `Boundary` middleware of every route: a request whose path or body does
+ * not decode is the declared 400 `HttpApiDecodeError`, in words that name the
+ * field. A response that does not encode stays a 500.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerApi = HttpApiBuilder.api(Api.Api).pipe(
-  Layer.provide([layerChats, layerWorkspaces, layerHealth, layerMetrics])
+export const layerBoundary: Layer.Layer<Api.Boundary> = HttpApiMiddleware.layerSchemaErrorTransform(
+  Api.Boundary,
+  (error) =>
+    error.kind === "Body" || error.kind === "ResponseHeaders"
+      ? Effect.fail(error)
+      : Effect.fail(Boundary.decodeError(error))
+)
+
+const groups = Layer.mergeAll(layerChats, layerWorkspaces, layerHealth, layerMetrics)
+
+/**
+ * The API's handlers, for a server or a test, with `/openapi.json`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerApi = HttpApiBuilder.layer(Api.Api, { openapiPath: "/openapi.json" }).pipe(
+  Layer.provide(groups),
+  Layer.provide(layerBoundary)
 )
 
 /**
@@ -277,8 +301,9 @@ export const layerApi = HttpApiBuilder.api(Api.Api).pipe(
  * @since 0.1.0
  * @category layers
  */
-export const layerFleetApi = HttpApiBuilder.api(Api.FleetApi).pipe(
-  Layer.provide([layerWorkspaces, layerHealth, layerMetrics])
+export const layerFleetApi = HttpApiBuilder.layer(Api.FleetApi, { openapiPath: "/openapi.json" }).pipe(
+  Layer.provide(Layer.mergeAll(layerWorkspaces, layerHealth, layerMetrics)),
+  Layer.provide(layerBoundary)
 )
 
 /**
@@ -298,13 +323,15 @@ export const requestsTotal = Metric.counter("http_requests_total", {
  * @since 0.1.0
  * @category metrics
  */
-export const requestDuration = Metric.histogram(
-  "http_request_duration_seconds",
-  MetricBoundaries.exponential({ start: 0.001, factor: 2, count: 16 }),
-  "HTTP request duration in seconds, by method, route and status"
-)
+export const requestDuration = Metric.histogram("http_request_duration_seconds", {
+  boundaries: Metric.exponentialBoundaries({ start: 0.001, factor: 2, count: 16 }),
+  description: "HTTP request duration in seconds, by method, route and status"
+})
 
 const uuid = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi
+
+const isRouteNotFound = (error: unknown) =>
+  HttpServerError.isHttpServerError(error) && error.reason._tag === "RouteNotFound"
 
 /**
  * The access log: one line per request, and an error line with the cause for
@@ -313,7 +340,9 @@ const uuid = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi
  * @since 0.1.0
  * @category middleware
  */
-export const accessLog = (app: HttpApp.Default): HttpApp.Default =>
+export const accessLog = <E, R>(
+  app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
+): Effect.Effect<HttpServerResponse.HttpServerResponse, never, R | HttpServerRequest.HttpServerRequest> =>
   Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
     const began = performance.now()
@@ -325,15 +354,12 @@ export const accessLog = (app: HttpApp.Default): HttpApp.Default =>
     // was answered as such: log and count it with that status, not as a 500.
     const answered = Exit.isFailure(exit) ? (yield* HttpServerError.causeResponse(exit.cause))[0] : undefined
     const clientError = answered !== undefined && answered.status < 500 ? answered : undefined
-    const response = Exit.isSuccess(exit) ? exit.value : clientError ?? HttpServerResponse.unsafeJson(
+    const response = Exit.isSuccess(exit) ? exit.value : clientError ?? HttpServerResponse.jsonUnsafe(
       { _tag: "InternalError", message: "the server failed unexpectedly: see its error log" },
-      { status: Cause.isInterruptedOnly(exit.cause) ? 499 : 500 }
+      { status: Cause.hasInterruptsOnly(exit.cause) ? 499 : 500 }
     )
     // a path no route has is one label value, whatever was asked: scanners must not grow the registry
-    const unmatched = Exit.isFailure(exit) &&
-      Option.exists(Cause.failureOption<unknown>(exit.cause), (error) =>
-        HttpServerError.isServerError(error) &&
-        error._tag === "RouteNotFound")
+    const unmatched = Exit.isFailure(exit) && Option.exists(Cause.findErrorOption(exit.cause), isRouteNotFound)
     const annotations = {
       method: request.method,
       route: unmatched ? "unmatched" : route,
@@ -341,19 +367,15 @@ export const accessLog = (app: HttpApp.Default): HttpApp.Default =>
       duration_ms: Math.round((performance.now() - began) * 10) / 10,
       chat_id: chatId
     }
-    if (Exit.isFailure(exit) && clientError === undefined && !Cause.isInterruptedOnly(exit.cause)) {
+    if (Exit.isFailure(exit) && clientError === undefined && !Cause.hasInterruptsOnly(exit.cause)) {
       yield* Effect.logError("request failed", exit.cause).pipe(Effect.annotateLogs(annotations))
     } else if (response.status >= 500) {
       yield* Effect.logError("request answered " + response.status).pipe(Effect.annotateLogs(annotations))
     }
     yield* Effect.logInfo("request").pipe(Effect.annotateLogs(annotations))
-    const labels = [
-      MetricLabel.make("method", request.method),
-      MetricLabel.make("route", annotations.route),
-      MetricLabel.make("status", String(response.status))
-    ]
-    yield* Metric.increment(Metric.taggedWithLabels(requestsTotal, labels))
-    yield* Metric.update(Metric.taggedWithLabels(requestDuration, labels), (performance.now() - began) / 1000)
+    const labels = { method: request.method, route: annotations.route, status: String(response.status) }
+    yield* Metric.update(Metric.withAttributes(requestsTotal, labels), 1)
+    yield* Metric.update(Metric.withAttributes(requestDuration, labels), (performance.now() - began) / 1000)
     return response
   })
 
@@ -366,7 +388,7 @@ export interface ListenOptions {
   /** 127.0.0.1 unless given. */
   readonly host?: string | undefined
   /** How long in-flight requests may take to finish at shutdown (10 seconds unless given). */
-  readonly grace?: Duration.DurationInput | undefined
+  readonly grace?: Duration.Input | undefined
   /** The largest request body accepted (413 above it); `maxBodyBytes` (the Config) unless given. */
   readonly maxBodyBytes?: number | undefined
 }
@@ -379,50 +401,50 @@ export interface ListenOptions {
  * @since 0.1.0
  * @category config
  */
-export const maxBodyBytes: Config.Config<number> = Config.integer("LAZYDIAL_HTTP_MAX_BODY_BYTES").pipe(
-  Config.withDefault(1_048_576),
-  Config.validate({
-    message: "LAZYDIAL_HTTP_MAX_BODY_BYTES must be an integer from 1024 to 67108864",
-    validation: (n) => n >= 1024 && n <= 67_108_864
-  })
-)
+export const maxBodyBytes: Config.Config<number> = Config.schema(
+  Schema.Int.check(
+    Schema.isBetween({ minimum: 1024, maximum: 67_108_864 }, {
+      message: "LAZYDIAL_HTTP_MAX_BODY_BYTES must be an integer from 1024 to 67108864"
+    })
+  ),
+  "LAZYDIAL_HTTP_MAX_BODY_BYTES"
+).pipe(Config.withDefault(1_048_576))
+
+// The server span of a request is named `http.server <METHOD>`, as the
+// trace backends already know it (Effect 4's default name is the method alone).
+const spanNames = Layer.succeed(HttpMiddleware.SpanNameGenerator)((request) => `http.server ${request.method}`)
 
 // The served app: the boundary's checks, then the access log and metrics
 // around the API (and /openapi.json and /docs, from the same HttpApi value).
-const serveApi = <R>(
-  api: HttpApi.HttpApi.Any,
-  handlers: Layer.Layer<HttpApi.Api, never, R>,
+const serveApi = <Id extends string, Groups extends HttpApiGroup.Constraint, E, R>(
+  api: HttpApi.HttpApi<Id, Groups>,
+  routes: Layer.Layer<never, E, R>,
   options: ListenOptions
 ) =>
-  Layer.unwrapEffect(
+  Layer.unwrap(
     Effect.map(
       options.maxBodyBytes === undefined ? maxBodyBytes : Effect.succeed(options.maxBodyBytes),
       (limit) => {
         const guard = Boundary.guard(Boundary.routesOf(api), limit)
-        return HttpApiBuilder.serve((app) => accessLog(guard(app))).pipe(
-          Layer.provide([HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" }), HttpApiSwagger.layer()]),
-          Layer.provide(handlers)
-        )
+        const docs = HttpApiSwagger.layer(api, { path: "/docs" })
+        return HttpRouter.serve(Layer.mergeAll(routes, docs), {
+          disableLogger: true,
+          disableListenLog: true,
+          middleware: (app) => accessLog(guard(app))
+        })
       }
     )
-  )
+  ).pipe(Layer.provide(spanNames))
 
-const listen = (options: ListenOptions) => {
-  const server = createServer()
-  const grace = Duration.decode(options.grace ?? Duration.seconds(10))
-  // Runs before the server's own close (released first, as built last):
-  // close idle keep-alive sockets now, and cut the rest after the grace
-  // period, so the close that waits for in-flight requests is bounded.
-  const drain = Layer.scopedDiscard(Effect.addFinalizer(() =>
-    Effect.sync(() => {
-      server.closeIdleConnections()
-      setTimeout(() => server.closeAllConnections(), Duration.toMillis(grace)).unref()
-    })
-  ))
-  return drain.pipe(
-    Layer.provideMerge(NodeHttpServer.layer(() => server, { port: options.port, host: options.host ?? "127.0.0.1" }))
-  )
-}
+// Shutdown, in order: the server stops accepting and closes idle keep-alive
+// connections (Node's `close`), requests in flight get `grace` to finish, then
+// the ones left are interrupted and their connections closed.
+const listen = (options: ListenOptions) =>
+  NodeHttpServer.layer(() => createServer(), {
+    port: options.port,
+    host: options.host ?? "127.0.0.1",
+    gracefulShutdownTimeout: options.grace ?? Duration.seconds(10)
+  })
 
 /**
  * The server on `host`:`port` (127.0.0.1 unless given; port 0: any free port).
@@ -450,10 +472,6 @@ export const layerFleet = (options: ListenOptions) =>
  * @since 0.1.0
  * @category accessors
  */
-export const baseUrl: Effect.Effect<string, never, HttpServer.HttpServer> = Effect.map(
-  HttpServer.HttpServer,
-  (server) =>
-    server.address._tag === "TcpAddress"
-      ? `http://${server.address.hostname}:${server.address.port}`
-      : `unix:${server.address.path}`
+export const baseUrl: Effect.Effect<string, never, HttpServer.HttpServer> = HttpServer.addressFormattedWith(
+  Effect.succeed
 )

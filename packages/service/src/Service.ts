@@ -21,16 +21,16 @@
  *
  * @since 0.1.0
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
 import { AgentDirectory, BindingStore, ChatConnector, type Database, RebuildNotices } from "@lazydial/binding"
 import * as PgDatabase from "@lazydial/binding/PgDatabase"
 import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
 import { type AgentDialer, type AgentLookup, Faults, LazyDial } from "@lazydial/core"
-import type * as ConfigError from "effect/ConfigError"
+import type * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import type * as SqlClient from "effect/sql/SqlClient"
 import * as AgentAddresses from "./AgentAddresses.js"
 import * as Chats from "./Chats.js"
 import * as ControlPlane from "./ControlPlane.js"
@@ -67,14 +67,14 @@ export const makeCounters = (): Counters => ({
  */
 export interface Options {
   /** The fixed delay; with `delayMode: "adaptive"`, the learned delay's starting value. */
-  readonly validationDelay: Duration.DurationInput
+  readonly validationDelay: Duration.Input
   /**
    * `"adaptive"`: core's learned delay (`LazyDial.layer({ delay: "adaptive" })`),
    * starting at `validationDelay` and learned between 50 ms and half the dial
    * timeout (see `adaptiveCeiling`). Default `"fixed"`.
    */
   readonly delayMode?: typeof LazyDial.delayModes[number] | undefined
-  readonly dialTimeout: Duration.DurationInput
+  readonly dialTimeout: Duration.Input
   /**
    * Rebuild notices (`RebuildNotices.layerSql`, LISTEN/NOTIFY on PGlite and
    * PostgreSQL alike); default on. Off, every stale binding waits out the
@@ -100,7 +100,7 @@ export type DatabaseServices = SqlClient.SqlClient | Database.Listener | Databas
  */
 export const layerDatabase = (
   databaseUrl: string | undefined
-): Layer.Layer<DatabaseServices> => layerDatabaseEither(Option.fromNullable(databaseUrl)).pipe(Layer.orDie)
+): Layer.Layer<DatabaseServices> => layerDatabaseEither(Option.fromNullishOr(databaseUrl)).pipe(Layer.orDie)
 
 /**
  * The database, failing (not dying) when it cannot start, for a process to
@@ -113,7 +113,7 @@ export const layerDatabase = (
 export const layerDatabaseEither = (
   databaseUrl: Option.Option<string>,
   urlOption?: string
-): Layer.Layer<DatabaseServices, Database.StartError | ConfigError.ConfigError> =>
+): Layer.Layer<DatabaseServices, Database.StartError | Config.ConfigError> =>
   Option.match(databaseUrl, {
     onNone: () => PgliteDatabase.layerPglite(),
     onSome: (url) => PgDatabase.layerPgConfig(url, { urlOption })
@@ -149,7 +149,7 @@ export const layerDatabaseEither = (
  * @since 0.1.0
  * @category constructors
  */
-export const adaptiveCeiling = (dialTimeout: Duration.DurationInput): Duration.Duration =>
+export const adaptiveCeiling = (dialTimeout: Duration.Input): Duration.Duration =>
   Duration.millis(Duration.toMillis(dialTimeout) / 2)
 
 /**
@@ -162,7 +162,7 @@ export const adaptiveCeiling = (dialTimeout: Duration.DurationInput): Duration.D
 export const lazyDialOptions = (
   options: Pick<Options, "validationDelay" | "delayMode" | "dialTimeout">
 ): Parameters<typeof LazyDial.layer>[0] => {
-  const delay = Duration.decode(options.validationDelay)
+  const delay = Duration.fromInputUnsafe(options.validationDelay)
   if (options.delayMode !== "adaptive") return { delay }
   const max = adaptiveCeiling(options.dialTimeout)
   const initial = Duration.min(delay, max)
@@ -222,7 +222,7 @@ export const layer = (
     Layer.provideMerge(AgentAddresses.layerFleet),
     Layer.provideMerge(Fleet.layerWith(counters.fleet)),
     Layer.orDie,
-    Layer.tapErrorCause(Effect.logError)
+    Layer.tapCause(Effect.logError)
   )
 
 /**

@@ -1,8 +1,8 @@
 /**
- * An `AgentDialer` over real sockets: it opens a TCP connection with
- * `@effect/platform`'s `Socket`, runs the handshake, and checks that the agent
- * that answered is the one it dialed. The socket is closed by a finalizer of
- * the Scope the dial runs in.
+ * An `AgentDialer` over real sockets: it opens a TCP connection with Node's
+ * `net`, runs the handshake, and checks that the agent that answered is the
+ * one it dialed. The socket is closed by a finalizer of the Scope the dial
+ * runs in.
  *
  * | what the dial meets | error |
  * |---|---|

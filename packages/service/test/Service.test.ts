@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Service from "../src/Service.js"
 
-const millis = (d: Duration.DurationInput | undefined) => d === undefined ? undefined : Duration.toMillis(d)
+const millis = (d: Duration.Input | undefined) => d === undefined ? undefined : Duration.toMillis(d)
 
 describe("Service.lazyDialOptions", () => {
   it("fixed: the validation delay as given", () => {

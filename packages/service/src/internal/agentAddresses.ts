@@ -1,7 +1,7 @@
-import * as SqlClient from "@effect/sql/SqlClient"
 import type { AgentId, WorkspaceId } from "@lazydial/core"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as SqlClient from "effect/sql/SqlClient"
 import type { AgentAddress, AgentAddresses } from "../AgentAddresses.js"
 import { DatabaseUnavailable } from "../Chats.js"
 import { Fleet } from "../Fleet.js"
@@ -70,7 +70,7 @@ export const makeSql = Effect.gen(function*() {
       sql`INSERT INTO ${sql(agentsTable)} (agent_id, workspace_id, host, port)
 VALUES (${address.agentId}, ${address.workspaceId}, ${address.host}, ${address.port})
 ON CONFLICT (agent_id) DO NOTHING`.pipe(
-        Effect.zipRight(Effect.sync(() => void cache.set(address.agentId, address))),
+        Effect.andThen(Effect.sync(() => void cache.set(address.agentId, address))),
         Effect.mapError(failed("AgentAddresses.record"))
       ),
     resolve: (agentId) =>
@@ -80,7 +80,7 @@ ON CONFLICT (agent_id) DO NOTHING`.pipe(
         return sql<AgentRow>`SELECT agent_id, workspace_id, host, port FROM ${sql(agentsTable)}
 WHERE agent_id = ${agentId}`.pipe(
           Effect.map((rows) =>
-            Option.map(Option.fromNullable(rows[0]), (row) => {
+            Option.map(Option.fromNullishOr(rows[0]), (row) => {
               // safe: only ids decoded at the boundary were ever recorded
               const address: AgentAddress = {
                 agentId,

@@ -1,7 +1,7 @@
 /**
  * The HTTP boundary's checks that run before `HttpApiBuilder` decodes a
- * request, and the rewrite of its decode errors. Each outcome, as the client
- * sees it:
+ * request, and the rendering of its decode errors. Each outcome, as the
+ * client sees it:
  *
  * | request | answer |
  * |---|---|
@@ -11,20 +11,24 @@
  * | a body above the limit (`Content-Length`, or counted while read) | 413 `PayloadTooLarge` |
  * | a body that is not JSON (a UTF-8 BOM included) | 400 `MalformedJson` |
  * | JSON nested deeper than `maxJsonDepth` | 400 `MalformedJson` |
- * | a body that decodes badly | 400 `HttpApiDecodeError`: each issue names the field and what is expected, never the value |
+ * | a path or body that decodes badly | 400 `HttpApiDecodeError`: each issue names the field and what is expected, never the value |
  *
  * The JSON is parsed here once: the server request caches its text, so the
  * decoder reads the same string.
  *
  * @internal
  */
-import type * as HttpApi from "@effect/platform/HttpApi"
-import * as HttpApiReflect from "@effect/platform/HttpApi"
-import * as HttpApp from "@effect/platform/HttpApp"
-import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
-import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as ByteSize from "effect/ByteSize"
 import * as Effect from "effect/Effect"
+import * as HttpApi from "effect/http-api/HttpApi"
+import type { HttpApiSchemaError } from "effect/http-api/HttpApiError"
+import type * as HttpApiGroup from "effect/http-api/HttpApiGroup"
+import * as HttpServerRequest from "effect/http/HttpServerRequest"
+import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import * as Option from "effect/Option"
+import * as SchemaAST from "effect/SchemaAST"
+import type * as SchemaIssue from "effect/SchemaIssue"
+import * as Api from "../Api.js"
 
 /**
  * How deep a request's JSON may nest. The API's deepest body is one object;
@@ -34,7 +38,7 @@ import * as Option from "effect/Option"
 export const maxJsonDepth = 32
 
 const problem = (status: number, tag: string, message: string, headers?: Record<string, string>) =>
-  HttpServerResponse.unsafeJson({ _tag: tag, message }, { status, ...(headers ? { headers } : {}) })
+  HttpServerResponse.jsonUnsafe({ _tag: tag, message }, { status, ...(headers ? { headers } : {}) })
 
 interface Route {
   readonly method: string
@@ -42,10 +46,11 @@ interface Route {
 }
 
 /** The API's routes as (method, path pattern) pairs, from the `HttpApi` value itself. */
-export const routesOf = (api: HttpApi.HttpApi.Any): ReadonlyArray<Route> => {
+export const routesOf = <Id extends string, Groups extends HttpApiGroup.Constraint>(
+  api: HttpApi.HttpApi<Id, Groups>
+): ReadonlyArray<Route> => {
   const routes: Array<Route> = []
-  // safe: reflect only reads the groups and endpoints, whatever the API's types
-  HttpApiReflect.reflect(api as HttpApi.HttpApi.AnyWithProps, {
+  HttpApi.reflect(api, {
     onGroup: () => {},
     onEndpoint: ({ endpoint }) => {
       const source = endpoint.path.replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace(/:[A-Za-z_]+/g, "[^/]+")
@@ -79,13 +84,15 @@ const isJson = (contentType: string | undefined) =>
 
 /**
  * Checks method, media type, size and JSON shape before `app` sees the
- * request, and rewrites its decode errors.
+ * request.
  */
 export const guard = (
   routes: ReadonlyArray<Route>,
   maxBodyBytes: number
 ) =>
-(app: HttpApp.Default): HttpApp.Default =>
+<E, R>(
+  app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
+): Effect.Effect<HttpServerResponse.HttpServerResponse, E, R | HttpServerRequest.HttpServerRequest> =>
   Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
     const path = request.url.split("?")[0] ?? request.url
@@ -107,7 +114,7 @@ export const guard = (
       )
       if (Number(request.headers["content-length"] ?? 0) > maxBodyBytes) return tooLarge
       const text = yield* request.text.pipe(
-        HttpServerRequest.withMaxBodySize(Option.some(maxBodyBytes)),
+        Effect.provideService(HttpServerRequest.MaxBodySize, ByteSize.bytes(maxBodyBytes)),
         Effect.option
       )
       if (Option.isNone(text)) return tooLarge
@@ -122,58 +129,99 @@ export const guard = (
         return problem(400, "MalformedJson", `the body's JSON nests deeper than ${maxJsonDepth} levels`)
       }
     }
-    // a pre-response handler: the app sends its own response before a
-    // middleware sees it, so only this hook can replace the body
-    yield* HttpApp.appendPreResponseHandler((_, response) => Effect.succeed(readableDecodeError(response)))
     return yield* app
   })
-
-/** One of Schema's `ArrayFormatter` issues, as `HttpApiDecodeError` encodes them. */
-interface Issue {
-  readonly _tag: string
-  readonly path: ReadonlyArray<PropertyKey>
-  readonly message: string
-}
 
 // A message longer than this is cut: an issue must never carry a large input back.
 const maxIssueChars = 200
 
-/**
- * `HttpApiBuilder` fails a bad request with an `HttpApiDecodeError` whose
- * message is Schema's tree ("From side refinement failure", the input
- * echoed). Replace it: each issue names its field and says what is expected,
- * in words; a union's alternatives at one field are joined with "or".
- */
-const readableDecodeError = (
-  response: HttpServerResponse.HttpServerResponse
-): HttpServerResponse.HttpServerResponse => {
-  if (response.status !== 400 || response.body._tag !== "Uint8Array") return response
-  let error: { readonly message?: unknown; readonly issues?: unknown }
-  try {
-    error = JSON.parse(new TextDecoder().decode(response.body.body))
-  } catch {
-    return response
+/** An issue of Effect's schema tree, flattened: where, which kind, and the rule in words. */
+interface Flat {
+  readonly path: ReadonlyArray<PropertyKey>
+  readonly tag: typeof Api.issueKinds[number]
+  readonly rule: string
+}
+
+const messageOf = (annotations: { readonly message?: unknown } | undefined): string | undefined =>
+  typeof annotations?.message === "string" ? annotations.message : undefined
+
+/** The fields a struct knows, for the message of a field it does not. */
+const knownFields = (ast: SchemaAST.AST): string =>
+  SchemaAST.isObjects(ast) ? ast.propertySignatures.map((field) => JSON.stringify(field.name)).join(" | ") : ""
+
+const expected = (ast: SchemaAST.AST): string => {
+  const annotations = SchemaAST.resolve(ast)
+  if (typeof annotations?.expected === "string") return annotations.expected
+  if (SchemaAST.isNull(ast)) return "null"
+  if (SchemaAST.isLiteral(ast)) return JSON.stringify(ast.literal)
+  if (SchemaAST.isObjects(ast)) return "an object"
+  if (SchemaAST.isArrays(ast)) return "an array"
+  return ast._tag.toLowerCase()
+}
+
+/** Walks Effect's issue tree down to its leaves, each with its path and its rule. */
+const flatten = (issue: SchemaIssue.Issue, path: ReadonlyArray<PropertyKey>, rule?: string): Array<Flat> => {
+  switch (issue._tag) {
+    case "Filter": {
+      const own = messageOf(issue.filter.annotations) ??
+        (typeof issue.filter.annotations?.expected === "string"
+          ? `Expected ${issue.filter.annotations.expected}`
+          : undefined)
+      return flatten(issue.issue, path, rule ?? own).map((flat) =>
+        flat.tag === "Type" && own !== undefined ? { ...flat, tag: "Refinement" } : flat
+      )
+    }
+    case "Encoding":
+      return flatten(issue.issue, path, rule).map((flat) => ({ ...flat, tag: "Transformation" }))
+    case "Pointer":
+      return flatten(issue.issue, [...path, ...issue.path], rule)
+    case "Composite":
+    case "AnyOf":
+      if (issue.issues.length > 0) return issue.issues.flatMap((inner) => flatten(inner, path, rule))
+      return [{ path, tag: "Type", rule: rule ?? `Expected ${expected(issue.ast)}` }]
+    case "MissingKey":
+      return [{ path, tag: "Missing", rule: rule ?? "is missing" }]
+    case "UnexpectedKey": {
+      const known = knownFields(issue.ast)
+      return [{ path, tag: "Unexpected", rule: rule ?? `is unexpected${known === "" ? "" : `, expected: ${known}`}` }]
+    }
+    case "Forbidden":
+      return [{ path, tag: "Forbidden", rule: rule ?? "is forbidden" }]
+    case "OneOf":
+      return [{ path, tag: "Type", rule: rule ?? "Expected exactly one member to match" }]
+    case "InvalidType":
+      return [{
+        path,
+        tag: "Type",
+        rule: rule ?? messageOf(issue.ast.annotations) ?? `Expected ${expected(issue.ast)}`
+      }]
+    case "InvalidValue":
+      return [{ path, tag: "Refinement", rule: rule ?? messageOf(issue.annotations) ?? "Expected a valid value" }]
   }
-  // the encoded HttpApiDecodeError: `issues` and `message` (its `_tag` is not in the body)
-  if (!Array.isArray(error.issues) || typeof error.message !== "string") return response
-  const byField = new Map<string, { tag: string; path: ReadonlyArray<PropertyKey>; rules: Array<string> }>()
-  // safe: an array of issues is what HttpApiDecodeError encodes (ArrayFormatter's)
-  for (const issue of error.issues as ReadonlyArray<Issue>) {
-    const field = issue.path.length === 0 ? "the body" : issue.path.map(String).join(".")
-    // `Expected a chat's id (a UUID), actual "nope"` → `Expected a chat's id (a UUID)`: the rule, not the value
-    const cut = issue.message.replace(/,? actual [\s\S]*$/, "")
+}
+
+/**
+ * Effect's decode error of a request, as the 400 the API declares: each issue
+ * names its field and says what is expected, in words; a union's alternatives
+ * at one field are joined with "or". The value sent is never echoed.
+ */
+export const decodeError = (error: HttpApiSchemaError): Api.HttpApiDecodeError => {
+  const byField = new Map<string, { tag: Flat["tag"]; path: ReadonlyArray<PropertyKey>; rules: Array<string> }>()
+  for (const flat of flatten(error.cause.issue, [])) {
+    const field = flat.path.length === 0 ? "the body" : flat.path.map(String).join(".")
+    // `Expected a chat's id (a UUID), got "nope"` → `Expected a chat's id (a UUID)`: the rule, not the value
+    const cut = flat.rule.replace(/,? (?:got|actual) [\s\S]*$/, "")
     const rule = cut.length > maxIssueChars ? `${cut.slice(0, maxIssueChars)}…` : cut
-    const entry = byField.get(field) ?? { tag: issue._tag, path: issue.path, rules: [] }
+    const entry = byField.get(field) ?? { tag: flat.tag, path: flat.path, rules: [] }
     if (!entry.rules.includes(rule)) entry.rules.push(rule)
     byField.set(field, entry)
   }
-  const issues = [...byField].map(([field, { path, rules, tag }]) => ({
-    _tag: tag,
-    path,
-    message: `${field}: ${rules.join(" or ")}`
-  }))
-  return HttpServerResponse.unsafeJson(
-    { _tag: "HttpApiDecodeError", issues, message: issues.map((issue) => issue.message).join("; ") },
-    { status: 400 }
+  const issues = [...byField].map(([field, { path, rules, tag }]) =>
+    new Api.Issue({
+      _tag: tag,
+      path: path.map((key) => typeof key === "number" ? key : String(key)),
+      message: `${field}: ${rules.join(" or ")}`
+    })
   )
+  return new Api.HttpApiDecodeError({ issues, message: issues.map((issue) => issue.message).join("; ") })
 }

@@ -42,7 +42,7 @@ const newAgentId = (): AgentId => randomUUID() as AgentId
 const newBuildId = (): BuildId => randomUUID() as BuildId
 
 const listen = (server: Net.Server, port: number) =>
-  Effect.async<number, Error>((resume) => {
+  Effect.callback<number, Error>((resume) => {
     const onError = (error: Error) => resume(Effect.fail(error))
     server.once("error", onError)
     server.listen({ host: "127.0.0.1", port, exclusive: true }, () => {
@@ -53,7 +53,7 @@ const listen = (server: Net.Server, port: number) =>
   })
 
 const closeServer = (agent: Agent) =>
-  Effect.async<void>((resume) => {
+  Effect.callback<void>((resume) => {
     for (const socket of agent.sockets) socket.destroy()
     if (!agent.server.listening) return resume(Effect.void)
     agent.server.close(() => resume(Effect.void))
@@ -112,7 +112,7 @@ export const makeWith = (counters: FleetCounters) =>
         })
         const bound = yield* listen(server, port ?? 0).pipe(
           // the old port can still be held (a lingering socket): take any free port instead
-          Effect.orElse(() => listen(server, 0)),
+          Effect.catch(() => listen(server, 0)),
           Effect.orDie
         )
         if (port !== undefined && bound === port) counters.portsReused++
@@ -157,8 +157,8 @@ export const makeWith = (counters: FleetCounters) =>
     return {
       start,
       retire,
-      portOf: (agentId: AgentId) => Option.map(Option.fromNullable(agents.get(agentId)), (agent) => agent.info.port),
-      info: (agentId: AgentId) => Option.map(Option.fromNullable(agents.get(agentId)), (agent) => agent.info),
+      portOf: (agentId: AgentId) => Option.map(Option.fromNullishOr(agents.get(agentId)), (agent) => agent.info.port),
+      info: (agentId: AgentId) => Option.map(Option.fromNullishOr(agents.get(agentId)), (agent) => agent.info),
       stats: Effect.sync((): FleetStats => snapshot(counters))
     }
   })

@@ -1,10 +1,8 @@
-import * as NodeSocket from "@effect/platform-node/NodeSocket"
-import * as Socket from "@effect/platform/Socket"
 import { type AgentConnection, AgentDialer, AgentDialError, type AgentId } from "@lazydial/core"
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
+import * as Semaphore from "effect/Semaphore"
 import * as Net from "node:net"
 import { AgentAddresses } from "../AgentAddresses.js"
 import type { DialerStats } from "../SocketDialer.js"
@@ -41,26 +39,24 @@ export const make = (counters: DialerCounters) =>
     const addresses = yield* AgentAddresses
     let serial = 0
 
-    // Opens the TCP connection. The socket is counted as opened on `connect`
+    // Opens the TCP connection, interruptibly (an address that never answers
+    // must not hold the dial). The socket is counted as opened on `connect`
     // and as closed on its own `close` event, and destroyed by a finalizer of
-    // the scope `Socket.run` gives it.
+    // the scope the dial runs in.
     const open = (host: string, port: number) =>
       Effect.uninterruptibleMask((restore) =>
-        restore(Effect.async<Net.Socket, Socket.SocketError>((resume) => {
+        restore(Effect.callback<Net.Socket, Error>((resume) => {
           const conn = Net.createConnection({ host, port, noDelay: true })
-          let settled = false
-          conn.on("error", (cause) => {
-            if (settled) return
-            settled = true
-            resume(Effect.fail(new Socket.SocketGenericError({ reason: "Open", cause })))
-          })
+          const onError = (cause: Error) => resume(Effect.fail(cause))
+          conn.once("error", onError)
           conn.once("connect", () => {
+            conn.off("error", onError)
+            // a reset after the handshake shows as `close`, which ends the reader
+            conn.on("error", () => {})
             counters.opened++
             conn.once("close", () => {
               counters.closed++
             })
-            if (settled) return
-            settled = true
             resume(Effect.succeed(conn))
           })
           return Effect.sync(() => conn.destroy())
@@ -74,49 +70,50 @@ export const make = (counters: DialerCounters) =>
           Effect.fail(new AgentDialError({ agentId, reason, detail, cause }))
         // a database fault while resolving is a dial that could not reach the agent
         const address = yield* addresses.resolve(agentId).pipe(
-          Effect.catchAll((error) => fail("Unreachable", error.message, error))
+          Effect.catch((error) => fail("Unreachable", error.message, error))
         )
         if (Option.isNone(address)) return yield* fail("Unreachable", "no address for this agent")
         const where = `${address.value.host}:${address.value.port}`
 
-        const socket = yield* NodeSocket.fromDuplex(open(address.value.host, address.value.port))
-        // `null` marks the end of the stream, after any reply already read.
-        const lines = yield* Queue.unbounded<string | null>()
-        const ready = yield* Deferred.make<void, Socket.SocketError>()
-        const decoder = new TextDecoder()
-        let buffer = ""
-        yield* socket.run((chunk) => {
-          buffer += decoder.decode(chunk, { stream: true })
-          let newline = buffer.indexOf("\n")
-          while (newline >= 0) {
-            Queue.unsafeOffer(lines, buffer.slice(0, newline))
-            buffer = buffer.slice(newline + 1)
-            newline = buffer.indexOf("\n")
-          }
-        }, { onOpen: Deferred.succeed(ready, undefined) }).pipe(
-          Effect.tapError((error) => Deferred.fail(ready, error)),
-          Effect.ensuring(Queue.offer(lines, null)),
-          Effect.ignore,
-          Effect.forkScoped
-        )
-        yield* Deferred.await(ready).pipe(
-          Effect.catchAll((error) =>
-            error.reason === "Open" && isRefused(error.cause)
+        const conn = yield* open(address.value.host, address.value.port).pipe(
+          Effect.catch((error) =>
+            isRefused(error)
               ? fail("Refused", `${where} refused the connection`)
               : fail("Unreachable", `${where}: ${error.message}`, error)
           )
         )
+        // `null` marks the end of the stream, after any reply already read.
+        const lines = yield* Queue.unbounded<string | null>()
+        const decoder = new TextDecoder()
+        let buffer = ""
+        conn.on("data", (chunk: Buffer) => {
+          buffer += decoder.decode(chunk, { stream: true })
+          let newline = buffer.indexOf("\n")
+          while (newline >= 0) {
+            Queue.offerUnsafe(lines, buffer.slice(0, newline))
+            buffer = buffer.slice(newline + 1)
+            newline = buffer.indexOf("\n")
+          }
+        })
+        conn.once("close", () => Queue.offerUnsafe(lines, null))
 
         const readLine = Effect.flatMap(
           Queue.take(lines),
           (line) =>
             line === null
-              ? Effect.zipRight(Queue.offer(lines, null), fail("Closed", "the agent closed the connection"))
+              ? Effect.andThen(Queue.offer(lines, null), fail("Closed", "the agent closed the connection"))
               : Effect.succeed(line)
         )
-        const write = yield* socket.writer
         const send = (line: string) =>
-          write(`${line}\n`).pipe(Effect.catchAll((error) => fail("Closed", "write failed", error)))
+          Effect.callback<void, AgentDialError>((resume) => {
+            conn.write(`${line}\n`, (error) => {
+              resume(
+                error === undefined || error === null
+                  ? Effect.void
+                  : Effect.fail(new AgentDialError({ agentId, reason: "Closed", detail: "write failed", cause: error }))
+              )
+            })
+          })
 
         yield* send("hello")
         const answer = yield* readLine
@@ -126,11 +123,12 @@ export const make = (counters: DialerCounters) =>
           return yield* fail("WrongAgent", `${where} answered as agent ${answered}`)
         }
 
-        const mutex = yield* Effect.makeSemaphore(1)
+        // one exchange at a time: a reply is the next line, so requests must not interleave
+        const mutex = yield* Semaphore.make(1)
         const connection: AgentConnection = {
           agentId,
           connectionId: `conn-${++serial}`,
-          exchange: (request) => mutex.withPermits(1)(Effect.zipRight(send(request), readLine))
+          exchange: (request) => Semaphore.withPermit(mutex, Effect.andThen(send(request), readLine))
         }
         return connection
       }).pipe(
