@@ -1,3 +1,4 @@
+import { RebuildNotices } from "@lazydial/binding"
 import { type AgentConnection, type ChatId, Faults, type WorkspaceId } from "@lazydial/core"
 import * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
@@ -259,6 +260,20 @@ export const runStrategy = (
       const chats = yield* Chats
       const timeout = Duration.millis(settings.dialTimeoutMs)
 
+      if (settings.notices) {
+        // The run starts once the instance listens: `RebuildNotices.layerSql`
+        // listens in a fiber of its Layer and does not wait for LISTEN, so
+        // the workspaces' first notices could come before it and every
+        // workspace's first lazy bind would look up. On Effect 4 they did
+        // (8 lookups in the first 500 ms of every default run, one per
+        // workspace; 3 with LISTEN in place first). Bounded: a database
+        // that never listens shows in the report as lookups, not as a hang.
+        const notices = yield* RebuildNotices.RebuildNotices
+        yield* notices.status.pipe(
+          Effect.repeat({ until: (status) => status.listening, schedule: Schedule.spaced("5 millis") }),
+          Effect.timeoutOption("5 seconds")
+        )
+      }
       const workspaces = Array.from({ length: settings.workspaces }, newWorkspaceId)
       const epochs = workspaces.map(() => 0)
       yield* Effect.forEach(workspaces, (workspaceId, i) =>
