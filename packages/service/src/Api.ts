@@ -40,41 +40,50 @@ import { failureReasons } from "./Chats.js"
 import { retireModes, stopModes } from "./Fleet.js"
 
 /**
+ * A struct that keeps its own name in the OpenAPI document. Effect 4 names a
+ * schema's JSON side after its type, with `Encoded` appended (`ChatEncoded`),
+ * unless the JSON side is named itself: the names are the contract the
+ * generated clients use.
+ */
+const named = <const Fields extends Schema.Struct.Fields>(identifier: string, fields: Fields) =>
+  Schema.Struct(fields).annotate({ identifier })
+
+/**
  * A chat as JSON: unset binding fields are `null`.
  *
  * @since 0.1.0
  * @category schemas
  */
-export class Chat extends Schema.Class<Chat>("Chat")({
+export class Chat extends Schema.Class<Chat>("Chat")(named("Chat", {
   chat_id: ChatId,
   parent_chat_id: Schema.NullOr(ChatId),
   workspace_id: Schema.NullOr(WorkspaceId),
   build_id: Schema.NullOr(BuildId),
   agent_id: Schema.NullOr(AgentId)
-}) {}
+})) {}
 
 /**
  * @since 0.1.0
  * @category schemas
  */
-export class Workspace extends Schema.Class<Workspace>("Workspace")({
+export class Workspace extends Schema.Class<Workspace>("Workspace")(named("Workspace", {
   workspace_id: WorkspaceId,
   build_id: Schema.NullOr(BuildId),
   agent_id: Schema.NullOr(AgentId)
-}) {}
+})) {}
 
 /**
  * @since 0.1.0
  * @category schemas
  */
-export class TurnResult extends Schema.Class<TurnResult>("TurnResult")({
+export class TurnResult extends Schema.Class<TurnResult>("TurnResult")(named("TurnResult", {
   /** The chat after the turn: its binding as the turn left it. */
   chat: Chat,
   agent_id: AgentId,
   /** How the turn path connected: `fast`, `confirmed`, `switched`, `retried`, `lazy_bind`, ... */
   outcome: Schema.String,
   reply: Schema.String
-}) {}
+})) {}
 
 /**
  * The kinds of issue a 400 names, in the words of the API's first version.
@@ -100,13 +109,17 @@ export const issueKinds = [
  * @since 0.1.0
  * @category schemas
  */
-export class Issue extends Schema.Class<Issue>("Issue")({
-  _tag: Schema.Literals(issueKinds).annotate({ description: "The tag identifying the type of parse issue" }),
-  path: Schema.Array(Schema.Union([Schema.String, Schema.Number])).annotate({
-    description: "The path to the property where the issue occurred"
-  }),
-  message: Schema.String.annotate({ description: "A descriptive message explaining the issue" })
-}, { description: "Represents an error encountered while parsing a value to match the schema" }) {}
+export class Issue extends Schema.Class<Issue>("Issue")(
+  named("Issue", {
+    _tag: Schema.Literals(issueKinds).annotate({ description: "The tag identifying the type of parse issue" }),
+    path: Schema.Array(Schema.Union([Schema.String, Schema.Int])).annotate({
+      description: "The path to the property where the issue occurred"
+    }),
+    message: Schema.String.annotate({ description: "A descriptive message explaining the issue" })
+  }).annotate({ description: "Represents an error encountered while parsing a value to match the schema" })
+) {}
+
+const decodeErrorDescription = "The request did not match the expected schema"
 
 /**
  * A request whose path, or body, does not match the route's schema: 400.
@@ -115,10 +128,14 @@ export class Issue extends Schema.Class<Issue>("Issue")({
  * @since 0.1.0
  * @category errors
  */
-export class HttpApiDecodeError extends Schema.TaggedError<HttpApiDecodeError>()("HttpApiDecodeError", {
-  issues: Schema.Array(Issue),
-  message: Schema.String
-}, { httpApiStatus: 400, description: "The request did not match the expected schema" }) {}
+export class HttpApiDecodeError extends Schema.Error<HttpApiDecodeError>("HttpApiDecodeError")(
+  named("HttpApiDecodeError", {
+    _tag: Schema.tag("HttpApiDecodeError"),
+    issues: Schema.Array(Issue),
+    message: Schema.String
+  }).annotate({ description: decodeErrorDescription }),
+  { httpApiStatus: 400, description: decodeErrorDescription }
+) {}
 
 /**
  * The middleware of every route: it declares `HttpApiDecodeError`, so the
@@ -136,19 +153,27 @@ export class Boundary extends HttpApiMiddleware.Service<Boundary>()("@lazydial/s
  * @since 0.1.0
  * @category errors
  */
-export class ChatNotFound extends Schema.TaggedError<ChatNotFound>()("ChatNotFound", {
-  chat_id: ChatId,
-  message: Schema.String
-}, { httpApiStatus: 404 }) {}
+export class ChatNotFound extends Schema.Error<ChatNotFound>("ChatNotFound")(
+  named("ChatNotFound", {
+    _tag: Schema.tag("ChatNotFound"),
+    chat_id: ChatId,
+    message: Schema.String
+  }),
+  { httpApiStatus: 404 }
+) {}
 
 /**
  * @since 0.1.0
  * @category errors
  */
-export class WorkspaceNotFound extends Schema.TaggedError<WorkspaceNotFound>()("WorkspaceNotFound", {
-  workspace_id: WorkspaceId,
-  message: Schema.String
-}, { httpApiStatus: 404 }) {}
+export class WorkspaceNotFound extends Schema.Error<WorkspaceNotFound>("WorkspaceNotFound")(
+  named("WorkspaceNotFound", {
+    _tag: Schema.tag("WorkspaceNotFound"),
+    workspace_id: WorkspaceId,
+    message: Schema.String
+  }),
+  { httpApiStatus: 404 }
+) {}
 
 /**
  * The turn could not reach an agent: 503, retry later. `reason`: `no_agent`
@@ -157,10 +182,14 @@ export class WorkspaceNotFound extends Schema.TaggedError<WorkspaceNotFound>()("
  * @since 0.1.0
  * @category errors
  */
-export class TurnFailed extends Schema.TaggedError<TurnFailed>()("TurnFailed", {
-  reason: Schema.Literals(failureReasons.filter((r) => r === "no_agent" || r === "timeout" || r === "dial_failed")),
-  message: Schema.String
-}, { httpApiStatus: 503 }) {}
+export class TurnFailed extends Schema.Error<TurnFailed>("TurnFailed")(
+  named("TurnFailed", {
+    _tag: Schema.tag("TurnFailed"),
+    reason: Schema.Literals(failureReasons.filter((r) => r === "no_agent" || r === "timeout" || r === "dial_failed")),
+    message: Schema.String
+  }),
+  { httpApiStatus: 503 }
+) {}
 
 /**
  * The chat has no workspace, so a turn has no agent to reach: 409, the
@@ -169,10 +198,14 @@ export class TurnFailed extends Schema.TaggedError<TurnFailed>()("TurnFailed", {
  * @since 0.1.0
  * @category errors
  */
-export class NoWorkspace extends Schema.TaggedError<NoWorkspace>()("NoWorkspace", {
-  reason: Schema.Literal("no_workspace"),
-  message: Schema.String
-}, { httpApiStatus: 409 }) {}
+export class NoWorkspace extends Schema.Error<NoWorkspace>("NoWorkspace")(
+  named("NoWorkspace", {
+    _tag: Schema.tag("NoWorkspace"),
+    reason: Schema.Literal("no_workspace"),
+    message: Schema.String
+  }),
+  { httpApiStatus: 409 }
+) {}
 
 /**
  * The database failed while serving the request: 503, retry later. Any route
@@ -181,10 +214,14 @@ export class NoWorkspace extends Schema.TaggedError<NoWorkspace>()("NoWorkspace"
  * @since 0.1.0
  * @category errors
  */
-export class DatabaseUnavailable extends Schema.TaggedError<DatabaseUnavailable>()("DatabaseUnavailable", {
-  reason: Schema.Literal("database_unavailable"),
-  message: Schema.String
-}, { httpApiStatus: 503 }) {}
+export class DatabaseUnavailable extends Schema.Error<DatabaseUnavailable>("DatabaseUnavailable")(
+  named("DatabaseUnavailable", {
+    _tag: Schema.tag("DatabaseUnavailable"),
+    reason: Schema.Literal("database_unavailable"),
+    message: Schema.String
+  }),
+  { httpApiStatus: 503 }
+) {}
 
 /**
  * A rebuild asked of a replica that runs no agents: 409. Rebuilds go to the
@@ -193,9 +230,13 @@ export class DatabaseUnavailable extends Schema.TaggedError<DatabaseUnavailable>
  * @since 0.1.0
  * @category errors
  */
-export class NotTheFleet extends Schema.TaggedError<NotTheFleet>()("NotTheFleet", {
-  message: Schema.String
-}, { httpApiStatus: 409 }) {}
+export class NotTheFleet extends Schema.Error<NotTheFleet>("NotTheFleet")(
+  named("NotTheFleet", {
+    _tag: Schema.tag("NotTheFleet"),
+    message: Schema.String
+  }),
+  { httpApiStatus: 409 }
+) {}
 
 /**
  * An id as the client sends it: UUIDs are case-insensitive, so the boundary
@@ -211,7 +252,9 @@ const anyCase = <S extends Schema.Codec<string, string>>(id: S) => {
       Schema.String.check(Schema.isUUID(undefined, { expected: what })),
       SchemaTransformation.toLowerCase()
     ),
-    Schema.decodeTo(id)
+    Schema.decodeTo(id),
+    // inline in the document, as the plain string the client sends, not a component named after the id
+    (schema) => schema.annotate({ identifier: undefined })
   )
 }
 
@@ -252,7 +295,8 @@ export class ChatsGroup extends HttpApiGroup.make("chats").add(
     payload: Schema.Struct({
       message: Schema.String.check(
         Schema.isMaxLength(1000, { message: messageRule }),
-        Schema.isPattern(/^[^\r\n]*$/, { message: messageRule })
+        // `u`: Effect exports a pattern to the OpenAPI document only as a Unicode RegExp, as JSON Schema reads it
+        Schema.isPattern(/^[^\r\n]*$/u, { message: messageRule })
       )
     }),
     success: TurnResult,

@@ -80,11 +80,11 @@ const leaksNothing = (counters: Counters) =>
 
 /** A test on a fresh fleet and instance; afterwards, no socket may be left open on either side. */
 const onRealAgents = <E>(
-  body: (counters: Counters) => Effect.Effect<void, E, Layer.Layer.Success<Counters["layer"]>>
+  body: (counters: Counters) => Effect.Effect<void, E, Layer.Success<Counters["layer"]>>
 ) =>
 () => {
   const counters = setup()
-  return body(counters).pipe(Effect.provide(counters.layer), Effect.zipRight(leaksNothing(counters)))
+  return body(counters).pipe(Effect.provide(counters.layer), Effect.andThen(leaksNothing(counters)))
 }
 
 /** A chat on a new running workspace, bound by its first turn. */

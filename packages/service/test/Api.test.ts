@@ -3,13 +3,13 @@
  * embedded database. One server for the file; each scenario is its own test,
  * on its own workspaces and chats.
  */
-import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
-import * as HttpApiClient from "@effect/platform/HttpApiClient"
-import * as HttpClient from "@effect/platform/HttpClient"
-import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { expect, layer } from "@effect/vitest"
 import type { ChatId, WorkspaceId } from "@lazydial/core"
 import * as Effect from "effect/Effect"
+import * as HttpApiClient from "effect/http-api/HttpApiClient"
+import * as FetchHttpClient from "effect/http/FetchHttpClient"
+import * as HttpClient from "effect/http/HttpClient"
+import * as HttpClientRequest from "effect/http/HttpClientRequest"
 import * as Layer from "effect/Layer"
 import { randomUUID } from "node:crypto"
 import * as Api from "../src/Api.js"
@@ -39,7 +39,7 @@ const boundChat = Effect.gen(function*() {
   const workspaceId = newWorkspace()
   const agent = yield* ControlPlane.startWorkspace(workspaceId)
   const chat = yield* api.chats.create({ payload: { workspace_id: workspaceId } })
-  yield* api.chats.turn({ path: { chat_id: chat.chat_id }, payload: { message: "bind" } })
+  yield* api.chats.turn({ params: { chat_id: chat.chat_id }, payload: { message: "bind" } })
   return { api, workspaceId, agent, chat }
 })
 
@@ -53,7 +53,7 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the chat API t
       expect(bare).toMatchObject({ parent_chat_id: null, workspace_id: null, build_id: null, agent_id: null })
       const chat = yield* api.chats.create({ payload: { workspace_id: workspaceId } })
       expect(chat).toMatchObject({ workspace_id: workspaceId, build_id: null, agent_id: null })
-      expect(yield* api.chats.get({ path: { chat_id: chat.chat_id } })).toEqual(chat)
+      expect(yield* api.chats.get({ params: { chat_id: chat.chat_id } })).toEqual(chat)
     }), 30_000)
 
   it.effect("a turn fills the binding lazily (lazy_bind), and the next one is fast", () =>
@@ -62,12 +62,12 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the chat API t
       const workspaceId = newWorkspace()
       const agent = yield* ControlPlane.startWorkspace(workspaceId)
       const chat = yield* api.chats.create({ payload: { workspace_id: workspaceId } })
-      const first = yield* api.chats.turn({ path: { chat_id: chat.chat_id }, payload: { message: "hello" } })
+      const first = yield* api.chats.turn({ params: { chat_id: chat.chat_id }, payload: { message: "hello" } })
       expect(first.outcome).toBe("lazy_bind")
       expect(first.agent_id).toBe(agent.agentId)
       expect(first.reply).toBe(`ok ${agent.agentId} ${workspaceId} hello`)
       expect(first.chat).toMatchObject({ agent_id: agent.agentId, build_id: agent.buildId })
-      const second = yield* api.chats.turn({ path: { chat_id: chat.chat_id }, payload: { message: "again" } })
+      const second = yield* api.chats.turn({ params: { chat_id: chat.chat_id }, payload: { message: "again" } })
       expect(second.outcome).toBe("fast")
       expect(second.chat).toEqual(first.chat)
     }), 30_000)
@@ -75,7 +75,7 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the chat API t
   it.effect("a child inherits its parent's binding", () =>
     Effect.gen(function*() {
       const { agent, api, chat, workspaceId } = yield* boundChat
-      const child = yield* api.chats.spawnChild({ path: { chat_id: chat.chat_id } })
+      const child = yield* api.chats.spawnChild({ params: { chat_id: chat.chat_id } })
       expect(child).toMatchObject({
         parent_chat_id: chat.chat_id,
         workspace_id: workspaceId,
@@ -89,9 +89,12 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the chat API t
     () =>
       Effect.gen(function*() {
         const { agent, api, chat, workspaceId } = yield* boundChat
-        const rebuilt = yield* api.workspaces.rebuild({ path: { workspace_id: workspaceId }, payload: { mode: "die" } })
+        const rebuilt = yield* api.workspaces.rebuild({
+          params: { workspace_id: workspaceId },
+          payload: { mode: "die" }
+        })
         expect(rebuilt.agent_id).not.toBe(agent.agentId)
-        const repaired = yield* api.chats.turn({ path: { chat_id: chat.chat_id }, payload: { message: "hi" } })
+        const repaired = yield* api.chats.turn({ params: { chat_id: chat.chat_id }, payload: { message: "hi" } })
         expect(repaired.outcome).toBe("switched")
         expect(repaired.chat).toMatchObject({ agent_id: rebuilt.agent_id, build_id: rebuilt.build_id })
       }),
@@ -103,9 +106,11 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the chat API t
     () =>
       Effect.gen(function*() {
         const { api, chat, workspaceId } = yield* boundChat
-        const stopped = yield* api.workspaces.stop({ path: { workspace_id: workspaceId }, payload: { mode: "die" } })
+        const stopped = yield* api.workspaces.stop({ params: { workspace_id: workspaceId }, payload: { mode: "die" } })
         expect(stopped).toMatchObject({ workspace_id: workspaceId, build_id: null, agent_id: null })
-        const error = yield* Effect.flip(api.chats.turn({ path: { chat_id: chat.chat_id }, payload: { message: "x" } }))
+        const error = yield* Effect.flip(
+          api.chats.turn({ params: { chat_id: chat.chat_id }, payload: { message: "x" } })
+        )
         expect(error).toMatchObject({ _tag: "TurnFailed", reason: "no_agent" })
         const listed = (yield* api.workspaces.list()).find((workspace) => workspace.workspace_id === workspaceId)
         expect(listed).toMatchObject({ build_id: null, agent_id: null })
@@ -117,7 +122,10 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the chat API t
     Effect.gen(function*() {
       const { api, chat } = yield* boundChat
       const other = newWorkspace()
-      const moved = yield* api.chats.setWorkspace({ path: { chat_id: chat.chat_id }, payload: { workspace_id: other } })
+      const moved = yield* api.chats.setWorkspace({
+        params: { chat_id: chat.chat_id },
+        payload: { workspace_id: other }
+      })
       expect(moved).toMatchObject({ workspace_id: other, build_id: null, agent_id: null })
     }), 30_000)
 
@@ -127,12 +135,14 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the chat API t
       Effect.gen(function*() {
         const api = yield* client
         const bare = yield* api.chats.create({ payload: {} })
-        const error = yield* Effect.flip(api.chats.turn({ path: { chat_id: bare.chat_id }, payload: { message: "x" } }))
+        const error = yield* Effect.flip(
+          api.chats.turn({ params: { chat_id: bare.chat_id }, payload: { message: "x" } })
+        )
         expect(error).toMatchObject({ _tag: "NoWorkspace", reason: "no_workspace" })
         const http = yield* HttpClient.HttpClient
         const response = yield* http.execute(
           HttpClientRequest.post(`${yield* Server.baseUrl}/chats/${bare.chat_id}/turns`).pipe(
-            HttpClientRequest.bodyUnsafeJson({ message: "x" })
+            HttpClientRequest.bodyJsonUnsafe({ message: "x" })
           )
         )
         expect(response.status).toBe(409)
@@ -143,7 +153,7 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the chat API t
   it.effect("an unknown chat is a 404 ChatNotFound", () =>
     Effect.gen(function*() {
       const api = yield* client
-      const missing = yield* Effect.flip(api.chats.get({ path: { chat_id: newChatId() } }))
+      const missing = yield* Effect.flip(api.chats.get({ params: { chat_id: newChatId() } }))
       expect(missing._tag).toBe("ChatNotFound")
       const http = yield* HttpClient.HttpClient
       const notFound = yield* http.get(`${yield* Server.baseUrl}/chats/${newChatId()}`)
@@ -162,7 +172,7 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the chat API t
       expect(badIdBody.issues[0]!.path).toEqual(["chat_id"])
       const badBody = yield* http.execute(
         HttpClientRequest.put(`${url}/chats/${chat.chat_id}/workspace`).pipe(
-          HttpClientRequest.bodyUnsafeJson({ workspace_id: "nope" })
+          HttpClientRequest.bodyJsonUnsafe({ workspace_id: "nope" })
         )
       )
       expect(badBody.status).toBe(400)

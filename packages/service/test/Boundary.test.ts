@@ -16,15 +16,13 @@ import * as Service from "../src/Service.js"
 
 // every span the server starts, through the default tracer
 const spans: Array<Tracer.Span> = []
-const layerRecordingTracer = Layer.unwrapEffect(Effect.map(Effect.tracer, (base) =>
-  Layer.setTracer(Tracer.make({
-    span: (...args) => {
-      const span = base.span(...args)
-      spans.push(span)
-      return span
-    },
-    context: (f, fiber) => base.context(f, fiber)
-  }))))
+const layerRecordingTracer = Layer.succeed(Tracer.Tracer)(Tracer.make({
+  span: (options) => {
+    const span = Tracer.nativeTracer.span(options)
+    spans.push(span)
+    return span
+  }
+}))
 
 const TestLayer = Server.layer(0).pipe(
   Layer.provideMerge(

@@ -26,13 +26,14 @@ const options: Workload.Options = {
 }
 
 const faultsOn = (dial: object, lookup?: object) =>
-  ConfigProvider.fromMap(
-    new Map([
-      ["LAZYDIAL_FAULTS", "on"],
-      ["LAZYDIAL_FAULTS_DIAL", JSON.stringify(dial)],
-      ...(lookup === undefined ? [] : [["LAZYDIAL_FAULTS_LOOKUP", JSON.stringify(lookup)] as const])
-    ])
-  )
+  ConfigProvider.fromEnvRecord({
+    LAZYDIAL_FAULTS: "on",
+    LAZYDIAL_FAULTS_DIAL: JSON.stringify(dial),
+    ...(lookup === undefined ? {} : { LAZYDIAL_FAULTS_LOOKUP: JSON.stringify(lookup) })
+  })
+
+const withConfig = (provider: ConfigProvider.ConfigProvider) =>
+  Effect.provideService(ConfigProvider.ConfigProvider, provider)
 
 const faults = faultsOn(
   {
@@ -49,7 +50,7 @@ const faults = faultsOn(
 const runQuiet = (plan: ReturnType<typeof Workload.makePlan>) =>
   Effect.tap(
     Workload.runStrategy(plan, "lazydial", Workload.makeProgress()).pipe(
-      Effect.withConfigProvider(ConfigProvider.fromMap(new Map()))
+      withConfig(ConfigProvider.fromEnvRecord({}))
     ),
     (report) =>
       Effect.sync(() =>
@@ -77,7 +78,7 @@ describe("fault injection in the service", () => {
         const plan = Workload.makePlan(options)
         for (const strategy of ["lazydial", "latest"] as const) {
           const report = yield* Workload.runStrategy(plan, strategy, Workload.makeProgress()).pipe(
-            Effect.withConfigProvider(faults)
+            withConfig(faults)
           )
           const injected = report.faultsInjected
           expect(injected.dialFailure + injected.hang + injected.lookupFailure).toBeGreaterThan(0)
@@ -116,7 +117,7 @@ describe("fault injection in the service", () => {
         })
         const small = { ...options, chats: 4, workspaces: 2, turns: 1, rebuildRate: 0, dialTimeoutMs: 200 }
         const faulty = yield* Workload.runStrategy(Workload.makePlan(small), "lazydial", Workload.makeProgress())
-          .pipe(Effect.withConfigProvider(lateFailures))
+          .pipe(withConfig(lateFailures))
         expect(faulty.faultsInjected.ignoreInterruption).toBeGreaterThan(0)
 
         // long enough for every late failure of the first run to land inside it

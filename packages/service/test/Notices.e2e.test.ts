@@ -8,7 +8,7 @@ import type { WorkspaceId } from "@lazydial/core"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
+import * as PubSub from "effect/PubSub"
 import * as Schedule from "effect/Schedule"
 import { randomUUID } from "node:crypto"
 import { Chats } from "../src/Chats.js"
@@ -26,7 +26,7 @@ const newWorkspace = () => randomUUID() as WorkspaceId
 
 // real sockets and LISTEN need real time: no TestClock here
 layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("rebuild notices in the service", (it) => {
-  it.scoped(
+  it.effect(
     "after a rebuild, a bound chat's next turn is switched_by_notice, with 0 lookups",
     () =>
       Effect.gen(function*() {
@@ -35,7 +35,7 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("rebuild notice
         // LISTEN starts with the Layer, in the background: wait (bounded) until it is up
         yield* notices.status.pipe(
           Effect.filterOrFail((status) => status.listening),
-          Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo("10 seconds")))
+          Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo({ duration: "10 seconds" })))
         )
         const workspaceId = newWorkspace()
         yield* ControlPlane.startWorkspace(workspaceId)
@@ -47,7 +47,7 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("rebuild notice
         const rebuilt = yield* ControlPlane.rebuild(workspaceId, "hang")
         const agentId = Option.getOrThrow(rebuilt).agentId
         // the NOTIFY is delivered after the rebuild's commit: wait for it, as a turn a moment later would
-        yield* Queue.take(heard).pipe(
+        yield* PubSub.take(heard).pipe(
           Effect.repeat({ until: ({ notice }) => notice.agentId === agentId }),
           Effect.timeout("10 seconds")
         )

@@ -30,11 +30,13 @@ describe("SocketDialer", () => {
       expect(reply).toBe(`ok ${agent.agentId} ${workspace} hi`)
     }).pipe(
       Effect.provide(layer),
-      Effect.zipRight(Effect.sleep("50 millis")),
-      Effect.tap(() => {
-        expect(SocketDialer.stats(dialerCounters)).toMatchObject({ opened: 1, closed: 1, stillOpen: 0 })
-        expect(fleetCounters.accepted - fleetCounters.acceptedClosed).toBe(0)
-      })
+      Effect.andThen(Effect.sleep("50 millis")),
+      Effect.tap(() =>
+        Effect.sync(() => {
+          expect(SocketDialer.stats(dialerCounters)).toMatchObject({ opened: 1, closed: 1, stillOpen: 0 })
+          expect(fleetCounters.accepted - fleetCounters.acceptedClosed).toBe(0)
+        })
+      )
     )
   })
 
@@ -58,13 +60,15 @@ describe("SocketDialer", () => {
       const hung = yield* fleet.start(workspace)
       yield* fleet.retire(hung.agentId, "hang")
       const result = yield* Effect.scoped(dialer.dial(hung.agentId)).pipe(Effect.timeout("200 millis"), Effect.flip)
-      expect(result._tag).toBe("TimeoutException")
+      expect(result._tag).toBe("TimeoutError")
     }).pipe(
       Effect.provide(layer),
-      Effect.zipRight(Effect.sleep("50 millis")),
-      Effect.tap(() => {
-        expect(SocketDialer.stats(dialerCounters).stillOpen).toBe(0)
-      })
+      Effect.andThen(Effect.sleep("50 millis")),
+      Effect.tap(() =>
+        Effect.sync(() => {
+          expect(SocketDialer.stats(dialerCounters).stillOpen).toBe(0)
+        })
+      )
     )
   })
 })

@@ -27,7 +27,7 @@ import * as HttpServerRequest from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import * as Option from "effect/Option"
 import * as SchemaAST from "effect/SchemaAST"
-import type * as SchemaIssue from "effect/SchemaIssue"
+import * as SchemaIssue from "effect/SchemaIssue"
 import * as Api from "../Api.js"
 
 /**
@@ -113,15 +113,20 @@ export const guard = (
         `the body is larger than ${maxBodyBytes} bytes (LAZYDIAL_HTTP_MAX_BODY_BYTES)`
       )
       if (Number(request.headers["content-length"] ?? 0) > maxBodyBytes) return tooLarge
-      const text = yield* request.text.pipe(
+      const bytes = yield* request.arrayBuffer.pipe(
         Effect.provideService(HttpServerRequest.MaxBodySize, ByteSize.bytes(maxBodyBytes)),
         Effect.option
       )
-      if (Option.isNone(text)) return tooLarge
+      if (Option.isNone(bytes)) return tooLarge
+      // A leading BOM is refused, as RFC 8259 allows a parser to: the request's
+      // text (a TextDecoder's) would drop it silently.
+      const head = new Uint8Array(bytes.value, 0, Math.min(3, bytes.value.byteLength))
+      if (head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf) {
+        return problem(400, "MalformedJson", "the body is not valid JSON (a UTF-8 byte order mark precedes it)")
+      }
       let parsed: unknown
       try {
-        // JSON.parse rejects a leading BOM, as RFC 8259 allows a parser to
-        parsed = JSON.parse(text.value)
+        parsed = JSON.parse(yield* Effect.orDie(request.text))
       } catch (error) {
         return problem(400, "MalformedJson", `the body is not valid JSON (${String((error as Error).message)})`)
       }
@@ -149,36 +154,37 @@ const messageOf = (annotations: { readonly message?: unknown } | undefined): str
 const knownFields = (ast: SchemaAST.AST): string =>
   SchemaAST.isObjects(ast) ? ast.propertySignatures.map((field) => JSON.stringify(field.name)).join(" | ") : ""
 
-const expected = (ast: SchemaAST.AST): string => {
-  const annotations = SchemaAST.resolve(ast)
-  if (typeof annotations?.expected === "string") return annotations.expected
-  if (SchemaAST.isNull(ast)) return "null"
-  if (SchemaAST.isLiteral(ast)) return JSON.stringify(ast.literal)
-  if (SchemaAST.isObjects(ast)) return "an object"
-  if (SchemaAST.isArrays(ast)) return "an array"
-  return ast._tag.toLowerCase()
-}
+// Effect's own words for a leaf (`Expected string`, `Expected "die" | "hang"`)
+const standard = SchemaIssue.makeFormatterStandardSchemaV1()
+const effectRule = (issue: SchemaIssue.Issue): string => standard(issue).issues[0]?.message ?? "Expected a valid value"
 
 /** Walks Effect's issue tree down to its leaves, each with its path and its rule. */
 const flatten = (issue: SchemaIssue.Issue, path: ReadonlyArray<PropertyKey>, rule?: string): Array<Flat> => {
   switch (issue._tag) {
     case "Filter": {
+      // the filter's own words: its message, else what it expects
       const own = messageOf(issue.filter.annotations) ??
         (typeof issue.filter.annotations?.expected === "string"
           ? `Expected ${issue.filter.annotations.expected}`
           : undefined)
-      return flatten(issue.issue, path, rule ?? own).map((flat) =>
-        flat.tag === "Type" && own !== undefined ? { ...flat, tag: "Refinement" } : flat
+      return flatten(issue.issue, path, rule ?? own).map((flat): Flat =>
+        flat.tag === "Type" ? { ...flat, tag: "Refinement" } : flat
       )
     }
     case "Encoding":
-      return flatten(issue.issue, path, rule).map((flat) => ({ ...flat, tag: "Transformation" }))
+      return flatten(issue.issue, path, rule)
     case "Pointer":
       return flatten(issue.issue, [...path, ...issue.path], rule)
     case "Composite":
-    case "AnyOf":
-      if (issue.issues.length > 0) return issue.issues.flatMap((inner) => flatten(inner, path, rule))
-      return [{ path, tag: "Type", rule: rule ?? `Expected ${expected(issue.ast)}` }]
+      return issue.issues.flatMap((inner) => flatten(inner, path, rule))
+    case "AnyOf": {
+      if (issue.issues.length === 0) return [{ path, tag: "Type", rule: rule ?? effectRule(issue) }]
+      // A union tries only the members of the input's type: say the others too (a field that may be null).
+      const untried = SchemaAST.isUnion(issue.ast) && rule === undefined
+        ? issue.ast.types.filter(SchemaAST.isNull).map((): Flat => ({ path, tag: "Type", rule: "Expected null" }))
+        : []
+      return [...issue.issues.flatMap((inner) => flatten(inner, path, rule)), ...untried]
+    }
     case "MissingKey":
       return [{ path, tag: "Missing", rule: rule ?? "is missing" }]
     case "UnexpectedKey": {
@@ -186,17 +192,12 @@ const flatten = (issue: SchemaIssue.Issue, path: ReadonlyArray<PropertyKey>, rul
       return [{ path, tag: "Unexpected", rule: rule ?? `is unexpected${known === "" ? "" : `, expected: ${known}`}` }]
     }
     case "Forbidden":
-      return [{ path, tag: "Forbidden", rule: rule ?? "is forbidden" }]
-    case "OneOf":
-      return [{ path, tag: "Type", rule: rule ?? "Expected exactly one member to match" }]
-    case "InvalidType":
-      return [{
-        path,
-        tag: "Type",
-        rule: rule ?? messageOf(issue.ast.annotations) ?? `Expected ${expected(issue.ast)}`
-      }]
+      return [{ path, tag: "Forbidden", rule: rule ?? effectRule(issue) }]
     case "InvalidValue":
-      return [{ path, tag: "Refinement", rule: rule ?? messageOf(issue.annotations) ?? "Expected a valid value" }]
+      return [{ path, tag: "Refinement", rule: rule ?? effectRule(issue) }]
+    case "InvalidType":
+    case "OneOf":
+      return [{ path, tag: "Type", rule: rule ?? effectRule(issue) }]
   }
 }
 
