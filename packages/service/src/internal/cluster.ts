@@ -51,13 +51,15 @@ const startChild = (name: string, args: ReadonlyArray<string>) =>
     // SIGTERM, then SIGKILL after 5 s: no child outlives the cluster
     (child) =>
       Effect.gen(function*() {
-        const exited = child.process.exitCode !== null || child.process.signalCode !== null
-        if (exited) return
+        const exited = () => child.process.exitCode !== null || child.process.signalCode !== null
+        // checked when it starts waiting: an exit between two waits is not missed
         const exit = Effect.callback<void>((resume) => {
+          if (exited()) return resume(Effect.void)
           const onExit = () => resume(Effect.void)
           child.process.once("exit", onExit)
           return Effect.sync(() => void child.process.off("exit", onExit))
         })
+        if (exited()) return
         child.process.kill("SIGTERM")
         const stopped = yield* Effect.timeoutOption(exit, "5 seconds")
         if (Option.isSome(stopped)) return
