@@ -42,7 +42,7 @@ const packages = fs.readdirSync(path.join(repo, "packages")).sort().filter((dir)
 // ---------------------------------------------------------------------------------------------------------------
 
 interface InstallLine {
-  /** The comment line above it in its block (`# PGlite: ...`), or its position. */
+  /** The comment line above it in its block, up to a colon (`# PGlite: in memory...` → `PGlite`), or its position. */
   readonly label: string
   /** What follows `npm install`, split on spaces. */
   readonly args: ReadonlyArray<string>
@@ -61,7 +61,7 @@ const installLines = (readme: string): Array<InstallLine> => {
     for (const raw of block.split("\n")) {
       const line = raw.trim()
       if (line.startsWith("#")) {
-        comment = line.replace(/^#\s*/, "")
+        comment = line.replace(/^#\s*/, "").split(":")[0]!.trim()
         continue
       }
       const install = /^(?:\$\s+)?npm\s+(?:install|i|add)\s+(.+)$/.exec(line)
