@@ -39,7 +39,8 @@ const median = (xs: ReadonlyArray<number>) => {
 
 /** Runs `body` `n` times in one fiber; returns microseconds per call. */
 const timeEffect = async (n: number, body: Effect.Effect<unknown, unknown>): Promise<number> => {
-  const loop = Effect.loop(0, { while: (i) => i < n, step: (i) => i + 1, body: () => body, discard: true })
+  let i = 0
+  const loop = Effect.whileLoop({ while: () => i++ < n, body: () => body, step: () => {} })
   const started = performance.now()
   await Effect.runPromise(loop)
   return ((performance.now() - started) * 1000) / n
@@ -55,7 +56,7 @@ const timePromise = async (n: number, body: () => Promise<unknown>): Promise<num
 const call = (
   dial: (agentId: AgentId) => Effect.Effect<unknown, never, Scope.Scope>,
   current: AgentId,
-  delay: Duration.DurationInput
+  delay: Duration.Input
 ) =>
   Effect.scoped(dialWithLazyValidation({
     agentId: A,
@@ -87,7 +88,7 @@ const memoryFloor = (n: number) =>
   memoryOfCallers(
     n,
     (started) =>
-      Effect.scoped(Effect.zipRight(Effect.acquireRelease(Effect.sync(started), () => Effect.void), Effect.never))
+      Effect.scoped(Effect.andThen(Effect.acquireRelease(Effect.sync(started), () => Effect.void), Effect.never))
   )
 
 const memoryPromise = (n: number) =>

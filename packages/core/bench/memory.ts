@@ -45,9 +45,9 @@ export const heapPerPending = async (
 export const memoryOfCallers = (n: number, pending: (started: () => void) => Effect.Effect<unknown, unknown>) =>
   heapPerPending(n, (started) => {
     const caller = pending(started)
-    const fibers = Effect.runSync(Effect.forEach(Array.from({ length: n }), () => Effect.forkDaemon(caller)))
+    const fibers = Effect.runSync(Effect.forEach(Array.from({ length: n }), () => Effect.forkDetach(caller)))
     return {
-      alive: () => fibers.filter((fiber) => fiber.unsafePoll() === null).length,
+      alive: () => fibers.filter((fiber) => fiber.pollUnsafe() === undefined).length,
       stop: () => Effect.runPromise(Fiber.interruptAll(fibers))
     }
   })

@@ -34,8 +34,10 @@ const bodies: Record<string, Effect.Effect<unknown, unknown>> = {
   "fast-untraced": Effect.withTracerEnabled(Effect.scoped(fast), false)
 }
 const body = bodies[which]!
-const loop = (count: number) =>
-  Effect.runPromise(Effect.loop(0, { while: (i) => i < count, step: (i) => i + 1, body: () => body, discard: true }))
+const loop = (count: number) => {
+  let i = 0
+  return Effect.runPromise(Effect.whileLoop({ while: () => i++ < count, body: () => body, step: () => {} }))
+}
 await loop(n / 4)
 const started = performance.now()
 await loop(n)
