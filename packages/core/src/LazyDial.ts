@@ -48,6 +48,7 @@ import { InvalidOption } from "./Errors.js"
 import type { AgentId, CurrentAgent, WorkspaceId } from "./Ids.js"
 import * as internalAdaptive from "./internal/adaptiveDelay.js"
 import * as internal from "./internal/lazyDial.js"
+import * as internalOutcomes from "./internal/outcomes.js"
 import { boundedDuration, boundedNumber } from "./Options.js"
 
 /**
@@ -59,7 +60,7 @@ import { boundedDuration, boundedNumber } from "./Options.js"
  * @category models
  */
 export const outcomes: readonly ["fast", "confirmed", "lookup_failed_kept", "switched", "retried"] =
-  internal.successOutcomes
+  internalOutcomes.successOutcomes
 
 /**
  * How a successful call ended. Failed calls are labelled `failed` or
@@ -86,7 +87,7 @@ export const DialOutcome: Schema.Literals<typeof outcomes> = Schema.Literals(out
  * @category models
  */
 export const outcomeLabels: readonly [...typeof outcomes, "no_current_agent", "failed", "interrupted"] =
-  internal.outcomes
+  internalOutcomes.outcomes
 
 /**
  * @since 0.1.0
@@ -108,7 +109,7 @@ export const OutcomeLabel: Schema.Literals<typeof outcomeLabels> = Schema.Litera
  * @since 0.1.0
  * @category models
  */
-export const learnedFrom: readonly ["fast", "confirmed"] = internal.learnedFrom
+export const learnedFrom: readonly ["fast", "confirmed"] = internalOutcomes.learnedFrom
 
 /**
  * The values of the `delay_mode` label of the `lazydial_validation_delay_seconds`

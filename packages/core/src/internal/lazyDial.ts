@@ -18,28 +18,14 @@ import * as Scope from "effect/Scope"
 import { NoCurrentAgent } from "../Errors.js"
 import type { AgentId, WorkspaceId } from "../Ids.js"
 import { delayGauges, type Sketch } from "./adaptiveDelay.js"
-
-/** How a successful call ends: the one list every package derives its names from. @internal */
-export const successOutcomes = ["fast", "confirmed", "lookup_failed_kept", "switched", "retried"] as const
-
-/** @internal */
-export type SuccessOutcome = typeof successOutcomes[number]
-
-/** Every label of the outcome counter and span attribute. @internal */
-export const outcomes = [...successOutcomes, "no_current_agent", "failed", "interrupted"] as const
-
-/** @internal */
-export type Outcome = typeof outcomes[number]
-
-/**
- * The outcomes whose connect time feeds a learned delay: the bound agent
- * answered and was not found stale. `confirmed` is in although its dial
- * crossed the delay: without it slow but healthy dials could never raise the
- * delay above itself. See docs/core.md.
- *
- * @internal
- */
-export const learnedFrom = ["fast", "confirmed"] as const satisfies ReadonlyArray<SuccessOutcome>
+import {
+  connectSeconds,
+  learnedFrom,
+  lookupCounter,
+  type Outcome,
+  outcomeCounters,
+  type SuccessOutcome
+} from "./outcomes.js"
 
 /** @internal */
 export interface Result<A, L> {
@@ -63,25 +49,6 @@ export interface Options<A, E1, R1, L, E2, R2> {
   /** A learned delay: used instead of `delay`, and fed the connect times of `learnedFrom`. */
   readonly learned?: Sketch | undefined
 }
-
-// One metric per label, built once: each carries its attributes, so an update
-// allocates nothing, and the caller's own metric attributes still apply.
-const description = "Calls of dialWithLazyValidation, by outcome"
-/** @internal */
-export const outcomeCounters = Object.fromEntries(outcomes.map((outcome) => [
-  outcome,
-  Metric.counter("lazydial_dial_outcomes_total", { description, incremental: true, attributes: { outcome } })
-])) as Record<Outcome, Metric.Counter<number>> // safe: built from the full `outcomes` list
-/** @internal */
-export const lookupCounter = Metric.counter("lazydial_lookups_total", {
-  description: "Latest-agent lookups made by dialWithLazyValidation",
-  incremental: true
-})
-/** @internal */
-export const connectSeconds = Metric.histogram("lazydial_connect_seconds", {
-  description: "Time from the call of dialWithLazyValidation to a connection, in seconds",
-  boundaries: Metric.exponentialBoundaries({ start: 0.0005, factor: 2, count: 18 })
-})
 
 type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 
