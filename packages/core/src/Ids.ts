@@ -1,7 +1,10 @@
 /**
  * Branded identifiers. They are plain UUID strings at run time; the brand keeps
  * an `AgentId` from being passed where a `WorkspaceId` is expected, and the
- * Schema is the only way to make one from outside data.
+ * Schema is the only way to make one from outside data. Any 128-bit hex id in
+ * the 8-4-4-4-12 form is taken (`Schema.isGUID`), as PostgreSQL's `uuid` type
+ * takes it; Effect 4's `isUUID` would also demand RFC 9562's version and
+ * variant bits, and refuse ids that the Effect 3 version stored.
  *
  * @since 0.1.0
  */
@@ -13,7 +16,7 @@ import * as Schema from "effect/Schema"
  * @since 0.1.0
  * @category ids
  */
-export const AgentId = Schema.String.check(Schema.isUUID(undefined, { expected: "an AgentId (a UUID)" })).pipe(
+export const AgentId = Schema.String.check(Schema.isGUID({ expected: "an AgentId (a UUID)" })).pipe(
   Schema.brand("AgentId")
 ).annotate({
   identifier: "AgentId",
@@ -32,7 +35,7 @@ export type AgentId = typeof AgentId.Type
  * @since 0.1.0
  * @category ids
  */
-export const WorkspaceId = Schema.String.check(Schema.isUUID(undefined, { expected: "a WorkspaceId (a UUID)" })).pipe(
+export const WorkspaceId = Schema.String.check(Schema.isGUID({ expected: "a WorkspaceId (a UUID)" })).pipe(
   Schema.brand("WorkspaceId")
 ).annotate({
   identifier: "WorkspaceId",
@@ -51,7 +54,7 @@ export type WorkspaceId = typeof WorkspaceId.Type
  * @since 0.1.0
  * @category ids
  */
-export const BuildId = Schema.String.check(Schema.isUUID(undefined, { expected: "a BuildId (a UUID)" })).pipe(
+export const BuildId = Schema.String.check(Schema.isGUID({ expected: "a BuildId (a UUID)" })).pipe(
   Schema.brand("BuildId")
 ).annotate({
   identifier: "BuildId",
@@ -70,7 +73,7 @@ export type BuildId = typeof BuildId.Type
  * @since 0.1.0
  * @category ids
  */
-export const ChatId = Schema.String.check(Schema.isUUID(undefined, { expected: "a ChatId (a UUID)" })).pipe(
+export const ChatId = Schema.String.check(Schema.isGUID({ expected: "a ChatId (a UUID)" })).pipe(
   Schema.brand("ChatId")
 ).annotate({
   identifier: "ChatId",
