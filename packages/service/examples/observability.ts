@@ -78,14 +78,14 @@ const builds = {
 }
 
 /** Moves the workspace to its new build. */
-class Rebuild extends Context.Tag("example/Rebuild")<Rebuild, { readonly run: Effect.Effect<void> }>() {}
+class Rebuild extends Context.Service<Rebuild, { readonly run: Effect.Effect<void> }>()("example/Rebuild") {}
 
 /**
  * Agents that live in this process. The workspace starts on the old build;
  * `rebuild` moves it to the new one, after which the old agent refuses
  * connections at once (a fast failure: lazydial looks up without waiting).
  */
-const layerAgents = Layer.unwrapEffect(Effect.gen(function*() {
+const layerAgents = Layer.unwrap(Effect.gen(function*() {
   const current = yield* Ref.make(new CurrentAgent({ agentId: agents.old, buildId: builds.old }))
   const dialer = AgentDialer.AgentDialer.of({
     dial: (agentId) =>
