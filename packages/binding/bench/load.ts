@@ -116,10 +116,10 @@ const uuid = () => crypto.randomUUID()
  * more than the turn path itself, and the bench measures the turn path.
  */
 type FleetService = Pick<
-  Context.Tag.Service<TestAgents>,
+  TestAgents["Service"],
   "setCurrent" | "script" | "reset" | "unreleased" | "releasedTwice"
 >
-const Fleet = Context.GenericTag<FleetService>("bench/Fleet")
+const Fleet = Context.Service<FleetService>("bench/Fleet")
 const kit = process.env["LAZYDIAL_LOAD_KIT"] ?? "bench"
 
 const layerCoreKit = Layer.effect(Fleet, TestAgents).pipe(Layer.provideMerge(layerTest))
@@ -205,9 +205,9 @@ const run = (store: string) =>
     const currents = new Map<WorkspaceId, Option.Option<CurrentAgent>>()
     const scripts = new Map<AgentId, DialScript>()
     const setCurrent = (w: WorkspaceId, current: Option.Option<CurrentAgent>) =>
-      Effect.zipRight(Effect.sync(() => currents.set(w, current)), agents.setCurrent(w, current))
+      Effect.andThen(Effect.sync(() => currents.set(w, current)), agents.setCurrent(w, current))
     const script = (agentId: AgentId, dial: DialScript) =>
-      Effect.zipRight(Effect.sync(() => scripts.set(agentId, dial)), agents.script(agentId, dial))
+      Effect.andThen(Effect.sync(() => scripts.set(agentId, dial)), agents.script(agentId, dial))
     const rescript = Effect.gen(function*() {
       yield* agents.reset
       for (const [w, current] of currents) yield* agents.setCurrent(w, current)
@@ -265,7 +265,7 @@ const run = (store: string) =>
             if (connectMs > dialTimeoutMillis + 100) {
               const ending = Exit.isSuccess(exit)
                 ? exit.value
-                : Option.match(Cause.failureOption(exit.cause), {
+                : Option.match(Cause.findErrorOption(exit.cause), {
                   onNone: () => "defect",
                   onSome: (e) => e._tag
                 })
@@ -275,7 +275,7 @@ const run = (store: string) =>
             if (Exit.isSuccess(exit)) {
               return count(exit.value)
             }
-            const failure = Cause.failureOption(exit.cause)
+            const failure = Cause.findErrorOption(exit.cause)
             const tag = Option.isSome(failure) ? failure.value._tag : "defect"
             if (!typedErrors.has(tag)) {
               problems.push(`untyped ending: ${Cause.pretty(exit.cause)}`)
@@ -372,7 +372,7 @@ const main = Effect.gen(function*() {
   }
   console.log(`load-json: ${JSON.stringify(reports)}`)
   if (reports.some((report) => report.problems.length > 0)) {
-    return yield* Effect.dieMessage("some turns broke the load contract (see PROBLEMS above)")
+    return yield* Effect.die(new Error("some turns broke the load contract (see PROBLEMS above)"))
   }
 })
 

@@ -36,7 +36,7 @@ const hungAgents = Layer.mergeAll(
   ),
   Layer.succeed(
     AgentLookup.AgentLookup,
-    AgentLookup.AgentLookup.of({ current: (w) => Effect.sync(() => Option.fromNullable(byWorkspace.get(w))) })
+    AgentLookup.AgentLookup.of({ current: (w) => Effect.sync(() => Option.fromNullishOr(byWorkspace.get(w))) })
   )
 )
 
@@ -50,9 +50,9 @@ const heapPerCaller = async (pending: Effect.Effect<unknown, unknown>, countsDia
   dialsStarted = 0
   gc()
   const before = process.memoryUsage().heapUsed
-  const fibers = Effect.runSync(Effect.forEach(Array.from({ length: n }), () => Effect.forkDaemon(pending)))
+  const fibers = Effect.runSync(Effect.forEach(Array.from({ length: n }), () => Effect.forkDetach(pending)))
   for (let i = 0; i < 1000 && countsDials && dialsStarted < n; i++) await settle()
-  const alive = fibers.filter((fiber) => fiber.unsafePoll() === null).length
+  const alive = fibers.filter((fiber) => fiber.pollUnsafe() === undefined).length
   if (alive !== n || (countsDials && dialsStarted !== n)) {
     throw new Error(`turn memory bench: ${dialsStarted} of ${n} dials started, ${alive} of ${n} callers alive`)
   }
@@ -82,7 +82,7 @@ const main = Effect.gen(function*() {
     lazyDial.dial({ agentId: workspaces[0]!.current.agentId, workspaceId: workspaces[0]!.workspaceId })
   )
   const floor = Effect.scoped(
-    Effect.zipRight(Effect.acquireRelease(Effect.void, () => Effect.void), Effect.never)
+    Effect.andThen(Effect.acquireRelease(Effect.void, () => Effect.void), Effect.never)
   )
   const results = { turn: [] as Array<number>, dial: [] as Array<number>, floor: [] as Array<number> }
   for (let round = 0; round < rounds; round++) {

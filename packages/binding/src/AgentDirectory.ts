@@ -10,7 +10,7 @@
  *   batch being collected, or the query in flight, for its workspace;
  * - lookups that arrive within the batch window (5 ms by default) are one SQL
  *   query, whatever their workspaces, made by an Effect
- *   `RequestResolver.makeBatched` with request caching off;
+ *   `RequestResolver.make` (which caches no answer);
  * - nothing is cached: once a query has answered, the next lookup makes a new
  *   query, since a stale answer defeats validation.
  *
@@ -28,7 +28,6 @@
  *
  * @since 0.1.0
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
 import {
   AgentLookup,
   type AgentLookupError,
@@ -38,15 +37,14 @@ import {
   type WorkspaceId
 } from "@lazydial/core"
 import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
-import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import type * as SqlClient from "effect/sql/SqlClient"
 import type { Migrated } from "./Database.js"
 import type { BindingStoreError } from "./Errors.js"
 import * as internal from "./internal/directory.js"
@@ -56,22 +54,19 @@ import { DurationInputFromString } from "./internal/durationInput.js"
  * @since 0.1.0
  * @category tags
  */
-export class AgentDirectory extends Context.Tag("@lazydial/binding/AgentDirectory")<
-  AgentDirectory,
-  {
-    /** The agent of the latest build and that build, from one query; None when the workspace is stopped. */
-    readonly current: (workspaceId: WorkspaceId) => Effect.Effect<Option.Option<CurrentAgent>, AgentLookupError>
-    /** A new build with its agent becomes the latest. Answers its build number. */
-    readonly recordBuild: (workspaceId: WorkspaceId, build: CurrentAgent) => Effect.Effect<number, BindingStoreError>
-    /** A new build with no agent becomes the latest: the workspace is stopped. Answers its build number. */
-    readonly stopWorkspace: (
-      workspaceId: WorkspaceId,
-      options?: { readonly buildId?: BuildId | undefined }
-    ) => Effect.Effect<number, BindingStoreError>
-    /** How long a batch collects lookups before its query runs, as decoded and range-checked. */
-    readonly batchWindow: Duration.Duration
-  }
->() {}
+export class AgentDirectory extends Context.Service<AgentDirectory, {
+  /** The agent of the latest build and that build, from one query; None when the workspace is stopped. */
+  readonly current: (workspaceId: WorkspaceId) => Effect.Effect<Option.Option<CurrentAgent>, AgentLookupError>
+  /** A new build with its agent becomes the latest. Answers its build number. */
+  readonly recordBuild: (workspaceId: WorkspaceId, build: CurrentAgent) => Effect.Effect<number, BindingStoreError>
+  /** A new build with no agent becomes the latest: the workspace is stopped. Answers its build number. */
+  readonly stopWorkspace: (
+    workspaceId: WorkspaceId,
+    options?: { readonly buildId?: BuildId | undefined }
+  ) => Effect.Effect<number, BindingStoreError>
+  /** How long a batch collects lookups before its query runs, as decoded and range-checked. */
+  readonly batchWindow: Duration.Duration
+}>()("@lazydial/binding/AgentDirectory") {}
 
 /**
  * @since 0.1.0
@@ -82,7 +77,7 @@ export interface Options {
    * How long a batch collects lookups before its query runs (default 5 ms).
    * 0: the batch closes after the lookups of the current scheduler tick.
    */
-  readonly batchWindow?: Duration.DurationInput | undefined
+  readonly batchWindow?: Duration.Input | undefined
 }
 
 /**
@@ -106,7 +101,7 @@ export const maxBatchWindow: Duration.Duration = internal.maxBatchWindow
 export const makeSql: (
   options?: Options
 ) => Effect.Effect<
-  Context.Tag.Service<AgentDirectory>,
+  AgentDirectory["Service"],
   InvalidOption,
   SqlClient.SqlClient | Migrated | Scope.Scope
 > = internal.makeSql
@@ -121,7 +116,7 @@ export const makeSql: (
 export const layerSql = (
   options?: Options
 ): Layer.Layer<AgentDirectory | AgentLookup.AgentLookup, InvalidOption, SqlClient.SqlClient | Migrated> =>
-  Layer.scopedContext(
+  Layer.effectContext(
     Effect.map(makeSql(options), (directory) =>
       Context.make(AgentDirectory, directory).pipe(
         Context.add(AgentLookup.AgentLookup, AgentLookup.AgentLookup.of({ current: directory.current }))
@@ -137,11 +132,11 @@ export const layerSql = (
  */
 export const layerSqlConfig: Layer.Layer<
   AgentDirectory | AgentLookup.AgentLookup,
-  InvalidOption | ConfigError.ConfigError,
+  InvalidOption | Config.ConfigError,
   SqlClient.SqlClient | Migrated
-> = Layer.unwrapEffect(
+> = Layer.unwrap(
   Effect.map(
-    Schema.Config("LAZYDIAL_LOOKUP_BATCH_WINDOW", DurationInputFromString).pipe(Config.option),
+    Config.schema(DurationInputFromString, "LAZYDIAL_LOOKUP_BATCH_WINDOW").pipe(Config.option),
     // the range is checked by `makeSql`, so that it fails as an option does
     (window) => layerSql({ batchWindow: Option.getOrUndefined(window) })
   )
@@ -153,7 +148,7 @@ export const layerSqlConfig: Layer.Layer<
  * @since 0.1.0
  * @category metrics
  */
-export const queriesTotal: Metric.Metric.Counter<number> = internal.queriesTotal
+export const queriesTotal: Metric.Counter<number> = internal.queriesTotal
 
 /**
  * Lookups answered, shared or not.
@@ -161,4 +156,4 @@ export const queriesTotal: Metric.Metric.Counter<number> = internal.queriesTotal
  * @since 0.1.0
  * @category metrics
  */
-export const lookupsTotal: Metric.Metric.Counter<number> = internal.lookupsTotal
+export const lookupsTotal: Metric.Counter<number> = internal.lookupsTotal

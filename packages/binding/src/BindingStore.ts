@@ -37,16 +37,15 @@
  *
  * @since 0.1.0
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
 import type { AgentId, ChatId, CurrentAgent, InvalidOption, WorkspaceId } from "@lazydial/core"
 import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
+import type * as SqlClient from "effect/sql/SqlClient"
 import type { ChatBinding } from "./ChatBinding.js"
 import type { Migrated } from "./Database.js"
 import type { BindingStoreError, ChatAlreadyExists, ChatNotFound } from "./Errors.js"
@@ -79,32 +78,29 @@ export type RecordResult =
  * @since 0.1.0
  * @category tags
  */
-export class BindingStore extends Context.Tag("@lazydial/binding/BindingStore")<
-  BindingStore,
-  {
-    /** A new chat. A fresh id is generated unless `chatId` is given. */
-    readonly createChat: (options?: {
-      readonly chatId?: ChatId | undefined
-      readonly workspaceId?: WorkspaceId | undefined
-    }) => Effect.Effect<ChatBinding, ChatAlreadyExists | BindingStoreError>
-    /** A child chat: it starts with the parent's workspace, build and agent, then evolves on its own. */
-    readonly createChild: (
-      parentChatId: ChatId,
-      options?: { readonly chatId?: ChatId | undefined }
-    ) => Effect.Effect<ChatBinding, ChatNotFound | ChatAlreadyExists | BindingStoreError>
-    readonly get: (chatId: ChatId) => Effect.Effect<ChatBinding, ChatNotFound | BindingStoreError>
-    /** A workspace change: sets the workspace (None: no workspace) and clears build and agent. */
-    readonly setWorkspace: (
-      chatId: ChatId,
-      workspaceId: Option.Option<WorkspaceId>
-    ) => Effect.Effect<ChatBinding, ChatNotFound | BindingStoreError>
-    /** The conditional write of a lazy bind or a repair. */
-    readonly recordAgent: (
-      chatId: ChatId,
-      write: { readonly expected: Expected; readonly current: CurrentAgent }
-    ) => Effect.Effect<RecordResult, ChatNotFound | BindingStoreError>
-  }
->() {}
+export class BindingStore extends Context.Service<BindingStore, {
+  /** A new chat. A fresh id is generated unless `chatId` is given. */
+  readonly createChat: (options?: {
+    readonly chatId?: ChatId | undefined
+    readonly workspaceId?: WorkspaceId | undefined
+  }) => Effect.Effect<ChatBinding, ChatAlreadyExists | BindingStoreError>
+  /** A child chat: it starts with the parent's workspace, build and agent, then evolves on its own. */
+  readonly createChild: (
+    parentChatId: ChatId,
+    options?: { readonly chatId?: ChatId | undefined }
+  ) => Effect.Effect<ChatBinding, ChatNotFound | ChatAlreadyExists | BindingStoreError>
+  readonly get: (chatId: ChatId) => Effect.Effect<ChatBinding, ChatNotFound | BindingStoreError>
+  /** A workspace change: sets the workspace (None: no workspace) and clears build and agent. */
+  readonly setWorkspace: (
+    chatId: ChatId,
+    workspaceId: Option.Option<WorkspaceId>
+  ) => Effect.Effect<ChatBinding, ChatNotFound | BindingStoreError>
+  /** The conditional write of a lazy bind or a repair. */
+  readonly recordAgent: (
+    chatId: ChatId,
+    write: { readonly expected: Expected; readonly current: CurrentAgent }
+  ) => Effect.Effect<RecordResult, ChatNotFound | BindingStoreError>
+}>()("@lazydial/binding/BindingStore") {}
 
 /**
  * An in-memory store, for tests and examples. Each operation is atomic.
@@ -112,7 +108,7 @@ export class BindingStore extends Context.Tag("@lazydial/binding/BindingStore")<
  * @since 0.1.0
  * @category constructors
  */
-export const makeMemory: Effect.Effect<Context.Tag.Service<BindingStore>> = internal.makeMemory
+export const makeMemory: Effect.Effect<BindingStore["Service"]> = internal.makeMemory
 
 /**
  * The options of the SQL store.
@@ -148,7 +144,7 @@ export const maxReadSlots: number = internal.maxReadSlots
 export const makeSql: (
   options?: SqlOptions
 ) => Effect.Effect<
-  Context.Tag.Service<BindingStore>,
+  BindingStore["Service"],
   InvalidOption,
   SqlClient.SqlClient | Migrated | Scope.Scope
 > = internal.makeSql
@@ -166,7 +162,7 @@ export const layerMemory: Layer.Layer<BindingStore> = Layer.effect(BindingStore,
  * @since 0.1.0
  * @category layers
  */
-export const layerSql: Layer.Layer<BindingStore, never, SqlClient.SqlClient | Migrated> = Layer.scoped(
+export const layerSql: Layer.Layer<BindingStore, never, SqlClient.SqlClient | Migrated> = Layer.effect(
   BindingStore,
   // no option is given, so none can be refused
   Effect.orDie(makeSql())
@@ -181,7 +177,7 @@ export const layerSql: Layer.Layer<BindingStore, never, SqlClient.SqlClient | Mi
 export const layerSqlWith = (
   options: SqlOptions
 ): Layer.Layer<BindingStore, InvalidOption, SqlClient.SqlClient | Migrated> =>
-  Layer.scoped(BindingStore, makeSql(options))
+  Layer.effect(BindingStore, makeSql(options))
 
 /**
  * `layerSql`, with `readSlots` from `LAZYDIAL_STORE_READ_SLOTS` when it is
@@ -193,11 +189,11 @@ export const layerSqlWith = (
  */
 export const layerSqlConfig: Layer.Layer<
   BindingStore,
-  InvalidOption | ConfigError.ConfigError,
+  InvalidOption | Config.ConfigError,
   SqlClient.SqlClient | Migrated
-> = Layer.unwrapEffect(
+> = Layer.unwrap(
   Effect.flatMap(
-    Config.option(Config.string(internal.readSlotsVariable)),
+    Config.option(Config.String(internal.readSlotsVariable)),
     Option.match({
       onNone: () => Effect.succeed(layerSql),
       onSome: (text) =>
@@ -215,4 +211,4 @@ export const layerSqlConfig: Layer.Layer<
  * @since 0.1.0
  * @category metrics
  */
-export const readQueriesTotal: Metric.Metric.Counter<number> = internal.readQueriesTotal
+export const readQueriesTotal: Metric.Counter<number> = internal.readQueriesTotal

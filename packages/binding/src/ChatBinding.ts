@@ -36,9 +36,9 @@ export class ChatBinding extends Schema.Class<ChatBinding>("@lazydial/binding/Ch
   buildId: Schema.OptionFromNullOr(BuildId),
   agentId: Schema.OptionFromNullOr(AgentId),
   /** Grows by one on every write of the row. */
-  version: Schema.Int.pipe(Schema.positive()),
-  /** When the row was last written. */
-  updatedAt: Schema.DateTimeUtc
+  version: Schema.Int.check(Schema.isGreaterThan(0)),
+  /** When the row was last written; an ISO string in JSON. */
+  updatedAt: Schema.DateTimeUtcFromString
 }) {}
 
 /**

@@ -76,7 +76,6 @@ import {
 } from "@lazydial/core"
 import { Options } from "@lazydial/core"
 import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -107,7 +106,7 @@ export const turnPaths: typeof internalDecisions.turnPaths = internalDecisions.t
  * @since 0.1.0
  * @category models
  */
-export const TurnPath: Schema.Literal<[...typeof turnPaths]> = Schema.Literal(...turnPaths)
+export const TurnPath: Schema.Literals<typeof turnPaths> = Schema.Literals(turnPaths)
 
 /**
  * @since 0.1.0
@@ -128,7 +127,7 @@ export const decisions: typeof internalDecisions.decisions = internalDecisions.d
  * @since 0.1.0
  * @category models
  */
-export const Decision: Schema.Literal<[...typeof decisions]> = Schema.Literal(...decisions)
+export const Decision: Schema.Literals<typeof decisions> = Schema.Literals(decisions)
 
 /**
  * @since 0.1.0
@@ -148,7 +147,7 @@ export const writeResults: typeof internalDecisions.writeResults = internalDecis
  * @since 0.1.0
  * @category models
  */
-export const WriteResult: Schema.Literal<[...typeof writeResults]> = Schema.Literal(...writeResults)
+export const WriteResult: Schema.Literals<typeof writeResults> = Schema.Literals(writeResults)
 
 /**
  * @since 0.1.0
@@ -195,13 +194,10 @@ export type ConnectError =
  * @since 0.1.0
  * @category tags
  */
-export class ChatConnector extends Context.Tag("@lazydial/binding/ChatConnector")<
-  ChatConnector,
-  {
-    readonly dialTimeout: Duration.Duration
-    readonly connect: (chatId: ChatId) => Effect.Effect<ChatConnection, ConnectError, Scope.Scope>
-  }
->() {}
+export class ChatConnector extends Context.Service<ChatConnector, {
+  readonly dialTimeout: Duration.Duration
+  readonly connect: (chatId: ChatId) => Effect.Effect<ChatConnection, ConnectError, Scope.Scope>
+}>()("@lazydial/binding/ChatConnector") {}
 
 /**
  * The default dial timeout.
@@ -280,13 +276,13 @@ const checkTimeout = (input: unknown): Effect.Effect<Duration.Duration, InvalidO
  * @category constructors
  */
 export const make = (options?: {
-  readonly dialTimeout?: Duration.DurationInput | undefined
+  readonly dialTimeout?: Duration.Input | undefined
   /** Connects in progress at once; more wait, within their dial timeout, or are shed under overload. Default 256. */
   readonly maxInFlight?: number | undefined
   /** Workspaces the view of rebuild notices keeps (LRU). Default 10,000; used only with `RebuildNotices`. */
   readonly viewSize?: number | undefined
 }): Effect.Effect<
-  Context.Tag.Service<ChatConnector>,
+  ChatConnector["Service"],
   InvalidOption,
   BindingStore | LazyDial.LazyDial | AgentLookup.AgentLookup | Scope.Scope
 > =>
@@ -310,11 +306,11 @@ export const make = (options?: {
  * @category layers
  */
 export const layer = (options?: {
-  readonly dialTimeout?: Duration.DurationInput | undefined
+  readonly dialTimeout?: Duration.Input | undefined
   readonly maxInFlight?: number | undefined
   readonly viewSize?: number | undefined
 }): Layer.Layer<ChatConnector, InvalidOption, BindingStore | LazyDial.LazyDial | AgentLookup.AgentLookup> =>
-  Layer.scoped(ChatConnector, make(options))
+  Layer.effect(ChatConnector, make(options))
 
 /**
  * The dial timeout comes from `LAZYDIAL_DIAL_TIMEOUT` (for example
@@ -328,15 +324,15 @@ export const layer = (options?: {
  */
 export const layerConfig: Layer.Layer<
   ChatConnector,
-  InvalidOption | ConfigError.ConfigError,
+  InvalidOption | Config.ConfigError,
   BindingStore | LazyDial.LazyDial | AgentLookup.AgentLookup
-> = Layer.scoped(
+> = Layer.effect(
   ChatConnector,
   Effect.flatMap(
     Config.all({
-      timeout: Schema.Config("LAZYDIAL_DIAL_TIMEOUT", DurationInputFromString).pipe(Config.option),
-      maxInFlight: Config.integer("LAZYDIAL_MAX_IN_FLIGHT").pipe(Config.option),
-      viewSize: Config.integer("LAZYDIAL_NOTICE_VIEW_SIZE").pipe(Config.option)
+      timeout: Config.schema(DurationInputFromString, "LAZYDIAL_DIAL_TIMEOUT").pipe(Config.option),
+      maxInFlight: Config.Int("LAZYDIAL_MAX_IN_FLIGHT").pipe(Config.option),
+      viewSize: Config.Int("LAZYDIAL_NOTICE_VIEW_SIZE").pipe(Config.option)
     }),
     // `make` range-checks them, so that they fail as the options do
     ({ maxInFlight, timeout, viewSize }) =>
@@ -355,7 +351,7 @@ export const layerConfig: Layer.Layer<
  * @since 0.1.0
  * @category metrics
  */
-export const decisionsTotal: Metric.Metric.Counter<number> = internalDecisions.decisionsTotal
+export const decisionsTotal: Metric.Counter<number> = internalDecisions.decisionsTotal
 
 /**
  * Latest-agent lookups made by lazy binds. Lookups made while validating a
@@ -364,7 +360,7 @@ export const decisionsTotal: Metric.Metric.Counter<number> = internalDecisions.d
  * @since 0.1.0
  * @category metrics
  */
-export const lookupsTotal: Metric.Metric.Counter<number> = internalDecisions.lookupsTotal
+export const lookupsTotal: Metric.Counter<number> = internalDecisions.lookupsTotal
 
 /**
  * Connects that joined a dial already under way in the same turn.
@@ -372,4 +368,4 @@ export const lookupsTotal: Metric.Metric.Counter<number> = internalDecisions.loo
  * @since 0.1.0
  * @category metrics
  */
-export const sharedTotal: Metric.Metric.Counter<number> = internalDecisions.sharedTotal
+export const sharedTotal: Metric.Counter<number> = internalDecisions.sharedTotal

@@ -2,7 +2,7 @@
  * What every database a binding store runs on shares: the `Migrated` and
  * `Listener` tags, the migrations, the settings and URL checks. The drivers
  * are Layers in modules of their own, so that each user installs only the
- * driver it uses: this module (and the package's root) imports neither `pg`,
+ * driver it uses: this module (and the package's root) imports neither
  * `@effect/sql-pg` nor PGlite. Every driver Layer speaks the PostgreSQL
  * dialect, so the same SQL runs on each, and brings the schema up to date when
  * it starts (see `Migrated`).
@@ -11,8 +11,8 @@
  * |---|---|---|---|---|
  * | `layerPglite()` | `@lazydial/binding/PgliteDatabase` | PGlite (Postgres in WASM), in memory | `@electric-sql/pglite` | tests, examples, a single process |
  * | `layerPglite({ dataDir })` | `@lazydial/binding/PgliteDatabase` | PGlite, in a directory | `@electric-sql/pglite` | a single process that keeps its data |
- * | `layerPg(url, options)` | `@lazydial/binding/PgDatabase` | PostgreSQL, through `@effect/sql-pg` | `pg`, `@effect/sql-pg` | production, several replicas |
- * | `layerPgConfig(url)` | `@lazydial/binding/PgDatabase` | `layerPg`, with its settings from the environment | `pg`, `@effect/sql-pg` | a CLI's `--database-url` |
+ * | `layerPg(url, options)` | `@lazydial/binding/PgDatabase` | PostgreSQL, through `@effect/sql-pg` | `@effect/sql-pg` | production, several replicas |
+ * | `layerPgConfig(url)` | `@lazydial/binding/PgDatabase` | `layerPg`, with its settings from the environment | `@effect/sql-pg` | a CLI's `--database-url` |
  * | `layerConfig` | `@lazydial/binding/DatabaseConfig` | PostgreSQL when `LAZYDIAL_DATABASE_URL` is set, else PGlite | both | the service |
  * | `layerMigrated` | this module | your own `SqlClient` | | anything else |
  *
@@ -38,8 +38,6 @@
  *
  * @since 0.1.0
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
 import type { InvalidOption } from "@lazydial/core"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
@@ -48,12 +46,13 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
-import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import type * as SqlClient from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
 import type * as Stream from "effect/Stream"
 import type { BindingStoreError, DatabaseConnectError, DatabaseSchemaTooNew } from "./Errors.js"
 import * as internal from "./internal/database.js"
-import { DurationInputFromString } from "./internal/durationInput.js"
+import { DurationInputFromString, NumberFromText } from "./internal/durationInput.js"
 import * as migrations from "./internal/migrations.js"
 
 /**
@@ -103,15 +102,12 @@ export type StartError = InvalidOption | DatabaseConnectError | DatabaseSchemaTo
  * @since 0.1.0
  * @category tags
  */
-export class Migrated extends Context.Tag("@lazydial/binding/Database/Migrated")<
-  Migrated,
-  {
-    /** The latest migration, in the database and in this code alike. */
-    readonly version: number
-    /** The migrations this process applied: none when another process (or an earlier run) had. */
-    readonly applied: ReadonlyArray<number>
-  }
->() {}
+export class Migrated extends Context.Service<Migrated, {
+  /** The latest migration, in the database and in this code alike. */
+  readonly version: number
+  /** The migrations this process applied: none when another process (or an earlier run) had. */
+  readonly applied: ReadonlyArray<number>
+}>()("@lazydial/binding/Database/Migrated") {}
 
 /**
  * The database's LISTEN side, on a session of its own. `listen(channel)`
@@ -125,12 +121,9 @@ export class Migrated extends Context.Tag("@lazydial/binding/Database/Migrated")
  * @since 0.1.0
  * @category tags
  */
-export class Listener extends Context.Tag("@lazydial/binding/Database/Listener")<
-  Listener,
-  {
-    readonly listen: (channel: string) => Effect.Effect<Stream.Stream<string, SqlError>, SqlError, Scope.Scope>
-  }
->() {}
+export class Listener extends Context.Service<Listener, {
+  readonly listen: (channel: string) => Effect.Effect<Stream.Stream<string, SqlError>, SqlError, Scope.Scope>
+}>()("@lazydial/binding/Database/Listener") {}
 
 /**
  * How many statements this process's database runs at once: 1 on PGlite (one
@@ -141,10 +134,9 @@ export class Listener extends Context.Tag("@lazydial/binding/Database/Listener")
  * @since 0.1.0
  * @category tags
  */
-export class Sessions extends Context.Tag("@lazydial/binding/Database/Sessions")<
-  Sessions,
-  { readonly size: number }
->() {}
+export class Sessions extends Context.Service<Sessions, { readonly size: number }>()(
+  "@lazydial/binding/Database/Sessions"
+) {}
 
 /**
  * Runs the migrations on the `SqlClient` it is given, once per database even
@@ -185,10 +177,10 @@ export const decodeUrl = (
  */
 export const settingsConfig: Config.Config<{
   readonly poolSize: Option.Option<number>
-  readonly connectTimeout: Option.Option<Duration.DurationInput>
-  readonly statementTimeout: Option.Option<Duration.DurationInput>
+  readonly connectTimeout: Option.Option<Duration.Input>
+  readonly statementTimeout: Option.Option<Duration.Input>
 }> = Config.all({
-  poolSize: Schema.Config(settingNames.poolSize, Schema.NumberFromString).pipe(Config.option),
-  connectTimeout: Schema.Config(settingNames.connectTimeout, DurationInputFromString).pipe(Config.option),
-  statementTimeout: Schema.Config(settingNames.statementTimeout, DurationInputFromString).pipe(Config.option)
+  poolSize: Config.schema(NumberFromText, settingNames.poolSize).pipe(Config.option),
+  connectTimeout: Config.schema(DurationInputFromString, settingNames.connectTimeout).pipe(Config.option),
+  statementTimeout: Config.schema(DurationInputFromString, settingNames.statementTimeout).pipe(Config.option)
 })

@@ -1,17 +1,16 @@
 /**
  * `layerConfig`: PostgreSQL or PGlite, chosen by the environment. It can pick
- * either driver, so it needs BOTH installed (`pg`, `@types/pg`,
- * `@effect/sql-pg` and `@electric-sql/pglite`); a program that knows its
+ * either driver, so it needs BOTH installed (`@effect/sql-pg` and
+ * `@electric-sql/pglite`); a program that knows its
  * database imports `PgDatabase` or `PgliteDatabase` instead and installs one.
  *
  * @since 0.1.0
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import type * as SqlClient from "effect/sql/SqlClient"
 import type * as Database from "./Database.js"
 import * as PgDatabase from "./PgDatabase.js"
 import * as PgliteDatabase from "./PgliteDatabase.js"
@@ -27,16 +26,16 @@ import * as PgliteDatabase from "./PgliteDatabase.js"
  */
 export const layerConfig: Layer.Layer<
   SqlClient.SqlClient | Database.Listener | Database.Migrated | Database.Sessions,
-  Database.StartError | ConfigError.ConfigError
-> = Layer.unwrapEffect(
+  Database.StartError | Config.ConfigError
+> = Layer.unwrap(
   Effect.map(
     Config.all({
-      url: Config.option(Config.redacted("LAZYDIAL_DATABASE_URL")),
-      dataDir: Config.option(Config.string("LAZYDIAL_DATA_DIR"))
+      url: Config.option(Config.Redacted("LAZYDIAL_DATABASE_URL")),
+      dataDir: Config.option(Config.String("LAZYDIAL_DATA_DIR"))
     }),
     ({ dataDir, url }): Layer.Layer<
       SqlClient.SqlClient | Database.Listener | Database.Migrated | Database.Sessions,
-      Database.StartError | ConfigError.ConfigError
+      Database.StartError | Config.ConfigError
     > =>
       Option.isSome(url)
         ? PgDatabase.layerPgConfig(url.value, { urlOption: "LAZYDIAL_DATABASE_URL" })

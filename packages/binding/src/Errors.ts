@@ -6,6 +6,7 @@
  * @since 0.1.0
  */
 import { ChatId } from "@lazydial/core"
+import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 
 /**
@@ -43,15 +44,15 @@ export class ChatAlreadyExists extends Schema.TaggedError<ChatAlreadyExists>()("
  * (the service answers it with HTTP 503 `database_unavailable`). `operation`
  * names what failed (`BindingStore.createChild`, `AgentDirectory.recordBuild`,
  * `migration`); `cause` keeps the driver's error (an `SqlError`, a
- * `ParseError`).
+ * `SchemaError`).
  *
  * @since 0.1.0
  * @category errors
  */
 export class BindingStoreError extends Schema.TaggedError<BindingStoreError>()("BindingStoreError", {
   operation: Schema.String,
-  detail: Schema.optionalWith(Schema.String, { default: () => "" }),
-  cause: Schema.optional(Schema.Defect)
+  detail: Schema.String.pipe(Schema.withDecodingDefaultTypeKey(Effect.succeed(""))),
+  cause: Schema.optional(Schema.Defect())
 }) {
   override get message(): string {
     const detail = this.detail === "" ? "" : `: ${this.detail}`
@@ -117,9 +118,9 @@ export class DatabaseConnectError extends Schema.TaggedError<DatabaseConnectErro
   port: Schema.Number,
   database: Schema.String,
   user: Schema.String,
-  reason: Schema.Literal("authentication", "refused", "unknown_host", "unknown_database", "timeout", "other"),
+  reason: Schema.Literals(["authentication", "refused", "unknown_host", "unknown_database", "timeout", "other"]),
   detail: Schema.String,
-  cause: Schema.optional(Schema.Defect)
+  cause: Schema.optional(Schema.Defect())
 }) {
   override get message(): string {
     const where = `PostgreSQL at ${this.host}:${this.port}, database "${this.database}", user "${this.user}"`

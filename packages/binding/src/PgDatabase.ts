@@ -1,20 +1,21 @@
 /**
  * A PostgreSQL server as the binding store's database, through
- * `@effect/sql-pg`: the Layers of `Database`'s table that need `pg`. Install
- * `pg`, `@types/pg` and `@effect/sql-pg` next to this package to use them (they
- * are optional peers, so a PGlite user does not download them). The settings,
- * their environment variables and the errors at start are in `Database`.
+ * `@effect/sql-pg` (which speaks PostgreSQL's wire protocol itself): the
+ * Layers of `Database`'s table that need it. Install `@effect/sql-pg` next to
+ * this package to use them (an optional peer, so a PGlite user does not
+ * download it). The settings, their environment variables and the errors at
+ * start are in `Database`.
  *
  * @since 0.1.0
  */
 import type * as PgClient from "@effect/sql-pg/PgClient"
-import type * as SqlClient from "@effect/sql/SqlClient"
-import type * as ConfigError from "effect/ConfigError"
+import type * as Config from "effect/Config"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
+import type * as SqlClient from "effect/sql/SqlClient"
 import * as Database from "./Database.js"
 import * as internal from "./internal/database.js"
 import * as internalPg from "./internal/pg.js"
@@ -27,10 +28,10 @@ import * as internalPg from "./internal/pg.js"
  * @since 0.1.0
  * @category models
  */
-export interface PgOptions extends Omit<PgClient.PgClientConfig, "url" | "maxConnections" | "connectTimeout"> {
+export interface PgOptions extends Omit<PgClient.PgPoolConfig, "url" | "maxConnections" | "connectTimeout"> {
   readonly poolSize?: number | undefined
-  readonly connectTimeout?: Duration.DurationInput | undefined
-  readonly statementTimeout?: Duration.DurationInput | undefined
+  readonly connectTimeout?: Duration.Input | undefined
+  readonly statementTimeout?: Duration.Input | undefined
 }
 
 const makePg = (
@@ -41,7 +42,7 @@ const makePg = (
   SqlClient.SqlClient | PgClient.PgClient | Database.Listener | Database.Migrated | Database.Sessions,
   Database.StartError
 > =>
-  Layer.unwrapEffect(Effect.gen(function*() {
+  Layer.unwrap(Effect.gen(function*() {
     const { target, url: redacted } = yield* internal.decodeUrl(names.url, url)
     const { connectTimeout, poolSize, statementTimeout, ...rest } = options ?? {}
     const settings = yield* internal.checkSettings({ connectTimeout, poolSize, statementTimeout }, names)
@@ -58,15 +59,14 @@ const makePg = (
       Layer.succeed(Database.Listener, { listen: internalPg.listen(config) }),
       Layer.succeed(Database.Sessions, { size: settings.poolSize })
     )
-    return Layer.provideMerge(Database.layerMigrated, pg)
+    // fresh: Effect 4 shares a built Layer across every build that overlaps it,
+    // and the migrations of this database must not be another database's
+    return Layer.provideMerge(Layer.fresh(Database.layerMigrated), pg)
   }))
 
 /**
  * A PostgreSQL server, through a pool of `@effect/sql-pg`. Also provides
- * `PgClient`. The pool hands a freed client to its next waiter on the next
- * tick: `pg-pool` does it synchronously, and thousands of waiters interrupted
- * while the pool was full (turns past their timeout) then overflowed the
- * stack in one release and crashed the process.
+ * `PgClient`.
  *
  * Starts by connecting (within the connect timeout) and migrating; see
  * `Database`'s table of errors.
@@ -101,9 +101,9 @@ export const layerPgConfig = (
   options?: { readonly urlOption?: string | undefined; readonly applicationName?: string | undefined }
 ): Layer.Layer<
   SqlClient.SqlClient | PgClient.PgClient | Database.Listener | Database.Migrated | Database.Sessions,
-  Database.StartError | ConfigError.ConfigError
+  Database.StartError | Config.ConfigError
 > =>
-  Layer.unwrapEffect(Effect.map(Database.settingsConfig, (settings) =>
+  Layer.unwrap(Effect.map(Database.settingsConfig, (settings) =>
     makePg(url, {
       poolSize: Option.getOrUndefined(settings.poolSize),
       connectTimeout: Option.getOrUndefined(settings.connectTimeout),

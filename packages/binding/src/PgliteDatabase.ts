@@ -2,16 +2,16 @@
  * PGlite (PostgreSQL compiled to WASM) as the binding store's database: the
  * Layer of `Database`'s table that needs `@electric-sql/pglite`. Install
  * `@electric-sql/pglite` next to this package to use it (an optional peer, so
- * a PostgreSQL user does not download its 27 MB). It needs neither `pg` nor
+ * a PostgreSQL user does not download its 27 MB). It does not need
  * `@effect/sql-pg`.
  *
  * @since 0.1.0
  */
-import * as Reactivity from "@effect/experimental/Reactivity"
-import * as SqlClient from "@effect/sql/SqlClient"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Reactivity from "effect/reactivity/Reactivity"
+import * as SqlClient from "effect/sql/SqlClient"
 import * as Database from "./Database.js"
 import type { BindingStoreError, DatabaseSchemaTooNew } from "./Errors.js"
 import * as internalPglite from "./internal/pglite.js"
@@ -33,8 +33,10 @@ export const layerPglite = (options?: {
   BindingStoreError | DatabaseSchemaTooNew
 > =>
   Layer.provideMerge(
-    Database.layerMigrated,
-    Layer.scopedContext(
+    // fresh: Effect 4 shares a built Layer across every build that overlaps it,
+    // and the migrations of this database must not be another database's
+    Layer.fresh(Database.layerMigrated),
+    Layer.effectContext(
       Effect.map(
         internalPglite.make(options),
         ({ listen, sql }) =>

@@ -30,8 +30,8 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Metric from "effect/Metric"
 import type * as Option from "effect/Option"
-import type * as ParseResult from "effect/ParseResult"
-import type * as Queue from "effect/Queue"
+import type * as PubSub from "effect/PubSub"
+import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { Listener } from "./Database.js"
 import * as noticeMetrics from "./internal/noticeMetrics.js"
@@ -62,13 +62,13 @@ export const Notice: typeof internal.Notice = internal.Notice
 export type Notice = internal.Notice
 
 /**
- * Decodes a NOTIFY payload; a malformed one is a `ParseError`, which
+ * Decodes a NOTIFY payload; a malformed one is a `SchemaError`, which
  * `layerSql` logs and ignores.
  *
  * @since 0.1.0
  * @category decoding
  */
-export const decodePayload: (payload: unknown) => Effect.Effect<Notice, ParseResult.ParseError> = internal.decodePayload
+export const decodePayload: (payload: unknown) => Effect.Effect<Notice, Schema.SchemaError> = internal.decodePayload
 
 /**
  * A notice from its parts.
@@ -112,16 +112,17 @@ export interface Heard {
  * @since 0.1.0
  * @category tags
  */
-export class RebuildNotices extends Context.Tag("@lazydial/binding/RebuildNotices")<
-  RebuildNotices,
-  {
-    /** A queue of every notice published from now on, until the Scope closes. It keeps the latest `subscriberCapacity`. */
-    readonly subscribe: Effect.Effect<Queue.Dequeue<Heard>, never, Scope.Scope>
-    readonly status: Effect.Effect<Status>
-    /** What a lookup answered, passed to subscribers like a notice (a no-op with `layerNone`). */
-    readonly observe: (notice: Notice) => Effect.Effect<void>
-  }
->() {}
+export class RebuildNotices extends Context.Service<RebuildNotices, {
+  /**
+   * A subscription to every notice published from now on, until the Scope
+   * closes (read it with `PubSub.take`). It keeps the latest
+   * `subscriberCapacity`.
+   */
+  readonly subscribe: Effect.Effect<PubSub.Subscription<Heard>, never, Scope.Scope>
+  readonly status: Effect.Effect<Status>
+  /** What a lookup answered, passed to subscribers like a notice (a no-op with `layerNone`). */
+  readonly observe: (notice: Notice) => Effect.Effect<void>
+}>()("@lazydial/binding/RebuildNotices") {}
 
 /**
  * How many notices a subscriber may lag behind before the oldest are
@@ -147,7 +148,7 @@ export const reconnectDelay: Duration.Duration = internal.reconnectDelay
  * @since 0.1.0
  * @category layers
  */
-export const layerSql: Layer.Layer<RebuildNotices, never, Listener> = Layer.scoped(
+export const layerSql: Layer.Layer<RebuildNotices, never, Listener> = Layer.effect(
   RebuildNotices,
   Effect.flatMap(Listener, internal.makeSql)
 )
@@ -168,13 +169,10 @@ export const layerNone: Layer.Layer<RebuildNotices> = Layer.effect(RebuildNotice
  * @since 0.1.0
  * @category tags
  */
-export class MemoryNotices extends Context.Tag("@lazydial/binding/RebuildNotices/MemoryNotices")<
-  MemoryNotices,
-  {
-    readonly publish: (notice: Notice) => Effect.Effect<void>
-    readonly setListening: (listening: boolean) => Effect.Effect<void>
-  }
->() {}
+export class MemoryNotices extends Context.Service<MemoryNotices, {
+  readonly publish: (notice: Notice) => Effect.Effect<void>
+  readonly setListening: (listening: boolean) => Effect.Effect<void>
+}>()("@lazydial/binding/RebuildNotices/MemoryNotices") {}
 
 /**
  * In-memory notices for tests, listening from the start.
@@ -197,7 +195,7 @@ export const layerMemory: Layer.Layer<RebuildNotices | MemoryNotices> = Layer.ef
  * @since 0.1.0
  * @category metrics
  */
-export const listeningGauge: Metric.Metric.Gauge<number> = noticeMetrics.listening
+export const listeningGauge: Metric.Gauge<number> = noticeMetrics.listening
 
 /**
  * LISTEN sessions started; each one after the first is a reconnect.
@@ -205,7 +203,7 @@ export const listeningGauge: Metric.Metric.Gauge<number> = noticeMetrics.listeni
  * @since 0.1.0
  * @category metrics
  */
-export const sessionsTotal: Metric.Metric.Counter<number> = noticeMetrics.sessions
+export const sessionsTotal: Metric.Counter<number> = noticeMetrics.sessions
 
 /**
  * Notices received from the database and decoded.
@@ -213,7 +211,7 @@ export const sessionsTotal: Metric.Metric.Counter<number> = noticeMetrics.sessio
  * @since 0.1.0
  * @category metrics
  */
-export const receivedTotal: Metric.Metric.Counter<number> = noticeMetrics.received
+export const receivedTotal: Metric.Counter<number> = noticeMetrics.received
 
 /**
  * Payloads on the channel that did not decode, and were ignored.
@@ -221,4 +219,4 @@ export const receivedTotal: Metric.Metric.Counter<number> = noticeMetrics.receiv
  * @since 0.1.0
  * @category metrics
  */
-export const malformedTotal: Metric.Metric.Counter<number> = noticeMetrics.malformed
+export const malformedTotal: Metric.Counter<number> = noticeMetrics.malformed

@@ -1,4 +1,3 @@
-import type * as SqlClient from "@effect/sql/SqlClient"
 import { assert, layer } from "@effect/vitest"
 import type { Database } from "@lazydial/binding"
 import { AgentDirectory } from "@lazydial/binding"
@@ -12,7 +11,8 @@ import type * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
-import * as TestClock from "effect/TestClock"
+import type * as SqlClient from "effect/sql/SqlClient"
+import * as TestClock from "effect/testing/TestClock"
 import { build, drive, onPostgres, workspaceId } from "./fixtures.js"
 
 const queries = Metric.value(AgentDirectory.queriesTotal).pipe(Effect.map((state) => state.count))
@@ -83,16 +83,16 @@ const directoryContract = <E>(name: string, database: Layer.Layer<SqlClient.SqlC
           assertEqual(result, fleet.map(({ latest }) => Option.some(latest)))
         }))
 
-      it.scoped("the default 5 ms window batches lookups that arrive within it into 1 query", () =>
+      it.effect("the default 5 ms window batches lookups that arrive within it into 1 query", () =>
         Effect.gen(function*() {
           const directory = yield* AgentDirectory.makeSql()
           const fleet = Array.from({ length: 10 }, () => ({ w: workspaceId(), latest: build() }))
           yield* Effect.forEach(fleet, ({ latest, w }) => directory.recordBuild(w, latest))
           const before = yield* queries
-          const fibers: Array<Fiber.RuntimeFiber<Option.Option<CurrentAgent>, AgentLookupError>> = []
+          const fibers: Array<Fiber.Fiber<Option.Option<CurrentAgent>, AgentLookupError>> = []
           for (const { w } of fleet) {
-            fibers.push(yield* Effect.fork(directory.current(w)))
-            fibers.push(yield* Effect.fork(directory.current(w)))
+            fibers.push(yield* Effect.forkChild(directory.current(w)))
+            fibers.push(yield* Effect.forkChild(directory.current(w)))
             yield* TestClock.adjust("400 micros")
           }
           yield* TestClock.adjust("1 millis")
@@ -101,10 +101,10 @@ const directoryContract = <E>(name: string, database: Layer.Layer<SqlClient.SqlC
           assertEqual(answers.filter((_, i) => i % 2 === 0), fleet.map(({ latest }) => Option.some(latest)))
         }))
 
-      it.scoped("a batch window out of range fails the directory with InvalidOption", () =>
+      it.effect("a batch window out of range fails the directory with InvalidOption", () =>
         Effect.gen(function*() {
           for (const bad of ["-1 millis", "2 seconds", "soon"]) {
-            const error = yield* Effect.flip(AgentDirectory.makeSql({ batchWindow: bad as Duration.DurationInput }))
+            const error = yield* Effect.flip(AgentDirectory.makeSql({ batchWindow: bad as Duration.Input }))
             assert.strictEqual(error._tag, "InvalidOption")
             assert.include(error.message, "batchWindow")
           }

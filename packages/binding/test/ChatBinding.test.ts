@@ -1,15 +1,14 @@
-import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it, layer } from "@effect/vitest"
 import { BindingStore, ChatBinding } from "@lazydial/binding"
 import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
 import { assertEqual } from "@lazydial/core/testing"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
+import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
+import * as SqlClient from "effect/sql/SqlClient"
 import { agentId, build, buildId, chatId, workspaceId } from "./fixtures.js"
 
 const bound = () =>
@@ -20,10 +19,10 @@ const bound = () =>
     buildId: Option.some(buildId()),
     agentId: Option.some(agentId()),
     version: 3,
-    updatedAt: DateTime.unsafeMake("2026-11-23T12:00:00.000Z")
+    updatedAt: DateTime.makeUnsafe("2026-11-23T12:00:00.000Z")
   })
 
-const decodeJson = Schema.decodeUnknownEither(Schema.parseJson(ChatBinding.ChatBinding))
+const decodeJson = Schema.decodeUnknownResult(Schema.fromJsonString(ChatBinding.ChatBinding))
 
 describe("ChatBinding", () => {
   it("round-trips through JSON, with unset fields as null", () => {
@@ -39,20 +38,24 @@ describe("ChatBinding", () => {
     assert.strictEqual(parsed.agentId, null)
     assert.strictEqual(parsed.buildId, null)
     assert.strictEqual(parsed.updatedAt, "2026-11-23T12:00:00.000Z")
-    assertEqual(Either.getOrThrow(decodeJson(json)), binding)
+    assertEqual(Result.getOrThrow(decodeJson(json)), binding)
     const full = bound()
     assertEqual(
-      Either.getOrThrow(decodeJson(JSON.stringify(Schema.encodeSync(ChatBinding.ChatBinding)(full)))),
+      Result.getOrThrow(decodeJson(JSON.stringify(Schema.encodeSync(ChatBinding.ChatBinding)(full)))),
       full
     )
   })
 
   it("rejects a malformed id with an error that names the field and the expected id", () => {
     const json = Schema.encodeSync(ChatBinding.ChatBinding)(bound())
-    const result = Schema.decodeUnknownEither(ChatBinding.ChatBinding)({ ...json, agentId: "not-a-uuid" })
-    assert.isTrue(Either.isLeft(result))
-    if (Either.isLeft(result)) {
-      const message = ParseResult.TreeFormatter.formatErrorSync(result.left)
+    // Effect 4 shows the rejected value only when asked: an input may hold a secret
+    const result = Schema.decodeUnknownResult(ChatBinding.ChatBinding, { reportInput: true })({
+      ...json,
+      agentId: "not-a-uuid"
+    })
+    assert.isTrue(Result.isFailure(result))
+    if (Result.isFailure(result)) {
+      const message = result.failure.message
       assert.include(message, "[\"agentId\"]")
       assert.include(message, "AgentId")
       assert.include(message, "not-a-uuid")
@@ -61,10 +64,10 @@ describe("ChatBinding", () => {
 
   it("tells an absent field from an unset one: a payload without a field is rejected", () => {
     const { workspaceId: _, ...withoutWorkspace } = Schema.encodeSync(ChatBinding.ChatBinding)(bound())
-    const result = Schema.decodeUnknownEither(ChatBinding.ChatBinding)(withoutWorkspace)
-    assert.isTrue(Either.isLeft(result))
-    if (Either.isLeft(result)) {
-      assert.include(ParseResult.TreeFormatter.formatErrorSync(result.left), "[\"workspaceId\"]")
+    const result = Schema.decodeUnknownResult(ChatBinding.ChatBinding)(withoutWorkspace)
+    assert.isTrue(Result.isFailure(result))
+    if (Result.isFailure(result)) {
+      assert.include(result.failure.message, "[\"workspaceId\"]")
     }
   })
 })
@@ -91,10 +94,10 @@ VALUES (${id}, NULL, ${workspaceId()}, ${buildId()}, ${"agent-7"}, 1, now())`
         const sql = yield* SqlClient.SqlClient
         const store = yield* BindingStore.BindingStore
         const chat = yield* store.createChat({ workspaceId: workspaceId() })
-        const result = yield* Effect.either(
+        const result = yield* Effect.result(
           sql`UPDATE lazydial_chat_bindings SET agent_id = ${build().agentId} WHERE chat_id = ${chat.chatId}`
         )
-        assert.isTrue(Either.isLeft(result))
+        assert.isTrue(Result.isFailure(result))
         assertEqual(yield* store.get(chat.chatId), chat)
       }))
 

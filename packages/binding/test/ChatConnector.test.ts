@@ -8,7 +8,6 @@ import { BindingStore, ChatConnector } from "@lazydial/binding"
 import { type CurrentAgent, LazyDial, type WorkspaceId } from "@lazydial/core"
 import { assertEqual, layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
-import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -17,13 +16,13 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
-import * as TestClock from "effect/TestClock"
-import { boundChat, build, chatId, workspaceId } from "./fixtures.js"
+import * as TestClock from "effect/testing/TestClock"
+import { boundChat, build, chatId, withEnv, workspaceId } from "./fixtures.js"
 
 /** The connector on core's test kit and a store (memory unless given), with its services exposed. */
 const connectorLayer = <E = never>(options: {
   readonly connector?: Parameters<typeof ChatConnector.layer>[0]
-  readonly delay?: Duration.DurationInput
+  readonly delay?: Duration.Input
   readonly store?: Layer.Layer<BindingStore.BindingStore, E>
 } = {}) =>
   ChatConnector.layer(options.connector).pipe(
@@ -60,7 +59,7 @@ const lookupCount = Effect.map(TestAgents, (agents) => agents.lookups).pipe(
   Effect.map((lookups) => lookups.length)
 )
 
-const counter = (metric: Metric.Metric.Counter<number>) => Effect.map(Metric.value(metric), (state) => state.count)
+const counter = (metric: Metric.Counter<number>) => Effect.map(Metric.value(metric), (state) => state.count)
 
 /** One turn: its own Scope, closed when the turn ends. */
 const turn = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.scoped(effect)
@@ -72,7 +71,7 @@ describe("ChatConnector", () => {
       const agents = yield* TestAgents
       const { current, workspaceId: w } = yield* runningWorkspace
       const chatId = yield* boundChat(w, current)
-      const hotBefore = yield* counter(Metric.tagged(ChatConnector.decisionsTotal, "decision", "hot"))
+      const hotBefore = yield* counter(Metric.withAttributes(ChatConnector.decisionsTotal, { decision: "hot" }))
       for (let i = 0; i < 10; i++) {
         const connection = yield* turn(connector.connect(chatId))
         assert.strictEqual(connection.path, "hot")
@@ -85,7 +84,7 @@ describe("ChatConnector", () => {
       assert.strictEqual((yield* agents.ledger).length, 10)
       assert.strictEqual((yield* agents.unreleased).length, 0)
       assert.strictEqual(
-        (yield* counter(Metric.tagged(ChatConnector.decisionsTotal, "decision", "hot"))) - hotBefore,
+        (yield* counter(Metric.withAttributes(ChatConnector.decisionsTotal, { decision: "hot" }))) - hotBefore,
         10
       )
     }).pipe(Effect.provide(TestLive)))
@@ -139,7 +138,7 @@ describe("ChatConnector", () => {
       const { current, workspaceId: w } = yield* runningWorkspace
       const chatId = yield* boundChat(w, current)
       const next = yield* rebuild(w, current, "hang")
-      const fiber = yield* Effect.fork(turn(connector.connect(chatId)))
+      const fiber = yield* Effect.forkChild(turn(connector.connect(chatId)))
       yield* TestClock.adjust("4999 millis")
       assert.strictEqual(yield* lookupCount, 0)
       yield* TestClock.adjust("1 millis")
@@ -155,13 +154,13 @@ describe("ChatConnector", () => {
       const connector = yield* ChatConnector.ChatConnector
       const store = yield* BindingStore.BindingStore
       const agents = yield* TestAgents
-      const lost = Metric.tagged(ChatConnector.decisionsTotal, "decision", "repair_lost")
+      const lost = Metric.withAttributes(ChatConnector.decisionsTotal, { decision: "repair_lost" })
       const lostBefore = yield* counter(lost)
       const { current, workspaceId: w } = yield* runningWorkspace
       const chatId = yield* boundChat(w, current)
       const next = yield* rebuild(w, current)
       yield* agents.scriptLookup(w, { result: "current", latency: "1 second" })
-      const fiber = yield* Effect.fork(turn(connector.connect(chatId)))
+      const fiber = yield* Effect.forkChild(turn(connector.connect(chatId)))
       yield* TestClock.adjust("500 millis")
       // Another replica repairs first, from the same expectation.
       const newer = build()
@@ -188,7 +187,7 @@ describe("ChatConnector", () => {
       const second = yield* runningWorkspace
       const chat = yield* store.createChat({ workspaceId: first.workspaceId })
       yield* agents.scriptLookup(first.workspaceId, { result: "current", latency: "1 second" })
-      const fiber = yield* Effect.fork(turn(connector.connect(chat.chatId)))
+      const fiber = yield* Effect.forkChild(turn(connector.connect(chat.chatId)))
       yield* TestClock.adjust("500 millis")
       yield* store.setWorkspace(chat.chatId, Option.some(second.workspaceId))
       yield* TestClock.adjust("500 millis")
@@ -270,9 +269,9 @@ describe("ChatConnector", () => {
       const chatId = yield* boundChat(w, current)
       // The agent is still the current one, so validation confirms it and the dial waits.
       yield* agents.script(current.agentId, { result: "hang" })
-      const fiber = yield* Effect.fork(turn(connector.connect(chatId)))
+      const fiber = yield* Effect.forkChild(turn(connector.connect(chatId)))
       yield* TestClock.adjust("29999 millis")
-      assert.isNull(fiber.unsafePoll())
+      assert.isUndefined(fiber.pollUnsafe())
       yield* TestClock.adjust("1 millis")
       const error = yield* Effect.flip(Fiber.join(fiber))
       assert.strictEqual(error._tag, "DialTimeout")
@@ -298,12 +297,13 @@ describe("ChatConnector", () => {
       const { current, workspaceId: w } = yield* runningWorkspace
       const chatId = yield* boundChat(w, current)
       slow.reads = true
-      const fiber = yield* Effect.fork(turn(connector.connect(chatId)))
+      const fiber = yield* Effect.forkChild(turn(connector.connect(chatId)))
       yield* TestClock.adjust("30 seconds")
-      const ended = fiber.unsafePoll()
-      assert.isNotNull(ended)
+      const ended = fiber.pollUnsafe()
+      assert.isDefined(ended)
       assert.isTrue(
-        Exit.isFailure(ended!) && Cause.failureOption(ended.cause).pipe(Option.exists((e) => e._tag === "DialTimeout"))
+        Exit.isFailure(ended!) &&
+          Cause.findErrorOption(ended.cause).pipe(Option.exists((e) => e._tag === "DialTimeout"))
       )
       // the read is still being interrupted in the background, and then ends
       yield* TestClock.adjust("5 seconds")
@@ -321,15 +321,15 @@ describe("ChatConnector", () => {
       // The busy turn holds the only permit until its own timeout, at 10 s.
       yield* agents.script(first.current.agentId, { result: "hang" })
       yield* agents.script(second.current.agentId, { latency: "5 seconds", result: "connect" })
-      const busyTurn = yield* Effect.fork(turn(connector.connect(busy)))
+      const busyTurn = yield* Effect.forkChild(turn(connector.connect(busy)))
       yield* TestClock.adjust("1 second")
-      const waitingTurn = yield* Effect.fork(turn(connector.connect(waiting)))
+      const waitingTurn = yield* Effect.forkChild(turn(connector.connect(waiting)))
       yield* TestClock.adjust("9 seconds")
       assert.strictEqual((yield* Effect.flip(Fiber.join(busyTurn)))._tag, "DialTimeout")
       // The waiting turn got the permit at 10 s, 9 s into its budget: it fails
       // at 11 s, not at 20 s, and not with a connection at 15 s.
       yield* TestClock.adjust("999 millis")
-      assert.isNull(waitingTurn.unsafePoll())
+      assert.isUndefined(waitingTurn.pollUnsafe())
       yield* TestClock.adjust("1 millis")
       assert.strictEqual((yield* Effect.flip(Fiber.join(waitingTurn)))._tag, "DialTimeout")
       assertEqual((yield* agents.dials).map((call) => [call.id, call.at]), [
@@ -359,11 +359,12 @@ describe("ChatConnector", () => {
       const { current, workspaceId: w } = yield* runningWorkspace
       const chatId = yield* boundChat(w, current)
       yield* agents.script(current.agentId, { result: "hang" })
-      const fiber = yield* Effect.fork(turn(connector.connect(chatId)))
+      const fiber = yield* Effect.forkChild(turn(connector.connect(chatId)))
       yield* TestClock.adjust("10 seconds")
-      const exit = yield* Fiber.interrupt(fiber)
-      assert.isTrue(Exit.isInterrupted(exit))
-      assert.isTrue(Exit.isFailure(exit) && Option.isNone(Cause.failureOption(exit.cause)))
+      yield* Fiber.interrupt(fiber)
+      const exit = yield* Fiber.await(fiber)
+      assert.isTrue(Exit.hasInterrupts(exit))
+      assert.isTrue(Exit.isFailure(exit) && Option.isNone(Cause.findErrorOption(exit.cause)))
       yield* TestClock.adjust("1 minute")
       assert.strictEqual((yield* agents.dials).length, 1)
       assert.strictEqual((yield* agents.unreleased).length, 0)
@@ -377,15 +378,15 @@ describe("ChatConnector", () => {
       yield* agents.script(current.agentId, { result: "connect", latency: "1 second" })
       const chatId = yield* boundChat(w, current)
       const scope = yield* Scope.make()
-      const fiber = yield* Effect.fork(
+      const fiber = yield* Effect.forkChild(
         Effect.forEach(Array.from({ length: 5 }), () => connector.connect(chatId), { concurrency: "unbounded" }).pipe(
-          Scope.extend(scope)
+          Scope.provide(scope)
         )
       )
       yield* TestClock.adjust("1 second")
       const connections = yield* Fiber.join(fiber)
       assert.strictEqual(new Set(connections.map((c) => c.connection.connectionId)).size, 1)
-      const later = yield* Scope.extend(connector.connect(chatId), scope)
+      const later = yield* Scope.provide(connector.connect(chatId), scope)
       assert.strictEqual(later.connection.connectionId, connections[0]!.connection.connectionId)
       assert.strictEqual((yield* agents.dials).length, 1)
       assert.strictEqual((yield* agents.unreleased).length, 1)
@@ -393,7 +394,7 @@ describe("ChatConnector", () => {
       assert.strictEqual((yield* agents.unreleased).length, 0)
       assert.strictEqual((yield* agents.releasedTwice).length, 0)
 
-      const nextTurn = yield* Effect.fork(turn(connector.connect(chatId)))
+      const nextTurn = yield* Effect.forkChild(turn(connector.connect(chatId)))
       yield* TestClock.adjust("1 second")
       const next = yield* Fiber.join(nextTurn)
       assert.notStrictEqual(next.connection.connectionId, connections[0]!.connection.connectionId)
@@ -424,7 +425,7 @@ describe("ChatConnector", () => {
             Layer.provide(BindingStore.layerMemory),
             Layer.provide(layerTest)
           )),
-          Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["LAZYDIAL_DIAL_TIMEOUT", value]])))
+          withEnv({ LAZYDIAL_DIAL_TIMEOUT: value })
         )
       assert.strictEqual(Duration.toMillis(yield* connectorWith("2 seconds")), 2000)
       assert.strictEqual(Duration.toMillis(yield* connectorWith("1500")), 1500)

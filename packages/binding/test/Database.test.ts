@@ -4,31 +4,27 @@
  * and, against the real server of scripts/test-postgres.sh, a wrong password
  * and a future schema on PostgreSQL.
  */
-import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, expect, it } from "@effect/vitest"
 import { AgentDirectory, BindingStore, Database } from "@lazydial/binding"
 import * as DatabaseConfig from "@lazydial/binding/DatabaseConfig"
 import * as PgDatabase from "@lazydial/binding/PgDatabase"
 import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
 import { assertEqual } from "@lazydial/core/testing"
-import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as SqlClient from "effect/sql/SqlClient"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
-import { onPostgres, requireForPostgres, workspaceId } from "./fixtures.js"
-
-const withEnv = (entries: Record<string, string>) =>
-  Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(entries))))
+import { onPostgres, requireForPostgres, withEnv, workspaceId } from "./fixtures.js"
 
 /** A port on 127.0.0.1 that nothing listens on: bound, then closed. */
-const closedPort = Effect.async<number>((resume) => {
+const closedPort = Effect.callback<number>((resume) => {
   const server = net.createServer()
   server.listen(0, "127.0.0.1", () => {
     const address = server.address()
@@ -41,7 +37,7 @@ const closedPort = Effect.async<number>((resume) => {
 const startFailure = <A, E>(layer: Layer.Layer<A, E>): Effect.Effect<E> =>
   Effect.scoped(Layer.build(layer)).pipe(
     Effect.flip,
-    Effect.catchAll(() => Effect.dieMessage("the Layer started, but should have failed"))
+    Effect.catch(() => Effect.die(new Error("the Layer started, but should have failed")))
   )
 
 /** A migration id from a newer version of the code. */
@@ -62,7 +58,7 @@ describe("Database", () => {
         )
         const reread = yield* Effect.flatMap(BindingStore.BindingStore, (store) => store.get(created.chatId)).pipe(
           Effect.provide(BindingStore.layerSql.pipe(Layer.provide(DatabaseConfig.layerConfig))),
-          Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["LAZYDIAL_DATA_DIR", dataDir]])))
+          withEnv({ LAZYDIAL_DATA_DIR: dataDir })
         )
         assertEqual(reread, created)
       }).pipe(Effect.scoped),
@@ -80,17 +76,17 @@ describe("Database", () => {
         const increment = sql.withTransaction(
           Effect.gen(function*() {
             const rows = yield* sql<{ readonly n: number }>`SELECT n FROM counter`
-            yield* Effect.yieldNow()
+            yield* Effect.yieldNow
             yield* sql`UPDATE counter SET n = ${rows[0]!.n + 1}`
           })
         )
         yield* Effect.all(Array.from({ length: 20 }, () => increment), { concurrency: "unbounded" })
         const rows = yield* sql<{ readonly n: number }>`SELECT n FROM counter`
         assert.strictEqual(rows[0]!.n, 20)
-        const failed = yield* Effect.either(
-          sql.withTransaction(Effect.zipRight(sql`UPDATE counter SET n = 100`, Effect.fail("rolled back")))
+        const failed = yield* Effect.result(
+          sql.withTransaction(Effect.andThen(sql`UPDATE counter SET n = 100`, Effect.fail("rolled back")))
         )
-        assert.isTrue(failed._tag === "Left")
+        assert.isTrue(failed._tag === "Failure")
         assert.strictEqual((yield* sql<{ readonly n: number }>`SELECT n FROM counter`)[0]!.n, 20)
       }).pipe(Effect.provide(PgliteDatabase.layerPglite())),
     120_000
@@ -170,7 +166,9 @@ describe("Database settings", () => {
 
   it.effect("LAZYDIAL_DATABASE_URL set but empty is refused, not taken as unset (no quiet PGlite, no 127.0.0.1:5432)", () =>
     Effect.gen(function*() {
-      const error = yield* startFailure(DatabaseConfig.layerConfig).pipe(withEnv({ LAZYDIAL_DATABASE_URL: "" }))
+      const error = yield* startFailure(DatabaseConfig.layerConfig).pipe(
+        withEnv({ LAZYDIAL_DATABASE_URL: "" }, { preserveEmptyStrings: true })
+      )
       assert.strictEqual(error._tag, "InvalidOption")
       if (error._tag === "InvalidOption") assert.strictEqual(error.option, "LAZYDIAL_DATABASE_URL")
       const mysql = yield* startFailure(DatabaseConfig.layerConfig).pipe(
@@ -230,8 +228,8 @@ describe("Database settings", () => {
         })
       )
       assertEqual(settings.poolSize, Option.some(25))
-      assertEqual(settings.connectTimeout, Option.some<Duration.DurationInput>(2500))
-      assertEqual(settings.statementTimeout, Option.some<Duration.DurationInput>("10 seconds"))
+      assertEqual(settings.connectTimeout, Option.some<Duration.Input>(2500))
+      assertEqual(settings.statementTimeout, Option.some<Duration.Input>("10 seconds"))
       const unset = yield* Database.settingsConfig.pipe(withEnv({}))
       assertEqual(unset.poolSize, Option.none())
       assertEqual(Database.defaults.poolSize, 10)

@@ -3,7 +3,7 @@ import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 
 const src = path.resolve(import.meta.dirname, "../src")
-const drivers = ["pg", "@effect/sql-pg", "@electric-sql/pglite"]
+const drivers = ["@effect/sql-pg", "@electric-sql/pglite"]
 
 /** The packages that `entry` loads, through its relative imports, type-only imports excluded (erased at build). */
 const packagesLoadedBy = (entry: string): Set<string> => {
@@ -31,12 +31,12 @@ describe("each driver is an optional peer, loaded only by its own module", () =>
     }
   })
 
-  it("PgDatabase loads pg and @effect/sql-pg, not PGlite", () => {
+  it("PgDatabase loads @effect/sql-pg, not PGlite", () => {
     const loaded = packagesLoadedBy("PgDatabase.ts")
-    expect([...loaded].filter((p) => drivers.includes(p)).sort()).toEqual(["@effect/sql-pg", "pg"])
+    expect([...loaded].filter((p) => drivers.includes(p)).sort()).toEqual(["@effect/sql-pg"])
   })
 
-  it("PgliteDatabase loads PGlite, neither pg nor @effect/sql-pg", () => {
+  it("PgliteDatabase loads PGlite, not @effect/sql-pg", () => {
     const loaded = packagesLoadedBy("PgliteDatabase.ts")
     expect([...loaded].filter((p) => drivers.includes(p))).toEqual(["@electric-sql/pglite"])
   })

@@ -5,11 +5,11 @@
  * the queue, and a few thousand of them (turns that timed out while the pool
  * was full) overflowed the stack and crashed the process.
  */
-import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import * as PgDatabase from "@lazydial/binding/PgDatabase"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as SqlClient from "effect/sql/SqlClient"
 import { onPostgres } from "./fixtures.js"
 
 onPostgres("PgDatabase.layerPg: the pool", (databaseUrl) => {
@@ -19,12 +19,12 @@ onPostgres("PgDatabase.layerPg: the pool", (databaseUrl) => {
       () =>
         Effect.gen(function*() {
           const sql = yield* SqlClient.SqlClient
-          const holder = yield* Effect.fork(sql`SELECT pg_sleep(0.5)`)
+          const holder = yield* Effect.forkChild(sql`SELECT pg_sleep(0.5)`)
           // live time on a real server: the holder must own the only client first
           yield* Effect.sleep("100 millis")
           const waiters = yield* Effect.forEach(
             Array.from({ length: 20_000 }),
-            () => Effect.fork(sql`SELECT 1`)
+            () => Effect.forkChild(sql`SELECT 1`)
           )
           yield* Effect.sleep("100 millis")
           yield* Fiber.interruptAll(waiters)

@@ -13,8 +13,6 @@
  *   outage, and succeed again afterwards on the same Layers: no restart of
  *   the process, no reconnect by hand.
  */
-import * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
 import { assert, describe, it } from "@effect/vitest"
 import { BindingStore, ChatConnector } from "@lazydial/binding"
 import * as PgDatabase from "@lazydial/binding/PgDatabase"
@@ -28,6 +26,8 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as SqlClient from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
 import { exec } from "node:child_process"
 import { build, chatId, onPostgres, requireForPostgres, workspaceId } from "./fixtures.js"
 
@@ -66,7 +66,7 @@ WHERE application_name = ${writerApp} AND wait_event_type = 'Lock' AND query LIK
       if (waiting[0] !== undefined) return waiting[0].pid
       yield* Effect.sleep("25 millis")
     }
-    return yield* Effect.dieMessage(`no statement like ${query} ever waited on a lock`)
+    return yield* Effect.die(new Error(`no statement like ${query} ever waited on a lock`))
   })
 
 /**
@@ -84,7 +84,7 @@ const terminatedWhileWaiting = <A, E>(
   Effect.gen(function*() {
     const held = yield* Deferred.make<void>()
     const release = yield* Deferred.make<void>()
-    const holder = yield* Effect.fork(
+    const holder = yield* Effect.forkChild(
       admin.withTransaction(Effect.gen(function*() {
         yield* hold
         yield* Deferred.succeed(held, undefined)
@@ -93,7 +93,7 @@ const terminatedWhileWaiting = <A, E>(
       })).pipe(Effect.ignore)
     )
     yield* Deferred.await(held)
-    const running = yield* Effect.fork(victim)
+    const running = yield* Effect.forkChild(victim)
     const pid = yield* waitingBackend(admin, query)
     yield* admin`SELECT pg_terminate_backend(${pid})`
     const exit = yield* Fiber.await(running)
@@ -108,7 +108,7 @@ const storeErrorOf = (
   operation: string
 ) => {
   assert.isTrue(Exit.isFailure(exit), "the operation succeeded")
-  const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
+  const failure = Exit.isFailure(exit) ? Cause.findErrorOption(exit.cause) : Option.none()
   assert.isTrue(Option.isSome(failure), `not a typed failure: ${Exit.isFailure(exit) ? Cause.pretty(exit.cause) : ""}`)
   const error = Option.getOrThrow(failure)
   assert.strictEqual(error._tag, "BindingStoreError")
@@ -117,7 +117,7 @@ const storeErrorOf = (
 }
 
 const shell = (command: string) =>
-  Effect.async<string, Error>((resume) => {
+  Effect.callback<string, Error>((resume) => {
     exec(command, { timeout: 60_000 }, (error, stdout, stderr) => {
       resume(
         error === null ? Effect.succeed(stdout) : Effect.fail(new Error(`${command}: ${error.message}\n${stderr}`))
@@ -169,7 +169,7 @@ const workloadAround = <E>(chats: ReadonlyArray<ChatId>, fault: Effect.Effect<un
           yield* Effect.sleep("20 millis")
         }
       })
-    const workers = yield* Effect.forEach(chats, (chatId) => Effect.fork(loop(chatId)))
+    const workers = yield* Effect.forEach(chats, (chatId) => Effect.forkChild(loop(chatId)))
     yield* Effect.sleep("300 millis")
     const faultStartedAt = Date.now()
     yield* fault
@@ -183,14 +183,14 @@ const workloadAround = <E>(chats: ReadonlyArray<ChatId>, fault: Effect.Effect<un
   })
 
 const checkWorkload = (
-  result: Effect.Effect.Success<ReturnType<typeof workloadAround>>,
+  result: Effect.Success<ReturnType<typeof workloadAround>>,
   options: { readonly expectFailures: boolean }
 ) => {
   const failures = result.records.filter((r) => Exit.isFailure(r.exit))
   if (options.expectFailures) assert.isAbove(failures.length, 0, "no turn ran into the outage")
   for (const record of failures) {
     if (Exit.isSuccess(record.exit)) continue
-    const failure = Cause.failureOption(record.exit.cause)
+    const failure = Cause.findErrorOption(record.exit.cause)
     assert.isTrue(Option.isSome(failure), `a turn died: ${Cause.pretty(record.exit.cause)}`)
     if (Option.isSome(failure)) {
       assert.strictEqual(failure.value._tag, "BindingStoreError", failure.value.message)
@@ -203,7 +203,7 @@ const checkWorkload = (
   assert.isTrue(result.recovered, "some chats never succeeded again after the fault")
   const messages = new Set(
     failures.flatMap((r) =>
-      Exit.isFailure(r.exit) ? Option.toArray(Option.map(Cause.failureOption(r.exit.cause), (e) => e.message)) : []
+      Exit.isFailure(r.exit) ? Option.toArray(Option.map(Cause.findErrorOption(r.exit.cause), (e) => e.message)) : []
     )
   )
   console.log(`errors seen: ${[...messages].slice(0, 4).join(" | ")}`)
@@ -309,7 +309,7 @@ WHERE chat_id = ${child}`
               const { chats } = yield* boundChats(8)
               const result = yield* workloadAround(
                 chats,
-                Effect.zipRight(shell(stop), Effect.zipRight(Effect.sleep("2 seconds"), shell(start))),
+                Effect.andThen(shell(stop), Effect.andThen(Effect.sleep("2 seconds"), shell(start))),
                 30_000
               )
               const failures = checkWorkload(result, { expectFailures: true })

@@ -4,7 +4,6 @@
  * themselves, from the directory's writes, on PGlite (and PostgreSQL when
  * LAZYDIAL_TEST_DATABASE_URL is set).
  */
-import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it, layer } from "@effect/vitest"
 import type { Database } from "@lazydial/binding"
 import { AgentDirectory, BindingStore, ChatConnector, RebuildNotices } from "@lazydial/binding"
@@ -12,21 +11,23 @@ import * as PgDatabase from "@lazydial/binding/PgDatabase"
 import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
 import { AgentLookup, type CurrentAgent, LazyDial, NoCurrentAgent, type WorkspaceId } from "@lazydial/core"
 import { assertEqual, layerTest, TestAgents } from "@lazydial/core/testing"
+import * as Arbitrary from "effect/Arbitrary"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as FastCheck from "effect/FastCheck"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
+import * as PubSub from "effect/PubSub"
 import * as Ref from "effect/Ref"
+import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import * as TestClock from "effect/TestClock"
+import * as SqlClient from "effect/sql/SqlClient"
+import * as TestClock from "effect/testing/TestClock"
 import * as internalConnector from "../src/internal/connector.js"
 import * as internalView from "../src/internal/view.js"
-import { boundChat, build, drive, onPostgres, until, workspaceId } from "./fixtures.js"
+import { boundChat, build, drive, failureOf, onPostgres, poll, until, workspaceId } from "./fixtures.js"
 
 const connectorLayer = (options: Parameters<typeof ChatConnector.layer>[0] = {}) =>
   ChatConnector.layer(options).pipe(
@@ -41,10 +42,10 @@ const dialCount = Effect.flatMap(TestAgents, (agents) => Effect.map(agents.dials
 const directoryQueries = Effect.map(Metric.value(AgentDirectory.queriesTotal), (state) => state.count)
 
 const counter = (decision: ChatConnector.Decision) =>
-  Effect.map(Metric.value(Metric.tagged(ChatConnector.decisionsTotal, "decision", decision)), (state) => state.count)
+  Effect.map(Metric.value(Metric.withAttributes(ChatConnector.decisionsTotal, { decision })), (state) => state.count)
 
 const notice = (w: WorkspaceId, order: number, current: CurrentAgent | undefined, buildId = current?.buildId) =>
-  RebuildNotices.noticeOf(w, order, buildId ?? build().buildId, Option.fromNullable(current?.agentId))
+  RebuildNotices.noticeOf(w, order, buildId ?? build().buildId, Option.fromNullishOr(current?.agentId))
 
 const publish = (...notices: ReadonlyArray<RebuildNotices.Notice>) =>
   Effect.flatMap(RebuildNotices.MemoryNotices, (memory) => Effect.forEach(notices, memory.publish, { discard: true }))
@@ -67,15 +68,15 @@ const rebuilt = Effect.gen(function*() {
 /** Runs a turn that must finish without the clock moving: no validation delay was waited out. */
 const turnNow = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) =>
   Effect.gen(function*() {
-    const fiber = yield* Effect.fork(Effect.scoped(effect))
-    for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
-    const exit = yield* Fiber.poll(fiber)
+    const fiber = yield* Effect.forkChild(Effect.scoped(effect))
+    for (let i = 0; i < 20; i++) yield* Effect.yieldNow
+    const exit = yield* poll(fiber)
     assert.isTrue(Option.isSome(exit), "the turn waited for the clock")
     return yield* Fiber.join(fiber)
   })
 
 /** Whether each dial was given an early-validation signal. */
-class Signals extends Context.Tag("test/Signals")<Signals, Ref.Ref<ReadonlyArray<boolean>>>() {}
+class Signals extends Context.Service<Signals, Ref.Ref<ReadonlyArray<boolean>>>()("test/Signals") {}
 
 const signals = Effect.flatMap(Signals, Ref.get)
 
@@ -87,7 +88,7 @@ const recordingSignals = Layer.effectContext(
     const recording = LazyDial.LazyDial.of({
       ...lazyDial,
       dial: (binding) =>
-        Effect.zipRight(Ref.update(seen, (s) => [...s, binding.validateNow !== undefined]), lazyDial.dial(binding))
+        Effect.andThen(Ref.update(seen, (s) => [...s, binding.validateNow !== undefined]), lazyDial.dial(binding))
     })
     return Context.make(LazyDial.LazyDial, recording).pipe(Context.add(Signals, seen))
   })
@@ -133,7 +134,7 @@ describe("ChatConnector with a view of rebuild notices", () => {
       yield* publish(notice(w, 1, first), notice(w, 2, undefined))
       for (const chatId of [bound, lazy]) {
         const exit = yield* Effect.exit(turnNow(connector.connect(chatId)))
-        assertEqual(exit, Exit.fail(new NoCurrentAgent({ workspaceId: w })))
+        assertEqual(failureOf(exit), Option.some(new NoCurrentAgent({ workspaceId: w })))
       }
       assert.strictEqual(yield* dialCount, 0)
       assert.strictEqual(yield* lookupCount, 0)
@@ -148,7 +149,7 @@ describe("ChatConnector with a view of rebuild notices", () => {
       yield* publish(notice(w, 2, undefined))
       const chatId = (yield* store.createChat({ workspaceId: w })).chatId
       const early = yield* Effect.exit(turnNow(connector.connect(chatId)))
-      assertEqual(early, Exit.fail(new NoCurrentAgent({ workspaceId: w })))
+      assertEqual(failureOf(early), Option.some(new NoCurrentAgent({ workspaceId: w })))
       assert.strictEqual(yield* lookupCount, 0)
       yield* TestClock.adjust("31 seconds")
       assert.strictEqual((yield* turnNow(connector.connect(chatId))).agentId, second.agentId)
@@ -188,9 +189,12 @@ describe("ChatConnector with a view of rebuild notices", () => {
       const connector = yield* ChatConnector.ChatConnector
       const store = yield* BindingStore.BindingStore
       const agents = yield* TestAgents
-      const samples = FastCheck.sample(
-        FastCheck.array(FastCheck.integer({ min: 1, max: 5 }), { minLength: 1, maxLength: 12 }),
-        { seed: 11, numRuns: 40 }
+      const samples = yield* Arbitrary.sampleEffect(
+        Arbitrary.array(Arbitrary.schema(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 5 }))), {
+          minLength: 1,
+          maxLength: 12
+        }),
+        { seed: 11, count: 40 }
       )
       for (const orders of samples) {
         const w = workspaceId()
@@ -232,7 +236,7 @@ describe("ChatConnector with a view of rebuild notices", () => {
       // listening again: a new session, and the old notices are forgotten; the
       // bound chat waits out the validation delay and switches by lookup
       yield* memory.setListening(true)
-      const fiber = yield* Effect.fork(Effect.scoped(connector.connect(chatId)))
+      const fiber = yield* Effect.forkChild(Effect.scoped(connector.connect(chatId)))
       yield* TestClock.adjust("5 seconds")
       const connection = yield* Fiber.join(fiber)
       assert.strictEqual(connection.path, "switched")
@@ -330,20 +334,20 @@ const withView = Effect.gen(function*() {
 })
 
 /** Lets every fiber that can run, run, without moving the clock; then the fiber's exit, if it has one. */
-const pollAfterYields = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) =>
+const pollAfterYields = <A, E>(fiber: Fiber.Fiber<A, E>) =>
   Effect.gen(function*() {
-    for (let i = 0; i < 50; i++) yield* Effect.yieldNow()
-    return yield* Fiber.poll(fiber)
+    for (let i = 0; i < 50; i++) yield* Effect.yieldNow
+    return yield* poll(fiber)
   })
 
 /** Lets other fibers run, without moving the clock, until `condition` holds (at most 50 yields). */
 const yieldUntil = (condition: Effect.Effect<boolean>) =>
   Effect.gen(function*() {
-    for (let i = 0; i < 50 && !(yield* condition); i++) yield* Effect.yieldNow()
+    for (let i = 0; i < 50 && !(yield* condition); i++) yield* Effect.yieldNow
   })
 
 /** The turn ended 1 ms after the notice, far inside the 5 s validation delay. */
-const endsWithin1ms = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) =>
+const endsWithin1ms = <A, E>(fiber: Fiber.Fiber<A, E>) =>
   Effect.gen(function*() {
     yield* TestClock.adjust("1 millis")
     const exit = yield* pollAfterYields(fiber)
@@ -357,14 +361,14 @@ const pendingTurn = Effect.gen(function*() {
   const { first, second, workspaceId: w } = yield* rebuilt
   yield* publish(notice(w, 1, first))
   const chatId = yield* boundChat(w, first)
-  const fiber = yield* Effect.fork(Effect.scoped(built.connector.connect(chatId)))
+  const fiber = yield* Effect.forkChild(Effect.scoped(built.connector.connect(chatId)))
   assert.isTrue(Option.isNone(yield* pollAfterYields(fiber)), "the dial of the hanging agent is pending")
   assert.strictEqual(yield* built.view.waiters, 1)
   return { ...built, chatId, fiber, first, second, workspaceId: w }
 })
 
 describe("A notice during a pending dial", () => {
-  it.scoped("switched: a notice of a newer build ends the validation delay at once; the lookup switches and the write is conditional", () =>
+  it.effect("switched: a notice of a newer build ends the validation delay at once; the lookup switches and the write is conditional", () =>
     Effect.gen(function*() {
       const store = yield* BindingStore.BindingStore
       const { chatId, fiber, second, view, workspaceId: w } = yield* pendingTurn
@@ -382,17 +386,17 @@ describe("A notice during a pending dial", () => {
       assert.strictEqual(yield* view.waiters, 0)
     }).pipe(Effect.provide(connectorLayer())))
 
-  it.scoped("stopped: a stop notice ends the validation delay at once with NoCurrentAgent", () =>
+  it.effect("stopped: a stop notice ends the validation delay at once with NoCurrentAgent", () =>
     Effect.gen(function*() {
       const agents = yield* TestAgents
       const { fiber, view, workspaceId: w } = yield* pendingTurn
       yield* agents.setCurrent(w, Option.none())
       yield* publish(notice(w, 2, undefined))
-      assertEqual(yield* endsWithin1ms(fiber), Exit.fail(new NoCurrentAgent({ workspaceId: w })))
+      assertEqual(failureOf(yield* endsWithin1ms(fiber)), Option.some(new NoCurrentAgent({ workspaceId: w })))
       assert.strictEqual(yield* view.waiters, 0)
     }).pipe(Effect.provide(connectorLayer())))
 
-  it.scoped("a notice that arrived between the turn's hint and its dial ends the delay at once too", () =>
+  it.effect("a notice that arrived between the turn's hint and its dial ends the delay at once too", () =>
     Effect.gen(function*() {
       const memory = yield* RebuildNotices.MemoryNotices
       const lazyDial = yield* LazyDial.LazyDial
@@ -407,12 +411,12 @@ describe("A notice during a pending dial", () => {
         store: yield* BindingStore.BindingStore,
         lazyDial: LazyDial.LazyDial.of({
           ...lazyDial,
-          dial: (binding) => Effect.zipRight(memory.publish(notice(w, 2, second)), lazyDial.dial(binding))
+          dial: (binding) => Effect.andThen(memory.publish(notice(w, 2, second)), lazyDial.dial(binding))
         }),
         lookup: yield* AgentLookup.AgentLookup,
         view
       })
-      const fiber = yield* Effect.fork(Effect.scoped(connector.connect(chatId)))
+      const fiber = yield* Effect.forkChild(Effect.scoped(connector.connect(chatId)))
       const exit = yield* pollAfterYields(fiber)
       assert.isTrue(Option.isSome(exit), "the turn waited for the validation delay")
       assert.strictEqual(
@@ -422,7 +426,7 @@ describe("A notice during a pending dial", () => {
       assert.strictEqual(yield* view.waiters, 0)
     }).pipe(Effect.provide(connectorLayer())))
 
-  it.scoped("a notice of another workspace does not wake the dial: it waits out the validation delay", () =>
+  it.effect("a notice of another workspace does not wake the dial: it waits out the validation delay", () =>
     Effect.gen(function*() {
       const { fiber, second, view } = yield* pendingTurn
       const other = workspaceId()
@@ -437,7 +441,7 @@ describe("A notice during a pending dial", () => {
       assert.strictEqual(yield* view.waiters, 0)
     }).pipe(Effect.provide(connectorLayer())))
 
-  it.scoped("a listener drop and a new session forget the view but wake nobody; the dial waits out the delay", () =>
+  it.effect("a listener drop and a new session forget the view but wake nobody; the dial waits out the delay", () =>
     Effect.gen(function*() {
       const memory = yield* RebuildNotices.MemoryNotices
       const { fiber, second, view, workspaceId: w } = yield* pendingTurn
@@ -453,7 +457,7 @@ describe("A notice during a pending dial", () => {
       assert.strictEqual(yield* view.waiters, 0)
     }).pipe(Effect.provide(connectorLayer())))
 
-  it.scoped(
+  it.effect(
     "waiters do not leak: after 1,000 settled turns (fast, woken, timed out by the delay, interrupted) none is left",
     () =>
       Effect.gen(function*() {
@@ -466,7 +470,7 @@ describe("A notice during a pending dial", () => {
         yield* agents.script(current.agentId, { result: "connect" })
         yield* publish(notice(w, ++order, current))
         const chatId = yield* boundChat(w, current)
-        const settledWaiters = Effect.zipRight(yieldUntil(Effect.map(view.waiters, (n) => n === 0)), view.waiters)
+        const settledWaiters = Effect.andThen(yieldUntil(Effect.map(view.waiters, (n) => n === 0)), view.waiters)
         for (let i = 0; i < 1_000; i++) {
           // 700 fast, 190 woken by a notice, 100 interrupted, 10 ended by the delay (TestClock.adjust is slow)
           const kind = i % 100 === 99 ? "delay" : i % 10 === 8 ? "interrupted" : i % 10 >= 7 ? "notice" : "fast"
@@ -479,13 +483,13 @@ describe("A notice during a pending dial", () => {
             yield* agents.script(current.agentId, { result: "hang" })
             yield* agents.script(next.agentId, { result: "connect" })
             yield* agents.setCurrent(w, Option.some(next))
-            const fiber = yield* Effect.fork(Effect.scoped(connector.connect(chatId)))
+            const fiber = yield* Effect.forkChild(Effect.scoped(connector.connect(chatId)))
             yield* yieldUntil(Effect.map(view.waiters, (n) => n === 1))
             assert.strictEqual(yield* view.waiters, 1, `turn ${i} is not waiting`)
             if (kind === "notice") {
               yield* publish(notice(w, ++order, next))
-              yield* yieldUntil(Effect.map(Fiber.poll(fiber), Option.isSome))
-              const exit = yield* Fiber.poll(fiber)
+              yield* yieldUntil(Effect.map(poll(fiber), Option.isSome))
+              const exit = yield* poll(fiber)
               assert.isTrue(Option.isSome(exit) && Exit.isSuccess(exit.value), `turn ${i} was not woken`)
               current = next
             } else if (kind === "delay") {
@@ -514,7 +518,7 @@ describe("A notice during a pending dial", () => {
       const connector = yield* ChatConnector.ChatConnector
       const { first, second, workspaceId: w } = yield* rebuilt
       const chatId = yield* boundChat(w, first)
-      const fiber = yield* Effect.fork(Effect.scoped(connector.connect(chatId)))
+      const fiber = yield* Effect.forkChild(Effect.scoped(connector.connect(chatId)))
       yield* TestClock.adjust("4999 millis")
       assert.isTrue(Option.isNone(yield* pollAfterYields(fiber)), "the dial did not wait the delay")
       yield* TestClock.adjust("1 millis")
@@ -571,14 +575,14 @@ const noticesSuite = <E>(
         assert.strictEqual(yield* directory.recordBuild(w, first), 1)
         const stopped = build().buildId
         assert.strictEqual(yield* directory.stopWorkspace(w, { buildId: stopped }), 2)
-        const received = [(yield* Queue.take(queue)).notice, (yield* Queue.take(queue)).notice]
+        const received = [(yield* PubSub.take(queue)).notice, (yield* PubSub.take(queue)).notice]
         assertEqual(received, [notice(w, 1, first), RebuildNotices.noticeOf(w, 2, stopped, Option.none())])
         // the metrics an operator watches: two heard, two malformed, listening
         const after = yield* counted
         assertEqual([after[0]! - before[0]!, after[1]! - before[1]!, after[2]], [2, 2, 1])
         // a lookup answer is passed on too
         yield* directory.current(w)
-        assertEqual((yield* Queue.take(queue)).notice, RebuildNotices.noticeOf(w, 2, stopped, Option.none()))
+        assertEqual((yield* PubSub.take(queue)).notice, RebuildNotices.noticeOf(w, 2, stopped, Option.none()))
       })))
 
     it.effect("a rebuild written to the directory makes the next turn switch by notice, with 0 lookup queries", () =>
@@ -600,17 +604,20 @@ const noticesSuite = <E>(
         yield* directory.recordBuild(w, first)
         yield* agents.script(first.agentId, { result: "connect" })
         const chatId = yield* boundChat(w, first)
-        assert.strictEqual((yield* drive(yield* Effect.fork(Effect.scoped(connector.connect(chatId))))).path, "hot")
+        assert.strictEqual(
+          (yield* drive(yield* Effect.forkChild(Effect.scoped(connector.connect(chatId))))).path,
+          "hot"
+        )
         const queue = yield* notices.subscribe
         const second = build()
         yield* directory.recordBuild(w, second)
         // the notice travels through the database: the connector's view has
         // it once this subscriber has it (one publish reaches both)
-        assertEqual((yield* Queue.take(queue)).notice, notice(w, 2, second))
+        assertEqual((yield* PubSub.take(queue)).notice, notice(w, 2, second))
         yield* agents.script(second.agentId, { result: "connect" })
         yield* agents.script(first.agentId, { result: "hang" })
         const queriesBefore = yield* directoryQueries
-        const fiber = yield* Effect.fork(Effect.scoped(connector.connect(chatId)))
+        const fiber = yield* Effect.forkChild(Effect.scoped(connector.connect(chatId)))
         const connection = yield* drive(fiber)
         assert.strictEqual(connection.path, "switched_by_notice")
         assert.strictEqual(connection.agentId, second.agentId)
@@ -646,7 +653,7 @@ FROM pg_stat_activity WHERE query = ${`LISTEN "${RebuildNotices.channel}"`} AND 
         const w = workspaceId()
         const first = build()
         yield* directory.recordBuild(w, first)
-        assertEqual((yield* Queue.take(queue)).notice, notice(w, 1, first))
+        assertEqual((yield* PubSub.take(queue)).notice, notice(w, 1, first))
       })))
   })
 })

@@ -3,7 +3,6 @@
  * LAZYDIAL_TEST_DATABASE_URL is set): the races of the turn path, and the
  * number of queries a burst of validations makes.
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
 import { assert, layer } from "@effect/vitest"
 import type { Database } from "@lazydial/binding"
 import { AgentDirectory, BindingStore, ChatConnector } from "@lazydial/binding"
@@ -15,6 +14,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import type * as SqlClient from "effect/sql/SqlClient"
 import { boundChat, build, drive, onPostgres, until, workspaceId } from "./fixtures.js"
 
 const queries = Effect.map(Metric.value(AgentDirectory.queriesTotal), (state) => state.count)
@@ -64,7 +64,7 @@ const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClien
     ),
     { timeout: "60 seconds" }
   )(`Replicas on one database: ${name}`, (it) => {
-    it.scoped("two replicas race to repair one chat: one write wins, the other is lost, the row is consistent", () =>
+    it.effect("two replicas race to repair one chat: one write wins, the other is lost, the row is consistent", () =>
       Effect.gen(function*() {
         const store = yield* BindingStore.BindingStore
         const [first, second] = [yield* replica, yield* replica]
@@ -73,7 +73,7 @@ const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClien
           const chatId = yield* boundChat(w, current)
           const next = yield* rebuild(w, current, "fail")
           const results = yield* drive(
-            yield* Effect.fork(Effect.all(
+            yield* Effect.forkChild(Effect.all(
               [Effect.scoped(first.connect(chatId)), Effect.scoped(second.connect(chatId))],
               { concurrency: "unbounded" }
             ))
@@ -91,7 +91,7 @@ const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClien
         assert.strictEqual((yield* agents.unreleased).length, 0)
       }))
 
-    it.scoped("a workspace change races a repair: the row ends on the new workspace, never with an old agent", () =>
+    it.effect("a workspace change races a repair: the row ends on the new workspace, never with an old agent", () =>
       Effect.gen(function*() {
         const store = yield* BindingStore.BindingStore
         const connector = yield* replica
@@ -101,7 +101,7 @@ const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClien
           const next = yield* rebuild(w1, current, "fail")
           const second = yield* runningWorkspace
           const [turn] = yield* drive(
-            yield* Effect.fork(Effect.all([
+            yield* Effect.forkChild(Effect.all([
               Effect.scoped(connector.connect(chatId)),
               store.setWorkspace(chatId, Option.some(second.workspaceId))
             ], { concurrency: "unbounded" }))
@@ -119,7 +119,7 @@ const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClien
         }
       }))
 
-    it.scoped("steady state: 20 hot turns make 0 lookup queries", () =>
+    it.effect("steady state: 20 hot turns make 0 lookup queries", () =>
       Effect.gen(function*() {
         const connector = yield* replica
         const { current, workspaceId: w } = yield* runningWorkspace
@@ -131,7 +131,7 @@ const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClien
         assert.strictEqual((yield* queries) - before, 0)
       }))
 
-    it.scoped("a burst: 50 chats of one workspace validating at once make 1 query, and all are repaired", () =>
+    it.effect("a burst: 50 chats of one workspace validating at once make 1 query, and all are repaired", () =>
       Effect.gen(function*() {
         const store = yield* BindingStore.BindingStore
         const connector = yield* replica
@@ -143,7 +143,7 @@ const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClien
         const agents = yield* TestAgents
         const dialsBefore = (yield* agents.dials).length
         const before = yield* queries
-        const fiber = yield* Effect.fork(
+        const fiber = yield* Effect.forkChild(
           Effect.forEach(chats, (chatId) => Effect.scoped(connector.connect(chatId)), { concurrency: "unbounded" })
         )
         // Every turn has read its binding and is dialing the old agent.
@@ -158,7 +158,7 @@ const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClien
         }
       }))
 
-    it.scoped("a burst after a rebuild whose old agent refuses at once: 50 fast failures make 1 query", () =>
+    it.effect("a burst after a rebuild whose old agent refuses at once: 50 fast failures make 1 query", () =>
       Effect.gen(function*() {
         const connector = yield* replica
         const { current, workspaceId: w } = yield* runningWorkspace
@@ -167,7 +167,7 @@ const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClien
         const next = yield* rebuild(w, current, "fail")
         const before = yield* queries
         const results = yield* drive(
-          yield* Effect.fork(
+          yield* Effect.forkChild(
             Effect.forEach(chats, (chatId) => Effect.scoped(connector.connect(chatId)), { concurrency: "unbounded" })
           )
         )

@@ -1,11 +1,16 @@
 import { describe } from "@effect/vitest"
 import { BindingStore } from "@lazydial/binding"
 import { AgentId, BuildId, ChatId, CurrentAgent, WorkspaceId } from "@lazydial/core"
-import * as Chunk from "effect/Chunk"
+import * as Arbitrary from "effect/Arbitrary"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
-import * as TestClock from "effect/TestClock"
+import * as Schema from "effect/Schema"
+import * as TestClock from "effect/testing/TestClock"
 
 /** Fresh ids, so tests that share one database never see each other's rows. */
 export const chatId = (): ChatId => ChatId.make(crypto.randomUUID())
@@ -22,39 +27,75 @@ export const build = (): CurrentAgent => new CurrentAgent({ agentId: agentId(), 
  */
 export const ioTurn: Effect.Effect<void> = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
 
-// Wall time that `drive` lets real I/O settle before it moves the clock.
-const ioSettleMillis = 20
+// Wall time with no change in the pending timers that `drive` waits for
+// before it moves the clock.
+const ioQuietMillis = 20
+
+/**
+ * When the pending sleeps of the TestClock end (Effect clock, milliseconds).
+ * Effect 4 keeps that queue private (Effect 3 had `TestClock.sleeps()`), and
+ * `drive` must move the clock to the next timer and no further: it reads the
+ * queue of the TestClock it finds, and dies if that ever changes shape rather
+ * than driving blind.
+ */
+export const pendingSleeps: Effect.Effect<ReadonlyArray<number>> = TestClock.testClockWith((clock) => {
+  const sleeps: unknown = (clock as { readonly sleeps?: unknown }).sleeps
+  return Array.isArray(sleeps) && sleeps.every((sleep) => typeof sleep?.timestamp === "number")
+    ? Effect.succeed(sleeps.map((sleep: { readonly timestamp: number }) => sleep.timestamp))
+    : Effect.die(new Error("pendingSleeps: this TestClock keeps no `sleeps` queue; see test/fixtures.ts"))
+})
 
 /**
  * Runs a fiber that mixes real database I/O with Effect-clock timers to its
  * end: while it runs, lets I/O complete, and moves the TestClock to the next
  * pending timer only when nothing else can make progress.
  */
-export const drive = <A, E>(fiber: Fiber.RuntimeFiber<A, E>): Effect.Effect<A, E> =>
+export const drive = <A, E>(fiber: Fiber.Fiber<A, E>): Effect.Effect<A, E> =>
   Effect.gen(function*() {
     for (let turn = 0; turn < 100_000; turn++) {
-      const done = fiber.unsafePoll()
-      if (done !== null) return yield* done
+      const done = fiber.pollUnsafe()
+      if (done !== undefined) return yield* done
       // Let pending I/O finish first, so that every fiber that will sleep has
-      // registered its timer. A few event-loop turns were enough on an idle
-      // machine, but a PostgreSQL answer on a loaded one can take longer, and
-      // moving the clock then fired 30 s dial timeouts: so wait a little wall
-      // time too (the Effect clock does not move meanwhile).
-      const settleUntil = Date.now() + ioSettleMillis
-      for (let i = 0; i < 5 || Date.now() < settleUntil; i++) {
+      // registered its timer. Work in flight keeps changing the pending timers
+      // (a turn that ends cancels its dial timeout, a new dial starts its
+      // delay), so the clock moves only once they have stood still for
+      // `ioQuietMillis` of wall time: a fixed wait was too short for 50 turns
+      // writing through PGlite's one session, and moving the clock then fired
+      // 30 s dial timeouts (the Effect clock does not move meanwhile).
+      let timers = timersOf(yield* pendingSleeps)
+      let quietSince = Date.now()
+      for (let i = 0; i < 5 || Date.now() - quietSince < ioQuietMillis; i++) {
         yield* ioTurn
-        if (fiber.unsafePoll() !== null) break
+        if (fiber.pollUnsafe() !== undefined) break
+        const now = timersOf(yield* pendingSleeps)
+        if (now !== timers) {
+          timers = now
+          quietSince = Date.now()
+        }
       }
-      if (fiber.unsafePoll() !== null) continue
-      const sleeps = yield* TestClock.sleeps()
-      if (Chunk.isNonEmpty(sleeps)) {
-        const now = yield* TestClock.currentTimeMillis
-        const next = Math.min(...Chunk.toReadonlyArray(sleeps))
-        yield* TestClock.adjust(Math.max(0, next - now))
+      if (fiber.pollUnsafe() !== undefined) continue
+      const sleeps = yield* pendingSleeps
+      if (sleeps.length > 0) {
+        const now = yield* Clock.currentTimeMillis
+        yield* TestClock.adjust(Math.max(0, Math.min(...sleeps) - now))
       }
     }
-    return yield* Effect.dieMessage("drive: the fiber did not finish")
+    return yield* Effect.die(new Error("drive: the fiber did not finish"))
   })
+
+const timersOf = (sleeps: ReadonlyArray<number>): string => `${sleeps.length}:${Math.min(...sleeps)}`
+
+/** The fiber's exit, if it has ended (Effect 3's `Fiber.poll`). */
+export const poll = <A, E>(fiber: Fiber.Fiber<A, E>): Effect.Effect<Option.Option<Exit.Exit<A, E>>> =>
+  Effect.sync(() => Option.fromUndefinedOr(fiber.pollUnsafe()))
+
+/**
+ * The typed failure `exit` ended with, if any. Compare this, not the `Exit`:
+ * in Effect 4 the cause of a run carries span and stack annotations that an
+ * `Exit.fail` built by hand does not.
+ */
+export const failureOf = <A, E>(exit: Exit.Exit<A, E>): Option.Option<E> =>
+  Exit.isFailure(exit) ? Cause.findErrorOption(exit.cause) : Option.none()
 
 /** Waits, without moving the clock, until `condition` holds. */
 export const until = (condition: Effect.Effect<boolean>): Effect.Effect<void> =>
@@ -63,7 +104,51 @@ export const until = (condition: Effect.Effect<boolean>): Effect.Effect<void> =>
       if (yield* condition) return
       yield* ioTurn
     }
-    return yield* Effect.dieMessage("until: the condition never held")
+    return yield* Effect.die(new Error("until: the condition never held"))
+  })
+
+/**
+ * Runs `effect` with these environment variables and no others, read as
+ * Effect 4's default provider reads the environment (`ConfigProvider.fromEnv`:
+ * an empty value is unset, unless `preserveEmptyStrings`).
+ */
+export const withEnv =
+  (env: Record<string, string>, options?: { readonly preserveEmptyStrings?: boolean }) =>
+  <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.provideService(
+      effect,
+      ConfigProvider.ConfigProvider,
+      ConfigProvider.fromEnv({ env, preserveEmptyStrings: options?.preserveEmptyStrings ?? false })
+    )
+
+type ValueOf<A> = A extends Arbitrary.Arbitrary<infer V> ? V : never
+
+/** One of `arbitraries`, each as likely (fast-check's `oneof`, composed from Effect 4's `Arbitrary`). */
+export const oneOf = <const As extends ReadonlyArray<Arbitrary.Arbitrary<unknown>>>(
+  ...arbitraries: As
+): Arbitrary.Arbitrary<ValueOf<As[number]>> =>
+  Arbitrary.flatMap(
+    Arbitrary.schema(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: arbitraries.length - 1 }))),
+    (index) => arbitraries[index] as Arbitrary.Arbitrary<ValueOf<As[number]>> // safe: every member is one of As
+  )
+
+/** One of `values` (fast-check's `constantFrom`). */
+export const constantFrom = <const L extends ReadonlyArray<string>>(...values: L): Arbitrary.Arbitrary<L[number]> =>
+  Arbitrary.schema(Schema.Literals(values))
+
+/**
+ * Checks `property` on values of `arbitrary` (fast-check's `assert`): a
+ * falsified or exhausted run dies with Effect's report of it, shrunk input and
+ * replay token included.
+ */
+export const checkProperty = <A, E = never, R = never>(
+  arbitrary: Arbitrary.Arbitrary<A>,
+  property: (value: A) => boolean | Effect.Effect<boolean, E, R>,
+  options?: Arbitrary.CheckOptions
+): Effect.Effect<void, never, R> =>
+  Effect.flatMap(Arbitrary.checkEffect(arbitrary, property, options), (result) => {
+    const failure = Arbitrary.formatCheckFailure(result)
+    return failure === undefined ? Effect.void : Effect.die(new Error(failure))
   })
 
 /** A chat of `w` whose binding names `bound`. */

@@ -9,7 +9,7 @@ import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import * as TestClock from "effect/TestClock"
+import * as TestClock from "effect/testing/TestClock"
 import { build, chatId, workspaceId } from "./fixtures.js"
 
 const Store = BindingStore.BindingStore
@@ -186,7 +186,7 @@ export const storeContract = <E>(name: string, storeLayer: Layer.Layer<BindingSt
         yield* TestClock.adjust("1 minute")
         const changed = yield* store.setWorkspace(chat.chatId, Option.some(workspaceId()))
         assert.strictEqual(changed.version, chat.version + 1)
-        assert.strictEqual(changed.updatedAt.epochMillis - chat.updatedAt.epochMillis, 60_000)
+        assert.strictEqual(changed.updatedAt.epochMilliseconds - chat.updatedAt.epochMilliseconds, 60_000)
       }))
 
     it.effect("racing repairs with one expectation: exactly one is recorded, and it is what the row holds", () =>

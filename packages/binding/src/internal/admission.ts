@@ -1,7 +1,6 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
-import * as FiberId from "effect/FiberId"
 import * as FiberSet from "effect/FiberSet"
 import type * as Scope from "effect/Scope"
 
@@ -51,9 +50,10 @@ const rateAllowance = 1.25
 
 /**
  * A FIFO of waiting turns that wakes exactly one waiter per released permit.
- * Effect's `Semaphore` wakes every waiter on each release (they race for the
- * permit and requeue): with thousands waiting, that herd took a 10,000-turn
- * load run out of memory.
+ * Effect 3's `Semaphore` woke every waiter on each release (they raced for the
+ * permit and requeued): with thousands waiting, that herd took a 10,000-turn
+ * load run out of memory. (Effect 4's wakes only the waiters that fit; the
+ * deadlines and the shedding below are this queue's own.)
  *
  * A waiter also has a deadline. While it waits it holds no timer and no fiber
  * of its own: one sweeper fiber, alive while the queue is not empty, turns
@@ -70,12 +70,12 @@ export const makeAdmission = (max: number, shedHorizonMillis: number): Effect.Ef
     let inFlight = 0
     let released = 0
     const waiting = new Set<Waiter>()
-    let sweeper: Fiber.RuntimeFiber<void> | undefined
+    let sweeper: Fiber.Fiber<void> | undefined
     let samples: Array<{ readonly atMillis: number; readonly released: number }> = []
 
     const stopSweeperIfIdle = () => {
       if (waiting.size > 0 || sweeper === undefined) return
-      sweeper.unsafeInterruptAsFork(FiberId.none)
+      sweeper.interruptUnsafe()
       sweeper = undefined
     }
 
@@ -105,7 +105,7 @@ export const makeAdmission = (max: number, shedHorizonMillis: number): Effect.Ef
 
     const sweep: Effect.Effect<void> = Effect.clockWith((clock) =>
       Effect.suspend(() => {
-        const now = clock.unsafeCurrentTimeMillis()
+        const now = clock.currentTimeMillisUnsafe()
         const rate = measuredRate(now)
         let ahead = 0
         for (const waiter of waiting) {
@@ -128,12 +128,12 @@ export const makeAdmission = (max: number, shedHorizonMillis: number): Effect.Ef
           return Effect.void
         }
         const untilHead = head.value.deadlineMillis - now
-        return Effect.zipRight(Effect.sleep(Duration.millis(Math.min(untilHead, sweepEveryMillis))), sweep)
+        return Effect.andThen(Effect.sleep(Duration.millis(Math.min(untilHead, sweepEveryMillis))), sweep)
       })
     )
 
     const acquire = (deadlineMillis: number): Effect.Effect<Verdict> =>
-      Effect.async<Verdict>((resume) => {
+      Effect.callback<Verdict>((resume) => {
         if (inFlight < max) {
           inFlight++
           return resume(Effect.succeed("admitted"))
@@ -172,11 +172,11 @@ export const makeAdmission = (max: number, shedHorizonMillis: number): Effect.Ef
           (verdict): Effect.Effect<A, E | E2, R> =>
             verdict === "admitted"
               ? Effect.clockWith((clock) => {
-                const admittedAt = clock.unsafeCurrentTimeMillis()
+                const admittedAt = clock.currentTimeMillisUnsafe()
                 return Effect.ensuring(
                   restore(self),
                   Effect.sync(() => {
-                    serviceMillis += (clock.unsafeCurrentTimeMillis() - admittedAt - serviceMillis) / 16
+                    serviceMillis += (clock.currentTimeMillisUnsafe() - admittedAt - serviceMillis) / 16
                     release()
                   })
                 )

@@ -1,8 +1,8 @@
 import type { AgentLookup, ChatId, LazyDial, WorkspaceId } from "@lazydial/core"
 import { CurrentAgent, NoCurrentAgent } from "@lazydial/core"
-import type * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
@@ -22,6 +22,34 @@ const unknownHint: Hint = { _tag: "Unknown" }
 const maxLazyBinds = 3
 
 /**
+ * Runs `self` in a fiber of its own and waits for it at most `millis`. At the
+ * deadline the caller fails with `onTimeout()` at once, and the fiber is
+ * interrupted in the background, not waited for: waiting would add the time
+ * its work takes to cancel (Effect 3's `Effect.disconnect`; Effect 4's
+ * `timeoutOrElse` waits for the loser of its race). An interrupted caller
+ * interrupts the fiber the same way. The fiber outlives its caller only while
+ * it winds down; its resources live in the turn's Scope, which it inherits.
+ */
+const timeoutDetached = <A, E, R, E2>(
+  self: Effect.Effect<A, E, R>,
+  millis: number,
+  onTimeout: () => E2
+): Effect.Effect<A, E | E2, R> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(
+      Effect.forkDetach(self, { startImmediately: true }),
+      (fiber) =>
+        restore(Effect.timeoutOption(Fiber.join(fiber), millis)).pipe(
+          Effect.onInterrupt(() => Effect.sync(() => fiber.interruptUnsafe())),
+          Effect.flatMap(Option.match({
+            onNone: () => Effect.andThen(Effect.sync(() => fiber.interruptUnsafe()), Effect.fail(onTimeout())),
+            onSome: (a) => Effect.succeed(a)
+          }))
+        )
+    )
+  )
+
+/**
  * The turn path: read the row, dial the bound agent or bind lazily, and write
  * a switch or a bind back conditionally. Admission and per-turn sharing wrap
  * it; the admission sweeper lives in the Scope this runs in (the Layer's).
@@ -31,12 +59,12 @@ const maxLazyBinds = 3
 export const make = (deps: {
   readonly dialTimeout: Duration.Duration
   readonly maxInFlight: number
-  readonly store: Context.Tag.Service<BindingStore>
-  readonly lazyDial: Context.Tag.Service<LazyDial.LazyDial>
-  readonly lookup: Context.Tag.Service<AgentLookup.AgentLookup>
+  readonly store: BindingStore["Service"]
+  readonly lazyDial: LazyDial.LazyDial["Service"]
+  readonly lookup: AgentLookup.AgentLookup["Service"]
   /** The view of rebuild notices; none without `RebuildNotices`. */
   readonly view?: View | undefined
-}): Effect.Effect<Context.Tag.Service<ChatConnector>, never, Scope.Scope> =>
+}): Effect.Effect<ChatConnector["Service"], never, Scope.Scope> =>
   Effect.gen(function*() {
     const { lazyDial, lookup, store } = deps
 
@@ -145,7 +173,7 @@ export const make = (deps: {
         if (known._tag === "Stopped") return yield* new NoCurrentAgent({ workspaceId })
         const current = known._tag === "Current"
           ? Option.some(known.current)
-          : yield* Effect.zipLeft(lookup.current(workspaceId), Metric.increment(lookupsTotal))
+          : yield* Effect.tap(lookup.current(workspaceId), Metric.update(lookupsTotal, 1))
         if (Option.isNone(current)) return yield* new NoCurrentAgent({ workspaceId })
         const written = yield* record(chatId, { workspaceId, agentId: Option.none() }, current.value)
         if (written._tag === "Lost" && lazyBindsLeft > 1) {
@@ -178,15 +206,12 @@ export const make = (deps: {
       const dial = Effect.flatMap(store.get(chatId), (binding) => fromBinding(chatId, binding, maxLazyBinds))
       return admission(
         Effect.clockWith((clock) =>
-          Effect.timeoutFail(
-            // At the deadline the caller gets its DialTimeout at once; the dial
-            // is interrupted in the background. Waiting for it would add the
-            // time to cancel its work: on PostgreSQL a cancelled query sends
-            // pg_cancel_backend through the same pool, behind every queued
-            // query, and timeouts under load ended seconds late.
-            Effect.disconnect(dial),
-            { duration: Math.max(0, deadlineMillis - clock.unsafeCurrentTimeMillis()), onTimeout: timedOut }
-          )
+          // At the deadline the caller gets its DialTimeout at once; the dial
+          // is interrupted in the background. Waiting for it would add the
+          // time to cancel its work: a cancelled PostgreSQL query sends a
+          // cancel request and drains its connection, and on Effect 3's pg
+          // pool timeouts under load ended seconds late.
+          timeoutDetached(dial, Math.max(0, deadlineMillis - clock.currentTimeMillisUnsafe()), timedOut)
         ),
         deadlineMillis,
         turnedAway

@@ -1,42 +1,44 @@
-import type * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
 import { InvalidOption, Options as CoreOptions } from "@lazydial/core"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
 import * as Predicate from "effect/Predicate"
 import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import type * as SqlClient from "effect/sql/SqlClient"
+import { isSqlError, type SqlError } from "effect/sql/SqlError"
 import type { Settings } from "../Database.js"
 import { BindingStoreError, DatabaseConnectError } from "../Errors.js"
 
 /**
+ * The driver's own words for a database fault: the message of the error under
+ * the `SqlError`'s reason (PostgreSQL's, or the socket's), else the reason's.
+ */
+const sqlDetail = (error: SqlError): string =>
+  error.reason.cause instanceof Error && error.reason.cause.message !== ""
+    ? error.reason.cause.message
+    : error.message
+
+/**
  * The one mapping of a database fault to the package's error: the driver's
- * message as the detail (a `ParseError` says which column is wrong), and the
+ * message as the detail (a `SchemaError` says which column is wrong), and the
  * driver's error as the cause.
  *
  * @internal
  */
-export const databaseError = (operation: string) => (cause: SqlError | ParseResult.ParseError): BindingStoreError =>
+export const databaseError = (operation: string) => (cause: SqlError | Schema.SchemaError): BindingStoreError =>
   new BindingStoreError({
     operation,
-    detail: cause._tag === "ParseError"
-      ? `a row does not match the schema: ${ParseResult.TreeFormatter.formatErrorSync(cause)}`
-      : cause.cause instanceof Error
-      ? cause.cause.message
-      : cause.message,
+    detail: Schema.isSchemaError(cause) ? `a row does not match the schema: ${cause.message}` : sqlDetail(cause),
     cause
   })
 
-const isSqlError = (defect: unknown): defect is SqlError => Predicate.isTagged(defect, "SqlError")
-
 /**
  * `sql.withTransaction`, failing with `BindingStoreError` whatever went wrong.
- * @effect/sql's transaction wrapper runs COMMIT and ROLLBACK under
- * `Effect.orDie`, so a connection that dies inside a transaction (a killed
- * backend, a restarted server) surfaces as a defect carrying an `SqlError`.
- * That defect is a database fault like any other, so it is caught here, at our
- * boundary, and becomes a typed failure; any other defect stays one.
+ * Effect 4's transaction wrapper (`makeWithTransaction` in
+ * `effect/sql/SqlClient`) still runs ROLLBACK under `Effect.orDie`, so a
+ * ROLLBACK that fails surfaces as a defect carrying an `SqlError`. That defect
+ * is a database fault like any other, so it is caught here, at our boundary,
+ * and becomes a typed failure; any other defect stays one.
  *
  * @internal
  */
@@ -48,19 +50,19 @@ export const transaction =
         (error): error is Extract<E | SqlError, SqlError> => isSqlError(error),
         (cause) => Effect.fail(databaseError(operation)(cause))
       ),
-      Effect.catchSomeDefect((defect) =>
+      Effect.catchDefect((defect) =>
         isSqlError(defect)
-          ? Option.some(Effect.fail(
+          ? Effect.fail(
             new BindingStoreError({
               operation,
-              detail: `the transaction's COMMIT or ROLLBACK failed (${databaseError(operation)(defect).detail}); ` +
+              detail: `the transaction's COMMIT or ROLLBACK failed (${sqlDetail(defect)}); ` +
                 "it was not committed unless a retry finds its effect",
               cause: defect
             })
-          ))
-          : Option.none()
+          )
+          : Effect.die(defect)
       )
-    ) as Effect.Effect<A, Exclude<E, SqlError> | BindingStoreError, R>
+    ) as Effect.Effect<A, Exclude<E, SqlError> | BindingStoreError, R> // safe: every SqlError failure was caught above
 
 // --- settings ---------------------------------------------------------------
 
@@ -94,8 +96,8 @@ export const settingNames = {
 export const checkSettings = (
   input: {
     readonly poolSize?: number | undefined
-    readonly connectTimeout?: Duration.DurationInput | undefined
-    readonly statementTimeout?: Duration.DurationInput | undefined
+    readonly connectTimeout?: Duration.Input | undefined
+    readonly statementTimeout?: Duration.Input | undefined
   },
   names: { readonly [K in keyof Settings]: string }
 ): Effect.Effect<Settings, InvalidOption> =>
@@ -195,24 +197,29 @@ export const decodeUrl = (
 
 const reasonOf = (cause: unknown): DatabaseConnectError["reason"] => {
   const code = Predicate.hasProperty(cause, "code") ? String(cause.code) : ""
+  // the server's SQLSTATE, then Node's socket errors
   if (code === "28P01" || code === "28000") return "authentication"
   if (code === "3D000") return "unknown_database"
   if (code === "ECONNREFUSED") return "refused"
   if (code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "EAI_NONAME") return "unknown_host"
   if (code === "ETIMEDOUT") return "timeout"
+  // @effect/sql-pg's own connect timeout
+  if (cause instanceof Error && cause.message === "Connection timed out") return "timeout"
   return "other"
 }
 
 /**
- * A failed first connection, as an error a person can act on. Node may wrap
- * a refused connection to a host with several addresses in an
- * `AggregateError`, whose first error has the code.
+ * A failed first connection, as an error a person can act on. `@effect/sql-pg`
+ * fails with an `SqlError` whose reason keeps the socket's or the server's
+ * error; Node may wrap a refused connection to a host with several addresses
+ * in an `AggregateError`, whose first error has the code.
  *
  * @internal
  */
 export const connectError = (target: Target, cause: unknown): DatabaseConnectError => {
-  const first = cause instanceof AggregateError && cause.errors.length > 0 ? cause.errors[0] : cause
-  const reason = reasonOf(first)
+  const driver = isSqlError(cause) ? cause.reason.cause : cause
+  const first = driver instanceof AggregateError && driver.errors.length > 0 ? driver.errors[0] : driver
+  const reason = isSqlError(cause) && cause.reason._tag === "AuthenticationError" ? "authentication" : reasonOf(first)
   const detail = first instanceof Error && first.message !== ""
     ? first.message
     : Predicate.hasProperty(first, "code")

@@ -41,8 +41,8 @@ export const decisionsTotal = Metric.counter("lazydial_binding_decisions_total",
 })
 
 const decisionCounters = Object.fromEntries(
-  decisions.map((decision) => [decision, Metric.tagged(decisionsTotal, "decision", decision)])
-) as Record<Decision, Metric.Metric.Counter<number>> // safe: built from the full `decisions` list
+  decisions.map((decision) => [decision, Metric.withAttributes(decisionsTotal, { decision })])
+) as Record<Decision, Metric.Counter<number>> // safe: built from the full `decisions` list
 
 /** @internal */
 export const lookupsTotal = Metric.counter("lazydial_binding_lookups_total", {
@@ -63,7 +63,7 @@ export const sharedTotal = Metric.counter("lazydial_binding_shared_connects_tota
  * @internal
  */
 export const decide = (decision: Decision): Effect.Effect<void> =>
-  Effect.zipRight(
+  Effect.andThen(
     Effect.annotateCurrentSpan(decision === "repair_lost" ? "lazydial.repair" : "lazydial.path", decision),
-    Metric.increment(decisionCounters[decision])
+    Metric.update(decisionCounters[decision], 1)
   )

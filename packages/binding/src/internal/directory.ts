@@ -1,24 +1,22 @@
-import * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
 import type { InvalidOption } from "@lazydial/core"
 import { AgentId, AgentLookupError, BuildId, CurrentAgent, WorkspaceId } from "@lazydial/core"
 import { Options as CoreOptions } from "@lazydial/core"
-import type * as Context from "effect/Context"
+import * as Cause from "effect/Cause"
 import * as DateTime from "effect/DateTime"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type * as Exit from "effect/Exit"
-import * as FiberId from "effect/FiberId"
+import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
-import type * as ParseResult from "effect/ParseResult"
 import * as Request from "effect/Request"
 import * as RequestResolver from "effect/RequestResolver"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import * as SqlClient from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
 import type { AgentDirectory, Options } from "../AgentDirectory.js"
 import type { Migrated } from "../Database.js"
 import { RebuildNotices } from "../RebuildNotices.js"
@@ -44,9 +42,9 @@ export const lookupsTotal = Metric.counter("lazydial_directory_lookups_total", {
 })
 
 class GetCurrentAgent extends Request.TaggedClass("GetCurrentAgent")<
+  { readonly workspaceId: WorkspaceId },
   Option.Option<CurrentAgent>,
-  AgentLookupError,
-  { readonly workspaceId: WorkspaceId }
+  AgentLookupError
 > {}
 
 const Row = Schema.Struct({
@@ -55,11 +53,15 @@ const Row = Schema.Struct({
   build_id: BuildId,
   agent_id: Schema.NullOr(AgentId)
 })
-const decodeRow = Schema.decodeUnknown(Row, { errors: "all" })
+// the rejected value is shown: ids are no secret, and the column alone does not say what is wrong
+const decodeRow = Schema.decodeUnknownEffect(Row, { errors: "all", reportInput: true })
 
 type Answer = Exit.Exit<Option.Option<CurrentAgent>, AgentLookupError>
 
-const detailOf = (cause: SqlError | ParseResult.ParseError) => databaseError("AgentDirectory.current")(cause).detail
+const detailOf = (cause: SqlError | Schema.SchemaError) => databaseError("AgentDirectory.current")(cause).detail
+
+const lookupError = (workspaceId: WorkspaceId) => (error: SqlError | Schema.SchemaError) =>
+  new AgentLookupError({ workspaceId, detail: detailOf(error), cause: error })
 
 const checkWindow = (input: unknown): Effect.Effect<Duration.Duration, InvalidOption> =>
   CoreOptions.boundedDuration("batchWindow", input, maxBatchWindow)
@@ -68,7 +70,7 @@ const checkWindow = (input: unknown): Effect.Effect<Duration.Duration, InvalidOp
 export const makeSql = (
   options?: Options
 ): Effect.Effect<
-  Context.Tag.Service<AgentDirectory>,
+  AgentDirectory["Service"],
   InvalidOption,
   SqlClient.SqlClient | Migrated | Scope.Scope
 > =>
@@ -79,8 +81,9 @@ export const makeSql = (
 
     // One query for every workspace of the batch: the latest build of each,
     // with its agent, so the build and the agent always belong together.
-    const resolver = RequestResolver.makeBatched((requests: ReadonlyArray<GetCurrentAgent>) => {
-      const workspaces = [...new Set(requests.map((request) => request.workspaceId))]
+    // Effect 4 caches no request answer unless asked (`RequestResolver.withCache`).
+    const resolver = RequestResolver.make<GetCurrentAgent>((entries) => {
+      const workspaces = [...new Set(entries.map((entry) => entry.request.workspaceId))]
       // Rows are decoded one by one, per request: a row that breaks the schema
       // fails the lookup of its own workspace, not the whole batch's.
       return sql<
@@ -89,31 +92,31 @@ export const makeSql = (
 FROM lazydial_workspace_builds
 WHERE ${sql.in("workspace_id", workspaces)}
 ORDER BY workspace_id, build_number DESC`.pipe(
-        Effect.tap(() => Metric.increment(queriesTotal)),
+        Effect.tap(() => Metric.update(queriesTotal, 1)),
         Effect.map((rows) => new Map(rows.map((row) => [row.workspace_id, row]))),
         Effect.matchCauseEffect({
           onFailure: (cause) =>
-            Effect.forEach(requests, (request) => {
-              return Request.completeEffect(
-                request,
-                Effect.failCause(cause).pipe(
-                  Effect.mapError((error) =>
-                    new AgentLookupError({ workspaceId: request.workspaceId, detail: detailOf(error), cause: error })
-                  )
-                )
+            Effect.forEach(entries, (entry) => {
+              const error = Cause.findErrorOption(cause)
+              return Request.complete(
+                entry,
+                Option.isSome(error)
+                  ? Exit.fail(lookupError(entry.request.workspaceId)(error.value))
+                  : Exit.failCause(cause as Cause.Cause<never>) // safe: a cause with no failure holds defects and interruptions only
               )
             }, { discard: true }),
           onSuccess: (latest) =>
-            Effect.forEach(requests, (request) => {
-              const raw = latest.get(request.workspaceId)
-              if (raw === undefined) return Request.succeed(request, Option.none())
+            Effect.forEach(entries, (entry) => {
+              const workspaceId = entry.request.workspaceId
+              const raw = latest.get(workspaceId)
+              if (raw === undefined) return Request.succeed(entry, Option.none())
               return Request.completeEffect(
-                request,
+                entry,
                 decodeRow(raw).pipe(
                   // every lookup answer is news for the connectors' views
                   Effect.tap((row) =>
                     notices === undefined ? Effect.void : notices.observe(
-                      noticeOf(request.workspaceId, row.build_number, row.build_id, Option.fromNullable(row.agent_id))
+                      noticeOf(workspaceId, row.build_number, row.build_id, Option.fromNullishOr(row.agent_id))
                     )
                   ),
                   Effect.map((row) =>
@@ -121,9 +124,7 @@ ORDER BY workspace_id, build_number DESC`.pipe(
                       ? Option.none()
                       : Option.some(new CurrentAgent({ agentId: row.agent_id, buildId: row.build_id }))
                   ),
-                  Effect.mapError((error) =>
-                    new AgentLookupError({ workspaceId: request.workspaceId, detail: detailOf(error), cause: error })
-                  )
+                  Effect.mapError(lookupError(workspaceId))
                 )
               )
             }, { discard: true })
@@ -131,14 +132,14 @@ ORDER BY workspace_id, build_number DESC`.pipe(
       )
     })
 
-    const fibers = yield* FiberSet.make<void, never>()
-    const runFork = yield* FiberSet.runtime(fibers)<never>()
+    const runFork = yield* FiberSet.makeRuntime<never, void, never>()
 
     // The batch being collected, and the lookups whose query is in flight.
     // Both are keyed by workspace, and emptied as soon as the query answers:
     // they share work between overlapping lookups and never cache an answer.
     //
-    // Why not Effect's ready-made pieces (tried, with their source read):
+    // Why not Effect's ready-made pieces (tried on Effect 3, with their source
+    // read; to be measured again against Effect 4's `RequestResolver.setDelay`):
     // - `@effect/experimental`'s `RequestResolver.dataLoader` collects a
     //   window's requests like `collecting` does, but (1) with a zero window
     //   (`batchWindow: 0`, which the tests and the service use) its
@@ -157,8 +158,8 @@ ORDER BY workspace_id, build_number DESC`.pipe(
     let collecting: Map<WorkspaceId, Deferred.Deferred<Option.Option<CurrentAgent>, AgentLookupError>> | undefined
     const inFlight = new Map<WorkspaceId, Deferred.Deferred<Option.Option<CurrentAgent>, AgentLookupError>>()
 
-    const flush = Effect.zipRight(
-      Duration.isZero(window) ? Effect.yieldNow() : Effect.sleep(window),
+    const flush = Effect.andThen(
+      Duration.isZero(window) ? Effect.yieldNow : Effect.sleep(window),
       Effect.suspend(() => {
         const batch = collecting ?? new Map()
         collecting = undefined
@@ -171,11 +172,12 @@ ORDER BY workspace_id, build_number DESC`.pipe(
               Effect.flatMap((answer: Answer) =>
                 Effect.sync(() => {
                   inFlight.delete(workspaceId)
-                }).pipe(Effect.zipRight(Deferred.done(deferred, answer)))
+                }).pipe(Effect.andThen(Deferred.done(deferred, answer)))
               )
             ),
-          { batching: true, discard: true }
-        ).pipe(Effect.withRequestCaching(false))
+          // every request of the batch is made before the resolver runs: one query
+          { concurrency: "unbounded", discard: true }
+        )
       })
     )
 
@@ -183,20 +185,20 @@ ORDER BY workspace_id, build_number DESC`.pipe(
       Effect.suspend(() => {
         const shared = inFlight.get(workspaceId) ?? collecting?.get(workspaceId)
         if (shared !== undefined) {
-          return Effect.zipRight(
+          return Effect.andThen(
             Effect.annotateCurrentSpan("lazydial.shared", true),
             Deferred.await(shared)
           )
         }
-        const deferred = Deferred.unsafeMake<Option.Option<CurrentAgent>, AgentLookupError>(FiberId.none)
+        const deferred = Deferred.makeUnsafe<Option.Option<CurrentAgent>, AgentLookupError>()
         if (collecting === undefined) {
           collecting = new Map()
           runFork(flush)
         }
         collecting.set(workspaceId, deferred)
-        return Effect.zipRight(Effect.annotateCurrentSpan("lazydial.shared", false), Deferred.await(deferred))
+        return Effect.andThen(Effect.annotateCurrentSpan("lazydial.shared", false), Deferred.await(deferred))
       }).pipe(
-        Effect.zipLeft(Metric.increment(lookupsTotal)),
+        Effect.tap(Metric.update(lookupsTotal, 1)),
         Effect.withSpan("AgentDirectory.current", { attributes: { "lazydial.workspace_id": workspaceId } })
       )
 
@@ -230,7 +232,7 @@ FROM inserted`).pipe(
           Effect.mapError(databaseError(operation))
         )
 
-    const service: Context.Tag.Service<AgentDirectory> = {
+    const service: AgentDirectory["Service"] = {
       batchWindow: window,
       current,
       recordBuild: Effect.fn("AgentDirectory.recordBuild")((workspaceId, build) =>

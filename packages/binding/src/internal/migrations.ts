@@ -1,6 +1,6 @@
-import * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
+import * as SqlClient from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
 import { type BindingStoreError, DatabaseSchemaTooNew } from "../Errors.js"
 import { databaseError, transaction } from "./database.js"
 
@@ -60,7 +60,7 @@ export const migrations: ReadonlyArray<Migration> = [
     id: 3,
     name: "chat_bindings_version",
     run: (sql) =>
-      Effect.zipRight(
+      Effect.andThen(
         sql`ALTER TABLE lazydial_chat_bindings ADD COLUMN version integer NOT NULL DEFAULT 1`,
         sql`CREATE INDEX lazydial_chat_bindings_workspace ON lazydial_chat_bindings (workspace_id)`
       )
@@ -83,8 +83,10 @@ const lockKey = 7_263_001
  * transaction-scoped advisory lock. DDL is transactional in PostgreSQL, so a
  * failed migration leaves nothing half-applied.
  *
- * `@effect/sql`'s `Migrator` creates its table outside its transaction, which
- * races when two replicas start at once, so this small runner is used instead.
+ * Effect 4's `effect/sql/Migrator` serializes replicas too (it locks its table
+ * inside its transaction), but it runs only the migrations numbered above the
+ * database's latest one, so it cannot refuse a schema that a newer version
+ * migrated: this small runner does, before it runs anything.
  *
  * A database that holds a migration this code does not know was migrated by a
  * newer version: it is refused before anything runs, since this code would

@@ -1,12 +1,10 @@
 import { AgentId, BuildId, WorkspaceId } from "@lazydial/core"
 import * as Clock from "effect/Clock"
-import type * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
-import type * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
@@ -27,13 +25,13 @@ export const channel = "lazydial_rebuilds"
  */
 export class Notice extends Schema.Class<Notice>("@lazydial/binding/RebuildNotices/Notice")({
   workspaceId: WorkspaceId,
-  order: Schema.Int.pipe(Schema.positive()),
+  order: Schema.Int.check(Schema.isGreaterThan(0)),
   buildId: BuildId,
   agentId: Schema.NullOr(AgentId)
 }) {}
 
 /** @internal */
-export const decodePayload = Schema.decodeUnknown(Schema.parseJson(Notice))
+export const decodePayload = Schema.decodeUnknownEffect(Schema.fromJsonString(Notice))
 
 /**
  * How many notices a subscriber may lag behind before the oldest are dropped.
@@ -59,8 +57,8 @@ const make = Effect.gen(function*() {
       current.listening === listening
         ? current
         : { listening, session: listening ? current.session + 1 : current.session })
-  const service: Context.Tag.Service<RebuildNotices> = {
-    subscribe: PubSub.subscribe(hub) as Effect.Effect<Queue.Dequeue<Heard>, never, Scope.Scope>,
+  const service: RebuildNotices["Service"] = {
+    subscribe: PubSub.subscribe(hub),
     status: Ref.get(status),
     observe: publish
   }
@@ -68,7 +66,7 @@ const make = Effect.gen(function*() {
 })
 
 /** @internal */
-export const makeNone: Effect.Effect<Context.Tag.Service<RebuildNotices>> = Effect.map(make, ({ service }) => ({
+export const makeNone: Effect.Effect<RebuildNotices["Service"]> = Effect.map(make, ({ service }) => ({
   ...service,
   // nothing announces builds here, so lookup answers are not kept either
   observe: () => Effect.void
@@ -88,30 +86,30 @@ export const makeMemory = Effect.map(make, ({ publish, service, setListening }) 
  * @internal
  */
 export const makeSql = (
-  listener: Context.Tag.Service<Listener>
-): Effect.Effect<Context.Tag.Service<RebuildNotices>, never, Scope.Scope> =>
+  listener: Listener["Service"]
+): Effect.Effect<RebuildNotices["Service"], never, Scope.Scope> =>
   Effect.gen(function*() {
     const { publish, service, setListening } = yield* make
     const handle = (payload: string) =>
       decodePayload(payload).pipe(
-        Effect.flatMap((notice) => Effect.zipRight(Metric.increment(metrics.received), publish(notice))),
-        Effect.catchTag("ParseError", (error) =>
+        Effect.flatMap((notice) => Effect.andThen(Metric.update(metrics.received, 1), publish(notice))),
+        Effect.catchTag("SchemaError", (error) =>
           Effect.logWarning("RebuildNotices: a malformed notice was ignored").pipe(
             Effect.annotateLogs({ payload: payload.slice(0, 200), error: error.message }),
-            Effect.zipRight(Metric.increment(metrics.malformed))
+            Effect.andThen(Metric.update(metrics.malformed, 1))
           ))
       )
     const session = Effect.scoped(
       Effect.gen(function*() {
         const payloads = yield* listener.listen(channel)
         yield* setListening(true)
-        yield* Metric.increment(metrics.sessions)
-        yield* Metric.set(metrics.listening, 1)
+        yield* Metric.update(metrics.sessions, 1)
+        yield* Metric.update(metrics.listening, 1)
         yield* Stream.runForEach(payloads, handle)
       })
     ).pipe(
-      Effect.ensuring(Effect.zipRight(setListening(false), Metric.set(metrics.listening, 0))),
-      Effect.catchAllCause((cause) =>
+      Effect.ensuring(Effect.andThen(setListening(false), Metric.update(metrics.listening, 0))),
+      Effect.catchCause((cause) =>
         Effect.logWarning("RebuildNotices: not listening; turns validate lazily until LISTEN is back", cause)
       )
     )

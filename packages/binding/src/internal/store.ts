@@ -1,17 +1,16 @@
-import * as SqlClient from "@effect/sql/SqlClient"
 import type { InvalidOption } from "@lazydial/core"
 import { AgentId, BuildId, ChatId, Options as CoreOptions, WorkspaceId } from "@lazydial/core"
-import type * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as FiberId from "effect/FiberId"
 import * as FiberSet from "effect/FiberSet"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as SchemaIssue from "effect/SchemaIssue"
 import type * as Scope from "effect/Scope"
+import * as SqlClient from "effect/sql/SqlClient"
 import type { BindingStore, RecordResult, SqlOptions } from "../BindingStore.js"
 import { ChatBinding } from "../ChatBinding.js"
 import { Sessions } from "../Database.js"
@@ -19,7 +18,7 @@ import type { Migrated } from "../Database.js"
 import { BindingStoreError, ChatAlreadyExists, ChatNotFound } from "../Errors.js"
 import { databaseError, transaction } from "./database.js"
 
-type Service = Context.Tag.Service<BindingStore>
+type Service = BindingStore["Service"]
 
 const freshChatId = Effect.sync(() => ChatId.make(crypto.randomUUID()))
 
@@ -52,7 +51,7 @@ export const makeMemory: Effect.Effect<Service> = Effect.sync(() => {
           new ChatBinding({
             chatId,
             parentChatId: Option.none(),
-            workspaceId: Option.fromNullable(options?.workspaceId),
+            workspaceId: Option.fromNullishOr(options?.workspaceId),
             buildId: Option.none(),
             agentId: Option.none(),
             version: 1,
@@ -98,11 +97,11 @@ export const makeMemory: Effect.Effect<Service> = Effect.sync(() => {
     recordAgent: Effect.fn("BindingStore.recordAgent")((chatId, { current, expected }) =>
       write((updatedAt) =>
         Effect.map(existing(chatId), (row): RecordResult => {
-          const matches = Option.getEquivalence(WorkspaceId.pipe(Schema.equivalence))(
+          const matches = Option.makeEquivalence(Schema.toEquivalence(WorkspaceId))(
             row.workspaceId,
             Option.some(expected.workspaceId)
           ) &&
-            Option.getEquivalence(AgentId.pipe(Schema.equivalence))(row.agentId, expected.agentId)
+            Option.makeEquivalence(Schema.toEquivalence(AgentId))(row.agentId, expected.agentId)
           if (!matches) return { _tag: "Lost", binding: row }
           const next = new ChatBinding({
             ...row,
@@ -128,11 +127,12 @@ const Row = Schema.Struct({
   workspace_id: Schema.NullOr(WorkspaceId),
   build_id: Schema.NullOr(BuildId),
   agent_id: Schema.NullOr(AgentId),
-  version: Schema.Int,
-  updated_at: Schema.Union(Schema.DateFromSelf, Schema.DateFromString)
+  version: Schema.Int.check(Schema.isGreaterThan(0)),
+  updated_at: Schema.Union([Schema.Date, Schema.DateFromString])
 })
 
-const decodeRow = Schema.decodeUnknown(Row, { errors: "all" })
+// the rejected value is shown: ids are no secret, and the column alone does not say what is wrong
+const decodeRow = Schema.decodeUnknownEffect(Row, { errors: "all", reportInput: true })
 
 const columns = "chat_id, parent_chat_id, workspace_id, build_id, agent_id, version, updated_at"
 
@@ -162,7 +162,7 @@ export const readSlotsVariable = "LAZYDIAL_STORE_READ_SLOTS"
  * pool, so that writes and lookups still find a connection under a burst of
  * reads.
  */
-const defaultReadSlots = (sessions: Option.Option<Context.Tag.Service<Sessions>>): number =>
+const defaultReadSlots = (sessions: Option.Option<Sessions["Service"]>): number =>
   Option.match(sessions, { onNone: () => 4, onSome: ({ size }) => Math.max(1, Math.min(4, size)) })
 
 /** @internal */
@@ -194,8 +194,8 @@ const makeReads = (sql: SqlClient.SqlClient, slots: number) =>
 
     // counted when sent, failed or not: the figure is statements per turn
     const query = (ids: ReadonlyArray<string>) =>
-      Metric.increment(readQueriesTotal).pipe(
-        Effect.zipRight(
+      Metric.update(readQueriesTotal, 1).pipe(
+        Effect.andThen(
           sql<RawRow>`SELECT ${sql.literal(columns)} FROM lazydial_chat_bindings WHERE ${sql.in("chat_id", ids)}`
         ),
         Effect.mapError(databaseError("BindingStore.get")),
@@ -209,9 +209,12 @@ const makeReads = (sql: SqlClient.SqlClient, slots: number) =>
       // started, so no reader is left waiting.
       runFork(query([...batch.keys()])).addObserver((exit) => {
         busy--
-        const rows = Exit.map(Exit.flatten(exit), (found) => new Map(found.map((row) => [row.chat_id, row])))
+        const answer: Exit.Exit<ReadonlyArray<RawRow>, BindingStoreError> = Exit.isSuccess(exit)
+          ? exit.value
+          : Exit.failCause(exit.cause)
+        const rows = Exit.map(answer, (found) => new Map(found.map((row) => [row.chat_id, row])))
         for (const [chatId, read] of batch) {
-          Deferred.unsafeDone(read, Exit.map(rows, (byId) => Option.fromNullable(byId.get(chatId))))
+          Deferred.doneUnsafe(read, Exit.map(rows, (byId) => Option.fromNullishOr(byId.get(chatId))))
         }
         flush()
       })
@@ -248,12 +251,12 @@ const makeReads = (sql: SqlClient.SqlClient, slots: number) =>
               flush()
             })),
             Effect.flatten,
-            Effect.map((rows) => Option.fromNullable(rows[0]))
+            Effect.map((rows) => Option.fromNullishOr(rows[0]))
           )
         }
         let read = waiting.get(chatId)
         if (read === undefined) {
-          read = Deferred.unsafeMake<Option.Option<RawRow>, BindingStoreError>(FiberId.none)
+          read = Deferred.makeUnsafe<Option.Option<RawRow>, BindingStoreError>()
           waiting.set(chatId, read)
           flush()
         }
@@ -294,15 +297,23 @@ const makeSqlWith = (
             try: () =>
               new ChatBinding({
                 chatId: row.chat_id,
-                parentChatId: Option.fromNullable(row.parent_chat_id),
-                workspaceId: Option.fromNullable(row.workspace_id),
-                buildId: Option.fromNullable(row.build_id),
-                agentId: Option.fromNullable(row.agent_id),
+                parentChatId: Option.fromNullishOr(row.parent_chat_id),
+                workspaceId: Option.fromNullishOr(row.workspace_id),
+                buildId: Option.fromNullishOr(row.build_id),
+                agentId: Option.fromNullishOr(row.agent_id),
                 version: row.version,
-                updatedAt: DateTime.unsafeFromDate(row.updated_at)
+                updatedAt: DateTime.fromDateUnsafe(row.updated_at)
               }),
             catch: (cause) =>
-              new BindingStoreError({ operation, detail: `a row does not match the schema: ${String(cause)}`, cause })
+              new BindingStoreError({
+                operation,
+                detail: `a row does not match the schema: ${
+                  cause instanceof Error && SchemaIssue.isIssue(cause.cause)
+                    ? SchemaIssue.makeFormatterDefault()(cause.cause)
+                    : String(cause)
+                }`,
+                cause
+              })
           })
         )
       )

@@ -2,8 +2,7 @@ import type { ChatId } from "@lazydial/core"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
-import * as Fiber from "effect/Fiber"
-import * as FiberId from "effect/FiberId"
+import type * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Scope from "effect/Scope"
 import { sharedTotal } from "./decisions.js"
@@ -11,7 +10,7 @@ import { sharedTotal } from "./decisions.js"
 interface Shared<A, E> {
   readonly deferred: Deferred.Deferred<A, E>
   waiters: number
-  fiber: Fiber.RuntimeFiber<A, E> | undefined
+  fiber: Fiber.Fiber<A, E> | undefined
 }
 
 /**
@@ -43,7 +42,7 @@ export const makeTurnSharing = <A, E>(
           const chats = perTurn
           const existing = chats.get(chatId)
           const shared: Shared<A, E> = existing ?? {
-            deferred: Deferred.unsafeMake<A, E>(FiberId.none),
+            deferred: Deferred.makeUnsafe<A, E>(),
             waiters: 0,
             fiber: undefined
           }
@@ -54,12 +53,14 @@ export const makeTurnSharing = <A, E>(
           // belongs to no single caller; its connection is released when the
           // Scope closes. A failure is forgotten, so the next call dials again.
           const start = existing !== undefined
-            ? Effect.zipRight(Metric.increment(sharedTotal), Effect.annotateCurrentSpan("lazydial.shared", true))
+            ? Effect.andThen(Metric.update(sharedTotal, 1), Effect.annotateCurrentSpan("lazydial.shared", true))
             : Effect.flatMap(
               Effect.clockWith((clock) =>
                 Effect.forkIn(
-                  Effect.interruptible(Scope.extend(dial(chatId, clock.unsafeCurrentTimeMillis()), scope)),
-                  scope
+                  Effect.interruptible(Scope.provide(dial(chatId, clock.currentTimeMillisUnsafe()), scope)),
+                  scope,
+                  // on this tick: a scheduler hop per turn would only add latency
+                  { startImmediately: true }
                 )
               ),
               (fiber) =>
@@ -67,19 +68,19 @@ export const makeTurnSharing = <A, E>(
                   shared.fiber = fiber
                   fiber.addObserver((exit: Exit.Exit<A, E>) => {
                     if (exit._tag === "Failure" && chats.get(chatId) === shared) chats.delete(chatId)
-                    Deferred.unsafeDone(shared.deferred, exit)
+                    Deferred.doneUnsafe(shared.deferred, exit)
                   })
                 })
             )
 
-          return Effect.zipRight(start, restore(Deferred.await(shared.deferred))).pipe(
+          return Effect.andThen(start, restore(Deferred.await(shared.deferred))).pipe(
             Effect.onInterrupt(() =>
-              Effect.suspend(() => {
+              Effect.sync(() => {
                 shared.waiters--
-                if (shared.waiters > 0 || shared.fiber?.unsafePoll() != null) return Effect.void
+                if (shared.waiters > 0 || shared.fiber?.pollUnsafe() !== undefined) return
                 // Nobody waits for this dial any more: abandon it, without waiting.
                 if (chats.get(chatId) === shared) chats.delete(chatId)
-                return shared.fiber === undefined ? Effect.void : Fiber.interruptFork(shared.fiber)
+                shared.fiber?.interruptUnsafe()
               })
             )
           )

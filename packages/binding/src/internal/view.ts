@@ -1,12 +1,10 @@
 import { type BuildId, CurrentAgent, type WorkspaceId } from "@lazydial/core"
 import * as Clock from "effect/Clock"
-import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
-import * as FiberId from "effect/FiberId"
 import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
+import * as PubSub from "effect/PubSub"
 import type * as Scope from "effect/Scope"
 import type { Notice, RebuildNotices } from "../RebuildNotices.js"
 
@@ -125,7 +123,7 @@ interface Waiter {
  * @internal
  */
 export const make = (
-  notices: Context.Tag.Service<RebuildNotices>,
+  notices: RebuildNotices["Service"],
   size: number
 ) =>
   Effect.gen(function*() {
@@ -140,7 +138,7 @@ export const make = (
     const entries = new Map<WorkspaceId, Entry>()
     const waiters = new Map<WorkspaceId, Set<Waiter>>()
     let waiting = 0
-    let reader: Fiber.RuntimeFiber<void> | undefined
+    let reader: Fiber.Fiber<void> | undefined
     let session = -1
 
     const apply = (notice: Notice, now: number) => {
@@ -154,7 +152,7 @@ export const make = (
 
     const stopReaderIfIdle = () => {
       if (waiting > 0 || reader === undefined) return
-      reader.unsafeInterruptAsFork(FiberId.none)
+      reader.interruptUnsafe()
       reader = undefined
     }
 
@@ -185,8 +183,9 @@ export const make = (
     // leaves, and notices taken from the queue must be applied, not dropped.
     const catchUp = Effect.uninterruptible(Effect.gen(function*() {
       const status = yield* notices.status
-      const pending = yield* Queue.takeAll(queue)
-      yield* Queue.takeAll(doorbell)
+      // `takeUpTo`, not `takeAll`: Effect 4's `takeAll` waits for a first notice
+      const pending = yield* PubSub.takeUpTo(queue, Number.POSITIVE_INFINITY)
+      yield* PubSub.takeUpTo(doorbell, Number.POSITIVE_INFINITY)
       if (!status.listening) {
         entries.clear()
         session = -1
@@ -208,7 +207,7 @@ export const make = (
     }))
 
     // Reads notices as they are published, while a dial waits.
-    const read: Effect.Effect<void> = Effect.forever(Effect.zipRight(Queue.take(doorbell), catchUp))
+    const read: Effect.Effect<void> = Effect.forever(Effect.andThen(PubSub.take(doorbell), catchUp))
 
     /** What the view knows of `workspaceId` for a chat bound to `bound` (None: a lazy bind). */
     const hint = (workspaceId: WorkspaceId, bound: Option.Option<CurrentAgent>): Effect.Effect<Hint> =>
@@ -232,7 +231,7 @@ export const make = (
       Effect.flatMap(catchUp, (now) =>
         now !== undefined && judge(entries.get(workspaceId), Option.some(bound), now)._tag !== "Unknown"
           ? Effect.void
-          : Effect.async<void>((resume) => {
+          : Effect.callback<void>((resume) => {
             const waiter: Waiter = {
               bound,
               wake: () =>
@@ -272,7 +271,7 @@ export const make = (
   })
 
 /** @internal */
-export type View = Effect.Effect.Success<ReturnType<typeof make>>
+export type View = Effect.Success<ReturnType<typeof make>>
 
 /** @internal */
 export type MakeView = Effect.Effect<View, never, Scope.Scope>

@@ -8,23 +8,44 @@ import { BindingStore, ChatConnector, RebuildNotices } from "@lazydial/binding"
 import { AgentId, BuildId, ChatId, type CurrentAgent, LazyDial, WorkspaceId } from "@lazydial/core"
 import { type DialScript, layerTest, type LookupScript, TestAgents } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
-import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
-import type * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as Scheduler from "effect/Scheduler"
 import * as Scope from "effect/Scope"
-import * as TestClock from "effect/TestClock"
-import * as TestContext from "effect/TestContext"
+import * as TestClock from "effect/testing/TestClock"
+import { pendingSleeps } from "../fixtures.js"
 import { Model, type WorkspaceModel } from "./model.js"
 import { mulberry32 } from "./prng.js"
 import { SimClock, SimScheduler } from "./virtualTime.js"
 
-type Store = Context.Tag.Service<BindingStore.BindingStore>
+type Store = BindingStore.BindingStore["Service"]
+
+/**
+ * Counts the fibers alive, through Effect's hook for fiber runtime metrics
+ * (`Metric.FiberRuntimeMetrics`), which sees every fiber started under it,
+ * the detached ones included. Effect 3's `Fiber.roots` is gone, and this
+ * check needs no list: a run must end with no more fibers than it began with.
+ */
+const makeFiberLedger = () => {
+  let alive = 0
+  const service: Metric.FiberRuntimeMetricsService = {
+    recordFiberStart: () => {
+      alive++
+    },
+    recordFiberEnd: () => {
+      alive--
+    }
+  }
+  return { service, alive: () => alive }
+}
+
+type FiberLedger = ReturnType<typeof makeFiberLedger>
 
 export interface SimOptions {
   /** Chats created at the start; child chats are added on the way. */
@@ -88,16 +109,18 @@ export const runSeed = (seed: number, options: SimOptions): Effect.Effect<SeedRe
     Layer.provideMerge(options.notices ? Layer.merge(storeLayer, RebuildNotices.layerMemory) : storeLayer),
     Layer.provideMerge(layerTest)
   )
+  const fiberLedger = makeFiberLedger()
   if (options.time === "TestClock") {
     const time: VirtualTime = {
       advance: (millis) => TestClock.adjust(millis),
-      idle: Effect.map(TestClock.sleeps(), Chunk.isEmpty)
+      idle: Effect.map(pendingSleeps, (sleeps) => sleeps.length === 0)
     }
-    return simulate(seed, model, options, time).pipe(
+    return simulate(seed, model, options, time, fiberLedger).pipe(
       Effect.provide(layers),
       Effect.orDie,
+      Effect.provideService(Metric.FiberRuntimeMetrics, fiberLedger.service),
       // A fresh TestClock per seed: a replayed seed starts at the same instant.
-      Effect.provide(TestContext.TestContext)
+      Effect.provide(TestClock.layer())
     )
   }
   const scheduler = new SimScheduler()
@@ -106,18 +129,19 @@ export const runSeed = (seed: number, options: SimOptions): Effect.Effect<SeedRe
     advance: (millis) => clock.advance(millis),
     idle: Effect.sync(() => clock.pendingTimers === 0)
   }
-  return simulate(seed, model, options, time).pipe(
+  return simulate(seed, model, options, time, fiberLedger).pipe(
     Effect.provide(layers),
     Effect.orDie,
-    Effect.withClock(clock),
-    Effect.withScheduler(scheduler)
+    Effect.provideService(Metric.FiberRuntimeMetrics, fiberLedger.service),
+    Effect.provideService(Clock.Clock, clock),
+    Effect.provideService(Scheduler.Scheduler, scheduler)
   )
 }
 
-const simulate = (seed: number, model: Model, options: SimOptions, time: VirtualTime) =>
+const simulate = (seed: number, model: Model, options: SimOptions, time: VirtualTime, fiberLedger: FiberLedger) =>
   Effect.gen(function*() {
     const rng = mulberry32(seed)
-    const rootsBefore = new Set(yield* Fiber.roots)
+    const fibersBefore = fiberLedger.alive()
     const connector = yield* ChatConnector.ChatConnector
     const store = yield* BindingStore.BindingStore
     const agents = yield* TestAgents
@@ -128,7 +152,7 @@ const simulate = (seed: number, model: Model, options: SimOptions, time: Virtual
     const count = (key: string) => {
       outcomes[key] = (outcomes[key] ?? 0) + 1
     }
-    const fibers: Array<Fiber.RuntimeFiber<unknown, unknown>> = []
+    const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
     const chats: Array<ChatId> = []
     const newAgent = () => AgentId.make(rng.uuid())
     const newBuild = () => BuildId.make(rng.uuid())
@@ -145,7 +169,7 @@ const simulate = (seed: number, model: Model, options: SimOptions, time: Virtual
           // delayed, so overtaken by later notices: reordered
           faults++
           count("fault:notice_delayed")
-          fibers.push(yield* Effect.fork(Effect.zipRight(Effect.sleep(rng.int(1, 6_000)), memory.publish(notice))))
+          fibers.push(yield* Effect.forkChild(Effect.andThen(Effect.sleep(rng.int(1, 6_000)), memory.publish(notice))))
         } else {
           yield* memory.publish(notice)
         }
@@ -178,7 +202,7 @@ const simulate = (seed: number, model: Model, options: SimOptions, time: Virtual
       count("fault:listener_drop")
       yield* memoryNotices.setListening(false)
       fibers.push(
-        yield* Effect.fork(Effect.zipRight(Effect.sleep(rng.int(0, 10_000)), memoryNotices.setListening(true)))
+        yield* Effect.forkChild(Effect.andThen(Effect.sleep(rng.int(0, 10_000)), memoryNotices.setListening(true)))
       )
     })
 
@@ -280,11 +304,11 @@ const simulate = (seed: number, model: Model, options: SimOptions, time: Virtual
 
     const classify = (exit: Exit.Exit<unknown, unknown>, mayBeInterrupted: boolean) => {
       if (Exit.isSuccess(exit)) return count("turn:ok")
-      if (Cause.isInterruptedOnly(exit.cause)) {
+      if (Cause.hasInterruptsOnly(exit.cause)) {
         if (!mayBeInterrupted) model.violation("a turn nobody interrupted was interrupted")
         return count("turn:interrupted")
       }
-      const failure = Cause.failureOption(exit.cause)
+      const failure = Cause.findErrorOption(exit.cause)
       if (Option.isSome(failure)) {
         const tag = (failure.value as { readonly _tag?: string })._tag ?? "unknown"
         if (!expectedErrors.has(tag)) model.violation(`a turn failed with an unexpected error: ${tag}`)
@@ -293,17 +317,19 @@ const simulate = (seed: number, model: Model, options: SimOptions, time: Virtual
       model.violation(`a turn died: ${Cause.pretty(exit.cause)}`)
     }
 
-    const track = <A, E>(fiber: Fiber.RuntimeFiber<A, E>, mayBeInterrupted: () => boolean) => {
+    const track = <A, E>(fiber: Fiber.Fiber<A, E>, mayBeInterrupted: () => boolean) => {
       fibers.push(fiber)
       fiber.addObserver((exit) => classify(exit, mayBeInterrupted()))
     }
 
     /** Interrupts `fiber` at a random moment of the next 8 seconds. */
-    const interruptLater = (fiber: Fiber.RuntimeFiber<unknown, unknown>) =>
+    const interruptLater = (fiber: Fiber.Fiber<unknown, unknown>) =>
       Effect.gen(function*() {
         faults++
         count("fault:caller_interrupt")
-        const interrupter = yield* Effect.fork(Effect.zipRight(Effect.sleep(rng.int(0, 8_000)), Fiber.interrupt(fiber)))
+        const interrupter = yield* Effect.forkChild(
+          Effect.andThen(Effect.sleep(rng.int(0, 8_000)), Fiber.interrupt(fiber))
+        )
         fibers.push(interrupter)
       })
 
@@ -312,8 +338,8 @@ const simulate = (seed: number, model: Model, options: SimOptions, time: Virtual
       Effect.gen(function*() {
         const hold = rng.chance(0.5) ? 0 : rng.int(1, 2_000)
         const interrupted = rng.chance(0.12)
-        const fiber = yield* Effect.fork(
-          Effect.scoped(Effect.zipRight(checkedConnect(chatId), hold > 0 ? Effect.sleep(hold) : Effect.void))
+        const fiber = yield* Effect.forkChild(
+          Effect.scoped(Effect.andThen(checkedConnect(chatId), hold > 0 ? Effect.sleep(hold) : Effect.void))
         )
         track(fiber, () => interrupted)
         if (interrupted) yield* interruptLater(fiber)
@@ -324,11 +350,11 @@ const simulate = (seed: number, model: Model, options: SimOptions, time: Virtual
       Effect.gen(function*() {
         const interrupted = Array.from({ length: callers }, () => rng.chance(0.2))
         const hold = rng.int(0, 1_000)
-        const fiber = yield* Effect.fork(Effect.gen(function*() {
+        const fiber = yield* Effect.forkChild(Effect.gen(function*() {
           const scope = yield* Scope.make()
-          const callersFibers: Array<Fiber.RuntimeFiber<unknown, unknown>> = []
+          const callersFibers: Array<Fiber.Fiber<unknown, unknown>> = []
           for (let i = 0; i < callers; i++) {
-            const caller = yield* Effect.fork(Scope.extend(checkedConnect(chatId), scope))
+            const caller = yield* Effect.forkChild(Scope.provide(checkedConnect(chatId), scope))
             track(caller, () => interrupted[i]!)
             callersFibers.push(caller)
             if (interrupted[i]) yield* interruptLater(caller)
@@ -352,13 +378,13 @@ const simulate = (seed: number, model: Model, options: SimOptions, time: Virtual
     const settle = Effect.gen(function*() {
       for (let round = 0; round < 40; round++) {
         yield* time.advance(15_000)
-        if (fibers.every((fiber) => fiber.unsafePoll() !== null) && (yield* time.idle)) return
+        if (fibers.every((fiber) => fiber.pollUnsafe() !== undefined) && (yield* time.idle)) return
       }
     })
 
     const roundOfTurns = (ids: ReadonlyArray<ChatId>) =>
       Effect.gen(function*() {
-        const round = yield* Effect.forEach(ids, (chatId) => Effect.fork(Effect.scoped(checkedConnect(chatId))))
+        const round = yield* Effect.forEach(ids, (chatId) => Effect.forkChild(Effect.scoped(checkedConnect(chatId))))
         for (const fiber of round) track(fiber, () => false)
         yield* settle
         return yield* Effect.forEach(round, Fiber.await)
@@ -473,7 +499,7 @@ const simulate = (seed: number, model: Model, options: SimOptions, time: Virtual
       const row = yield* store.get(chats[i]!)
       const exit = finals[i]!
       if (Option.isNone(row.workspaceId)) {
-        const tag = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
+        const tag = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.findErrorOption(exit.cause)) : undefined
         if ((tag as { readonly _tag?: string } | undefined)?._tag !== "ChatHasNoWorkspace") {
           model.violation(`chat ${row.chatId} has no workspace, and its turn did not say ChatHasNoWorkspace`)
         }
@@ -508,14 +534,15 @@ const simulate = (seed: number, model: Model, options: SimOptions, time: Virtual
     yield* settle
     const unreleased = yield* agents.unreleased
     const releasedTwice = yield* agents.releasedTwice
-    const running = fibers.filter((fiber) => fiber.unsafePoll() === null).length
-    const strayRoots = (yield* Fiber.roots).filter((fiber) => !rootsBefore.has(fiber) && fiber.unsafePoll() === null)
+    const running = fibers.filter((fiber) => fiber.pollUnsafe() === undefined).length
+    // every other fiber started since the run began: sweepers, readers, dials
+    const strayFibers = Math.max(0, fiberLedger.alive() - fibersBefore - running)
     for (const entry of unreleased) {
       model.violation(`connection ${entry.connectionId} to ${entry.agentId} never released`)
     }
     for (const entry of releasedTwice) model.violation(`connection ${entry.connectionId} released twice`)
     if (running > 0) model.violation(`${running} turn fibers still running`)
-    if (strayRoots.length > 0) model.violation(`${strayRoots.length} root fibers still running`)
+    if (strayFibers > 0) model.violation(`${strayFibers} other fibers still running`)
     model.checkHistories()
 
     const ledger = yield* agents.ledger
@@ -527,7 +554,7 @@ const simulate = (seed: number, model: Model, options: SimOptions, time: Virtual
       chats: chats.length,
       turns,
       faults,
-      leaks: unreleased.length + releasedTwice.length + running + strayRoots.length,
+      leaks: unreleased.length + releasedTwice.length + running + strayFibers,
       outcomes,
       violations: model.violations,
       fingerprint: `${turns}/${ledger.length}/${dials.length}/${lookups.length}/${now}/${

@@ -5,11 +5,10 @@
  */
 import type { BindingStore, ChatBinding as ChatBindingModule } from "@lazydial/binding"
 import { type AgentId, type ChatId, CurrentAgent, type WorkspaceId } from "@lazydial/core"
-import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 
-type Store = Context.Tag.Service<BindingStore.BindingStore>
+type Store = BindingStore.BindingStore["Service"]
 type ChatBinding = ChatBindingModule.ChatBinding
 
 export interface WorkspaceModel {
@@ -100,7 +99,7 @@ export class Model {
         }
         if (
           previous !== undefined && Option.isSome(previous.agentId) && Option.isSome(row.agentId) &&
-          Option.getEquivalence((a: WorkspaceId, b: WorkspaceId) => a === b)(previous.workspaceId, row.workspaceId)
+          Option.makeEquivalence((a: WorkspaceId, b: WorkspaceId) => a === b)(previous.workspaceId, row.workspaceId)
         ) {
           const before = this.homes.get(previous.agentId.value)?.index ?? -1
           const after = this.homes.get(row.agentId.value)?.index ?? -1
@@ -121,21 +120,25 @@ export class Model {
   watch(store: Store): Store {
     return {
       createChat: (options) =>
-        Effect.uninterruptible(Effect.tap(store.createChat(options), (row) => this.written("createChat", row))),
+        Effect.uninterruptible(
+          Effect.tap(store.createChat(options), (row) => Effect.sync(() => this.written("createChat", row)))
+        ),
       createChild: (parent, options) =>
         Effect.uninterruptible(
-          Effect.tap(store.createChild(parent, options), (row) => this.written("createChild", row))
+          Effect.tap(store.createChild(parent, options), (row) => Effect.sync(() => this.written("createChild", row)))
         ),
-      get: (chatId) => Effect.tap(store.get(chatId), (row) => this.checkRow("get", row)),
+      get: (chatId) => Effect.tap(store.get(chatId), (row) => Effect.sync(() => this.checkRow("get", row))),
       setWorkspace: (chatId, workspaceId) =>
         Effect.uninterruptible(
-          Effect.tap(store.setWorkspace(chatId, workspaceId), (row) => this.written("setWorkspace", row))
+          Effect.tap(store.setWorkspace(chatId, workspaceId), (row) =>
+            Effect.sync(() => this.written("setWorkspace", row)))
         ),
       recordAgent: (chatId, write) =>
-        Effect.uninterruptible(Effect.tap(store.recordAgent(chatId, write), (result) => {
-          if (result._tag === "Recorded") return this.written("recordAgent", result.binding)
-          this.checkRow("recordAgent (lost)", result.binding)
-        }))
+        Effect.uninterruptible(Effect.tap(store.recordAgent(chatId, write), (result) =>
+          Effect.sync(() => {
+            if (result._tag === "Recorded") return this.written("recordAgent", result.binding)
+            this.checkRow("recordAgent (lost)", result.binding)
+          })))
     }
   }
 }

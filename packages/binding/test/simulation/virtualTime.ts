@@ -9,13 +9,14 @@
  *
  * `SimClock` keeps the same contract (time moves only when the harness moves
  * it; timers due at one instant fire in registration order) with cancelled
- * sleeps removed, and `SimScheduler` runs every fiber step from one FIFO queue
- * drained on microtasks, so "every fiber has settled" is simply "the queue is
- * empty after a macrotask". Both are deterministic: a seed replays exactly.
+ * sleeps removed, and `SimScheduler` is Effect's own `MixedScheduler` with
+ * its task batches run on microtasks instead of `setImmediate`, counted, so
+ * "every fiber has settled" is simply "no batch is pending after a
+ * macrotask". Both are deterministic: a seed replays exactly.
  * The harness can still run on `TestClock` (`time: "TestClock"`), and the
  * suite does so for a few seeds.
  */
-import * as Clock from "effect/Clock"
+import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
@@ -28,37 +29,35 @@ interface Timer {
 }
 
 export class SimScheduler implements Scheduler.Scheduler {
-  private queue: Array<Scheduler.Task> = []
-  private flushing = false
+  readonly executionMode = "async" as const
+  private scheduled = 0
+  private readonly mixed = new Scheduler.MixedScheduler("async", (run) => {
+    this.scheduled++
+    let cancelled = false
+    queueMicrotask(() => {
+      this.scheduled--
+      if (!cancelled) run()
+    })
+    return () => {
+      cancelled = true
+    }
+  })
 
+  /** Task batches scheduled and not yet run. */
   get pending(): number {
-    return this.queue.length
+    return this.scheduled
   }
 
-  shouldYield(fiber: Fiber.RuntimeFiber<unknown, unknown>): number | false {
-    return Scheduler.defaultShouldYield(fiber)
+  shouldYield(fiber: Fiber.Fiber<unknown, unknown>): boolean {
+    return this.mixed.shouldYield(fiber)
   }
 
-  scheduleTask(task: Scheduler.Task): void {
-    this.queue.push(task)
-    if (!this.flushing) {
-      this.flushing = true
-      queueMicrotask(() => this.flush())
-    }
-  }
-
-  private flush(): void {
-    while (this.queue.length > 0) {
-      const batch = this.queue
-      this.queue = []
-      for (const task of batch) task()
-    }
-    this.flushing = false
+  makeDispatcher(): Scheduler.SchedulerDispatcher {
+    return this.mixed.makeDispatcher()
   }
 }
 
 export class SimClock implements Clock.Clock {
-  readonly [Clock.ClockTypeId]: Clock.ClockTypeId = Clock.ClockTypeId
   private now = 0
   private seq = 0
   private timers: Array<Timer> = []
@@ -69,22 +68,28 @@ export class SimClock implements Clock.Clock {
     return this.timers.length
   }
 
-  unsafeCurrentTimeMillis(): number {
+  currentTimeMillisUnsafe(): number {
     return this.now
   }
 
-  unsafeCurrentTimeNanos(): bigint {
+  currentTimeNanosUnsafe(): bigint {
     return BigInt(this.now) * 1_000_000n
+  }
+
+  monotonicTimeNanosUnsafe(): bigint {
+    return this.currentTimeNanosUnsafe()
   }
 
   readonly currentTimeMillis: Effect.Effect<number> = Effect.sync(() => this.now)
 
-  readonly currentTimeNanos: Effect.Effect<bigint> = Effect.sync(() => this.unsafeCurrentTimeNanos())
+  readonly currentTimeNanos: Effect.Effect<bigint> = Effect.sync(() => this.currentTimeNanosUnsafe())
+
+  readonly monotonicTimeNanos: Effect.Effect<bigint> = this.currentTimeNanos
 
   sleep(duration: Duration.Duration): Effect.Effect<void> {
     const millis = Duration.toMillis(duration)
     if (!(millis > 0)) return Effect.void
-    return Effect.async<void>((resume) => {
+    return Effect.callback<void>((resume) => {
       const timer: Timer = { at: this.now + millis, seq: this.seq++, fire: () => resume(Effect.void) }
       this.insert(timer)
       return Effect.sync(() => this.remove(timer))
@@ -101,7 +106,7 @@ export class SimClock implements Clock.Clock {
 
   /** Moves time forward by `millis`, firing each timer at its own instant, then settling. */
   advance(millis: number): Effect.Effect<void> {
-    return Effect.gen(this, function*() {
+    return Effect.gen({ self: this }, function*() {
       const target = this.now + Math.max(0, millis)
       yield* this.settle
       while (this.timers.length > 0 && this.timers[0]!.at <= target) {
