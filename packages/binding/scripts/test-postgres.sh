@@ -9,6 +9,7 @@
 #   PostgreSQL runs of the store contract, the directory and the replica races
 #   are enabled. Extra arguments go to vitest. With `--exec cmd args...`, runs
 #   that command instead (for example the load bench) against the same server.
+#   Both run on the project's Node (node_modules/.bin first on PATH).
 # - Sets LAZYDIAL_REQUIRE_POSTGRES=1: a PostgreSQL suite that cannot run
 #   (a variable missing) fails instead of being skipped.
 # - Creates a role with a password (LAZYDIAL_TEST_PASSWORD_DATABASE_URL), the
@@ -22,8 +23,11 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../../.." && pwd)"
+# the project's Node (the `node` devDependency), also when run from a plain shell
+export PATH="$repo/node_modules/.bin:$PATH"
 
 log() { printf 'test-postgres: %s\n' "$*" >&2; }
+log "node $(node --version) ($(command -v node))"
 # shellcheck source=../../../scripts/lib/debian.sh
 . "$repo/scripts/lib/debian.sh"
 

@@ -1,9 +1,12 @@
 /**
- * `pg-pool` hands a freed client to its next waiter synchronously, and
- * `@effect/sql-pg` releases a client at once when that waiter was
- * interrupted: so one release recursed through every interrupted waiter in
- * the queue, and a few thousand of them (turns that timed out while the pool
- * was full) overflowed the stack and crashed the process.
+ * Thousands of waiters for a full pool, interrupted (turns that timed out
+ * while the pool was full), must not take the process down. On Effect 3,
+ * `pg-pool` handed a freed client to its next waiter synchronously and
+ * `@effect/sql-pg` released it at once when that waiter was interrupted, so
+ * one release recursed through every interrupted waiter and overflowed the
+ * stack, until our pool handed clients over on the next tick. Effect 4's
+ * `@effect/sql-pg` has a pool of its own (Effect's `Pool`) and needs no such
+ * workaround; this test holds it to the same behaviour.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as PgDatabase from "@lazydial/binding/PgDatabase"

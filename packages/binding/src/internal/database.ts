@@ -33,12 +33,14 @@ export const databaseError = (operation: string) => (cause: SqlError | Schema.Sc
   })
 
 /**
- * `sql.withTransaction`, failing with `BindingStoreError` whatever went wrong.
- * Effect 4's transaction wrapper (`makeWithTransaction` in
- * `effect/sql/SqlClient`) still runs ROLLBACK under `Effect.orDie`, so a
- * ROLLBACK that fails surfaces as a defect carrying an `SqlError`. That defect
- * is a database fault like any other, so it is caught here, at our boundary,
- * and becomes a typed failure; any other defect stays one.
+ * `sql.withTransaction`, failing with `BindingStoreError` when the database
+ * does. On Effect 3 a connection that died inside a transaction (a killed
+ * backend, a restarted server) made the COMMIT or ROLLBACK, run under
+ * `Effect.orDie`, a defect that had to be caught here. Effect 4 reports a
+ * failed COMMIT as a typed `SqlError`, and `@effect/sql-pg` skips the ROLLBACK
+ * of a session the server ended, so that defect no longer happens:
+ * `test/PostgresFaults.test.ts` kills `createChild`'s backend inside its
+ * transaction and gets a `BindingStoreError`, with no defect handling here.
  *
  * @internal
  */
@@ -49,18 +51,6 @@ export const transaction =
       Effect.catchIf(
         (error): error is Extract<E | SqlError, SqlError> => isSqlError(error),
         (cause) => Effect.fail(databaseError(operation)(cause))
-      ),
-      Effect.catchDefect((defect) =>
-        isSqlError(defect)
-          ? Effect.fail(
-            new BindingStoreError({
-              operation,
-              detail: `the transaction's COMMIT or ROLLBACK failed (${sqlDetail(defect)}); ` +
-                "it was not committed unless a retry finds its effect",
-              cause: defect
-            })
-          )
-          : Effect.die(defect)
       )
     ) as Effect.Effect<A, Exclude<E, SqlError> | BindingStoreError, R> // safe: every SqlError failure was caught above
 
