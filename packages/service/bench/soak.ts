@@ -47,7 +47,7 @@ process.env.LAZYDIAL_FAULTS_LOOKUP ??= JSON.stringify({
 })
 
 const seconds = Schema.decodeUnknownSync(
-  Schema.NumberFromString.pipe(Schema.int(), Schema.between(10, 86_400))
+  Schema.NumberFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 10, maximum: 86_400 }))
 )(process.env.LAZYDIAL_SOAK_SECONDS ?? "300", { errors: "all" })
 
 const gc = (globalThis as { gc?: () => void }).gc
@@ -129,7 +129,7 @@ const program = Effect.gen(function*() {
   let started = performance.now()
   const elapsedS = () => (performance.now() - started) / 1000
 
-  const watchSockets = Effect.forever(Effect.zipRight(
+  const watchSockets = Effect.forever(Effect.andThen(
     Effect.sleep("250 millis"),
     Effect.sync(() => {
       maxSockets = Math.max(maxSockets, progress.socketsOpen)
@@ -153,7 +153,7 @@ const program = Effect.gen(function*() {
       }  heap ${fixed(s.heapMiB)} MiB  rss ${fixed(s.rssMiB)} MiB  fds ${s.fds}  sockets ${s.sockets}\n`
     )
   })
-  const sampler = Effect.forever(Effect.zipRight(Effect.sleep("5 seconds"), sample))
+  const sampler = Effect.forever(Effect.andThen(Effect.sleep("5 seconds"), sample))
 
   const rounds = Effect.gen(function*() {
     // warm-up: one round of each strategy before the first sample, so JIT and
@@ -163,8 +163,8 @@ const program = Effect.gen(function*() {
     }
     started = performance.now()
     yield* sample
-    const watcher = yield* Effect.fork(watchSockets)
-    const sampling = yield* Effect.fork(sampler)
+    const watcher = yield* Effect.forkChild(watchSockets)
+    const sampling = yield* Effect.forkChild(sampler)
     for (let round = 1; round < 1_000_000 && elapsedS() < seconds; round++) {
       reports.push(yield* Workload.runStrategy(planFor(round), round % 2 === 0 ? "latest" : "lazydial", progress))
       idleFds.push(fdCount())
@@ -179,9 +179,9 @@ const program = Effect.gen(function*() {
   // included) is a failure
   yield* rounds.pipe(
     Effect.provide(Service.layerDatabase(base.databaseUrl)),
-    Effect.timeoutFail({
+    Effect.timeoutOrElse({
       duration: Duration.seconds(seconds + 120),
-      onTimeout: () => new Error(`the soak did not stop within ${seconds + 120} s`)
+      orElse: () => Effect.fail(new Error(`the soak did not stop within ${seconds + 120} s`))
     })
   )
   return { samples, idleFds, reports: reports.slice(2), maxSockets, wallS: elapsedS() }

@@ -9,6 +9,10 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../../.." && pwd)"
+# The project's Node (the `node` devDependency) first on PATH, whoever runs
+# this: vitest, the `serve` and `fleet` children (process.execPath) and the
+# helpers of binding's script then all run on it, not on the machine's Node.
+export PATH="$repo/node_modules/.bin:$PATH"
 
 if [ -z "${LAZYDIAL_TEST_DATABASE_URL:-}" ]; then
   exec bash "$repo/packages/binding/scripts/test-postgres.sh" --exec bash "$here/test-replicas.sh" "$@"

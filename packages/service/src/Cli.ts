@@ -351,9 +351,11 @@ export const command = Command.make("lazydial-service", options, (flags) =>
     Command.withSubcommands([serveCommand, fleetCommand, clusterCommand])
   )
 
+const hint = "Run lazydial-service --help for every option and examples."
+
 const usageError = (message: string) =>
   Effect.andThen(
-    Console.error(`lazydial-service: ${message}\nRun lazydial-service --help for every option and examples.`),
+    Console.error(`lazydial-service: ${message}\n${hint}`),
     Effect.sync(() => void (process.exitCode = 2))
   )
 
@@ -369,7 +371,7 @@ const presenter = CliOutput.layerPresenter({
       ? Console.error(
         [
           ...event.errors.map((error) => `lazydial-service: ${error.message}`),
-          "Run lazydial-service --help for every option and examples."
+          hint
         ].join("\n")
       )
       : CliOutput.defaultPresenter.present(event)
