@@ -5,6 +5,10 @@
  * a PostgreSQL user does not download its 27 MB). It does not need
  * `@effect/sql-pg`.
  *
+ * The client is this package's own, on `effect/sql`'s `SqlClient`: there is
+ * no `@effect/sql-pglite` on a 4.1 line (npm's latest, 4.0.0-beta.93, pins an
+ * Effect 4.0 beta, which would put a second Effect in the tree).
+ *
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
