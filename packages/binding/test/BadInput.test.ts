@@ -1,6 +1,6 @@
 /**
  * Bad input: every decoder that takes outside data, fed arbitrary strings and
- * objects by fast-check. Nothing may throw past the Effect error channel, and
+ * objects by Effect's `Arbitrary`. Nothing may throw past the Effect error channel, and
  * every rejection names the field (or the option) it rejects.
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"

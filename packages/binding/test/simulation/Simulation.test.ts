@@ -107,15 +107,6 @@ describe("Simulation", () => {
       assert.notStrictEqual((yield* runSeed(43, options)).fingerprint, first.fingerprint)
     }))
 
-  it.effect("the same workload on Effect's TestClock: the invariants hold there too", () =>
-    Effect.gen(function*() {
-      for (const seed of [1, 2, 3]) {
-        const report = yield* runSeed(seed, { ...options, time: "TestClock" })
-        assertEqual(report.violations, [], describeFailure(report))
-        assert.strictEqual(report.leaks, 0)
-      }
-    }), { timeout: 60_000 })
-
   it.effect("the checks catch a store that writes without its compare-and-set", () =>
     Effect.gen(function*() {
       // A read-then-write store: it ignores what the caller read, so a stale
