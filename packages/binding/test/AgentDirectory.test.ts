@@ -13,7 +13,7 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import type * as SqlClient from "effect/sql/SqlClient"
 import * as TestClock from "effect/testing/TestClock"
-import { build, drive, onPostgres, workspaceId } from "./fixtures.js"
+import { build, countingStatements, drive, onPostgres, workspaceId } from "./fixtures.js"
 
 const queries = Metric.value(AgentDirectory.queriesTotal).pipe(Effect.map((state) => state.count))
 
@@ -27,7 +27,7 @@ const countQueries = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
 
 const directoryContract = <E>(name: string, database: Layer.Layer<SqlClient.SqlClient | Database.Migrated, E>) =>
   layer(
-    AgentDirectory.layerSql({ batchWindow: 0 }).pipe(Layer.provideMerge(database)),
+    AgentDirectory.layerSql({ batchWindow: 0 }).pipe(Layer.provideMerge(countingStatements(database))),
     { timeout: "60 seconds" }
   )(
     `AgentDirectory: ${name}`,

@@ -27,7 +27,17 @@ import * as SqlClient from "effect/sql/SqlClient"
 import * as TestClock from "effect/testing/TestClock"
 import * as internalConnector from "../src/internal/connector.js"
 import * as internalView from "../src/internal/view.js"
-import { boundChat, build, drive, failureOf, onPostgres, poll, until, workspaceId } from "./fixtures.js"
+import {
+  boundChat,
+  build,
+  countingStatements,
+  drive,
+  failureOf,
+  onPostgres,
+  poll,
+  until,
+  workspaceId
+} from "./fixtures.js"
 
 const connectorLayer = (options: Parameters<typeof ChatConnector.layer>[0] = {}) =>
   ChatConnector.layer(options).pipe(
@@ -551,7 +561,7 @@ const noticesSuite = <E>(
   layer(
     Layer.mergeAll(AgentDirectory.layerSql({ batchWindow: 0 }), BindingStore.layerSql).pipe(
       Layer.provideMerge(Layer.merge(RebuildNotices.layerSql, layerTest)),
-      Layer.provideMerge(database)
+      Layer.provideMerge(countingStatements(database))
     ),
     { timeout: "60 seconds" }
   )(`RebuildNotices: ${name}`, (it) => {
@@ -632,7 +642,7 @@ onPostgres("on PostgreSQL", (url) => {
   layer(
     AgentDirectory.layerSql({ batchWindow: 0 }).pipe(
       Layer.provideMerge(RebuildNotices.layerSql),
-      Layer.provideMerge(PgDatabase.layerPg(url))
+      Layer.provideMerge(countingStatements(PgDatabase.layerPg(url)))
     ),
     { timeout: "60 seconds" }
   )("RebuildNotices: a lost LISTEN connection on PostgreSQL", (it) => {

@@ -15,7 +15,7 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import type * as SqlClient from "effect/sql/SqlClient"
-import { boundChat, build, drive, onPostgres, until, workspaceId } from "./fixtures.js"
+import { boundChat, build, countingStatements, drive, onPostgres, until, workspaceId } from "./fixtures.js"
 
 const queries = Effect.map(Metric.value(AgentDirectory.queriesTotal), (state) => state.count)
 
@@ -60,7 +60,7 @@ const rebuild = (w: WorkspaceId, old: CurrentAgent, oldAgent: "fail" | "hang") =
 const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClient | Database.Migrated, E>) =>
   layer(
     Layer.mergeAll(BindingStore.layerSql, AgentDirectory.layerSql(), layerTest).pipe(
-      Layer.provideMerge(database)
+      Layer.provideMerge(countingStatements(database))
     ),
     { timeout: "60 seconds" }
   )(`Replicas on one database: ${name}`, (it) => {

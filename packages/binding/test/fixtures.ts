@@ -5,11 +5,14 @@ import * as Arbitrary from "effect/Arbitrary"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as ConfigProvider from "effect/ConfigProvider"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as SqlClient from "effect/sql/SqlClient"
 import * as TestClock from "effect/testing/TestClock"
 
 /** Fresh ids, so tests that share one database never see each other's rows. */
@@ -45,6 +48,45 @@ export const pendingSleeps: Effect.Effect<ReadonlyArray<number>> = TestClock.tes
     : Effect.die(new Error("pendingSleeps: this TestClock keeps no `sleeps` queue; see test/fixtures.ts"))
 })
 
+// Statements sent through a database of `countingStatements` and not yet answered.
+let statementsInFlight = 0
+
+const counted = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.suspend(() => {
+    statementsInFlight++
+    return Effect.ensuring(
+      effect,
+      Effect.sync(() => {
+        statementsInFlight--
+      })
+    )
+  })
+
+/**
+ * `database` with its `SqlClient` counting the statements (and transactions)
+ * in flight, so that `drive` never moves the clock while the database still
+ * has to answer: on a loaded machine a PostgreSQL round trip can take longer
+ * than any fixed wait, and moving the clock then fired 30 s dial timeouts.
+ */
+export const countingStatements = <A, E, R>(
+  database: Layer.Layer<A | SqlClient.SqlClient, E, R>
+): Layer.Layer<A | SqlClient.SqlClient, E, R> =>
+  Layer.flatMap(database, (context) => {
+    const sql = Context.get(context, SqlClient.SqlClient)
+    const counting = new Proxy(sql, {
+      apply(target, self, args) {
+        const statement: unknown = Reflect.apply(target, self, args)
+        // `sql("name")` makes an identifier, not a statement
+        return Effect.isEffect(statement) ? counted(statement) : statement
+      },
+      get(target, key, receiver) {
+        if (key !== "withTransaction") return Reflect.get(target, key, receiver)
+        return <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => counted(target.withTransaction(effect))
+      }
+    })
+    return Layer.succeedContext(Context.add(context, SqlClient.SqlClient, counting))
+  })
+
 /**
  * Runs a fiber that mixes real database I/O with Effect-clock timers to its
  * end: while it runs, lets I/O complete, and moves the TestClock to the next
@@ -56,19 +98,18 @@ export const drive = <A, E>(fiber: Fiber.Fiber<A, E>): Effect.Effect<A, E> =>
       const done = fiber.pollUnsafe()
       if (done !== undefined) return yield* done
       // Let pending I/O finish first, so that every fiber that will sleep has
-      // registered its timer. Work in flight keeps changing the pending timers
-      // (a turn that ends cancels its dial timeout, a new dial starts its
-      // delay), so the clock moves only once they have stood still for
-      // `ioQuietMillis` of wall time: a fixed wait was too short for 50 turns
-      // writing through PGlite's one session, and moving the clock then fired
-      // 30 s dial timeouts (the Effect clock does not move meanwhile).
+      // registered its timer: the clock moves only once no statement of a
+      // `countingStatements` database is in flight and the pending timers
+      // have stood still for `ioQuietMillis` of wall time (a turn that ends
+      // cancels its dial timeout, a new dial starts its delay). The Effect
+      // clock does not move meanwhile.
       let timers = timersOf(yield* pendingSleeps)
       let quietSince = Date.now()
       for (let i = 0; i < 5 || Date.now() - quietSince < ioQuietMillis; i++) {
         yield* ioTurn
         if (fiber.pollUnsafe() !== undefined) break
         const now = timersOf(yield* pendingSleeps)
-        if (now !== timers) {
+        if (now !== timers || statementsInFlight > 0) {
           timers = now
           quietSince = Date.now()
         }
