@@ -253,8 +253,20 @@ const readmes = Object.fromEntries(
   packages.map((dir) => [dir, fs.readFileSync(path.join(repo, "packages", dir, "README.md"), "utf8")])
 )
 
+/**
+ * The install lines of a README as projects. A README with several lines (one per database) gets one more: all of
+ * them together, the user of a module that needs every driver (binding's `DatabaseConfig`), which no single line
+ * installs.
+ */
+const projectLines = (readme: string): Array<InstallLine> => {
+  const lines = installLines(readme)
+  if (lines.length < 2) return lines
+  const together = [...new Set(lines.flatMap((line) => line.args))]
+  return [...lines, { label: "all its install lines together", args: together }]
+}
+
 const projects: Array<Project> = packages.flatMap((dir) =>
-  installLines(readmes[dir]!).map((line, index) => ({
+  projectLines(readmes[dir]!).map((line, index) => ({
     id: `${dir}-${index + 1}`,
     dir,
     line,
@@ -501,6 +513,16 @@ it("runs every README example in the fresh project of at least one of its README
   for (const dir of packages) {
     const ran = new Set(projects.filter((p) => p.dir === dir && p.install.ok).flatMap((p) => p.examples))
     expect([...ran].sort(), dir).toEqual(examples(readmes[dir]!).map((_, index) => exampleFile(index)))
+  }
+})
+
+it("loads every public module of each package in the fresh project of at least one of its README's lines", () => {
+  for (const dir of packages) {
+    const { entries, manifest } = tarballs[workspaceManifest(dir).name]!
+    const loaded = new Set(projects.filter((p) => p.dir === dir).flatMap((p) => p.modules))
+    const never = publicModules(manifest, entries).map(([subpath]) => specifierOf(manifest.name, subpath))
+      .filter((specifier) => !loaded.has(specifier))
+    expect(never, dir).toEqual([])
   }
 })
 
