@@ -8,8 +8,9 @@
 
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as os from "node:os"
 import { AgentId, dialWithLazyValidation, LazyDial, WorkspaceId } from "../src/index.js"
 import { Sketch } from "../src/internal/adaptiveDelay.js"
@@ -80,6 +81,22 @@ const fastPathAdaptive = Effect.scoped(internal.make({
   learned
 }))
 const staleSwitch = call((agentId) => agentId === A ? Effect.never : readyDial(agentId), B, 0)
+// The same call with the caller's tracing turned off: what the span costs.
+const fastPathUntraced = Effect.withTracerEnabled(fastPath, false)
+
+/**
+ * The race written plainly, as the issue measured it: the dial forked into a
+ * Scope of its own, the caller waiting with `timeoutOption(Fiber.await(dial))`;
+ * no span, no metrics, no interruption handling. What the rest costs.
+ */
+const plainRace = (dial: Effect.Effect<unknown, never, Scope.Scope>) =>
+  Effect.scoped(Effect.flatMap(Effect.scope, (caller) =>
+    Effect.flatMap(Scope.fork(caller), (scope) =>
+      Effect.flatMap(
+        Effect.forkIn(Scope.provide(dial, scope), scope, { startImmediately: true }),
+        (fiber) => Effect.timeoutOption(Fiber.await(fiber), "1 minute")
+      ))))
+const fastPlainRace = plainRace(readyDial(A))
 
 const memoryPerDial = (n: number) => memoryOfCallers(n, pendingDial)
 
@@ -113,6 +130,8 @@ const warmUp = async () => {
   await timeEffect(calls / 4, fastPathAdaptive)
   await timeEffect(calls / 4, Effect.scoped(readyDial(A)))
   await timeEffect(calls / 20, staleSwitch)
+  await timeEffect(calls / 4, fastPathUntraced)
+  await timeEffect(calls / 4, fastPlainRace)
   await timePromise(calls / 4, () => promiseDial({ fast: true, abort: true }))
 }
 
@@ -132,7 +151,9 @@ const main = async () => {
     promiseStale: [],
     fastAdaptive: [],
     fastToFloor: [],
-    adaptiveToFloor: []
+    adaptiveToFloor: [],
+    fastUntraced: [],
+    plainRace: []
   }
   // warm-up, so that every path is optimised before it is measured
   if (only !== "memory") await warmUp()
@@ -152,12 +173,22 @@ const main = async () => {
     rows.floorValue!.push(await timeEffect(calls, Effect.scoped(readyValue(A))))
     rows.fastValue!.push(await timeEffect(calls, fastPathValue))
     rows.promiseNoAbort!.push(await timePromise(calls, () => promiseDial({ fast: true, abort: false })))
+    rows.fastUntraced!.push(await timeEffect(calls, fastPathUntraced))
+    rows.plainRace!.push(await timeEffect(calls, fastPlainRace))
     rows.stale!.push(await timeEffect(calls / 10, staleSwitch))
     rows.promiseStale!.push(await timePromise(calls / 100, () => promiseDial({ fast: false, abort: true })))
   }
-  const memory = { dial: [] as Array<number>, floor: [] as Array<number>, promise: [] as Array<number> }
+  const memory = {
+    dial: [] as Array<number>,
+    floor: [] as Array<number>,
+    promise: [] as Array<number>,
+    plainRace: [] as Array<number>
+  }
   for (let round = 0; round < 3; round++) {
     memory.dial.push(await memoryPerDial(inFlight))
+    memory.plainRace.push(
+      await memoryOfCallers(inFlight, (started) => plainRace(Effect.suspend(() => (started(), Effect.never))))
+    )
     memory.floor.push(await memoryFloor(inFlight))
     memory.promise.push(await memoryPromise(inFlight))
   }
@@ -168,6 +199,8 @@ const main = async () => {
     ["fast path: Effect.scoped(dialWithLazyValidation(acquireRelease dial))", us(rows.fast!)],
     ["floor: Effect.scoped(the same acquireRelease dial)", us(rows.floor!)],
     ["fast path, adaptive delay (each call feeds the sketch)", us(rows.fastAdaptive!)],
+    ["fast path, the caller's tracing off (no span)", us(rows.fastUntraced!)],
+    ["the plain race (forkIn + timeoutOption(Fiber.await)), no span or metrics", us(rows.plainRace!)],
     ["ratio fast path / floor, same round", times(rows.fastToFloor!)],
     ["ratio fast path with adaptive delay / floor, same round", times(rows.adaptiveToFloor!)],
     ["fast path, dial with nothing to release", us(rows.fastValue!)],
@@ -179,12 +212,19 @@ const main = async () => {
     ["stale switch: dialWithLazyValidation (delay 0, lookup names B)", us(rows.stale!)],
     ["stale switch: promise version (its setTimeout(0) is a 1 ms timer)", us(rows.promiseStale!)],
     [`memory per in-flight dial (${inFlight} callers alive, every dial started)`, kb(memory.dial)],
+    ["memory per in-flight plain race (no span or metrics)", kb(memory.plainRace)],
     ["memory floor: a caller holding a Scope with one pending resource", kb(memory.floor)],
     ["memory per in-flight call of the promise version (dial pending, timer set)", kb(memory.promise)]
   ]
   for (const [name, value] of table) console.log(`${name!.padEnd(72)} ${value}`)
   if (process.env.LAZYDIAL_BENCH_JSON) {
-    const all = { ...rows, memoryDial: memory.dial, memoryFloor: memory.floor, memoryPromise: memory.promise }
+    const all = {
+      ...rows,
+      memoryDial: memory.dial,
+      memoryFloor: memory.floor,
+      memoryPromise: memory.promise,
+      memoryPlainRace: memory.plainRace
+    }
     console.log(JSON.stringify(Object.fromEntries(Object.entries(all).map(([k, v]) => [k, median(v)]))))
   }
 }
