@@ -5,7 +5,7 @@
  * | Layer | book | use |
  * |---|---|---|
  * | `layerFleet` | the in-process `Fleet`'s own map | the one-process run and tests |
- * | `layerSql` | two service-owned tables in the shared database | `fleet` writes, every `serve` replica reads |
+ * | `layerSql` | three service-owned tables in the shared database | `fleet` writes, every `serve` replica reads |
  *
  * Why service-owned tables and not a column of binding's builds table: the
  * address is a fact of this service's agents (a TCP port on 127.0.0.1 here, a
@@ -14,17 +14,36 @@
  * EXISTS` under a transaction-scoped advisory lock, so replicas starting
  * together create them once, and a later change is a new idempotent statement.
  *
- * A replica caches every address it resolved: a rebuild makes a new agent id,
- * so the address of an id never changes. A port that another agent reuses is
- * still caught by the dialer's identity handshake (`WrongAgent`).
+ * Each agent's secret, which it proves it holds in the dialer's handshake,
+ * sits in a table of its own (`agentSecretsTable`), which the service's role
+ * owns and grants to no one: a role that may only connect to the database
+ * (or one granted reads of the address table for monitoring) cannot read it,
+ * so it cannot answer a handshake as any agent. `record` writes the address
+ * and the secret in one statement, and `resolve` answers them together; an
+ * address with no secret (recorded by an older version) is not dialable.
+ *
+ * A replica caches the addresses it resolved, secrets included, at most
+ * `cacheCapacity` of them (the least recently used go first): a rebuild makes
+ * a new agent id, and an id's address and secret are written once and never
+ * change. Only answers that found an agent are cached. A port that another
+ * process took is still caught by the handshake (`WrongAgent`).
+ *
+ * Workspaces have owners (user names), written once with the workspace and
+ * never changed: `addWorkspace` of a recorded workspace keeps its first owner.
+ * A workspace recorded before owners existed belongs to `defaultOwner`.
+ *
+ * Every statement has a client-side deadline (`queryTimeout`), which holds
+ * when the server hangs: it fails as `DatabaseUnavailable`.
  *
  * @since 0.1.0
  */
 import type { AgentId, WorkspaceId } from "@lazydial/core"
 import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
+import type * as Redacted from "effect/Redacted"
 import type * as SqlClient from "effect/sql/SqlClient"
 import type { DatabaseUnavailable } from "./Chats.js"
 import type { Fleet } from "./Fleet.js"
@@ -39,6 +58,19 @@ export interface AgentAddress {
   readonly workspaceId: WorkspaceId
   readonly host: string
   readonly port: number
+  /** The agent's secret: what the dialer checks its handshake proof against. */
+  readonly secret: Redacted.Redacted<Uint8Array>
+}
+
+/**
+ * A workspace and the user it belongs to.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface WorkspaceOwner {
+  readonly workspaceId: WorkspaceId
+  readonly owner: string
 }
 
 /**
@@ -48,14 +80,16 @@ export interface AgentAddress {
 export class AgentAddresses extends Context.Service<
   AgentAddresses,
   {
-    /** Records where a new agent listens; before it is made current, so every replica can dial it. */
+    /** Records where a new agent listens, and its secret; before it is made current, so every replica can dial it. */
     readonly record: (address: AgentAddress) => Effect.Effect<void, DatabaseUnavailable>
-    /** Where the agent listens (or listened). None: no such agent was recorded. */
+    /** Where the agent listens (or listened), with its secret. None: no such agent was recorded. */
     readonly resolve: (agentId: AgentId) => Effect.Effect<Option.Option<AgentAddress>, DatabaseUnavailable>
-    /** Records a workspace (idempotent). */
-    readonly addWorkspace: (workspaceId: WorkspaceId) => Effect.Effect<void, DatabaseUnavailable>
-    /** Every workspace recorded, in the order they were first recorded. */
-    readonly workspaces: Effect.Effect<ReadonlyArray<WorkspaceId>, DatabaseUnavailable>
+    /** Records a workspace and its owner; a recorded workspace keeps its first owner. */
+    readonly addWorkspace: (workspaceId: WorkspaceId, owner: string) => Effect.Effect<void, DatabaseUnavailable>
+    /** Every workspace recorded, with its owner, in the order they were first recorded. */
+    readonly workspaces: Effect.Effect<ReadonlyArray<WorkspaceOwner>, DatabaseUnavailable>
+    /** The workspace's owner. None: no such workspace was recorded. */
+    readonly ownerOf: (workspaceId: WorkspaceId) => Effect.Effect<Option.Option<string>, DatabaseUnavailable>
   }
 >()("@lazydial/service/AgentAddresses") {}
 
@@ -66,6 +100,42 @@ export class AgentAddresses extends Context.Service<
  * @category constants
  */
 export const agentsTable: string = internal.agentsTable
+
+/**
+ * The table of agent secrets: the service's role owns it and grants it to no
+ * one.
+ *
+ * @since 0.3.0
+ * @category constants
+ */
+export const agentSecretsTable: string = internal.agentSecretsTable
+
+/**
+ * The owner of a workspace recorded with none: before owners existed, or by
+ * `ControlPlane.setCurrent` of a workspace never added.
+ *
+ * @since 0.3.0
+ * @category constants
+ */
+export const defaultOwner: string = internal.defaultOwner
+
+/**
+ * How long a statement of `layerSql` may take before it fails as
+ * `DatabaseUnavailable`, measured on the client, so it holds when the server
+ * is hung.
+ *
+ * @since 0.3.0
+ * @category constants
+ */
+export const queryTimeout: Duration.Duration = internal.queryTimeout
+
+/**
+ * How many resolved addresses (and owners) a replica keeps in memory.
+ *
+ * @since 0.3.0
+ * @category constants
+ */
+export const cacheCapacity: number = internal.cacheCapacity
 
 /**
  * The table of workspaces.
@@ -84,7 +154,9 @@ export const workspacesTable: string = internal.workspacesTable
 export const layerFleet: Layer.Layer<AgentAddresses, never, Fleet> = Layer.effect(AgentAddresses, internal.makeFleet)
 
 /**
- * The book in the shared database; creates its tables when missing.
+ * The book in the shared database; creates its tables when missing, and
+ * fails (`DatabaseUnavailable`) when that takes longer than `queryTimeout`
+ * twice over.
  *
  * @since 0.1.0
  * @category layers

@@ -1,15 +1,23 @@
 /**
  * A fleet of workspace agents, each a real TCP server on 127.0.0.1.
  *
- * An agent speaks a line protocol: the client sends `hello`, the agent answers
- * `agent <agentId>`; then each `turn <text>` is answered with
- * `ok <agentId> <workspaceId> <text>`. Naming itself is what lets a dialer
- * notice that a reused port now belongs to another agent.
+ * An agent speaks a line protocol: the client sends `hello <nonce>` (a fresh
+ * random nonce per dial), the agent answers `agent <agentId> <proof>`, where
+ * the proof is HMAC-SHA256 of `<nonce> <agentId>` under the agent's own secret;
+ * then each `turn <text>` is answered with `ok <agentId> <workspaceId> <text>`.
+ * Naming itself lets a dialer notice that a reused port now belongs to another
+ * agent; the proof lets it refuse a process that only claims the name (an
+ * impostor on a freed port, or one replaying an old answer). Each agent's
+ * secret is made when it starts, kept by the fleet, and recorded where only
+ * the service's database role can read it (`AgentAddresses`); it never
+ * crosses the wire.
  *
  * A retired agent either dies (its port refuses connections: the fast-failure
  * path), hangs (it accepts and never answers: the slow path), dies and its
  * port is taken by the workspace's next agent (a dial of the old agent reaches
- * the wrong one and must fail), or crashes in the middle of every handshake
+ * the wrong one and must fail; with `retire(old, "reuse_port", next)` the next
+ * agent takes over the old listener, so the port is never free in between),
+ * or crashes in the middle of every handshake
  * (`die_mid_handshake`: it accepts, reads the `hello`, and resets the
  * connection before answering, like a process killed between `accept` and
  * `write`).
@@ -25,6 +33,7 @@ import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
+import type * as Redacted from "effect/Redacted"
 import * as internal from "./internal/fleet.js"
 
 /**
@@ -75,6 +84,8 @@ export interface AgentInfo {
   readonly buildId: BuildId
   readonly workspaceId: WorkspaceId
   readonly port: number
+  /** The agent's own secret, that it proves it holds in every handshake. */
+  readonly secret: Redacted.Redacted<Uint8Array>
 }
 
 /**
@@ -107,11 +118,35 @@ export class Fleet extends Context.Service<
   {
     /** Starts a new agent for the workspace on a fresh port, or on `port` when given. */
     readonly start: (workspaceId: WorkspaceId, port?: number) => Effect.Effect<AgentInfo>
-    /** Retires an agent. With `reuse_port` the caller starts the next agent on its port. */
-    readonly retire: (agentId: AgentId, mode: RetireMode) => Effect.Effect<void>
+    /**
+     * Retires an agent. With `reuse_port` and a `successor`, the successor
+     * takes over the old agent's listener (a dial of the old id reaches it);
+     * with `reuse_port` alone the port is freed, for the caller to start the
+     * next agent on it.
+     */
+    readonly retire: (agentId: AgentId, mode: RetireMode, successor?: AgentId) => Effect.Effect<void>
     /** Where an agent listens (or listened): the address book. */
     readonly portOf: (agentId: AgentId) => Option.Option<number>
     readonly info: (agentId: AgentId) => Option.Option<AgentInfo>
+    /** The workspace's agents that still serve (not retired), oldest first. */
+    readonly serving: (workspaceId: WorkspaceId) => ReadonlyArray<AgentInfo>
+    /**
+     * Runs `effect` as the only change of this workspace's agents in flight:
+     * a rebuild, stop, start or settle of one workspace waits for the one
+     * before it, so none retires an agent that another is recording.
+     */
+    readonly exclusive: (
+      workspaceId: WorkspaceId
+    ) => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+    /**
+     * Marks a workspace whose change failed after its agents changed (a new
+     * agent started, or a stop asked): which of its agents the directory
+     * holds is not known until it answers. `ControlPlane.settle` finds out.
+     */
+    readonly unsettle: (workspaceId: WorkspaceId) => Effect.Effect<void>
+    readonly settled: (workspaceId: WorkspaceId) => Effect.Effect<void>
+    /** The workspaces marked by `unsettle` and not yet settled. */
+    readonly unsettled: Effect.Effect<ReadonlyArray<WorkspaceId>>
     readonly stats: Effect.Effect<FleetStats>
   }
 >()("@lazydial/service/Fleet") {}

@@ -21,6 +21,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import { randomUUID } from "node:crypto"
 import type * as Chats from "./Chats.js"
 import * as ControlPlane from "./ControlPlane.js"
@@ -101,7 +102,8 @@ const causeText = (cause: Cause.Cause<unknown>): string => {
 const start = <ROut, E, A, E2>(
   url: Option.Option<DatabaseTarget>,
   layer: Layer.Layer<ROut, E, Service.DatabaseServices>,
-  use: Effect.Effect<A, E2, ROut>
+  // the Scope is the process's: what `use` forks into it ends with the process
+  use: Effect.Effect<A, E2, ROut | Scope.Scope>
 ): Effect.Effect<A, StartupFailed | E2> =>
   Effect.gen(function*() {
     if (Option.isNone(url)) {
@@ -133,13 +135,32 @@ const start = <ROut, E, A, E2>(
 
 type DatabaseTarget = { readonly url: string; readonly source: string }
 
-// `count` fresh workspaces, each with a running agent, recorded
-const startWorkspaces = (count: number) =>
+/**
+ * The owner of the `i`th workspace a process creates: the owners in turn, or
+ * `ControlPlane.defaultOwner` when none is given.
+ *
+ * @since 0.3.0
+ * @category settings
+ */
+export const ownerAt = (owners: ReadonlyArray<string> | undefined, i: number): string =>
+  owners === undefined || owners.length === 0 ? ControlPlane.defaultOwner : owners[i % owners.length]!
+
+// `count` fresh workspaces, given to `owners` in turn, each with a running agent, recorded
+const startWorkspaces = (count: number, owners: ReadonlyArray<string> | undefined) =>
   Effect.forEach(
     // safe: fresh UUIDs are valid WorkspaceIds
     Array.from({ length: count }, () => randomUUID() as WorkspaceId),
-    (id) => Effect.as(ControlPlane.startWorkspace(id), id)
+    (id, i) => Effect.as(ControlPlane.startWorkspace(id, ownerAt(owners, i)), id)
   ).pipe(Effect.mapError((error) => new StartupFailed({ message: error.message })))
+
+/**
+ * What a process passes on to its HTTP server, beyond the address and the
+ * grace period: `Server.ListenOptions` as the server module defines them.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export type ServerOptions = Omit<Server.ListenOptions, "port" | "host" | "grace">
 
 /**
  * @since 0.1.0
@@ -162,6 +183,8 @@ export interface ServeOptions {
   readonly dialTimeout: Duration.Input
   /** Rebuild notices; default on. */
   readonly notices?: boolean | undefined
+  /** Passed on to `Server.layer`. */
+  readonly server?: ServerOptions | undefined
 }
 
 /**
@@ -182,9 +205,8 @@ export const serve = (options: ServeOptions): Effect.Effect<never, StartupFailed
       Service.makeCounters(),
       options.strategy
     )
-    const all = Server.layer({ port: options.port, host: options.host, grace: options.grace }).pipe(
-      Layer.provideMerge(service)
-    )
+    const all = Server.layer({ ...options.server, port: options.port, host: options.host, grace: options.grace })
+      .pipe(Layer.provideMerge(service))
     return yield* start(
       options.databaseUrl,
       all,
@@ -206,32 +228,67 @@ export interface FleetOptions {
   readonly port: number
   readonly host: string
   readonly databaseUrl: Option.Option<DatabaseTarget>
+  /**
+   * How many running workspaces the fleet runs: the running workspaces
+   * recorded in the database are taken back, and new ones are created only
+   * up to this many.
+   */
   readonly workspaces: number
+  /**
+   * The users the new workspaces are given to, in turn (`--owners`); none:
+   * `ControlPlane.defaultOwner`. Taken-back workspaces keep their owners.
+   */
+  readonly owners?: ReadonlyArray<string> | undefined
   /** Rebuilds per second over the whole fleet; 0: only on request. */
   readonly rebuildRate: number
   readonly seed: number
   readonly grace: Duration.Input
+  /** Passed on to `Server.layerFleet`. */
+  readonly server?: ServerOptions | undefined
 }
 
 /**
- * The agents and their control plane, until SIGTERM or SIGINT: starts
- * `workspaces` agents, records them, rebuilds on a schedule and on request.
+ * The agents and their control plane, until SIGTERM or SIGINT: takes back
+ * the running workspaces recorded in the database (a new agent for each, as
+ * a new build), creates new ones up to `workspaces`, settles any workspace a
+ * failed change left unsettled, and rebuilds on a schedule and on request.
+ *
+ * Its first line on stdout is JSON: `fleet` (its API's URL), `workspaces`
+ * (the running ones, taken back first), `owners` (each one's owner),
+ * `taken_back` (how many were) and `pid`.
  *
  * @since 0.1.0
  * @category running
  */
 export const fleet = (options: FleetOptions): Effect.Effect<never, StartupFailed> =>
   Effect.gen(function*() {
-    const all = Server.layerFleet({ port: options.port, host: options.host, grace: options.grace }).pipe(
-      Layer.provideMerge(Service.layerFleet(Service.makeCounters()))
-    )
+    const all = Server.layerFleet({ ...options.server, port: options.port, host: options.host, grace: options.grace })
+      .pipe(Layer.provideMerge(Service.layerFleet(Service.makeCounters())))
     return yield* start(
       options.databaseUrl,
       all,
       Effect.gen(function*() {
-        const ids = yield* startWorkspaces(options.workspaces)
+        const control = yield* ControlPlane.ControlPlane
+        const takenBack = yield* ControlPlane.takeBack.pipe(
+          Effect.mapError((error) =>
+            new StartupFailed({ message: `could not take back the workspaces: ${error.message}` })
+          )
+        )
+        const created = yield* startWorkspaces(Math.max(0, options.workspaces - takenBack.length), options.owners)
+        const ids = [...takenBack, ...created]
+        const owners = yield* Effect.forEach(ids, (id) => control.ownerOf(id)).pipe(
+          Effect.mapError((error) => new StartupFailed({ message: error.message }))
+        )
+        // in this process's scope: it ends with the fleet
+        yield* Effect.forkScoped(ControlPlane.keepSettled())
         const url = yield* Server.baseUrl
-        yield* Console.log(JSON.stringify({ fleet: url, workspaces: ids, pid: process.pid }))
+        yield* Console.log(JSON.stringify({
+          fleet: url,
+          workspaces: ids,
+          owners: Object.fromEntries(ids.map((id, i) => [id, Option.getOrElse(owners[i]!, () => "")])),
+          taken_back: takenBack.length,
+          pid: process.pid
+        }))
         yield* Effect.logInfo(`fleet of ${ids.length} workspaces; its API on ${url}; SIGTERM or Ctrl-C to stop`)
         if (options.rebuildRate <= 0) return yield* Effect.never
         // a seeded schedule: the same seed rebuilds the same workspaces in the same modes
@@ -245,6 +302,7 @@ export const fleet = (options: FleetOptions): Effect.Effect<never, StartupFailed
               const workspaceId = ids[Math.floor(next() * ids.length)]!
               const mode = modes[Math.floor(next() * modes.length)]!
               return ControlPlane.rebuild(workspaceId, mode).pipe(
+                Effect.asVoid,
                 // an outage skips this rebuild; the schedule goes on
                 Effect.catch((error) => Effect.logWarning(`rebuild of ${workspaceId} skipped: ${error.message}`))
               )
@@ -266,9 +324,13 @@ export const serveOneProcess = (options: {
   readonly port: number
   readonly workspaces: number
   readonly databaseUrl: Option.Option<DatabaseTarget>
+  /** The users the workspaces are given to, in turn; none: `ControlPlane.defaultOwner`. */
+  readonly owners?: ReadonlyArray<string> | undefined
+  /** Passed on to `Server.layer`. */
+  readonly server?: ServerOptions | undefined
 }): Effect.Effect<never, StartupFailed> =>
   Effect.gen(function*() {
-    const all = Server.layer(options.port).pipe(
+    const all = Server.layer({ ...options.server, port: options.port }).pipe(
       Layer.provideMerge(
         Service.layer({ validationDelay: "1 second", dialTimeout: "10 seconds" }, Service.makeCounters())
       )
@@ -277,7 +339,7 @@ export const serveOneProcess = (options: {
       options.databaseUrl,
       all,
       Effect.gen(function*() {
-        const ids = yield* startWorkspaces(options.workspaces)
+        const ids = yield* startWorkspaces(options.workspaces, options.owners)
         const address = yield* Server.baseUrl
         yield* Console.error(
           `serving the chat API on ${address} (Ctrl-C to stop). Workspaces:\n  ${ids.join("\n  ")}\n` +

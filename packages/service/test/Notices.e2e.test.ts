@@ -45,7 +45,7 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("rebuild notice
 
         const heard = yield* notices.subscribe
         const rebuilt = yield* ControlPlane.rebuild(workspaceId, "hang")
-        const agentId = Option.getOrThrow(rebuilt).agentId
+        const agentId = rebuilt.agentId
         // the NOTIFY is delivered after the rebuild's commit: wait for it, as a turn a moment later would
         yield* PubSub.take(heard).pipe(
           Effect.repeat({ until: ({ notice }) => notice.agentId === agentId }),

@@ -1,22 +1,57 @@
 import type { AgentId, WorkspaceId } from "@lazydial/core"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import * as SqlClient from "effect/sql/SqlClient"
-import type { AgentAddress, AgentAddresses } from "../AgentAddresses.js"
+import type { AgentAddress, AgentAddresses, WorkspaceOwner } from "../AgentAddresses.js"
 import { DatabaseUnavailable } from "../Chats.js"
 import { Fleet } from "../Fleet.js"
 
 export const agentsTable = "lazydial_service_agents"
+export const agentSecretsTable = "lazydial_service_agent_secrets"
 export const workspacesTable = "lazydial_service_workspaces"
+
+export const defaultOwner = "default"
+
+export const queryTimeout: Duration.Duration = Duration.seconds(5)
+
+export const cacheCapacity = 10_000
 
 type Book = typeof AgentAddresses.Service
 
 // An arbitrary constant, distinct from binding's migration lock.
 const lockKey = 7_263_101
 
+/**
+ * A map that keeps its `capacity` most recently used entries: ids come from
+ * the database and, through a forged notice or a client, from anyone, so a
+ * cache of them must not grow with what it is asked.
+ */
+export class BoundedCache<K, V> {
+  readonly #entries = new Map<K, V>()
+  constructor(readonly capacity: number) {}
+  get(key: K): V | undefined {
+    const value = this.#entries.get(key)
+    if (value === undefined) return undefined
+    // re-inserted: a Map iterates in insertion order, so the first key is the least recently used
+    this.#entries.delete(key)
+    this.#entries.set(key, value)
+    return value
+  }
+  set(key: K, value: V): void {
+    this.#entries.delete(key)
+    this.#entries.set(key, value)
+    if (this.#entries.size > this.capacity) this.#entries.delete(this.#entries.keys().next().value!)
+  }
+  get size(): number {
+    return this.#entries.size
+  }
+}
+
 export const makeFleet = Effect.gen(function*() {
   const fleet = yield* Fleet
-  const known: Array<WorkspaceId> = []
+  const known = new Map<WorkspaceId, string>()
   const book: Book = {
     record: () => Effect.void,
     resolve: (agentId) =>
@@ -25,14 +60,16 @@ export const makeFleet = Effect.gen(function*() {
           agentId,
           workspaceId: info.workspaceId,
           host: "127.0.0.1",
-          port: info.port
+          port: info.port,
+          secret: info.secret
         }))
       ),
-    addWorkspace: (workspaceId) =>
+    addWorkspace: (workspaceId, owner) =>
       Effect.sync(() => {
-        if (!known.includes(workspaceId)) known.push(workspaceId)
+        if (!known.has(workspaceId)) known.set(workspaceId, owner)
       }),
-    workspaces: Effect.sync(() => [...known])
+    workspaces: Effect.sync(() => Array.from(known, ([workspaceId, owner]) => ({ workspaceId, owner }))),
+    ownerOf: (workspaceId) => Effect.sync(() => Option.fromNullishOr(known.get(workspaceId)))
   }
   return book
 })
@@ -42,9 +79,22 @@ interface AgentRow {
   readonly workspace_id: string
   readonly host: string
   readonly port: number
+  readonly secret: string
 }
 
 const failed = (operation: string) => (cause: unknown) => new DatabaseUnavailable({ operation, cause })
+
+/** A statement bounded on the client: a hung server fails it after `timeout`, as a database fault. */
+const bounded =
+  (operation: string, timeout: Duration.Duration) =>
+  <A, E, R>(statement: Effect.Effect<A, E, R>): Effect.Effect<A, DatabaseUnavailable, R> =>
+    statement.pipe(
+      Effect.mapError(failed(operation)),
+      Effect.timeoutOrElse({
+        duration: timeout,
+        orElse: () => Effect.fail(failed(operation)(new Error(`no answer within ${Duration.format(timeout)}`)))
+      })
+    )
 
 export const makeSql = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
@@ -54,6 +104,8 @@ export const makeSql = Effect.gen(function*() {
   workspace_id text PRIMARY KEY,
   created_at timestamptz NOT NULL DEFAULT now()
 )`
+    // NULL: recorded before owners existed, read as `defaultOwner`
+    yield* sql`ALTER TABLE ${sql(workspacesTable)} ADD COLUMN IF NOT EXISTS owner text`
     yield* sql`CREATE TABLE IF NOT EXISTS ${sql(agentsTable)} (
   agent_id text PRIMARY KEY,
   workspace_id text NOT NULL,
@@ -61,49 +113,89 @@ export const makeSql = Effect.gen(function*() {
   port integer NOT NULL,
   created_at timestamptz NOT NULL DEFAULT now()
 )`
-  })).pipe(Effect.mapError(failed("AgentAddresses.migrate")))
+    // A table of its own, so that a grant of the addresses (to a monitoring
+    // role, say) never grants the secrets. The owner's privileges are all
+    // there is: PUBLIC has none on a new table, and this says so explicitly.
+    yield* sql`CREATE TABLE IF NOT EXISTS ${sql(agentSecretsTable)} (
+  agent_id text PRIMARY KEY,
+  secret text NOT NULL
+)`
+    yield* sql`REVOKE ALL ON ${sql(agentSecretsTable)} FROM PUBLIC`
+  })).pipe(bounded("AgentAddresses.migrate", Duration.times(queryTimeout, 2)))
 
-  // an id's address never changes: cache every answer that found one
-  const cache = new Map<AgentId, AgentAddress>()
+  const addresses = new BoundedCache<AgentId, AgentAddress>(cacheCapacity)
+  const owners = new BoundedCache<WorkspaceId, string>(cacheCapacity)
+  const toAddress = (agentId: AgentId, row: AgentRow): AgentAddress => ({
+    agentId,
+    // safe: only ids decoded at the boundary were ever recorded
+    workspaceId: row.workspace_id as WorkspaceId,
+    host: row.host,
+    port: Number(row.port),
+    secret: Redacted.make(Uint8Array.from(Buffer.from(row.secret, "hex")), { label: "agent secret" })
+  })
+
   const book: Book = {
     record: (address) =>
-      sql`INSERT INTO ${sql(agentsTable)} (agent_id, workspace_id, host, port)
-VALUES (${address.agentId}, ${address.workspaceId}, ${address.host}, ${address.port})
+      // one statement, so an address is never recorded without its secret
+      sql`WITH address AS (
+  INSERT INTO ${sql(agentsTable)} (agent_id, workspace_id, host, port)
+  VALUES (${address.agentId}, ${address.workspaceId}, ${address.host}, ${address.port})
+  ON CONFLICT (agent_id) DO NOTHING
+)
+INSERT INTO ${sql(agentSecretsTable)} (agent_id, secret)
+VALUES (${address.agentId}, ${Buffer.from(Redacted.value(address.secret)).toString("hex")})
 ON CONFLICT (agent_id) DO NOTHING`.pipe(
-        Effect.andThen(Effect.sync(() => void cache.set(address.agentId, address))),
-        Effect.mapError(failed("AgentAddresses.record"))
+        bounded("AgentAddresses.record", queryTimeout),
+        Effect.andThen(Effect.sync(() => addresses.set(address.agentId, address)))
       ),
     resolve: (agentId) =>
       Effect.suspend(() => {
-        const hit = cache.get(agentId)
+        const hit = addresses.get(agentId)
         if (hit !== undefined) return Effect.succeed(Option.some(hit))
-        return sql<AgentRow>`SELECT agent_id, workspace_id, host, port FROM ${sql(agentsTable)}
-WHERE agent_id = ${agentId}`.pipe(
+        return sql<AgentRow>`SELECT a.agent_id, a.workspace_id, a.host, a.port, s.secret
+FROM ${sql(agentsTable)} a JOIN ${sql(agentSecretsTable)} s ON s.agent_id = a.agent_id
+WHERE a.agent_id = ${agentId}`.pipe(
+          bounded("AgentAddresses.resolve", queryTimeout),
           Effect.map((rows) =>
             Option.map(Option.fromNullishOr(rows[0]), (row) => {
-              // safe: only ids decoded at the boundary were ever recorded
-              const address: AgentAddress = {
-                agentId,
-                workspaceId: row.workspace_id as WorkspaceId,
-                host: row.host,
-                port: Number(row.port)
-              }
-              cache.set(agentId, address)
+              const address = toAddress(agentId, row)
+              addresses.set(agentId, address)
               return address
             })
-          ),
-          Effect.mapError(failed("AgentAddresses.resolve"))
+          )
         )
       }),
-    addWorkspace: (workspaceId) =>
-      sql`INSERT INTO ${sql(workspacesTable)} (workspace_id) VALUES (${workspaceId})
-ON CONFLICT (workspace_id) DO NOTHING`.pipe(Effect.asVoid, Effect.mapError(failed("AgentAddresses.addWorkspace"))),
-    workspaces: sql<{ readonly workspace_id: string }>`SELECT workspace_id FROM ${sql(workspacesTable)}
-ORDER BY created_at, workspace_id`.pipe(
-      // safe: only ids decoded at the boundary were ever recorded
-      Effect.map((rows) => rows.map((row) => row.workspace_id as WorkspaceId)),
-      Effect.mapError(failed("AgentAddresses.workspaces"))
-    )
+    addWorkspace: (workspaceId, owner) =>
+      sql`INSERT INTO ${sql(workspacesTable)} (workspace_id, owner) VALUES (${workspaceId}, ${owner})
+ON CONFLICT (workspace_id) DO NOTHING`.pipe(bounded("AgentAddresses.addWorkspace", queryTimeout), Effect.asVoid),
+    workspaces: sql<{ readonly workspace_id: string; readonly owner: string | null }>`SELECT workspace_id, owner
+FROM ${sql(workspacesTable)} ORDER BY created_at, workspace_id`.pipe(
+      bounded("AgentAddresses.workspaces", queryTimeout),
+      Effect.map((rows) =>
+        rows.map((row): WorkspaceOwner => ({
+          // safe: only ids decoded at the boundary were ever recorded
+          workspaceId: row.workspace_id as WorkspaceId,
+          owner: row.owner ?? defaultOwner
+        }))
+      )
+    ),
+    ownerOf: (workspaceId) =>
+      Effect.suspend(() => {
+        const hit = owners.get(workspaceId)
+        if (hit !== undefined) return Effect.succeed(Option.some(hit))
+        return sql<{ readonly owner: string | null }>`SELECT owner FROM ${sql(workspacesTable)}
+WHERE workspace_id = ${workspaceId}`.pipe(
+          bounded("AgentAddresses.ownerOf", queryTimeout),
+          Effect.map((rows) =>
+            Option.map(Option.fromNullishOr(rows[0]), (row) => {
+              const owner = row.owner ?? defaultOwner
+              // an owner is written once with its workspace: a found one never changes
+              owners.set(workspaceId, owner)
+              return owner
+            })
+          )
+        )
+      })
   }
   return book
 })

@@ -1,9 +1,13 @@
 import type { AgentId, BuildId, WorkspaceId } from "@lazydial/core"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
 import { randomUUID } from "node:crypto"
 import * as Net from "node:net"
-import type { AgentInfo, FleetStats, RetireMode } from "../Fleet.js"
+import type { AgentInfo, Fleet, FleetStats, RetireMode } from "../Fleet.js"
+import * as Handshake from "./handshake.js"
 
 /** Mutable counters that outlive one fleet, so they can be read after its release. */
 export interface FleetCounters {
@@ -32,14 +36,26 @@ export const makeCounters = (): FleetCounters => ({
 
 interface Agent {
   readonly info: AgentInfo
-  readonly server: Net.Server
+  readonly secret: Uint8Array
+  /** Its own listener, and any listener taken over from a retired agent (`reuse_port`). */
+  readonly listeners: Set<Listener>
   readonly sockets: Set<Net.Socket>
   state: "serving" | "hung" | "crashing" | "dead"
+}
+
+/** A listening server and the agent that answers on it now. */
+interface Listener {
+  readonly server: Net.Server
+  agent: Agent | undefined
 }
 
 // safe: ids minted here are UUIDs, which is all the branded schemas check
 const newAgentId = (): AgentId => randomUUID() as AgentId
 const newBuildId = (): BuildId => randomUUID() as BuildId
+
+// A client that sends this much without a newline is not speaking the
+// protocol: a turn's line is at most the API's body limit (1 MiB by default).
+const maxLineBytes = 8 * 1024 * 1024
 
 const listen = (server: Net.Server, port: number) =>
   Effect.callback<number, Error>((resume) => {
@@ -52,16 +68,26 @@ const listen = (server: Net.Server, port: number) =>
     })
   })
 
-const closeServer = (agent: Agent) =>
+const closeListener = (listener: Listener) =>
   Effect.callback<void>((resume) => {
-    for (const socket of agent.sockets) socket.destroy()
-    if (!agent.server.listening) return resume(Effect.void)
-    agent.server.close(() => resume(Effect.void))
+    listener.agent = undefined
+    if (!listener.server.listening) return resume(Effect.void)
+    listener.server.close(() => resume(Effect.void))
   })
 
-export const makeWith = (counters: FleetCounters) =>
+const closeAgent = (agent: Agent) =>
+  Effect.suspend(() => {
+    for (const socket of agent.sockets) socket.destroy()
+    const listeners = [...agent.listeners]
+    agent.listeners.clear()
+    return Effect.forEach(listeners, closeListener, { discard: true, concurrency: "unbounded" })
+  })
+
+export const makeWith = (counters: FleetCounters): Effect.Effect<Fleet["Service"], never, Scope.Scope> =>
   Effect.gen(function*() {
     const agents = new Map<AgentId, Agent>()
+    const locks = new Map<WorkspaceId, Semaphore.Semaphore>()
+    const unsettled = new Set<WorkspaceId>()
 
     const handle = (agent: Agent, socket: Net.Socket) => {
       counters.accepted++
@@ -79,6 +105,7 @@ export const makeWith = (counters: FleetCounters) =>
         // a hung agent accepts and reads, and never answers
         if (agent.state === "hung" || agent.state === "dead") return
         buffer += chunk.toString("utf8")
+        if (buffer.length > maxLineBytes) return socket.destroy()
         let newline = buffer.indexOf("\n")
         while (newline >= 0) {
           const line = buffer.slice(0, newline)
@@ -86,14 +113,17 @@ export const makeWith = (counters: FleetCounters) =>
           if (agent.state === "crashing") {
             // killed between reading the hello and answering it: the client
             // sees a reset (or an end) and no answer
-            if (line === "hello") counters.handshakesCut++
+            if (line.startsWith("hello")) counters.handshakesCut++
             socket.resetAndDestroy()
             return
           }
-          if (line === "hello") {
-            socket.write(`agent ${agent.info.agentId}\n`)
+          const nonce = Handshake.nonceOf(line)
+          if (nonce !== undefined) {
+            socket.write(`${Handshake.answer(agent.secret, nonce, agent.info.agentId)}\n`)
           } else if (line.startsWith("turn ")) {
             socket.write(`ok ${agent.info.agentId} ${agent.info.workspaceId} ${line.slice(5)}\n`)
+          } else if (line.startsWith("hello")) {
+            socket.write(`error hello needs a nonce: hello <hex>\n`)
           } else {
             socket.write(`error unknown request\n`)
           }
@@ -104,28 +134,37 @@ export const makeWith = (counters: FleetCounters) =>
 
     const start = (workspaceId: WorkspaceId, port?: number) =>
       Effect.gen(function*() {
-        const sockets = new Set<Net.Socket>()
-        const holder: { agent?: Agent } = {}
-        const server = Net.createServer((socket) => {
-          if (holder.agent === undefined) return socket.destroy()
-          handle(holder.agent, socket)
-        })
-        const bound = yield* listen(server, port ?? 0).pipe(
+        const listener: Listener = {
+          server: Net.createServer((socket) => {
+            if (listener.agent === undefined) return socket.destroy()
+            handle(listener.agent, socket)
+          }),
+          agent: undefined
+        }
+        const bound = yield* listen(listener.server, port ?? 0).pipe(
           // the old port can still be held (a lingering socket): take any free port instead
-          Effect.catch(() => listen(server, 0)),
+          Effect.catch(() => listen(listener.server, 0)),
           Effect.orDie
         )
         if (port !== undefined && bound === port) counters.portsReused++
-        const info: AgentInfo = { agentId: newAgentId(), buildId: newBuildId(), workspaceId, port: bound }
-        const agent: Agent = { info, server, sockets, state: "serving" }
-        holder.agent = agent
+        const secret = Handshake.newSecret()
+        const info: AgentInfo = {
+          agentId: newAgentId(),
+          buildId: newBuildId(),
+          workspaceId,
+          port: bound,
+          secret: Redacted.make(secret, { label: "agent secret" })
+        }
+        const agent: Agent = { info, secret, listeners: new Set([listener]), sockets: new Set(), state: "serving" }
+        listener.agent = agent
         agents.set(info.agentId, agent)
         counters.agentsStarted++
         counters.listening++
         return info
-      })
+        // not cut between listening and being registered: a listener no finalizer knows would outlive the fleet
+      }).pipe(Effect.uninterruptible)
 
-    const retire = (agentId: AgentId, mode: RetireMode) =>
+    const retire = (agentId: AgentId, mode: RetireMode, successor?: AgentId) =>
       Effect.suspend(() => {
         const agent = agents.get(agentId)
         if (agent === undefined || agent.state !== "serving") return Effect.void
@@ -142,23 +181,57 @@ export const makeWith = (counters: FleetCounters) =>
         agent.state = "dead"
         if (mode === "die") counters.died++
         counters.listening--
-        return closeServer(agent)
+        const next = successor === undefined ? undefined : agents.get(successor)
+        if (mode === "reuse_port" && next !== undefined && next.state === "serving") {
+          // the old process is gone (its connections with it) and the next one
+          // holds its port: the listener is handed over, never closed
+          for (const socket of agent.sockets) socket.destroy()
+          for (const listener of agent.listeners) {
+            listener.agent = next
+            next.listeners.add(listener)
+          }
+          agent.listeners.clear()
+          counters.portsReused++
+          return Effect.void
+        }
+        return closeAgent(agent)
+      })
+
+    const exclusive = (workspaceId: WorkspaceId) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      Effect.suspend(() => {
+        let lock = locks.get(workspaceId)
+        if (lock === undefined) {
+          lock = Semaphore.makeUnsafe(1)
+          locks.set(workspaceId, lock)
+        }
+        return Semaphore.withPermit(lock, effect)
       })
 
     yield* Effect.addFinalizer(() =>
       Effect.forEach(agents.values(), (agent) => {
-        if (agent.state === "dead") return Effect.sync(() => agent.sockets.forEach((s) => s.destroy()))
-        agent.state = "dead"
-        counters.listening--
-        return closeServer(agent)
+        if (agent.state !== "dead") {
+          agent.state = "dead"
+          counters.listening--
+        }
+        return closeAgent(agent)
       }, { discard: true, concurrency: "unbounded" })
     )
+
+    const infoOf = (agentId: AgentId) => Option.map(Option.fromNullishOr(agents.get(agentId)), (agent) => agent.info)
 
     return {
       start,
       retire,
-      portOf: (agentId: AgentId) => Option.map(Option.fromNullishOr(agents.get(agentId)), (agent) => agent.info.port),
-      info: (agentId: AgentId) => Option.map(Option.fromNullishOr(agents.get(agentId)), (agent) => agent.info),
+      portOf: (agentId: AgentId) => Option.map(infoOf(agentId), (info) => info.port),
+      info: infoOf,
+      serving: (workspaceId: WorkspaceId) =>
+        Array.from(agents.values()).filter((agent) =>
+          agent.state === "serving" && agent.info.workspaceId === workspaceId
+        ).map((agent) => agent.info),
+      exclusive,
+      unsettle: (workspaceId: WorkspaceId) => Effect.sync(() => void unsettled.add(workspaceId)),
+      settled: (workspaceId: WorkspaceId) => Effect.sync(() => void unsettled.delete(workspaceId)),
+      unsettled: Effect.sync(() => [...unsettled]),
       stats: Effect.sync((): FleetStats => snapshot(counters))
     }
   })

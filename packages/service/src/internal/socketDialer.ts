@@ -2,10 +2,17 @@ import { type AgentConnection, AgentDialer, AgentDialError, type AgentId } from 
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
+import * as Redacted from "effect/Redacted"
 import * as Semaphore from "effect/Semaphore"
 import * as Net from "node:net"
 import { AgentAddresses } from "../AgentAddresses.js"
 import type { DialerStats } from "../SocketDialer.js"
+import * as Handshake from "./handshake.js"
+
+// A reply is one line: a turn's echo is at most the API's body limit (1 MiB
+// by default). A peer that sends more with no newline is cut off rather than
+// buffered without end.
+const maxLineBytes = 8 * 1024 * 1024
 
 type Reason = AgentDialError["reason"]
 
@@ -86,8 +93,13 @@ export const make = (counters: DialerCounters) =>
         const lines = yield* Queue.unbounded<string | null>()
         const decoder = new TextDecoder()
         let buffer = ""
+        let handshaking = true
         conn.on("data", (chunk: Buffer) => {
           buffer += decoder.decode(chunk, { stream: true })
+          if (buffer.length > (handshaking ? Handshake.maxHandshakeLine : maxLineBytes) && !buffer.includes("\n")) {
+            // the close ends the reader: the dial (or the exchange) fails as `Closed`
+            return conn.destroy()
+          }
           let newline = buffer.indexOf("\n")
           while (newline >= 0) {
             Queue.offerUnsafe(lines, buffer.slice(0, newline))
@@ -115,13 +127,13 @@ export const make = (counters: DialerCounters) =>
             })
           })
 
-        yield* send("hello")
+        // a fresh nonce per dial: an answer recorded on another dial proves nothing here
+        const nonce = Handshake.newNonce()
+        yield* send(Handshake.hello(nonce))
         const answer = yield* readLine
-        if (!answer.startsWith("agent ")) return yield* fail("Protocol", `unexpected handshake answer: ${answer}`)
-        const answered = answer.slice("agent ".length)
-        if (answered !== agentId) {
-          return yield* fail("WrongAgent", `${where} answered as agent ${answered}`)
-        }
+        handshaking = false
+        const verdict = Handshake.verify(agentId, Redacted.value(address.value.secret), nonce, answer)
+        if (verdict._tag !== "Proven") return yield* fail(verdict._tag, `${where} ${verdict.detail}`)
 
         // one exchange at a time: a reply is the next line, so requests must not interleave
         const mutex = yield* Semaphore.make(1)
