@@ -1,8 +1,10 @@
 import type { AgentId, WorkspaceId } from "@lazydial/core"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
 import * as SqlClient from "effect/sql/SqlClient"
 import type { AgentAddress, AgentAddresses, WorkspaceOwner } from "../AgentAddresses.js"
 import { DatabaseUnavailable } from "../Chats.js"
@@ -84,20 +86,30 @@ interface AgentRow {
 
 const failed = (operation: string) => (cause: unknown) => new DatabaseUnavailable({ operation, cause })
 
-/** A statement bounded on the client: a hung server fails it after `timeout`, as a database fault. */
-const bounded =
+/**
+ * A statement bounded on the client: when the server does not answer within
+ * `timeout`, the caller fails at once with `DatabaseUnavailable`. The
+ * statement runs in a fiber of `scope` and a late one is interrupted in the
+ * background: `timeoutOrElse` alone would wait for the interruption, which on
+ * a hung server takes seconds more (`@effect/sql-pg` drains the connection
+ * and sends a cancel request that nobody answers).
+ */
+const boundedIn =
+  (scope: Scope.Scope) =>
   (operation: string, timeout: Duration.Duration) =>
   <A, E, R>(statement: Effect.Effect<A, E, R>): Effect.Effect<A, DatabaseUnavailable, R> =>
-    statement.pipe(
-      Effect.mapError(failed(operation)),
-      Effect.timeoutOrElse({
-        duration: timeout,
-        orElse: () => Effect.fail(failed(operation)(new Error(`no answer within ${Duration.format(timeout)}`)))
-      })
-    )
+    Effect.flatMap(Effect.forkIn(Effect.mapError(statement, failed(operation)), scope), (fiber) => {
+      const abandon = Effect.forkIn(Fiber.interrupt(fiber), scope)
+      const late = failed(operation)(new Error(`no answer within ${Duration.format(timeout)}`))
+      return Fiber.join(fiber).pipe(
+        Effect.timeoutOrElse({ duration: timeout, orElse: () => Effect.andThen(abandon, Effect.fail(late)) }),
+        Effect.onInterrupt(() => abandon)
+      )
+    })
 
 export const makeSql = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
+  const bounded = boundedIn(yield* Effect.scope)
   yield* sql.withTransaction(Effect.gen(function*() {
     yield* sql`SELECT pg_advisory_xact_lock(${lockKey})`
     yield* sql`CREATE TABLE IF NOT EXISTS ${sql(workspacesTable)} (
