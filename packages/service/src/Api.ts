@@ -2,27 +2,38 @@
  * The service's HTTP API, as an `HttpApi` value. The server implements it
  * (`Server.ts`), and `HttpApiClient.make(Api)` is the typed SDK.
  *
- * | method | path | what |
- * |---|---|---|
- * | POST | /chats | create a chat, optionally on a workspace |
- * | GET | /chats/:chat_id | the chat and its binding (`null` when unset) |
- * | PUT | /chats/:chat_id/workspace | change the workspace; clears build and agent |
- * | POST | /chats/:chat_id/children | spawn a child chat; it inherits the binding |
- * | POST | /chats/:chat_id/turns | run a turn: connect (binding filled lazily) and exchange one message |
- * | GET | /workspaces | workspaces with their current build and agent |
- * | POST | /workspaces/:workspace_id/stop | stop a workspace: its agent dies or hangs, and lookups answer "no agent" (only where the agents run) |
- * | POST | /workspaces/:workspace_id/rebuild | rebuild a workspace: its old agent dies, hangs or leaves its port (only where the agents run: the one-process run, or `fleet`) |
- * | GET | /health | the process is up (always 200 while it serves) |
- * | GET | /ready | the database answers (503 `database_unavailable` during an outage) |
- * | GET | /metrics | the process's metrics in Prometheus text format |
- * | GET | /openapi.json | this API as an OpenAPI 3.1 document (`/docs`: Swagger UI) |
+ * | method | path | who | what |
+ * |---|---|---|---|
+ * | POST | /chats | a user | create a chat, optionally on a workspace the caller owns |
+ * | GET | /chats/:chat_id | its owner | the chat and its binding (`null` when unset) |
+ * | PUT | /chats/:chat_id/workspace | its owner | change the workspace (one the caller owns); clears build and agent |
+ * | POST | /chats/:chat_id/children | its owner | spawn a child chat; it inherits the binding and the owner |
+ * | POST | /chats/:chat_id/turns | its owner | run a turn: connect (binding filled lazily) and exchange one message |
+ * | GET | /workspaces | a user | the caller's workspaces with their current build and agent |
+ * | POST | /workspaces/:workspace_id/stop | an operator | stop a workspace: its agent dies or hangs, and lookups answer "no agent" (only where the agents run) |
+ * | POST | /workspaces/:workspace_id/start | an operator | start a stopped workspace: a new agent (only where the agents run) |
+ * | POST | /workspaces/:workspace_id/rebuild | an operator | rebuild a running workspace: its old agent dies, hangs or leaves its port (only where the agents run: the one-process run, or `fleet`) |
+ * | GET | /health | anyone | the process is up (always 200 while it serves) |
+ * | GET | /ready | loopback, or a user | the database answers (503 `database_unavailable` during an outage) |
+ * | GET | /metrics | loopback, or a user | the process's metrics in Prometheus text format |
+ * | GET | /openapi.json | anyone | this API as an OpenAPI 3.1 document (`/docs`: Swagger UI, with its Authorize button) |
+ *
+ * "A user" is a caller with a token of the server's token file, sent as
+ * `Authorization: Bearer <token>` (the document declares the `bearer`
+ * scheme); without one, or with an unknown one, a route answers 401
+ * `Unauthorized`. "An operator" is a user in the group `operators`; anyone
+ * else gets 403 `Forbidden`. A chat or a workspace of another user does not
+ * exist for the caller: 404, with the body of a missing one. "Loopback" is
+ * judged on the connection's own remote address (127.0.0.0/8, ::1), never on
+ * a header.
  *
  * Bad IDs and bodies are 400s (`HttpApiDecodeError`, declared on every route
  * by the `Boundary` middleware) whose `issues` name the field; an unknown chat
  * is a 404; a turn of a chat with no workspace is a 409 (the client's to fix);
  * an agent that cannot be reached is a 503 `TurnFailed`; a database fault on
  * any route is a 503 `DatabaseUnavailable` whose `reason` is
- * `database_unavailable`.
+ * `database_unavailable`. A rebuild of a stopped workspace, or a start of a
+ * running one, is a 409 that says which to send instead.
  *
  * @since 0.1.0
  */
@@ -32,10 +43,12 @@ import * as HttpApiEndpoint from "effect/http-api/HttpApiEndpoint"
 import * as HttpApiGroup from "effect/http-api/HttpApiGroup"
 import * as HttpApiMiddleware from "effect/http-api/HttpApiMiddleware"
 import * as HttpApiSchema from "effect/http-api/HttpApiSchema"
+import * as HttpApiSecurity from "effect/http-api/HttpApiSecurity"
 import * as OpenApi from "effect/http-api/OpenApi"
 import * as Schema from "effect/Schema"
 import * as SchemaAST from "effect/SchemaAST"
 import * as SchemaTransformation from "effect/SchemaTransformation"
+import type { CurrentUser } from "./Auth.js"
 import { failureReasons } from "./Chats.js"
 import { retireModes, stopModes } from "./Fleet.js"
 
@@ -150,6 +163,87 @@ export class Boundary extends HttpApiMiddleware.Service<Boundary>()("@lazydial/s
 }) {}
 
 /**
+ * No token, or a token the server does not know: 401. The message never
+ * says which.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class Unauthorized extends Schema.Error<Unauthorized>("Unauthorized")(
+  named("Unauthorized", {
+    _tag: Schema.tag("Unauthorized"),
+    message: Schema.String
+  }),
+  { httpApiStatus: 401 }
+) {}
+
+/**
+ * The caller is known, and the route is not theirs to use: 403.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class Forbidden extends Schema.Error<Forbidden>("Forbidden")(
+  named("Forbidden", {
+    _tag: Schema.tag("Forbidden"),
+    message: Schema.String
+  }),
+  { httpApiStatus: 403 }
+) {}
+
+/**
+ * The bearer scheme every authenticated route declares: a token of the
+ * server's token file.
+ *
+ * @since 0.2.0
+ * @category security
+ */
+export const bearer: HttpApiSecurity.Http = HttpApiSecurity.bearer.pipe(
+  HttpApiSecurity.annotate(
+    OpenApi.Description,
+    "A token of the server's token file (--token-auth-file, in Kubernetes' format: token,user,uid[,groups])"
+  )
+)
+
+/**
+ * The middleware of every route but `/health`, `/ready` and `/metrics`: the
+ * caller's bearer token names a user of the token file (else 401), who is
+ * the `CurrentUser` of the handler.
+ *
+ * @since 0.2.0
+ * @category middleware
+ */
+export class Authenticated extends HttpApiMiddleware.Service<Authenticated, { provides: CurrentUser }>()(
+  "@lazydial/service/Api/Authenticated",
+  { error: Unauthorized, security: { bearer } }
+) {}
+
+/**
+ * The middleware of `/ready` and `/metrics`: open to a connection from the
+ * loopback address (a probe or a scraper on the same host), else it needs a
+ * token as `Authenticated` does.
+ *
+ * @since 0.2.0
+ * @category middleware
+ */
+export class LoopbackOrToken extends HttpApiMiddleware.Service<LoopbackOrToken>()(
+  "@lazydial/service/Api/LoopbackOrToken",
+  { error: Unauthorized, security: { bearer } }
+) {}
+
+/**
+ * The middleware of the control routes (rebuild, stop, start): the caller
+ * must be in the group `operators` (else 403). Runs after `Authenticated`.
+ *
+ * @since 0.2.0
+ * @category middleware
+ */
+export class OperatorsOnly extends HttpApiMiddleware.Service<OperatorsOnly, { requires: CurrentUser }>()(
+  "@lazydial/service/Api/OperatorsOnly",
+  { error: Forbidden }
+) {}
+
+/**
  * @since 0.1.0
  * @category errors
  */
@@ -239,6 +333,37 @@ export class NotTheFleet extends Schema.Error<NotTheFleet>("NotTheFleet")(
 ) {}
 
 /**
+ * A rebuild of a stopped workspace: 409. Start it (`POST
+ * /workspaces/:workspace_id/start`); a start makes a new agent.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class WorkspaceStopped extends Schema.Error<WorkspaceStopped>("WorkspaceStopped")(
+  named("WorkspaceStopped", {
+    _tag: Schema.tag("WorkspaceStopped"),
+    workspace_id: WorkspaceId,
+    message: Schema.String
+  }),
+  { httpApiStatus: 409 }
+) {}
+
+/**
+ * A start of a workspace that runs: 409. Rebuild it instead for a new agent.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class WorkspaceRunning extends Schema.Error<WorkspaceRunning>("WorkspaceRunning")(
+  named("WorkspaceRunning", {
+    _tag: Schema.tag("WorkspaceRunning"),
+    workspace_id: WorkspaceId,
+    message: Schema.String
+  }),
+  { httpApiStatus: 409 }
+) {}
+
+/**
  * An id as the client sends it: UUIDs are case-insensitive, so the boundary
  * lower-cases them before the branded Schema checks them; the store and every
  * comparison see one spelling. A bad id's issue says what the id is (the
@@ -272,7 +397,7 @@ export class ChatsGroup extends HttpApiGroup.make("chats").add(
   HttpApiEndpoint.post("create", "/chats", {
     payload: Schema.Struct({ workspace_id: Schema.optionalKey(Schema.NullOr(workspaceField)) }),
     success: Chat.pipe(HttpApiSchema.status(201)),
-    error: DatabaseUnavailable
+    error: [WorkspaceNotFound, DatabaseUnavailable]
   }),
   HttpApiEndpoint.get("get", "/chats/:chat_id", {
     params: chatPath,
@@ -283,7 +408,7 @@ export class ChatsGroup extends HttpApiGroup.make("chats").add(
     params: chatPath,
     payload: Schema.Struct({ workspace_id: Schema.NullOr(workspaceField) }),
     success: Chat,
-    error: [ChatNotFound, DatabaseUnavailable]
+    error: [ChatNotFound, WorkspaceNotFound, DatabaseUnavailable]
   }),
   HttpApiEndpoint.post("spawnChild", "/chats/:chat_id/children", {
     params: chatPath,
@@ -302,7 +427,7 @@ export class ChatsGroup extends HttpApiGroup.make("chats").add(
     success: TurnResult,
     error: [ChatNotFound, NoWorkspace, TurnFailed, DatabaseUnavailable]
   })
-) {}
+).middleware(Authenticated) {}
 
 /**
  * @since 0.1.0
@@ -314,15 +439,20 @@ export class WorkspacesGroup extends HttpApiGroup.make("workspaces").add(
     params: { workspace_id: workspaceField },
     payload: Schema.Struct({ mode: Schema.Literals(retireModes) }),
     success: Workspace,
-    error: [WorkspaceNotFound, NotTheFleet, DatabaseUnavailable]
-  }),
+    error: [WorkspaceNotFound, WorkspaceStopped, NotTheFleet, DatabaseUnavailable]
+  }).middleware(OperatorsOnly),
   HttpApiEndpoint.post("stop", "/workspaces/:workspace_id/stop", {
     params: { workspace_id: workspaceField },
     payload: Schema.Struct({ mode: Schema.Literals(stopModes) }),
     success: Workspace,
     error: [WorkspaceNotFound, NotTheFleet, DatabaseUnavailable]
-  })
-) {}
+  }).middleware(OperatorsOnly),
+  HttpApiEndpoint.post("start", "/workspaces/:workspace_id/start", {
+    params: { workspace_id: workspaceField },
+    success: Workspace,
+    error: [WorkspaceNotFound, WorkspaceRunning, NotTheFleet, DatabaseUnavailable]
+  }).middleware(OperatorsOnly)
+).middleware(Authenticated) {}
 
 /**
  * @since 0.1.0
@@ -333,7 +463,7 @@ export class HealthGroup extends HttpApiGroup.make("health").add(
   HttpApiEndpoint.get("ready", "/ready", {
     success: Schema.Struct({ status: Schema.Literal("ready") }),
     error: DatabaseUnavailable
-  })
+  }).middleware(LoopbackOrToken)
 ) {}
 
 /**
@@ -348,7 +478,7 @@ export class HealthGroup extends HttpApiGroup.make("health").add(
 export class MetricsGroup extends HttpApiGroup.make("metrics").add(
   HttpApiEndpoint.get("metrics", "/metrics", {
     success: Schema.String.pipe(HttpApiSchema.asText({ contentType: "text/plain; version=0.0.4; charset=utf-8" }))
-  })
+  }).middleware(LoopbackOrToken)
 ) {}
 
 /**

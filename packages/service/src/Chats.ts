@@ -50,6 +50,15 @@ export type ChatView = ChatBinding.ChatBinding
 export type ChatNotFound = Errors.ChatNotFound
 
 /**
+ * The error of a chat that does not exist, as the store raises it: also
+ * what a chat of another user is, to the caller.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export const chatNotFound = (chatId: ChatId): ChatNotFound => new Errors.ChatNotFound({ chatId })
+
+/**
  * The database did not answer (or answered with an error) while the service
  * served a request. The replica keeps running; the request may be retried.
  * `cause` keeps the store's error.
@@ -213,8 +222,16 @@ export interface TurnConnection {
 export class Chats extends Context.Service<
   Chats,
   {
-    readonly create: (workspaceId: Option.Option<WorkspaceId>) => Effect.Effect<ChatView, DatabaseUnavailable>
-    readonly createChild: (parentChatId: ChatId) => Effect.Effect<ChatView, ChatNotFound | DatabaseUnavailable>
+    /** A new chat; a fresh id unless `chatId` is given. */
+    readonly create: (
+      workspaceId: Option.Option<WorkspaceId>,
+      chatId?: ChatId
+    ) => Effect.Effect<ChatView, DatabaseUnavailable>
+    /** A child chat of `parentChatId`; a fresh id unless `chatId` is given. */
+    readonly createChild: (
+      parentChatId: ChatId,
+      chatId?: ChatId
+    ) => Effect.Effect<ChatView, ChatNotFound | DatabaseUnavailable>
     readonly get: (chatId: ChatId) => Effect.Effect<ChatView, ChatNotFound | DatabaseUnavailable>
     /** Sets the workspace, and clears build and agent. */
     readonly setWorkspace: (
@@ -253,7 +270,7 @@ export const databaseUnavailable = (operation: string) =>
 /**
  * `Chats` over binding's store and connector. A database fault becomes
  * `DatabaseUnavailable`; the impossible `ChatAlreadyExists` (ids are always
- * fresh) is a defect.
+ * fresh, or minted by the caller as UUIDs) is a defect.
  *
  * @since 0.1.0
  * @category layers
@@ -264,13 +281,13 @@ export const layer: Layer.Layer<Chats, never, BindingStore.BindingStore | ChatCo
     const store = yield* BindingStore.BindingStore
     const connector = yield* ChatConnector.ChatConnector
     return Chats.of({
-      create: (workspaceId) =>
-        store.createChat({ workspaceId: Option.getOrUndefined(workspaceId) }).pipe(
+      create: (workspaceId, chatId) =>
+        store.createChat({ workspaceId: Option.getOrUndefined(workspaceId), chatId }).pipe(
           Effect.catchTag("ChatAlreadyExists", Effect.die),
           databaseUnavailable("Chats.create")
         ),
-      createChild: (parentChatId) =>
-        store.createChild(parentChatId).pipe(
+      createChild: (parentChatId, chatId) =>
+        store.createChild(parentChatId, { chatId }).pipe(
           Effect.catchTag("ChatAlreadyExists", Effect.die),
           databaseUnavailable("Chats.createChild")
         ),

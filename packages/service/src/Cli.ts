@@ -13,6 +13,7 @@ import * as CliOutput from "effect/cli/CliOutput"
 import * as Command from "effect/cli/Command"
 import * as Flag from "effect/cli/Flag"
 import * as GlobalFlag from "effect/cli/GlobalFlag"
+import * as Config from "effect/Config"
 import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -21,6 +22,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as NodePath from "node:path"
+import * as Auth from "./Auth.js"
 import * as Chats from "./Chats.js"
 import * as Cluster from "./Cluster.js"
 import * as Html from "./Html.js"
@@ -78,22 +80,142 @@ const grace = integer("grace-ms", 0, 600_000).pipe(
   withDefault(10_000, "at SIGTERM or SIGINT, how long requests in flight may take to finish")
 )
 
+const tokenAuthFile = Flag.String("token-auth-file").pipe(
+  Flag.optional,
+  Flag.withDescription(
+    "the static token file (Kubernetes' format: token,user,uid[,\"group1,group2\"] per line); requests carry " +
+      "Authorization: Bearer <token> (default: LAZYDIAL_TOKEN_AUTH_FILE)"
+  )
+)
+
+const noAuth = Flag.Boolean("no-auth").pipe(
+  Flag.withoutNegation,
+  Flag.withDefault(false),
+  Flag.withDescription("serve without authentication: every caller is anonymous, an operator (for a trusted network)")
+)
+
+/** A deadline flag in milliseconds: unless given, the server reads its environment variable. */
+const deadline = (name: string, variable: string, description: string) =>
+  integer(name, 100, 600_000).pipe(
+    Flag.optional,
+    Flag.withDescription(
+      `${description} (default: ${variable}, else ${name === "headers-timeout-ms" ? 10_000 : 30_000})`
+    )
+  )
+
 /** The flags of every long-running process (`serve`, `fleet`), declared once. */
-const processFlags = (fallbackPort: number) => ({ port: port(fallbackPort), host, databaseUrl, grace })
+const processFlags = (fallbackPort: number) => ({
+  port: port(fallbackPort),
+  host,
+  databaseUrl,
+  grace,
+  tokenAuthFile,
+  noAuth,
+  headersTimeoutMs: deadline(
+    "headers-timeout-ms",
+    "LAZYDIAL_HTTP_HEADERS_TIMEOUT_MS",
+    "a request's headers must arrive within this many ms of its first byte, else 408"
+  ),
+  requestTimeoutMs: deadline(
+    "request-timeout-ms",
+    "LAZYDIAL_HTTP_REQUEST_TIMEOUT_MS",
+    "a whole request, its body included, must arrive within this many ms of its first byte, else 408"
+  )
+})
+
+/**
+ * A command line that cannot run as given: the message says what to give
+ * instead. The CLI prints it on stderr and exits with code 2.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", { message: Schema.String }) {}
+
+/**
+ * How `serve` and `fleet` authenticate: the token file of `--token-auth-file`
+ * (else `LAZYDIAL_TOKEN_AUTH_FILE`), read and checked whole before anything
+ * starts; or none with `--no-auth`. Neither, or both, is a usage error
+ * naming both; a file that cannot be used fails the start with its line.
+ *
+ * @since 0.2.0
+ * @category settings
+ */
+export const authentication = (
+  command: string,
+  flags: { readonly tokenAuthFile: Option.Option<string>; readonly noAuth: boolean }
+): Effect.Effect<Auth.Authentication["Service"], UsageError | Processes.StartupFailed> =>
+  Effect.gen(function*() {
+    const fromEnv = yield* Config.option(Config.String("LAZYDIAL_TOKEN_AUTH_FILE")).pipe(
+      Effect.orElseSucceed(() => Option.none<string>())
+    )
+    const source = Option.isSome(flags.tokenAuthFile) ? "--token-auth-file" : "LAZYDIAL_TOKEN_AUTH_FILE"
+    const path = Option.orElse(flags.tokenAuthFile, () => fromEnv)
+    if (flags.noAuth) {
+      if (Option.isSome(path)) {
+        return yield* new UsageError({
+          message: `${command}: --no-auth and a token file (${source}) contradict each other: give one of them`
+        })
+      }
+      yield* Effect.logWarning(
+        `${command} --no-auth: no authentication, every caller is anonymous and an operator; ` +
+          "serve it only where every client is trusted"
+      )
+      return Auth.disabled
+    }
+    if (Option.isNone(path)) {
+      return yield* new UsageError({
+        message: `${command} needs a token file: --token-auth-file PATH or LAZYDIAL_TOKEN_AUTH_FILE ` +
+          "(lines of token,user,uid[,\"group1,group2\"]); or --no-auth to serve anyone who can reach its port"
+      })
+    }
+    if (path.value.trim() === "") return yield* new UsageError({ message: `${command}: ${source} is empty` })
+    const file = yield* Auth.readTokenFile(path.value).pipe(
+      Effect.mapError((error) => new Processes.StartupFailed({ message: error.message }))
+    )
+    return Auth.fromTokenFile(file)
+  })
 
 /** What `processFlags` become in the options of `Processes.serve` and `Processes.fleet`. */
-const processOptions = (flags: {
+const processOptions = (command: string, flags: {
   readonly port: number
   readonly host: string
   readonly databaseUrl: Option.Option<string>
   readonly grace: number
+  readonly tokenAuthFile: Option.Option<string>
+  readonly noAuth: boolean
+  readonly headersTimeoutMs: Option.Option<number>
+  readonly requestTimeoutMs: Option.Option<number>
 }) =>
-  Effect.map(Processes.databaseUrl(flags.databaseUrl), (url) => ({
-    port: flags.port,
-    host: flags.host,
-    databaseUrl: url,
-    grace: Duration.millis(flags.grace)
-  }))
+  Effect.gen(function*() {
+    const url = yield* Processes.databaseUrl(flags.databaseUrl)
+    const auth = yield* authentication(command, flags)
+    return {
+      port: flags.port,
+      host: flags.host,
+      databaseUrl: url,
+      grace: Duration.millis(flags.grace),
+      server: {
+        authentication: auth,
+        headersTimeout: Option.getOrUndefined(Option.map(flags.headersTimeoutMs, Duration.millis)),
+        requestTimeout: Option.getOrUndefined(Option.map(flags.requestTimeoutMs, Duration.millis))
+      }
+    }
+  })
+
+/**
+ * `--owners alice,bob`: user names, in order, each once; unless given, the
+ * users of the token file in its order (`anonymous` with `--no-auth`).
+ *
+ * @since 0.2.0
+ * @category settings
+ */
+export const parseOwners = (text: string): Effect.Effect<ReadonlyArray<string>, InvalidOption> => {
+  const names = text.split(",").map((name) => name.trim())
+  return names.some((name) => name === "")
+    ? Effect.fail(new InvalidOption({ option: "--owners", value: text, expected: "user names separated by commas" }))
+    : Effect.succeed([...new Set(names)])
+}
 
 const options = {
   seed: Flag.Int("seed").pipe(
@@ -244,7 +366,7 @@ const serveCommand = Command.make("serve", {
     withDefault(10_000, "how long a turn may take to connect to its agent")
   )
 }, (flags) =>
-  Effect.flatMap(processOptions(flags), (common) =>
+  Effect.flatMap(processOptions("serve", flags), (common) =>
     Processes.serve({
       ...common,
       strategy: flags.strategy,
@@ -261,16 +383,26 @@ const serveCommand = Command.make("serve", {
 const fleetCommand = Command.make("fleet", {
   ...processFlags(8090),
   workspaces: options.workspaces,
+  owners: Flag.String("owners").pipe(
+    Flag.optional,
+    Flag.withDescription(
+      "the users new workspaces belong to, in turn: USER1,USER2,... (default: the token file's users, in its order)"
+    )
+  ),
   seed: options.seed,
   rebuildRate: rebuildRate(0, "workspace rebuilds per second over the fleet (0: only on POST /workspaces/:id/rebuild)")
 }, (flags) =>
-  Effect.flatMap(processOptions(flags), (common) =>
-    Processes.fleet({
+  Effect.gen(function*() {
+    const owners = Option.isSome(flags.owners) ? Option.some(yield* parseOwners(flags.owners.value)) : Option.none()
+    const common = yield* processOptions("fleet", flags)
+    return yield* Processes.fleet({
       ...common,
       workspaces: flags.workspaces,
+      owners: Option.getOrElse(owners, () => common.server.authentication.users),
       rebuildRate: flags.rebuildRate,
       seed: flags.seed
-    }))).pipe(
+    })
+  })).pipe(
     Command.withDescription("Runs the workspace agents and records their addresses and builds in the database.")
   )
 
@@ -327,6 +459,39 @@ const clusterCommand = Command.make("cluster", {
   )
 
 /**
+ * The API of the one-process run, after its report: with a token file of its
+ * own (a fresh token for the user `demo`, an operator, who owns the
+ * workspaces), in a private temp dir that is removed when the process ends.
+ * Its path is printed, never the token.
+ */
+const serveOneProcess = (
+  port: number,
+  workspaces: number,
+  url: Option.Option<{ readonly url: string; readonly source: string }>
+) =>
+  Effect.scoped(Effect.gen(function*() {
+    const user = "demo"
+    const tokens = yield* Auth.writeTokenFile([{ name: user, groups: [Auth.operators] }]).pipe(
+      Effect.mapError((error) => new Processes.StartupFailed({ message: error.message }))
+    )
+    const file = yield* Auth.readTokenFile(tokens.path).pipe(
+      Effect.mapError((error) => new Processes.StartupFailed({ message: error.message }))
+    )
+    yield* Console.error(
+      `the API's token file: ${tokens.path} (user ${user}, in the group ${Auth.operators}; removed at exit). ` +
+        `Every request but /health needs it: TOKEN=$(cut -d, -f1 ${tokens.path}), then ` +
+        `curl -H "authorization: Bearer $TOKEN" ...`
+    )
+    return yield* Processes.serveOneProcess({
+      port,
+      workspaces,
+      databaseUrl: url,
+      owners: [user],
+      server: { authentication: Auth.fromTokenFile(file) }
+    })
+  }))
+
+/**
  * @since 0.1.0
  * @category commands
  */
@@ -335,9 +500,7 @@ export const command = Command.make("lazydial-service", options, (flags) =>
     if (Option.isSome(flags.html)) yield* writableDirectory("--html", flags.html.value)
     const url = yield* Processes.databaseUrl(flags.databaseUrl)
     yield* runWorkload(flags, url)
-    if (Option.isSome(flags.port)) {
-      yield* Processes.serveOneProcess({ port: flags.port.value, workspaces: flags.workspaces, databaseUrl: url })
-    }
+    if (Option.isSome(flags.port)) yield* serveOneProcess(flags.port.value, flags.workspaces, url)
   })).pipe(
     Command.withDescription(
       "Runs chats on real TCP agents, twice: with lazydial, and with a lookup every turn.\n\n" +
@@ -345,7 +508,7 @@ export const command = Command.make("lazydial-service", options, (flags) =>
         "  lazydial-service                                  the default workload, a text report (about 20 s)\n" +
         "  lazydial-service --json > report.json             the report as JSON on stdout\n" +
         "  lazydial-service --html report.html --seed 7      an HTML report of another workload\n" +
-        "  lazydial-service serve --port 8081 --database-url postgres://...   one chat replica\n" +
+        "  lazydial-service serve --port 8081 --database-url postgres://... --token-auth-file tokens.csv   one chat replica\n" +
         "  lazydial-service serve --help                     the flags of a subcommand"
     ),
     Command.withSubcommands([serveCommand, fleetCommand, clusterCommand])
@@ -393,6 +556,7 @@ export const main = (argv: ReadonlyArray<string>) =>
     Effect.catchIf(CliError.isCliError, () => Effect.sync(() => void (process.exitCode = 2))),
     Effect.catchTags({
       InvalidOption: (error) => usageError(error.message),
+      UsageError: (error) => usageError(error.message),
       StartupFailed: (error) =>
         Effect.andThen(
           Console.error(`lazydial-service: ${error.message}`),

@@ -1,17 +1,37 @@
 /**
  * The HTTP server: `Api` implemented over `Chats` (binding's store and turn
- * path) and the control plane, with an access log, `/health` and `/ready`.
+ * path), `ChatOwners` and the control plane, with an access log, `/health`
+ * and `/ready`.
  *
  * Every request gets one access log line (method, route, status, duration,
  * chat id) and every 5xx an error log line with its cause, through Effect's
  * `Logger`: replace the logger (`Logger.replace`) to send them elsewhere.
+ * The route of a log line and of the HTTP metrics is the route's template
+ * (`/chats/:chat_id/turns`), or `unmatched`: never a path as sent, so that no
+ * request can add a label value.
+ *
+ * Who may call what is `Api`'s table: a caller is authenticated by the
+ * `Auth.Authentication` the server is given (`ListenOptions.authentication`,
+ * or the service in its context); a server given none does not start.
+ *
+ * Every request has two deadlines, kept by Node's HTTP server:
+ *
+ * | deadline | option | environment | default |
+ * |---|---|---|---|
+ * | its headers, from its first byte | `headersTimeout` | `LAZYDIAL_HTTP_HEADERS_TIMEOUT_MS` | 10 s |
+ * | the whole request, body included, from its first byte | `requestTimeout` | `LAZYDIAL_HTTP_REQUEST_TIMEOUT_MS` | 30 s |
+ *
+ * On expiry Node answers 408 and closes the connection (it closes it without
+ * an answer if the response has begun). Node checks them every quarter of the
+ * headers' deadline, at most every second (its own default: every 30 s).
  *
  * @since 0.1.0
  */
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import type { CurrentAgent, WorkspaceId } from "@lazydial/core"
+import type { ChatId, CurrentAgent, WorkspaceId } from "@lazydial/core"
 import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -32,11 +52,15 @@ import * as PrometheusMetrics from "effect/observability/PrometheusMetrics"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as SqlClient from "effect/sql/SqlClient"
+import { randomUUID } from "node:crypto"
 import { createServer } from "node:http"
 import type { AgentAddresses } from "./AgentAddresses.js"
 import * as Api from "./Api.js"
+import * as Auth from "./Auth.js"
+import { ChatOwners } from "./ChatOwners.js"
 import {
   type ChatNotFound,
+  chatNotFound,
   Chats,
   type ChatView,
   type ConnectError,
@@ -46,6 +70,7 @@ import {
 import * as ControlPlane from "./ControlPlane.js"
 import { Fleet, type RetireMode, type StopMode } from "./Fleet.js"
 import * as Boundary from "./internal/boundary.js"
+import { withDeadline } from "./internal/deadline.js"
 
 const chatJson = (view: ChatView): Api.Chat =>
   new Api.Chat({
@@ -94,30 +119,87 @@ const turnError = (
  */
 export const answerTimeout: Duration.Duration = Duration.seconds(10)
 
+// The rule of ownership, for chats: a chat of another user does not exist for the caller, with the very body of a
+// missing one.
+const makeOwnChat = (owners: ChatOwners["Service"]) => (user: Auth.User, chatId: ChatId) =>
+  Effect.flatMap(
+    owners.ownerOf(chatId),
+    (owner): Effect.Effect<void, ChatNotFound> =>
+      Option.contains(owner, user.name) ? Effect.void : Effect.fail(chatNotFound(chatId))
+  )
+
+// ... and for workspaces: a workspace of another user does not exist for the caller either.
+const makeOwnWorkspace =
+  (control: ControlPlane.ControlPlane["Service"]) => (user: Auth.User, workspaceId: WorkspaceId) =>
+    Effect.flatMap(
+      control.ownerOf(workspaceId),
+      (owner): Effect.Effect<void, Api.WorkspaceNotFound> =>
+        Option.contains(owner, user.name)
+          ? Effect.void
+          : Effect.fail(
+            new Api.WorkspaceNotFound({
+              workspace_id: workspaceId,
+              message: new ControlPlane.UnknownWorkspace({ workspaceId }).message
+            })
+          )
+    )
+
+// safe: a fresh UUID is a valid ChatId
+const newChatId = (): ChatId => randomUUID() as ChatId
+
 /**
+ * The chats routes, for the caller (`Auth.CurrentUser`): a chat is created
+ * with the caller as its owner (recorded first, so no chat exists without
+ * one), on a workspace the caller owns; every other route answers only the
+ * chat's owner.
+ *
  * @since 0.1.0
  * @category layers
  */
 export const layerChats = HttpApiBuilder.group(Api.Api, "chats", (handlers) =>
   Effect.gen(function*() {
     const chats = yield* Chats
+    const owners = yield* ChatOwners
+    const control = yield* ControlPlane.ControlPlane
+    const ownChat = makeOwnChat(owners)
+    const ownWorkspace = makeOwnWorkspace(control)
+    // the caller's own chat, then `use` of it: a chat of another user is a 404 before anything else is read
+    const owned = <A, E, R>(chatId: ChatId, use: Effect.Effect<A, E, R>) =>
+      Effect.flatMap(Auth.CurrentUser, (user) => Effect.andThen(ownChat(user, chatId), use))
     return handlers
       .handle("create", ({ payload }) =>
-        chats.create(Option.fromNullishOr(payload.workspace_id)).pipe(
-          Effect.map(chatJson),
-          Effect.catch(unavailable)
-        ))
-      .handle("get", ({ params }) => chats.get(params.chat_id).pipe(Effect.map(chatJson), Effect.catch(chatError)))
+        Effect.gen(function*() {
+          const user = yield* Auth.CurrentUser
+          const workspaceId = Option.fromNullishOr(payload.workspace_id)
+          if (Option.isSome(workspaceId)) yield* ownWorkspace(user, workspaceId.value)
+          const chatId = newChatId()
+          yield* owners.record(chatId, user.name)
+          return chatJson(yield* chats.create(workspaceId, chatId))
+        }).pipe(Effect.catchTag("DatabaseUnavailable", unavailable)))
+      .handle("get", ({ params }) =>
+        owned(params.chat_id, chats.get(params.chat_id)).pipe(Effect.map(chatJson), Effect.catch(chatError)))
       .handle("setWorkspace", ({ params, payload }) =>
-        chats.setWorkspace(params.chat_id, Option.fromNullishOr(payload.workspace_id)).pipe(
-          Effect.map(chatJson),
-          Effect.catch(chatError)
-        ))
+        Effect.gen(function*() {
+          const user = yield* Auth.CurrentUser
+          yield* ownChat(user, params.chat_id)
+          const workspaceId = Option.fromNullishOr(payload.workspace_id)
+          if (Option.isSome(workspaceId)) {
+            yield* ownWorkspace(user, workspaceId.value)
+          }
+          return chatJson(yield* chats.setWorkspace(params.chat_id, workspaceId))
+        }).pipe(Effect.catchTags({ ChatNotFound: chatError, DatabaseUnavailable: chatError })))
       .handle("spawnChild", ({ params }) =>
-        chats.createChild(params.chat_id).pipe(Effect.map(chatJson), Effect.catch(chatError)))
+        Effect.gen(function*() {
+          const user = yield* Auth.CurrentUser
+          yield* ownChat(user, params.chat_id)
+          // the child is the caller's, as its parent is
+          const childId = newChatId()
+          yield* owners.record(childId, user.name)
+          return chatJson(yield* chats.createChild(params.chat_id, childId))
+        }).pipe(Effect.catch(chatError)))
       .handle("turn", ({ params, payload }) =>
         Effect.scoped(Effect.gen(function*() {
-          const turn = yield* Effect.catch(chats.connect(params.chat_id), turnError)
+          const turn = yield* Effect.catch(owned(params.chat_id, chats.connect(params.chat_id)), turnError)
           const reply = yield* turn.connection.exchange(`turn ${payload.message}`).pipe(
             Effect.timeoutOrElse({
               duration: answerTimeout,
@@ -149,45 +231,64 @@ const workspaceJson = (workspaceId: WorkspaceId, current: Option.Option<CurrentA
     agent_id: Option.getOrNull(Option.map(current, (c) => c.agentId))
   })
 
+const unknownWorkspace = (error: ControlPlane.UnknownWorkspace) =>
+  Effect.fail(new Api.WorkspaceNotFound({ workspace_id: error.workspaceId, message: error.message }))
+
 const makeWorkspaces = Effect.gen(function*() {
   const control = yield* ControlPlane.ControlPlane
   const context = yield* Effect.context<ControlPlane.ControlPlane | AgentAddresses>()
   // only the process that runs the agents can rebuild them
   const fleet = yield* Effect.serviceOption(Fleet)
-  const list = Effect.map(control.list, (all) => all.map(([id, current]) => workspaceJson(id, current)))
-  // only the fleet changes workspaces, and only the ones it knows
-  const onTheFleet = <A>(
-    workspaceId: WorkspaceId,
-    change: Effect.Effect<A, DatabaseUnavailable, Fleet | ControlPlane.ControlPlane | AgentAddresses>
-  ) =>
-    Effect.gen(function*() {
-      if (Option.isNone(fleet)) {
-        return yield* new Api.NotTheFleet({
-          message:
-            "this replica runs no agents: send rebuilds and stops to the fleet process's API (lazydial-service fleet --port)"
-        })
-      }
-      const known = yield* control.list
-      if (!known.some(([id]) => id === workspaceId)) {
-        return yield* new Api.WorkspaceNotFound({
-          workspace_id: workspaceId,
-          message: `workspace ${workspaceId} does not exist: GET /workspaces lists them`
-        })
-      }
-      return yield* change.pipe(Effect.provideService(Fleet, fleet.value), Effect.provide(context))
+  // the caller's workspaces only: another user's do not exist for the caller
+  const list = Effect.gen(function*() {
+    const user = yield* Auth.CurrentUser
+    const all = yield* control.list
+    return all.filter(([, , owner]) => owner === user.name).map(([id, current]) => workspaceJson(id, current))
+  })
+  // only the fleet changes workspaces; the operations say when a workspace does not exist
+  const onTheFleet = <A, E>(
+    change: Effect.Effect<A, E, Fleet | ControlPlane.ControlPlane | AgentAddresses>
+  ): Effect.Effect<A, E | Api.NotTheFleet> =>
+    Option.match(fleet, {
+      onNone: () =>
+        Effect.fail(
+          new Api.NotTheFleet({
+            message: "this replica runs no agents: send rebuilds, stops and starts to the fleet process's API " +
+              "(lazydial-service fleet --port)"
+          })
+        ),
+      onSome: (fleet) => change.pipe(Effect.provideService(Fleet, fleet), Effect.provide(context))
     })
   const rebuild = (workspaceId: WorkspaceId, mode: RetireMode) =>
-    onTheFleet(workspaceId, ControlPlane.rebuild(workspaceId, mode)).pipe(
-      Effect.map((next) => workspaceJson(workspaceId, next))
+    onTheFleet(ControlPlane.rebuild(workspaceId, mode)).pipe(
+      Effect.map((next) => workspaceJson(workspaceId, Option.some(next))),
+      Effect.catchTags({
+        UnknownWorkspace: unknownWorkspace,
+        WorkspaceStopped: (error) =>
+          Effect.fail(new Api.WorkspaceStopped({ workspace_id: error.workspaceId, message: error.message }))
+      })
     )
   const stop = (workspaceId: WorkspaceId, mode: StopMode) =>
-    onTheFleet(workspaceId, ControlPlane.stop(workspaceId, mode)).pipe(
-      Effect.as(workspaceJson(workspaceId, Option.none()))
+    onTheFleet(ControlPlane.stop(workspaceId, mode)).pipe(
+      Effect.as(workspaceJson(workspaceId, Option.none())),
+      Effect.catchTag("UnknownWorkspace", unknownWorkspace)
     )
-  return { list, rebuild, stop }
+  const start = (workspaceId: WorkspaceId) =>
+    onTheFleet(ControlPlane.start(workspaceId)).pipe(
+      Effect.map((next) => workspaceJson(workspaceId, Option.some(next))),
+      Effect.catchTags({
+        UnknownWorkspace: unknownWorkspace,
+        WorkspaceNotStopped: (error) =>
+          Effect.fail(new Api.WorkspaceRunning({ workspace_id: error.workspaceId, message: error.message }))
+      })
+    )
+  return { list, rebuild, stop, start }
 })
 
 /**
+ * The workspaces routes: the list is the caller's own workspaces; rebuild,
+ * stop and start are operators' (`Api.OperatorsOnly`), on the fleet only.
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -195,7 +296,7 @@ export const layerWorkspaces = HttpApiBuilder.group(
   Api.Api,
   "workspaces",
   (handlers) =>
-    Effect.map(makeWorkspaces, ({ list, rebuild, stop }) =>
+    Effect.map(makeWorkspaces, ({ list, rebuild, start, stop }) =>
       handlers
         .handle("list", () => Effect.catchTag(list, "DatabaseUnavailable", unavailable))
         .handle(
@@ -207,6 +308,10 @@ export const layerWorkspaces = HttpApiBuilder.group(
           "stop",
           ({ params, payload }) =>
             Effect.catchTag(stop(params.workspace_id, payload.mode), "DatabaseUnavailable", unavailable)
+        )
+        .handle(
+          "start",
+          ({ params }) => Effect.catchTag(start(params.workspace_id), "DatabaseUnavailable", unavailable)
         ))
 )
 
@@ -220,13 +325,13 @@ export const readyTimeout: Duration.Duration = Duration.seconds(2)
 
 const makeHealth = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
+  // the Layer's: a probe left behind by a hung server is interrupted in it, and ends with the server at the latest
+  const scope = yield* Effect.scope
   return {
     health: Effect.succeed({ status: "up" as const }),
     ready: sql`SELECT 1`.pipe(
-      Effect.timeoutOrElse({
-        duration: readyTimeout,
-        orElse: () => Effect.fail("no answer within " + Duration.format(readyTimeout))
-      }),
+      // a deadline that holds when the server hangs (Effect's timeout waits for the hung statement's interruption)
+      withDeadline(scope, readyTimeout, () => "no answer within " + Duration.format(readyTimeout)),
       Effect.as({ status: "ready" as const }),
       Effect.catch((cause) =>
         Effect.fail(
@@ -282,6 +387,76 @@ export const layerBoundary: Layer.Layer<Api.Boundary> = HttpApiMiddleware.layerS
       : Effect.fail(Boundary.decodeError(error))
 )
 
+// IPv4's 127.0.0.0/8, IPv6's ::1, and the first as an IPv4-mapped IPv6 address (a dual-stack socket's spelling)
+const loopback = /^(?:(?:::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}|::1)$/i
+
+/**
+ * Whether a connection's remote address is the loopback address: the
+ * socket's own address (`HttpServerRequest.remoteAddress`, which nothing here
+ * overrides from a header). None (a Unix socket, a test's request) is not.
+ *
+ * @since 0.2.0
+ * @category predicates
+ */
+export const isLoopback = (remoteAddress: Option.Option<string>): boolean =>
+  Option.exists(remoteAddress, (address) => loopback.test(address))
+
+// The same words for every 401: the answer never says whether a token was missing or unknown.
+const unauthorized = () =>
+  new Api.Unauthorized({
+    message: "send Authorization: Bearer <token>, with a token of the server's token file (--token-auth-file)"
+  })
+
+/**
+ * The security middlewares of `Api` over an `Auth.Authentication`: a known
+ * token makes its user the handler's `Auth.CurrentUser` (`Authenticated`);
+ * `/ready` and `/metrics` also answer a loopback connection
+ * (`LoopbackOrToken`); the control routes need the group `operators`
+ * (`OperatorsOnly`). Tokens are never logged: they reach this code redacted.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerSecurity: Layer.Layer<
+  Api.Authenticated | Api.LoopbackOrToken | Api.OperatorsOnly,
+  never,
+  Auth.Authentication
+> = Layer.effectContext(Effect.gen(function*() {
+  const auth = yield* Auth.Authentication
+  const authenticated = Api.Authenticated.of({
+    bearer: (httpEffect, { credential }) =>
+      Option.match(auth.authenticate(credential), {
+        onNone: () => Effect.fail(unauthorized()),
+        onSome: (user) => Effect.provideService(httpEffect, Auth.CurrentUser, user)
+      })
+  })
+  const loopbackOrToken = Api.LoopbackOrToken.of({
+    bearer: (httpEffect, { credential }) =>
+      Effect.gen(function*() {
+        const request = yield* HttpServerRequest.HttpServerRequest
+        if (!isLoopback(request.remoteAddress) && Option.isNone(auth.authenticate(credential))) {
+          return yield* unauthorized()
+        }
+        return yield* httpEffect
+      })
+  })
+  const operatorsOnly = Api.OperatorsOnly.of((httpEffect) =>
+    Effect.gen(function*() {
+      const user = yield* Auth.CurrentUser
+      if (!Auth.isOperator(user)) {
+        return yield* new Api.Forbidden({
+          message: `only members of the group ${Auth.operators} may rebuild, stop or start workspaces`
+        })
+      }
+      return yield* httpEffect
+    })
+  )
+  return Context.make(Api.Authenticated, authenticated).pipe(
+    Context.add(Api.LoopbackOrToken, loopbackOrToken),
+    Context.add(Api.OperatorsOnly, operatorsOnly)
+  )
+}))
+
 const groups = Layer.mergeAll(layerChats, layerWorkspaces, layerHealth, layerMetrics)
 
 /**
@@ -292,7 +467,7 @@ const groups = Layer.mergeAll(layerChats, layerWorkspaces, layerHealth, layerMet
  */
 export const layerApi = HttpApiBuilder.layer(Api.Api, { openapiPath: "/openapi.json" }).pipe(
   Layer.provide(groups),
-  Layer.provide(layerBoundary)
+  Layer.provide(Layer.merge(layerBoundary, layerSecurity))
 )
 
 /**
@@ -303,7 +478,7 @@ export const layerApi = HttpApiBuilder.layer(Api.Api, { openapiPath: "/openapi.j
  */
 export const layerFleetApi = HttpApiBuilder.layer(Api.FleetApi, { openapiPath: "/openapi.json" }).pipe(
   Layer.provide(Layer.mergeAll(layerWorkspaces, layerHealth, layerMetrics)),
-  Layer.provide(layerBoundary)
+  Layer.provide(Layer.merge(layerBoundary, layerSecurity))
 )
 
 /**
@@ -328,56 +503,97 @@ export const requestDuration = Metric.histogram("http_request_duration_seconds",
   description: "HTTP request duration in seconds, by method, route and status"
 })
 
-const uuid = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi
+const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
-const isRouteNotFound = (error: unknown) =>
-  HttpServerError.isHttpServerError(error) && error.reason._tag === "RouteNotFound"
+// The methods a label may name; Node's parser knows a few dozen more, which all count as OTHER.
+const labelledMethods = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+
+// Node cut the request at its deadline, and answered 408 itself: the socket carries the error it was destroyed with.
+const cutAtDeadline = (request: HttpServerRequest.HttpServerRequest): boolean => {
+  // safe: a read-only probe of the Node request behind the server request; every step is checked
+  const socket = (request.source as { readonly socket?: { readonly errored?: unknown } }).socket
+  const errored = socket?.errored
+  return typeof errored === "object" && errored !== null && "code" in errored &&
+    errored.code === "ERR_HTTP_REQUEST_TIMEOUT"
+}
+
+/**
+ * The route templates of an API, and of the two documents served beside
+ * it: the `route` label of a request is one of these, or `unmatched`.
+ *
+ * @since 0.2.0
+ * @category metrics
+ */
+export const routeTemplates = <Id extends string, Groups extends HttpApiGroup.Constraint>(
+  api: HttpApi.HttpApi<Id, Groups>
+): (path: string) => string => {
+  const routes = [
+    ...Boundary.routesOf(api),
+    ...["/openapi.json", "/docs"].map((path) => ({ path, pattern: new RegExp(`^${path.replace(".", "\\.")}$`) }))
+  ]
+  return (path) => routes.find((route) => route.pattern.test(path))?.path ?? "unmatched"
+}
 
 /**
  * The access log: one line per request, and an error line with the cause for
- * every 5xx. A defect becomes a JSON 500 (never an empty body).
+ * every 5xx. A defect becomes a JSON 500 (never an empty body). The `route`
+ * of the line and of the metrics is the template of the route the path
+ * matches (`routeTemplates`), whatever the request's ids, or `unmatched`;
+ * `method` is one of the usual seven or `OTHER`: no request adds a label
+ * value. A request that Node cut at its deadline counts as the 408 Node
+ * answered.
  *
  * @since 0.1.0
  * @category middleware
  */
-export const accessLog = <E, R>(
-  app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
-): Effect.Effect<HttpServerResponse.HttpServerResponse, never, R | HttpServerRequest.HttpServerRequest> =>
-  Effect.gen(function*() {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    const began = performance.now()
-    const path = request.url.split("?")[0] ?? request.url
-    const chatId = /^\/chats\/([^/]+)/.exec(path)?.[1] ?? null
-    const route = path.replace(uuid, (id) => (id === chatId ? ":chat_id" : ":id"))
-    const exit = yield* Effect.exit(app)
-    // A failure the platform turned into a client error (404 RouteNotFound)
-    // was answered as such: log and count it with that status, not as a 500.
-    const answered = Exit.isFailure(exit) ? (yield* HttpServerError.causeResponse(exit.cause))[0] : undefined
-    const clientError = answered !== undefined && answered.status < 500 ? answered : undefined
-    const response = Exit.isSuccess(exit) ? exit.value : clientError ?? HttpServerResponse.jsonUnsafe(
-      { _tag: "InternalError", message: "the server failed unexpectedly: see its error log" },
-      { status: Cause.hasInterruptsOnly(exit.cause) ? 499 : 500 }
-    )
-    // a path no route has is one label value, whatever was asked: scanners must not grow the registry
-    const unmatched = Exit.isFailure(exit) && Option.exists(Cause.findErrorOption(exit.cause), isRouteNotFound)
-    const annotations = {
-      method: request.method,
-      route: unmatched ? "unmatched" : route,
-      status: response.status,
-      duration_ms: Math.round((performance.now() - began) * 10) / 10,
-      chat_id: chatId
-    }
-    if (Exit.isFailure(exit) && clientError === undefined && !Cause.hasInterruptsOnly(exit.cause)) {
-      yield* Effect.logError("request failed", exit.cause).pipe(Effect.annotateLogs(annotations))
-    } else if (response.status >= 500) {
-      yield* Effect.logError("request answered " + response.status).pipe(Effect.annotateLogs(annotations))
-    }
-    yield* Effect.logInfo("request").pipe(Effect.annotateLogs(annotations))
-    const labels = { method: request.method, route: annotations.route, status: String(response.status) }
-    yield* Metric.update(Metric.withAttributes(requestsTotal, labels), 1)
-    yield* Metric.update(Metric.withAttributes(requestDuration, labels), (performance.now() - began) / 1000)
-    return response
-  })
+export const accessLog = <Id extends string, Groups extends HttpApiGroup.Constraint>(
+  api: HttpApi.HttpApi<Id, Groups>
+) => {
+  const templateOf = routeTemplates(api)
+  return <E, R>(
+    app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
+  ): Effect.Effect<HttpServerResponse.HttpServerResponse, never, R | HttpServerRequest.HttpServerRequest> =>
+    Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const began = performance.now()
+      const path = request.url.split("?")[0] ?? request.url
+      const route = templateOf(path)
+      // the id as sent, only when it is one: a log line carries no arbitrary text from a path
+      const chatSegment = /^\/chats\/([^/]+)/.exec(path)?.[1]
+      const chatId = chatSegment !== undefined && uuid.test(chatSegment) ? chatSegment.toLowerCase() : null
+      const exit = yield* Effect.exit(app)
+      // A failure the platform turned into a client error (404 RouteNotFound)
+      // was answered as such: log and count it with that status, not as a 500.
+      const answered = Exit.isFailure(exit) ? (yield* HttpServerError.causeResponse(exit.cause))[0] : undefined
+      const clientError = answered !== undefined && answered.status < 500 ? answered : undefined
+      const interrupted = Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)
+      const response = Exit.isSuccess(exit) ? exit.value : clientError ?? HttpServerResponse.jsonUnsafe(
+        { _tag: "InternalError", message: "the server failed unexpectedly: see its error log" },
+        { status: interrupted ? (cutAtDeadline(request) ? 408 : 499) : 500 }
+      )
+      const annotations = {
+        method: request.method,
+        route,
+        status: response.status,
+        duration_ms: Math.round((performance.now() - began) * 10) / 10,
+        chat_id: chatId
+      }
+      if (Exit.isFailure(exit) && clientError === undefined && !interrupted) {
+        yield* Effect.logError("request failed", exit.cause).pipe(Effect.annotateLogs(annotations))
+      } else if (response.status >= 500) {
+        yield* Effect.logError("request answered " + response.status).pipe(Effect.annotateLogs(annotations))
+      }
+      yield* Effect.logInfo("request").pipe(Effect.annotateLogs(annotations))
+      const labels = {
+        method: labelledMethods.has(request.method) ? request.method : "OTHER",
+        route,
+        status: String(response.status)
+      }
+      yield* Metric.update(Metric.withAttributes(requestsTotal, labels), 1)
+      yield* Metric.update(Metric.withAttributes(requestDuration, labels), (performance.now() - began) / 1000)
+      return response
+    })
+}
 
 /**
  * @since 0.1.0
@@ -391,6 +607,16 @@ export interface ListenOptions {
   readonly grace?: Duration.Input | undefined
   /** The largest request body accepted (413 above it); `maxBodyBytes` (the Config) unless given. */
   readonly maxBodyBytes?: number | undefined
+  /**
+   * Who may call: a token file (`Auth.fromTokenFile`) or no one checked
+   * (`Auth.disabled`). Unless given, the `Auth.Authentication` of the
+   * context; with neither, the server does not start.
+   */
+  readonly authentication?: Auth.Authentication["Service"] | undefined
+  /** The deadline of a request's headers; `headersTimeout` (the Config) unless given. */
+  readonly headersTimeout?: Duration.Input | undefined
+  /** The deadline of a whole request, its body included; `requestTimeout` (the Config) unless given. */
+  readonly requestTimeout?: Duration.Input | undefined
 }
 
 /**
@@ -410,30 +636,94 @@ export const maxBodyBytes: Config.Config<number> = Config.schema(
   "LAZYDIAL_HTTP_MAX_BODY_BYTES"
 ).pipe(Config.withDefault(1_048_576))
 
+const deadlineConfig = (name: string, fallback: number): Config.Config<Duration.Duration> =>
+  Config.schema(
+    Schema.Int.check(
+      Schema.isBetween({ minimum: 100, maximum: 600_000 }, {
+        message: `${name} must be an integer from 100 to 600000 (milliseconds)`
+      })
+    ),
+    name
+  ).pipe(Config.withDefault(fallback), Config.map(Duration.millis))
+
+/**
+ * The deadline of a request's headers, from its first byte:
+ * `LAZYDIAL_HTTP_HEADERS_TIMEOUT_MS`, 10 s unless set, from 100 ms to 10
+ * minutes. Node's own default is 60 s.
+ *
+ * @since 0.2.0
+ * @category config
+ */
+export const headersTimeout: Config.Config<Duration.Duration> = deadlineConfig(
+  "LAZYDIAL_HTTP_HEADERS_TIMEOUT_MS",
+  10_000
+)
+
+/**
+ * The deadline of a whole request, its body included, from its first byte:
+ * `LAZYDIAL_HTTP_REQUEST_TIMEOUT_MS`, 30 s unless set, from 100 ms to 10
+ * minutes, and not shorter than the headers' deadline. Node's own default is
+ * 300 s. The largest body (1 MiB) must arrive at about 35 KB/s.
+ *
+ * @since 0.2.0
+ * @category config
+ */
+export const requestTimeout: Config.Config<Duration.Duration> = deadlineConfig(
+  "LAZYDIAL_HTTP_REQUEST_TIMEOUT_MS",
+  30_000
+)
+
+/**
+ * A server that cannot start as configured: no authentication given, or
+ * deadlines that contradict each other.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class ServerMisconfigured extends Schema.TaggedError<ServerMisconfigured>()("ServerMisconfigured", {
+  message: Schema.String
+}) {}
+
+const resolveAuthentication = (options: ListenOptions) =>
+  options.authentication !== undefined
+    ? Effect.succeed(options.authentication)
+    : Effect.flatMap(Effect.serviceOption(Auth.Authentication), (found) =>
+      Option.match(found, {
+        onSome: Effect.succeed,
+        onNone: () =>
+          Effect.fail(
+            new ServerMisconfigured({
+              message: "the HTTP server was given no authentication: give it a token file " +
+                "(--token-auth-file PATH or LAZYDIAL_TOKEN_AUTH_FILE), or --no-auth to serve anyone who reaches it"
+            })
+          )
+      }))
+
 // The server span of a request is named `http.server <METHOD>`, as the
 // trace backends already know it (Effect 4's default name is the method alone).
 const spanNames = Layer.succeed(HttpMiddleware.SpanNameGenerator)((request) => `http.server ${request.method}`)
 
 // The served app: the boundary's checks, then the access log and metrics
-// around the API (and /openapi.json and /docs, from the same HttpApi value).
+// around the API (and /openapi.json and /docs, from the same HttpApi value),
+// whose security middlewares answer to the authentication resolved here.
 const serveApi = <Id extends string, Groups extends HttpApiGroup.Constraint, E, R>(
   api: HttpApi.HttpApi<Id, Groups>,
   routes: Layer.Layer<never, E, R>,
   options: ListenOptions
 ) =>
   Layer.unwrap(
-    Effect.map(
-      options.maxBodyBytes === undefined ? maxBodyBytes : Effect.succeed(options.maxBodyBytes),
-      (limit) => {
-        const guard = Boundary.guard(Boundary.routesOf(api), limit)
-        const docs = HttpApiSwagger.layer(api, { path: "/docs" })
-        return HttpRouter.serve(Layer.mergeAll(routes, docs), {
-          disableLogger: true,
-          disableListenLog: true,
-          middleware: (app) => accessLog(guard(app))
-        })
-      }
-    )
+    Effect.gen(function*() {
+      const limit = options.maxBodyBytes === undefined ? yield* maxBodyBytes : options.maxBodyBytes
+      const authentication = yield* resolveAuthentication(options)
+      const guard = Boundary.guard(Boundary.routesOf(api), limit)
+      const log = accessLog(api)
+      const docs = HttpApiSwagger.layer(api, { path: "/docs" })
+      return HttpRouter.serve(Layer.mergeAll(routes, docs), {
+        disableLogger: true,
+        disableListenLog: true,
+        middleware: (app) => log(guard(app))
+      }).pipe(Layer.provide(Layer.succeed(Auth.Authentication)(authentication)))
+    })
   ).pipe(Layer.provide(spanNames))
 
 // The app on a Node server, with the order of shutdown: the server stops
@@ -441,8 +731,29 @@ const serveApi = <Id extends string, Groups extends HttpApiGroup.Constraint, E, 
 // requests in flight get `grace` to finish, then the ones left are interrupted
 // (an empty 503) and their connections closed.
 const listen = <A, E, R>(options: ListenOptions, app: Layer.Layer<A, E, R>) =>
-  Layer.unwrap(Effect.sync(() => {
-    const server = createServer()
+  Layer.unwrap(Effect.gen(function*() {
+    const headers = options.headersTimeout === undefined
+      ? yield* headersTimeout
+      : Duration.fromInputUnsafe(options.headersTimeout)
+    const request = options.requestTimeout === undefined
+      ? yield* requestTimeout
+      : Duration.fromInputUnsafe(options.requestTimeout)
+    const headersMs = Duration.toMillis(headers)
+    const requestMs = Duration.toMillis(request)
+    if (headersMs > requestMs) {
+      return yield* new ServerMisconfigured({
+        message: `the headers' deadline (${headersMs} ms: --headers-timeout-ms, LAZYDIAL_HTTP_HEADERS_TIMEOUT_MS) ` +
+          `is longer than the whole request's (${requestMs} ms: --request-timeout-ms, ` +
+          "LAZYDIAL_HTTP_REQUEST_TIMEOUT_MS)"
+      })
+    }
+    const server = createServer({
+      headersTimeout: headersMs,
+      requestTimeout: requestMs,
+      // Node checks the deadlines every 30 s unless told: a quarter of the shorter one (the headers'), at most a
+      // second, keeps a request from outliving its deadline by more than that
+      connectionsCheckingInterval: Math.max(25, Math.min(1000, Math.floor(headersMs / 4)))
+    })
     // Node's `close` closes the connections idle at that moment only: one whose
     // request finishes later stays open until its keep-alive ends (up to 5 s),
     // and the close waits for it. Measured with a turn that ends 4.7 s into an

@@ -12,6 +12,7 @@
  * AgentDialer + AgentLookup ─► LazyDial.layer (core)
  * BindingStore + LazyDial + AgentLookup ─► ChatConnector.layer (binding) ─► Chats (the service's seam)
  * AgentDirectory + AgentAddresses ─► ControlPlane.layerDirectory (rebuilds write the current agent here)
+ * Database ─► ChatOwners.layerSql (who created each chat: the HTTP API's ownership rule)
  * ```
  *
  * Three shapes: `layer` is the one-process run (fleet, addresses in its
@@ -32,6 +33,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as SqlClient from "effect/sql/SqlClient"
 import * as AgentAddresses from "./AgentAddresses.js"
+import * as ChatOwners from "./ChatOwners.js"
 import * as Chats from "./Chats.js"
 import * as ControlPlane from "./ControlPlane.js"
 import * as Fleet from "./Fleet.js"
@@ -186,7 +188,7 @@ const chatsOver = (options: Options, counters: Counters, strategy: Chats.Strateg
   // provideMerge: the probe's AgentLookup replaces the one it wraps; the dialer passes on
   const services = Probe.layerLookup(counters.probe).pipe(Layer.provideMerge(faulted))
   // the same `notices` value as the directory's: a Layer is built once per instance, so both share one
-  const base = Layer.mergeAll(services, control, notices)
+  const base = Layer.mergeAll(services, control, notices, ChatOwners.layerSql)
   const connector = ChatConnector.layer({ dialTimeout: options.dialTimeout }).pipe(
     Layer.provide(LazyDial.layer(lazyDialOptions(options))),
     Layer.provideMerge(BindingStore.layerSqlConfig)
@@ -214,7 +216,8 @@ export const layer = (
   | AgentDialer.AgentDialer
   | AgentLookup.AgentLookup
   | RebuildNotices.RebuildNotices
-  | Chats.Chats,
+  | Chats.Chats
+  | ChatOwners.ChatOwners,
   never,
   DatabaseServices
 > =>

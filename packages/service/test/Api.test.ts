@@ -1,26 +1,26 @@
 /**
  * The HTTP API through its typed client (the SDK), on real agents and the
  * embedded database. One server for the file; each scenario is its own test,
- * on its own workspaces and chats.
+ * on its own workspaces and chats. alice owns the chats and workspaces; ops,
+ * an operator, rebuilds and stops.
  */
 import { expect, layer } from "@effect/vitest"
 import type { ChatId, WorkspaceId } from "@lazydial/core"
 import * as Effect from "effect/Effect"
-import * as HttpApiClient from "effect/http-api/HttpApiClient"
 import * as FetchHttpClient from "effect/http/FetchHttpClient"
 import * as HttpClient from "effect/http/HttpClient"
 import * as HttpClientRequest from "effect/http/HttpClientRequest"
 import * as Layer from "effect/Layer"
 import { randomUUID } from "node:crypto"
-import * as Api from "../src/Api.js"
 import * as ControlPlane from "../src/ControlPlane.js"
 import * as Server from "../src/Server.js"
 import * as Service from "../src/Service.js"
+import * as Users from "./users.js"
 
 // notices off: these scenarios check lazy validation's outcomes (`switched`),
 // which a notice arriving first would turn into `switched_by_notice`
 // (test/Notices.e2e.test.ts covers that path)
-const TestLayer = Server.layer(0).pipe(
+const TestLayer = Server.layer({ port: 0, authentication: Users.authentication }).pipe(
   Layer.provideMerge(
     Service.layer({ validationDelay: "500 millis", dialTimeout: "5 seconds", notices: false }, Service.makeCounters())
   ),
@@ -28,7 +28,8 @@ const TestLayer = Server.layer(0).pipe(
   Layer.merge(FetchHttpClient.layer)
 )
 
-const client = Effect.flatMap(Server.baseUrl, (baseUrl) => HttpApiClient.make(Api.Api, { baseUrl }))
+const client = Users.client("alice")
+const operator = Users.client("ops")
 // safe: fresh UUIDs are valid ids
 const newWorkspace = () => randomUUID() as WorkspaceId
 const newChatId = () => randomUUID() as ChatId
@@ -37,10 +38,10 @@ const newChatId = () => randomUUID() as ChatId
 const boundChat = Effect.gen(function*() {
   const api = yield* client
   const workspaceId = newWorkspace()
-  const agent = yield* ControlPlane.startWorkspace(workspaceId)
+  const agent = yield* ControlPlane.startWorkspace(workspaceId, "alice")
   const chat = yield* api.chats.create({ payload: { workspace_id: workspaceId } })
   yield* api.chats.turn({ params: { chat_id: chat.chat_id }, payload: { message: "bind" } })
-  return { api, workspaceId, agent, chat }
+  return { api, ops: yield* operator, workspaceId, agent, chat }
 })
 
 // real sockets and the validation delay need real time: no TestClock here
@@ -49,6 +50,7 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the chat API t
     Effect.gen(function*() {
       const api = yield* client
       const workspaceId = newWorkspace()
+      yield* ControlPlane.startWorkspace(workspaceId, "alice")
       const bare = yield* api.chats.create({ payload: {} })
       expect(bare).toMatchObject({ parent_chat_id: null, workspace_id: null, build_id: null, agent_id: null })
       const chat = yield* api.chats.create({ payload: { workspace_id: workspaceId } })
@@ -60,7 +62,7 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the chat API t
     Effect.gen(function*() {
       const api = yield* client
       const workspaceId = newWorkspace()
-      const agent = yield* ControlPlane.startWorkspace(workspaceId)
+      const agent = yield* ControlPlane.startWorkspace(workspaceId, "alice")
       const chat = yield* api.chats.create({ payload: { workspace_id: workspaceId } })
       const first = yield* api.chats.turn({ params: { chat_id: chat.chat_id }, payload: { message: "hello" } })
       expect(first.outcome).toBe("lazy_bind")
@@ -88,8 +90,8 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the chat API t
     "after a rebuild, a stale binding is repaired by the next turn (switched)",
     () =>
       Effect.gen(function*() {
-        const { agent, api, chat, workspaceId } = yield* boundChat
-        const rebuilt = yield* api.workspaces.rebuild({
+        const { agent, api, chat, ops, workspaceId } = yield* boundChat
+        const rebuilt = yield* ops.workspaces.rebuild({
           params: { workspace_id: workspaceId },
           payload: { mode: "die" }
         })
@@ -105,8 +107,8 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the chat API t
     "after a stop, a bound chat's turn is a 503 TurnFailed no_agent, and the workspace lists no agent",
     () =>
       Effect.gen(function*() {
-        const { api, chat, workspaceId } = yield* boundChat
-        const stopped = yield* api.workspaces.stop({ params: { workspace_id: workspaceId }, payload: { mode: "die" } })
+        const { api, chat, ops, workspaceId } = yield* boundChat
+        const stopped = yield* ops.workspaces.stop({ params: { workspace_id: workspaceId }, payload: { mode: "die" } })
         expect(stopped).toMatchObject({ workspace_id: workspaceId, build_id: null, agent_id: null })
         const error = yield* Effect.flip(
           api.chats.turn({ params: { chat_id: chat.chat_id }, payload: { message: "x" } })
@@ -122,6 +124,7 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the chat API t
     Effect.gen(function*() {
       const { api, chat } = yield* boundChat
       const other = newWorkspace()
+      yield* ControlPlane.startWorkspace(other, "alice")
       const moved = yield* api.chats.setWorkspace({
         params: { chat_id: chat.chat_id },
         payload: { workspace_id: other }
@@ -142,6 +145,7 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the chat API t
         const http = yield* HttpClient.HttpClient
         const response = yield* http.execute(
           HttpClientRequest.post(`${yield* Server.baseUrl}/chats/${bare.chat_id}/turns`).pipe(
+            HttpClientRequest.bearerToken(Users.tokens.alice),
             HttpClientRequest.bodyJsonUnsafe({ message: "x" })
           )
         )
@@ -156,7 +160,9 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the chat API t
       const missing = yield* Effect.flip(api.chats.get({ params: { chat_id: newChatId() } }))
       expect(missing._tag).toBe("ChatNotFound")
       const http = yield* HttpClient.HttpClient
-      const notFound = yield* http.get(`${yield* Server.baseUrl}/chats/${newChatId()}`)
+      const notFound = yield* http.get(`${yield* Server.baseUrl}/chats/${newChatId()}`, {
+        headers: Users.bearer("alice")
+      })
       expect(notFound.status).toBe(404)
     }), 30_000)
 
@@ -166,12 +172,13 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the chat API t
       const url = yield* Server.baseUrl
       const chat = yield* api.chats.create({ payload: {} })
       const http = yield* HttpClient.HttpClient
-      const badId = yield* http.get(`${url}/chats/not-a-uuid`)
+      const badId = yield* http.get(`${url}/chats/not-a-uuid`, { headers: Users.bearer("alice") })
       expect(badId.status).toBe(400)
       const badIdBody = (yield* badId.json) as { issues: Array<{ path: Array<string> }> }
       expect(badIdBody.issues[0]!.path).toEqual(["chat_id"])
       const badBody = yield* http.execute(
         HttpClientRequest.put(`${url}/chats/${chat.chat_id}/workspace`).pipe(
+          HttpClientRequest.bearerToken(Users.tokens.alice),
           HttpClientRequest.bodyJsonUnsafe({ workspace_id: "nope" })
         )
       )

@@ -13,6 +13,7 @@ import { randomUUID } from "node:crypto"
 import * as ControlPlane from "../src/ControlPlane.js"
 import * as Server from "../src/Server.js"
 import * as Service from "../src/Service.js"
+import * as Users from "./users.js"
 
 // every span the server starts, through the default tracer
 const spans: Array<Tracer.Span> = []
@@ -24,7 +25,7 @@ const layerRecordingTracer = Layer.succeed(Tracer.Tracer)(Tracer.make({
   }
 }))
 
-const TestLayer = Server.layer(0).pipe(
+const TestLayer = Server.layer({ port: 0, authentication: Users.authentication }).pipe(
   Layer.provideMerge(
     Service.layer({ validationDelay: "500 millis", dialTimeout: "5 seconds" }, Service.makeCounters())
   ),
@@ -40,10 +41,14 @@ interface Answer {
   readonly json: any
 }
 
+// as alice, unless the request says otherwise
 const send = (path: string, init: RequestInit = {}) =>
   Effect.flatMap(Server.baseUrl, (url) =>
     Effect.promise(async (): Promise<Answer> => {
-      const response = await fetch(url + path, init)
+      const response = await fetch(url + path, {
+        ...init,
+        headers: { ...Users.bearer("alice"), ...(init.headers as Record<string, string> | undefined) }
+      })
       const text = await response.text()
       let json: unknown = undefined
       try {
@@ -100,7 +105,9 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the HTTP bound
       expect(answer.text.length).toBeLessThan(500)
       expect(answer.json.issues[0]).toMatchObject({ path: ["message"] })
       expect(answer.json.message).toContain("message: a message is one line of at most 1000 characters")
-    }).pipe(Effect.provide(Server.layer({ port: 0, maxBodyBytes: 16_000_000 }))), 30_000)
+    }).pipe(
+      Effect.provide(Server.layer({ port: 0, maxBodyBytes: 16_000_000, authentication: Users.authentication }))
+    ), 30_000)
 
   it.effect("unknown fields are a 400 that names the field", () =>
     Effect.gen(function*() {
@@ -138,13 +145,26 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the HTTP bound
     }), 30_000)
 
   it.effect(
-    "a chat on a workspace the control plane does not know is created (a workspace may be provisioning)",
+    "a chat on a workspace that does not exist is not created: a 404 WorkspaceNotFound",
     () =>
       Effect.gen(function*() {
         const unknown = randomUUID()
         const answer = yield* postJson("/chats", JSON.stringify({ workspace_id: unknown }))
+        expect(answer.status).toBe(404)
+        expect(answer.json).toMatchObject({ _tag: "WorkspaceNotFound", workspace_id: unknown })
+      }),
+    30_000
+  )
+
+  it.effect(
+    "a stopped workspace's chat: its turn is a 503 TurnFailed no_agent",
+    () =>
+      Effect.gen(function*() {
+        const workspaceId = randomUUID() as WorkspaceId
+        yield* ControlPlane.startWorkspace(workspaceId, "alice")
+        yield* ControlPlane.stop(workspaceId, "die")
+        const answer = yield* postJson("/chats", JSON.stringify({ workspace_id: workspaceId }))
         expect(answer.status).toBe(201)
-        // its first turn says there is no agent: a 503 TurnFailed no_agent
         const turn = yield* postJson(`/chats/${answer.json.chat_id}/turns`, JSON.stringify({ message: "hi" }))
         expect(turn.status).toBe(503)
         expect(turn.json).toMatchObject({ _tag: "TurnFailed", reason: "no_agent" })
@@ -170,7 +190,7 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the HTTP bound
     () =>
       Effect.gen(function*() {
         const workspaceId = randomUUID() as WorkspaceId
-        yield* ControlPlane.startWorkspace(workspaceId)
+        yield* ControlPlane.startWorkspace(workspaceId, "alice")
         const created = yield* postJson("/chats", JSON.stringify({ workspace_id: workspaceId }))
         yield* postJson(`/chats/${created.json.chat_id}/turns`, JSON.stringify({ message: "hi" }))
         const answer = yield* send("/metrics")

@@ -17,8 +17,9 @@ import { promisify } from "node:util"
 import openapiTS, { astToString } from "openapi-typescript"
 import * as Server from "../src/Server.js"
 import * as Service from "../src/Service.js"
+import * as Users from "./users.js"
 
-const TestLayer = Server.layer(0).pipe(
+const TestLayer = Server.layer({ port: 0, authentication: Users.authentication }).pipe(
   Layer.provideMerge(
     Service.layer({ validationDelay: "500 millis", dialTimeout: "5 seconds" }, Service.makeCounters())
   ),
@@ -39,7 +40,10 @@ const run = promisify(execFile)
 const client = `import createClient from "openapi-fetch"
 import type { paths } from "./api.js"
 
-const client = createClient<paths>({ baseUrl: process.argv[2] })
+const client = createClient<paths>({
+  baseUrl: process.argv[2],
+  headers: { authorization: "Bearer " + process.argv[3] }
+})
 const created = await client.POST("/chats", { body: {} })
 if (created.data === undefined) throw new Error("create failed: " + created.response.status)
 const chatId: string = created.data.chat_id
@@ -80,6 +84,7 @@ layer(TestLayer, { timeout: 120_000, excludeTestServices: true })("the OpenAPI c
         "/ready",
         "/workspaces",
         "/workspaces/{workspace_id}/rebuild",
+        "/workspaces/{workspace_id}/start",
         "/workspaces/{workspace_id}/stop"
       ])
     }), 60_000)
@@ -110,7 +115,13 @@ layer(TestLayer, { timeout: 120_000, excludeTestServices: true })("the OpenAPI c
             "nodenext",
             `${dir}client.ts`
           ], { timeout: 60_000 })
-          const { stdout } = await run(process.execPath, ["--import", "tsx", `${dir}client.ts`, url], {
+          const { stdout } = await run(process.execPath, [
+            "--import",
+            "tsx",
+            `${dir}client.ts`,
+            url,
+            Users.tokens.alice
+          ], {
             timeout: 30_000,
             cwd: dir
           })

@@ -42,10 +42,12 @@ const problem = (status: number, tag: string, message: string, headers?: Record<
 
 interface Route {
   readonly method: string
+  /** The route's template, as the API declares it: `/chats/:chat_id`. */
+  readonly path: string
   readonly pattern: RegExp
 }
 
-/** The API's routes as (method, path pattern) pairs, from the `HttpApi` value itself. */
+/** The API's routes as (method, template, path pattern), from the `HttpApi` value itself. */
 export const routesOf = <Id extends string, Groups extends HttpApiGroup.Constraint>(
   api: HttpApi.HttpApi<Id, Groups>
 ): ReadonlyArray<Route> => {
@@ -54,7 +56,7 @@ export const routesOf = <Id extends string, Groups extends HttpApiGroup.Constrai
     onGroup: () => {},
     onEndpoint: ({ endpoint }) => {
       const source = endpoint.path.replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace(/:[A-Za-z_]+/g, "[^/]+")
-      routes.push({ method: endpoint.method, pattern: new RegExp(`^${source}$`) })
+      routes.push({ method: endpoint.method, path: endpoint.path, pattern: new RegExp(`^${source}$`) })
     }
   })
   return routes

@@ -4,6 +4,7 @@ import * as Option from "effect/Option"
 import * as Semaphore from "effect/Semaphore"
 import * as SqlClient from "effect/sql/SqlClient"
 import { type ChildProcess, spawn } from "node:child_process"
+import * as Auth from "../Auth.js"
 import { strategies } from "../Chats.js"
 import type { ClusterOptions, ClusterReport, PhaseFigures, ReplicaFigures, StrategyFigures } from "../Cluster.js"
 import { scheduledRetireModes } from "../Fleet.js"
@@ -68,12 +69,15 @@ const startChild = (name: string, args: ReadonlyArray<string>) =>
       })
   )
 
-const requestRaw = (url: string, body?: unknown) =>
+/** The cluster's own users: one owns the workspaces and the chats, one rebuilds (an operator). */
+export const clusterUsers = { user: "cluster", operator: "cluster-operator" } as const
+
+const requestRaw = (token: string, url: string, body?: unknown) =>
   Effect.tryPromise({
     try: async (signal) => {
       const response = await fetch(url, {
         method: body === undefined ? "GET" : "POST",
-        headers: { "content-type": "application/json" },
+        headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         signal: AbortSignal.any([signal, AbortSignal.timeout(30_000)])
       })
@@ -82,15 +86,15 @@ const requestRaw = (url: string, body?: unknown) =>
     catch: (cause) => new Error(`${url}: ${String(cause)}`)
   })
 
-const request = (url: string, body?: unknown) =>
-  Effect.flatMap(requestRaw(url, body), ({ status, text }) =>
+const request = (token: string, url: string, body?: unknown) =>
+  Effect.flatMap(requestRaw(token, url, body), ({ status, text }) =>
     Effect.try({
       // safe: every field is read as `unknown` and converted with String() or compared, never trusted
       try: () => ({ status, body: (text === "" ? {} : JSON.parse(text)) as Record<string, unknown> }),
       catch: (cause) => new Error(`${url}: ${String(cause)}`)
     }))
 
-const requestText = (url: string) => Effect.map(requestRaw(url), (response) => response.text)
+const requestText = (token: string, url: string) => Effect.map(requestRaw(token, url), (response) => response.text)
 
 export const lookupMetrics = {
   directoryLookups: "lazydial_directory_lookups_total",
@@ -135,9 +139,9 @@ interface Task {
 }
 
 /** Every lookup counter of every process, summed per counter, from their `/metrics`. */
-const lookupsOf = (urls: ReadonlyArray<string>) =>
+const lookupsOf = (token: string, urls: ReadonlyArray<string>) =>
   Effect.map(
-    Effect.forEach(urls, (url) => requestText(`${url}/metrics`), { concurrency: "unbounded" }),
+    Effect.forEach(urls, (url) => requestText(token, `${url}/metrics`), { concurrency: "unbounded" }),
     (texts) => ({
       lookups: texts.reduce((n, text) => n + counterTotal(text, lookupMetrics.directoryLookups), 0),
       queries: texts.reduce((n, text) => n + counterTotal(text, lookupMetrics.directoryQueries), 0)
@@ -183,17 +187,20 @@ const measure = (
     readonly urls: ReadonlyArray<string>
     readonly fleetUrl: string
     readonly workspaces: ReadonlyArray<string>
+    readonly tokens: Readonly<Record<string, string>>
   },
   phase: PhaseFigures["phase"],
   tasks: ReadonlyArray<Task>,
   rebuilds: ReadonlyArray<RebuildAt>
 ) =>
   Effect.scoped(Effect.gen(function*() {
-    const { fleetUrl, options, statements, urls } = context
+    const { fleetUrl, options, statements, tokens, urls } = context
+    const userToken = tokens[clusterUsers.user]!
+    const operatorToken = tokens[clusterUsers.operator]!
     const sql = yield* SqlClient.SqlClient
     if (statements) yield* sql`SELECT pg_stat_statements_reset()`
-    const replicasBefore = yield* lookupsOf(urls)
-    const fleetBefore = yield* lookupsOf([fleetUrl])
+    const replicasBefore = yield* lookupsOf(userToken, urls)
+    const fleetBefore = yield* lookupsOf(userToken, [fleetUrl])
     const perReplica = urls.map(() => ({ ok: 0, failed: 0, databaseUnavailable: 0, latencies: [] as Array<number> }))
     const outcomes: Record<string, number> = {}
     const failures: Record<string, number> = {}
@@ -205,7 +212,7 @@ const measure = (
     const rebuildFibers: Array<Fiber.Fiber<void>> = []
     const rebuild = (at: RebuildAt) =>
       oneAtATime.withPermits(1)(
-        request(`${fleetUrl}/workspaces/${at.workspace}/rebuild`, { mode: at.mode }).pipe(
+        request(operatorToken, `${fleetUrl}/workspaces/${at.workspace}/rebuild`, { mode: at.mode }).pipe(
           Effect.map((response) => void (response.status === 200 ? done.rebuilds++ : done.failed++)),
           Effect.orElseSucceed(() => void done.failed++)
         )
@@ -219,7 +226,7 @@ const measure = (
         }
         const start = performance.now()
         const result = yield* Effect.result(
-          request(`${urls[task.replica]}/chats/${task.chatId}/turns`, { message: "turn" })
+          request(userToken, `${urls[task.replica]}/chats/${task.chatId}/turns`, { message: "turn" })
         )
         const figures = perReplica[task.replica]!
         figures.latencies.push(performance.now() - start)
@@ -241,8 +248,8 @@ const measure = (
     const seconds = (performance.now() - began) / 1000
     yield* Fiber.joinAll(rebuildFibers)
     const turns = tasks.length
-    const replicasAfter = yield* lookupsOf(urls)
-    const fleetAfter = yield* lookupsOf([fleetUrl])
+    const replicasAfter = yield* lookupsOf(userToken, urls)
+    const fleetAfter = yield* lookupsOf(userToken, [fleetUrl])
 
     const rows = statements
       ? yield* sql<{ query: string; calls: number }>`SELECT query, calls::int AS calls FROM pg_stat_statements
@@ -300,15 +307,25 @@ WHERE query NOT ILIKE '%pg_stat_statements%' AND calls > 0 ORDER BY calls DESC`
     return result
   }))
 
-const runStrategy = (options: ClusterOptions, strategy: Strategy, statements: boolean) =>
+const runStrategy = (
+  options: ClusterOptions,
+  strategy: Strategy,
+  statements: boolean,
+  auth: { readonly path: string; readonly tokens: Readonly<Record<string, string>> }
+) =>
   Effect.scoped(Effect.gen(function*() {
     const url = options.databaseUrl
+    const userToken = auth.tokens[clusterUsers.user]!
     const fleet = yield* startChild("fleet", [
       "fleet",
       "--port",
       "0",
       "--database-url",
       url,
+      "--token-auth-file",
+      auth.path,
+      "--owners",
+      clusterUsers.user,
       "--workspaces",
       String(options.workspaces),
       "--seed",
@@ -326,6 +343,8 @@ const runStrategy = (options: ClusterOptions, strategy: Strategy, statements: bo
           "0",
           "--database-url",
           url,
+          "--token-auth-file",
+          auth.path,
           "--strategy",
           strategy,
           "--validation-delay-ms",
@@ -339,8 +358,19 @@ const runStrategy = (options: ClusterOptions, strategy: Strategy, statements: bo
     )
     const urls = replicas.map((replica) => String(replica.info["serving"]))
     const fleetUrl = String(fleet.info["fleet"])
-    // safe: the fleet child is this same program, and its first line lists its workspaces' ids
-    const workspaces = fleet.info["workspaces"] as ReadonlyArray<string>
+    // safe: the fleet child is this same program, and its first line lists its workspaces' ids and owners
+    const listed = fleet.info["workspaces"] as ReadonlyArray<string>
+    const owners = (fleet.info["owners"] ?? {}) as Readonly<Record<string, string>>
+    // a fleet takes back the workspaces a database holds: only the cluster's own are its to use
+    const workspaces = listed.filter((id) => owners[id] === clusterUsers.user)
+    if (workspaces.length === 0) {
+      return yield* Effect.fail(
+        new Error(
+          `the fleet runs no workspace of the user ${clusterUsers.user} (${listed.length} of other users, taken back ` +
+            "from the database): run the cluster on a database of its own"
+        )
+      )
+    }
     const random = rng(options.seed)
     // the rebuilds' own stream: the turns' order is the same with or without them
     const rebuildRandom = rng(options.seed + 1)
@@ -356,14 +386,16 @@ const runStrategy = (options: ClusterOptions, strategy: Strategy, statements: bo
       (i) =>
         Effect.gen(function*() {
           const first = Math.floor(i / workspaces.length) % urls.length
-          const created = yield* request(`${urls[first]}/chats`, {
+          const created = yield* request(userToken, `${urls[first]}/chats`, {
             workspace_id: workspaces[i % workspaces.length]
           })
           const chatId = String(created.body["chat_id"])
           // the first turn binds the chat; one more on every other replica
           // warms its address cache, so the measured turns are steady-state turns
           for (const r of urls.keys()) {
-            yield* request(`${urls[(first + r) % urls.length]}/chats/${chatId}/turns`, { message: "warm-up" })
+            yield* request(userToken, `${urls[(first + r) % urls.length]}/chats/${chatId}/turns`, {
+              message: "warm-up"
+            })
           }
           return chatId
         }),
@@ -377,7 +409,7 @@ const runStrategy = (options: ClusterOptions, strategy: Strategy, statements: bo
       chats.flatMap((chatId, c) =>
         Array.from({ length: options.turns }, (_, t) => ({ chatId, replica: (c + t) % urls.length, key: random() }))
       ).sort((a, b) => a.key - b.key)
-    const context = { options, statements, urls, fleetUrl, workspaces }
+    const context = { options, statements, urls, fleetUrl, workspaces, tokens: auth.tokens }
     // first with no rebuild: every turn a steady-state turn
     const steady = yield* measure(context, "steady", plan(), [])
     const withRebuilds = options.rebuilds > 0
@@ -393,11 +425,16 @@ const runStrategy = (options: ClusterOptions, strategy: Strategy, statements: bo
   }))
 
 export const run = (options: ClusterOptions): Effect.Effect<ClusterReport, Error, SqlClient.SqlClient> =>
-  Effect.gen(function*() {
+  Effect.scoped(Effect.gen(function*() {
     const statements = yield* statementsAvailable
+    // the children's token file: fresh tokens, in a private temp dir removed when the run ends
+    const auth = yield* Auth.writeTokenFile([
+      { name: clusterUsers.user },
+      { name: clusterUsers.operator, groups: [Auth.operators] }
+    ])
     const figures: Array<StrategyFigures> = []
     for (const strategy of strategies) {
-      figures.push(yield* runStrategy(options, strategy, statements))
+      figures.push(yield* runStrategy(options, strategy, statements, auth))
     }
     return {
       replicas: options.replicas,
@@ -415,7 +452,7 @@ export const run = (options: ClusterOptions): Effect.Effect<ClusterReport, Error
         : "not measured: pg_stat_statements is not available (add it to shared_preload_libraries)",
       strategies: figures
     }
-  })
+  }))
 
 const renderPhase = (lines: Array<string>, title: string, s: PhaseFigures) => {
   lines.push(

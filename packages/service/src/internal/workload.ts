@@ -288,7 +288,11 @@ export const runStrategy = (
           // not a steady-state turn.
           epochs[event.workspace]!++
           const atMs = performance.now() - startedAt
-          const next = yield* ControlPlane.rebuild(workspaces[event.workspace]!, event.mode)
+          // a stopped workspace is left as it is (no agent to replace): the rebuild is not made
+          const next = yield* ControlPlane.rebuild(workspaces[event.workspace]!, event.mode).pipe(
+            Effect.map(Option.some),
+            Effect.catchTag("WorkspaceStopped", () => Effect.succeedNone)
+          )
           epochs[event.workspace]!++
           if (Option.isNone(next)) return
           rebuildRecords.push({ atMs: round(atMs, 1), workspace: event.workspace, mode: event.mode })
