@@ -508,15 +508,6 @@ const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 // The methods a label may name; Node's parser knows a few dozen more, which all count as OTHER.
 const labelledMethods = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
 
-// Node cut the request at its deadline, and answered 408 itself: the socket carries the error it was destroyed with.
-const cutAtDeadline = (request: HttpServerRequest.HttpServerRequest): boolean => {
-  // safe: a read-only probe of the Node request behind the server request; every step is checked
-  const socket = (request.source as { readonly socket?: { readonly errored?: unknown } }).socket
-  const errored = socket?.errored
-  return typeof errored === "object" && errored !== null && "code" in errored &&
-    errored.code === "ERR_HTTP_REQUEST_TIMEOUT"
-}
-
 /**
  * The route templates of an API, and of the two documents served beside
  * it: the `route` label of a request is one of these, or `unmatched`.
@@ -569,7 +560,7 @@ export const accessLog = <Id extends string, Groups extends HttpApiGroup.Constra
       const interrupted = Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)
       const response = Exit.isSuccess(exit) ? exit.value : clientError ?? HttpServerResponse.jsonUnsafe(
         { _tag: "InternalError", message: "the server failed unexpectedly: see its error log" },
-        { status: interrupted ? (cutAtDeadline(request) ? 408 : 499) : 500 }
+        { status: interrupted ? (Boundary.cutAtDeadline(request) ? 408 : 499) : 500 }
       )
       const annotations = {
         method: request.method,

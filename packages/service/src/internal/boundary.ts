@@ -9,6 +9,8 @@
  * | a path no route has | 404 `RouteNotFound` |
  * | a body that is not `application/json` | 415 `UnsupportedMediaType` |
  * | a body above the limit (`Content-Length`, or counted while read) | 413 `PayloadTooLarge` |
+ * | a body cut at the request's deadline (Node has answered 408 and closed the connection) | 408, for the log and the metrics |
+ * | a body that breaks off otherwise (the client went away) | 400 `UnreadableBody`, for the log and the metrics |
  * | a body that is not JSON (a UTF-8 BOM included) | 400 `MalformedJson` |
  * | JSON nested deeper than `maxJsonDepth` | 400 `MalformedJson` |
  * | a path or body that decodes badly | 400 `HttpApiDecodeError`: each issue names the field and what is expected, never the value |
@@ -25,7 +27,7 @@ import type { HttpApiSchemaError } from "effect/http-api/HttpApiError"
 import type * as HttpApiGroup from "effect/http-api/HttpApiGroup"
 import * as HttpServerRequest from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
-import * as Option from "effect/Option"
+import * as Result from "effect/Result"
 import * as SchemaAST from "effect/SchemaAST"
 import * as SchemaIssue from "effect/SchemaIssue"
 import * as Api from "../Api.js"
@@ -76,6 +78,18 @@ const depthOf = (value: unknown, limit: number): number => {
   return deepest
 }
 
+/**
+ * Whether Node cut the request at its deadline (and answered 408 itself): the socket carries the error it was
+ * destroyed with.
+ */
+export const cutAtDeadline = (request: HttpServerRequest.HttpServerRequest): boolean => {
+  // safe: a read-only probe of the Node request behind the server request; every step is checked
+  const socket = (request.source as { readonly socket?: { readonly errored?: unknown } }).socket
+  const errored = socket?.errored
+  return typeof errored === "object" && errored !== null && "code" in errored &&
+    errored.code === "ERR_HTTP_REQUEST_TIMEOUT"
+}
+
 const hasBody = (request: HttpServerRequest.HttpServerRequest) => {
   const length = request.headers["content-length"]
   return length !== undefined ? Number(length) > 0 : request.headers["transfer-encoding"] !== undefined
@@ -115,14 +129,21 @@ export const guard = (
         `the body is larger than ${maxBodyBytes} bytes (LAZYDIAL_HTTP_MAX_BODY_BYTES)`
       )
       if (Number(request.headers["content-length"] ?? 0) > maxBodyBytes) return tooLarge
-      const bytes = yield* request.arrayBuffer.pipe(
+      const read = yield* request.arrayBuffer.pipe(
         Effect.provideService(HttpServerRequest.MaxBodySize, ByteSize.bytes(maxBodyBytes)),
-        Effect.option
+        Effect.result
       )
-      if (Option.isNone(bytes)) return tooLarge
+      if (Result.isFailure(read)) {
+        const reason = read.failure.reason
+        if (reason._tag === "RequestParseError" && reason.reason === "BodyTooLarge") return tooLarge
+        return cutAtDeadline(request)
+          ? problem(408, "RequestTimeout", "the body did not arrive within the request's deadline")
+          : problem(400, "UnreadableBody", "the body broke off before its end")
+      }
+      const bytes = read.success
       // A leading BOM is refused, as RFC 8259 allows a parser to: the request's
       // text (a TextDecoder's) would drop it silently.
-      const head = new Uint8Array(bytes.value, 0, Math.min(3, bytes.value.byteLength))
+      const head = new Uint8Array(bytes, 0, Math.min(3, bytes.byteLength))
       if (head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf) {
         return problem(400, "MalformedJson", "the body is not valid JSON (a UTF-8 byte order mark precedes it)")
       }
