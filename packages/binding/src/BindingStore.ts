@@ -7,10 +7,19 @@
  * `recordAgent` is a compare-and-set: it writes the new build and agent only if
  * the row still has the workspace and the agent the caller read. Otherwise it
  * writes nothing and answers `Lost` with the row as it is now. So a concurrent
- * workspace change, or a newer repair by another replica, always wins, and an
- * agent of one workspace is never recorded under another. Since the previous
- * agent must match, a slow writer cannot move a binding back to an older build
- * after a newer one was recorded.
+ * workspace change, or a newer repair by another replica, always wins. Since
+ * the previous agent must match, a slow writer cannot move a binding back to
+ * an older build after a newer one was recorded.
+ *
+ * ## An agent belongs to its workspace
+ *
+ * On the SQL store the new (build, agent) pair must be one the directory holds
+ * for the chat's workspace (a row of `AgentDirectory`'s builds): any other is
+ * `Refused`, and the database itself enforces it with a foreign key from the
+ * chat's (workspace, build, agent) to the builds. So a chat never names an
+ * agent of another workspace, nor a build that exists nowhere, whoever
+ * writes. The in-memory store sees no directory and cannot check: it trusts
+ * its caller (tests, examples).
  *
  * | operation | writes | fails with |
  * |---|---|---|
@@ -18,9 +27,11 @@
  * | `createChild` | a new row with the parent's workspace, build and agent, copied in one statement | `ChatNotFound` (parent), `ChatAlreadyExists` |
  * | `get` | nothing | `ChatNotFound` |
  * | `setWorkspace` | the workspace; clears build and agent | `ChatNotFound` |
- * | `recordAgent` | build and agent, if the row still matches `expected` | `ChatNotFound` |
+ * | `recordAgent` | build and agent, if the row still matches `expected` and the directory holds the pair | `ChatNotFound` |
  *
- * Every operation may also fail with `BindingStoreError` when the database does.
+ * Every operation may also fail with `BindingStoreError` when the database
+ * does, or when it does not answer within the query deadline
+ * (`Database.Deadlines`): each call ends by then, even on a hung server.
  *
  * ## Reads go together
  *
@@ -65,7 +76,10 @@ export interface Expected {
 
 /**
  * The answer of `recordAgent`. `Lost`: another writer changed the row first;
- * nothing was written, and `binding` is the row as it is now.
+ * nothing was written, and `binding` is the row as it is now. `Refused`: the
+ * directory holds no such (build, agent) pair for the chat's workspace, so
+ * nothing was written, and never will be for that pair; `binding` is the row
+ * as it is now. Only the SQL store refuses (see `makeMemory`).
  *
  * @since 0.1.0
  * @category models
@@ -73,6 +87,7 @@ export interface Expected {
 export type RecordResult =
   | { readonly _tag: "Recorded"; readonly binding: ChatBinding }
   | { readonly _tag: "Lost"; readonly binding: ChatBinding }
+  | { readonly _tag: "Refused"; readonly binding: ChatBinding }
 
 /**
  * @since 0.1.0
@@ -103,7 +118,8 @@ export class BindingStore extends Context.Service<BindingStore, {
 }>()("@lazydial/binding/BindingStore") {}
 
 /**
- * An in-memory store, for tests and examples. Each operation is atomic.
+ * An in-memory store, for tests and examples. Each operation is atomic. It
+ * sees no directory, so it records any pair (it never answers `Refused`).
  *
  * @since 0.1.0
  * @category constructors

@@ -23,9 +23,21 @@
  * | `poolSize` | `LAZYDIAL_DB_POOL_SIZE` | 10 | 1 to 500 connections |
  * | `connectTimeout` | `LAZYDIAL_DB_CONNECT_TIMEOUT` | 5 seconds | above 0, at most 1 minute |
  * | `statementTimeout` | `LAZYDIAL_DB_STATEMENT_TIMEOUT` | 30 seconds | above 0, at most 1 hour |
+ * | `queryDeadline` | `LAZYDIAL_DB_QUERY_DEADLINE` | 10 seconds | above 0, at most 1 hour |
  *
  * Durations from the environment are spelled `"5 seconds"`, `"250 millis"`,
  * or a bare number of milliseconds.
+ *
+ * ## Deadlines
+ *
+ * Every call this package makes to the database (a statement, or a
+ * transaction with its statements) has a client-side deadline, the query
+ * deadline, counted on the Effect clock from the call: waiting for a pooled
+ * connection included. It holds when the server is hung (a stopped process,
+ * a lost network) and so no server-side `statement_timeout` can fire; the
+ * caller then gets a `BindingStoreError` at the deadline, and the statement is
+ * abandoned in the background (see `Deadlines`). The migrations at start get
+ * the statement timeout plus the query deadline.
  *
  * ## Errors at start
  *
@@ -68,7 +80,35 @@ export interface Settings {
   readonly connectTimeout: Duration.Duration
   /** PostgreSQL's `statement_timeout`: a statement that runs longer is cancelled by the server. */
   readonly statementTimeout: Duration.Duration
+  /**
+   * The client-side deadline of every call to the database: it holds when the
+   * server is hung, which a `statement_timeout` does not.
+   */
+  readonly queryDeadline: Duration.Duration
 }
+
+/**
+ * The client-side deadlines, as the stores, the directory, the notices and
+ * the migrations read them. The driver Layers provide them from their
+ * settings; without a provider (an `SqlClient` of your own) the defaults
+ * apply: 10 seconds for a call, and 40 seconds (the default statement timeout
+ * plus the query deadline) for the migrations.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Deadlines {
+  /** Every call of a store, the directory and the notices: a statement, or a transaction. */
+  readonly query: Duration.Duration
+  /** The migrations at start: one transaction. */
+  readonly migration: Duration.Duration
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export const Deadlines: Context.Reference<Deadlines> = internal.Deadlines
 
 /**
  * @since 0.1.0
@@ -179,8 +219,10 @@ export const settingsConfig: Config.Config<{
   readonly poolSize: Option.Option<number>
   readonly connectTimeout: Option.Option<Duration.Input>
   readonly statementTimeout: Option.Option<Duration.Input>
+  readonly queryDeadline: Option.Option<Duration.Input>
 }> = Config.all({
   poolSize: Config.schema(NumberFromText, settingNames.poolSize).pipe(Config.option),
   connectTimeout: Config.schema(DurationInputFromString, settingNames.connectTimeout).pipe(Config.option),
-  statementTimeout: Config.schema(DurationInputFromString, settingNames.statementTimeout).pipe(Config.option)
+  statementTimeout: Config.schema(DurationInputFromString, settingNames.statementTimeout).pipe(Config.option),
+  queryDeadline: Config.schema(DurationInputFromString, settingNames.queryDeadline).pipe(Config.option)
 })

@@ -32,6 +32,8 @@ export interface PgOptions extends Omit<PgClient.PgPoolConfig, "url" | "maxConne
   readonly poolSize?: number | undefined
   readonly connectTimeout?: Duration.Input | undefined
   readonly statementTimeout?: Duration.Input | undefined
+  /** The client-side deadline of every call (see `Database`'s "Deadlines"). */
+  readonly queryDeadline?: Duration.Input | undefined
 }
 
 const makePg = (
@@ -44,8 +46,11 @@ const makePg = (
 > =>
   Layer.unwrap(Effect.gen(function*() {
     const { target, url: redacted } = yield* internal.decodeUrl(names.url, url)
-    const { connectTimeout, poolSize, statementTimeout, ...rest } = options ?? {}
-    const settings = yield* internal.checkSettings({ connectTimeout, poolSize, statementTimeout }, names)
+    const { connectTimeout, poolSize, queryDeadline, statementTimeout, ...rest } = options ?? {}
+    const settings = yield* internal.checkSettings(
+      { connectTimeout, poolSize, statementTimeout, queryDeadline },
+      names
+    )
     const config: internalPg.Config = {
       ...rest,
       url: redacted,
@@ -57,7 +62,8 @@ const makePg = (
     const pg = Layer.mergeAll(
       internalPg.layer(config, target),
       Layer.succeed(Database.Listener, { listen: internalPg.listen(config) }),
-      Layer.succeed(Database.Sessions, { size: settings.poolSize })
+      Layer.succeed(Database.Sessions, { size: settings.poolSize }),
+      Layer.succeed(Database.Deadlines, internal.deadlinesOf(settings))
     )
     // fresh: Effect 4 shares a built Layer across every build that overlaps it,
     // and the migrations of this database must not be another database's
@@ -85,12 +91,14 @@ export const layerPg = (
     url: "database URL",
     poolSize: "poolSize",
     connectTimeout: "connectTimeout",
-    statementTimeout: "statementTimeout"
+    statementTimeout: "statementTimeout",
+    queryDeadline: "queryDeadline"
   })
 
 /**
  * `layerPg`, with its settings from the environment (`LAZYDIAL_DB_POOL_SIZE`,
- * `LAZYDIAL_DB_CONNECT_TIMEOUT`, `LAZYDIAL_DB_STATEMENT_TIMEOUT`). For a URL
+ * `LAZYDIAL_DB_CONNECT_TIMEOUT`, `LAZYDIAL_DB_STATEMENT_TIMEOUT`,
+ * `LAZYDIAL_DB_QUERY_DEADLINE`). For a URL
  * given on a command line; `urlOption` names it in an `InvalidOption`.
  *
  * @since 0.1.0
@@ -108,5 +116,6 @@ export const layerPgConfig = (
       poolSize: Option.getOrUndefined(settings.poolSize),
       connectTimeout: Option.getOrUndefined(settings.connectTimeout),
       statementTimeout: Option.getOrUndefined(settings.statementTimeout),
+      queryDeadline: Option.getOrUndefined(settings.queryDeadline),
       applicationName: options?.applicationName
     }, { url: options?.urlOption ?? "database URL", ...Database.settingNames })))

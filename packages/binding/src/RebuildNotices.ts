@@ -1,25 +1,37 @@
 /**
- * Notices of rebuilds, from the source of truth: the agent directory
- * announces every change of a workspace's current agent (a new build with its
- * agent, or a stop) together with the build's order number, and each
- * connector keeps a bounded view of the latest it knows (see
- * `ChatConnector`).
+ * Rebuild notices: a hint that a workspace's current agent may have changed,
+ * and the directory's answers that the hint makes a replica read.
  *
- * On PostgreSQL and PGlite the directory sends a `NOTIFY` on the channel
- * `lazydial_rebuilds` in the same statement as the build's insert, so a
- * notice exists exactly when its build committed; `layerSql` listens on a
- * connection of its own (`Database.Listener`).
+ * A notice is a hint, never a fact. On PostgreSQL any role that can connect may
+ * `NOTIFY` on any channel, so a payload proves nothing. The directory sends a
+ * `NOTIFY` on the channel `lazydial_rebuilds` in the same statement as a
+ * build's insert, and its payload is the workspace id alone. A notice may only
+ * make a replica look: when a view of this process tracks that workspace, it is
+ * read again from the directory, batched with the other workspaces notices
+ * named, at most `maxReadBatch` per read and one read per `readInterval`. Only
+ * the directory's answers (those reads, and the lookups of `AgentDirectory`)
+ * reach subscribers, as `Notice`s. A notice never switches, fails or delays a
+ * turn by itself, and costs at most a share of one bounded read.
+ *
+ * | payload | cost | counted in |
+ * |---|---|---|
+ * | a workspace id a view tracks | a share of one read | `receivedTotal`, `readsTotal` |
+ * | a workspace id no view tracks | a count | `receivedTotal`, `untrackedTotal` |
+ * | anything else (over 64 characters, JSON, junk) | a count; one log line per 10 s at most | `malformedTotal` |
+ *
+ * Payloads are parsed by hand, in O(1) per payload with no allocation, and a
+ * burst is handled in slices with a yield to the event loop between two.
  *
  * | Layer | notices | use |
  * |---|---|---|
- * | `layerSql` | LISTEN on the database; lookup answers of this process too | the service |
- * | `layerMemory` | what a test publishes (`MemoryNotices`) | tests |
- * | `layerNone` | none: `listening` stays false, every turn validates lazily | today's behaviour |
+ * | `layerSql` | LISTEN on the database, reads of the directory's table; lookup answers of this process too | the service |
+ * | `layerMemory` | what a test publishes or notifies (`MemoryNotices`) | tests |
+ * | `layerNone` | none: `listening` stays false, every turn validates lazily | without notices |
  *
- * Notices are hints, never the truth: they may be lost (a dropped connection,
- * a subscriber that lags by more than `subscriberCapacity`), late, repeated or
- * out of order. A reader must move forward only by order number, and forget
- * what it learned when `status.session` changes or `listening` is false.
+ * Answers may be lost (a dropped connection, a subscriber that lags by more
+ * than `subscriberCapacity`), late, repeated or out of order. A reader must
+ * move forward only by order number, and forget what it learned when
+ * `status.session` changes or `listening` is false.
  *
  * @since 0.1.0
  */
@@ -31,9 +43,9 @@ import * as Layer from "effect/Layer"
 import type * as Metric from "effect/Metric"
 import type * as Option from "effect/Option"
 import type * as PubSub from "effect/PubSub"
-import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import { Listener } from "./Database.js"
+import * as SqlClient from "effect/sql/SqlClient"
+import { Listener, Migrated } from "./Database.js"
 import * as noticeMetrics from "./internal/noticeMetrics.js"
 import * as internal from "./internal/notices.js"
 
@@ -46,9 +58,10 @@ import * as internal from "./internal/notices.js"
 export const channel: string = internal.channel
 
 /**
- * A change of a workspace's current agent, at build number `order`;
- * `agentId` is null when the build stopped the workspace. The payload of a
- * notice is this class's JSON.
+ * What the directory said of a workspace: its latest build, at build number
+ * `order`, with its agent; `agentId` is null when that build stopped the
+ * workspace. Subscribers receive only these, from the directory's own
+ * answers, never from a payload.
  *
  * @since 0.1.0
  * @category models
@@ -62,13 +75,22 @@ export const Notice: typeof internal.Notice = internal.Notice
 export type Notice = internal.Notice
 
 /**
- * Decodes a NOTIFY payload; a malformed one is a `SchemaError`, which
- * `layerSql` logs and ignores.
+ * Parses a NOTIFY payload: the workspace id it names, or undefined when it is
+ * malformed (longer than `maxPayloadLength`, or anything but an id in the
+ * 8-4-4-4-12 hex form). By hand, without `JSON.parse` or recursion.
  *
  * @since 0.1.0
  * @category decoding
  */
-export const decodePayload: (payload: unknown) => Effect.Effect<Notice, Schema.SchemaError> = internal.decodePayload
+export const parsePayload: (payload: string) => WorkspaceId | undefined = internal.parsePayload
+
+/**
+ * The longest payload looked at; a workspace id is 36 characters.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const maxPayloadLength: number = internal.maxPayloadLength
 
 /**
  * A notice from its parts.
@@ -97,8 +119,8 @@ export interface Status {
 }
 
 /**
- * A notice as a subscriber receives it, with the time it was published
- * (Effect clock, milliseconds).
+ * A directory answer as a subscriber receives it, with the time it was
+ * published (Effect clock, milliseconds).
  *
  * @since 0.1.0
  * @category models
@@ -114,19 +136,25 @@ export interface Heard {
  */
 export class RebuildNotices extends Context.Service<RebuildNotices, {
   /**
-   * A subscription to every notice published from now on, until the Scope
-   * closes (read it with `PubSub.take`). It keeps the latest
+   * A subscription to every directory answer published from now on, until
+   * the Scope closes (read it with `PubSub.take`). It keeps the latest
    * `subscriberCapacity`.
    */
   readonly subscribe: Effect.Effect<PubSub.Subscription<Heard>, never, Scope.Scope>
   readonly status: Effect.Effect<Status>
-  /** What a lookup answered, passed to subscribers like a notice (a no-op with `layerNone`). */
+  /** What a lookup of the directory answered, passed to subscribers (a no-op with `layerNone`). */
   readonly observe: (notice: Notice) => Effect.Effect<void>
+  /**
+   * Which workspaces a reader (a connector's view) cares about, until the
+   * Scope closes. A notice of a workspace no reader tracks is counted and
+   * ignored: nothing is read for it. Called on every notice: keep it O(1).
+   */
+  readonly track: (tracks: (workspaceId: WorkspaceId) => boolean) => Effect.Effect<void, never, Scope.Scope>
 }>()("@lazydial/binding/RebuildNotices") {}
 
 /**
- * How many notices a subscriber may lag behind before the oldest are
- * dropped (dropped notices are lost notices).
+ * How many answers a subscriber may lag behind before the oldest are
+ * dropped (dropped answers are lost notices).
  *
  * @since 0.1.0
  * @category constants
@@ -142,15 +170,55 @@ export const subscriberCapacity: number = internal.subscriberCapacity
 export const reconnectDelay: Duration.Duration = internal.reconnectDelay
 
 /**
+ * The least time between two prompted reads, per process (100 ms).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const readInterval: Duration.Duration = internal.readInterval
+
+/**
+ * The most workspaces one prompted read asks for (500).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const maxReadBatch: number = internal.maxReadBatch
+
+/**
+ * The most workspaces waiting for a prompted read (10,000); past it, a notice
+ * is dropped.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const maxPending: number = internal.maxPending
+
+/**
+ * At most one log line about malformed payloads per this interval (10 s),
+ * with the count since the last line.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const malformedLogInterval: Duration.Duration = internal.malformedLogInterval
+
+/**
  * Notices from the database: LISTEN on `Database.Listener`, which every
- * `Database` Layer provides. The listener fiber belongs to the Layer's Scope.
+ * `Database` Layer provides, and prompted reads of the directory's table on
+ * the `SqlClient`, each within the query deadline (`Database.Deadlines`). The
+ * listener and reader fibers belong to the Layer's Scope.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerSql: Layer.Layer<RebuildNotices, never, Listener> = Layer.effect(
+export const layerSql: Layer.Layer<RebuildNotices, never, Listener | SqlClient.SqlClient | Migrated> = Layer.effect(
   RebuildNotices,
-  Effect.flatMap(Listener, internal.makeSql)
+  Effect.gen(function*() {
+    // the prompted reads read the directory's table, which the migrations create
+    yield* Migrated
+    return yield* internal.makeSql(yield* Listener, yield* SqlClient.SqlClient)
+  })
 )
 
 /**
@@ -163,15 +231,26 @@ export const layerSql: Layer.Layer<RebuildNotices, never, Listener> = Layer.effe
 export const layerNone: Layer.Layer<RebuildNotices> = Layer.effect(RebuildNotices, internal.makeNone)
 
 /**
- * The controls of `layerMemory`: publish a notice, and start or stop
- * "listening" (each start is a new session).
+ * The controls of `layerMemory`: the in-memory directory that prompted reads
+ * read (`record`), payloads heard on the channel (`notify`), a directory
+ * answer passed straight to subscribers (`publish`, as a lookup's `observe`),
+ * and "listening" (each start is a new session).
  *
  * @since 0.1.0
  * @category tags
  */
 export class MemoryNotices extends Context.Service<MemoryNotices, {
+  /** A directory answer, passed to subscribers as `observe` passes a lookup's. */
   readonly publish: (notice: Notice) => Effect.Effect<void>
   readonly setListening: (listening: boolean) => Effect.Effect<void>
+  /** A payload heard on the channel, as `layerSql` handles it (ignored while not listening). */
+  readonly notify: (payload: string) => Effect.Effect<void>
+  /** Payloads heard together, as one statement's `NOTIFY`s arrive. */
+  readonly notifyAll: (payloads: ReadonlyArray<string>) => Effect.Effect<void>
+  /** What the in-memory directory answers for the notice's workspace from now on (a higher order only). */
+  readonly record: (notice: Notice) => Effect.Effect<void>
+  /** Prompted reads made so far. */
+  readonly reads: Effect.Effect<number>
 }>()("@lazydial/binding/RebuildNotices/MemoryNotices") {}
 
 /**
@@ -206,7 +285,7 @@ export const listeningGauge: Metric.Gauge<number> = noticeMetrics.listening
 export const sessionsTotal: Metric.Counter<number> = noticeMetrics.sessions
 
 /**
- * Notices received from the database and decoded.
+ * Well-formed notices (a workspace id) received from the database.
  *
  * @since 0.1.0
  * @category metrics
@@ -214,9 +293,33 @@ export const sessionsTotal: Metric.Counter<number> = noticeMetrics.sessions
 export const receivedTotal: Metric.Counter<number> = noticeMetrics.received
 
 /**
- * Payloads on the channel that did not decode, and were ignored.
+ * Payloads on the channel that are no workspace id, ignored.
  *
  * @since 0.1.0
  * @category metrics
  */
 export const malformedTotal: Metric.Counter<number> = noticeMetrics.malformed
+
+/**
+ * Well-formed notices of workspaces no view tracks: counted, nothing read.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const untrackedTotal: Metric.Counter<number> = noticeMetrics.untracked
+
+/**
+ * Notices dropped because `maxPending` workspaces already waited for a read.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const droppedTotal: Metric.Counter<number> = noticeMetrics.dropped
+
+/**
+ * Reads of the directory that notices prompted.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const readsTotal: Metric.Counter<number> = noticeMetrics.reads

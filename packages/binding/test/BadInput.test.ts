@@ -22,7 +22,17 @@ import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as SqlClient from "effect/sql/SqlClient"
-import { build, chatId, checkProperty, constantFrom, oneOf, withEnv, workspaceId } from "./fixtures.js"
+import {
+  build,
+  chatId,
+  checkProperty,
+  constantFrom,
+  holdBuild,
+  oneOf,
+  unchecked,
+  withEnv,
+  workspaceId
+} from "./fixtures.js"
 
 /**
  * One PGlite for the whole file: starting one takes seconds. Every test uses
@@ -312,10 +322,10 @@ describe("Bad input: database rows", () => {
                   agent_id: current.agentId,
                   [column]: value
                 }
-                yield* sql`INSERT INTO lazydial_chat_bindings
+                yield* unchecked(sql`INSERT INTO lazydial_chat_bindings
   (chat_id, parent_chat_id, workspace_id, build_id, agent_id, version, updated_at)
 VALUES (${row["chat_id"]!}, ${row["parent_chat_id"]!}, ${row["workspace_id"]!}, ${row["build_id"]!},
-  ${row["agent_id"]!}, 1, now())`
+  ${row["agent_id"]!}, 1, now())`)
                 return yield* store.get(id)
               }))
             ).pipe(Effect.map((exit) => {
@@ -381,12 +391,13 @@ describe("Bad input: a corrupt row is that chat's problem only", () => {
         const w = workspaceId()
         const current = build()
         yield* agents.setCurrent(w, Option.some(current))
+        yield* holdBuild(w, current)
         yield* agents.script(current.agentId, { result: "connect" })
         const healthy = yield* store.createChat({ workspaceId: w })
         const corrupt = chatId()
-        yield* sql`INSERT INTO lazydial_chat_bindings
+        yield* unchecked(sql`INSERT INTO lazydial_chat_bindings
   (chat_id, parent_chat_id, workspace_id, build_id, agent_id, version, updated_at)
-VALUES (${corrupt}, NULL, ${w}, ${current.buildId}, ${"agent-7"}, 1, now())`
+VALUES (${corrupt}, NULL, ${w}, ${current.buildId}, ${"agent-7"}, 1, now())`)
 
         const [good, bad] = yield* Effect.all([
           Effect.result(Effect.scoped(connector.connect(healthy.chatId))),

@@ -9,7 +9,7 @@ import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as SqlClient from "effect/sql/SqlClient"
-import { agentId, build, buildId, chatId, workspaceId } from "./fixtures.js"
+import { agentId, build, buildId, chatId, unchecked, workspaceId } from "./fixtures.js"
 
 const bound = () =>
   new ChatBinding.ChatBinding({
@@ -80,9 +80,9 @@ layer(Layer.provideMerge(BindingStore.layerSql, PgliteDatabase.layerPglite()), {
         const sql = yield* SqlClient.SqlClient
         const store = yield* BindingStore.BindingStore
         const id = chatId()
-        yield* sql`INSERT INTO lazydial_chat_bindings
+        yield* unchecked(sql`INSERT INTO lazydial_chat_bindings
   (chat_id, parent_chat_id, workspace_id, build_id, agent_id, version, updated_at)
-VALUES (${id}, NULL, ${workspaceId()}, ${buildId()}, ${"agent-7"}, 1, now())`
+VALUES (${id}, NULL, ${workspaceId()}, ${buildId()}, ${"agent-7"}, 1, now())`)
         const error = yield* Effect.flip(store.get(id))
         assert.strictEqual(error._tag, "BindingStoreError")
         assert.include(error.message, "agent_id")
@@ -109,7 +109,7 @@ VALUES (${id}, NULL, ${workspaceId()}, ${buildId()}, ${"agent-7"}, 1, now())`
         yield* Effect.scoped(BindingStore.makeSql())
         const applied = yield* sql<{ readonly migration_id: number }>`SELECT migration_id
 FROM lazydial_binding_migrations ORDER BY migration_id`
-        assertEqual(applied.map((row) => row.migration_id), [1, 2, 3])
+        assertEqual(applied.map((row) => row.migration_id), [1, 2, 3, 4])
         assertEqual(yield* store.get(chat.chatId), chat)
       }))
   }

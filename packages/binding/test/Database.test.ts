@@ -97,11 +97,11 @@ describe("Database", () => {
     () =>
       Effect.gen(function*() {
         const migrated = yield* Database.Migrated
-        assertEqual(migrated.applied, [1, 2, 3])
-        assert.strictEqual(migrated.version, 3)
+        assertEqual(migrated.applied, [1, 2, 3, 4])
+        assert.strictEqual(migrated.version, 4)
         const sql = yield* SqlClient.SqlClient
         const rows = yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM lazydial_binding_migrations`
-        assert.strictEqual(rows[0]!.n, 3)
+        assert.strictEqual(rows[0]!.n, 4)
       }).pipe(
         Effect.provide(
           Layer.mergeAll(BindingStore.layerSql, AgentDirectory.layerSql()).pipe(
@@ -124,10 +124,10 @@ describe("Database", () => {
         assert.strictEqual(error._tag, "DatabaseSchemaTooNew")
         if (error._tag === "DatabaseSchemaTooNew") {
           assert.strictEqual(error.databaseVersion, futureMigration)
-          assert.strictEqual(error.codeVersion, 3)
+          assert.strictEqual(error.codeVersion, 4)
         }
         assert.include(error.message, `migration ${futureMigration}`)
-        assert.include(error.message, "up to 3")
+        assert.include(error.message, "up to 4")
       }).pipe(Effect.provide(PgliteDatabase.layerPglite())),
     120_000
   )
@@ -330,11 +330,11 @@ onPostgres("Database on PostgreSQL: errors at start", (databaseUrl) => {
                 return Context.get(context, Database.Migrated)
               }))
           )
-          assertEqual(first.applied, [1, 2, 3])
+          assertEqual(first.applied, [1, 2, 3, 4])
           const error = yield* startFailure(PgDatabase.layerPg(url.href))
           assert.strictEqual(error._tag, "DatabaseSchemaTooNew", error.message)
           assert.include(error.message, `migration ${futureMigration}`)
-          assert.include(error.message, "up to 3")
+          assert.include(error.message, "up to 4")
         }).pipe(Effect.scoped),
       60_000
     )

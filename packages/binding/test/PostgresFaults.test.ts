@@ -29,7 +29,7 @@ import * as Option from "effect/Option"
 import * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { exec } from "node:child_process"
-import { build, chatId, onPostgres, requireForPostgres, workspaceId } from "./fixtures.js"
+import { build, chatId, holdBuild, onPostgres, requireForPostgres, workspaceId } from "./fixtures.js"
 
 const stopCommand = process.env["LAZYDIAL_TEST_PG_STOP_COMMAND"]
 const startCommand = process.env["LAZYDIAL_TEST_PG_START_COMMAND"]
@@ -44,7 +44,7 @@ const turnPath = (url: string) =>
     Layer.provideMerge(LazyDial.layer({ delay: "5 seconds" })),
     Layer.provideMerge(
       BindingStore.layerSql.pipe(
-        Layer.provide(PgDatabase.layerPg(url, { applicationName: writerApp, connectTimeout: "2 seconds" }))
+        Layer.provideMerge(PgDatabase.layerPg(url, { applicationName: writerApp, connectTimeout: "2 seconds" }))
       )
     ),
     Layer.provideMerge(layerTest)
@@ -134,6 +134,7 @@ const boundChats = (n: number) =>
     const w = workspaceId()
     const current = build()
     yield* agents.setCurrent(w, Option.some(current))
+    yield* holdBuild(w, current)
     yield* agents.script(current.agentId, { result: "connect" })
     const chats: Array<ChatId> = []
     for (let i = 0; i < n; i++) {
@@ -227,6 +228,7 @@ onPostgres("PostgreSQL faults", (url) => {
           // A rebuild: the old agent refuses, so the next turn switches and writes a repair.
           const next = build()
           yield* agents.setCurrent(w, Option.some(next))
+          yield* holdBuild(w, next)
           yield* agents.script(next.agentId, { result: "connect" })
           yield* agents.script(current.agentId, { result: "fail" })
 

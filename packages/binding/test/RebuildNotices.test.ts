@@ -51,6 +51,8 @@ const dialCount = Effect.flatMap(TestAgents, (agents) => Effect.map(agents.dials
 
 const directoryQueries = Effect.map(Metric.value(AgentDirectory.queriesTotal), (state) => state.count)
 
+const noticeReads = Effect.map(Metric.value(RebuildNotices.readsTotal), (state) => state.count)
+
 const counter = (decision: ChatConnector.Decision) =>
   Effect.map(Metric.value(Metric.withAttributes(ChatConnector.decisionsTotal, { decision })), (state) => state.count)
 
@@ -565,35 +567,65 @@ const noticesSuite = <E>(
     ),
     { timeout: "60 seconds" }
   )(`RebuildNotices: ${name}`, (it) => {
-    it.effect("a build and a stop written by the directory are notices with their order numbers; a malformed payload is ignored", () =>
-      Effect.scoped(Effect.gen(function*() {
-        const directory = yield* AgentDirectory.AgentDirectory
-        const notices = yield* RebuildNotices.RebuildNotices
-        const sql = yield* SqlClient.SqlClient
-        yield* until(Effect.map(notices.status, (status) => status.listening))
-        const queue = yield* notices.subscribe
-        const counted = Effect.all([
-          Metric.value(RebuildNotices.receivedTotal),
-          Metric.value(RebuildNotices.malformedTotal),
-          Metric.value(RebuildNotices.listeningGauge)
-        ]).pipe(Effect.map(([received, malformed, listening]) => [received.count, malformed.count, listening.value]))
-        const before = yield* counted
-        const w = workspaceId()
-        const first = build()
-        yield* sql`SELECT pg_notify(${RebuildNotices.channel}, 'not a notice')`
-        yield* sql`SELECT pg_notify(${RebuildNotices.channel}, '{"workspaceId":"w","order":0}')`
-        assert.strictEqual(yield* directory.recordBuild(w, first), 1)
-        const stopped = build().buildId
-        assert.strictEqual(yield* directory.stopWorkspace(w, { buildId: stopped }), 2)
-        const received = [(yield* PubSub.take(queue)).notice, (yield* PubSub.take(queue)).notice]
-        assertEqual(received, [notice(w, 1, first), RebuildNotices.noticeOf(w, 2, stopped, Option.none())])
-        // the metrics an operator watches: two heard, two malformed, listening
-        const after = yield* counted
-        assertEqual([after[0]! - before[0]!, after[1]! - before[1]!, after[2]], [2, 2, 1])
-        // a lookup answer is passed on too
-        yield* directory.current(w)
-        assertEqual((yield* PubSub.take(queue)).notice, RebuildNotices.noticeOf(w, 2, stopped, Option.none()))
-      })))
+    it.effect(
+      "a build and a stop written by the directory notify their workspace alone; a tracked workspace is read back, with its order number; untracked ones and malformed payloads are counted, nothing read",
+      () =>
+        Effect.scoped(Effect.gen(function*() {
+          const directory = yield* AgentDirectory.AgentDirectory
+          const notices = yield* RebuildNotices.RebuildNotices
+          const sql = yield* SqlClient.SqlClient
+          yield* until(Effect.map(notices.status, (status) => status.listening))
+          const queue = yield* notices.subscribe
+          const counted = Effect.all([
+            Metric.value(RebuildNotices.receivedTotal),
+            Metric.value(RebuildNotices.malformedTotal),
+            Metric.value(RebuildNotices.untrackedTotal),
+            Metric.value(RebuildNotices.readsTotal),
+            Metric.value(RebuildNotices.listeningGauge)
+          ]).pipe(
+            Effect.map(([received, malformed, untracked, reads, listening]) => ({
+              received: received.count,
+              malformed: malformed.count,
+              untracked: untracked.count,
+              reads: reads.count,
+              listening: listening.value
+            }))
+          )
+          const before = yield* counted
+          const w = workspaceId()
+          const untracked = workspaceId()
+          yield* notices.track((id) => id === w)
+          const first = build()
+          yield* sql`SELECT pg_notify(${RebuildNotices.channel}, 'not a notice')`
+          yield* sql`SELECT pg_notify(${RebuildNotices.channel}, ${
+            JSON.stringify({ workspaceId: w, order: 1, buildId: first.buildId, agentId: first.agentId })
+          })`
+          yield* directory.recordBuild(untracked, build())
+          assert.strictEqual(yield* directory.recordBuild(w, first), 1)
+          assertEqual((yield* PubSub.take(queue)).notice, notice(w, 1, first))
+          const stopped = build().buildId
+          assert.strictEqual(yield* directory.stopWorkspace(w, { buildId: stopped }), 2)
+          // the reader waits the read interval before its next read
+          yield* TestClock.adjust(RebuildNotices.readInterval)
+          assertEqual((yield* PubSub.take(queue)).notice, RebuildNotices.noticeOf(w, 2, stopped, Option.none()))
+          // the metrics an operator watches: three heard, one of them untracked, two reads, two malformed, listening
+          yield* until(Effect.map(counted, (after) => after.received - before.received === 3))
+          const after = yield* counted
+          assertEqual(
+            [
+              after.received - before.received,
+              after.untracked - before.untracked,
+              after.reads - before.reads,
+              after.malformed - before.malformed,
+              after.listening
+            ],
+            [3, 1, 2, 2, 1]
+          )
+          // a lookup answer is passed on too
+          yield* directory.current(w)
+          assertEqual((yield* PubSub.take(queue)).notice, RebuildNotices.noticeOf(w, 2, stopped, Option.none()))
+        }))
+    )
 
     it.effect("a rebuild written to the directory makes the next turn switch by notice, with 0 lookup queries", () =>
       Effect.scoped(Effect.gen(function*() {
@@ -609,21 +641,28 @@ const noticesSuite = <E>(
           Effect.provideService(AgentLookup.AgentLookup, lookup),
           Effect.provideService(LazyDial.LazyDial, lazyDial)
         )
+        const store = yield* BindingStore.BindingStore
         const w = workspaceId()
         const first = build()
         yield* directory.recordBuild(w, first)
         yield* agents.script(first.agentId, { result: "connect" })
-        const chatId = yield* boundChat(w, first)
+        // the first turn of a new chat looks up: from then on the view tracks the workspace
+        const chatId = (yield* store.createChat({ workspaceId: w })).chatId
         assert.strictEqual(
           (yield* drive(yield* Effect.forkChild(Effect.scoped(connector.connect(chatId))))).path,
-          "hot"
+          "lazy_bind"
         )
         const queue = yield* notices.subscribe
+        const readsBefore = yield* noticeReads
         const second = build()
         yield* directory.recordBuild(w, second)
-        // the notice travels through the database: the connector's view has
-        // it once this subscriber has it (one publish reaches both)
+        // a read of the suite's earlier tests may still wait out its interval
+        yield* TestClock.adjust(RebuildNotices.readInterval)
+        // the notice travels through the database, and makes this process read
+        // the directory: the connector's view has the answer once this
+        // subscriber has it (one publish reaches both)
         assertEqual((yield* PubSub.take(queue)).notice, notice(w, 2, second))
+        assert.strictEqual((yield* noticeReads) - readsBefore, 1)
         yield* agents.script(second.agentId, { result: "connect" })
         yield* agents.script(first.agentId, { result: "hang" })
         const queriesBefore = yield* directoryQueries
@@ -661,6 +700,7 @@ FROM pg_stat_activity WHERE query = ${`LISTEN "${RebuildNotices.channel}"`} AND 
         yield* until(Effect.map(notices.status, (status) => status.listening && status.session > before))
         const queue = yield* notices.subscribe
         const w = workspaceId()
+        yield* notices.track((id) => id === w)
         const first = build()
         yield* directory.recordBuild(w, first)
         assertEqual((yield* PubSub.take(queue)).notice, notice(w, 1, first))

@@ -13,6 +13,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as SqlClient from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
 import * as TestClock from "effect/testing/TestClock"
 
 /** Fresh ids, so tests that share one database never see each other's rows. */
@@ -192,10 +193,45 @@ export const checkProperty = <A, E = never, R = never>(
     return failure === undefined ? Effect.void : Effect.die(new Error(failure))
   })
 
-/** A chat of `w` whose binding names `bound`. */
+/**
+ * Makes the directory hold `current` as a build of `w`, as
+ * `AgentDirectory.recordBuild` writes it (but without its notice): the SQL
+ * store binds a chat only to a (build, agent) pair the directory holds for the
+ * chat's workspace. A build the directory holds already is left as it is.
+ */
+export const holdBuild = (w: WorkspaceId, current: CurrentAgent): Effect.Effect<void, SqlError, SqlClient.SqlClient> =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.asVoid(
+      sql`INSERT INTO lazydial_workspace_builds (workspace_id, build_number, build_id, agent_id, created_at)
+SELECT ${w}::text, COALESCE(MAX(build_number), 0) + 1, ${current.buildId}::text, ${current.agentId}::text, now()
+FROM lazydial_workspace_builds WHERE workspace_id = ${w}
+ON CONFLICT (build_id) DO NOTHING`
+    ))
+
+/**
+ * Runs `statement` with the foreign keys off (`session_replication_role =
+ * replica`, for its transaction only), as a row written by hand, or by another
+ * version, may have been written: for the tests of rows that break the schema.
+ */
+export const unchecked = <A, E, R>(
+  statement: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | SqlError, R | SqlClient.SqlClient> =>
+  Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) => sql.withTransaction(Effect.andThen(sql`SET LOCAL session_replication_role = replica`, statement))
+  )
+
+/**
+ * A chat of `w` whose binding names `bound`. With an `SqlClient` in the
+ * context, the directory is made to hold `bound` first (`holdBuild`).
+ */
 export const boundChat = (w: WorkspaceId, bound: CurrentAgent) =>
   Effect.gen(function*() {
     const store = yield* BindingStore.BindingStore
+    const sql = yield* Effect.serviceOption(SqlClient.SqlClient)
+    if (Option.isSome(sql)) {
+      yield* Effect.orDie(Effect.provideService(holdBuild(w, bound), SqlClient.SqlClient, sql.value))
+    }
     const chat = yield* store.createChat({ workspaceId: w })
     yield* store.recordAgent(chat.chatId, { expected: { workspaceId: w, agentId: Option.none() }, current: bound })
     return chat.chatId

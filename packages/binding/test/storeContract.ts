@@ -1,23 +1,41 @@
 /**
  * The behaviour every BindingStore Layer must have. Written once, run against
- * memory, PGlite and PostgreSQL (see BindingStore.test.ts).
+ * memory, PGlite and PostgreSQL (see BindingStore.test.ts). A store over a
+ * database (`directory: true`) binds a chat only to a pair the directory
+ * holds for its workspace: there every pair is recorded in the directory's
+ * table first (`held`), and the refusals are checked too.
  */
 import { assert, layer } from "@effect/vitest"
 import { BindingStore, ChatBinding } from "@lazydial/binding"
+import { CurrentAgent, type WorkspaceId } from "@lazydial/core"
 import { assertEqual } from "@lazydial/core/testing"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
+import * as SqlClient from "effect/sql/SqlClient"
 import * as TestClock from "effect/testing/TestClock"
-import { build, chatId, workspaceId } from "./fixtures.js"
+import { build, chatId, holdBuild, workspaceId } from "./fixtures.js"
 
 const Store = BindingStore.BindingStore
 
+/** A new build of `w`, which the directory holds when there is one (an `SqlClient` in the context). */
+const held = (w: WorkspaceId): Effect.Effect<CurrentAgent> =>
+  Effect.gen(function*() {
+    const current = build()
+    const sql = yield* Effect.serviceOption(SqlClient.SqlClient)
+    if (Option.isSome(sql)) {
+      yield* Effect.orDie(Effect.provideService(holdBuild(w, current), SqlClient.SqlClient, sql.value))
+    }
+    return current
+  })
+
 /** A chat of workspace `w`, bound to `current`. */
-const boundChat = (w = workspaceId(), current = build()) =>
+const boundChat = (w = workspaceId(), given?: CurrentAgent) =>
   Effect.gen(function*() {
     const store = yield* Store
+    const current = given ?? (yield* held(w))
     const chat = yield* store.createChat({ workspaceId: w })
     const result = yield* store.recordAgent(chat.chatId, {
       expected: { workspaceId: w, agentId: Option.none() },
@@ -27,7 +45,11 @@ const boundChat = (w = workspaceId(), current = build()) =>
     return { chat: result.binding, workspaceId: w, current }
   })
 
-export const storeContract = <E>(name: string, storeLayer: Layer.Layer<BindingStore.BindingStore, E>) =>
+export const storeContract = <E>(
+  name: string,
+  storeLayer: Layer.Layer<BindingStore.BindingStore, E>,
+  options: { readonly directory: boolean }
+) =>
   layer(storeLayer, { timeout: "60 seconds" })(`BindingStore contract: ${name}`, (it) => {
     it.effect("a new chat has no workspace, build or agent, and reads back equal", () =>
       Effect.gen(function*() {
@@ -96,7 +118,7 @@ export const storeContract = <E>(name: string, storeLayer: Layer.Layer<BindingSt
       Effect.gen(function*() {
         const store = yield* Store
         const { chat, current, workspaceId: w } = yield* boundChat()
-        const rebuilt = build()
+        const rebuilt = yield* held(w)
         const result = yield* store.recordAgent(chat.chatId, {
           expected: { workspaceId: w, agentId: Option.some(current.agentId) },
           current: rebuilt
@@ -111,7 +133,7 @@ export const storeContract = <E>(name: string, storeLayer: Layer.Layer<BindingSt
       Effect.gen(function*() {
         const store = yield* Store
         const { chat, current, workspaceId: w } = yield* boundChat()
-        const newer = build()
+        const newer = yield* held(w)
         yield* store.recordAgent(chat.chatId, {
           expected: { workspaceId: w, agentId: Option.some(current.agentId) },
           current: newer
@@ -119,7 +141,7 @@ export const storeContract = <E>(name: string, storeLayer: Layer.Layer<BindingSt
         // A second replica still believes the chat has `current`; its answer is older.
         const stale = yield* store.recordAgent(chat.chatId, {
           expected: { workspaceId: w, agentId: Option.some(current.agentId) },
-          current: build()
+          current: yield* held(w)
         })
         assert.strictEqual(stale._tag, "Lost")
         assertEqual(stale.binding.agentId, Option.some(newer.agentId))
@@ -137,7 +159,7 @@ export const storeContract = <E>(name: string, storeLayer: Layer.Layer<BindingSt
         assert.isTrue(Option.isNone(changed.buildId))
         const stale = yield* store.recordAgent(chat.chatId, {
           expected: { workspaceId: w1, agentId: Option.some(current.agentId) },
-          current: build()
+          current: yield* held(w1)
         })
         assert.strictEqual(stale._tag, "Lost")
         assertEqual(yield* store.get(chat.chatId), changed)
@@ -152,7 +174,7 @@ export const storeContract = <E>(name: string, storeLayer: Layer.Layer<BindingSt
         assert.isTrue(Option.isNone(cleared.workspaceId))
         const stale = yield* store.recordAgent(chat.chatId, {
           expected: { workspaceId: w, agentId: Option.none() },
-          current: build()
+          current: yield* held(w)
         })
         assert.strictEqual(stale._tag, "Lost")
         assert.isTrue(Option.isNone(stale.binding.agentId))
@@ -170,7 +192,7 @@ export const storeContract = <E>(name: string, storeLayer: Layer.Layer<BindingSt
         assert.strictEqual(child.version, 1)
         yield* store.setWorkspace(parent.chatId, Option.some(workspaceId()))
         assertEqual(yield* store.get(child.chatId), child)
-        const rebuilt = build()
+        const rebuilt = yield* held(w)
         const repaired = yield* store.recordAgent(child.chatId, {
           expected: { workspaceId: w, agentId: Option.some(current.agentId) },
           current: rebuilt
@@ -193,7 +215,7 @@ export const storeContract = <E>(name: string, storeLayer: Layer.Layer<BindingSt
       Effect.gen(function*() {
         const store = yield* Store
         const { chat, current, workspaceId: w } = yield* boundChat()
-        const candidates = Array.from({ length: 16 }, build)
+        const candidates = yield* Effect.forEach(Array.from({ length: 16 }), () => held(w))
         const results = yield* Effect.forEach(
           candidates,
           (candidate) =>
@@ -220,7 +242,7 @@ export const storeContract = <E>(name: string, storeLayer: Layer.Layer<BindingSt
           yield* Effect.all([
             store.recordAgent(chat.chatId, {
               expected: { workspaceId: w1, agentId: Option.some(current.agentId) },
-              current: build()
+              current: yield* held(w1)
             }),
             store.setWorkspace(chat.chatId, Option.some(w2))
           ], { concurrency: "unbounded" })
@@ -230,6 +252,71 @@ export const storeContract = <E>(name: string, storeLayer: Layer.Layer<BindingSt
           assert.isTrue(Option.isNone(row.buildId))
         }
       }))
+
+    // Only a store over a database sees the directory; the memory store's
+    // own test (BindingStore.test.ts) states that it records any pair.
+    if (options.directory) {
+      it.effect(
+        "refused: a pair the directory does not hold for the chat's workspace is never written, lazy bind or repair",
+        () =>
+          Effect.gen(function*() {
+            const store = yield* Store
+            const w = workspaceId()
+            const other = workspaceId()
+            const mine = yield* held(w)
+            const foreign = yield* held(other)
+            const strangers = [
+              // a build that exists in no table
+              build(),
+              // another workspace's live build and agent
+              foreign,
+              // this workspace's build with another workspace's agent, and the reverse
+              new CurrentAgent({ agentId: foreign.agentId, buildId: mine.buildId }),
+              new CurrentAgent({ agentId: mine.agentId, buildId: foreign.buildId })
+            ]
+            const lazy = yield* store.createChat({ workspaceId: w })
+            const { chat: bound } = yield* boundChat(w, mine)
+            for (const stranger of strangers) {
+              const lazyBind = yield* store.recordAgent(lazy.chatId, {
+                expected: { workspaceId: w, agentId: Option.none() },
+                current: stranger
+              })
+              assert.strictEqual(lazyBind._tag, "Refused")
+              assertEqual(lazyBind.binding, lazy)
+              const repair = yield* store.recordAgent(bound.chatId, {
+                expected: { workspaceId: w, agentId: Option.some(mine.agentId) },
+                current: stranger
+              })
+              assert.strictEqual(repair._tag, "Refused")
+              assertEqual(repair.binding, bound)
+            }
+            assertEqual(yield* store.get(lazy.chatId), lazy)
+            assertEqual(yield* store.get(bound.chatId), bound)
+          })
+      )
+
+      it.effect(
+        "the database refuses a foreign pair written by hand (the foreign key), and the row keeps its pair",
+        () =>
+          Effect.gen(function*() {
+            const store = yield* Store
+            const w = workspaceId()
+            const { chat } = yield* boundChat(w)
+            const foreign = yield* held(workspaceId())
+            const sql = yield* Effect.serviceOption(SqlClient.SqlClient)
+            const write = Effect.flatMap(Effect.fromOption(sql), (sql) =>
+              sql`UPDATE lazydial_chat_bindings SET build_id = ${foreign.buildId}, agent_id = ${foreign.agentId}
+  WHERE chat_id = ${chat.chatId}`)
+            const result = yield* Effect.result(write)
+            assert.isTrue(Result.isFailure(result), "the foreign pair was written")
+            if (Result.isFailure(result)) {
+              const cause = result.failure._tag === "SqlError" ? result.failure.reason.cause : result.failure
+              assert.include(cause instanceof Error ? cause.message : String(cause), "foreign key")
+            }
+            assertEqual(yield* store.get(chat.chatId), chat)
+          })
+      )
+    }
 
     it.effect("a stored binding survives a JSON round trip", () =>
       Effect.gen(function*() {

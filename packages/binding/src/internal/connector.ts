@@ -1,53 +1,27 @@
 import type { AgentLookup, ChatId, LazyDial, WorkspaceId } from "@lazydial/core"
-import { CurrentAgent, NoCurrentAgent } from "@lazydial/core"
+import { AgentLookupError, CurrentAgent, NoCurrentAgent } from "@lazydial/core"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type { BindingStore, Expected, RecordResult } from "../BindingStore.js"
 import type { ChatBinding } from "../ChatBinding.js"
 import type { ChatConnection, ChatConnector, ConnectError } from "../ChatConnector.js"
-import { ChatHasNoWorkspace, DialTimeout } from "../Errors.js"
+import { type BindingStoreError, ChatHasNoWorkspace, type ChatNotFound, DialTimeout } from "../Errors.js"
 import { makeAdmission, type Shed } from "./admission.js"
+import { timeoutDetached } from "./deadline.js"
 import { decide, lookupsTotal, type WriteResult } from "./decisions.js"
 import { makeTurnSharing } from "./turnSharing.js"
 import type { Hint, View } from "./view.js"
 
 const unknownHint: Hint = { _tag: "Unknown" }
 
+type Written = Exclude<RecordResult, { readonly _tag: "Refused" }>
+
 // A lazy bind that loses its write re-reads and starts again; this bounds
 // the restarts when the row keeps changing under it.
 const maxLazyBinds = 3
-
-/**
- * Runs `self` in a fiber of its own and waits for it at most `millis`. At the
- * deadline the caller fails with `onTimeout()` at once, and the fiber is
- * interrupted in the background, not waited for: waiting would add the time
- * its work takes to cancel (Effect 3's `Effect.disconnect`; Effect 4's
- * `timeoutOrElse` waits for the loser of its race). An interrupted caller
- * interrupts the fiber the same way. The fiber outlives its caller only while
- * it winds down; its resources live in the turn's Scope, which it inherits.
- */
-const timeoutDetached = <A, E, R, E2>(
-  self: Effect.Effect<A, E, R>,
-  millis: number,
-  onTimeout: () => E2
-): Effect.Effect<A, E | E2, R> =>
-  Effect.uninterruptibleMask((restore) =>
-    Effect.flatMap(
-      Effect.forkDetach(self, { startImmediately: true }),
-      (fiber) =>
-        restore(Effect.timeoutOption(Fiber.join(fiber), millis)).pipe(
-          Effect.onInterrupt(() => Effect.sync(() => fiber.interruptUnsafe())),
-          Effect.flatMap(Option.match({
-            onNone: () => Effect.andThen(Effect.sync(() => fiber.interruptUnsafe()), Effect.fail(onTimeout())),
-            onSome: (a) => Effect.succeed(a)
-          }))
-        )
-    )
-  )
 
 /**
  * The turn path: read the row, dial the bound agent or bind lazily, and write
@@ -68,17 +42,35 @@ export const make = (deps: {
   Effect.gen(function*() {
     const { lazyDial, lookup, store } = deps
 
-    const record = (chatId: ChatId, expected: Expected, current: CurrentAgent) =>
+    // A refused write (the directory holds no such pair for the workspace)
+    // fails the turn, once: the agent is not the workspace's, so its
+    // connection is not used, and asking the same lookup again would give the
+    // same answer. It happens only when the lookup does not read the
+    // directory that the store checks.
+    const record = (
+      chatId: ChatId,
+      expected: Expected,
+      current: CurrentAgent
+    ): Effect.Effect<Written, ChatNotFound | BindingStoreError | AgentLookupError> =>
       Effect.flatMap(
         store.recordAgent(chatId, { expected, current }),
         (result: RecordResult) =>
-          Effect.as(
-            result._tag === "Lost" ? decide("repair_lost") : Effect.void,
-            result
-          )
+          result._tag === "Refused"
+            ? Effect.andThen(
+              Effect.annotateCurrentSpan("lazydial.repair", "refused"),
+              Effect.fail(
+                new AgentLookupError({
+                  workspaceId: expected.workspaceId,
+                  detail: `the directory holds no build ${current.buildId} with agent ${current.agentId} for ` +
+                    "this workspace, so the chat was not bound to it and the agent is not used; check that the " +
+                    "agent lookup reads the directory the binding store checks"
+                })
+              )
+            )
+            : Effect.as(result._tag === "Lost" ? decide("repair_lost") : Effect.void, result)
       )
 
-    const writeResult = (result: RecordResult): WriteResult => result._tag === "Recorded" ? "recorded" : "lost"
+    const writeResult = (result: Written): WriteResult => result._tag === "Recorded" ? "recorded" : "lost"
 
     // Dials `agent` of `workspaceId`. With a view that listens, a notice (or
     // an observed lookup answer) saying that `agent`'s build was superseded,

@@ -1,4 +1,5 @@
 import { InvalidOption, Options as CoreOptions } from "@lazydial/core"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Predicate from "effect/Predicate"
@@ -6,7 +7,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as SqlClient from "effect/sql/SqlClient"
 import { isSqlError, type SqlError } from "effect/sql/SqlError"
-import type { Settings } from "../Database.js"
+import type { Deadlines as DeadlinesShape, Settings } from "../Database.js"
 import { BindingStoreError, DatabaseConnectError } from "../Errors.js"
 
 /**
@@ -60,7 +61,8 @@ export const transaction =
 export const defaults: Settings = {
   poolSize: 10,
   connectTimeout: Duration.seconds(5),
-  statementTimeout: Duration.seconds(30)
+  statementTimeout: Duration.seconds(30),
+  queryDeadline: Duration.seconds(10)
 }
 
 /** @internal */
@@ -69,12 +71,41 @@ export const maxPoolSize = 500
 export const maxConnectTimeout: Duration.Duration = Duration.minutes(1)
 /** @internal */
 export const maxStatementTimeout: Duration.Duration = Duration.hours(1)
+/** @internal */
+export const maxQueryDeadline: Duration.Duration = Duration.hours(1)
+
+/**
+ * The deadlines of `settings`: every call gets the query deadline; the
+ * migrations, one transaction whose statements may each run up to the
+ * statement timeout on a large table, get the statement timeout on top.
+ *
+ * @internal
+ */
+export const deadlinesOf = (settings: Pick<Settings, "statementTimeout" | "queryDeadline">): DeadlinesShape => ({
+  query: settings.queryDeadline,
+  migration: Duration.sum(settings.statementTimeout, settings.queryDeadline)
+})
+
+/** @internal */
+export const defaultDeadlines: DeadlinesShape = deadlinesOf(defaults)
+
+/**
+ * Here, not in `Database`, so that the migrations and the stores can read it
+ * without importing the public module's values.
+ *
+ * @internal
+ */
+export const Deadlines: Context.Reference<DeadlinesShape> = Context.Reference<DeadlinesShape>(
+  "@lazydial/binding/Database/Deadlines",
+  { defaultValue: () => defaultDeadlines }
+)
 
 /** @internal */
 export const settingNames = {
   poolSize: "LAZYDIAL_DB_POOL_SIZE",
   connectTimeout: "LAZYDIAL_DB_CONNECT_TIMEOUT",
-  statementTimeout: "LAZYDIAL_DB_STATEMENT_TIMEOUT"
+  statementTimeout: "LAZYDIAL_DB_STATEMENT_TIMEOUT",
+  queryDeadline: "LAZYDIAL_DB_QUERY_DEADLINE"
 } as const
 
 /**
@@ -88,6 +119,7 @@ export const checkSettings = (
     readonly poolSize?: number | undefined
     readonly connectTimeout?: Duration.Input | undefined
     readonly statementTimeout?: Duration.Input | undefined
+    readonly queryDeadline?: Duration.Input | undefined
   },
   names: { readonly [K in keyof Settings]: string }
 ): Effect.Effect<Settings, InvalidOption> =>
@@ -112,7 +144,13 @@ export const checkSettings = (
       maxStatementTimeout,
       { allowZero: false }
     )
-    return { poolSize, connectTimeout, statementTimeout }
+    const queryDeadline = yield* CoreOptions.boundedDuration(
+      names.queryDeadline,
+      input.queryDeadline ?? defaults.queryDeadline,
+      maxQueryDeadline,
+      { allowZero: false }
+    )
+    return { poolSize, connectTimeout, statementTimeout, queryDeadline }
   })
 
 // --- the URL ----------------------------------------------------------------

@@ -1,5 +1,5 @@
-import type { InvalidOption } from "@lazydial/core"
-import { AgentId, AgentLookupError, BuildId, CurrentAgent, WorkspaceId } from "@lazydial/core"
+import type { AgentId, InvalidOption, WorkspaceId } from "@lazydial/core"
+import { AgentLookupError, BuildId, CurrentAgent } from "@lazydial/core"
 import { Options as CoreOptions } from "@lazydial/core"
 import * as Cause from "effect/Cause"
 import * as DateTime from "effect/DateTime"
@@ -12,16 +12,18 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Request from "effect/Request"
 import * as RequestResolver from "effect/RequestResolver"
-import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { AgentDirectory, Options } from "../AgentDirectory.js"
 import type { Migrated } from "../Database.js"
+import type { BindingStoreError } from "../Errors.js"
 import { RebuildNotices } from "../RebuildNotices.js"
-import { databaseError } from "./database.js"
-import { channel as noticeChannel, noticeOf } from "./notices.js"
+import * as builds from "./builds.js"
+import { databaseError, Deadlines } from "./database.js"
+import { withDeadline } from "./deadline.js"
+import { noticeOf } from "./notices.js"
 
 /** @internal */
 export const defaultBatchWindow: Duration.Duration = Duration.millis(5)
@@ -47,21 +49,18 @@ class GetCurrentAgent extends Request.TaggedClass("GetCurrentAgent")<
   AgentLookupError
 > {}
 
-const Row = Schema.Struct({
-  workspace_id: WorkspaceId,
-  build_number: Schema.Int,
-  build_id: BuildId,
-  agent_id: Schema.NullOr(AgentId)
-})
-// the rejected value is shown: ids are no secret, and the column alone does not say what is wrong
-const decodeRow = Schema.decodeUnknownEffect(Row, { errors: "all", reportInput: true })
-
 type Answer = Exit.Exit<Option.Option<CurrentAgent>, AgentLookupError>
 
-const detailOf = (cause: SqlError | Schema.SchemaError) => databaseError("AgentDirectory.current")(cause).detail
+const lookupError = (workspaceId: WorkspaceId) => (error: BindingStoreError | Schema.SchemaError) =>
+  new AgentLookupError({
+    workspaceId,
+    detail: Schema.isSchemaError(error) ? databaseError("AgentDirectory.current")(error).detail : error.detail,
+    cause: error
+  })
 
-const lookupError = (workspaceId: WorkspaceId) => (error: SqlError | Schema.SchemaError) =>
-  new AgentLookupError({ workspaceId, detail: detailOf(error), cause: error })
+// Two builds of one workspace recorded at once may pick the same number: the
+// loser's insert fails on the key, and only that is tried again.
+const isUniqueViolation = (error: SqlError): boolean => error.reason._tag === "UniqueViolation"
 
 const checkWindow = (input: unknown): Effect.Effect<Duration.Duration, InvalidOption> =>
   CoreOptions.boundedDuration("batchWindow", input, maxBatchWindow)
@@ -77,23 +76,18 @@ export const makeSql = (
   Effect.gen(function*() {
     const window = yield* checkWindow(options?.batchWindow ?? defaultBatchWindow)
     const sql = yield* SqlClient.SqlClient
+    const deadlines = yield* Deadlines
     const notices = Option.getOrUndefined(yield* Effect.serviceOption(RebuildNotices))
 
-    // One query for every workspace of the batch: the latest build of each,
-    // with its agent, so the build and the agent always belong together.
+    // One query for every workspace of the batch, within the query deadline.
     // Effect 4 caches no request answer unless asked (`RequestResolver.withCache`).
     const resolver = RequestResolver.make<GetCurrentAgent>((entries) => {
       const workspaces = [...new Set(entries.map((entry) => entry.request.workspaceId))]
-      // Rows are decoded one by one, per request: a row that breaks the schema
-      // fails the lookup of its own workspace, not the whole batch's.
-      return sql<
-        { readonly workspace_id: unknown }
-      >`SELECT DISTINCT ON (workspace_id) workspace_id, build_number, build_id, agent_id
-FROM lazydial_workspace_builds
-WHERE ${sql.in("workspace_id", workspaces)}
-ORDER BY workspace_id, build_number DESC`.pipe(
+      const operation = "AgentDirectory.current"
+      return builds.latest(sql, workspaces).pipe(
+        Effect.mapError(databaseError(operation)),
+        withDeadline(operation, deadlines.query),
         Effect.tap(() => Metric.update(queriesTotal, 1)),
-        Effect.map((rows) => new Map(rows.map((row) => [row.workspace_id, row]))),
         Effect.matchCauseEffect({
           onFailure: (cause) =>
             Effect.forEach(entries, (entry) => {
@@ -110,9 +104,11 @@ ORDER BY workspace_id, build_number DESC`.pipe(
               const workspaceId = entry.request.workspaceId
               const raw = latest.get(workspaceId)
               if (raw === undefined) return Request.succeed(entry, Option.none())
+              // Rows are decoded one by one, per request: a row that breaks the
+              // schema fails the lookup of its own workspace, not the whole batch's.
               return Request.completeEffect(
                 entry,
-                decodeRow(raw).pipe(
+                builds.decodeLatestRow(raw).pipe(
                   // every lookup answer is news for the connectors' views
                   Effect.tap((row) =>
                     notices === undefined ? Effect.void : notices.observe(
@@ -213,23 +209,22 @@ ORDER BY workspace_id, build_number DESC`.pipe(
       Effect.flatMap(now, (createdAt) =>
         // The NOTIFY is part of the insert's statement, so of its transaction:
         // PostgreSQL delivers it exactly when the build commits, never for a
-        // build that rolled back.
+        // build that rolled back. Its payload is the workspace id alone: a
+        // notice only tells a replica where to look (see `RebuildNotices`).
         sql<{ readonly build_number: number }>`WITH inserted AS (
   INSERT INTO lazydial_workspace_builds (workspace_id, build_number, build_id, agent_id, created_at)
   SELECT ${workspaceId}::text, COALESCE(MAX(build_number), 0) + 1, ${buildId}::text, ${agentId}::text,
     ${createdAt}::timestamptz
   FROM lazydial_workspace_builds
   WHERE workspace_id = ${workspaceId}
-  RETURNING workspace_id, build_number, build_id, agent_id
+  RETURNING workspace_id, build_number
 )
-SELECT build_number, pg_notify(${noticeChannel}, json_build_object(
-  'workspaceId', workspace_id, 'order', build_number, 'buildId', build_id, 'agentId', agent_id)::text)::text AS notified
+SELECT build_number, pg_notify(${builds.channel}, workspace_id)::text AS notified
 FROM inserted`).pipe(
-          // Two builds of one workspace recorded at once may pick the same
-          // number; the loser's insert fails on the key and is tried again.
-          Effect.retry(Schedule.recurs(3)),
+          Effect.retry({ times: 3, while: isUniqueViolation }),
           Effect.map((rows) => rows[0]!.build_number),
-          Effect.mapError(databaseError(operation))
+          Effect.mapError(databaseError(operation)),
+          withDeadline(operation, deadlines.query)
         )
 
     const service: AgentDirectory["Service"] = {

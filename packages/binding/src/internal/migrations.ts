@@ -2,7 +2,8 @@ import * as Effect from "effect/Effect"
 import * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { type BindingStoreError, DatabaseSchemaTooNew } from "../Errors.js"
-import { databaseError, transaction } from "./database.js"
+import { databaseError, Deadlines, transaction } from "./database.js"
+import { withDeadline } from "./deadline.js"
 
 /** @internal */
 export const migrationsTable = "lazydial_binding_migrations"
@@ -64,6 +65,32 @@ export const migrations: ReadonlyArray<Migration> = [
         sql`ALTER TABLE lazydial_chat_bindings ADD COLUMN version integer NOT NULL DEFAULT 1`,
         sql`CREATE INDEX lazydial_chat_bindings_workspace ON lazydial_chat_bindings (workspace_id)`
       )
+  },
+  {
+    // An agent belongs to its workspace: a chat may name only a (build, agent)
+    // pair the directory holds for the chat's workspace, and the database
+    // itself refuses any other (issue 17: forged notices had rows name another
+    // workspace's agent, and a build that exists in no table). Rows that
+    // already break the rule become lazy binds first, in this transaction, so
+    // that the migration cannot fail on a database such an attack touched.
+    id: 4,
+    name: "chat_agent_of_its_workspace",
+    run: (sql) =>
+      Effect.andThen(
+        sql`ALTER TABLE lazydial_workspace_builds ADD CONSTRAINT lazydial_workspace_builds_agent_of_workspace
+  UNIQUE (workspace_id, build_id, agent_id)`,
+        Effect.andThen(
+          sql`UPDATE lazydial_chat_bindings AS chat
+SET build_id = NULL, agent_id = NULL, version = chat.version + 1, updated_at = now()
+WHERE chat.agent_id IS NOT NULL AND NOT EXISTS (
+  SELECT 1 FROM lazydial_workspace_builds AS build
+  WHERE build.workspace_id = chat.workspace_id AND build.build_id = chat.build_id AND build.agent_id = chat.agent_id
+)`,
+          sql`ALTER TABLE lazydial_chat_bindings ADD CONSTRAINT lazydial_chat_bindings_agent_of_workspace
+  FOREIGN KEY (workspace_id, build_id, agent_id)
+  REFERENCES lazydial_workspace_builds (workspace_id, build_id, agent_id)`
+        )
+      )
   }
 ]
 
@@ -102,8 +129,24 @@ export const run: Effect.Effect<
   SqlClient.SqlClient
 > = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
-  const step = <A>(effect: Effect.Effect<A, SqlError>) => Effect.mapError(effect, databaseError("migration"))
-  return yield* transaction(sql, "migration")(Effect.gen(function*() {
+  const deadlines = yield* Deadlines
+  return yield* runUpTo(sql, latest).pipe(
+    withDeadline("migration", deadlines.migration, "the statement timeout plus the query deadline")
+  )
+}).pipe(Effect.withSpan("BindingMigrations.run"))
+
+/**
+ * The migrations up to `upTo`, in one transaction. `run` runs them all; the
+ * tests stop early, to build a database as an older version left it.
+ *
+ * @internal
+ */
+export const runUpTo = (
+  sql: SqlClient.SqlClient,
+  upTo: number
+): Effect.Effect<ReadonlyArray<number>, BindingStoreError | DatabaseSchemaTooNew> =>
+  transaction(sql, "migration")(Effect.gen(function*() {
+    const step = <A>(effect: Effect.Effect<A, SqlError>) => Effect.mapError(effect, databaseError("migration"))
     yield* step(sql`SELECT pg_advisory_xact_lock(${lockKey})`)
     yield* step(sql`CREATE TABLE IF NOT EXISTS lazydial_binding_migrations (
   migration_id integer PRIMARY KEY,
@@ -120,7 +163,7 @@ export const run: Effect.Effect<
     }
     const applied: Array<number> = []
     for (const migration of migrations) {
-      if (done.has(migration.id)) continue
+      if (done.has(migration.id) || migration.id > upTo) continue
       yield* step(migration.run(sql))
       yield* step(
         sql`INSERT INTO lazydial_binding_migrations (migration_id, name) VALUES (${migration.id}, ${migration.name})`
@@ -129,4 +172,3 @@ export const run: Effect.Effect<
     }
     return applied
   }))
-}).pipe(Effect.withSpan("BindingMigrations.run"))

@@ -19,12 +19,30 @@ export const sessions = Metric.counter("lazydial_notices_sessions_total", {
 
 /** @internal */
 export const received = Metric.counter("lazydial_notices_received_total", {
-  description: "Rebuild notices received from the database and decoded",
+  description: "Well-formed rebuild notices (a workspace id) received from the database",
   incremental: true
 })
 
 /** @internal */
 export const malformed = Metric.counter("lazydial_notices_malformed_total", {
-  description: "NOTIFY payloads on the notices channel that did not decode, and were ignored",
+  description: "NOTIFY payloads on the notices channel that are no workspace id, ignored",
+  incremental: true
+})
+
+/** @internal */
+export const untracked = Metric.counter("lazydial_notices_untracked_total", {
+  description: "Notices of workspaces no view of this process tracks: counted, nothing read",
+  incremental: true
+})
+
+/** @internal */
+export const dropped = Metric.counter("lazydial_notices_dropped_total", {
+  description: "Notices dropped because too many workspaces already waited for a read",
+  incremental: true
+})
+
+/** @internal */
+export const reads = Metric.counter("lazydial_notices_reads_total", {
+  description: "Reads of the directory that notices prompted (one query for up to 500 workspaces)",
   incremental: true
 })

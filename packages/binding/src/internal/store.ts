@@ -2,6 +2,7 @@ import type { InvalidOption } from "@lazydial/core"
 import { AgentId, BuildId, ChatId, Options as CoreOptions, WorkspaceId } from "@lazydial/core"
 import * as DateTime from "effect/DateTime"
 import * as Deferred from "effect/Deferred"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
@@ -16,7 +17,8 @@ import { ChatBinding } from "../ChatBinding.js"
 import { Sessions } from "../Database.js"
 import type { Migrated } from "../Database.js"
 import { BindingStoreError, ChatAlreadyExists, ChatNotFound } from "../Errors.js"
-import { databaseError, transaction } from "./database.js"
+import { databaseError, Deadlines, transaction } from "./database.js"
+import { deadlineError, queryDeadlineSetting, withDeadline } from "./deadline.js"
 
 type Service = BindingStore["Service"]
 
@@ -183,7 +185,7 @@ type Read = Deferred.Deferred<Option.Option<RawRow>, BindingStoreError>
  * not in a reader's fiber: an interrupted reader stops waiting, and the query
  * it shares with others goes on for them.
  */
-const makeReads = (sql: SqlClient.SqlClient, slots: number) =>
+const makeReads = (sql: SqlClient.SqlClient, slots: number, deadline: Duration.Duration) =>
   Effect.gen(function*() {
     const fibers = yield* FiberSet.make<Exit.Exit<ReadonlyArray<RawRow>, BindingStoreError>, never>()
     const runFork = yield* FiberSet.runtime(fibers)<never>()
@@ -199,6 +201,7 @@ const makeReads = (sql: SqlClient.SqlClient, slots: number) =>
           sql<RawRow>`SELECT ${sql.literal(columns)} FROM lazydial_chat_bindings WHERE ${sql.in("chat_id", ids)}`
         ),
         Effect.mapError(databaseError("BindingStore.get")),
+        withDeadline("BindingStore.get", deadline),
         Effect.exit
       )
 
@@ -260,7 +263,13 @@ const makeReads = (sql: SqlClient.SqlClient, slots: number) =>
           waiting.set(chatId, read)
           flush()
         }
-        return Deferred.await(read)
+        // The wait for a slot counts against the deadline too. Interrupting
+        // it is cheap (the batch's query goes on for the others), so a plain
+        // timeout bounds it.
+        return Effect.timeoutOrElse(Deferred.await(read), {
+          duration: deadline,
+          orElse: () => Effect.fail(deadlineError("BindingStore.get", deadline, queryDeadlineSetting))
+        })
       })
   })
 
@@ -285,7 +294,11 @@ const makeSqlWith = (
 ): Effect.Effect<Service, never, SqlClient.SqlClient | Migrated | Scope.Scope> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const read = yield* makeReads(sql, readSlots)
+    const { query: deadline } = yield* Deadlines
+    const read = yield* makeReads(sql, readSlots, deadline)
+    // every operation, whatever statements it makes, ends within the deadline
+    const bounded = (operation: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      withDeadline(operation, deadline)(effect)
 
     // A row that breaks the schema (written by hand, or by a newer version) is
     // reported with the column that is wrong, and never half-read.
@@ -342,7 +355,7 @@ RETURNING ${sql.literal(columns)}`.pipe(Effect.mapError(databaseError(operation)
         const created = yield* one(operation)(rows)
         if (Option.isNone(created)) return yield* new ChatAlreadyExists({ chatId })
         return created.value
-      }),
+      }, bounded("BindingStore.createChat")),
       createChild: Effect.fn("BindingStore.createChild")(function*(parentChatId, options) {
         const operation = "BindingStore.createChild"
         const chatId = options?.chatId ?? (yield* freshChatId)
@@ -368,7 +381,7 @@ RETURNING ${sql.literal(columns)}`.pipe(
         const parent = yield* select(operation, parentChatId)
         if (Option.isNone(parent)) return yield* new ChatNotFound({ chatId: parentChatId })
         return yield* new ChatAlreadyExists({ chatId })
-      }),
+      }, bounded("BindingStore.createChild")),
       get: Effect.fn("BindingStore.get")(function*(chatId) {
         const row = yield* read(chatId)
         if (Option.isNone(row)) return yield* new ChatNotFound({ chatId })
@@ -386,26 +399,42 @@ RETURNING ${sql.literal(columns)}`.pipe(Effect.mapError(databaseError(operation)
         const updated = yield* one(operation)(rows)
         if (Option.isNone(updated)) return yield* new ChatNotFound({ chatId })
         return updated.value
-      }),
+      }, bounded("BindingStore.setWorkspace")),
       recordAgent: Effect.fn("BindingStore.recordAgent")(function*(chatId, { current, expected }) {
         const operation = "BindingStore.recordAgent"
         const updatedAt = yield* now
         // The compare-and-set. PostgreSQL re-checks the WHERE clause on the
         // newest row version after waiting for a concurrent writer, so of two
-        // racing writers with the same expectation exactly one matches.
+        // racing writers with the same expectation exactly one matches. The
+        // pair must be one the directory holds for the chat's workspace: the
+        // foreign key of migration 4 refuses any other, and the EXISTS here
+        // makes that a refusal rather than a failed statement.
         const rows = yield* sql`UPDATE lazydial_chat_bindings
 SET build_id = ${current.buildId}, agent_id = ${current.agentId},
   version = version + 1, updated_at = ${updatedAt}
 WHERE chat_id = ${chatId}
   AND workspace_id = ${expected.workspaceId}
   AND agent_id IS NOT DISTINCT FROM ${Option.getOrNull(expected.agentId)}
+  AND EXISTS (
+    SELECT 1 FROM lazydial_workspace_builds AS build
+    WHERE build.workspace_id = ${expected.workspaceId} AND build.build_id = ${current.buildId}
+      AND build.agent_id = ${current.agentId}
+  )
 RETURNING ${sql.literal(columns)}`.pipe(Effect.mapError(databaseError(operation)))
         const updated = yield* one(operation)(rows)
         if (Option.isSome(updated)) return { _tag: "Recorded", binding: updated.value } satisfies RecordResult
-        const reread = yield* select(operation, chatId)
-        if (Option.isNone(reread)) return yield* new ChatNotFound({ chatId })
-        return { _tag: "Lost", binding: reread.value } satisfies RecordResult
-      })
+        // Nothing written: refused when the directory holds no such pair (builds
+        // are never deleted, so that answer is final), else lost to another writer.
+        const reread = yield* sql<{ readonly held: boolean }>`SELECT ${sql.literal(columns)}, EXISTS (
+  SELECT 1 FROM lazydial_workspace_builds AS build
+  WHERE build.workspace_id = ${expected.workspaceId} AND build.build_id = ${current.buildId}
+    AND build.agent_id = ${current.agentId}
+) AS held
+FROM lazydial_chat_bindings WHERE chat_id = ${chatId}`.pipe(Effect.mapError(databaseError(operation)))
+        const row = yield* one(operation)(reread)
+        if (Option.isNone(row)) return yield* new ChatNotFound({ chatId })
+        return { _tag: reread[0]!.held ? "Lost" : "Refused", binding: row.value } satisfies RecordResult
+      }, bounded("BindingStore.recordAgent"))
     }
     return service
   })

@@ -137,6 +137,9 @@ export const make = (
     const runFork = yield* FiberSet.makeRuntime<never, void, never>()
     const entries = new Map<WorkspaceId, Entry>()
     const waiters = new Map<WorkspaceId, Set<Waiter>>()
+    // A notice of a workspace this view neither holds nor waits on makes no
+    // read: the view could do nothing with the answer.
+    yield* notices.track((workspaceId) => entries.has(workspaceId) || waiters.has(workspaceId))
     let waiting = 0
     let reader: Fiber.Fiber<void> | undefined
     let session = -1

@@ -1,0 +1,55 @@
+import { AgentId, BuildId, WorkspaceId } from "@lazydial/core"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import type * as SqlClient from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+
+// The table of builds is read by the directory's lookups and by the reads
+// that notices prompt: its SQL lives here, once, for both.
+
+/**
+ * The NOTIFY channel of the directory's notices. A notice's payload is the
+ * workspace id alone: the directory is the truth, and the payload only says
+ * where to look.
+ *
+ * @internal
+ */
+export const channel = "lazydial_rebuilds"
+
+/** @internal */
+export const LatestRow = Schema.Struct({
+  workspace_id: WorkspaceId,
+  build_number: Schema.Int,
+  build_id: BuildId,
+  agent_id: Schema.NullOr(AgentId)
+})
+
+/**
+ * A row of `latest`, decoded; the rejected value is shown: ids are no secret,
+ * and the column alone does not say what is wrong.
+ *
+ * @internal
+ */
+export const decodeLatestRow = Schema.decodeUnknownEffect(LatestRow, { errors: "all", reportInput: true })
+
+/**
+ * The latest build of each of `workspaces`, with its agent, in one query, so
+ * that the build and the agent always belong together: the raw rows, keyed by
+ * workspace id, for each caller to decode row by row (a row that breaks the
+ * schema fails its own workspace only). A workspace with no build has no row.
+ *
+ * @internal
+ */
+export const latest = (
+  sql: SqlClient.SqlClient,
+  workspaces: ReadonlyArray<string>
+): Effect.Effect<ReadonlyMap<unknown, unknown>, SqlError> =>
+  Effect.map(
+    sql<
+      { readonly workspace_id: unknown }
+    >`SELECT DISTINCT ON (workspace_id) workspace_id, build_number, build_id, agent_id
+FROM lazydial_workspace_builds
+WHERE ${sql.in("workspace_id", workspaces)}
+ORDER BY workspace_id, build_number DESC`,
+    (rows) => new Map(rows.map((row) => [row.workspace_id, row]))
+  )
