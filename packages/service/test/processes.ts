@@ -9,6 +9,10 @@
  * wait is bounded (60 s for an address, 30 s per psql call, 90 s per shell).
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Cluster from "../src/Cluster.js"
 
@@ -75,31 +79,181 @@ export const stopAll = async () => {
   )
 }
 
-export const serve = (...extra: Array<string>) =>
-  start(["serve", "--port", "0", "--database-url", databaseUrl, ...extra])
+const helps = new Map<string, string>()
+/** Whether `command` takes `flag`, read from its `--help` (once per command). */
+export const takesFlag = (command: "serve" | "fleet", flag: string): boolean => {
+  let help = helps.get(command)
+  if (help === undefined) {
+    help = runToEnd([command, "--help"]).stdout
+    helps.set(command, help)
+  }
+  return help.includes(flag)
+}
 
-export const fleet = (workspaces: number, ...extra: Array<string>) =>
-  start(["fleet", "--port", "0", "--database-url", databaseUrl, "--workspaces", String(workspaces), ...extra])
+/**
+ * Whether `serve` and `fleet` take `--token-auth-file` and `--no-auth` (the
+ * HTTP authentication of issue 17).
+ */
+export const hasAuthFlags = (): boolean => takesFlag("serve", "--token-auth-file")
 
-export const post = async (url: string, body: unknown) => {
+/** `fleet --owners` with these users, when the CLI takes it (none before). */
+export const ownersArgs = (owners: ReadonlyArray<string>): Array<string> =>
+  takesFlag("fleet", "--owners") ? ["--owners", owners.join(",")] : []
+
+// A process started with neither a token file nor --no-auth refuses to start: the
+// tests that are not about authentication serve without it.
+const withAuth = (extra: ReadonlyArray<string>) =>
+  hasAuthFlags() && !extra.includes("--token-auth-file") && !extra.includes("--no-auth")
+    ? [...extra, "--no-auth"]
+    : extra
+
+/** A `serve` replica on `url` (the test database unless given). */
+export const serveOn = (url: string, ...extra: Array<string>) =>
+  start(["serve", "--port", "0", "--database-url", url, ...withAuth(extra)])
+
+/** A `fleet` of `workspaces` running workspaces on `url`. */
+export const fleetOn = (url: string, workspaces: number, ...extra: Array<string>) =>
+  start(["fleet", "--port", "0", "--database-url", url, "--workspaces", String(workspaces), ...withAuth(extra)])
+
+export const serve = (...extra: Array<string>) => serveOn(databaseUrl, ...extra)
+
+export const fleet = (workspaces: number, ...extra: Array<string>) => fleetOn(databaseUrl, workspaces, ...extra)
+
+/** A user of a token file: its bearer token, name and groups. */
+export interface User {
+  readonly token: string
+  readonly name: string
+  readonly groups?: ReadonlyArray<string>
+}
+
+/**
+ * Writes a token file in the Kubernetes `--token-auth-file` format (a fresh
+ * random token per user) and answers its path and users, by name.
+ */
+export const tokenFile = (
+  users: ReadonlyArray<{ readonly name: string; readonly groups?: ReadonlyArray<string> }>
+): { readonly path: string; readonly users: Record<string, User> } => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lazydial-tokens-"))
+  const file = path.join(dir, "tokens.csv")
+  const made = users.map((user): User => ({ ...user, token: randomBytes(24).toString("hex") }))
+  fs.writeFileSync(
+    file,
+    made.map((user, i) =>
+      [user.token, user.name, String(1000 + i), ...(user.groups ? [`"${user.groups.join(",")}"`] : [])].join(",")
+    ).join("\n") + "\n",
+    { mode: 0o600 }
+  )
+  return { path: file, users: Object.fromEntries(made.map((user) => [user.name, user])) }
+}
+
+/** The arguments that give a process a token file: none when the CLI has no authentication yet. */
+export const tokenArgs = (file: string): Array<string> => hasAuthFlags() ? ["--token-auth-file", file] : []
+
+const headersOf = (token: string | undefined, extra: Record<string, string> = {}) =>
+  token === undefined ? extra : { ...extra, authorization: `Bearer ${token}` }
+
+const parsed = (text: string) => {
+  if (text === "") return undefined
+  try {
+    return JSON.parse(text) as Record<string, any>
+  } catch {
+    return { text } as Record<string, any>
+  }
+}
+
+export const post = async (url: string, body: unknown, token?: string) => {
   const response = await fetch(url, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: headersOf(token, { "content-type": "application/json" }),
     body: JSON.stringify(body),
     signal: AbortSignal.timeout(30_000)
   })
   const text = await response.text()
-  return { status: response.status, body: text === "" ? undefined : JSON.parse(text) as Record<string, any> }
+  return { status: response.status, body: parsed(text) }
 }
 
-export const get = async (url: string) => {
-  const response = await fetch(url, { signal: AbortSignal.timeout(10_000) })
+export const get = async (url: string, token?: string) => {
+  const response = await fetch(url, { headers: headersOf(token), signal: AbortSignal.timeout(10_000) })
   const text = await response.text()
-  return { status: response.status, body: text === "" ? undefined : JSON.parse(text) as Record<string, any> }
+  return { status: response.status, body: parsed(text) }
+}
+
+/**
+ * A database of its own on the test server, created afresh: for a test whose
+ * fleet must not take back the workspaces (and owners) of another's.
+ */
+export const freshDatabase = (name: string): string => {
+  psql(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+  psql(`CREATE DATABASE ${name}`)
+  const url = new URL(databaseUrl)
+  url.pathname = `/${name}`
+  return url.toString()
+}
+
+/** The URL of `database` (the test database unless given) as `role`, which logs in without a password (trust). */
+export const urlAs = (role: string, database = databaseUrl): string => {
+  const url = new URL(database)
+  url.username = role
+  url.password = ""
+  return url.toString()
+}
+
+/** The test server's processes: the postmaster and its children (backends and workers), by pid. */
+export const postgresPids = (): Array<number> => {
+  const dataDir = psql("SHOW data_directory")
+  const postmaster = Number(fs.readFileSync(path.join(dataDir, "postmaster.pid"), "utf8").split("\n")[0])
+  const children = spawnSync("ps", ["-o", "pid=", "--ppid", String(postmaster)], { encoding: "utf8", timeout: 10_000 })
+    .stdout.split("\n").map((line) => Number(line.trim())).filter((pid) => pid > 0)
+  return [postmaster, ...children]
+}
+
+/**
+ * Hangs the test server (SIGSTOP to each of its processes, by pid) and
+ * answers how to resume it (SIGCONT to the same ones). Resume in a `finally`.
+ */
+export const hangPostgres = (): { readonly resume: () => void } => {
+  const pids = postgresPids()
+  for (const pid of pids) process.kill(pid, "SIGSTOP")
+  return { resume: () => pids.forEach((pid) => process.kill(pid, "SIGCONT")) }
+}
+
+/**
+ * A psql session that stays open (for a lock held across a test's steps):
+ * `send` writes statements to it; `close` ends it, and with it its transaction.
+ */
+export const psqlSession = (url = databaseUrl) => {
+  const child = spawn(process.env["LAZYDIAL_TEST_PSQL"] ?? "psql", [url, "-XAtq", "-v", "ON_ERROR_STOP=1"], {
+    stdio: ["pipe", "pipe", "pipe"]
+  })
+  let out = ""
+  child.stdout.on("data", (chunk: Buffer) => {
+    out += chunk.toString()
+  })
+  child.stderr.on("data", (chunk: Buffer) => {
+    out += chunk.toString()
+  })
+  const exited = new Promise<void>((done) => child.on("exit", () => done()))
+  return {
+    send: (sql: string) => void child.stdin.write(`${sql}\n`),
+    output: () => out,
+    close: async () => {
+      child.stdin.end()
+      const killer = setTimeout(() => child.kill("SIGKILL"), 10_000)
+      await exited
+      clearTimeout(killer)
+    }
+  }
 }
 
 /** psql against the test database (or another one); answers the rows, tab-separated. */
 export const psql = (sql: string, url = databaseUrl): string => {
+  const result = psqlResult(sql, url)
+  if (result.status !== 0) throw new Error(`psql failed: ${result.stderr}`)
+  return result.stdout.trim()
+}
+
+/** psql that may fail: its exit status, and what it printed. */
+export const psqlResult = (sql: string, url = databaseUrl) => {
   const result = spawnSync(process.env["LAZYDIAL_TEST_PSQL"] ?? "psql", [
     url,
     "-XAtq",
@@ -111,8 +265,7 @@ export const psql = (sql: string, url = databaseUrl): string => {
     encoding: "utf8",
     timeout: 30_000
   })
-  if (result.status !== 0) throw new Error(`psql failed: ${result.stderr}`)
-  return result.stdout.trim()
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr }
 }
 
 export const shell = (command: string) => {
