@@ -2,7 +2,6 @@ import { AgentId, BuildId, WorkspaceId } from "@lazydial/core"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
@@ -169,7 +168,9 @@ const make = (read: Read) =>
     // ---- prompted reads: one reader fiber, only while something waits ----------
 
     const pending = new Set<WorkspaceId>()
-    let reader: Fiber.Fiber<void> | undefined
+    // Flags, not fibers: a fiber forked here may run to its end before the
+    // fork returns, and must still find them set.
+    let reading = false
     let reads = 0
 
     const takeBatch = (): ReadonlyArray<WorkspaceId> => {
@@ -209,7 +210,7 @@ const make = (read: Read) =>
         Effect.sleep(readInterval),
         Effect.suspend(() => {
           if (pending.size > 0) return readLoop
-          reader = undefined
+          reading = false
           return Effect.void
         })
       )
@@ -219,7 +220,7 @@ const make = (read: Read) =>
 
     let malformedSinceLine = 0
     let latestMalformed = ""
-    let logger: Fiber.Fiber<void> | undefined
+    let logging = false
     let lastLineAt = Number.NEGATIVE_INFINITY
 
     const logLine = Effect.flatMap(Clock.currentTimeMillis, (now) => {
@@ -228,7 +229,7 @@ const make = (read: Read) =>
       malformedSinceLine = 0
       latestMalformed = ""
       lastLineAt = now
-      logger = undefined
+      logging = false
       return Effect.logWarning(
         `RebuildNotices: ${count} malformed payload(s) on ${channel} ignored since the last line (the latest ` +
           `starts ${sample}); lazydial sends a workspace id alone: another client, which needs no more than the ` +
@@ -281,8 +282,14 @@ const make = (read: Read) =>
       malformed = 0
       untracked = 0
       dropped = 0
-      if (pending.size > 0 && reader === undefined) reader = runFork(Effect.andThen(Effect.yieldNow, readLoop))
-      if (anyMalformed && logger === undefined) logger = runFork(logMalformed)
+      if (pending.size > 0 && !reading) {
+        reading = true
+        runFork(Effect.andThen(Effect.yieldNow, readLoop))
+      }
+      if (anyMalformed && !logging) {
+        logging = true
+        runFork(logMalformed)
+      }
       return Effect.forEach(counts, ([counter, n]) => n > 0 ? Metric.update(counter, n) : Effect.void, {
         discard: true
       })
