@@ -387,6 +387,8 @@ describe.skipIf(!hasDatabase)(
       ).toBe(true)
     })
 
+    const waitingInsert = "WHERE wait_event_type = 'Lock' AND query ILIKE '%INSERT INTO lazydial_workspace_builds%'"
+
     /**
      * A rebuild whose record is held: a session locks the builds table against
      * inserts (reads go on), so the fleet's insert of the new build waits there,
@@ -401,15 +403,37 @@ describe.skipIf(!hasDatabase)(
         .then((r) => ({ ...r, at: performance.now() }), () => ({ status: -1, body: undefined, at: performance.now() }))
       // the fleet's insert waits for the lock: the rebuild is in its middle
       const waiting = await P.eventually(
-        async () =>
-          Number(P.psql(
-            `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE '%INSERT INTO lazydial_workspace_builds%'`,
-            url
-          )) > 0,
+        async () => Number(P.psql(`SELECT count(*) FROM pg_stat_activity ${waitingInsert}`, url)) > 0,
         10_000
       )
       expect(waiting).toBe(true)
       return { lock, rebuild }
+    }
+
+    /** Whether a connection to 127.0.0.1:`port` is refused (the agent there is stopped). */
+    const refuses = (port: number) =>
+      new Promise<boolean>((resolve) => {
+        const socket = Net.connect({ host: "127.0.0.1", port })
+        socket.once("connect", () => {
+          socket.destroy()
+          resolve(false)
+        })
+        socket.once("error", (error: NodeJS.ErrnoException) => resolve(error.code === "ECONNREFUSED"))
+      })
+
+    /**
+     * Waits (at most 10 s) until every agent of the workspace but the one the
+     * directory names is stopped: the fleet settled what the failed rebuild left.
+     */
+    const onlyTheCurrentServes = async (workspaceId: string) => {
+      const current = latestBuild(workspaceId, url).agentId
+      const others = P.psql(
+        `SELECT port FROM lazydial_service_agents WHERE workspace_id = '${workspaceId}' AND agent_id <> '${current}'`,
+        url
+      ).split("\n").filter((line) => line !== "").map(Number)
+      // the failed rebuild's address was recorded before its build: there is an agent to settle
+      expect(others.length).toBeGreaterThan(0)
+      return P.eventually(async () => (await Promise.all(others.map(refuses))).every(Boolean), 10_000)
     }
 
     /** Turns the chat until one answers 200 from the agent the directory names now, within `ms`. */
@@ -433,6 +457,9 @@ describe.skipIf(!hasDatabase)(
       const { lock, rebuild } = await holdTheRecord(fleet, victimWorkspace)
       const killedAt = performance.now()
       try {
+        // the rebuild's session first, while the lock still holds its insert (so it cannot commit on the way
+        // down), then the whole server
+        P.psql(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity ${waitingInsert}`, url)
         P.shell(stop!)
       } finally {
         P.shell(startPg!)
@@ -452,6 +479,8 @@ describe.skipIf(!hasDatabase)(
       expect(ok).toBe(true)
       expect(last!.agent).toBe(old)
       expect(latestBuild(victimWorkspace, url).agentId).toBe(old)
+      // the new agent, which was never recorded as current, is stopped
+      expect(await onlyTheCurrentServes(victimWorkspace)).toBe(true)
       // and a rebuild after it works as ever
       const after = await P.post(`${fleet.url}/workspaces/${victimWorkspace}/rebuild`, { mode: "die" }, operator)
       expect(after.status).toBe(200)
@@ -485,6 +514,7 @@ describe.skipIf(!hasDatabase)(
         expect(t.status).toBe(200)
         expect(t.agent).toBe(latestBuild(victimWorkspace, url).agentId)
       }
+      expect(await onlyTheCurrentServes(victimWorkspace)).toBe(true)
       expect(fleet.child.exitCode).toBeNull()
     })
   }
