@@ -251,6 +251,8 @@ export class MemoryNotices extends Context.Service<MemoryNotices, {
   readonly record: (notice: Notice) => Effect.Effect<void>
   /** Prompted reads made so far. */
   readonly reads: Effect.Effect<number>
+  /** When each prompted read was made (Effect clock, milliseconds). */
+  readonly readTimes: Effect.Effect<ReadonlyArray<number>>
 }>()("@lazydial/binding/RebuildNotices/MemoryNotices") {}
 
 /**

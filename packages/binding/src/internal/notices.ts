@@ -116,7 +116,7 @@ const sliceSize = 1024
 /** What the directory holds now for some workspaces: the reader of prompted reads. */
 type Read = (workspaces: ReadonlyArray<WorkspaceId>) => Effect.Effect<ReadonlyArray<Notice>, BindingStoreError>
 
-const make = (read: Read) =>
+const make = (read: Read, onRead: Effect.Effect<void> = Effect.void) =>
   Effect.gen(function*() {
     const hub = yield* PubSub.sliding<Heard>(subscriberCapacity)
     // stamped when published, not when a reader drains it: a reader that makes
@@ -188,7 +188,7 @@ const make = (read: Read) =>
     const readOnce = Effect.suspend(() => {
       const batch = takeBatch()
       reads++
-      return read(batch).pipe(
+      return Effect.andThen(onRead, read(batch)).pipe(
         Effect.tap(() => Metric.update(metrics.reads, 1)),
         Effect.flatMap((answers) => Effect.forEach(answers, publish, { discard: true })),
         Effect.catchCause((cause) =>
@@ -334,10 +334,13 @@ export const makeNone: Effect.Effect<RebuildNotices["Service"], never, Scope.Sco
  */
 export const makeMemory = Effect.gen(function*() {
   const directory = new Map<WorkspaceId, Notice>()
-  const made = yield* make((workspaces) =>
-    Effect.sync(() =>
-      workspaces.flatMap((workspaceId) => Option.toArray(Option.fromUndefinedOr(directory.get(workspaceId))))
-    )
+  const readTimes: Array<number> = []
+  const made = yield* make(
+    (workspaces) =>
+      Effect.sync(() =>
+        workspaces.flatMap((workspaceId) => Option.toArray(Option.fromUndefinedOr(directory.get(workspaceId))))
+      ),
+    Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => readTimes.push(now)))
   )
   const { handleAll, publish, reads, service, setListening } = made
   return {
@@ -354,7 +357,8 @@ export const makeMemory = Effect.gen(function*() {
           const known = directory.get(notice.workspaceId)
           if (known === undefined || known.order < notice.order) directory.set(notice.workspaceId, notice)
         }),
-      reads
+      reads,
+      readTimes: Effect.sync((): ReadonlyArray<number> => [...readTimes])
     }
   }
 })

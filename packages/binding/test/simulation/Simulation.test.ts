@@ -75,7 +75,7 @@ describe("Simulation", () => {
   )
 
   it.effect(
-    "with rebuild notices lost, duplicated, delayed and reordered, and a listener that drops and comes back: the invariants hold",
+    "with rebuild notices lost, duplicated, delayed and reordered, forged notices, and a listener that drops and comes back: the invariants hold, and reads and log lines stay bounded",
     () =>
       Effect.gen(function*() {
         const outcomes: Record<string, number> = {}
@@ -88,8 +88,8 @@ describe("Simulation", () => {
         console.log(
           `simulation with notices: ${
             Object.entries(outcomes).filter(([k]) =>
-              k.includes("notice") || k.includes("listener") || k.startsWith("path:") || k.startsWith("turn:") ||
-              k.startsWith("error:")
+              k.includes("notice") || k.includes("listener") || k.includes("forged") || k.startsWith("path:") ||
+              k.startsWith("turn:") || k.startsWith("error:")
             ).sort().map((
               [k, v]
             ) => `${k}=${v}`).join(" ")

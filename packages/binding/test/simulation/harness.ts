@@ -5,7 +5,7 @@
  * and the invariants.
  */
 import { BindingStore, ChatConnector, RebuildNotices } from "@lazydial/binding"
-import { AgentId, BuildId, ChatId, type CurrentAgent, LazyDial, WorkspaceId } from "@lazydial/core"
+import { AgentId, AgentLookup, BuildId, ChatId, type CurrentAgent, LazyDial, WorkspaceId } from "@lazydial/core"
 import { type DialScript, layerTest, type LookupScript, TestAgents } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
@@ -14,6 +14,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
@@ -55,7 +56,10 @@ export interface SimOptions {
   readonly breakStore?: ((store: Store) => Store) | undefined
   /**
    * Rebuild notices (in memory) that the network loses, duplicates, delays
-   * and reorders, and a listener that drops and comes back.
+   * and reorders, a listener that drops and comes back, and forged notices.
+   * As in production, a notice is a workspace id that only makes the process
+   * read the directory (here the model's builds, with their order numbers);
+   * the view learns from those reads and from lookup answers only.
    */
   readonly notices?: boolean | undefined
 }
@@ -100,19 +104,67 @@ const expectedErrors = new Set([
   "AgentLookupError"
 ])
 
+/**
+ * Core's scripted lookup, whose answers are passed to the views as
+ * `AgentDirectory`'s are: with the build's order number in the directory.
+ * An answer "stopped" is not passed on (which stop it saw is not known), which
+ * a view tolerates as a lost notice.
+ */
+const observingLookup = (orders: ReadonlyMap<BuildId, number>) =>
+  Layer.effect(
+    AgentLookup.AgentLookup,
+    Effect.gen(function*() {
+      const lookup = yield* AgentLookup.AgentLookup
+      const notices = yield* RebuildNotices.RebuildNotices
+      return AgentLookup.AgentLookup.of({
+        current: (workspaceId) =>
+          Effect.tap(lookup.current(workspaceId), (answer) => {
+            const order = Option.isSome(answer) ? orders.get(answer.value.buildId) : undefined
+            return answer._tag === "None" || order === undefined ? Effect.void : notices.observe(
+              RebuildNotices.noticeOf(workspaceId, order, answer.value.buildId, Option.some(answer.value.agentId))
+            )
+          })
+      })
+    })
+  )
+
+/**
+ * Keeps when each log line about malformed notices was written (the Effect
+ * clock); drops every line (a run logs only what it checks).
+ */
+const makeLogCounter = () => {
+  const malformedLines: Array<number> = []
+  const logger = Logger.make(({ date, message }) => {
+    if ((Array.isArray(message) ? message.join(" ") : String(message)).includes("malformed payload")) {
+      malformedLines.push(date.getTime())
+    }
+  })
+  return { layer: Logger.layer([logger]), malformedLines: (): ReadonlyArray<number> => malformedLines }
+}
+
+type LogCounter = ReturnType<typeof makeLogCounter>
+
 export const runSeed = (seed: number, options: SimOptions): Effect.Effect<SeedReport> => {
   const model = new Model()
   const storeLayer = Layer.effect(
     BindingStore.BindingStore,
     Effect.map(BindingStore.makeMemory, (store) => model.watch((options.breakStore ?? ((s) => s))(store)))
   )
+  // the directory's build numbers, which a notice's read or a lookup answer carries
+  const orders = new Map<BuildId, number>()
+  const logs = makeLogCounter()
+  // provideMerge: the observing AgentLookup replaces the one it wraps
+  const world = options.notices
+    ? Layer.provideMerge(observingLookup(orders), Layer.merge(layerTest, RebuildNotices.layerMemory))
+    : layerTest
   const layers = ChatConnector.layer({ dialTimeout: dialTimeoutMillis }).pipe(
     Layer.provideMerge(LazyDial.layer({ delay: validationDelayMillis })),
-    Layer.provideMerge(options.notices ? Layer.merge(storeLayer, RebuildNotices.layerMemory) : storeLayer),
-    Layer.provideMerge(layerTest)
+    Layer.provideMerge(world),
+    Layer.provideMerge(storeLayer),
+    Layer.provide(logs.layer)
   )
   const fiberLedger = makeFiberLedger()
-  return simulate(seed, model, options, fiberLedger).pipe(
+  return simulate(seed, model, options, fiberLedger, orders, logs).pipe(
     Effect.provide(layers),
     Effect.orDie,
     Effect.provideService(Metric.FiberRuntimeMetrics, fiberLedger.service),
@@ -121,7 +173,14 @@ export const runSeed = (seed: number, options: SimOptions): Effect.Effect<SeedRe
   )
 }
 
-const simulate = (seed: number, model: Model, options: SimOptions, fiberLedger: FiberLedger) =>
+const simulate = (
+  seed: number,
+  model: Model,
+  options: SimOptions,
+  fiberLedger: FiberLedger,
+  orders: Map<BuildId, number>,
+  logs: LogCounter
+) =>
   Effect.gen(function*() {
     const rng = mulberry32(seed)
     const fibersBefore = fiberLedger.alive()
@@ -144,26 +203,30 @@ const simulate = (seed: number, model: Model, options: SimOptions, fiberLedger: 
 
     // ---- notices: the directory's order numbers, and a faulty network -----------------
 
-    const orders = new Map<WorkspaceId, number>()
+    const lastOrder = new Map<WorkspaceId, number>()
 
-    const deliver = (notice: RebuildNotices.Notice, memory: NonNullable<typeof memoryNotices>) =>
+    const deliver = (workspaceId: WorkspaceId, memory: NonNullable<typeof memoryNotices>) =>
       Effect.gen(function*() {
         if (rng.chance(0.3)) {
           // delayed, so overtaken by later notices: reordered
           faults++
           count("fault:notice_delayed")
-          fibers.push(yield* Effect.forkChild(Effect.andThen(Effect.sleep(rng.int(1, 6_000)), memory.publish(notice))))
+          fibers.push(
+            yield* Effect.forkChild(Effect.andThen(Effect.sleep(rng.int(1, 6_000)), memory.notify(workspaceId)))
+          )
         } else {
-          yield* memory.publish(notice)
+          yield* memory.notify(workspaceId)
         }
       })
 
+    /** A build is recorded in the directory (the truth), and its notice, the workspace id, is sent. */
     const announce = (workspaceId: WorkspaceId, buildId: BuildId, agentId: Option.Option<AgentId>) =>
       Effect.gen(function*() {
         if (memoryNotices === undefined) return
-        const order = (orders.get(workspaceId) ?? 0) + 1
-        orders.set(workspaceId, order)
-        const notice = RebuildNotices.noticeOf(workspaceId, order, buildId, agentId)
+        const order = (lastOrder.get(workspaceId) ?? 0) + 1
+        lastOrder.set(workspaceId, order)
+        orders.set(buildId, order)
+        yield* memoryNotices.record(RebuildNotices.noticeOf(workspaceId, order, buildId, agentId))
         const kind = rng.weighted({ delivered: 10, lost: 2, duplicated: 2 })
         if (kind === "lost") {
           faults++
@@ -173,10 +236,40 @@ const simulate = (seed: number, model: Model, options: SimOptions, fiberLedger: 
         if (kind === "duplicated") {
           faults++
           count("fault:notice_duplicated")
-          yield* deliver(notice, memoryNotices)
+          yield* deliver(workspaceId, memoryNotices)
         }
-        yield* deliver(notice, memoryNotices)
+        yield* deliver(workspaceId, memoryNotices)
       })
+
+    /**
+     * Someone who may only connect sends notices: the earlier JSON form naming
+     * another workspace's agent or a stop, junk, or bare workspace ids (a real
+     * one, tracked or not, or one that exists nowhere).
+     */
+    const forgedNotices = Effect.gen(function*() {
+      if (memoryNotices === undefined) return
+      faults++
+      const victim = rng.pick(model.workspaces)
+      const other = rng.pick(model.workspaces)
+      const kind = rng.weighted({ foreignAgent: 3, stop: 2, junk: 2, realId: 3, unknownId: 1 })
+      count(`fault:forged_${kind}`)
+      const foreign = Option.getOrUndefined(other.current)
+      const payloads = kind === "foreignAgent"
+        ? [JSON.stringify({
+          workspaceId: victim.workspaceId,
+          order: 900_000_000 + rng.int(0, 1_000),
+          buildId: foreign?.buildId ?? rng.uuid(),
+          agentId: foreign?.agentId ?? rng.uuid()
+        })]
+        : kind === "stop"
+        ? [JSON.stringify({ workspaceId: victim.workspaceId, order: 900_000_000, buildId: rng.uuid(), agentId: null })]
+        : kind === "junk"
+        ? Array.from({ length: rng.int(1, 2_000) }, () => `junk ${rng.uuid()}`)
+        : kind === "realId"
+        ? Array.from({ length: rng.int(1, 50) }, () => victim.workspaceId)
+        : [rng.uuid()]
+      yield* memoryNotices.notifyAll(payloads)
+    })
 
     /** The listener drops (the view must forget) and listens again a while later. */
     const listenerDrop = Effect.gen(function*() {
@@ -404,7 +497,8 @@ const simulate = (seed: number, model: Model, options: SimOptions, fiberLedger: 
         lookupFault: 3,
         currentAgentFault: 3,
         // last, and 0 without notices, so that the other runs draw the same schedule as before
-        listenerDrop: memoryNotices === undefined ? 0 : 2
+        listenerDrop: memoryNotices === undefined ? 0 : 2,
+        forgedNotices: memoryNotices === undefined ? 0 : 3
       })
       count(`action:${action}`)
       switch (action) {
@@ -453,6 +547,10 @@ const simulate = (seed: number, model: Model, options: SimOptions, fiberLedger: 
         }
         case "listenerDrop": {
           yield* listenerDrop
+          break
+        }
+        case "forgedNotices": {
+          yield* forgedNotices
           break
         }
         case "currentAgentFault": {
@@ -515,6 +613,24 @@ const simulate = (seed: number, model: Model, options: SimOptions, fiberLedger: 
 
     // Invariants: every connection released exactly once; no fiber left running.
     yield* settle
+
+    // Invariants: whatever arrived, prompted reads came at most once per read
+    // interval, and malformed payloads made at most one log line per 10 s.
+    if (memoryNotices !== undefined) {
+      const gaps = (times: ReadonlyArray<number>) => times.slice(1).map((time, i) => time - times[i]!)
+      const reads = yield* memoryNotices.readTimes
+      outcomes["notice:prompted_reads"] = reads.length
+      const readGap = Math.min(...gaps(reads))
+      if (readGap < Duration.toMillis(RebuildNotices.readInterval)) {
+        model.violation(`two prompted reads ${readGap} ms apart`)
+      }
+      const lines = logs.malformedLines()
+      outcomes["notice:malformed_log_lines"] = lines.length
+      const lineGap = Math.min(...gaps(lines))
+      if (lineGap < Duration.toMillis(RebuildNotices.malformedLogInterval)) {
+        model.violation(`two log lines about malformed notices ${lineGap} ms apart`)
+      }
+    }
     const unreleased = yield* agents.unreleased
     const releasedTwice = yield* agents.releasedTwice
     const running = fibers.filter((fiber) => fiber.pollUnsafe() === undefined).length
