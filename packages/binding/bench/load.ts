@@ -44,6 +44,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as SqlClient from "effect/sql/SqlClient"
 import * as os from "node:os"
 
 const turns = Number(process.env["LAZYDIAL_LOAD_TURNS"] ?? "10000")
@@ -204,8 +205,27 @@ const run = (store: string) =>
     // fleet is scripted again.
     const currents = new Map<WorkspaceId, Option.Option<CurrentAgent>>()
     const scripts = new Map<AgentId, DialScript>()
+    // On a database the store binds a chat only to a build the directory holds
+    // for its workspace: every build the fleet starts is recorded there too.
+    const sql = yield* Effect.serviceOption(SqlClient.SqlClient)
+    const hold = (w: WorkspaceId, current: CurrentAgent) =>
+      Option.match(sql, {
+        onNone: () => Effect.void,
+        onSome: (sql) =>
+          Effect.orDie(
+            sql`INSERT INTO lazydial_workspace_builds (workspace_id, build_number, build_id, agent_id, created_at)
+SELECT ${w}::text, COALESCE(MAX(build_number), 0) + 1, ${current.buildId}::text, ${current.agentId}::text, now()
+FROM lazydial_workspace_builds WHERE workspace_id = ${w}`
+          )
+      })
     const setCurrent = (w: WorkspaceId, current: Option.Option<CurrentAgent>) =>
-      Effect.andThen(Effect.sync(() => currents.set(w, current)), agents.setCurrent(w, current))
+      Effect.andThen(
+        Effect.sync(() => currents.set(w, current)),
+        Effect.andThen(
+          Option.isSome(current) ? hold(w, current.value) : Effect.void,
+          agents.setCurrent(w, current)
+        )
+      )
     const script = (agentId: AgentId, dial: DialScript) =>
       Effect.andThen(Effect.sync(() => scripts.set(agentId, dial)), agents.script(agentId, dial))
     const rescript = Effect.gen(function*() {
@@ -337,8 +357,10 @@ const run = (store: string) =>
           store === "memory"
             ? BindingStore.layerMemory
             : store === "pglite"
-            ? BindingStore.layerSql.pipe(Layer.provide(PgliteDatabase.layerPglite()))
-            : BindingStore.layerSql.pipe(Layer.provide(PgDatabase.layerPg(databaseUrl ?? "", { poolSize: 20 })))
+            ? BindingStore.layerSql.pipe(Layer.provideMerge(PgliteDatabase.layerPglite()))
+            : BindingStore.layerSql.pipe(
+              Layer.provideMerge(PgDatabase.layerPg(databaseUrl ?? "", { poolSize: 20 }))
+            )
         ),
         Layer.provideMerge(kit === "core" ? layerCoreKit : layerBenchFleet)
       )
