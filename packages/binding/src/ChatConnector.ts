@@ -9,33 +9,38 @@
  * | `hot` | an agent is bound and the dial keeps it (`fast`, `confirmed`, `retried`, `lookup_failed_kept`) | 0 when the agent answers before the validation delay | none |
  * | `switched` | an agent is bound and the dial switched to the workspace's current agent | 1, inside the dial | conditional: `{ buildId, agentId }` of that same lookup |
  * | `lazy_bind` | the chat has a workspace but no agent (new chat, workspace change) | 1; 0 when the view knows the current agent | conditional, then the dial |
- * | `switched_by_notice` | the view knows that the bound build was superseded: the newer agent is dialed at once, with no delay | 0 unless the newer agent is slow or gone | conditional: the agent that answered |
+ * | `switched_by_notice` | the view knows, from the directory, that the bound build was superseded (a read a rebuild's notice prompted, or a lookup answer): the newer agent is dialed at once, with no delay | 0 unless the newer agent is slow or gone | conditional: the agent that answered |
  *
  * ## The view (with `RebuildNotices`)
  *
  * When a `RebuildNotices` service is in the context, the connector keeps a
  * view: workspace → the latest build it knows (order number, agent or
- * stopped), from notices and lookup answers, in an LRU of `viewSize`
- * workspaces (default 10,000). It moves forward only, by order number. It is
+ * stopped), from the directory's answers only (the reads that notices
+ * prompt, and lookup answers; a notice itself is only a hint to read), in an
+ * LRU of `viewSize` workspaces (default 10,000). It moves forward only, by order number. It is
  * a hint: what it picks is still dialed (the identity handshake, and core's
  * validation when slow) and written conditionally. A workspace the view knows
  * as stopped fails with `NoCurrentAgent` at once, with no dial and no lookup,
  * but only for a lazy bind or a chat bound to a build the view saw
  * superseded (a chat bound to a build the view never saw may be newer than
  * the view, and takes the lazy path), and only within 30 seconds of the stop
- * being heard or confirmed, since a stop makes no dial that could correct
+ * being read or confirmed, since a stop makes no dial that could correct
  * it. When listening stops, or starts a new session, the view forgets
  * everything and every turn validates lazily.
  *
- * With a listening view, every dial is given core's `validateNow` signal: a
- * notice (or an observed lookup answer) saying the dialed build was
- * superseded, or its workspace stopped, while the dial is pending ends the
- * validation delay at once. Core's lookup and the identity handshake still
+ * With a listening view, every dial is given core's `validateNow` signal: an
+ * answer of the directory (a read a notice prompted, or an observed lookup)
+ * saying the dialed build was superseded, or its workspace stopped, while the
+ * dial is pending ends the validation delay at once. Core's lookup and the identity handshake still
  * decide, and the write stays conditional. Without a listening view no
  * signal is passed, and core behaves as without notices.
  *
  * A conditional write that loses to a concurrent writer (a workspace change, or
  * another replica's repair) writes nothing and is counted as `repair_lost`. A
+ * write the store refuses (the directory holds no such build and agent for
+ * the workspace: the lookup does not read the directory the store checks)
+ * fails the turn once with `AgentLookupError`: that agent is not used, and
+ * the turn does not look up again. A
  * lost repair keeps the connection it dialed; a lost lazy bind starts again
  * from the row it re-read (at most 3 times), so a chat whose workspace was
  * just changed dials the new workspace.

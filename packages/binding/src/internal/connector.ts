@@ -72,10 +72,10 @@ export const make = (deps: {
 
     const writeResult = (result: Written): WriteResult => result._tag === "Recorded" ? "recorded" : "lost"
 
-    // Dials `agent` of `workspaceId`. With a view that listens, a notice (or
-    // an observed lookup answer) saying that `agent`'s build was superseded,
-    // or its workspace stopped, while the dial is pending ends the validation
-    // delay at once. That is safe: the signal only moves core's lookup
+    // Dials `agent` of `workspaceId`. With a view that listens, an answer of
+    // the directory (a read a notice prompted, or an observed lookup) saying
+    // that `agent`'s build was superseded, or its workspace stopped, while the
+    // dial is pending ends the validation delay at once. That is safe: the signal only moves core's lookup
     // earlier; the lookup and the identity handshake still decide, and any
     // write that follows is conditional. Without a view, no signal: core
     // behaves exactly as it would without notices.

@@ -18,8 +18,8 @@ import type { Notice, RebuildNotices } from "../RebuildNotices.js"
 export const maxSupersededPerWorkspace = 8
 
 /**
- * How long a stop is trusted after it was last heard or confirmed. A stop is
- * the one hint that makes no dial: a chat of a workspace whose restart notice
+ * How long a stop is trusted after it was last read or confirmed. A stop is
+ * the one answer that makes no dial: a chat of a workspace whose restart notice
  * was lost would fail with `NoCurrentAgent` for as long as the view says
  * "stopped". Past this window the turn takes the lazy path, whose lookup
  * answer (through the directory) confirms the stop or moves the view on.
@@ -30,7 +30,7 @@ export const stoppedTrustMillis = 30_000
 
 interface Entry {
   readonly order: number
-  /** When a notice or lookup answer last said this (Effect clock). */
+  /** When a directory answer (a prompted read, or a lookup) last said this (Effect clock). */
   readonly heardAt: number
   readonly buildId: BuildId
   readonly current: Option.Option<CurrentAgent>
@@ -52,7 +52,7 @@ const unknown: Hint = { _tag: "Unknown" }
 
 /**
  * The moving-forward rule, on its own so the tests and the simulation's model
- * use the very same one: a notice replaces the entry only with a higher order;
+ * use the very same one: an answer replaces the entry only with a higher order;
  * an older one only teaches that its build is superseded.
  *
  * @internal
@@ -105,13 +105,14 @@ interface Waiter {
 
 /**
  * A connector's view: workspace → the latest (order, current agent or
- * stopped) it knows, in an LRU of `size` workspaces. A turn reads the notices
- * queued since the last catch-up when it asks, and the view forgets
+ * stopped) it knows, in an LRU of `size` workspaces, from the directory's
+ * answers only (`RebuildNotices` publishes nothing else). A turn reads the
+ * answers queued since the last catch-up when it asks, and the view forgets
  * everything when the notices' session changes or listening stops.
  *
  * It also keeps the pending dials that asked to be woken (`whenStale`), by
- * workspace. Notices must reach them without a turn, so while at least one
- * waits, one fiber of the connector's Scope reads the notices as they come.
+ * workspace. Answers must reach them without a turn, so while at least one
+ * waits, one fiber of the connector's Scope reads the answers as they come.
  * It is a fiber here, not a callback in `RebuildNotices`' publish path,
  * because (1) `RebuildNotices` stays a plain subscription, shared by every
  * connector of the process; (2) the view's work (the LRU, the waiters) does
@@ -225,7 +226,7 @@ export const make = (
       })
 
     /**
-     * Completes when the view learns, from a notice or an observed lookup
+     * Completes when the view learns, from a prompted read or an observed lookup
      * answer, that `bound` is stale: exactly when `hint(workspaceId,
      * Some(bound))` stops being `Unknown`; at once if it already has. Meant
      * as the dial's `validateNow`: an interrupted wait leaves no waiter.
@@ -268,7 +269,7 @@ export const make = (
       size: Effect.sync(() =>
         entries.size
       ),
-      /** Pending dials waiting for a notice; 0 once every dial has settled. */
+      /** Pending dials waiting for an answer; 0 once every dial has settled. */
       waiters: Effect.sync(() => waiting)
     }
   })
