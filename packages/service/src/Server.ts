@@ -675,6 +675,43 @@ export class ServerMisconfigured extends Schema.TaggedError<ServerMisconfigured>
   message: Schema.String
 }) {}
 
+/**
+ * The server could not listen on its address: the message names the address
+ * and the cause (the port in use, no permission, no such address).
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class CannotListen extends Schema.TaggedError<CannotListen>()("CannotListen", {
+  address: Schema.String,
+  code: Schema.String,
+  cause: Schema.optional(Schema.Defect())
+}) {
+  override get message(): string {
+    const why = this.code === "EADDRINUSE"
+      ? "the port is in use (EADDRINUSE): choose another --port, or stop what holds it"
+      : this.code === "EACCES"
+      ? "permission denied (EACCES): a port below 1024 needs privileges"
+      : this.code === "EADDRNOTAVAIL"
+      ? "no such address on this host (EADDRNOTAVAIL): check --host"
+      : this.cause instanceof Error
+      ? this.cause.message
+      : String(this.cause)
+    return `cannot listen on ${this.address}: ${why}`
+  }
+}
+
+const listenError = (options: ListenOptions) => (error: { readonly cause: unknown }) => {
+  const cause = error.cause
+  const code = typeof cause === "object" && cause !== null && "code" in cause && typeof cause.code === "string"
+    ? cause.code
+    : "unknown"
+  return new CannotListen({ address: `${options.host ?? "127.0.0.1"}:${options.port}`, code, cause })
+}
+
+// A Layer of `A` that fails: what a failed listen is instead of the server's Layer.
+const refuse = <A>(error: CannotListen): Layer.Layer<A, CannotListen> => Layer.effectContext(Effect.fail(error))
+
 const resolveAuthentication = (options: ListenOptions) =>
   options.authentication !== undefined
     ? Effect.succeed(options.authentication)
@@ -745,6 +782,11 @@ const listen = <A, E, R>(options: ListenOptions, app: Layer.Layer<A, E, R>) =>
       // second, keeps a request from outliving its deadline by more than that
       connectionsCheckingInterval: Math.max(25, Math.min(1000, Math.floor(headersMs / 4)))
     })
+    const node = NodeHttpServer.layer(() => server, {
+      port: options.port,
+      host: options.host ?? "127.0.0.1",
+      gracefulShutdownTimeout: options.grace ?? Duration.seconds(10)
+    })
     // Node's `close` closes the connections idle at that moment only: one whose
     // request finishes later stays open until its keep-alive ends (up to 5 s),
     // and the close waits for it. Measured with a turn that ends 4.7 s into an
@@ -758,11 +800,9 @@ const listen = <A, E, R>(options: ListenOptions, app: Layer.Layer<A, E, R>) =>
     ))
     return closeIdleWhileDraining.pipe(
       Layer.provideMerge(app),
-      Layer.provideMerge(NodeHttpServer.layer(() => server, {
-        port: options.port,
-        host: options.host ?? "127.0.0.1",
-        gracefulShutdownTimeout: options.grace ?? Duration.seconds(10)
-      }))
+      Layer.provideMerge(node.pipe(
+        Layer.catchTag("ServeError", (error) => refuse<Layer.Success<typeof node>>(listenError(options)(error)))
+      ))
     )
   }))
 
