@@ -29,17 +29,9 @@ const environment = Layer.succeed(ConfigProvider.ConfigProvider)(ConfigProvider.
 
 // SIGTERM and SIGINT interrupt the program, which then shuts down in order: a
 // stop asked for is a clean stop (exit 0, not Effect's 130), as supervisors
-// expect. An error `main` printed (a usage error, 2; a start-up error, 1) ends
-// the process at once with its code: runMain exits by itself only on a
-// nonzero code, and Node would otherwise wait for whatever handle the failed
-// start left open (a PostgreSQL login that never completes kept a replica
-// alive for good). Any other end is Effect's own code.
-const teardown: Runtime.Teardown = (exit, onExit) => {
-  if (Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)) return onExit(0)
-  const printed = Number(process.exitCode ?? 0)
-  if (Exit.isSuccess(exit) && printed !== 0) return onExit(printed)
-  return Runtime.defaultTeardown(exit, onExit)
-}
+// expect. Any other end is Effect's own code.
+const teardown: Runtime.Teardown = (exit, onExit) =>
+  Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : Runtime.defaultTeardown(exit, onExit)
 
 main(argv).pipe(
   Effect.provide(Layer.mergeAll(NodeServices.layer, logger, environment)),
