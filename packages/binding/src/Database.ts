@@ -64,6 +64,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import type * as Stream from "effect/Stream"
 import type { BindingStoreError, DatabaseConnectError, DatabaseSchemaTooNew } from "./Errors.js"
 import * as internal from "./internal/database.js"
+import * as internalDeadline from "./internal/deadline.js"
 import { DurationInputFromString, NumberFromText } from "./internal/durationInput.js"
 import * as migrations from "./internal/migrations.js"
 
@@ -132,6 +133,21 @@ export const settingNames: { readonly [K in keyof Settings]: string } = internal
  * @category errors
  */
 export type StartError = InvalidOption | DatabaseConnectError | DatabaseSchemaTooNew | BindingStoreError
+
+/**
+ * Bounds a call to the database of your own (a statement of a service on the
+ * same `SqlClient`) by the query deadline of `Deadlines`, as this package
+ * bounds its own: at the deadline the caller fails with a `BindingStoreError`
+ * naming `operation`, at once, and the call is interrupted in the
+ * background (an `@effect/sql-pg` statement then cancels and drains, which a
+ * hung server never lets finish, so it is not waited for).
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const withDeadline =
+  (operation: string) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | BindingStoreError, R> =>
+    Effect.flatMap(internal.Deadlines, (deadlines) => internalDeadline.withDeadline(operation, deadlines.query)(self))
 
 /**
  * Proof that the schema is up to date: `BindingStore.layerSql` and

@@ -166,6 +166,20 @@ describe("Deadlines", () => {
       )
   )
 
+  it.effect("Database.withDeadline bounds a call of one's own by the same deadline, with a BindingStoreError naming it", () =>
+    Effect.gen(function*() {
+      const fiber = yield* Effect.forkChild(Database.withDeadline("Service.ready")(Effect.never))
+      for (let i = 0; i < 50; i++) yield* Effect.yieldNow
+      yield* TestClock.adjust(Duration.subtract(deadline, Duration.millis(1)))
+      assert.isTrue(Option.isNone(yield* poll(fiber)))
+      yield* TestClock.adjust(Duration.millis(1))
+      const error = Option.getOrUndefined(failureOf(yield* Fiber.await(fiber)))
+      assert.strictEqual(error?._tag, "BindingStoreError")
+      assert.include(error?.message, "Service.ready failed: no answer from the database within 2s")
+      // a call that answers in time is untouched
+      assert.strictEqual(yield* Database.withDeadline("Service.ready")(Effect.succeed(7)), 7)
+    }).pipe(Effect.provideService(Database.Deadlines, { query: deadline, migration: deadline })))
+
   it.effect("without a driver Layer's settings, a call's deadline is 10 s, the migrations' 40 s", () =>
     Effect.gen(function*() {
       const deadlines = yield* Database.Deadlines
