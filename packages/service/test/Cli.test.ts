@@ -12,10 +12,11 @@ const bin = fileURLToPath(new URL("../src/bin.ts", import.meta.url))
 const run = (args: ReadonlyArray<string>) =>
   spawnSync(process.execPath, ["--import", "tsx", bin, ...args], { encoding: "utf8", timeout: 80_000 })
 
-const runAsync = (args: ReadonlyArray<string>) =>
+const runAsync = (args: ReadonlyArray<string>, env: Record<string, string | undefined> = {}) =>
   new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve, reject) => {
     // bounded like `run`: spawn kills the child after `timeout`
     const child = spawn(process.execPath, ["--import", "tsx", bin, ...args], {
+      env: { ...process.env, ...env },
       stdio: ["ignore", "pipe", "pipe"],
       timeout: 50_000,
       killSignal: "SIGKILL"
@@ -115,6 +116,38 @@ describe("lazydial-service", () => {
       expect(cluster.stdout).toContain("during a second measured phase, at seeded turns (0: only the steady phase)")
       expect(bad.status).toBe(2)
       expect(bad.stdout).toBe("")
+    },
+    60_000
+  )
+
+  it(
+    "serve and fleet take a token file or --no-auth (neither, both, or bad --owners: exit 2 before anything starts), and the deadlines",
+    async () => {
+      const noFile = { LAZYDIAL_TOKEN_AUTH_FILE: undefined }
+      const [serveHelp, fleetHelp, neither, both, owners] = await Promise.all([
+        runAsync(["serve", "--help"]),
+        runAsync(["fleet", "--help"]),
+        runAsync(["serve", "--port", "0"], noFile),
+        runAsync(["serve", "--port", "0", "--no-auth", "--token-auth-file", "/nonexistent/tokens.csv"], noFile),
+        runAsync(["fleet", "--port", "0", "--no-auth", "--owners", "alice,,bob"], noFile)
+      ])
+      for (const help of [serveHelp.stdout, fleetHelp.stdout]) {
+        for (const flag of ["--token-auth-file", "--no-auth", "--headers-timeout-ms", "--request-timeout-ms"]) {
+          expect(help).toContain(flag)
+        }
+        expect(help).toContain("LAZYDIAL_TOKEN_AUTH_FILE")
+      }
+      expect(fleetHelp.stdout).toContain("--owners")
+      expect(neither.status).toBe(2)
+      expect(neither.stderr).toContain(
+        "serve needs a token file: --token-auth-file PATH or LAZYDIAL_TOKEN_AUTH_FILE"
+      )
+      expect(neither.stderr).toContain("or --no-auth")
+      expect(both.status).toBe(2)
+      expect(both.stderr).toContain("--no-auth and a token file (--token-auth-file) contradict each other")
+      expect(owners.status).toBe(2)
+      expect(owners.stderr).toContain("invalid --owners: got alice,,bob, expected user names separated by commas")
+      for (const result of [neither, both, owners]) expect(result.stdout).toBe("")
     },
     60_000
   )

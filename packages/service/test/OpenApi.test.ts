@@ -90,6 +90,31 @@ layer(TestLayer, { timeout: 120_000, excludeTestServices: true })("the OpenAPI c
     }), 60_000)
 
   it.effect(
+    "the document declares the bearer scheme, on every route but /health (and says who gets 401 and 403)",
+    () =>
+      Effect.gen(function*() {
+        const document = (yield* openapi) as {
+          components: { securitySchemes: Record<string, unknown> }
+          paths: Record<string, Record<string, { security?: Array<unknown>; responses: Record<string, unknown> }>>
+        }
+        expect(document.components.securitySchemes["bearer"]).toMatchObject({ type: "http", scheme: "Bearer" })
+        for (const [path, operations] of Object.entries(document.paths)) {
+          for (const [method, operation] of Object.entries(operations)) {
+            const open = path === "/health"
+            expect([method, path, operation.security]).toEqual([method, path, open ? [] : [{ bearer: [] }]])
+            expect([method, path, "401" in operation.responses]).toEqual([method, path, !open])
+            expect([method, path, "403" in operation.responses]).toEqual([
+              method,
+              path,
+              /\/workspaces\/\{workspace_id\}\//.test(path)
+            ])
+          }
+        }
+      }),
+    60_000
+  )
+
+  it.effect(
     "a client generated from the document typechecks and calls the server from another process",
     () =>
       Effect.gen(function*() {
