@@ -16,6 +16,8 @@ import * as P from "./processes.js"
 const hasDatabase = P.databaseUrl !== ""
 const channel = "lazydial_rebuilds"
 const attacker = "lazydial_attacker"
+// the service's own role: no superuser, it owns its database and the tables it makes there
+const serviceRole = "lazydial_service"
 // the validation delay of the issue's replicas: a turn that waits for it takes 500 ms
 const validationDelayMs = 500
 
@@ -27,6 +29,7 @@ interface Turn {
   readonly workspace: string | undefined
   readonly outcome: string | undefined
   readonly reason: string | undefined
+  readonly message: string | undefined
   readonly startedAt: number
   readonly ms: number
 }
@@ -43,6 +46,7 @@ const turn = async (replica: P.Proc, chatId: string, token: string | undefined, 
     workspace: reply[2],
     outcome: result.body?.["outcome"],
     reason: result.body?.["reason"],
+    message: result.body?.["message"],
     startedAt,
     ms: performance.now() - startedAt
   }
@@ -125,7 +129,7 @@ BEGIN
   INSERT INTO test_binding_history (chat_id, workspace_id, build_id, agent_id)
   VALUES (NEW.chat_id, NEW.workspace_id, NEW.build_id, NEW.agent_id);
   RETURN NEW;
-END $$ LANGUAGE plpgsql;
+END $$ LANGUAGE plpgsql SECURITY DEFINER;
 DROP TRIGGER IF EXISTS test_binding_history ON lazydial_chat_bindings;
 CREATE TRIGGER test_binding_history AFTER INSERT OR UPDATE ON lazydial_chat_bindings
 FOR EACH ROW EXECUTE FUNCTION test_binding_history();`
@@ -147,16 +151,18 @@ describe.skipIf(!hasDatabase)(
     beforeAll(() => {
       if (!hasDatabase) return
       // the attacking role: it may log in and connect (PUBLIC's default), nothing more
-      P.psql(`DO $$ BEGIN CREATE ROLE ${attacker} LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`)
+      for (const role of [attacker, serviceRole]) {
+        P.psql(`DO $$ BEGIN CREATE ROLE ${role} LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`)
+      }
     })
     afterAll(() => fs.rmSync(tokens.path, { force: true }))
 
     /** A fleet of two workspaces, one the victim's and one the other user's, on a database of its own; and a replica. */
     const start = async (database: string, ...replicaFlags: Array<string>) => {
-      url = P.freshDatabase(database)
-      const fleet = await P.fleetOn(url, 2, ...P.ownersArgs(["victim", "other"]), ...auth())
+      url = P.freshDatabase(database, serviceRole)
+      const fleet = await P.fleetOn(P.urlAs(serviceRole, url), 2, ...P.ownersArgs(["victim", "other"]), ...auth())
       const replica = await P.serveOn(
-        url,
+        P.urlAs(serviceRole, url),
         "--validation-delay-ms",
         String(validationDelayMs),
         ...auth(),
@@ -184,16 +190,19 @@ describe.skipIf(!hasDatabase)(
       }
 
       const chats = await Promise.all(Array.from({ length: 4 }, () => createChat(replica, victimWorkspace, victim)))
-      for (const chatId of chats) expect((await turn(replica, chatId, victim)).status).toBe(200)
+      for (const chatId of chats) {
+        const bound = await turn(replica, chatId, victim)
+        expect(bound.status, JSON.stringify(bound)).toBe(200)
+      }
       // the other workspace's agent is live, and this replica has dialed it
       const otherChat = await createChat(replica, otherWorkspace, other)
       const otherTurn = await turn(replica, otherChat, other)
-      expect(otherTurn.status).toBe(200)
+      expect(otherTurn.status, JSON.stringify(otherTurn)).toBe(200)
       const otherAgent = otherTurn.agent!
       P.psql(historyTrigger, url)
 
       const heardBefore = await noticeCounters(replica)
-      const traffic = load(replica, chats, victim)
+      const before = load(replica, chats, victim)
       const health = healthProbe(replica)
       await P.sleep(500)
 
@@ -212,10 +221,14 @@ describe.skipIf(!hasDatabase)(
       )
       await P.sleep(1500)
 
-      // a real rebuild, whose old agent hangs: the victim's turns follow it to the new agent
+      // a real rebuild, whose old agent hangs: the victim's turns follow it to the new agent. The traffic
+      // pauses meanwhile: a turn whose exchange reached the old agent as it hung would wait for its answer in
+      // vain, which is what a hung agent does, not what a notice does
+      await before.stop()
       const rebuilt = await P.post(`${fleet.url}/workspaces/${victimWorkspace}/rebuild`, { mode: "hang" }, operator)
       expect(rebuilt.status).toBe(200)
       const next = rebuilt.body!["agent_id"] as string
+      const traffic = load(replica, chats, victim)
       // asserted at the end, after the figures are printed
       const followed = await P.eventually(
         async () => traffic.turns.slice(-chats.length).every((t) => t.agent === next),
@@ -259,7 +272,7 @@ describe.skipIf(!hasDatabase)(
       await traffic.stop()
       await health.stop()
 
-      const turns = traffic.turns
+      const turns = [...before.turns, ...traffic.turns]
       const failed = turns.filter((t) => t.status !== 200)
       const elsewhere = turns.filter((t) => t.workspace !== victimWorkspace || t.agent === otherAgent)
       const victimAgents = new Set(
@@ -282,9 +295,16 @@ describe.skipIf(!hasDatabase)(
           `50,000 junk payloads sent in ${Math.round(junkSent - junkFrom)} ms, /health max ${
             Math.round(Math.max(...junkHealth.map((p) => p.ms)))
           } ms over ${junkHealth.length} probes meanwhile, ${junkLog} bytes of log; ` +
-          `${writesAfter} binding writes after the forged notices; notice counters +${
-            (await noticeCounters(replica)) - heardBefore
-          }`
+          `${writesAfter} binding writes after the forged notices; failed turns: ${
+            JSON.stringify(
+              failed.slice(0, 5).map((t) => ({
+                status: t.status,
+                reason: t.reason,
+                message: t.message,
+                ms: Math.round(t.ms)
+              }))
+            )
+          }; notice counters +${(await noticeCounters(replica)) - heardBefore}`
       )
 
       expect(turns.length).toBeGreaterThan(100)
@@ -321,11 +341,36 @@ describe.skipIf(!hasDatabase)(
       expect(replica.child.exitCode).toBeNull()
     })
 
+    it("a secrets table made first by another role: the fleet refuses to start, and writes no secret", () => {
+      // the schema as PostgreSQL 14 and older leave it: anyone may create tables in it
+      url = P.freshDatabase("lazydial_trust_squatted", serviceRole)
+      P.psql("GRANT CREATE ON SCHEMA public TO PUBLIC", url)
+      P.psql(
+        `CREATE TABLE lazydial_service_agent_secrets (agent_id text PRIMARY KEY, secret text NOT NULL);
+GRANT ALL ON lazydial_service_agent_secrets TO PUBLIC`,
+        P.urlAs(attacker, url)
+      )
+      const result = P.runToEnd([
+        "fleet",
+        "--port",
+        "0",
+        "--database-url",
+        P.urlAs(serviceRole, url),
+        "--workspaces",
+        "1",
+        ...(P.hasAuthFlags() ? ["--no-auth"] : [])
+      ])
+      expect(result.status).not.toBe(0)
+      expect(result.stderr).toContain(`table lazydial_service_agent_secrets is owned by role ${attacker}`)
+      expect(result.stdout).toBe("")
+      expect(P.psql("SELECT count(*) FROM lazydial_service_agent_secrets", P.urlAs(attacker, url))).toBe("0")
+    })
+
     it("an impostor on a freed agent port is refused, and a restarted fleet takes the workspace back", async () => {
       const { fleet, replica, victimWorkspace } = await start("lazydial_trust_impostor")
       const chatId = await createChat(replica, victimWorkspace, victim)
       const first = await turn(replica, chatId, victim)
-      expect(first.status).toBe(200)
+      expect(first.status, JSON.stringify(first)).toBe(200)
       const agentId = first.agent!
       const port = Number(P.psql(`SELECT port FROM lazydial_service_agents WHERE agent_id = '${agentId}'`, url))
 
@@ -373,8 +418,13 @@ describe.skipIf(!hasDatabase)(
         await new Promise((resolve) => impostor.close(resolve))
       }
 
-      // the fleet again, on the same database: it takes the workspace back with a new agent
-      const restarted = await P.fleetOn(url, 2, ...P.ownersArgs(["victim", "other"]), ...auth())
+      // the fleet again, on the same database: it takes the workspace back with a new agent; the attacking
+      // role holds the advisory lock of the address book's first migration meanwhile, which cannot stop it
+      const squatter = P.psqlSession(P.urlAs(attacker, url))
+      squatter.send("SELECT pg_advisory_lock(7263101); SELECT 'held';")
+      expect(await P.eventually(async () => squatter.output().includes("held"), 10_000)).toBe(true)
+      const restarted = await P.fleetOn(P.urlAs(serviceRole, url), 2, ...P.ownersArgs(["victim", "other"]), ...auth())
+        .finally(squatter.close)
       expect(restarted.info["taken_back"]).toBe(2)
       expect(restarted.info["workspaces"]).toContain(victimWorkspace)
       const taken = latestBuild(victimWorkspace, url).agentId
@@ -452,7 +502,9 @@ describe.skipIf(!hasDatabase)(
       expect(stop && startPg).toBeTruthy()
       const { fleet, replica, victimWorkspace } = await start("lazydial_trust_killed")
       const chatId = await createChat(replica, victimWorkspace, victim)
-      const old = (await turn(replica, chatId, victim)).agent!
+      const bound = await turn(replica, chatId, victim)
+      expect(bound.status, JSON.stringify(bound)).toBe(200)
+      const old = bound.agent!
 
       const { lock, rebuild } = await holdTheRecord(fleet, victimWorkspace)
       const killedAt = performance.now()
@@ -491,7 +543,8 @@ describe.skipIf(!hasDatabase)(
     it("a rebuild with the database hung (SIGSTOP) in its middle answers within its deadline and leaves the workspace serving", async () => {
       const { fleet, replica, victimWorkspace } = await start("lazydial_trust_hung")
       const chatId = await createChat(replica, victimWorkspace, victim)
-      expect((await turn(replica, chatId, victim)).status).toBe(200)
+      const bound = await turn(replica, chatId, victim)
+      expect(bound.status, JSON.stringify(bound)).toBe(200)
 
       const { lock, rebuild } = await holdTheRecord(fleet, victimWorkspace)
       const hungAt = performance.now()

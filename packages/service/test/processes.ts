@@ -179,12 +179,13 @@ export const get = async (url: string, token?: string) => {
 }
 
 /**
- * A database of its own on the test server, created afresh: for a test whose
- * fleet must not take back the workspaces (and owners) of another's.
+ * A database of its own on the test server, created afresh (owned by `owner`
+ * when given): for a test whose fleet must not take back the workspaces (and
+ * owners) of another's.
  */
-export const freshDatabase = (name: string): string => {
+export const freshDatabase = (name: string, owner?: string): string => {
   psql(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-  psql(`CREATE DATABASE ${name}`)
+  psql(`CREATE DATABASE ${name}${owner === undefined ? "" : ` OWNER ${owner}`}`)
   const url = new URL(databaseUrl)
   url.pathname = `/${name}`
   return url.toString()

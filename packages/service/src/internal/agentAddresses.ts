@@ -110,30 +110,61 @@ const boundedIn =
 export const makeSql = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const bounded = boundedIn(yield* Effect.scope)
-  yield* sql.withTransaction(Effect.gen(function*() {
-    yield* sql`SELECT pg_advisory_xact_lock(${lockKey})`
-    yield* sql`CREATE TABLE IF NOT EXISTS ${sql(workspacesTable)} (
+  const migrate = Effect.gen(function*() {
+    // Any role that can connect can take any advisory lock, and hold it: when
+    // the tables are there already (every start but the first), the lock is
+    // not taken, so such a role cannot keep a replica from starting.
+    const [state] = yield* sql<{ readonly ready: boolean }>`SELECT to_regclass(${workspacesTable}) IS NOT NULL
+  AND to_regclass(${agentsTable}) IS NOT NULL AND to_regclass(${agentSecretsTable}) IS NOT NULL
+  AND EXISTS (
+    SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(${workspacesTable}) AND attname = 'owner' AND NOT attisdropped
+  ) AS ready`
+    if (state?.ready !== true) {
+      yield* sql.withTransaction(Effect.gen(function*() {
+        yield* sql`SELECT pg_advisory_xact_lock(${lockKey})`
+        yield* sql`CREATE TABLE IF NOT EXISTS ${sql(workspacesTable)} (
   workspace_id text PRIMARY KEY,
   created_at timestamptz NOT NULL DEFAULT now()
 )`
-    // NULL: recorded before owners existed, read as `defaultOwner`
-    yield* sql`ALTER TABLE ${sql(workspacesTable)} ADD COLUMN IF NOT EXISTS owner text`
-    yield* sql`CREATE TABLE IF NOT EXISTS ${sql(agentsTable)} (
+        // NULL: recorded before owners existed, read as `defaultOwner`
+        yield* sql`ALTER TABLE ${sql(workspacesTable)} ADD COLUMN IF NOT EXISTS owner text`
+        yield* sql`CREATE TABLE IF NOT EXISTS ${sql(agentsTable)} (
   agent_id text PRIMARY KEY,
   workspace_id text NOT NULL,
   host text NOT NULL,
   port integer NOT NULL,
   created_at timestamptz NOT NULL DEFAULT now()
 )`
-    // A table of its own, so that a grant of the addresses (to a monitoring
-    // role, say) never grants the secrets. The owner's privileges are all
-    // there is: PUBLIC has none on a new table, and this says so explicitly.
-    yield* sql`CREATE TABLE IF NOT EXISTS ${sql(agentSecretsTable)} (
+        // A table of its own, so that a grant of the addresses (to a monitoring
+        // role, say) never grants the secrets. The owner's privileges are all
+        // there is: PUBLIC has none on a new table, and this says so explicitly.
+        yield* sql`CREATE TABLE IF NOT EXISTS ${sql(agentSecretsTable)} (
   agent_id text PRIMARY KEY,
   secret text NOT NULL
 )`
-    yield* sql`REVOKE ALL ON ${sql(agentSecretsTable)} FROM PUBLIC`
-  })).pipe(bounded("AgentAddresses.migrate", Duration.times(queryTimeout, 2)))
+        yield* sql`REVOKE ALL ON ${sql(agentSecretsTable)} FROM PUBLIC`
+      }))
+    }
+    // `CREATE TABLE IF NOT EXISTS` keeps a table that someone else made first:
+    // where PUBLIC may create tables in the schema (PostgreSQL 14 and older by
+    // default), another role could make the secrets table, own it, and read
+    // every secret written to it. The tables must be this role's (or a role's
+    // it belongs to).
+    const foreign = yield* sql<{ readonly table: string; readonly owner: string }>`SELECT c.relname AS table,
+  pg_get_userbyid(c.relowner) AS owner
+FROM pg_class c
+WHERE c.oid IN (to_regclass(${workspacesTable}), to_regclass(${agentsTable}), to_regclass(${agentSecretsTable}))
+  AND NOT pg_has_role(c.relowner, 'USAGE')`
+    if (foreign.length > 0) {
+      return yield* Effect.fail(
+        new Error(
+          `${foreign.map((row) => `table ${row.table} is owned by role ${row.owner}`).join(", ")}, not by this ` +
+            "service's role: drop it (its contents cannot be trusted), or start as its owner"
+        )
+      )
+    }
+  })
+  yield* migrate.pipe(bounded("AgentAddresses.migrate", Duration.times(queryTimeout, 2)))
 
   const addresses = new BoundedCache<AgentId, AgentAddress>(cacheCapacity)
   const owners = new BoundedCache<WorkspaceId, string>(cacheCapacity)
