@@ -65,7 +65,7 @@ export interface AgentAddress {
 /**
  * A workspace and the user it belongs to.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface WorkspaceOwner {
@@ -105,7 +105,7 @@ export const agentsTable: string = internal.agentsTable
  * The table of agent secrets: the service's role owns it and grants it to no
  * one.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constants
  */
 export const agentSecretsTable: string = internal.agentSecretsTable
@@ -114,7 +114,7 @@ export const agentSecretsTable: string = internal.agentSecretsTable
  * The owner of a workspace recorded with none: before owners existed, or by
  * `ControlPlane.setCurrent` of a workspace never added.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constants
  */
 export const defaultOwner: string = internal.defaultOwner
@@ -124,7 +124,7 @@ export const defaultOwner: string = internal.defaultOwner
  * `DatabaseUnavailable`, measured on the client, so it holds when the server
  * is hung.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constants
  */
 export const queryTimeout: Duration.Duration = internal.queryTimeout
@@ -132,7 +132,7 @@ export const queryTimeout: Duration.Duration = internal.queryTimeout
 /**
  * How many resolved addresses (and owners) a replica keeps in memory.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constants
  */
 export const cacheCapacity: number = internal.cacheCapacity

@@ -58,7 +58,7 @@ import { type AgentInfo, Fleet, type RetireMode, type StopMode } from "./Fleet.j
  * owner, `fleet` with no `--owners`), and of workspaces recorded before
  * owners existed.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constants
  */
 export const defaultOwner: string = addressesDefaultOwner
@@ -66,7 +66,7 @@ export const defaultOwner: string = addressesDefaultOwner
 /**
  * No workspace has this id.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category errors
  */
 export class UnknownWorkspace extends Schema.TaggedError<UnknownWorkspace>()("UnknownWorkspace", {
@@ -81,7 +81,7 @@ export class UnknownWorkspace extends Schema.TaggedError<UnknownWorkspace>()("Un
  * A rebuild of a stopped workspace: there is no agent to replace. Start it
  * first.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category errors
  */
 export class WorkspaceStopped extends Schema.TaggedError<WorkspaceStopped>()("WorkspaceStopped", {
@@ -95,7 +95,7 @@ export class WorkspaceStopped extends Schema.TaggedError<WorkspaceStopped>()("Wo
 /**
  * A start of a workspace that is not stopped: it has an agent already.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category errors
  */
 export class WorkspaceNotStopped extends Schema.TaggedError<WorkspaceNotStopped>()("WorkspaceNotStopped", {
@@ -110,7 +110,7 @@ export class WorkspaceNotStopped extends Schema.TaggedError<WorkspaceNotStopped>
  * One workspace as the control plane lists it: its id, its current agent
  * (None: stopped), and its owner.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export type ListedWorkspace = readonly [workspaceId: WorkspaceId, current: Option.Option<CurrentAgent>, owner: string]
@@ -345,7 +345,7 @@ export const stop = (
  * Starts a stopped workspace again: a new agent, recorded as current. A
  * workspace that is running fails with `WorkspaceNotStopped`.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category operations
  */
 export const start = (
@@ -376,7 +376,7 @@ export const start = (
  * directory cannot answer, or a record fails, the workspace stays unsettled,
  * for the next try.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category operations
  */
 export const settle = (
@@ -409,7 +409,7 @@ export const settle = (
  * of each). Answers the running workspaces, in the order they were first
  * recorded; stopped workspaces stay stopped.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category operations
  */
 export const takeBack: Effect.Effect<ReadonlyArray<WorkspaceId>, DatabaseUnavailable, FleetServices> = Effect.gen(
@@ -429,7 +429,7 @@ export const takeBack: Effect.Effect<ReadonlyArray<WorkspaceId>, DatabaseUnavail
 /**
  * How often `keepSettled` looks for unsettled workspaces.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constants
  */
 export const settleInterval: Duration.Duration = Duration.seconds(1)
@@ -439,7 +439,7 @@ export const settleInterval: Duration.Duration = Duration.seconds(1)
  * until it is settled. Costs nothing while none is: only the fleet's own
  * memory is read. Run it in the fleet's scope.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category operations
  */
 export const keepSettled = (

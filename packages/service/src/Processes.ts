@@ -139,7 +139,7 @@ type DatabaseTarget = { readonly url: string; readonly source: string }
  * The owner of the `i`th workspace a process creates: the owners in turn, or
  * `ControlPlane.defaultOwner` when none is given.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category settings
  */
 export const ownerAt = (owners: ReadonlyArray<string> | undefined, i: number): string =>
@@ -157,7 +157,7 @@ const startWorkspaces = (count: number, owners: ReadonlyArray<string> | undefine
  * What a process passes on to its HTTP server, beyond the address and the
  * grace period: `Server.ListenOptions` as the server module defines them.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export type ServerOptions = Omit<Server.ListenOptions, "port" | "host" | "grace">
