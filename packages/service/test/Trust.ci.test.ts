@@ -378,7 +378,10 @@ GRANT ALL ON lazydial_service_agent_secrets TO PUBLIC`,
       fleet.child.kill("SIGKILL")
       await fleet.exited
       const heard: Array<string> = []
+      const accepted = new Set<Net.Socket>()
       const impostor = Net.createServer((socket) => {
+        accepted.add(socket)
+        socket.on("close", () => accepted.delete(socket))
         socket.on("error", () => {})
         let buffer = ""
         socket.on("data", (chunk: Buffer) => {
@@ -415,6 +418,8 @@ GRANT ALL ON lazydial_service_agent_secrets TO PUBLIC`,
         expect(heard.some((line) => line.startsWith("hello "))).toBe(true)
         expect(heard.filter((line) => line.startsWith("turn"))).toEqual([])
       } finally {
+        // its connections go first: a server's close waits for them
+        for (const socket of accepted) socket.destroy()
         await new Promise((resolve) => impostor.close(resolve))
       }
 
@@ -464,6 +469,11 @@ GRANT ALL ON lazydial_service_agent_secrets TO PUBLIC`,
     const refuses = (port: number) =>
       new Promise<boolean>((resolve) => {
         const socket = Net.connect({ host: "127.0.0.1", port })
+        // a listener answers a local connect at once: no answer in 2 s is no refusal either
+        socket.setTimeout(2000, () => {
+          socket.destroy()
+          resolve(false)
+        })
         socket.once("connect", () => {
           socket.destroy()
           resolve(false)
