@@ -107,6 +107,8 @@ export interface FleetStats {
   /** Accepted sockets not yet closed. 0 once the fleet is shut down. */
   readonly acceptedOpen: number
   readonly listening: number
+  /** Workspaces whose change is in flight or waited for (`exclusive`); 0 when none is. */
+  readonly workspaceLocks: number
 }
 
 /**

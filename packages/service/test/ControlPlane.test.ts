@@ -12,6 +12,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { AgentDialer, type AgentId, type CurrentAgent, type WorkspaceId } from "@lazydial/core"
 import { assertEqual } from "@lazydial/core/testing"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/testing/TestClock"
@@ -190,9 +191,16 @@ describe("ControlPlane: rebuilds that cannot strand a workspace", () => {
     return Effect.gen(function*() {
       const workspaceId = newWorkspace()
       yield* ControlPlane.startWorkspace(workspaceId)
-      yield* Effect.all([ControlPlane.rebuild(workspaceId, "die"), ControlPlane.rebuild(workspaceId, "die")], {
+      const fleet = yield* Fleet.Fleet
+      const both = Effect.all([ControlPlane.rebuild(workspaceId, "die"), ControlPlane.rebuild(workspaceId, "die")], {
         concurrency: 2
       })
+      const running = yield* Effect.forkChild(both)
+      yield* Effect.yieldNow
+      // one lock for the workspace, held by one rebuild and waited for by the other
+      expect((yield* fleet.stats).workspaceLocks).toBe(1)
+      yield* Fiber.join(running)
+      expect((yield* fleet.stats).workspaceLocks).toBe(0)
       const current = Option.getOrThrow(yield* agentOf(workspaceId))
       expect(yield* servingIds(workspaceId)).toEqual([current])
     }).pipe(Effect.provide(layer))
@@ -276,6 +284,9 @@ describe("ControlPlane: start, and the typed errors of a workspace in the wrong 
         expect(error._tag).toBe("UnknownWorkspace")
       }
       expect(yield* servingIds(unknown)).toEqual([])
+      // no lock is left behind for the ids asked for: a map of them would grow with the requests
+      const fleet = yield* Fleet.Fleet
+      expect((yield* fleet.stats).workspaceLocks).toBe(0)
     }).pipe(Effect.provide(layer))
   })
 })

@@ -20,6 +20,7 @@ export interface FleetCounters {
   accepted: number
   acceptedClosed: number
   listening: number
+  workspaceLocks: number
 }
 
 export const makeCounters = (): FleetCounters => ({
@@ -31,7 +32,8 @@ export const makeCounters = (): FleetCounters => ({
   handshakesCut: 0,
   accepted: 0,
   acceptedClosed: 0,
-  listening: 0
+  listening: 0,
+  workspaceLocks: 0
 })
 
 interface Agent {
@@ -86,7 +88,7 @@ const closeAgent = (agent: Agent) =>
 export const makeWith = (counters: FleetCounters): Effect.Effect<Fleet["Service"], never, Scope.Scope> =>
   Effect.gen(function*() {
     const agents = new Map<AgentId, Agent>()
-    const locks = new Map<WorkspaceId, Semaphore.Semaphore>()
+    const locks = new Map<WorkspaceId, { readonly semaphore: Semaphore.Semaphore; users: number }>()
     const unsettled = new Set<WorkspaceId>()
 
     const handle = (agent: Agent, socket: Net.Socket) => {
@@ -197,14 +199,26 @@ export const makeWith = (counters: FleetCounters): Effect.Effect<Fleet["Service"
         return closeAgent(agent)
       })
 
+    // A lock lives while someone holds it or waits for it: ids come from
+    // requests, and a map that kept one per id ever asked for would grow
+    // with them.
     const exclusive = (workspaceId: WorkspaceId) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       Effect.suspend(() => {
         let lock = locks.get(workspaceId)
         if (lock === undefined) {
-          lock = Semaphore.makeUnsafe(1)
+          lock = { semaphore: Semaphore.makeUnsafe(1), users: 0 }
           locks.set(workspaceId, lock)
+          counters.workspaceLocks++
         }
-        return Semaphore.withPermit(lock, effect)
+        const held = lock
+        held.users++
+        return Semaphore.withPermit(held.semaphore, effect).pipe(
+          Effect.ensuring(Effect.sync(() => {
+            if (--held.users > 0) return
+            locks.delete(workspaceId)
+            counters.workspaceLocks--
+          }))
+        )
       })
 
     yield* Effect.addFinalizer(() =>
@@ -245,7 +259,8 @@ export const snapshot = (counters: FleetCounters): FleetStats => ({
   handshakesCut: counters.handshakesCut,
   accepted: counters.accepted,
   acceptedOpen: counters.accepted - counters.acceptedClosed,
-  listening: counters.listening
+  listening: counters.listening,
+  workspaceLocks: counters.workspaceLocks
 })
 
 export const make = Effect.suspend(() => makeWith(makeCounters()))
