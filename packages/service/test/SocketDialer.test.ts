@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { AgentDialer, type AgentDialError, type AgentId, type WorkspaceId } from "@lazydial/core"
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -11,6 +12,7 @@ import { randomUUID } from "node:crypto"
 import * as Net from "node:net"
 import * as AgentAddresses from "../src/AgentAddresses.js"
 import * as Fleet from "../src/Fleet.js"
+import * as FleetInternal from "../src/internal/fleet.js"
 import * as Handshake from "../src/internal/handshake.js"
 import * as SocketDialer from "../src/SocketDialer.js"
 
@@ -81,6 +83,26 @@ describe("SocketDialer", () => {
       )
     )
   })
+})
+
+describe("Fleet", () => {
+  it.effect("remembers the most recent dead agents only: an older one's dial finds no address", () =>
+    Effect.gen(function*() {
+      const fleet = yield* FleetInternal.makeWith(Fleet.makeCounters(), { retainDead: 2 })
+      const agents = yield* Effect.forEach([1, 2, 3], () => fleet.start(workspace))
+      for (const agent of agents) yield* fleet.retire(agent.agentId, "die")
+      expect(agents.map((agent) => Option.isSome(fleet.info(agent.agentId)))).toEqual([false, true, true])
+      const dialer = yield* SocketDialer.layer(SocketDialer.makeCounters()).pipe(
+        Layer.provide(AgentAddresses.layerFleet),
+        Layer.provide(Layer.succeed(Fleet.Fleet, fleet)),
+        Layer.build,
+        Effect.map(Context.get(AgentDialer.AgentDialer))
+      )
+      const forgotten = yield* Effect.flip(Effect.scoped(dialer.dial(agents[0]!.agentId)))
+      expect(forgotten.reason).toBe("Unreachable")
+      const remembered = yield* Effect.flip(Effect.scoped(dialer.dial(agents[2]!.agentId)))
+      expect(remembered.reason).toBe("Refused")
+    }).pipe(Effect.scoped))
 })
 
 /**

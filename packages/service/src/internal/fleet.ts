@@ -85,9 +85,29 @@ const closeAgent = (agent: Agent) =>
     return Effect.forEach(listeners, closeListener, { discard: true, concurrency: "unbounded" })
   })
 
-export const makeWith = (counters: FleetCounters): Effect.Effect<Fleet["Service"], never, Scope.Scope> =>
+/**
+ * How many dead agents the fleet remembers (for its address book: a dial of
+ * one is refused, as a dead process's port refuses). Older ones are
+ * forgotten, so that a fleet that rebuilds for days does not grow without
+ * end: a dial of a forgotten agent finds no address.
+ */
+export const retainDead = 10_000
+
+export const makeWith = (
+  counters: FleetCounters,
+  options: { readonly retainDead?: number } = {}
+): Effect.Effect<Fleet["Service"], never, Scope.Scope> =>
   Effect.gen(function*() {
     const agents = new Map<AgentId, Agent>()
+    // the dead ones, oldest first (a Set iterates in insertion order)
+    const dead = new Set<AgentId>()
+    const bury = (agentId: AgentId) => {
+      dead.add(agentId)
+      if (dead.size <= (options.retainDead ?? retainDead)) return
+      const oldest = dead.values().next().value!
+      dead.delete(oldest)
+      agents.delete(oldest)
+    }
     const locks = new Map<WorkspaceId, { readonly semaphore: Semaphore.Semaphore; users: number }>()
     const unsettled = new Set<WorkspaceId>()
 
@@ -183,6 +203,7 @@ export const makeWith = (counters: FleetCounters): Effect.Effect<Fleet["Service"
         agent.state = "dead"
         if (mode === "die") counters.died++
         counters.listening--
+        bury(agentId)
         const next = successor === undefined ? undefined : agents.get(successor)
         if (mode === "reuse_port" && next !== undefined && next.state === "serving") {
           // the old process is gone (its connections with it) and the next one
