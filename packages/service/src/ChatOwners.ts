@@ -12,8 +12,11 @@
  * owner is a fact of this service's users (a name from its token file), not
  * of the binding library, which knows chats, workspaces and agents only. The
  * table is created like `AgentAddresses`' (`CREATE TABLE IF NOT EXISTS` under
- * a transaction-scoped advisory lock), and the chat's row references nothing
- * in binding's tables, so either side can change alone.
+ * a transaction-scoped advisory lock, taken only when the table is missing, so
+ * a role that holds the lock cannot keep a replica from starting), and the
+ * chat's row references nothing in binding's tables, so either side can
+ * change alone. A table of that name that another role owns is refused at
+ * start: its rows could give any chat to anyone.
  *
  * The owner is recorded before the chat is created: a chat never exists
  * without one. A failure between the two leaves an owner for a chat that
@@ -22,15 +25,14 @@
  * An owner is written once and never changes, so a replica caches the owners
  * it read, at most `cacheCapacity` of them (the oldest go first); only
  * answers that found an owner are cached. A steady-state turn reads no owner
- * from the database. Every statement has a client-side deadline
- * (`queryTimeout`) that holds when the server hangs: it fails as
- * `DatabaseUnavailable`.
+ * from the database. Every statement has binding's client-side query
+ * deadline (`Database.withDeadline`, `LAZYDIAL_DB_QUERY_DEADLINE`), which
+ * holds when the server hangs: it fails as `DatabaseUnavailable`.
  *
  * @since 0.2.0
  */
 import type { ChatId } from "@lazydial/core"
 import * as Context from "effect/Context"
-import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
@@ -61,14 +63,6 @@ export class ChatOwners extends Context.Service<
 export const table: string = internal.table
 
 /**
- * How long a statement of `layerSql` may take, measured on the client.
- *
- * @since 0.2.0
- * @category constants
- */
-export const queryTimeout: Duration.Duration = internal.queryTimeout
-
-/**
  * How many owners a replica keeps in memory.
  *
  * @since 0.2.0
@@ -78,8 +72,8 @@ export const cacheCapacity: number = internal.cacheCapacity
 
 /**
  * The owners in the shared database; creates the table when missing, and
- * fails (`DatabaseUnavailable`) when that takes longer than `queryTimeout`
- * twice over.
+ * fails (`DatabaseUnavailable`) when the database does not answer within the
+ * query deadline.
  *
  * @since 0.2.0
  * @category layers

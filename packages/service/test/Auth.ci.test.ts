@@ -163,6 +163,27 @@ describe.skipIf(!hasDatabase)(
       expect([resumed.status, resumed.body?.["agent_id"]]).toEqual([200, started.body!["agent_id"]])
     })
 
+    it("a chat owners table that another role made first is refused at start: its rows could give any chat to anyone", () => {
+      // the service as a role of its own (a superuser is a member of every role: nothing would be foreign to it),
+      // owning its database, and an intruder that may create tables in its schema
+      const own = P.freshDatabase("lazydial_auth_foreign_test")
+      for (const role of ["lazydial_auth_service", "lazydial_auth_intruder"]) {
+        P.psql(`DO $$ BEGIN CREATE ROLE ${role} LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`)
+      }
+      P.psql("ALTER DATABASE lazydial_auth_foreign_test OWNER TO lazydial_auth_service")
+      P.psql("GRANT CREATE ON SCHEMA public TO lazydial_auth_intruder", own)
+      const service = P.urlAs("lazydial_auth_service", own)
+      P.psql(
+        "CREATE TABLE lazydial_service_chat_owners (chat_id text PRIMARY KEY, owner text NOT NULL, created_at timestamptz)",
+        P.urlAs("lazydial_auth_intruder", own)
+      )
+      const refused = P.runToEnd(["serve", "--port", "0", "--database-url", service, "--token-auth-file", tokens.path])
+      expect(refused.status).toBe(1)
+      expect(refused.stderr).toContain(
+        "table lazydial_service_chat_owners is owned by role lazydial_auth_intruder, not by this service's role"
+      )
+    })
+
     it("a process with no token file refuses to start unless --no-auth, naming both; a bad file is refused with its line", () => {
       for (const command of ["serve", "fleet"]) {
         const none = P.runToEnd([command, "--port", "0", "--database-url", url], { LAZYDIAL_TOKEN_AUTH_FILE: "" })
