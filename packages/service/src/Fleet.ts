@@ -24,7 +24,9 @@
  *
  * The fleet also keeps the address book (agent id to port) that a dialer needs,
  * like the tailnet address a real deployment would use. Addresses of retired
- * agents stay in the book, as stale addresses do.
+ * agents stay in the book, as stale addresses do; of the dead ones, the
+ * 10,000 most recent (older ones are forgotten, so the book does not grow
+ * with every rebuild). Hung agents stay, listening, for the life of the fleet.
  *
  * @since 0.1.0
  */
