@@ -32,14 +32,14 @@
  * never changed: `addWorkspace` of a recorded workspace keeps its first owner.
  * A workspace recorded before owners existed belongs to `defaultOwner`.
  *
- * Every statement has a client-side deadline (`queryTimeout`), which holds
- * when the server hangs: it fails as `DatabaseUnavailable`.
+ * Every statement has binding's client-side query deadline
+ * (`Database.withDeadline`, `LAZYDIAL_DB_QUERY_DEADLINE`), which holds when
+ * the server hangs: it fails as `DatabaseUnavailable`.
  *
  * @since 0.1.0
  */
 import type { AgentId, WorkspaceId } from "@lazydial/core"
 import * as Context from "effect/Context"
-import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
@@ -120,16 +120,6 @@ export const agentSecretsTable: string = internal.agentSecretsTable
 export const defaultOwner: string = internal.defaultOwner
 
 /**
- * How long a statement of `layerSql` may take before it fails as
- * `DatabaseUnavailable`, measured on the client, so it holds when the server
- * is hung.
- *
- * @since 0.2.0
- * @category constants
- */
-export const queryTimeout: Duration.Duration = internal.queryTimeout
-
-/**
  * How many resolved addresses (and owners) a replica keeps in memory.
  *
  * @since 0.2.0
@@ -155,8 +145,8 @@ export const layerFleet: Layer.Layer<AgentAddresses, never, Fleet> = Layer.effec
 
 /**
  * The book in the shared database; creates its tables when missing, and
- * fails (`DatabaseUnavailable`) when that takes longer than `queryTimeout`
- * twice over.
+ * fails (`DatabaseUnavailable`) when that takes longer than the query
+ * deadline.
  *
  * @since 0.1.0
  * @category layers

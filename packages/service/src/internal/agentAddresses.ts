@@ -1,13 +1,11 @@
+import { Database } from "@lazydial/binding"
 import type { AgentId, WorkspaceId } from "@lazydial/core"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import type * as Scope from "effect/Scope"
 import * as SqlClient from "effect/sql/SqlClient"
 import type { AgentAddress, AgentAddresses, WorkspaceOwner } from "../AgentAddresses.js"
-import { DatabaseUnavailable } from "../Chats.js"
+import { DatabaseUnavailable, databaseUnavailable } from "../Chats.js"
 import { Fleet } from "../Fleet.js"
 
 export const agentsTable = "lazydial_service_agents"
@@ -15,8 +13,6 @@ export const agentSecretsTable = "lazydial_service_agent_secrets"
 export const workspacesTable = "lazydial_service_workspaces"
 
 export const defaultOwner = "default"
-
-export const queryTimeout: Duration.Duration = Duration.seconds(5)
 
 export const cacheCapacity = 10_000
 
@@ -86,30 +82,17 @@ interface AgentRow {
 
 const failed = (operation: string) => (cause: unknown) => new DatabaseUnavailable({ operation, cause })
 
-/**
- * A statement bounded on the client: when the server does not answer within
- * `timeout`, the caller fails at once with `DatabaseUnavailable`. The
- * statement runs in a fiber of `scope` and a late one is interrupted in the
- * background: `timeoutOrElse` alone would wait for the interruption, which on
- * a hung server takes seconds more (`@effect/sql-pg` drains the connection
- * and sends a cancel request that nobody answers).
- */
-const boundedIn =
-  (scope: Scope.Scope) =>
-  (operation: string, timeout: Duration.Duration) =>
-  <A, E, R>(statement: Effect.Effect<A, E, R>): Effect.Effect<A, DatabaseUnavailable, R> =>
-    Effect.flatMap(Effect.forkIn(Effect.mapError(statement, failed(operation)), scope), (fiber) => {
-      const abandon = Effect.forkIn(Fiber.interrupt(fiber), scope)
-      const late = failed(operation)(new Error(`no answer within ${Duration.format(timeout)}`))
-      return Fiber.join(fiber).pipe(
-        Effect.timeoutOrElse({ duration: timeout, orElse: () => Effect.andThen(abandon, Effect.fail(late)) }),
-        Effect.onInterrupt(() => abandon)
-      )
-    })
+// binding's query deadline (LAZYDIAL_DB_QUERY_DEADLINE), which holds when the server hangs, and its one database
+// error, as the service's DatabaseUnavailable
+const bounded = (operation: string) => <A, E, R>(statement: Effect.Effect<A, E, R>) =>
+  statement.pipe(
+    Effect.mapError(failed(operation)),
+    Database.withDeadline(operation),
+    databaseUnavailable(operation)
+  )
 
 export const makeSql = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
-  const bounded = boundedIn(yield* Effect.scope)
   const migrate = Effect.gen(function*() {
     // Any role that can connect can take any advisory lock, and hold it: when
     // the tables are there already (every start but the first), the lock is
@@ -164,7 +147,7 @@ WHERE c.oid IN (to_regclass(${workspacesTable}), to_regclass(${agentsTable}), to
       )
     }
   })
-  yield* migrate.pipe(bounded("AgentAddresses.migrate", Duration.times(queryTimeout, 2)))
+  yield* migrate.pipe(bounded("AgentAddresses.migrate"))
 
   const addresses = new BoundedCache<AgentId, AgentAddress>(cacheCapacity)
   const owners = new BoundedCache<WorkspaceId, string>(cacheCapacity)
@@ -188,7 +171,7 @@ WHERE c.oid IN (to_regclass(${workspacesTable}), to_regclass(${agentsTable}), to
 INSERT INTO ${sql(agentSecretsTable)} (agent_id, secret)
 VALUES (${address.agentId}, ${Buffer.from(Redacted.value(address.secret)).toString("hex")})
 ON CONFLICT (agent_id) DO NOTHING`.pipe(
-        bounded("AgentAddresses.record", queryTimeout),
+        bounded("AgentAddresses.record"),
         Effect.andThen(Effect.sync(() => addresses.set(address.agentId, address)))
       ),
     resolve: (agentId) =>
@@ -198,7 +181,7 @@ ON CONFLICT (agent_id) DO NOTHING`.pipe(
         return sql<AgentRow>`SELECT a.agent_id, a.workspace_id, a.host, a.port, s.secret
 FROM ${sql(agentsTable)} a JOIN ${sql(agentSecretsTable)} s ON s.agent_id = a.agent_id
 WHERE a.agent_id = ${agentId}`.pipe(
-          bounded("AgentAddresses.resolve", queryTimeout),
+          bounded("AgentAddresses.resolve"),
           Effect.map((rows) =>
             Option.map(Option.fromNullishOr(rows[0]), (row) => {
               const address = toAddress(agentId, row)
@@ -210,10 +193,10 @@ WHERE a.agent_id = ${agentId}`.pipe(
       }),
     addWorkspace: (workspaceId, owner) =>
       sql`INSERT INTO ${sql(workspacesTable)} (workspace_id, owner) VALUES (${workspaceId}, ${owner})
-ON CONFLICT (workspace_id) DO NOTHING`.pipe(bounded("AgentAddresses.addWorkspace", queryTimeout), Effect.asVoid),
+ON CONFLICT (workspace_id) DO NOTHING`.pipe(bounded("AgentAddresses.addWorkspace"), Effect.asVoid),
     workspaces: sql<{ readonly workspace_id: string; readonly owner: string | null }>`SELECT workspace_id, owner
 FROM ${sql(workspacesTable)} ORDER BY created_at, workspace_id`.pipe(
-      bounded("AgentAddresses.workspaces", queryTimeout),
+      bounded("AgentAddresses.workspaces"),
       Effect.map((rows) =>
         rows.map((row): WorkspaceOwner => ({
           // safe: only ids decoded at the boundary were ever recorded
@@ -228,7 +211,7 @@ FROM ${sql(workspacesTable)} ORDER BY created_at, workspace_id`.pipe(
         if (hit !== undefined) return Effect.succeed(Option.some(hit))
         return sql<{ readonly owner: string | null }>`SELECT owner FROM ${sql(workspacesTable)}
 WHERE workspace_id = ${workspaceId}`.pipe(
-          bounded("AgentAddresses.ownerOf", queryTimeout),
+          bounded("AgentAddresses.ownerOf"),
           Effect.map((rows) =>
             Option.map(Option.fromNullishOr(rows[0]), (row) => {
               const owner = row.owner ?? defaultOwner
