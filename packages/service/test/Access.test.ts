@@ -403,6 +403,37 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })(
   }
 )
 
+describe("a server that cannot start as configured", () => {
+  it.effect(
+    "with no authentication given, or headers' deadline longer than the request's, it does not start",
+    () =>
+      Effect.gen(function*() {
+        const service = Service.layer(
+          { validationDelay: "500 millis", dialTimeout: "5 seconds", notices: false },
+          Service.makeCounters()
+        ).pipe(Layer.provideMerge(Service.layerDatabase(undefined)))
+        const start = (options: Server.ListenOptions) =>
+          Effect.flip(Layer.build(Server.layer(options).pipe(Layer.provide(service)))).pipe(Effect.scoped)
+        const unauthenticated = yield* start({ port: 0 })
+        expect(unauthenticated.message).toContain("the HTTP server was given no authentication")
+        expect(unauthenticated.message).toContain("--token-auth-file PATH or LAZYDIAL_TOKEN_AUTH_FILE")
+        const contradiction = yield* start({
+          port: 0,
+          authentication: Users.authentication,
+          headersTimeout: "2 seconds",
+          requestTimeout: "1 second"
+        })
+        expect(contradiction.message).toContain("the headers' deadline (2000 ms")
+        // the Authentication of the context serves too
+        const fromContext = yield* Layer.build(
+          Server.layer(0).pipe(Layer.provide(service), Layer.provide(Layer.succeed(Auth.Authentication)(Auth.disabled)))
+        ).pipe(Effect.asVoid, Effect.scoped, Effect.exit)
+        expect(fromContext._tag).toBe("Success")
+      }),
+    60_000
+  )
+})
+
 describe("loopback, judged on the socket's address", () => {
   it("127.0.0.0/8, ::1 and ::ffff:127.x are loopback; other addresses, and none, are not", () => {
     for (const address of ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1", "::FFFF:127.0.0.9"]) {

@@ -1,3 +1,4 @@
+import { Database } from "@lazydial/binding"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
@@ -128,7 +129,11 @@ const statementsAvailable = Effect.gen(function*() {
     if (created._tag === "Failure") return false
   }
   return yield* Effect.isSuccess(sql`SELECT 1 FROM pg_stat_statements LIMIT 1`)
-}).pipe(Effect.orElseSucceed(() => false))
+}).pipe(
+  // the harness's own statements get binding's query deadline too: a hung server fails the run, never holds it
+  Database.withDeadline("Cluster.statementsAvailable"),
+  Effect.orElseSucceed(() => false)
+)
 
 type Strategy = StrategyFigures["strategy"]
 
@@ -198,7 +203,7 @@ const measure = (
     const userToken = tokens[clusterUsers.user]!
     const operatorToken = tokens[clusterUsers.operator]!
     const sql = yield* SqlClient.SqlClient
-    if (statements) yield* sql`SELECT pg_stat_statements_reset()`
+    if (statements) yield* sql`SELECT pg_stat_statements_reset()`.pipe(Database.withDeadline("Cluster.reset"))
     const replicasBefore = yield* lookupsOf(userToken, urls)
     const fleetBefore = yield* lookupsOf(userToken, [fleetUrl])
     const perReplica = urls.map(() => ({ ok: 0, failed: 0, databaseUnavailable: 0, latencies: [] as Array<number> }))
@@ -253,7 +258,9 @@ const measure = (
 
     const rows = statements
       ? yield* sql<{ query: string; calls: number }>`SELECT query, calls::int AS calls FROM pg_stat_statements
-WHERE query NOT ILIKE '%pg_stat_statements%' AND calls > 0 ORDER BY calls DESC`
+WHERE query NOT ILIKE '%pg_stat_statements%' AND calls > 0 ORDER BY calls DESC`.pipe(
+        Database.withDeadline("Cluster.statements")
+      )
       : []
     const byStatement = rows.slice(0, 12).map((row) => ({
       statement: row.query.replace(/\s+/g, " ").slice(0, 120),
