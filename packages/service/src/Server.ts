@@ -40,6 +40,7 @@ import * as HttpApiBuilder from "effect/http-api/HttpApiBuilder"
 import type * as HttpApiGroup from "effect/http-api/HttpApiGroup"
 import * as HttpApiMiddleware from "effect/http-api/HttpApiMiddleware"
 import * as HttpApiSwagger from "effect/http-api/HttpApiSwagger"
+import * as HttpEffect from "effect/http/HttpEffect"
 import * as HttpMiddleware from "effect/http/HttpMiddleware"
 import * as HttpRouter from "effect/http/HttpRouter"
 import * as HttpServer from "effect/http/HttpServer"
@@ -401,11 +402,19 @@ const loopback = /^(?:(?:::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}|::1)$/i
 export const isLoopback = (remoteAddress: Option.Option<string>): boolean =>
   Option.exists(remoteAddress, (address) => loopback.test(address))
 
-// The same words for every 401: the answer never says whether a token was missing or unknown.
-const unauthorized = () =>
-  new Api.Unauthorized({
-    message: "send Authorization: Bearer <token>, with a token of the server's token file (--token-auth-file)"
-  })
+// The same words for every 401: the answer never says whether a token was missing or unknown. It names the scheme
+// that would be accepted (`WWW-Authenticate: Bearer`, RFC 6750), set as the response is sent: the error's body is
+// encoded by HttpApi, the header is the request's.
+const unauthorized = Effect.andThen(
+  HttpEffect.appendPreResponseHandler((_request, response) =>
+    Effect.succeed(HttpServerResponse.setHeader(response, "www-authenticate", "Bearer"))
+  ),
+  Effect.fail(
+    new Api.Unauthorized({
+      message: "send Authorization: Bearer <token>, with a token of the server's token file (--token-auth-file)"
+    })
+  )
+)
 
 /**
  * The security middlewares of `Api` over an `Auth.Authentication`: a known
@@ -426,7 +435,7 @@ export const layerSecurity: Layer.Layer<
   const authenticated = Api.Authenticated.of({
     bearer: (httpEffect, { credential }) =>
       Option.match(auth.authenticate(credential), {
-        onNone: () => Effect.fail(unauthorized()),
+        onNone: () => unauthorized,
         onSome: (user) => Effect.provideService(httpEffect, Auth.CurrentUser, user)
       })
   })
@@ -435,7 +444,7 @@ export const layerSecurity: Layer.Layer<
       Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
         if (!isLoopback(request.remoteAddress) && Option.isNone(auth.authenticate(credential))) {
-          return yield* unauthorized()
+          return yield* unauthorized
         }
         return yield* httpEffect
       })

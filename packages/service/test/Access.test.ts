@@ -43,6 +43,7 @@ const TestLayer = Server.layer({
 
 interface Answer {
   readonly status: number
+  readonly headers: Headers
   readonly text: string
   readonly json: any
 }
@@ -68,7 +69,7 @@ const send = (as: As, method: string, path: string, body?: unknown) =>
       } catch {
         // not JSON: the test looks at text
       }
-      return { status: response.status, text, json }
+      return { status: response.status, headers: response.headers, text, json }
     }))
 
 const newWorkspaceId = () => randomUUID() as WorkspaceId
@@ -116,6 +117,7 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("who may call w
           for (const [method, path, body] of userRoutes(chatId, aliceWorkspace)) {
             const answer = yield* send(as, method, path, body)
             expect([as, method, path, answer.status]).toEqual([as, method, path, 401])
+            expect(answer.headers.get("www-authenticate")).toBe("Bearer")
             expect(answer.json).toEqual({
               _tag: "Unauthorized",
               message: "send Authorization: Bearer <token>, with a token of the server's token file (--token-auth-file)"
