@@ -318,8 +318,8 @@ export class DatabaseUnavailable extends Schema.Error<DatabaseUnavailable>("Data
 ) {}
 
 /**
- * A rebuild asked of a replica that runs no agents: 409. Rebuilds go to the
- * `fleet` process's API, which has the same route.
+ * A rebuild, stop or start asked of a replica that runs no agents: 409. They
+ * go to the `fleet` process's API, which has the same routes.
  *
  * @since 0.1.0
  * @category errors
@@ -469,8 +469,9 @@ export class HealthGroup extends HttpApiGroup.make("health").add(
 /**
  * `GET /metrics`: every metric of the process's Effect registry (the
  * lazydial metrics, and `http_requests_total` and
- * `http_request_duration_seconds` by method, route and status) in
- * Prometheus text format.
+ * `http_request_duration_seconds` by method, route template and status) in
+ * Prometheus text format. Open to a loopback connection, else it needs a
+ * token.
  *
  * @since 0.1.0
  * @category api
