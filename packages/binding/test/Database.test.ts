@@ -4,6 +4,7 @@
  * and, against the real server of scripts/test-postgres.sh, a wrong password
  * and a future schema on PostgreSQL.
  */
+import * as PgClient from "@effect/sql-pg/PgClient"
 import { assert, describe, expect, it } from "@effect/vitest"
 import { AgentDirectory, BindingStore, Database } from "@lazydial/binding"
 import * as DatabaseConfig from "@lazydial/binding/DatabaseConfig"
@@ -15,6 +16,7 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Reactivity from "effect/reactivity/Reactivity"
 import * as Redacted from "effect/Redacted"
 import * as SqlClient from "effect/sql/SqlClient"
 import * as fs from "node:fs"
@@ -335,6 +337,78 @@ onPostgres("Database on PostgreSQL: errors at start", (databaseUrl) => {
           assert.strictEqual(error._tag, "DatabaseSchemaTooNew", error.message)
           assert.include(error.message, `migration ${futureMigration}`)
           assert.include(error.message, "up to 4")
+        }).pipe(Effect.scoped),
+      60_000
+    )
+
+    /** A fresh database, and a role that may only connect to it (and, when `create`, create tables in it). */
+    const freshDatabase = (create: boolean) =>
+      Effect.gen(function*() {
+        const suffix = crypto.randomUUID().replace(/-/g, "").slice(0, 12)
+        const [name, role, service] = [
+          `lazydial_owned_${suffix}`,
+          `lazydial_intruder_${suffix}`,
+          `lazydial_service_${suffix}`
+        ]
+        const admin = yield* Effect.map(Layer.build(PgDatabase.layerPg(databaseUrl)), (context) =>
+          Context.get(context, SqlClient.SqlClient))
+        yield* admin.unsafe(`CREATE DATABASE ${name}`)
+        yield* admin.unsafe(`CREATE ROLE ${role} LOGIN`)
+        yield* admin.unsafe(`CREATE ROLE ${service} LOGIN`)
+        yield* Effect.addFinalizer(() =>
+          Effect.ignore(Effect.andThen(
+            admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+            admin.unsafe(`DROP ROLE IF EXISTS ${role}, ${service}`)
+          ))
+        )
+        const url = new URL(databaseUrl)
+        url.pathname = `/${name}`
+        const intruderUrl = new URL(url.href)
+        intruderUrl.username = role
+        if (create) {
+          // a plain client: the Database Layer would migrate, and make the tables first
+          const owner = yield* PgClient.make({ url: Redacted.make(url.href), maxConnections: 1 }).pipe(
+            Effect.provide(Reactivity.layer)
+          )
+          yield* owner.unsafe(`GRANT CREATE ON SCHEMA public TO ${role}, ${service}`)
+        }
+        const intruder = yield* PgClient.make({ url: Redacted.make(intruderUrl.href), maxConnections: 1 }).pipe(
+          Effect.provide(Reactivity.layer)
+        )
+        return { url: url.href, intruder, service }
+      })
+
+    it.live(
+      "an up-to-date database starts while another role holds the migration lock: the lock is taken only to migrate",
+      () =>
+        Effect.gen(function*() {
+          const { intruder, url } = yield* freshDatabase(false)
+          yield* Effect.scoped(Layer.build(PgDatabase.layerPg(url)))
+          // any role that may connect may take any advisory lock, and keep it
+          yield* intruder`SELECT pg_advisory_lock(7263001)`
+          const started = Date.now()
+          const migrated = yield* Effect.scoped(
+            Effect.map(Layer.build(PgDatabase.layerPg(url)), (context) => Context.get(context, Database.Migrated))
+          ).pipe(Effect.timeoutOption("10 seconds"))
+          assert.isTrue(Option.isSome(migrated), "the start waited for the intruder's lock")
+          assertEqual(Option.map(migrated, (m) => m.applied), Option.some([]))
+          assert.isBelow(Date.now() - started, 10_000)
+        }).pipe(Effect.scoped),
+      60_000
+    )
+
+    it.live(
+      "a table of ours that another role made first is refused at start, naming the table and its owner",
+      () =>
+        Effect.gen(function*() {
+          const { intruder, service, url } = yield* freshDatabase(true)
+          yield* intruder.unsafe(`CREATE TABLE lazydial_chat_bindings (chat_id text PRIMARY KEY)`)
+          // the service as a role of its own: a superuser is a member of every role, and trusts any table
+          const serviceUrl = new URL(url)
+          serviceUrl.username = service
+          const error = yield* startFailure(PgDatabase.layerPg(serviceUrl.href))
+          assert.strictEqual(error._tag, "BindingStoreError", error.message)
+          assert.include(error.message, "table lazydial_chat_bindings is owned by role lazydial_intruder_")
         }).pipe(Effect.scoped),
       60_000
     )

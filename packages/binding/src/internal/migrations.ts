@@ -1,7 +1,7 @@
 import * as Effect from "effect/Effect"
 import * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
-import { type BindingStoreError, DatabaseSchemaTooNew } from "../Errors.js"
+import { BindingStoreError, DatabaseSchemaTooNew } from "../Errors.js"
 import { databaseError, Deadlines, transaction } from "./database.js"
 import { withDeadline } from "./deadline.js"
 
@@ -107,7 +107,9 @@ const lockKey = 7_263_001
 /**
  * Brings the schema up to date, once per database even when several replicas
  * start together: the whole run is one transaction that first takes a
- * transaction-scoped advisory lock. DDL is transactional in PostgreSQL, so a
+ * transaction-scoped advisory lock, taken only when a migration is missing
+ * (any role that may connect may hold that lock; an up-to-date database then
+ * starts without it). DDL is transactional in PostgreSQL, so a
  * failed migration leaves nothing half-applied.
  *
  * Effect 4's `effect/sql/Migrator` serializes replicas too (it locks its table
@@ -145,8 +147,65 @@ export const runUpTo = (
   sql: SqlClient.SqlClient,
   upTo: number
 ): Effect.Effect<ReadonlyArray<number>, BindingStoreError | DatabaseSchemaTooNew> =>
-  transaction(sql, "migration")(Effect.gen(function*() {
+  Effect.gen(function*() {
     const step = <A>(effect: Effect.Effect<A, SqlError>) => Effect.mapError(effect, databaseError("migration"))
+    // Any role that may connect may take any advisory lock and hold it: a
+    // start that always took the lock could be held off for ever by such a
+    // role. So the lock is taken only when there is something to migrate.
+    yield* refuseForeignTables(sql, step)
+    const done = yield* appliedMigrations(sql, step)
+    if (done !== undefined && migrations.every((migration) => migration.id > upTo || done.has(migration.id))) {
+      if ([...done].some((id) => !known.has(id))) {
+        return yield* new DatabaseSchemaTooNew({ databaseVersion: Math.max(...done), codeVersion: latest })
+      }
+      return []
+    }
+    return yield* migrate(sql, upTo, step)
+  })
+
+const known = new Set(migrations.map((migration) => migration.id))
+const tables = [migrationsTable, chatBindingsTable, workspaceBuildsTable]
+
+type Step = <A>(effect: Effect.Effect<A, SqlError>) => Effect.Effect<A, BindingStoreError>
+
+/** The migrations the database holds; undefined when it has no migrations table yet. */
+const appliedMigrations = (sql: SqlClient.SqlClient, step: Step) =>
+  Effect.gen(function*() {
+    const [table] = yield* step(
+      sql<{ readonly found: boolean }>`SELECT to_regclass(${migrationsTable}) IS NOT NULL AS found`
+    )
+    if (table === undefined || !table.found) return undefined
+    const rows = yield* step(
+      sql<{ readonly migration_id: number }>`SELECT migration_id FROM lazydial_binding_migrations`
+    )
+    return new Set(rows.map((row) => row.migration_id))
+  })
+
+/**
+ * A table of ours that another role owns was not made by this service: its
+ * owner may read, change or drop what we write there. Refused before anything
+ * is read from it (a role allowed to create tables, the default on
+ * PostgreSQL 14 and older, could otherwise create them first).
+ */
+const refuseForeignTables = (sql: SqlClient.SqlClient, step: Step) =>
+  Effect.gen(function*() {
+    // `pg_has_role` is true for every role when this one is a superuser: a superuser service is trusted with
+    // any table (docs/security.md).
+    const foreign = yield* step(sql<{ readonly table: string; readonly owner: string }>`SELECT c.relname AS table,
+  pg_get_userbyid(c.relowner) AS owner
+FROM pg_class c
+WHERE c.oid IN (to_regclass(${tables[0]!}), to_regclass(${tables[1]!}), to_regclass(${tables[2]!}))
+  AND NOT pg_has_role(c.relowner, 'USAGE')`)
+    if (foreign.length === 0) return
+    return yield* new BindingStoreError({
+      operation: "migration",
+      detail: `${foreign.map((row) => `table ${row.table} is owned by role ${row.owner}`).join(", ")}, not by this ` +
+        "service's role: drop it (its contents cannot be trusted), or start as its owner"
+    })
+  })
+
+const migrate = (sql: SqlClient.SqlClient, upTo: number, step: Step) =>
+  transaction(sql, "migration")(Effect.gen(function*() {
     yield* step(sql`SELECT pg_advisory_xact_lock(${lockKey})`)
     yield* step(sql`CREATE TABLE IF NOT EXISTS lazydial_binding_migrations (
   migration_id integer PRIMARY KEY,
@@ -157,7 +216,6 @@ export const runUpTo = (
       sql<{ readonly migration_id: number }>`SELECT migration_id FROM lazydial_binding_migrations`
     )
     const done = new Set(rows.map((row) => row.migration_id))
-    const known = new Set(migrations.map((migration) => migration.id))
     if ([...done].some((id) => !known.has(id))) {
       return yield* new DatabaseSchemaTooNew({ databaseVersion: Math.max(...done), codeVersion: latest })
     }
