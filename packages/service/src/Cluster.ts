@@ -61,7 +61,8 @@ export const counterTotal: (metricsText: string, name: string) => number = inter
 /**
  * Whether a statement of `pg_stat_statements` is a latest-agent lookup: a
  * SELECT on the builds table. The fleet's build write (an INSERT that reads
- * the table for the next build number) is not one.
+ * the table for the next build number) is not one, nor a read that a rebuild
+ * notice prompted (binding gives it a column of its own, `prompted_by_notice`).
  *
  * @since 0.1.0
  * @category metrics

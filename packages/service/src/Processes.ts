@@ -117,8 +117,13 @@ const start = <ROut, E, A, E2>(
       Option.getOrUndefined(Option.map(url, (target) => target.source))
     )
     const context = yield* Layer.build(Layer.provide(layer, database)).pipe(
-      Effect.catchCause((cause) =>
-        Effect.fail(
+      Effect.catchCause((cause) => {
+        // a port that cannot be listened on is not the database's fault: say what it is
+        const error = Cause.findErrorOption(cause)
+        if (Option.isSome(error) && error.value instanceof Server.CannotListen) {
+          return Effect.fail(new StartupFailed({ message: error.value.message }))
+        }
+        return Effect.fail(
           new StartupFailed({
             message: `could not start on ${
               Option.match(url, {
@@ -128,7 +133,7 @@ const start = <ROut, E, A, E2>(
             }: ${causeText(cause).replace(/postgres(ql)?:\/\/[^\s]*/g, (u) => describeUrl(u))}`
           })
         )
-      )
+      })
     )
     return yield* Effect.provide(use, context)
   }).pipe(Effect.scoped)
@@ -343,9 +348,8 @@ export const serveOneProcess = (options: {
         const address = yield* Server.baseUrl
         yield* Console.error(
           `serving the chat API on ${address} (Ctrl-C to stop). Workspaces:\n  ${ids.join("\n  ")}\n` +
-            `try: curl -s -X POST ${address}/chats -H 'content-type: application/json' -d '{"workspace_id":"${
-              ids[0]
-            }"}'`
+            `try: curl -s -X POST ${address}/chats -H "authorization: Bearer $TOKEN" ` +
+            `-H 'content-type: application/json' -d '{"workspace_id":"${ids[0]}"}'`
         )
         return yield* Effect.never
       })

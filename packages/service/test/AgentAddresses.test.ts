@@ -80,8 +80,13 @@ FROM pg_class c WHERE c.relname = ${AgentAddresses.agentSecretsTable}`
       assertEqual(yield* reader.ownerOf(alice), Option.some("alice"))
       assertEqual(yield* reader.ownerOf(old), Option.some(AgentAddresses.defaultOwner))
       assertEqual(yield* reader.ownerOf(newWorkspace()), Option.none())
+      // Both rows may carry the same created_at (one clock tick): their order is not the point here.
       const listed = (yield* reader.workspaces).filter((w) => w.workspaceId === alice || w.workspaceId === old)
-      expect(listed).toEqual([{ workspaceId: alice, owner: "alice" }, { workspaceId: old, owner: "default" }])
+      const byId = (a: { readonly workspaceId: string }, b: { readonly workspaceId: string }) =>
+        a.workspaceId < b.workspaceId ? -1 : 1
+      expect([...listed].sort(byId)).toEqual(
+        [{ workspaceId: alice, owner: "alice" }, { workspaceId: old, owner: "default" }].sort(byId)
+      )
     }))
 })
 

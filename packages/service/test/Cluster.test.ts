@@ -24,7 +24,7 @@ describe("Cluster", () => {
     expect(Cluster.counterTotal(metrics, Cluster.lookupMetrics.bindingLookups)).toBe(0)
   })
 
-  it("isLookupStatement: a SELECT on the builds table, not the fleet's build write, nor other tables", () => {
+  it("isLookupStatement: a SELECT on the builds table, not the fleet's build write, a notice's read, nor other tables", () => {
     expect(Cluster.isLookupStatement(
       "SELECT DISTINCT ON (workspace_id) workspace_id, build_number, build_id, agent_id\nFROM lazydial_workspace_builds WHERE"
     )).toBe(true)
@@ -32,5 +32,9 @@ describe("Cluster", () => {
       "WITH inserted AS ( INSERT INTO lazydial_workspace_builds (workspace_id) SELECT $1 FROM lazydial_workspace_builds"
     )).toBe(false)
     expect(Cluster.isLookupStatement("SELECT chat_id FROM lazydial_chat_bindings WHERE chat_id = $1")).toBe(false)
+    // the read a rebuild notice prompted is not a turn's lookup
+    expect(Cluster.isLookupStatement(
+      "SELECT DISTINCT ON (workspace_id) workspace_id, build_number, build_id, agent_id, true AS prompted_by_notice FROM lazydial_workspace_builds WHERE workspace_id IN ($1) ORDER BY workspace_id, build_number DESC"
+    )).toBe(false)
   })
 })

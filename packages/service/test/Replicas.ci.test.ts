@@ -112,22 +112,23 @@ SELECT count(*) FROM h h1 JOIN h h2 ON h1.chat_id = h2.chat_id AND h2.seq > h1.s
       }
 
       const before = await Promise.all(replicas.map(P.lookupCounters))
-      const heard = await Promise.all(replicas.map(P.noticesReceived))
+      const read = await Promise.all(replicas.map(P.noticeReads))
       // the replicas' lazy binds were seen at the database (the measure below is not blind)
       expect(P.databaseLookups()).toBeGreaterThanOrEqual(2)
       const rebuilt = await P.post(`${fleet.url}/workspaces/${workspace}/rebuild`, { mode })
       expect(rebuilt.status).toBe(200)
       const next = rebuilt.body!["agent_id"] as string
       // The NOTIFY was committed with the build, before the fleet answered,
-      // and reaches a listening replica in milliseconds: wait (at most 5 s)
-      // until both replicas' notice counters moved, so the turns below start
-      // after the notice, as the next turns of a real deployment would.
-      const bothHeard = await P.eventually(
-        async () => (await Promise.all(replicas.map(P.noticesReceived))).every((n, i) => n > heard[i]!),
+      // and reaches a listening replica in milliseconds; a notice is only a
+      // hint, and the replica learns the new build from the directory read it
+      // prompts. Wait (at most 5 s) until both replicas' prompted reads moved,
+      // so the turns below start after them, as a real deployment's next turns would.
+      const bothRead = await P.eventually(
+        async () => (await Promise.all(replicas.map(P.noticeReads))).every((n, i) => n > read[i]!),
         5000
       )
-      expect(bothHeard).toBe(true)
-      // after the rebuild: the fleet's own reads of the builds table are not the replicas'
+      expect(bothRead).toBe(true)
+      // after the rebuild and the reads it prompted: what the turns below add is theirs
       const atTheDatabase = P.databaseLookups()
 
       // each replica's first turn after the rebuild, each on the chat the other bound
@@ -252,7 +253,7 @@ WHERE application_name = 'lazydial' AND pid <> pg_backend_pid()`)
 
 describe("start-up errors: non-zero exit, the message on stderr", () => {
   // past the authentication check (a missing token file is a usage error of its own), to the database's errors
-  const noAuth = () => P.hasAuthFlags() ? ["--no-auth"] : []
+  const noAuth = () => ["--no-auth"]
 
   it("a mysql:// URL is refused with exit code 2", () => {
     const result = P.runToEnd(["serve", "--port", "0", "--database-url", "mysql://u:secret@127.0.0.1:3306/x"])

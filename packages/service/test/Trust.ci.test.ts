@@ -358,7 +358,7 @@ GRANT ALL ON lazydial_service_agent_secrets TO PUBLIC`,
         P.urlAs(serviceRole, url),
         "--workspaces",
         "1",
-        ...(P.hasAuthFlags() ? ["--no-auth"] : [])
+        "--no-auth"
       ])
       expect(result.status).not.toBe(0)
       expect(result.stderr).toContain(`table lazydial_service_agent_secrets is owned by role ${attacker}`)

@@ -79,31 +79,13 @@ export const stopAll = async () => {
   )
 }
 
-const helps = new Map<string, string>()
-/** Whether `command` takes `flag`, read from its `--help` (once per command). */
-export const takesFlag = (command: "serve" | "fleet", flag: string): boolean => {
-  let help = helps.get(command)
-  if (help === undefined) {
-    help = runToEnd([command, "--help"]).stdout
-    helps.set(command, help)
-  }
-  return help.includes(flag)
-}
-
-/**
- * Whether `serve` and `fleet` take `--token-auth-file` and `--no-auth` (the
- * HTTP authentication of issue 17).
- */
-export const hasAuthFlags = (): boolean => takesFlag("serve", "--token-auth-file")
-
-/** `fleet --owners` with these users, when the CLI takes it (none before). */
-export const ownersArgs = (owners: ReadonlyArray<string>): Array<string> =>
-  takesFlag("fleet", "--owners") ? ["--owners", owners.join(",")] : []
+/** `fleet --owners` with these users. */
+export const ownersArgs = (owners: ReadonlyArray<string>): Array<string> => ["--owners", owners.join(",")]
 
 // A process started with neither a token file nor --no-auth refuses to start: the
 // tests that are not about authentication serve without it.
 const withAuth = (extra: ReadonlyArray<string>) =>
-  hasAuthFlags() && !extra.includes("--token-auth-file") && !extra.includes("--no-auth")
+  !extra.includes("--token-auth-file") && !extra.includes("--no-auth")
     ? [...extra, "--no-auth"]
     : extra
 
@@ -130,10 +112,17 @@ export interface User {
  * Writes a token file in the Kubernetes `--token-auth-file` format (a fresh
  * random token per user) and answers its path and users, by name.
  */
+// Token directories are removed when the test process ends, whatever ended it.
+const tokenDirs: Array<string> = []
+process.once("exit", () => {
+  for (const dir of tokenDirs) fs.rmSync(dir, { recursive: true, force: true })
+})
+
 export const tokenFile = (
   users: ReadonlyArray<{ readonly name: string; readonly groups?: ReadonlyArray<string> }>
 ): { readonly path: string; readonly users: Record<string, User> } => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lazydial-tokens-"))
+  tokenDirs.push(dir)
   const file = path.join(dir, "tokens.csv")
   const made = users.map((user): User => ({ ...user, token: randomBytes(24).toString("hex") }))
   fs.writeFileSync(
@@ -146,8 +135,8 @@ export const tokenFile = (
   return { path: file, users: Object.fromEntries(made.map((user) => [user.name, user])) }
 }
 
-/** The arguments that give a process a token file: none when the CLI has no authentication yet. */
-export const tokenArgs = (file: string): Array<string> => hasAuthFlags() ? ["--token-auth-file", file] : []
+/** The arguments that give a process a token file. */
+export const tokenArgs = (file: string): Array<string> => ["--token-auth-file", file]
 
 const headersOf = (token: string | undefined, extra: Record<string, string> = {}) =>
   token === undefined ? extra : { ...extra, authorization: `Bearer ${token}` }
@@ -296,11 +285,19 @@ export const databaseLookups = (): number =>
     .filter(([query]) => query !== undefined && Cluster.isLookupStatement(query))
     .reduce((n, [, calls]) => n + Number(calls), 0)
 
-/** Rebuild notices a process has received (binding's counter, on its `GET /metrics`). */
-export const noticesReceived = async (proc: Proc) => {
+const counterOf = (name: string) => async (proc: Proc) => {
   const response = await fetch(`${proc.url}/metrics`, { signal: AbortSignal.timeout(10_000) })
-  return Cluster.counterTotal(await response.text(), "lazydial_notices_received_total")
+  return Cluster.counterTotal(await response.text(), name)
 }
+
+/** Rebuild notices a process has received (binding's counter, on its `GET /metrics`). */
+export const noticesReceived = counterOf("lazydial_notices_received_total")
+
+/**
+ * Reads of the directory that notices prompted: a notice is only a hint, and
+ * a replica learns of a rebuild when such a read answers.
+ */
+export const noticeReads = counterOf("lazydial_notices_reads_total")
 
 /** Polls `check` every 20 ms until it holds, for at most `ms`; answers whether it held. */
 export const eventually = async (check: () => Promise<boolean>, ms: number) => {

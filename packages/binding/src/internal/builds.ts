@@ -42,12 +42,22 @@ export const decodeLatestRow = Schema.decodeUnknownEffect(LatestRow, { errors: "
  */
 export const latest = (
   sql: SqlClient.SqlClient,
-  workspaces: ReadonlyArray<string>
+  workspaces: ReadonlyArray<string>,
+  purpose: "lookup" | "notice" = "lookup"
 ): Effect.Effect<ReadonlyMap<unknown, unknown>, SqlError> =>
   Effect.map(
-    sql<
-      { readonly workspace_id: unknown }
-    >`SELECT DISTINCT ON (workspace_id) workspace_id, build_number, build_id, agent_id
+    purpose === "lookup"
+      ? sql<
+        { readonly workspace_id: unknown }
+      >`SELECT DISTINCT ON (workspace_id) workspace_id, build_number, build_id, agent_id
+FROM lazydial_workspace_builds
+WHERE ${sql.in("workspace_id", workspaces)}
+ORDER BY workspace_id, build_number DESC`
+      // The read a notice prompted: the same rows, with a column of its own, so that it is a statement of
+      // its own at the database (pg_stat_statements tells it from a turn's lookup by its shape).
+      : sql<
+        { readonly workspace_id: unknown }
+      >`SELECT DISTINCT ON (workspace_id) workspace_id, build_number, build_id, agent_id, true AS prompted_by_notice
 FROM lazydial_workspace_builds
 WHERE ${sql.in("workspace_id", workspaces)}
 ORDER BY workspace_id, build_number DESC`,

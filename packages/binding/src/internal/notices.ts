@@ -189,8 +189,9 @@ const make = (read: Read, onRead: Effect.Effect<void> = Effect.void) =>
       const batch = takeBatch()
       reads++
       return Effect.andThen(onRead, read(batch)).pipe(
-        Effect.tap(() => Metric.update(metrics.reads, 1)),
         Effect.flatMap((answers) => Effect.forEach(answers, publish, { discard: true })),
+        // counted once its answers are published, so a reader of the counter knows the views can learn them
+        Effect.andThen(Metric.update(metrics.reads, 1)),
         Effect.catchCause((cause) =>
           Effect.logWarning(
             `RebuildNotices: a read of ${batch.length} workspaces that notices prompted failed; ` +
@@ -379,7 +380,7 @@ export const makeSql = (
     const deadlines = yield* Deadlines
     const operation = "RebuildNotices.read"
     const read: Read = (workspaces) =>
-      builds.latest(sql, workspaces).pipe(
+      builds.latest(sql, workspaces, "notice").pipe(
         Effect.mapError(databaseError(operation)),
         withDeadline(operation, deadlines.query),
         // a row that breaks the schema is no answer; the lookups of that

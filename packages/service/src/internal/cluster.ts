@@ -116,7 +116,7 @@ export const counterTotal = (metricsText: string, name: string): number => {
 }
 
 export const isLookupStatement = (query: string): boolean =>
-  /^\s*SELECT\b/i.test(query) && /\blazydial_workspace_builds\b/.test(query)
+  /^\s*SELECT\b/i.test(query) && /\blazydial_workspace_builds\b/.test(query) && !/\bprompted_by_notice\b/.test(query)
 
 const statementsAvailable = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
