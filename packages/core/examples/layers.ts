@@ -5,7 +5,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { Faults, LazyDial } from "../src/index.js"
+import { Faults, LazyDial, Options } from "../src/index.js"
 import type { AgentDialer, AgentId, AgentLookup, WorkspaceId } from "../src/index.js"
 import { layerTest } from "../src/testing.js"
 
@@ -13,10 +13,16 @@ import { layerTest } from "../src/testing.js"
 declare const dialerLive: Layer.Layer<AgentDialer.AgentDialer>
 declare const lookupLive: Layer.Layer<AgentLookup.AgentLookup>
 
-// Production: the delay from LAZYDIAL_VALIDATION_DELAY (default 5 s), and the
-// fault layer, which passes through unless LAZYDIAL_FAULTS=on (staging).
-export const LazyDialLive = LazyDial.layerConfig.pipe(
-  Layer.provide(Faults.layerConfig),
+// Production: the delay from a variable you name (default 5 s), and the fault
+// layer, which passes through unless its switch is on (staging).
+export const LazyDialLive = LazyDial.layerConfig({
+  delay: Options.optional(LazyDial.delayConfig("LAZYDIAL_VALIDATION_DELAY"))
+}).pipe(
+  Layer.provide(Faults.layerConfig({
+    enabled: Faults.enabledConfig("LAZYDIAL_FAULTS"),
+    dial: Options.optional(Faults.dialConfig("LAZYDIAL_FAULTS_DIAL")),
+    lookup: Options.optional(Faults.lookupConfig("LAZYDIAL_FAULTS_LOOKUP"))
+  })),
   Layer.provide(Layer.merge(dialerLive, lookupLive))
 )
 

@@ -6,16 +6,8 @@
  * Faults draw from Effect's `Random` service, so a seeded `Random` makes a run
  * reproducible, and latencies run on Effect's `Clock`, so TestClock drives them.
  *
- * @example
- * ```ts
- * import { Faults } from "@lazydial/core"
- * import { Layer } from "effect"
- *
- * declare const production: Layer.Layer<import("@lazydial/core").AgentDialer.AgentDialer | import("@lazydial/core").AgentLookup.AgentLookup>
- *
- * // Pass-through unless LAZYDIAL_FAULTS=on: staging turns it on without a code change.
- * const services = Faults.layerConfig.pipe(Layer.provide(production))
- * ```
+ * Configured with `layerConfig`, whose variables the caller names (see its
+ * example).
  *
  * @since 0.1.0
  */
@@ -272,47 +264,83 @@ export const layer = (
   }))
 
 /**
- * The plan as read from the environment. `LAZYDIAL_FAULTS` must be `on` for
- * any fault to be injected; the other variables are JSON documents or numbers:
+ * What `layerConfig` reads: whether faults are on, and the plan of each side
+ * (none injected when absent).
  *
- * | variable | meaning |
- * |---|---|
- * | `LAZYDIAL_FAULTS` | `on` or `off` (default `off`) |
- * | `LAZYDIAL_FAULTS_DIAL` | a `DialFaults` JSON document |
- * | `LAZYDIAL_FAULTS_LOOKUP` | a `LookupFaults` JSON document |
- *
- * @since 0.1.0
- * @category config
+ * @since 0.2.0
+ * @category models
  */
-export const planConfig: Config.Config<Option.Option<FaultPlan>> = Config.all({
-  enabled: Config.Literals(["on", "off"], "LAZYDIAL_FAULTS").pipe(Config.withDefault("off" as const)),
-  dial: Config.option(Config.schema(Schema.fromJsonString(DialFaults), "LAZYDIAL_FAULTS_DIAL")),
-  lookup: Config.option(Config.schema(Schema.fromJsonString(LookupFaults), "LAZYDIAL_FAULTS_LOOKUP"))
-}).pipe(Config.map(({ dial, enabled, lookup }) =>
-  enabled === "off"
-    ? Option.none()
-    : Option.some({
-      dial: Option.getOrElse(dial, () => noDialFaults),
-      lookup: Option.getOrElse(lookup, () => noLookupFaults)
-    })
-))
+export interface ConfigOptions {
+  readonly enabled: boolean
+  readonly dial?: typeof DialFaults.Type | undefined
+  readonly lookup?: typeof LookupFaults.Type | undefined
+}
 
 /**
- * `layer`, configured from the environment (see `planConfig`). With
- * `LAZYDIAL_FAULTS` unset or `off` it passes the services through untouched,
- * so production wiring can include it always.
+ * `on` or `off` from configuration text (default `off`); anything else fails
+ * with a `ConfigError` that names the variable.
+ *
+ * @since 0.2.0
+ * @category config
+ */
+export const enabledConfig = (name: string): Config.Config<boolean> =>
+  Config.Literals(["on", "off"], name).pipe(
+    Config.withDefault("off" as const),
+    Config.map((value) => value === "on")
+  )
+
+/**
+ * A `DialFaults` JSON document from configuration text; a bad one fails with a
+ * `ConfigError` naming the variable and the field.
+ *
+ * @since 0.2.0
+ * @category config
+ */
+export const dialConfig = (name: string): Config.Config<typeof DialFaults.Type> =>
+  Config.schema(Schema.fromJsonString(DialFaults), name)
+
+/**
+ * A `LookupFaults` JSON document from configuration text.
+ *
+ * @since 0.2.0
+ * @category config
+ */
+export const lookupConfig = (name: string): Config.Config<typeof LookupFaults.Type> =>
+  Config.schema(Schema.fromJsonString(LookupFaults), name)
+
+/**
+ * `layer`, configured: the caller picks the names. With faults off it passes
+ * the services through untouched, so production wiring can include it always
+ * and staging switches it on without a code change.
+ *
+ * @example
+ * ```ts
+ * import { AgentDialer, AgentLookup, Faults, Options } from "@lazydial/core"
+ * import { Layer } from "effect"
+ *
+ * declare const production: Layer.Layer<AgentDialer.AgentDialer | AgentLookup.AgentLookup>
+ *
+ * const services = Faults.layerConfig({
+ *   enabled: Faults.enabledConfig("LAZYDIAL_FAULTS"),
+ *   dial: Options.optional(Faults.dialConfig("LAZYDIAL_FAULTS_DIAL")),
+ *   lookup: Options.optional(Faults.lookupConfig("LAZYDIAL_FAULTS_LOOKUP"))
+ * }).pipe(Layer.provide(production))
+ * ```
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerConfig: Layer.Layer<
+export const layerConfig = (config: Config.Wrap<ConfigOptions>): Layer.Layer<
   AgentDialer | AgentLookup,
   Config.ConfigError,
   AgentDialer | AgentLookup
-> = Layer.effectContext(Effect.gen(function*() {
-  const plan = yield* planConfig
-  const dialer = yield* AgentDialer
-  const lookup = yield* AgentLookup
-  const services = Option.isSome(plan) ? wrap(plan.value, { dialer, lookup }) : { dialer, lookup }
-  return Context.make(AgentDialer, services.dialer).pipe(Context.add(AgentLookup, services.lookup))
-}))
+> =>
+  Layer.effectContext(Effect.gen(function*() {
+    const options = yield* Config.unwrap(config)
+    const dialer = yield* AgentDialer
+    const lookup = yield* AgentLookup
+    const services = options.enabled
+      ? wrap({ dial: options.dial ?? noDialFaults, lookup: options.lookup ?? noLookupFaults }, { dialer, lookup })
+      : { dialer, lookup }
+    return Context.make(AgentDialer, services.dialer).pipe(Context.add(AgentLookup, services.lookup))
+  }))

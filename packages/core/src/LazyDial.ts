@@ -38,7 +38,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
-import * as Option from "effect/Option"
+import type * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { type AgentConnection, AgentDialer } from "./AgentDialer.js"
@@ -49,7 +49,7 @@ import type { AgentId, CurrentAgent, WorkspaceId } from "./Ids.js"
 import * as internalAdaptive from "./internal/adaptiveDelay.js"
 import * as internal from "./internal/lazyDial.js"
 import * as internalOutcomes from "./internal/outcomes.js"
-import { boundedDuration, boundedNumber } from "./Options.js"
+import { boundedDuration, boundedNumber, durationConfig } from "./Options.js"
 
 /**
  * How a successful call ends, in the order of the outcome table: the one list
@@ -269,6 +269,19 @@ export interface AdaptiveDelayOptions {
 }
 
 /**
+ * The options of `layer` and `make`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Options {
+  /** The validation delay (default 5 seconds), or `"adaptive"` to learn it. */
+  readonly delay?: Duration.Input | "adaptive" | undefined
+  /** Only with `delay: "adaptive"`. */
+  readonly adaptive?: AdaptiveDelayOptions | undefined
+}
+
+/**
  * The defaults of `AdaptiveDelayOptions` (`initial` defaults to `max`).
  *
  * @since 0.1.0
@@ -288,32 +301,18 @@ export const adaptiveDefaults: {
   window: 256
 }
 
-/**
- * The environment variables of `layerConfig` for the adaptive delay, one per
- * option: the one list they are read and named from.
- *
- * @since 0.1.0
- * @category constants
- */
-export const adaptiveVariables: { readonly [K in keyof Required<AdaptiveDelayOptions>]: string } = {
-  initial: "LAZYDIAL_VALIDATION_DELAY_INITIAL",
-  min: "LAZYDIAL_VALIDATION_DELAY_MIN",
-  max: "LAZYDIAL_VALIDATION_DELAY_MAX",
-  factor: "LAZYDIAL_VALIDATION_DELAY_FACTOR",
-  quantile: "LAZYDIAL_VALIDATION_DELAY_QUANTILE",
-  window: "LAZYDIAL_VALIDATION_DELAY_WINDOW"
-}
+const adaptiveKeys = ["initial", "min", "max", "factor", "quantile", "window"] as const satisfies ReadonlyArray<
+  keyof AdaptiveDelayOptions
+>
 
-type AdaptiveKey = keyof typeof adaptiveVariables
-
-const adaptiveKeys = Object.keys(adaptiveVariables) as ReadonlyArray<AdaptiveKey> // safe: the keys of that object
+type AdaptiveKey = typeof adaptiveKeys[number]
 
 /** The option names a Layer's errors use: `adaptive.min`, and so on. */
 const adaptiveOptionNames = Object.fromEntries(adaptiveKeys.map((key) => [key, `adaptive.${key}`])) as {
   readonly [K in AdaptiveKey]: string
 } // safe: built from every key
 
-/** Checks every adaptive option, naming each by `names` (Layer option names, or environment variables). */
+/** Checks every adaptive option, naming each by `names`. */
 const checkAdaptive = (
   input: { readonly [K in AdaptiveKey]?: unknown },
   names: { readonly [K in AdaptiveKey]: string }
@@ -355,11 +354,7 @@ const checkAdaptive = (
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options?: {
-  readonly delay?: Duration.Input | "adaptive" | undefined
-  /** Only with `delay: "adaptive"`. */
-  readonly adaptive?: AdaptiveDelayOptions | undefined
-}): Effect.Effect<LazyDial["Service"], InvalidOption, AgentDialer | AgentLookup> =>
+export const make = (options?: Options): Effect.Effect<LazyDial["Service"], InvalidOption, AgentDialer | AgentLookup> =>
   Effect.gen(function*() {
     const dialer = yield* AgentDialer
     const lookup = yield* AgentLookup
@@ -387,7 +382,8 @@ export const make = (options?: {
         dial
       })
     }
-    if (options?.adaptive !== undefined) {
+    // Fields left undefined are not given: a Config.Wrap reads an unset variable as undefined.
+    if (options?.adaptive !== undefined && Object.values(options.adaptive).some((value) => value !== undefined)) {
       return yield* new InvalidOption({
         option: "adaptive",
         value: "given",
@@ -403,56 +399,46 @@ export const make = (options?: {
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options?: {
-  readonly delay?: Duration.Input | "adaptive" | undefined
-  /** Only with `delay: "adaptive"`. */
-  readonly adaptive?: AdaptiveDelayOptions | undefined
-}): Layer.Layer<LazyDial, InvalidOption, AgentDialer | AgentLookup> => Layer.effect(LazyDial, make(options))
-
-const adaptiveConfig = Config.all(
-  Object.fromEntries(
-    adaptiveKeys.map((key) => [key, Config.option(Config.String(adaptiveVariables[key]))])
-  ) as { readonly [K in AdaptiveKey]: Config.Config<Option.Option<string>> } // safe: built from every key
-)
+export const layer = (options?: Options): Layer.Layer<LazyDial, InvalidOption, AgentDialer | AgentLookup> =>
+  Layer.effect(LazyDial, make(options))
 
 /**
- * The delay comes from `LAZYDIAL_VALIDATION_DELAY` (for example `"5 seconds"`),
- * and defaults to 5 seconds. `LAZYDIAL_VALIDATION_DELAY=adaptive` learns it,
- * tuned by the variables of `adaptiveVariables`, each with the default of
- * `adaptiveDefaults`. A bad value, or a tuning variable set without
- * `adaptive`, fails the Layer with an `InvalidOption` naming the variable.
+ * `layer`, with its options read from configuration: the caller picks the
+ * names (and prefixes, and where they come from), as Effect's own packages do.
+ * Read durations with `delayConfig` and `Options.durationConfig`, numbers with
+ * `Options.numberConfig`, so that every one is read the same way and a bad
+ * value fails with a `ConfigError` naming its variable; wrap an optional one in
+ * `Options.optional`, so that an unset variable means the default.
  *
- * @since 0.1.0
+ * @example
+ * ```ts
+ * import { LazyDial, Options } from "@lazydial/core"
+ * import { Duration } from "effect"
+ *
+ * const lazyDial = LazyDial.layerConfig({
+ *   delay: Options.optional(LazyDial.delayConfig("MY_VALIDATION_DELAY")),
+ *   adaptive: {
+ *     factor: Options.optional(Options.numberConfig("MY_VALIDATION_DELAY_FACTOR", { min: 1, max: 100 })),
+ *     max: Options.optional(Options.durationConfig("MY_VALIDATION_DELAY_MAX", { max: Duration.minutes(10) }))
+ *   }
+ * })
+ * ```
+ *
+ * @since 0.2.0
  * @category layers
  */
-export const layerConfig: Layer.Layer<
-  LazyDial,
-  InvalidOption | Config.ConfigError,
-  AgentDialer | AgentLookup
-> = Layer.effect(
-  LazyDial,
-  Effect.gen(function*() {
-    const text = yield* Config.option(Config.String("LAZYDIAL_VALIDATION_DELAY"))
-    const tuning = yield* adaptiveConfig
-    if (Option.isSome(text) && text.value.trim() === "adaptive") {
-      const adaptive = yield* checkAdaptive(
-        Object.fromEntries(adaptiveKeys.map((key) => [key, Option.getOrUndefined(tuning[key])])),
-        adaptiveVariables
-      )
-      return yield* make({ delay: "adaptive", adaptive })
-    }
-    const stray = adaptiveKeys.find((key) => Option.isSome(tuning[key]))
-    if (stray !== undefined) {
-      return yield* new InvalidOption({
-        option: adaptiveVariables[stray],
-        value: Option.getOrElse(tuning[stray], () => ""),
-        expected: "not set unless LAZYDIAL_VALIDATION_DELAY is adaptive"
-      })
-    }
-    // The text is decoded by `boundedDuration`, not by the Schema: any text it
-    // refuses must fail the Layer with the InvalidOption that names `delay`,
-    // as a bad value passed to `layer` does, not with a ConfigError.
-    if (Option.isNone(text)) return yield* make()
-    return yield* make({ delay: yield* boundedDuration("delay", text.value, maxDelay) })
-  })
-)
+export const layerConfig = (
+  config: Config.Wrap<Options>
+): Layer.Layer<LazyDial, InvalidOption | Config.ConfigError, AgentDialer | AgentLookup> =>
+  Layer.effect(LazyDial, Effect.flatMap(Config.unwrap(config), make))
+
+/**
+ * The validation delay read from configuration text: `adaptive`, or a
+ * duration from 0 to `maxDelay` (`"5 seconds"`, or milliseconds). Anything
+ * else fails with a `ConfigError` that names the variable.
+ *
+ * @since 0.2.0
+ * @category config
+ */
+export const delayConfig = (name: string): Config.Config<Duration.Duration | "adaptive"> =>
+  Config.orElse(Config.Literal("adaptive", name), () => durationConfig(name, { max: maxDelay }))

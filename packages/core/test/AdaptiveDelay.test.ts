@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { LazyDial } from "@lazydial/core"
+import { LazyDial, Options } from "@lazydial/core"
 import { currentAgent, layerTest, TestAgents } from "@lazydial/core/testing"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
@@ -134,10 +134,27 @@ describe("adaptive delay", () => {
 })
 
 describe("adaptive delay configuration", () => {
+  // The caller names the variables: these are the reference service's.
+  const max = LazyDial.maxDelay
+  const config = {
+    delay: Options.optional(LazyDial.delayConfig("LAZYDIAL_VALIDATION_DELAY")),
+    adaptive: {
+      initial: Options.optional(Options.durationConfig("LAZYDIAL_VALIDATION_DELAY_INITIAL", { max })),
+      min: Options.optional(Options.durationConfig("LAZYDIAL_VALIDATION_DELAY_MIN", { max })),
+      max: Options.optional(Options.durationConfig("LAZYDIAL_VALIDATION_DELAY_MAX", { max })),
+      factor: Options.optional(Options.numberConfig("LAZYDIAL_VALIDATION_DELAY_FACTOR", { min: 1, max: 100 })),
+      quantile: Options.optional(
+        Options.numberConfig("LAZYDIAL_VALIDATION_DELAY_QUANTILE", { min: 0, max: 1, minExclusive: true })
+      ),
+      window: Options.optional(
+        Options.numberConfig("LAZYDIAL_VALIDATION_DELAY_WINDOW", { min: 1, max: 65536, integer: true })
+      )
+    }
+  }
   const fromEnv = (env: Record<string, string>) =>
     Effect.provide(
       LazyDial.LazyDial,
-      LazyDial.layerConfig.pipe(
+      LazyDial.layerConfig(config).pipe(
         Layer.provide(layerTest),
         Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnvRecord(env)))
       )
@@ -156,15 +173,19 @@ describe("adaptive delay configuration", () => {
       assert.strictEqual(Duration.toMillis(service.delay), 300)
       const defaults = yield* fromEnv({ LAZYDIAL_VALIDATION_DELAY: "adaptive" })
       assert.strictEqual(Duration.toMillis(defaults.delay), 5000)
+      // a fixed delay, in words or in milliseconds, read the one way every duration is
+      assert.strictEqual(Duration.toMillis((yield* fromEnv({ LAZYDIAL_VALIDATION_DELAY: "750" })).delay), 750)
+      assert.strictEqual(Duration.toMillis((yield* fromEnv({ LAZYDIAL_VALIDATION_DELAY: "2 seconds" })).delay), 2000)
+      assert.strictEqual(Duration.toMillis((yield* fromEnv({})).delay), 5000)
     }))
 
-  it.effect("bad values are refused with an InvalidOption naming the variable", () =>
+  it.effect("a value out of its range is refused with a ConfigError naming the variable", () =>
     Effect.gen(function*() {
       const cases: ReadonlyArray<readonly [string, string]> = [
+        ["LAZYDIAL_VALIDATION_DELAY", "-5 seconds"],
+        ["LAZYDIAL_VALIDATION_DELAY", "soon"],
         ["LAZYDIAL_VALIDATION_DELAY_MIN", "-1 millis"],
         ["LAZYDIAL_VALIDATION_DELAY_MAX", "1 day"],
-        ["LAZYDIAL_VALIDATION_DELAY_MAX", "10 millis"], // below the default min
-        ["LAZYDIAL_VALIDATION_DELAY_INITIAL", "6 seconds"], // above the default max
         ["LAZYDIAL_VALIDATION_DELAY_FACTOR", "0.5"],
         ["LAZYDIAL_VALIDATION_DELAY_FACTOR", "three"],
         ["LAZYDIAL_VALIDATION_DELAY_QUANTILE", "0"],
@@ -173,9 +194,22 @@ describe("adaptive delay configuration", () => {
         ["LAZYDIAL_VALIDATION_DELAY_WINDOW", "0"]
       ]
       for (const [variable, value] of cases) {
-        const error = yield* Effect.flip(fromEnv({ LAZYDIAL_VALIDATION_DELAY: "adaptive", [variable]: value }))
-        assert.strictEqual(error._tag, "InvalidOption", `${variable}=${value}`)
-        assert.strictEqual(error._tag === "InvalidOption" && error.option, variable, `${variable}=${value}`)
+        const env = { LAZYDIAL_VALIDATION_DELAY: "adaptive", [variable]: value }
+        const error = yield* Effect.flip(fromEnv(env))
+        assert.strictEqual(error._tag, "ConfigError", `${variable}=${value}`)
+        assert.include(error.message, variable, `${variable}=${value}`)
+      }
+    }))
+
+  it.effect("values that fit alone but not together are refused with an InvalidOption naming the option", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [Record<string, string>, string]> = [
+        [{ LAZYDIAL_VALIDATION_DELAY_MAX: "10 millis" }, "adaptive.max"], // below the default min
+        [{ LAZYDIAL_VALIDATION_DELAY_INITIAL: "6 seconds" }, "adaptive.initial"] // above the default max
+      ]
+      for (const [env, option] of cases) {
+        const error = yield* Effect.flip(fromEnv({ LAZYDIAL_VALIDATION_DELAY: "adaptive", ...env }))
+        assert.strictEqual(error._tag === "InvalidOption" && error.option, option, JSON.stringify(env))
       }
     }))
 
@@ -189,7 +223,7 @@ describe("adaptive delay configuration", () => {
   it.effect("a tuning variable without adaptive is refused, not ignored", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(fromEnv({ LAZYDIAL_VALIDATION_DELAY_MIN: "10 millis" }))
-      assert.strictEqual(error._tag === "InvalidOption" && error.option, "LAZYDIAL_VALIDATION_DELAY_MIN")
+      assert.strictEqual(error._tag === "InvalidOption" && error.option, "adaptive")
     }))
 
   it.effect("the Layer refuses bad adaptive options, naming them", () =>

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { AgentDialer, AgentId, AgentLookup, BuildId, Faults, LazyDial, WorkspaceId } from "@lazydial/core"
+import { AgentDialer, AgentId, AgentLookup, BuildId, Faults, LazyDial, Options, WorkspaceId } from "@lazydial/core"
 import { assertEqual, currentAgent, layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -115,7 +115,11 @@ describe("Faults", () => {
 
   describe("layerConfig", () => {
     const fromEnv = (env: Record<string, string>) =>
-      Faults.layerConfig.pipe(
+      Faults.layerConfig({
+        enabled: Faults.enabledConfig("LAZYDIAL_FAULTS"),
+        dial: Options.optional(Faults.dialConfig("LAZYDIAL_FAULTS_DIAL")),
+        lookup: Options.optional(Faults.lookupConfig("LAZYDIAL_FAULTS_LOOKUP"))
+      }).pipe(
         Layer.provideMerge(layerTest),
         Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnvRecord(env)))
       )
