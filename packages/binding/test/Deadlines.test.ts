@@ -234,6 +234,17 @@ WHERE application_name = ${application}`).map((row) =>
             Effect.sync(() => stopped.forEach((pid) => process.kill(pid, "SIGSTOP"))),
             () => Effect.sync(() => stopped.forEach((pid) => process.kill(pid, "SIGCONT")))
           )
+          // The pool may have been opening one more connection as the backends were listed: list them again
+          // (the operator's own backend still runs) until none is left running.
+          for (let round = 0; round < 5; round++) {
+            const late = (yield* operator<{ readonly pid: number }>`SELECT pid FROM pg_stat_activity
+WHERE application_name = ${application}`).map((row) => row.pid).filter((pid) => !stopped.includes(pid))
+            if (late.length === 0) break
+            for (const pid of late) {
+              stopped.push(pid)
+              process.kill(pid, "SIGSTOP")
+            }
+          }
 
           const calls: ReadonlyArray<readonly [string, Effect.Effect<unknown, { readonly _tag: string }>]> = [
             ["BindingStore.get", store.get(chats[0]!)],
