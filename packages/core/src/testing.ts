@@ -241,23 +241,12 @@ export const currentAgent = (fields: ConstructorParameters<typeof CurrentAgent>[
   new CurrentAgent(fields)
 
 /**
- * Asserts that two values are equal by `Equal.equals`, which compares plain
- * objects and arrays structurally, so Effect data (Option, Result, Data and
- * Schema classes) is compared by value at any depth.
+ * Asserts that two values are equal by `Equal.equals`.
  *
- * Use it for every comparison that may hold Effect data. chai's
- * `assert.deepStrictEqual` (re-exported by `@effect/vitest`) passes on
- * `Option.none()` against `Option.some(1)`, at the top level and inside
- * objects, so it cannot fail on a missing value.
- *
- * @example
- * ```ts
- * import { Option } from "effect"
- * import { assertEqual } from "@lazydial/core/testing"
- *
- * assertEqual({ agentId: Option.some("a") }, { agentId: Option.some("a") }) // passes
- * // assertEqual(Option.none(), Option.some(1)) throws an AssertionError
- * ```
+ * @deprecated Compare with `deepStrictEqual` from `@effect/vitest/utils`: on
+ * Effect 4 it fails on `Option.none()` against `Option.some(1)` at any depth
+ * (core's `test/Assertions.test.ts` keeps the pairs), which is all this helper
+ * existed for on Effect 3. It will be removed.
  *
  * @since 0.2.0
  * @category assertions

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import { AgentDialer, AgentId, AgentLookup, BuildId, Faults, LazyDial, Options, WorkspaceId } from "@lazydial/core"
-import { assertEqual, currentAgent, layerTest, TestAgents } from "@lazydial/core/testing"
+import { currentAgent, layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
@@ -98,7 +99,7 @@ describe("Faults", () => {
       const result = yield* Fiber.join(fiber)
       assert.strictEqual(result.agentId, B)
       const late = (yield* agents.ledger).find((entry) => entry.agentId === A)!
-      assertEqual(late.releasedAt, [late.acquiredAt])
+      deepStrictEqual(late.releasedAt, [late.acquiredAt])
       yield* Scope.close(scope, Exit.void)
       assert.strictEqual((yield* agents.unreleased).length, 0)
     }).pipe(Effect.provide(

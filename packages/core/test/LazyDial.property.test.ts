@@ -13,8 +13,9 @@
  * no sum reaches (it was on 5, which tied with B's connection after a signal).
  */
 import { assert, describe, it } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import { AgentDialer, AgentLookup, LazyDial } from "@lazydial/core"
-import { assertEqual, currentAgent, make as makeKit } from "@lazydial/core/testing"
+import { currentAgent, make as makeKit } from "@lazydial/core/testing"
 import * as Arbitrary from "effect/Arbitrary"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
@@ -199,14 +200,14 @@ const check = (
       assert.isUndefined(done, "the model says the caller is still waiting")
       yield* Fiber.interrupt(fiber)
     } else if (interruptedAt !== undefined) {
-      assertEqual<Expected>(expected, { _tag: "Failure", error: "Interrupted", at: interruptedAt })
+      deepStrictEqual<Expected>(expected, { _tag: "Failure", error: "Interrupted", at: interruptedAt })
     } else {
       assert.isDefined(done)
       if (!Exit.isSuccess(done!)) return assert.fail("the test fiber itself failed")
       const [exit, at] = done.value
       if (Exit.isSuccess(exit)) {
         accepted = exit.value.connection.connectionId
-        assertEqual<Expected>(
+        deepStrictEqual<Expected>(
           { _tag: "Success", outcome: exit.value.outcome, agent: exit.value.agentId === A ? "A" : "B", at },
           expected
         )
@@ -216,7 +217,7 @@ const check = (
           Option.map((e) => (e as { readonly _tag: string })._tag),
           Option.getOrElse(() => "?")
         )
-        assertEqual<Expected>({ _tag: "Failure", error, at }, expected)
+        deepStrictEqual<Expected>({ _tag: "Failure", error, at }, expected)
       }
     }
     const dials = yield* agents.dials
@@ -240,11 +241,11 @@ const check = (
     const firstAbandonedAt = Math.min(interrupted, validateAt + s.lookupLatency)
     for (const entry of yield* agents.ledger) {
       if (entry.connectionId === accepted) {
-        assertEqual(entry.releasedAt, [], "the accepted connection lives until the turn ends")
+        deepStrictEqual(entry.releasedAt, [], "the accepted connection lives until the turn ends")
         continue
       }
       const abandonedAt = entry.agentId === A && s.a.result === "connect" ? firstAbandonedAt : interrupted
-      assertEqual(
+      deepStrictEqual(
         entry.releasedAt,
         [Math.max(entry.acquiredAt, abandonedAt)],
         `${entry.connectionId} released once, as soon as it was acquired and abandoned`
@@ -254,7 +255,7 @@ const check = (
     yield* Scope.close(scope, Exit.void)
     for (const entry of yield* agents.ledger) {
       assert.strictEqual(entry.releasedAt.length, 1, `${entry.connectionId} released exactly once`)
-      if (entry.connectionId === accepted) assertEqual(entry.releasedAt, [closedAt])
+      if (entry.connectionId === accepted) deepStrictEqual(entry.releasedAt, [closedAt])
     }
   })
 
@@ -310,27 +311,27 @@ describe("dialWithLazyValidation against the model", () => {
       interruptAt: undefined,
       signalAt: undefined
     }
-    assertEqual(model(base), { _tag: "Success", outcome: "fast", agent: "A", at: 9 })
-    assertEqual(model({ ...base, a: { ...base.a, latency: 161 } }), {
+    deepStrictEqual(model(base), { _tag: "Success", outcome: "fast", agent: "A", at: 9 })
+    deepStrictEqual(model({ ...base, a: { ...base.a, latency: 161 } }), {
       _tag: "Success",
       outcome: "switched",
       agent: "B",
       at: 98
     })
-    assertEqual(model({ ...base, a: { ...base.a, result: "fail" }, current: "A" }), {
+    deepStrictEqual(model({ ...base, a: { ...base.a, result: "fail" }, current: "A" }), {
       _tag: "Success",
       outcome: "retried",
       agent: "A",
       at: 19
     })
     // a notice at 43 ends the wait for the hung A: B is looked up then, not at the delay
-    assertEqual(model({ ...base, a: { ...base.a, result: "hang" }, signalAt: 43 }), {
+    deepStrictEqual(model({ ...base, a: { ...base.a, result: "hang" }, signalAt: 43 }), {
       _tag: "Success",
       outcome: "switched",
       agent: "B",
       at: 61
     })
     // a signal after A answered changes nothing
-    assertEqual(model({ ...base, signalAt: 11 }), model(base))
+    deepStrictEqual(model({ ...base, signalAt: 11 }), model(base))
   })
 })

@@ -1,8 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import { AgentDialError, AgentLookupError, dialWithLazyValidation } from "@lazydial/core"
 import { LazyDial } from "@lazydial/core"
 import type { DialScript, LookupScript } from "@lazydial/core/testing"
-import { assertEqual, currentAgent, layerTest, TestAgents } from "@lazydial/core/testing"
+import { currentAgent, layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
@@ -72,7 +73,7 @@ describe("dialWithLazyValidation outcomes", () => {
       assert.strictEqual((yield* agents.unreleased).length, 1, "the connection lives until the turn ends")
       yield* Scope.close(scope, Exit.void)
       const ledger = yield* agents.ledger
-      assertEqual(ledger.map((entry) => entry.releasedAt), [[1010]])
+      deepStrictEqual(ledger.map((entry) => entry.releasedAt), [[1010]])
     })))
 
   it.effect("fast: a dial that is ready at once returns without any clock step", () =>
@@ -81,7 +82,7 @@ describe("dialWithLazyValidation outcomes", () => {
       const result = yield* Effect.scoped(dialA)
       assert.strictEqual(result.outcome, "fast")
       assert.strictEqual((yield* agents.lookups).length, 0)
-      assertEqual((yield* agents.ledger).map((entry) => entry.releasedAt.length), [1])
+      deepStrictEqual((yield* agents.ledger).map((entry) => entry.releasedAt.length), [1])
     })))
 
   it.effect("confirmed: the lookup runs at exactly the delay, and the slow dial of A is kept", () =>
@@ -91,14 +92,14 @@ describe("dialWithLazyValidation outcomes", () => {
       yield* TestClock.adjust(DELAY - 1)
       assert.strictEqual((yield* agents.lookups).length, 0, "not a millisecond before the delay")
       yield* TestClock.adjust(1)
-      assertEqual((yield* agents.lookups).map((call) => call.at), [DELAY])
+      deepStrictEqual((yield* agents.lookups).map((call) => call.at), [DELAY])
       yield* TestClock.adjust(200)
       const result = yield* Fiber.join(fiber)
       assert.strictEqual(result.outcome, "confirmed")
       assert.strictEqual(result.agentId, A)
       assert.isFalse(result.switched)
-      assertEqual((yield* agents.dials).map((call) => call.id), [A])
-      assertEqual(result.current, Option.some(currentAgent({ agentId: A, buildId: BUILD_1 })))
+      deepStrictEqual((yield* agents.dials).map((call) => call.id), [A])
+      deepStrictEqual(result.current, Option.some(currentAgent({ agentId: A, buildId: BUILD_1 })))
       yield* Scope.close(scope, Exit.void)
       assert.strictEqual((yield* agents.unreleased).length, 0)
     })))
@@ -138,8 +139,8 @@ describe("dialWithLazyValidation outcomes", () => {
       assert.strictEqual(result.outcome, "switched")
       assert.strictEqual(result.agentId, B)
       assert.isTrue(result.switched)
-      assertEqual(result.current, Option.some(currentAgent({ agentId: B, buildId: BUILD_2 })))
-      assertEqual((yield* agents.dials).map((call) => [call.id, call.at]), [[A, 0], [B, DELAY]])
+      deepStrictEqual(result.current, Option.some(currentAgent({ agentId: B, buildId: BUILD_2 })))
+      deepStrictEqual((yield* agents.dials).map((call) => [call.id, call.at]), [[A, 0], [B, DELAY]])
       yield* Scope.close(scope, Exit.void)
       assert.strictEqual((yield* agents.unreleased).length, 0)
     })))
@@ -159,9 +160,9 @@ describe("dialWithLazyValidation outcomes", () => {
       yield* TestClock.adjust(5000)
       const late = (yield* agents.ledger).find((entry) => entry.agentId === A)!
       assert.strictEqual(late.acquiredAt, 5000)
-      assertEqual(late.releasedAt, [5000], "released once, as soon as it arrived")
+      deepStrictEqual(late.releasedAt, [5000], "released once, as soon as it arrived")
       const kept = (yield* agents.ledger).find((entry) => entry.agentId === B)!
-      assertEqual(kept.releasedAt, [], "B belongs to the caller's scope")
+      deepStrictEqual(kept.releasedAt, [], "B belongs to the caller's scope")
       yield* Scope.close(scope, Exit.void)
       assert.strictEqual((yield* agents.releasedTwice).length, 0)
       assert.strictEqual((yield* agents.unreleased).length, 0)
@@ -189,7 +190,7 @@ describe("dialWithLazyValidation outcomes", () => {
       assert.strictEqual(yield* now, DELAY)
       yield* Scope.close(scope, Exit.void)
       yield* TestClock.adjust(5000)
-      assertEqual((yield* agents.ledger).map((entry) => entry.releasedAt), [[5000]])
+      deepStrictEqual((yield* agents.ledger).map((entry) => entry.releasedAt), [[5000]])
     })))
 
   it.effect("fast failure, lookup names B: switched, with the lookup made at once, before the delay", () =>
@@ -204,7 +205,7 @@ describe("dialWithLazyValidation outcomes", () => {
       const result = yield* Fiber.join(fiber)
       assert.strictEqual(result.outcome, "switched")
       assert.strictEqual(result.agentId, B)
-      assertEqual((yield* agents.lookups).map((call) => call.at), [5])
+      deepStrictEqual((yield* agents.lookups).map((call) => call.at), [5])
       yield* Scope.close(scope, Exit.void)
     })))
 
@@ -220,7 +221,7 @@ describe("dialWithLazyValidation outcomes", () => {
       assert.strictEqual(result.outcome, "retried")
       assert.strictEqual(result.agentId, A)
       assert.isFalse(result.switched)
-      assertEqual((yield* agents.dials).map((call) => call.at), [0, 5])
+      deepStrictEqual((yield* agents.dials).map((call) => call.at), [0, 5])
       yield* Scope.close(scope, Exit.void)
     })))
 
@@ -281,7 +282,7 @@ describe("caller interruption", () => {
         yield* Scope.close(scope, Exit.void)
         const ledger = yield* agents.ledger
         for (const entry of ledger) {
-          assertEqual(entry.releasedAt, [entry.acquiredAt], `${entry.agentId} released once, on arrival`)
+          deepStrictEqual(entry.releasedAt, [entry.acquiredAt], `${entry.agentId} released once, on arrival`)
         }
       })))
   }
@@ -386,7 +387,7 @@ describe("early validation (validateNow)", () => {
       assert.strictEqual((yield* agents.lookups).length, 0, "no lookup before the signal")
       yield* fire
       yield* TestClock.adjust(0)
-      assertEqual((yield* agents.lookups).map((call) => call.at), [30])
+      deepStrictEqual((yield* agents.lookups).map((call) => call.at), [30])
       yield* TestClock.adjust(300)
       const result = yield* Fiber.join(fiber)
       assert.strictEqual(result.outcome, "confirmed")
@@ -402,7 +403,7 @@ describe("early validation (validateNow)", () => {
       yield* fire
       const result = yield* Fiber.join(fiber)
       assert.strictEqual(result.outcome, "switched")
-      assertEqual((yield* agents.dials).map((call) => [call.id, call.at]), [[A, 0], [B, 20]])
+      deepStrictEqual((yield* agents.dials).map((call) => [call.id, call.at]), [[A, 0], [B, 20]])
       yield* Scope.close(scope, Exit.void)
       assert.strictEqual((yield* agents.unreleased).length, 0)
     })))
@@ -415,7 +416,7 @@ describe("early validation (validateNow)", () => {
         (service) => service.dial({ agentId: A, workspaceId: W, validateNow: Effect.void })
       ))
       assert.strictEqual(result.outcome, "switched")
-      assertEqual((yield* agents.lookups).map((call) => call.at), [0])
+      deepStrictEqual((yield* agents.lookups).map((call) => call.at), [0])
       assert.strictEqual((yield* agents.unreleased).length, 0)
     })))
 

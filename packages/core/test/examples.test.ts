@@ -1,5 +1,5 @@
 import { it } from "@effect/vitest"
-import { assertEqual } from "@lazydial/core/testing"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import * as Effect from "effect/Effect"
 import { switchesAfterARebuild } from "../examples/testKit.js"
 import { B } from "./fixtures.js"
@@ -8,7 +8,7 @@ import { B } from "./fixtures.js"
 it.effect("the test kit example: switched after a rebuild, nothing leaked", () =>
   Effect.gen(function*() {
     const result = yield* switchesAfterARebuild
-    assertEqual(result, {
+    deepStrictEqual(result, {
       switchedTo: B,
       unreleased: 0,
       releasedTwice: 0
