@@ -99,25 +99,55 @@ import * as internalView from "./internal/view.js"
 import { RebuildNotices } from "./RebuildNotices.js"
 
 /**
- * The paths of a connect, declared once: `TurnPath`, the `lazydial.path`
- * span attribute and the decision metric's labels are derived from it.
+ * How a turn that connected ended: the one list of these names. Core's
+ * outcomes of a dial of the bound agent come first (`fast`, `confirmed`,
+ * `lookup_failed_kept`, `retried`: the bound agent answered and was kept;
+ * `switched`: the dial switched to the workspace's current agent, and the
+ * repair was written conditionally), then binding's own paths, where the
+ * connector chose the agent before it dialed: `lazy_bind` (the chat had no
+ * agent: looked up, or known from the view, and recorded) and
+ * `switched_by_notice` (the view knew the bound build was superseded). It is
+ * derived from core's `LazyDial.outcomes`, so a name changed there changes
+ * here; the `TurnOutcome` type and Schema, the `outcome` label of
+ * `turnsTotal` and the `lazydial.outcome` attribute of the
+ * `ChatConnector.connect` span are derived from it.
  *
+ * @since 0.2.0
+ * @category vocabulary
+ */
+export const turnOutcomes: readonly [...typeof LazyDial.outcomes, "lazy_bind", "switched_by_notice"] =
+  internalDecisions.turnOutcomes
+
+/**
+ * `TurnOutcome` as a Schema: for an API, a report or a log that carries it.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const TurnOutcome: Schema.Literals<typeof turnOutcomes> = Schema.Literals(turnOutcomes)
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export type TurnOutcome = typeof TurnOutcome.Type
+
+/**
+ * The paths of a connect, before `TurnOutcome` named how a turn ended.
+ *
+ * @deprecated use `turnOutcomes`; `hot` is one of core's kept outcomes (`fast`, `confirmed`,
+ * `lookup_failed_kept`, `retried`). Kept until the service reads `outcome`.
  * @since 0.1.0
  * @category vocabulary
  */
 export const turnPaths: typeof internalDecisions.turnPaths = internalDecisions.turnPaths
 
 /**
+ * @deprecated use `TurnOutcome`
  * @since 0.1.0
  * @category models
  */
-export const TurnPath: Schema.Literals<typeof turnPaths> = Schema.Literals(turnPaths)
-
-/**
- * @since 0.1.0
- * @category models
- */
-export type TurnPath = typeof TurnPath.Type
+export type TurnPath = typeof turnPaths[number]
 
 /**
  * Every label of the decision counter and span attribute: the paths, and
@@ -174,9 +204,10 @@ export interface ChatConnection {
   /** The agent that answered, and the build that owns it. */
   readonly agentId: AgentId
   readonly buildId: BuildId
+  /** How the turn ended. */
+  readonly outcome: TurnOutcome
+  /** @deprecated read `outcome`: kept until the service reads it. */
   readonly path: TurnPath
-  /** How the core's dial ended. */
-  readonly outcome: LazyDial.DialOutcome
   readonly write: WriteResult
   /** The binding as last read or written. After a lost write, the row as the winner left it. */
   readonly binding: ChatBinding

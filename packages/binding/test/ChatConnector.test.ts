@@ -15,6 +15,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/testing/TestClock"
 import { boundChat, build, chatId, withEnv, workspaceId } from "./fixtures.js"
@@ -89,6 +90,16 @@ describe("ChatConnector", () => {
       )
     }).pipe(Effect.provide(TestLive)))
 
+  it("TurnOutcome: core's outcomes, then lazy_bind and switched_by_notice; nothing else decodes", () => {
+    assert.deepStrictEqual(ChatConnector.turnOutcomes, [...LazyDial.outcomes, "lazy_bind", "switched_by_notice"])
+    for (const outcome of ChatConnector.turnOutcomes) {
+      assert.strictEqual(Schema.decodeUnknownSync(ChatConnector.TurnOutcome)(outcome), outcome)
+    }
+    for (const other of ["hot", "repair_lost", "direct", ""]) {
+      assert.isFalse(Schema.is(ChatConnector.TurnOutcome)(other))
+    }
+  })
+
   it.effect("lazy bind: a chat with a workspace and no agent looks up once, records, then runs hot", () =>
     Effect.gen(function*() {
       const connector = yield* ChatConnector.ChatConnector
@@ -97,6 +108,7 @@ describe("ChatConnector", () => {
       const chat = yield* store.createChat({ workspaceId: w })
       const first = yield* turn(connector.connect(chat.chatId))
       assert.strictEqual(first.path, "lazy_bind")
+      assert.strictEqual(first.outcome, "lazy_bind")
       assert.strictEqual(first.write, "recorded")
       assert.strictEqual(first.agentId, current.agentId)
       assert.strictEqual(yield* lookupCount, 1)

@@ -94,16 +94,25 @@ export const make = (deps: {
     ): Effect.Effect<ChatConnection, ConnectError, Scope.Scope> =>
       Effect.gen(function*() {
         const result = yield* dialAgent(workspaceId, bound)
-        const base = { chatId, connection: result.connection, workspaceId, outcome: result.outcome }
+        const base = { chatId, connection: result.connection, workspaceId }
         if (!result.switched || Option.isNone(result.current)) {
           if (path === "hot") yield* decide("hot")
-          return { ...base, agentId: bound.agentId, buildId: bound.buildId, path, write, binding }
+          return {
+            ...base,
+            outcome: path === "hot" ? result.outcome : path,
+            agentId: bound.agentId,
+            buildId: bound.buildId,
+            path,
+            write,
+            binding
+          }
         }
         const current = result.current.value
         if (path === "hot") yield* decide("switched")
         const written = yield* record(chatId, { workspaceId, agentId: Option.some(bound.agentId) }, current)
         return {
           ...base,
+          outcome: path === "hot" ? result.outcome : path,
           agentId: current.agentId,
           buildId: current.buildId,
           path: path === "hot" ? "switched" : path,
@@ -131,7 +140,7 @@ export const make = (deps: {
           chatId,
           connection: result.connection,
           workspaceId,
-          outcome: result.outcome,
+          outcome: "switched_by_notice",
           agentId: answered.agentId,
           buildId: answered.buildId,
           path: "switched_by_notice",

@@ -1,13 +1,20 @@
+import { LazyDial } from "@lazydial/core"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 
 /**
- * The paths a connect takes: the names of `ChatConnection.path`, of the
- * `lazydial.path` span attribute and of the decision metric's labels. Every
- * other list of them (types, Schemas, metric labels) is derived from these.
+ * How a turn that connected ended: core's outcomes, then binding's own
+ * paths. Every other list of them (types, Schemas, metric labels, span
+ * attributes) is derived from this one.
  *
  * @internal
  */
+export const turnOutcomes = [...LazyDial.outcomes, "lazy_bind", "switched_by_notice"] as const
+
+/** @internal */
+export type TurnOutcome = typeof turnOutcomes[number]
+
+/** @deprecated the paths before `turnOutcomes`; kept until the service reads `outcome`. @internal */
 export const turnPaths = ["hot", "lazy_bind", "switched", "switched_by_notice"] as const
 
 /** @internal */
