@@ -25,7 +25,7 @@
 import { AgentDirectory, BindingStore, ChatConnector, type Database, RebuildNotices } from "@lazydial/binding"
 import * as PgDatabase from "@lazydial/binding/PgDatabase"
 import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
-import { type AgentDialer, type AgentLookup, Faults, LazyDial } from "@lazydial/core"
+import { type AgentDialer, type AgentLookup, Faults, LazyDial, Options as CoreOptions } from "@lazydial/core"
 import type * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -179,12 +179,22 @@ export const lazyDialOptions = (
   }
 }
 
+/**
+ * The service's names for core's fault injection: off unless `LAZYDIAL_FAULTS=on`,
+ * with the plans of `LAZYDIAL_FAULTS_DIAL` and `LAZYDIAL_FAULTS_LOOKUP`.
+ */
+const faultsConfig = {
+  enabled: Faults.enabledConfig("LAZYDIAL_FAULTS"),
+  dial: CoreOptions.optional(Faults.dialConfig("LAZYDIAL_FAULTS_DIAL")),
+  lookup: CoreOptions.optional(Faults.lookupConfig("LAZYDIAL_FAULTS_LOOKUP"))
+}
+
 const chatsOver = (options: Options, counters: Counters, strategy: Chats.Strategy = "lazydial") => {
   const notices = options.notices === false ? RebuildNotices.layerNone : RebuildNotices.layerSql
   const directory = AgentDirectory.layerSql().pipe(Layer.provideMerge(notices))
   const control = ControlPlane.layerDirectory.pipe(Layer.provide(directory))
   const real = Layer.merge(SocketDialer.layer(counters.dialer), directory)
-  const faulted = Faults.layerConfig.pipe(Layer.provide(real))
+  const faulted = Faults.layerConfig(faultsConfig).pipe(Layer.provide(real))
   // provideMerge: the probe's AgentLookup replaces the one it wraps; the dialer passes on
   const services = Probe.layerLookup(counters.probe).pipe(Layer.provideMerge(faulted))
   // the same `notices` value as the directory's: a Layer is built once per instance, so both share one
