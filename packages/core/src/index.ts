@@ -8,6 +8,7 @@ export * as Faults from "./Faults.js"
 export * as Ids from "./Ids.js"
 export * as LazyDial from "./LazyDial.js"
 export * as Options from "./Options.js"
+export * as SharedConnections from "./SharedConnections.js"
 
 export type { AgentConnection } from "./AgentDialer.js"
 export { AgentDialError, AgentLookupError, InvalidOption, NoCurrentAgent } from "./Errors.js"
