@@ -2,11 +2,11 @@
  * The turn path: connect a chat to its agent, using the binding the chat
  * remembers, and keep that binding fresh.
  *
- * ## Paths
+ * ## Outcomes (`TurnOutcome`)
  *
- * | path | when | lookups | write |
+ * | outcome | when | lookups | write |
  * |---|---|---|---|
- * | `hot` | an agent is bound and the dial keeps it (`fast`, `confirmed`, `retried`, `lookup_failed_kept`) | 0 when the agent answers before the validation delay | none |
+ * | `fast`, `confirmed`, `retried`, `lookup_failed_kept` (core's) | an agent is bound and the dial keeps it | 0 when the agent answers before the validation delay | none |
  * | `switched` | an agent is bound and the dial switched to the workspace's current agent | 1, inside the dial | conditional: `{ buildId, agentId }` of that same lookup |
  * | `lazy_bind` | the chat has a workspace but no agent (new chat, workspace change) | 1; 0 when the view knows the current agent | conditional, then the dial |
  * | `switched_by_notice` | the view knows, from the directory, that the bound build was superseded (a read a rebuild's notice prompted, or a lookup answer): the newer agent is dialed at once, with no delay | 0 unless the newer agent is slow or gone | conditional: the agent that answered |
@@ -57,12 +57,12 @@
  *   caller is interrupted, never a `DialTimeout`.
  * - `AgentDialError`, `AgentLookupError`, `BindingStoreError`, as they come.
  *
- * ## One connection per turn
+ * ## A turn is a Scope
  *
- * A turn is a Scope. Concurrent calls of `connect` for one chat in one Scope
- * share one dial and one connection; the connection is released when the
- * Scope closes. A failed connect is not remembered: the next call dials again.
- * When every caller waiting for a dial is interrupted, the dial is abandoned.
+ * The connection lives in the caller's Scope and is released when it closes.
+ * Each call of `connect` dials: two calls in one Scope make two connections
+ * (no caller shares a Scope between connects, so the sharing of a dial that
+ * 0.1 paid on every turn is gone).
  *
  * @since 0.1.0
  */
@@ -148,27 +148,6 @@ export const turnPaths: typeof internalDecisions.turnPaths = internalDecisions.t
  * @category models
  */
 export type TurnPath = typeof turnPaths[number]
-
-/**
- * Every label of the decision counter and span attribute: the paths, and
- * `repair_lost`.
- *
- * @since 0.1.0
- * @category vocabulary
- */
-export const decisions: typeof internalDecisions.decisions = internalDecisions.decisions
-
-/**
- * @since 0.1.0
- * @category models
- */
-export const Decision: Schema.Literals<typeof decisions> = Schema.Literals(decisions)
-
-/**
- * @since 0.1.0
- * @category models
- */
-export type Decision = typeof Decision.Type
 
 /**
  * What the last binding write of the connect did.
@@ -381,13 +360,14 @@ export const layerConfig: Layer.Layer<
 )
 
 /**
- * Connects, by decision: `hot`, `lazy_bind`, `switched`, `switched_by_notice`,
- * `repair_lost`.
+ * Turns that connected, by `outcome` (a `TurnOutcome`) and `write` (a
+ * `WriteResult`: `lost` is a conditional write that lost to a concurrent
+ * writer).
  *
- * @since 0.1.0
+ * @since 0.2.0
  * @category metrics
  */
-export const decisionsTotal: Metric.Counter<number> = internalDecisions.decisionsTotal
+export const turnsTotal: Metric.Counter<number> = internalDecisions.turnsTotal
 
 /**
  * Latest-agent lookups made by lazy binds. Lookups made while validating a
@@ -397,11 +377,3 @@ export const decisionsTotal: Metric.Counter<number> = internalDecisions.decision
  * @category metrics
  */
 export const lookupsTotal: Metric.Counter<number> = internalDecisions.lookupsTotal
-
-/**
- * Connects that joined a dial already under way in the same turn.
- *
- * @since 0.1.0
- * @category metrics
- */
-export const sharedTotal: Metric.Counter<number> = internalDecisions.sharedTotal

@@ -6,8 +6,10 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
 import * as TestClock from "effect/testing/TestClock"
 import { makeAdmission } from "../src/internal/admission.js"
+import { pendingSleeps } from "./fixtures.js"
 
 class Expired {
   readonly _tag = "Expired"
@@ -81,10 +83,68 @@ describe("admission control", () => {
       assert.strictEqual(yield* admit(Effect.succeed("free"), 0, expired), "free")
     }))
 
-  it.effect("with a free permit, a turn past its deadline still runs (the timeout inside decides)", () =>
+  it.effect("with a free permit, a turn whose work ends at once keeps its answer, even past its deadline", () =>
     Effect.gen(function*() {
       const admit = yield* makeAdmission(1, 2_500)
       assert.strictEqual(yield* admit(Effect.succeed("ran"), -1, expired), "ran")
+    }))
+
+  it.effect("an admitted turn is answered at its deadline; its fiber is interrupted in the background, not waited for", () =>
+    Effect.gen(function*() {
+      const admit = yield* makeAdmission(1, 2_500)
+      const interrupted = yield* Deferred.make<number>()
+      // work whose interruption takes 5 s, as a cancelled PostgreSQL query's may
+      const slow = Effect.onInterrupt(
+        Effect.never,
+        () =>
+          Effect.andThen(
+            Effect.sleep("5 seconds"),
+            Effect.flatMap(Clock.currentTimeMillis, (t) => Deferred.succeed(interrupted, t))
+          )
+      )
+      const turn = yield* Effect.forkChild(Effect.result(admit(slow, 1_000, expired)))
+      yield* Effect.yieldNow
+      yield* TestClock.adjust("999 millis")
+      assert.isUndefined(turn.pollUnsafe())
+      yield* TestClock.adjust("1 millis")
+      const answer = turn.pollUnsafe()
+      assert.isTrue(answer !== undefined && Exit.isSuccess(answer) && answer.value._tag === "Failure")
+      // the permit came back at the deadline, while the work still winds down
+      assert.strictEqual(yield* admit(Effect.succeed("next"), never, expired), "next")
+      yield* TestClock.adjust("5 seconds")
+      assert.strictEqual(yield* Deferred.await(interrupted), 6_000)
+    }))
+
+  it.effect("every turn, waiting or admitted, shares one sweeper: 1,000 turns hold one timer", () =>
+    Effect.gen(function*() {
+      const admit = yield* makeAdmission(500, 2_500)
+      const turns = yield* Effect.forEach(
+        Array.from({ length: 1000 }),
+        (_, i) => Effect.forkChild(Effect.result(admit(Effect.never, 10_000 + i, expired)))
+      )
+      yield* Effect.yieldNow
+      assert.strictEqual((yield* pendingSleeps).length, 1)
+      yield* TestClock.adjust("10 seconds")
+      yield* TestClock.adjust("1 second")
+      for (const turn of turns) assert.strictEqual((yield* Fiber.join(turn))._tag, "Failure")
+      assert.strictEqual((yield* pendingSleeps).length, 0)
+    }))
+
+  it.effect("Effect 4's Semaphore, the alternative: a deadline per waiter costs a timer per waiter", () =>
+    Effect.gen(function*() {
+      // What the queue would be with Effect's pieces: FIFO permits, and each
+      // turn's deadline as a timeoutOption of its own. Every waiting turn
+      // then holds a timer (and the race's two fibers), and nothing can shed:
+      // the semaphore does not know when a waiter must be admitted.
+      const semaphore = yield* Semaphore.make(500)
+      const turns = yield* Effect.forEach(
+        Array.from({ length: 1000 }),
+        (_, i) => Effect.forkChild(Effect.timeoutOption(semaphore.withPermit(Effect.never), 10_000 + i))
+      )
+      yield* Effect.yieldNow
+      assert.strictEqual((yield* pendingSleeps).length, 1000)
+      yield* TestClock.adjust("11 seconds")
+      yield* Fiber.joinAll(turns)
     }))
 
   it.effect("under overload a waiter that the queue's pace would admit after its deadline is shed at once", () =>

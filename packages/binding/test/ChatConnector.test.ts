@@ -72,7 +72,9 @@ describe("ChatConnector", () => {
       const agents = yield* TestAgents
       const { current, workspaceId: w } = yield* runningWorkspace
       const chatId = yield* boundChat(w, current)
-      const hotBefore = yield* counter(Metric.withAttributes(ChatConnector.decisionsTotal, { decision: "hot" }))
+      const hotBefore = yield* counter(
+        Metric.withAttributes(ChatConnector.turnsTotal, { outcome: "fast", write: "none" })
+      )
       for (let i = 0; i < 10; i++) {
         const connection = yield* turn(connector.connect(chatId))
         assert.strictEqual(connection.path, "hot")
@@ -85,7 +87,8 @@ describe("ChatConnector", () => {
       assert.strictEqual((yield* agents.ledger).length, 10)
       assert.strictEqual((yield* agents.unreleased).length, 0)
       assert.strictEqual(
-        (yield* counter(Metric.withAttributes(ChatConnector.decisionsTotal, { decision: "hot" }))) - hotBefore,
+        (yield* counter(Metric.withAttributes(ChatConnector.turnsTotal, { outcome: "fast", write: "none" }))) -
+          hotBefore,
         10
       )
     }).pipe(Effect.provide(TestLive)))
@@ -166,7 +169,7 @@ describe("ChatConnector", () => {
       const connector = yield* ChatConnector.ChatConnector
       const store = yield* BindingStore.BindingStore
       const agents = yield* TestAgents
-      const lost = Metric.withAttributes(ChatConnector.decisionsTotal, { decision: "repair_lost" })
+      const lost = Metric.withAttributes(ChatConnector.turnsTotal, { outcome: "switched", write: "lost" })
       const lostBefore = yield* counter(lost)
       const { current, workspaceId: w } = yield* runningWorkspace
       const chatId = yield* boundChat(w, current)
@@ -382,7 +385,7 @@ describe("ChatConnector", () => {
       assert.strictEqual((yield* agents.unreleased).length, 0)
     }).pipe(Effect.provide(TestLive)))
 
-  it.effect("one connection per turn: concurrent callers in one Scope share one dial; the next turn dials anew", () =>
+  it.effect("concurrent connects in one Scope each dial (no turn sharing), and the Scope releases every connection once", () =>
     Effect.gen(function*() {
       const connector = yield* ChatConnector.ChatConnector
       const agents = yield* TestAgents
@@ -397,20 +400,12 @@ describe("ChatConnector", () => {
       )
       yield* TestClock.adjust("1 second")
       const connections = yield* Fiber.join(fiber)
-      assert.strictEqual(new Set(connections.map((c) => c.connection.connectionId)).size, 1)
-      const later = yield* Scope.provide(connector.connect(chatId), scope)
-      assert.strictEqual(later.connection.connectionId, connections[0]!.connection.connectionId)
-      assert.strictEqual((yield* agents.dials).length, 1)
-      assert.strictEqual((yield* agents.unreleased).length, 1)
+      assert.strictEqual(new Set(connections.map((c) => c.connection.connectionId)).size, 5)
+      assert.strictEqual((yield* agents.dials).length, 5)
+      assert.strictEqual((yield* agents.unreleased).length, 5)
       yield* Scope.close(scope, Exit.void)
       assert.strictEqual((yield* agents.unreleased).length, 0)
       assert.strictEqual((yield* agents.releasedTwice).length, 0)
-
-      const nextTurn = yield* Effect.forkChild(turn(connector.connect(chatId)))
-      yield* TestClock.adjust("1 second")
-      const next = yield* Fiber.join(nextTurn)
-      assert.notStrictEqual(next.connection.connectionId, connections[0]!.connection.connectionId)
-      assert.strictEqual((yield* agents.dials).length, 2)
     }).pipe(Effect.provide(TestLive)))
 
   it.effect("a failed connect is not remembered by the turn: the next call in the same Scope dials again", () =>

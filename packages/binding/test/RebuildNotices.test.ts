@@ -53,8 +53,8 @@ const directoryQueries = Effect.map(Metric.value(AgentDirectory.queriesTotal), (
 
 const noticeReads = Effect.map(Metric.value(RebuildNotices.readsTotal), (state) => state.count)
 
-const counter = (decision: ChatConnector.Decision) =>
-  Effect.map(Metric.value(Metric.withAttributes(ChatConnector.decisionsTotal, { decision })), (state) => state.count)
+const counter = (outcome: ChatConnector.TurnOutcome, write: ChatConnector.WriteResult) =>
+  Effect.map(Metric.value(Metric.withAttributes(ChatConnector.turnsTotal, { outcome, write })), (state) => state.count)
 
 const notice = (w: WorkspaceId, order: number, current: CurrentAgent | undefined, buildId = current?.buildId) =>
   RebuildNotices.noticeOf(w, order, buildId ?? build().buildId, Option.fromNullishOr(current?.agentId))
@@ -122,7 +122,7 @@ describe("ChatConnector with a view of rebuild notices", () => {
       const { first, second, workspaceId: w } = yield* rebuilt
       const chatId = yield* boundChat(w, first)
       yield* publish(notice(w, 1, first), notice(w, 2, second))
-      const before = yield* counter("switched_by_notice")
+      const before = yield* counter("switched_by_notice", "recorded")
       const connection = yield* turnNow(connector.connect(chatId))
       assert.strictEqual(connection.path, "switched_by_notice")
       assert.strictEqual(connection.agentId, second.agentId)
@@ -130,7 +130,7 @@ describe("ChatConnector with a view of rebuild notices", () => {
       assert.strictEqual(yield* lookupCount, 0)
       assertEqual((yield* store.get(chatId)).agentId, Option.some(second.agentId))
       assertEqual((yield* store.get(chatId)).buildId, Option.some(second.buildId))
-      assert.strictEqual((yield* counter("switched_by_notice")) - before, 1)
+      assert.strictEqual((yield* counter("switched_by_notice", "recorded")) - before, 1)
       // the next turn is hot on the new agent
       assert.strictEqual((yield* turnNow(connector.connect(chatId))).path, "hot")
       assert.strictEqual(yield* lookupCount, 0)

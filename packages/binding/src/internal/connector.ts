@@ -9,10 +9,8 @@ import type { BindingStore, Expected, RecordResult } from "../BindingStore.js"
 import type { ChatBinding } from "../ChatBinding.js"
 import type { ChatConnection, ChatConnector, ConnectError } from "../ChatConnector.js"
 import { type BindingStoreError, ChatHasNoWorkspace, type ChatNotFound, DialTimeout } from "../Errors.js"
-import { makeAdmission, type Shed } from "./admission.js"
-import { timeoutDetached } from "./deadline.js"
-import { decide, lookupsTotal, type WriteResult } from "./decisions.js"
-import { makeTurnSharing } from "./turnSharing.js"
+import { makeAdmission } from "./admission.js"
+import { countTurn, lookupsTotal, pathOf, type TurnOutcome, type WriteResult } from "./decisions.js"
 import type { Hint, View } from "./view.js"
 
 const unknownHint: Hint = { _tag: "Unknown" }
@@ -67,7 +65,7 @@ export const make = (deps: {
                 })
               )
             )
-            : Effect.as(result._tag === "Lost" ? decide("repair_lost") : Effect.void, result)
+            : Effect.succeed(result)
       )
 
     const writeResult = (result: Written): WriteResult => result._tag === "Recorded" ? "recorded" : "lost"
@@ -89,36 +87,26 @@ export const make = (deps: {
       binding: ChatBinding,
       workspaceId: WorkspaceId,
       bound: CurrentAgent,
-      path: "hot" | "lazy_bind",
+      lazyBind: boolean,
       write: WriteResult
     ): Effect.Effect<ChatConnection, ConnectError, Scope.Scope> =>
-      Effect.gen(function*() {
-        const result = yield* dialAgent(workspaceId, bound)
-        const base = { chatId, connection: result.connection, workspaceId }
+      Effect.flatMap(dialAgent(workspaceId, bound), (result) => {
+        const outcome: TurnOutcome = lazyBind ? "lazy_bind" : result.outcome
+        const base = { chatId, connection: result.connection, workspaceId, outcome, path: pathOf(outcome) }
         if (!result.switched || Option.isNone(result.current)) {
-          if (path === "hot") yield* decide("hot")
-          return {
-            ...base,
-            outcome: path === "hot" ? result.outcome : path,
-            agentId: bound.agentId,
-            buildId: bound.buildId,
-            path,
-            write,
-            binding
-          }
+          return Effect.succeed({ ...base, agentId: bound.agentId, buildId: bound.buildId, write, binding })
         }
         const current = result.current.value
-        if (path === "hot") yield* decide("switched")
-        const written = yield* record(chatId, { workspaceId, agentId: Option.some(bound.agentId) }, current)
-        return {
-          ...base,
-          outcome: path === "hot" ? result.outcome : path,
-          agentId: current.agentId,
-          buildId: current.buildId,
-          path: path === "hot" ? "switched" : path,
-          write: writeResult(written),
-          binding: written.binding
-        }
+        return Effect.map(
+          record(chatId, { workspaceId, agentId: Option.some(bound.agentId) }, current),
+          (written): ChatConnection => ({
+            ...base,
+            agentId: current.agentId,
+            buildId: current.buildId,
+            write: writeResult(written),
+            binding: written.binding
+          })
+        )
       })
 
     // The view knows a newer agent than the bound one: dial it at once, with
@@ -131,57 +119,66 @@ export const make = (deps: {
       bound: CurrentAgent,
       newer: CurrentAgent
     ): Effect.Effect<ChatConnection, ConnectError, Scope.Scope> =>
-      Effect.gen(function*() {
-        yield* decide("switched_by_notice")
-        const result = yield* dialAgent(workspaceId, newer)
+      Effect.flatMap(dialAgent(workspaceId, newer), (result) => {
         const answered = result.switched && Option.isSome(result.current) ? result.current.value : newer
-        const written = yield* record(chatId, { workspaceId, agentId: Option.some(bound.agentId) }, answered)
-        return {
-          chatId,
-          connection: result.connection,
-          workspaceId,
-          outcome: "switched_by_notice",
-          agentId: answered.agentId,
-          buildId: answered.buildId,
-          path: "switched_by_notice",
-          write: writeResult(written),
-          binding: written.binding
-        }
+        return Effect.map(
+          record(chatId, { workspaceId, agentId: Option.some(bound.agentId) }, answered),
+          (written): ChatConnection => ({
+            chatId,
+            connection: result.connection,
+            workspaceId,
+            outcome: "switched_by_notice",
+            path: "switched_by_notice",
+            agentId: answered.agentId,
+            buildId: answered.buildId,
+            write: writeResult(written),
+            binding: written.binding
+          })
+        )
       })
 
     const hint = (workspaceId: WorkspaceId, bound: Option.Option<CurrentAgent>): Effect.Effect<Hint> =>
       deps.view === undefined ? Effect.succeed(unknownHint) : deps.view.hint(workspaceId, bound)
 
+    // Written with flatMap, not Effect.gen: a generator suspended in a pending
+    // dial holds its frame, about 0.7 KB per turn in flight.
     const fromBinding = (
       chatId: ChatId,
       binding: ChatBinding,
       lazyBindsLeft: number
-    ): Effect.Effect<ChatConnection, ConnectError, Scope.Scope> =>
-      Effect.gen(function*() {
-        if (Option.isNone(binding.workspaceId)) return yield* new ChatHasNoWorkspace({ chatId })
-        const workspaceId = binding.workspaceId.value
-        if (Option.isSome(binding.agentId) && Option.isSome(binding.buildId)) {
-          const bound = new CurrentAgent({ agentId: binding.agentId.value, buildId: binding.buildId.value })
-          const known = yield* hint(workspaceId, Option.some(bound))
-          if (known._tag === "Stopped") return yield* new NoCurrentAgent({ workspaceId })
-          if (known._tag === "Current") return yield* switchByNotice(chatId, workspaceId, bound, known.current)
-          return yield* dialBound(chatId, binding, workspaceId, bound, "hot", "none")
-        }
-
-        // Lazy bind: the build and agent come from one lookup, or from the view.
-        yield* decide("lazy_bind")
-        const known = yield* hint(workspaceId, Option.none())
-        if (known._tag === "Stopped") return yield* new NoCurrentAgent({ workspaceId })
-        const current = known._tag === "Current"
-          ? Option.some(known.current)
-          : yield* Effect.tap(lookup.current(workspaceId), Metric.update(lookupsTotal, 1))
-        if (Option.isNone(current)) return yield* new NoCurrentAgent({ workspaceId })
-        const written = yield* record(chatId, { workspaceId, agentId: Option.none() }, current.value)
-        if (written._tag === "Lost" && lazyBindsLeft > 1) {
-          return yield* fromBinding(chatId, written.binding, lazyBindsLeft - 1)
-        }
-        return yield* dialBound(chatId, written.binding, workspaceId, current.value, "lazy_bind", writeResult(written))
-      })
+    ): Effect.Effect<ChatConnection, ConnectError, Scope.Scope> => {
+      if (Option.isNone(binding.workspaceId)) return Effect.fail(new ChatHasNoWorkspace({ chatId }))
+      const workspaceId = binding.workspaceId.value
+      if (Option.isSome(binding.agentId) && Option.isSome(binding.buildId)) {
+        const bound = new CurrentAgent({ agentId: binding.agentId.value, buildId: binding.buildId.value })
+        return Effect.flatMap(hint(workspaceId, Option.some(bound)), (known) =>
+          known._tag === "Stopped"
+            ? Effect.fail(new NoCurrentAgent({ workspaceId }))
+            : known._tag === "Current"
+            ? switchByNotice(chatId, workspaceId, bound, known.current)
+            : dialBound(chatId, binding, workspaceId, bound, false, "none"))
+      }
+      // Lazy bind: the build and agent come from one lookup, or from the view.
+      return Effect.flatMap(hint(workspaceId, Option.none()), (known) =>
+        known._tag === "Stopped"
+          ? Effect.fail(new NoCurrentAgent({ workspaceId }))
+          : Effect.flatMap(
+            known._tag === "Current"
+              ? Effect.succeedSome(known.current)
+              : Effect.tap(lookup.current(workspaceId), Metric.update(lookupsTotal, 1)),
+            Option.match({
+              onNone: () => Effect.fail(new NoCurrentAgent({ workspaceId })),
+              onSome: (current) =>
+                Effect.flatMap(
+                  record(chatId, { workspaceId, agentId: Option.none() }, current),
+                  (written) =>
+                    written._tag === "Lost" && lazyBindsLeft > 1
+                      ? fromBinding(chatId, written.binding, lazyBindsLeft - 1)
+                      : dialBound(chatId, written.binding, workspaceId, current, true, writeResult(written))
+                )
+            })
+          ))
+    }
 
     const timeoutMillis = Duration.toMillis(deps.dialTimeout)
 
@@ -191,44 +188,35 @@ export const make = (deps: {
     // progress, slowly, and the timers fired late on a saturated event loop.
     const admission = yield* makeAdmission(deps.maxInFlight, Math.max(1000, timeoutMillis / 4))
 
-    // The timeout counts from the call of `connect`, not from the start of the
-    // dial's fiber: under load a forked fiber can wait its turn on the event loop
-    // for a while, and that wait is part of what the caller experiences. A turn
-    // that waits for a permit past its deadline is turned away by the admission
-    // queue; an admitted one races the rest of its budget.
-    const connectOnce = (
-      chatId: ChatId,
-      calledAtMillis: number
-    ): Effect.Effect<ChatConnection, ConnectError, Scope.Scope> => {
-      const deadlineMillis = calledAtMillis + timeoutMillis
-      const timedOut = () => new DialTimeout({ chatId, timeoutMillis })
-      const turnedAway = (shed: Shed | undefined) =>
-        shed === undefined ? timedOut() : new DialTimeout({ chatId, timeoutMillis, shed })
-      const dial = Effect.flatMap(store.get(chatId), (binding) => fromBinding(chatId, binding, maxLazyBinds))
-      return admission(
-        Effect.clockWith((clock) =>
-          // At the deadline the caller gets its DialTimeout at once; the dial
-          // is interrupted in the background. Waiting for it would add the
-          // time to cancel its work: a cancelled PostgreSQL query sends a
-          // cancel request and drains its connection, and on Effect 3's pg
-          // pool timeouts under load ended seconds late.
-          timeoutDetached(dial, Math.max(0, deadlineMillis - clock.currentTimeMillisUnsafe()), timedOut)
-        ),
-        deadlineMillis,
-        turnedAway
+    // The timeout counts from the call of `connect`: under load a turn can wait
+    // its turn on the event loop for a while, and that wait is part of what the
+    // caller experiences. At the deadline the caller gets its DialTimeout at
+    // once, waiting or admitted; the turn's fiber is interrupted in the
+    // background (see `makeAdmission`).
+    const connect = (chatId: ChatId): Effect.Effect<ChatConnection, ConnectError, Scope.Scope> =>
+      Effect.clockWith((clock) =>
+        admission(
+          Effect.flatMap(store.get(chatId), (binding) => fromBinding(chatId, binding, maxLazyBinds)),
+          clock.currentTimeMillisUnsafe() + timeoutMillis,
+          (shed) => new DialTimeout(shed === undefined ? { chatId, timeoutMillis } : { chatId, timeoutMillis, shed })
+        )
       ).pipe(
         Effect.tap((connection) =>
-          Effect.annotateCurrentSpan({
-            "lazydial.agent_id": connection.agentId,
-            "lazydial.build_id": connection.buildId,
-            "lazydial.write": connection.write
-          })
+          Effect.andThen(
+            countTurn(connection.outcome, connection.write),
+            Effect.annotateCurrentSpan({
+              "lazydial.outcome": connection.outcome,
+              "lazydial.write": connection.write,
+              "lazydial.agent_id": connection.agentId,
+              "lazydial.build_id": connection.buildId
+            })
+          )
         ),
-        Effect.withSpan("ChatConnector.dial", { attributes: { "lazydial.chat_id": chatId } })
+        // no stack trace: capturing one costs about 3 KB per turn in flight
+        Effect.withSpan("ChatConnector.connect", { attributes: { "lazydial.chat_id": chatId } }, {
+          captureStackTrace: false
+        })
       )
-    }
-
-    const connect = makeTurnSharing(connectOnce)
 
     return { dialTimeout: deps.dialTimeout, connect }
   })

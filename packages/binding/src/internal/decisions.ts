@@ -1,5 +1,5 @@
 import { LazyDial } from "@lazydial/core"
-import * as Effect from "effect/Effect"
+import type * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 
 /**
@@ -20,16 +20,9 @@ export const turnPaths = ["hot", "lazy_bind", "switched", "switched_by_notice"] 
 /** @internal */
 export type TurnPath = typeof turnPaths[number]
 
-/**
- * The labels of the decision counter: the paths, and `repair_lost`, a write
- * that lost to a concurrent writer.
- *
- * @internal
- */
-export const decisions = [...turnPaths, "repair_lost"] as const
-
-/** @internal */
-export type Decision = typeof decisions[number]
+/** @deprecated @internal */
+export const pathOf = (outcome: TurnOutcome): TurnPath =>
+  outcome === "lazy_bind" || outcome === "switched_by_notice" || outcome === "switched" ? outcome : "hot"
 
 /**
  * What the last binding write of a connect did.
@@ -42,35 +35,27 @@ export const writeResults = ["none", "recorded", "lost"] as const
 export type WriteResult = typeof writeResults[number]
 
 /** @internal */
-export const decisionsTotal = Metric.counter("lazydial_binding_decisions_total", {
-  description: "Chat connects, by decision of the turn path",
+export const turnsTotal = Metric.counter("lazydial_binding_turns_total", {
+  description: "Chat connects that connected, by how the turn ended (outcome) and what its binding write did (write)",
   incremental: true
 })
 
-const decisionCounters = Object.fromEntries(
-  decisions.map((decision) => [decision, Metric.withAttributes(decisionsTotal, { decision })])
-) as Record<Decision, Metric.Counter<number>> // safe: built from the full `decisions` list
+// One metric per pair of labels, built once from the two lists.
+const turnCounters = Object.fromEntries(turnOutcomes.map((outcome) => [
+  outcome,
+  Object.fromEntries(writeResults.map((write) => [write, Metric.withAttributes(turnsTotal, { outcome, write })]))
+])) as Record<TurnOutcome, Record<WriteResult, Metric.Counter<number>>> // safe: built from both full lists
+
+/**
+ * Counts a turn that connected, and labels the current span with how it ended.
+ *
+ * @internal
+ */
+export const countTurn = (outcome: TurnOutcome, write: WriteResult): Effect.Effect<void> =>
+  Metric.update(turnCounters[outcome][write], 1)
 
 /** @internal */
 export const lookupsTotal = Metric.counter("lazydial_binding_lookups_total", {
   description: "Latest-agent lookups made by lazy binds of the chat connector",
   incremental: true
 })
-
-/** @internal */
-export const sharedTotal = Metric.counter("lazydial_binding_shared_connects_total", {
-  description: "Chat connects that joined a dial already under way in the same turn",
-  incremental: true
-})
-
-/**
- * Records a decision: on the current span (`lazydial.path`, or
- * `lazydial.repair` for a lost write) and in the decision counter.
- *
- * @internal
- */
-export const decide = (decision: Decision): Effect.Effect<void> =>
-  Effect.andThen(
-    Effect.annotateCurrentSpan(decision === "repair_lost" ? "lazydial.repair" : "lazydial.path", decision),
-    Metric.update(decisionCounters[decision], 1)
-  )

@@ -88,7 +88,7 @@ describe("Simulation", () => {
         console.log(
           `simulation with notices: ${
             Object.entries(outcomes).filter(([k]) =>
-              k.includes("notice") || k.includes("listener") || k.includes("forged") || k.startsWith("path:") ||
+              k.includes("notice") || k.includes("listener") || k.includes("forged") || k.startsWith("outcome:") ||
               k.startsWith("turn:") || k.startsWith("error:")
             ).sort().map((
               [k, v]

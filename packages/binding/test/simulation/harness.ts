@@ -364,7 +364,7 @@ const simulate = (
         }
         if (Exit.isSuccess(exit)) {
           const c = exit.value
-          count(`path:${c.path}`)
+          count(`outcome:${c.outcome}`)
           const home = model.homes.get(c.agentId)
           if (home?.workspaceId !== c.workspaceId) {
             model.violation(`chat ${chatId}: connected to agent ${c.agentId} that is not of workspace ${c.workspaceId}`)
@@ -421,7 +421,11 @@ const simulate = (
         if (interrupted) yield* interruptLater(fiber)
       })
 
-    /** Concurrent callers of one chat in one turn: they share one dial and one connection. */
+    /**
+     * Concurrent callers of one chat in one Scope: each dials (turns share no
+     * dial since issue 19), and every connection is released once, when the
+     * Scope closes (the ledger's checks).
+     */
     const sharedTurn = (chatId: ChatId, callers: number) =>
       Effect.gen(function*() {
         const interrupted = Array.from({ length: callers }, () => rng.chance(0.2))
@@ -435,13 +439,7 @@ const simulate = (
             callersFibers.push(caller)
             if (interrupted[i]) yield* interruptLater(caller)
           }
-          const exits = yield* Effect.forEach(callersFibers, Fiber.await)
-          const ids = new Set(
-            exits.flatMap((exit) =>
-              Exit.isSuccess(exit) ? [(exit.value as ChatConnector.ChatConnection).connection.connectionId] : []
-            )
-          )
-          if (ids.size > 1) model.violation(`chat ${chatId}: ${ids.size} connections in one turn`)
+          yield* Effect.forEach(callersFibers, Fiber.await, { discard: true })
           if (hold > 0) yield* Effect.sleep(hold)
           yield* Scope.close(scope, Exit.void)
         }))
@@ -606,7 +604,7 @@ const simulate = (
     const steadyLookups = (yield* agents.lookups).length - lookupsBefore
     if (steadyLookups !== 0) model.violation(`a steady-state round made ${steadyLookups} lookups`)
     for (const exit of steady) {
-      if (Exit.isFailure(exit) || exit.value.path !== "hot" || exit.value.outcome !== "fast") {
+      if (Exit.isFailure(exit) || exit.value.outcome !== "fast") {
         model.violation("a steady-state turn was not hot and fast")
       }
     }
