@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Opens the HTML report in headless Chromium (Debian's package, driven by
 # playwright-core: no browser download) and checks it at 1280 and 390 px
-# (packages/service/test/Report.browser.ci.ts). Installs chromium with apt-get
+# (packages/harness/test/Report.browser.ci.ts). Installs chromium with apt-get
 # when it is missing (needs root). Extra arguments go to vitest. Screenshots go
 # to $TMPDIR/lazydial-report-screenshots, never into the repository.
 # Bounded at 5 minutes, not counting the install.

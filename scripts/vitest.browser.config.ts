@@ -6,7 +6,7 @@ import { defineConfig } from "vitest/config"
 export default defineConfig({
   test: {
     root: path.resolve(import.meta.dirname, ".."),
-    include: ["packages/service/test/Report.browser.ci.ts"],
+    include: ["packages/harness/test/Report.browser.ci.ts"],
     hookTimeout: 60_000,
     testTimeout: 60_000
   }

@@ -182,3 +182,12 @@ export const makeCounters = internal.makeCounters
  */
 export const layerWith = (counters: internal.FleetCounters): Layer.Layer<Fleet> =>
   Layer.effect(Fleet, internal.makeWith(counters))
+
+/**
+ * The figures of a fleet's counters (`makeCounters`), as `Fleet.stats` gives
+ * them: for a report made after the fleet is gone.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const snapshot: (counters: ReturnType<typeof makeCounters>) => FleetStats = internal.snapshot

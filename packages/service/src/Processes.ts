@@ -26,7 +26,7 @@ import { randomUUID } from "node:crypto"
 import type * as Chats from "./Chats.js"
 import * as ControlPlane from "./ControlPlane.js"
 import { scheduledRetireModes } from "./Fleet.js"
-import { rng } from "./internal/random.js"
+import * as internalRandom from "./internal/random.js"
 import * as Server from "./Server.js"
 import * as Service from "./Service.js"
 
@@ -96,10 +96,14 @@ const causeText = (cause: Cause.Cause<unknown>): string => {
 
 /**
  * Builds `layer` on the database and runs `use` in it; a failure while
- * building becomes `StartupFailed`, naming the database and never its
- * password. Warns when the database is the embedded PGlite.
+ * building becomes `StartupFailed`, naming the cause: the HTTP port, or the
+ * database (never its password). Warns when the database is the embedded
+ * PGlite. What `use` forks into its Scope ends with it.
+ *
+ * @since 0.2.0
+ * @category running
  */
-const start = <ROut, E, A, E2>(
+export const runOn = <ROut, E, A, E2>(
   url: Option.Option<DatabaseTarget>,
   layer: Layer.Layer<ROut, E, Service.DatabaseServices>,
   // the Scope is the process's: what `use` forks into it ends with the process
@@ -138,7 +142,14 @@ const start = <ROut, E, A, E2>(
     return yield* Effect.provide(use, context)
   }).pipe(Effect.scoped)
 
-type DatabaseTarget = { readonly url: string; readonly source: string }
+/**
+ * A database URL and where it came from (`--database-url` or
+ * `LAZYDIAL_DATABASE_URL`), for messages.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type DatabaseTarget = { readonly url: string; readonly source: string }
 
 /**
  * The owner of the `i`th workspace a process creates: the owners in turn, or
@@ -150,13 +161,29 @@ type DatabaseTarget = { readonly url: string; readonly source: string }
 export const ownerAt = (owners: ReadonlyArray<string> | undefined, i: number): string =>
   owners === undefined || owners.length === 0 ? ControlPlane.defaultOwner : owners[i % owners.length]!
 
-// `count` fresh workspaces, given to `owners` in turn, each with a running agent, recorded
-const startWorkspaces = (count: number, owners: ReadonlyArray<string> | undefined) =>
+/**
+ * `count` fresh workspaces, given to `owners` in turn, each with a running
+ * agent, recorded.
+ *
+ * @since 0.2.0
+ * @category running
+ */
+export const startWorkspaces = (count: number, owners: ReadonlyArray<string> | undefined) =>
   Effect.forEach(
     // safe: fresh UUIDs are valid WorkspaceIds
     Array.from({ length: count }, () => randomUUID() as WorkspaceId),
     (id, i) => Effect.as(ControlPlane.startWorkspace(id, ownerAt(owners, i)), id)
   ).pipe(Effect.mapError((error) => new StartupFailed({ message: error.message })))
+
+/**
+ * A seeded generator (mulberry32) of numbers in [0, 1): the same seed gives
+ * the same sequence on every platform. The fleet's scheduled rebuilds draw
+ * from it, and so do the bench harness's plans.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const seededRandom: (seed: number) => () => number = internalRandom.rng
 
 /**
  * What a process passes on to its HTTP server, beyond the address and the
@@ -212,7 +239,7 @@ export const serve = (options: ServeOptions): Effect.Effect<never, StartupFailed
     )
     const all = Server.layer({ ...options.server, port: options.port, host: options.host, grace: options.grace })
       .pipe(Layer.provideMerge(service))
-    return yield* start(
+    return yield* runOn(
       options.databaseUrl,
       all,
       Effect.gen(function*() {
@@ -269,7 +296,7 @@ export const fleet = (options: FleetOptions): Effect.Effect<never, StartupFailed
   Effect.gen(function*() {
     const all = Server.layerFleet({ ...options.server, port: options.port, host: options.host, grace: options.grace })
       .pipe(Layer.provideMerge(Service.layerFleet(Service.makeCounters())))
-    return yield* start(
+    return yield* runOn(
       options.databaseUrl,
       all,
       Effect.gen(function*() {
@@ -297,7 +324,7 @@ export const fleet = (options: FleetOptions): Effect.Effect<never, StartupFailed
         yield* Effect.logInfo(`fleet of ${ids.length} workspaces; its API on ${url}; SIGTERM or Ctrl-C to stop`)
         if (options.rebuildRate <= 0) return yield* Effect.never
         // a seeded schedule: the same seed rebuilds the same workspaces in the same modes
-        const next = rng(options.seed)
+        const next = seededRandom(options.seed)
         const modes = scheduledRetireModes
         const every = Duration.millis(1000 / options.rebuildRate)
         return yield* Effect.forever(
@@ -314,44 +341,6 @@ export const fleet = (options: FleetOptions): Effect.Effect<never, StartupFailed
             })
           )
         )
-      })
-    )
-  })
-
-/**
- * The one-process API server that the default run starts with `--port`:
- * `workspaces` workspaces in this process, served until stopped.
- *
- * @since 0.1.0
- * @category running
- */
-export const serveOneProcess = (options: {
-  readonly port: number
-  readonly workspaces: number
-  readonly databaseUrl: Option.Option<DatabaseTarget>
-  /** The users the workspaces are given to, in turn; none: `ControlPlane.defaultOwner`. */
-  readonly owners?: ReadonlyArray<string> | undefined
-  /** Passed on to `Server.layer`. */
-  readonly server?: ServerOptions | undefined
-}): Effect.Effect<never, StartupFailed> =>
-  Effect.gen(function*() {
-    const all = Server.layer({ ...options.server, port: options.port }).pipe(
-      Layer.provideMerge(
-        Service.layer({ validationDelay: "1 second", dialTimeout: "10 seconds" }, Service.makeCounters())
-      )
-    )
-    return yield* start(
-      options.databaseUrl,
-      all,
-      Effect.gen(function*() {
-        const ids = yield* startWorkspaces(options.workspaces, options.owners)
-        const address = yield* Server.baseUrl
-        yield* Console.error(
-          `serving the chat API on ${address} (Ctrl-C to stop). Workspaces:\n  ${ids.join("\n  ")}\n` +
-            `try: curl -s -X POST ${address}/chats -H "authorization: Bearer $TOKEN" ` +
-            `-H 'content-type: application/json' -d '{"workspace_id":"${ids[0]}"}'`
-        )
-        return yield* Effect.never
       })
     )
   })

@@ -1,20 +1,15 @@
 /**
- * The command line as a user runs it: a child process.
+ * The command line as an operator runs it: a child process.
  */
 import { describe, expect, it } from "@effect/vitest"
-import * as Schema from "effect/Schema"
-import { spawn, spawnSync } from "node:child_process"
+import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { makeEta } from "../src/Cli.js"
-import { Report } from "../src/Report.js"
 
 const bin = fileURLToPath(new URL("../src/bin.ts", import.meta.url))
-const run = (args: ReadonlyArray<string>) =>
-  spawnSync(process.execPath, ["--import", "tsx", bin, ...args], { encoding: "utf8", timeout: 80_000 })
 
-const runAsync = (args: ReadonlyArray<string>, env: Record<string, string | undefined> = {}) =>
+const run = (args: ReadonlyArray<string>, env: Record<string, string | undefined> = {}) =>
   new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    // bounded like `run`: spawn kills the child after `timeout`
+    // bounded: spawn kills the child after `timeout`
     const child = spawn(process.execPath, ["--import", "tsx", bin, ...args], {
       env: { ...process.env, ...env },
       stdio: ["ignore", "pipe", "pipe"],
@@ -36,86 +31,55 @@ const runAsync = (args: ReadonlyArray<string>, env: Record<string, string | unde
   })
 
 describe("lazydial-service", () => {
-  it("rejects a bad flag on stderr, naming the flag, with exit code 2 and nothing on stdout", () => {
-    const result = run(["--chats", "many"])
-    expect(result.status).toBe(2)
-    expect(result.stdout).toBe("")
-    expect(result.stderr).toContain("Invalid value for flag --chats: \"many\"")
-  }, 30_000)
-
-  it("--chats -5 says the rule in words, not a Schema tree", () => {
-    const result = run(["--chats", "-5"])
-    expect(result.status).toBe(2)
-    expect(result.stdout).toBe("")
-    expect(result.stderr).toContain("--chats must be an integer from 1 to 1000000")
-    expect(result.stderr).not.toMatch(/refinement|greaterThanOrEqualTo/)
-  }, 30_000)
-
   it(
-    "a flag without its value is named (last, or followed by another flag); a negative number is a value",
+    "rejects a bad flag and an unknown one on stderr, naming the flag, with exit code 2 and nothing on stdout",
     async () => {
-      // off the worker's thread, at once: four runs in a row would block it
-      const [last, beforeFlag, subcommand, negative] = await Promise.all([
-        runAsync(["--json", "--chats"]),
-        runAsync(["--seed", "--json"]),
-        runAsync(["serve", "--port"]),
-        runAsync(["--chats", "-5", "--json"])
+      // off the worker's thread, at once
+      const [bad, range, unknown] = await Promise.all([
+        run(["serve", "--port", "many"]),
+        run(["fleet", "--workspaces", "-5"]),
+        run(["serve", "--no-such-flag"])
       ])
-      for (const [result, flag] of [[last, "--chats"], [beforeFlag, "--seed"], [subcommand, "--port"]] as const) {
-        expect(result.status).toBe(2)
+      expect(bad.status).toBe(2)
+      expect(bad.stderr).toContain("Invalid value for flag --port: \"many\"")
+      // the rule in words, not a Schema tree
+      expect(range.status).toBe(2)
+      expect(range.stderr).toContain("--workspaces must be an integer from 1 to 1000000")
+      expect(range.stderr).not.toMatch(/refinement|greaterThanOrEqualTo/)
+      expect(unknown.status).toBe(2)
+      for (const result of [bad, range, unknown]) {
         expect(result.stdout).toBe("")
-        expect(result.stderr).toContain(`Missing value for flag ${flag}`)
+        expect(result.stderr).toContain("Run lazydial-service --help for every option and examples.")
       }
-      // -5 was read as the value of --chats, and refused by its range
-      expect(negative.status).toBe(2)
-      expect(negative.stderr).toContain("--chats must be an integer from 1 to 1000000")
-      expect(negative.stderr).not.toContain("Missing value")
     },
     60_000
   )
 
-  it("--html into a directory that does not exist fails before the run, on stderr, with exit code 2", () => {
-    const began = Date.now()
-    const result = run(["--html", "/no/such/dir/r.html"])
-    expect(result.status).toBe(2)
-    expect(result.stdout).toBe("")
-    expect(result.stderr).toContain("invalid --html: got /no/such/dir/r.html, expected a file in an existing directory")
-    // no workload ran: no progress line, and well under a run's time
-    expect(result.stderr).not.toContain("turns")
-    expect(Date.now() - began).toBeLessThan(20_000)
-  }, 30_000)
-
-  it("--help shows defaults and examples, without ANSI codes when piped, and without unused built-ins", () => {
-    const result = run(["--help"])
-    expect(result.status).toBe(0)
-    expect(result.stdout).toContain("turns per chat (default: 10)")
-    expect(result.stdout).toContain("lazydial-service --json > report.json")
-    expect(result.stdout).not.toContain("\u001b[")
-    expect(result.stdout).not.toMatch(/--completions|--log-level|--wizard/)
-  }, 30_000)
+  it("a flag without its value is named (last, or followed by another flag)", async () => {
+    const [last, beforeFlag] = await Promise.all([
+      run(["serve", "--port"]),
+      run(["fleet", "--seed", "--no-auth"])
+    ])
+    for (const [result, flag] of [[last, "--port"], [beforeFlag, "--seed"]] as const) {
+      expect(result.status).toBe(2)
+      expect(result.stdout).toBe("")
+      expect(result.stderr).toContain(`Missing value for flag ${flag}`)
+    }
+  }, 60_000)
 
   it(
-    "cluster takes serve's --notices and --delay-mode (same choices, same defaults) and its own --rebuilds",
+    "--help names the two subcommands and shows examples, without ANSI codes when piped, and without unused built-ins",
     async () => {
-      // three runs at once, and off the worker's thread: spawnSync would block it for the three runs in a row
-      const [cluster, serve, bad] = await Promise.all([
-        runAsync(["cluster", "--help"]),
-        runAsync(["serve", "--help"]),
-        runAsync(["cluster", "--database-url", "postgres://127.0.0.1:1/x", "--delay-mode", "sometimes"])
-      ])
-      // one line per flag: its name, its description with the default, its choices (spaces collapsed: each
-      // command's help aligns its own columns)
-      const entries = (help: string) =>
-        help.split("\n").filter((line) => /^\s*--(notices|delay-mode)\b/.test(line)).map((line) =>
-          line.trim().replace(/\s+/g, " ")
-        ).join("\n")
-      expect(cluster.status).toBe(0)
-      expect(entries(cluster.stdout)).toContain("(default: on)")
-      expect(entries(cluster.stdout)).toContain("(default: fixed)")
-      expect(entries(cluster.stdout)).toEqual(entries(serve.stdout))
-      expect(cluster.stdout).toContain("during a second measured phase, at seeded turns (0: only the steady phase)")
-      expect(bad.status).toBe(2)
-      expect(bad.stdout).toBe("")
+      const [top, serve] = await Promise.all([run(["--help"]), run(["serve", "--help"])])
+      expect(top.status).toBe(0)
+      expect(top.stdout).toContain("serve")
+      expect(top.stdout).toContain("fleet")
+      expect(top.stdout).toContain("lazydial-service serve --port 8081")
+      expect(serve.stdout).toContain("how long a turn may take to connect to its agent (default: 10000)")
+      for (const result of [top, serve]) {
+        expect(result.stdout).not.toContain("\u001b[")
+        expect(result.stdout).not.toMatch(/--completions|--log-level|--wizard/)
+      }
     },
     60_000
   )
@@ -125,11 +89,11 @@ describe("lazydial-service", () => {
     async () => {
       const noFile = { LAZYDIAL_TOKEN_AUTH_FILE: undefined }
       const [serveHelp, fleetHelp, neither, both, owners] = await Promise.all([
-        runAsync(["serve", "--help"]),
-        runAsync(["fleet", "--help"]),
-        runAsync(["serve", "--port", "0"], noFile),
-        runAsync(["serve", "--port", "0", "--no-auth", "--token-auth-file", "/nonexistent/tokens.csv"], noFile),
-        runAsync(["fleet", "--port", "0", "--no-auth", "--owners", "alice,,bob"], noFile)
+        run(["serve", "--help"]),
+        run(["fleet", "--help"]),
+        run(["serve", "--port", "0"], noFile),
+        run(["serve", "--port", "0", "--no-auth", "--token-auth-file", "/nonexistent/tokens.csv"], noFile),
+        run(["fleet", "--port", "0", "--no-auth", "--owners", "alice,,bob"], noFile)
       ])
       for (const help of [serveHelp.stdout, fleetHelp.stdout]) {
         for (const flag of ["--token-auth-file", "--no-auth", "--headers-timeout-ms", "--request-timeout-ms"]) {
@@ -151,25 +115,4 @@ describe("lazydial-service", () => {
     },
     60_000
   )
-
-  it("the ETA waits for a first turn, then extrapolates the strategy's rate, and restarts with each strategy", () => {
-    const eta = makeEta()
-    expect(eta({ strategy: "lazydial", turns: 0, totalTurns: 100 }, 0)).toBe("ETA …")
-    expect(eta({ strategy: "lazydial", turns: 25, totalTurns: 100 }, 5_000)).toBe("ETA 15s")
-    expect(eta({ strategy: "latest", turns: 0, totalTurns: 100 }, 9_000)).toBe("ETA …")
-    expect(eta({ strategy: "latest", turns: 50, totalTurns: 100 }, 11_000)).toBe("ETA 2s")
-  })
-
-  it("rejects an unknown flag with exit code 2", () => {
-    const result = run(["--no-such-flag"])
-    expect(result.status).toBe(2)
-  }, 30_000)
-
-  it("prints --json output that decodes with the Report schema", () => {
-    const result = run(["--json", "--chats", "4", "--workspaces", "2", "--turns", "2", "--think-ms", "20"])
-    expect(result.status).toBe(0)
-    const report = Schema.decodeUnknownSync(Report)(JSON.parse(result.stdout))
-    expect(report.strategies.map((s) => s.strategy)).toEqual(["lazydial", "latest"])
-    expect(report.settings.chats).toBe(4)
-  }, 90_000)
 })

@@ -14,7 +14,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import * as Cluster from "../src/Cluster.js"
+import * as Probe from "../src/Probe.js"
 
 const bin = fileURLToPath(new URL("../src/bin.ts", import.meta.url))
 
@@ -265,13 +265,13 @@ export const shell = (command: string) => {
 
 export const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms))
 
-/** A process's lookup counters, read from its `GET /metrics` (named by `Cluster.lookupMetrics`). */
+/** A process's lookup counters, read from its `GET /metrics` (named by `Probe.lookupMetrics`). */
 export const lookupCounters = async (proc: Proc) => {
   const response = await fetch(`${proc.url}/metrics`, { signal: AbortSignal.timeout(10_000) })
   const text = await response.text()
   return Object.fromEntries(
-    Object.entries(Cluster.lookupMetrics).map(([key, name]) => [key, Cluster.counterTotal(text, name)])
-  ) as Record<keyof typeof Cluster.lookupMetrics, number> // safe: one entry per key of lookupMetrics
+    Object.entries(Probe.lookupMetrics).map(([key, name]) => [key, Probe.counterTotal(text, name)])
+  ) as Record<keyof typeof Probe.lookupMetrics, number> // safe: one entry per key of lookupMetrics
 }
 
 /**
@@ -282,12 +282,12 @@ export const databaseLookups = (): number =>
   psql(`SELECT regexp_replace(query, '\\s+', ' ', 'g') || E'\\t' || calls FROM pg_stat_statements`)
     .split("\n")
     .map((line) => line.split("\t"))
-    .filter(([query]) => query !== undefined && Cluster.isLookupStatement(query))
+    .filter(([query]) => query !== undefined && Probe.isLookupStatement(query))
     .reduce((n, [, calls]) => n + Number(calls), 0)
 
 const counterOf = (name: string) => async (proc: Proc) => {
   const response = await fetch(`${proc.url}/metrics`, { signal: AbortSignal.timeout(10_000) })
-  return Cluster.counterTotal(await response.text(), name)
+  return Probe.counterTotal(await response.text(), name)
 }
 
 /** Rebuild notices a process has received (binding's counter, on its `GET /metrics`). */

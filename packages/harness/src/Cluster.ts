@@ -14,7 +14,7 @@
  * travel between replicas through PostgreSQL, matter.
  *
  * Lookups are counted twice: by every replica's own counters (`/metrics`,
- * `lookupMetrics`) and at the database (the lookup statements of
+ * `Probe.lookupMetrics`) and at the database (the lookup statements of
  * `pg_stat_statements`, less the fleet's own reads before its rebuilds).
  *
  * SQL statements per turn are measured at the database with
@@ -26,48 +26,10 @@
  * @since 0.1.0
  */
 import type { LazyDial } from "@lazydial/core"
+import type * as Chats from "@lazydial/service/Chats"
 import type * as Effect from "effect/Effect"
 import type * as SqlClient from "effect/sql/SqlClient"
-import type * as Chats from "./Chats.js"
 import * as internal from "./internal/cluster.js"
-
-/**
- * The counters of `GET /metrics` that count a replica's latest-agent lookups.
- * `directoryLookups` counts every lookup the process made, whoever asked
- * (binding's lazy binds, core's validation, the `latest` strategy's turns);
- * `directoryQueries` the SQL queries they took (concurrent lookups share
- * one); `bindingLookups` and `coreLookups` split lazydial's by who asked.
- * Declared once: the cluster and the process tests read the same names.
- *
- * @since 0.1.0
- * @category metrics
- */
-export const lookupMetrics: {
-  readonly directoryLookups: string
-  readonly directoryQueries: string
-  readonly bindingLookups: string
-  readonly coreLookups: string
-} = internal.lookupMetrics
-
-/**
- * The sum of every series of a counter in Prometheus text; 0 when the
- * process has not touched it yet (Effect registers a metric at its first use).
- *
- * @since 0.1.0
- * @category metrics
- */
-export const counterTotal: (metricsText: string, name: string) => number = internal.counterTotal
-
-/**
- * Whether a statement of `pg_stat_statements` is a latest-agent lookup: a
- * SELECT on the builds table. The fleet's build write (an INSERT that reads
- * the table for the next build number) is not one, nor a read that a rebuild
- * notice prompted (binding gives it a column of its own, `prompted_by_notice`).
- *
- * @since 0.1.0
- * @category metrics
- */
-export const isLookupStatement: (query: string) => boolean = internal.isLookupStatement
 
 /**
  * @since 0.1.0
@@ -128,13 +90,13 @@ export interface PhaseFigures {
   /** Failed turns by HTTP status and reason (`503 timeout`, ...), or `no answer`. */
   readonly failures: Readonly<Record<string, number>>
   readonly switchedByNotice: number
-  /** Lookups per turn by the replicas' own counters (`lookupMetrics.directoryLookups`, summed). */
+  /** Lookups per turn by the replicas' own counters (`Probe.lookupMetrics.directoryLookups`, summed). */
   readonly replicaLookupsPerTurn: number
   /** The SQL queries those lookups took, per turn (concurrent lookups share one). */
   readonly replicaQueriesPerTurn: number
   /** null: pg_stat_statements is not available. */
   readonly statementsPerTurn: number | null
-  /** Lookup statements (`isLookupStatement`) per turn at the database, less the fleet's. */
+  /** Lookup statements (`Probe.isLookupStatement`) per turn at the database, less the fleet's. */
   readonly lookupsPerTurn: number | null
   readonly byStatement: ReadonlyArray<{ readonly statement: string; readonly perTurn: number }>
   readonly replicas: ReadonlyArray<ReplicaFigures>

@@ -1,5 +1,5 @@
 /**
- * The chaos soak: `pnpm --filter @lazydial/service test:soak`.
+ * The chaos soak: `pnpm --filter @lazydial/harness test:soak`.
  *
  * Runs the service's workload in rounds, for a bounded time (5 minutes;
  * `LAZYDIAL_SOAK_SECONDS` to change), with chaos on:
@@ -19,13 +19,13 @@
  *
  * `LAZYDIAL_DATABASE_URL` runs it against PostgreSQL instead of PGlite.
  */
+import * as Service from "@lazydial/service/Service"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Schema from "effect/Schema"
 import * as Fs from "node:fs"
 import type { StrategyReport } from "../src/Report.js"
-import * as Service from "../src/Service.js"
 import * as Workload from "../src/Workload.js"
 
 // Chaos unless the caller chose otherwise: the dial plan of docs/core.md,

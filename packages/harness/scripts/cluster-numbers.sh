@@ -23,10 +23,11 @@ while [ $# -gt 0 ]; do
     *) args+=("$1"); shift ;;
   esac
 done
-# shellcheck source=lib/pg-stat-statements.sh
-. "$here/lib/pg-stat-statements.sh"
+# the service's own helper, which its process tests use too
+# shellcheck source=../../service/scripts/lib/pg-stat-statements.sh
+. "$repo/packages/service/scripts/lib/pg-stat-statements.sh"
 enable_pg_stat_statements
-cd "$repo/packages/service"
+cd "$repo/packages/harness"
 for k in $replicas_list; do
   echo "== K=$k"
   timeout 600 node --import tsx src/bin.ts cluster --database-url "$LAZYDIAL_TEST_DATABASE_URL" --replicas "$k" "${args[@]}"

@@ -12,12 +12,12 @@
  * @since 0.1.0
  */
 import type { LazyDial } from "@lazydial/core"
+import type * as Chats from "@lazydial/service/Chats"
+import type { RetireMode } from "@lazydial/service/Fleet"
+import type * as Service from "@lazydial/service/Service"
 import type * as Effect from "effect/Effect"
-import type * as Chats from "./Chats.js"
-import type { RetireMode } from "./Fleet.js"
 import * as internal from "./internal/workload.js"
 import type { Report, Settings, StrategyReport } from "./Report.js"
-import type * as Service from "./Service.js"
 
 /**
  * @since 0.1.0

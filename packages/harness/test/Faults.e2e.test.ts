@@ -7,9 +7,9 @@
  * is closed at the end.
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as Service from "@lazydial/service/Service"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
-import * as Service from "../src/Service.js"
 import * as Workload from "../src/Workload.js"
 
 const options: Workload.Options = {

@@ -1,5 +1,5 @@
 /**
- * The service under load: `pnpm --filter @lazydial/service bench`.
+ * The service under load: `pnpm --filter @lazydial/harness bench`.
  *
  * - turns per second at several concurrencies (no think time, no rebuilds);
  * - p99 connect latency in steady state, and while 10% of workspaces rebuild at once;
@@ -8,10 +8,10 @@
  *
  * Add `--cpu-prof` to node's flags to see where the time goes.
  */
+import { Chats } from "@lazydial/service/Chats"
+import * as Service from "@lazydial/service/Service"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { Chats } from "../src/Chats.js"
-import * as Service from "../src/Service.js"
 import * as Workload from "../src/Workload.js"
 
 const log = (line: string) => Effect.sync(() => process.stdout.write(`${line}\n`))

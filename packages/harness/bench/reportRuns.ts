@@ -1,5 +1,5 @@
 /**
- * The default report, run several times: `pnpm --filter @lazydial/service
+ * The default report, run several times: `pnpm --filter @lazydial/harness
  * bench:report [-- <flags of the default command>]`.
  *
  * A p99 of 400 turns is their 4th slowest: one run's "lazydial p99 ≤ latest
@@ -16,11 +16,11 @@
  * every planned turn of both strategies ran, some turns were steady-state,
  * and with notices on, turns did switch by notice (the listener heard them).
  */
+import type { Strategy } from "@lazydial/service/Chats"
 import * as Schema from "effect/Schema"
 import { execFileSync, spawnSync } from "node:child_process"
 import * as os from "node:os"
 import * as path from "node:path"
-import type { Strategy } from "../src/Chats.js"
 import { Report } from "../src/Report.js"
 
 const runs = Schema.decodeUnknownSync(

@@ -1,15 +1,17 @@
 import { Database } from "@lazydial/binding"
+import * as Auth from "@lazydial/service/Auth"
+import { strategies } from "@lazydial/service/Chats"
+import { scheduledRetireModes } from "@lazydial/service/Fleet"
+import { counterTotal, isLookupStatement, lookupMetrics } from "@lazydial/service/Probe"
+import { seededRandom as rng } from "@lazydial/service/Processes"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Semaphore from "effect/Semaphore"
 import * as SqlClient from "effect/sql/SqlClient"
 import { type ChildProcess, spawn } from "node:child_process"
-import * as Auth from "../Auth.js"
-import { strategies } from "../Chats.js"
+import { fileURLToPath } from "node:url"
 import type { ClusterOptions, ClusterReport, PhaseFigures, ReplicaFigures, StrategyFigures } from "../Cluster.js"
-import { scheduledRetireModes } from "../Fleet.js"
-import { rng } from "./random.js"
 import { quantile, round } from "./stats.js"
 
 interface Child {
@@ -18,12 +20,15 @@ interface Child {
   readonly info: Record<string, unknown>
 }
 
-// The children run this same program (same loader flags), so a `tsx` run
-// starts `tsx` children and a built run starts built ones.
+// The children are the service's own program, `lazydial-service serve` and
+// `fleet`, run from source with this process's loader flags (`tsx`): the
+// harness measures the service as it is in the working tree, with no build.
+const serviceBin = fileURLToPath(import.meta.resolve("@lazydial/service/bin"))
+
 const startChild = (name: string, args: ReadonlyArray<string>) =>
   Effect.acquireRelease(
     Effect.callback<Child, Error>((resume) => {
-      const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args], {
+      const child = spawn(process.execPath, [...process.execArgv, serviceBin, ...args], {
         stdio: ["ignore", "pipe", "pipe"]
       })
       let out = ""
@@ -96,27 +101,6 @@ const request = (token: string, url: string, body?: unknown) =>
     }))
 
 const requestText = (token: string, url: string) => Effect.map(requestRaw(token, url), (response) => response.text)
-
-export const lookupMetrics = {
-  directoryLookups: "lazydial_directory_lookups_total",
-  directoryQueries: "lazydial_directory_queries_total",
-  bindingLookups: "lazydial_binding_lookups_total",
-  coreLookups: "lazydial_lookups_total"
-} as const
-
-export const counterTotal = (metricsText: string, name: string): number => {
-  let total = 0
-  for (const line of metricsText.split("\n")) {
-    // `name 3` or `name{labels} 3`; not `name_bucket`, nor HELP/TYPE comments
-    if (line.startsWith(name) && (line[name.length] === " " || line[name.length] === "{")) {
-      total += Number(line.slice(line.lastIndexOf(" ") + 1))
-    }
-  }
-  return total
-}
-
-export const isLookupStatement = (query: string): boolean =>
-  /^\s*SELECT\b/i.test(query) && /\blazydial_workspace_builds\b/.test(query) && !/\bprompted_by_notice\b/.test(query)
 
 const statementsAvailable = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient

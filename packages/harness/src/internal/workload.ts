@@ -1,5 +1,13 @@
 import { RebuildNotices } from "@lazydial/binding"
 import { type AgentConnection, type ChatId, Faults, type WorkspaceId } from "@lazydial/core"
+import { Chats, type ConnectError, failureReason, strategies } from "@lazydial/service/Chats"
+import * as ControlPlane from "@lazydial/service/ControlPlane"
+import type { RetireMode } from "@lazydial/service/Fleet"
+import { snapshot as fleetSnapshot } from "@lazydial/service/Fleet"
+import * as Probe from "@lazydial/service/Probe"
+import { seededRandom as rng } from "@lazydial/service/Processes"
+import * as Service from "@lazydial/service/Service"
+import * as SocketDialer from "@lazydial/service/SocketDialer"
 import * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
@@ -11,10 +19,6 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import { randomUUID } from "node:crypto"
-import { Chats, type ConnectError, failureReason, strategies } from "../Chats.js"
-import * as ControlPlane from "../ControlPlane.js"
-import type { RetireMode } from "../Fleet.js"
-import * as Probe from "../Probe.js"
 import {
   type AfterRebuild,
   type ConnectOrFail,
@@ -28,11 +32,7 @@ import {
   type StripTurn,
   type TurnTimes
 } from "../Report.js"
-import * as Service from "../Service.js"
-import * as SocketDialer from "../SocketDialer.js"
 import type { ChatPlan, Options, Plan, Progress, RebuildPlan, Strategy } from "../Workload.js"
-import { snapshot as fleetSnapshot } from "./fleet.js"
-import { rng } from "./random.js"
 import { quantile, round } from "./stats.js"
 
 class NoAnswer extends Data.TaggedError("NoAnswer") {}

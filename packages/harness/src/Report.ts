@@ -5,9 +5,9 @@
  * @since 0.1.0
  */
 import { LazyDial } from "@lazydial/core"
+import { connectOutcomes, strategies } from "@lazydial/service/Chats"
+import { retireModes } from "@lazydial/service/Fleet"
 import * as Schema from "effect/Schema"
-import { connectOutcomes, strategies } from "./Chats.js"
-import { retireModes } from "./Fleet.js"
 
 /**
  * How turns ended, in report order: how a turn connected (`Chats`'
@@ -329,7 +329,7 @@ export type Settings = typeof Settings.Type
  * @since 0.1.0
  * @category models
  */
-export class Report extends Schema.Class<Report>("@lazydial/service/Report")({
+export class Report extends Schema.Class<Report>("@lazydial/harness/Report")({
   settings: Settings,
   strategies: Schema.Array(StrategyReport)
 }) {}

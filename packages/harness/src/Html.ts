@@ -9,7 +9,7 @@
  *
  * @since 0.1.0
  */
-import { retireModes } from "./Fleet.js"
+import { retireModes } from "@lazydial/service/Fleet"
 import * as Render from "./Render.js"
 import {
   type OutcomeName,

@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { connectOutcomes } from "./Chats.js"
+import { connectOutcomes } from "@lazydial/service/Chats"
 import { outcomeNames, type Report, type StrategyReport } from "./Report.js"
 
 const pad = (text: string, width: number) => text.padStart(width)
