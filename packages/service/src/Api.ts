@@ -49,7 +49,7 @@ import * as Schema from "effect/Schema"
 import * as SchemaAST from "effect/SchemaAST"
 import * as SchemaTransformation from "effect/SchemaTransformation"
 import type { CurrentUser } from "./Auth.js"
-import { failureReasons } from "./Chats.js"
+import { ConnectOutcome, failureReasons } from "./Chats.js"
 import { retireModes, stopModes } from "./Fleet.js"
 
 /**
@@ -93,8 +93,11 @@ export class TurnResult extends Schema.Class<TurnResult>("TurnResult")(named("Tu
   /** The chat after the turn: its binding as the turn left it. */
   chat: Chat,
   agent_id: AgentId,
-  /** How the turn path connected: `fast`, `confirmed`, `switched`, `retried`, `lazy_bind`, ... */
-  outcome: Schema.String,
+  /**
+   * How the turn path connected: binding's `TurnOutcome` (`fast`, `confirmed`, `lookup_failed_kept`,
+   * `switched`, `retried`, `lazy_bind`, `switched_by_notice`), or `direct` on a `--strategy latest` replica.
+   */
+  outcome: ConnectOutcome,
   reply: Schema.String
 })) {}
 

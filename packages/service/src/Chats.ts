@@ -20,7 +20,6 @@ import {
   AgentLookup,
   type AgentLookupError,
   type ChatId,
-  LazyDial,
   NoCurrentAgent,
   type WorkspaceId
 } from "@lazydial/core"
@@ -142,27 +141,6 @@ export const dialTimeout = (chatId: ChatId, timeoutMillis: number): ConnectError
   new Errors.DialTimeout({ chatId, timeoutMillis })
 
 /**
- * Core's outcomes of a lazy dial, as values: core's own list, not a copy.
- *
- * @since 0.1.0
- * @category models
- */
-export const dialOutcomes: typeof LazyDial.outcomes = LazyDial.outcomes
-
-// binding's paths that name a turn better than core's outcome (the connector
-// chose the agent before dialing): picked from binding's list by type, so a
-// rename there fails to compile here instead of drifting.
-const pathOutcomes = ChatConnector.turnPaths.filter(
-  (path): path is Extract<ChatConnector.TurnPath, "lazy_bind" | "switched_by_notice"> =>
-    path === "lazy_bind" || path === "switched_by_notice"
-)
-
-type PathOutcome = typeof pathOutcomes[number]
-
-const isPathOutcome = (path: ChatConnector.TurnPath): path is PathOutcome =>
-  (pathOutcomes as ReadonlyArray<ChatConnector.TurnPath>).includes(path) // safe: widening for the lookup
-
-/**
  * The two ways a turn finds its agent, compared by the workload: `lazydial`
  * (`layer`: the persisted binding, validated lazily) and `latest`
  * (`layerLatest`: a lookup of the current agent on every turn). Every other
@@ -180,17 +158,18 @@ export const strategies = ["lazydial", "latest"] as const
 export type Strategy = typeof strategies[number]
 
 /**
- * How a turn connected: core's outcome; `lazy_bind` when the chat had no
- * agent yet; `switched_by_notice` when a rebuild notice named a newer agent
- * and the turn dialed it at once; or `direct` for the "latest" strategy
- * (`layerLatest`).
+ * How a turn connected: binding's `TurnOutcome` (core's outcomes of a dial of
+ * the bound agent, then `lazy_bind` and `switched_by_notice`), or `direct`
+ * for the "latest" strategy (`layerLatest`). Derived from binding's list, not
+ * a copy: a name renamed there fails to compile here, in the HTTP API (whose
+ * `TurnResult.outcome` is this literal union, in the OpenAPI document too) and
+ * in the harness's report.
  *
  * @since 0.1.0
  * @category models
  */
-export const connectOutcomes: readonly [...typeof dialOutcomes, ...Array<PathOutcome>, "direct"] = [
-  ...dialOutcomes,
-  ...pathOutcomes,
+export const connectOutcomes: readonly [...typeof ChatConnector.turnOutcomes, "direct"] = [
+  ...ChatConnector.turnOutcomes,
   "direct"
 ]
 
@@ -199,6 +178,14 @@ export const connectOutcomes: readonly [...typeof dialOutcomes, ...Array<PathOut
  * @category models
  */
 export type ConnectOutcome = typeof connectOutcomes[number]
+
+/**
+ * `ConnectOutcome` as a Schema, for the API and the report.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const ConnectOutcome: Schema.Literals<typeof connectOutcomes> = Schema.Literals(connectOutcomes)
 
 /**
  * One turn's connection, with how the turn path got it.
@@ -299,8 +286,9 @@ export const layer: Layer.Layer<Chats, never, BindingStore.BindingStore | ChatCo
           databaseUnavailable("Chats.connect"),
           Effect.map((turn): TurnConnection => ({
             connection: turn.connection,
-            outcome: isPathOutcome(turn.path) ? turn.path : turn.outcome,
-            repaired: (turn.path === "switched" || turn.path === "switched_by_notice") && turn.write === "recorded",
+            outcome: turn.outcome,
+            repaired: (turn.outcome === "switched" || turn.outcome === "switched_by_notice") &&
+              turn.write === "recorded",
             binding: turn.binding
           }))
         )

@@ -65,6 +65,7 @@ import {
   Chats,
   type ChatView,
   type ConnectError,
+  type ConnectOutcome,
   type DatabaseUnavailable,
   failureReason
 } from "./Chats.js"
@@ -201,6 +202,8 @@ export const layerChats = HttpApiBuilder.group(Api.Api, "chats", (handlers) =>
       .handle("turn", ({ params, payload }) =>
         Effect.scoped(Effect.gen(function*() {
           const turn = yield* Effect.catch(owned(params.chat_id, chats.connect(params.chat_id)), turnError)
+          // the request's span says how the turn connected, in the names of the API's `outcome`
+          yield* Effect.annotateCurrentSpan("lazydial.outcome", turn.outcome satisfies ConnectOutcome)
           const reply = yield* turn.connection.exchange(`turn ${payload.message}`).pipe(
             Effect.timeoutOrElse({
               duration: answerTimeout,

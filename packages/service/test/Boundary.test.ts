@@ -202,7 +202,7 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the HTTP bound
         // a path no route has is counted as a 404 under one label, not a 500 per path
         expect(after.text).toMatch(/^http_requests_total\{method="GET",route="unmatched",status="404"\} \d+$/m)
         expect(after.text).not.toContain("/no/such/route")
-        expect(answer.text).toMatch(/^# TYPE lazydial_binding_decisions_total counter$/m)
+        expect(answer.text).toMatch(/^# TYPE lazydial_binding_turns_total counter$/m)
         expect(answer.text).toMatch(/^http_requests_total\{method="POST",route="\/chats",status="201"\} \d+$/m)
         expect(answer.text).toMatch(
           /^http_request_duration_seconds_bucket\{method="POST",route="\/chats\/:chat_id\/turns",status="200",le="\+Inf"\} \d+$/m
@@ -231,4 +231,22 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("the HTTP bound
       const parent = Option.getOrThrow(server!.parent)
       expect({ traceId: parent.traceId, spanId: parent.spanId }).toEqual({ traceId, spanId: parentId })
     }), 30_000)
+
+  it.effect(
+    "a turn's request span says how the turn connected (lazydial.outcome), in the API's names",
+    () =>
+      Effect.gen(function*() {
+        // safe: a fresh UUID is a valid WorkspaceId
+        const workspace = randomUUID() as WorkspaceId
+        yield* ControlPlane.startWorkspace(workspace, "alice")
+        const chat = (yield* postJson("/chats", JSON.stringify({ workspace_id: workspace }))).json.chat_id as string
+        const before = spans.length
+        const turn = yield* postJson(`/chats/${chat}/turns`, JSON.stringify({ message: "hi" }))
+        expect(turn.status).toBe(200)
+        expect(turn.json.outcome).toBe("lazy_bind")
+        const server = spans.slice(before).filter((span) => span.name === "http.server POST")
+        expect(server.map((span) => span.attributes.get("lazydial.outcome"))).toEqual(["lazy_bind"])
+      }),
+    30_000
+  )
 })

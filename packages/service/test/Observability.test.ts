@@ -82,8 +82,10 @@ describe("the observability example, exported in memory", () => {
         }
       }
       // A turn of the example: lazy bind, hot, then switched after the rebuild.
-      const paths = spans.filter((span) => span.name === "ChatConnector.dial").map((s) => s.attributes["lazydial.path"])
-      expect(paths).toEqual(["lazy_bind", "hot", "switched"])
+      const outcomes = spans.filter((span) => span.name === "ChatConnector.connect").map((s) =>
+        s.attributes["lazydial.outcome"]
+      )
+      expect(outcomes).toEqual(["lazy_bind", "fast", "switched"])
       // Nothing undocumented: every lazydial attribute the example produced is in the table.
       const produced = new Set(spans.flatMap((span) => Object.keys(span.attributes)))
       for (const name of produced) if (name.startsWith("lazydial.")) expect(documentedAttributes, name).toContain(name)

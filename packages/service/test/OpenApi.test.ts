@@ -15,6 +15,7 @@ import { createRequire } from "node:module"
 import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
 import openapiTS, { astToString } from "openapi-typescript"
+import { connectOutcomes } from "../src/Chats.js"
 import * as Server from "../src/Server.js"
 import * as Service from "../src/Service.js"
 import * as Users from "./users.js"
@@ -36,9 +37,17 @@ const dir = fileURLToPath(new URL("../node_modules/.cache/openapi-client/", impo
 const require = createRequire(import.meta.url)
 const run = promisify(execFile)
 
-// a client a non-Effect user would write against the generated types
+// a client a non-Effect user would write against the generated types; the outcome of a turn is a union of exactly
+// the service's outcome names (every one a key, no other), and not any string
 const client = `import createClient from "openapi-fetch"
-import type { paths } from "./api.js"
+import type { components, paths } from "./api.js"
+
+type Outcome = components["schemas"]["TurnResult"]["outcome"]
+export const everyOutcome: Record<Outcome, true> = ${
+  JSON.stringify(Object.fromEntries(connectOutcomes.map((name) => [name, true])))
+}
+// @ts-expect-error: an outcome is one of the names, never any string
+export const notAnOutcome: Outcome = "not_an_outcome"
 
 const client = createClient<paths>({
   baseUrl: process.argv[2],
@@ -87,6 +96,10 @@ layer(TestLayer, { timeout: 120_000, excludeTestServices: true })("the OpenAPI c
         "/workspaces/{workspace_id}/start",
         "/workspaces/{workspace_id}/stop"
       ])
+      // a turn's outcome is the service's literal union (binding's TurnOutcome and "direct"), not a string
+      const schemas = (document.components as { schemas: Record<string, { properties: Record<string, unknown> }> })
+        .schemas
+      expect(schemas["TurnResult"]!.properties["outcome"]).toEqual({ type: "string", enum: [...connectOutcomes] })
     }), 60_000)
 
   it.effect(
