@@ -357,8 +357,8 @@ FROM lazydial_workspace_builds WHERE workspace_id = ${w}`
           store === "memory"
             ? BindingStore.layerMemory
             : store === "pglite"
-            ? BindingStore.layerSql.pipe(Layer.provideMerge(PgliteDatabase.layerPglite()))
-            : BindingStore.layerSql.pipe(
+            ? BindingStore.layerSql().pipe(Layer.provideMerge(PgliteDatabase.layerPglite()))
+            : BindingStore.layerSql().pipe(
               Layer.provideMerge(PgDatabase.layerPg(databaseUrl ?? "", { poolSize: 20 }))
             )
         ),

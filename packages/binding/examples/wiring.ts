@@ -3,22 +3,51 @@
  * (`pnpm exec tsc -p tsconfig.json`), so the Layer recipes in docs/binding.md
  * stay true.
  */
-import { AgentDirectory, BindingStore, ChatConnector, RebuildNotices } from "@lazydial/binding"
+import { AgentDirectory, BindingStore, ChatConnector, Database, RebuildNotices } from "@lazydial/binding"
 import * as DatabaseConfig from "@lazydial/binding/DatabaseConfig"
 import type { AgentDialer, ChatId } from "@lazydial/core"
-import { LazyDial } from "@lazydial/core"
+import { LazyDial, Options } from "@lazydial/core"
 import { layerTest } from "@lazydial/core/testing"
+import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 
 declare const AgentDialerLive: Layer.Layer<AgentDialer.AgentDialer>
 
-/** Production: PostgreSQL when LAZYDIAL_DATABASE_URL is set, PGlite otherwise; everything from config. */
-export const Production = ChatConnector.layerConfig.pipe(
-  Layer.provideMerge(LazyDial.layerConfig),
-  Layer.provideMerge(Layer.merge(BindingStore.layerSql, AgentDirectory.layerSqlConfig)),
+/**
+ * Configuration, with names this program picks: binding reads no variable of
+ * its own. Each setting is range-checked as it is read (a bad value is a
+ * `ConfigError` naming the variable), and an unset one means the default.
+ */
+const connectorConfig = {
+  dialTimeout: Options.optional(
+    Options.durationConfig("APP_DIAL_TIMEOUT", { max: ChatConnector.maxDialTimeout, allowZero: false })
+  ),
+  maxInFlight: Options.optional(
+    Options.numberConfig("APP_MAX_IN_FLIGHT", { min: 1, max: ChatConnector.maxMaxInFlight, integer: true })
+  )
+}
+const lazyDialConfig = { delay: Options.optional(LazyDial.delayConfig("APP_VALIDATION_DELAY")) }
+const directoryConfig = {
+  batchWindow: Options.optional(
+    Options.durationConfig("APP_LOOKUP_BATCH_WINDOW", { max: AgentDirectory.maxBatchWindow })
+  )
+}
+/** PostgreSQL when APP_DATABASE_URL is set, PGlite otherwise. */
+const databaseConfig = {
+  url: Options.optional(Database.urlConfig("APP_DATABASE_URL")),
+  dataDir: Options.optional(Config.String("APP_DATA_DIR")),
+  queryDeadline: Options.optional(
+    Options.durationConfig("APP_DB_QUERY_DEADLINE", { max: Database.maxima.queryDeadline, allowZero: false })
+  )
+}
+
+/** Production: everything from config. */
+export const Production = ChatConnector.layerConfig(connectorConfig).pipe(
+  Layer.provideMerge(LazyDial.layerConfig(lazyDialConfig)),
+  Layer.provideMerge(Layer.merge(BindingStore.layerSql(), AgentDirectory.layerSqlConfig(directoryConfig))),
   Layer.provideMerge(AgentDialerLive),
-  Layer.provide(DatabaseConfig.layerConfig)
+  Layer.provide(DatabaseConfig.layerConfig(databaseConfig))
 )
 
 /**
@@ -26,11 +55,11 @@ export const Production = ChatConnector.layerConfig.pipe(
  * `RebuildNotices`, so lookups feed the view and turns skip the wait after a
  * rebuild. One database Layer, shared (a Layer is built once).
  */
-export const ProductionWithNotices = ChatConnector.layerConfig.pipe(
-  Layer.provideMerge(LazyDial.layerConfig),
-  Layer.provideMerge(Layer.merge(BindingStore.layerSql, AgentDirectory.layerSqlConfig)),
+export const ProductionWithNotices = ChatConnector.layerConfig(connectorConfig).pipe(
+  Layer.provideMerge(LazyDial.layerConfig(lazyDialConfig)),
+  Layer.provideMerge(Layer.merge(BindingStore.layerSql(), AgentDirectory.layerSqlConfig(directoryConfig))),
   Layer.provideMerge(Layer.merge(RebuildNotices.layerSql, AgentDialerLive)),
-  Layer.provide(DatabaseConfig.layerConfig)
+  Layer.provide(DatabaseConfig.layerConfig(databaseConfig))
 )
 
 /** Tests: scripted agents on the Effect clock, bindings in memory. */

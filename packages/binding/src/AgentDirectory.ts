@@ -42,13 +42,12 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Metric from "effect/Metric"
-import * as Option from "effect/Option"
+import type * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type * as SqlClient from "effect/sql/SqlClient"
 import type { Migrated } from "./Database.js"
 import type { BindingStoreError } from "./Errors.js"
 import * as internal from "./internal/directory.js"
-import { DurationInputFromString } from "./internal/durationInput.js"
 
 /**
  * @since 0.1.0
@@ -124,23 +123,33 @@ export const layerSql = (
   )
 
 /**
- * `layerSql`, with the batch window from `LAZYDIAL_LOOKUP_BATCH_WINDOW` (for
- * example `"5 millis"`), 5 ms by default.
+ * `layerSql`, with its options read from configuration whose names the
+ * caller picks: the batch window with core's `Options.durationConfig` (up to
+ * `maxBatchWindow`), in `Options.optional` so that an unset variable means the
+ * default.
  *
- * @since 0.1.0
+ * @example
+ * ```ts
+ * import { AgentDirectory } from "@lazydial/binding"
+ * import { Options } from "@lazydial/core"
+ *
+ * const directory = AgentDirectory.layerSqlConfig({
+ *   batchWindow: Options.optional(
+ *     Options.durationConfig("MY_LOOKUP_BATCH_WINDOW", { max: AgentDirectory.maxBatchWindow })
+ *   )
+ * })
+ * ```
+ *
+ * @since 0.2.0
  * @category layers
  */
-export const layerSqlConfig: Layer.Layer<
+export const layerSqlConfig = (
+  config: Config.Wrap<Options>
+): Layer.Layer<
   AgentDirectory | AgentLookup.AgentLookup,
   InvalidOption | Config.ConfigError,
   SqlClient.SqlClient | Migrated
-> = Layer.unwrap(
-  Effect.map(
-    Config.schema(DurationInputFromString, "LAZYDIAL_LOOKUP_BATCH_WINDOW").pipe(Config.option),
-    // the range is checked by `makeSql`, so that it fails as an option does
-    (window) => layerSql({ batchWindow: Option.getOrUndefined(window) })
-  )
-)
+> => Layer.unwrap(Effect.map(Config.unwrap(config), layerSql))
 
 /**
  * SQL queries made by lookups.

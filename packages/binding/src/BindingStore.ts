@@ -42,9 +42,9 @@
  * once. A `get` never takes the answer of a query that started before it was
  * called, so a turn always reads its own writes.
  *
- * | option | environment (`layerSqlConfig`) | default | range |
- * |---|---|---|---|
- * | `readSlots` | `LAZYDIAL_STORE_READ_SLOTS` | 1 on PGlite; the pool size, at most 4, on PostgreSQL; 4 on an `SqlClient` of your own | 1 to 100 |
+ * | option | default | range |
+ * |---|---|---|
+ * | `readSlots` | 1 on PGlite; the pool size, at most 4, on PostgreSQL; 4 on an `SqlClient` of your own | 1 to 100 |
  *
  * @since 0.1.0
  */
@@ -54,7 +54,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Metric from "effect/Metric"
-import * as Option from "effect/Option"
+import type * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type * as SqlClient from "effect/sql/SqlClient"
 import type { ChatBinding } from "./ChatBinding.js"
@@ -172,54 +172,43 @@ export const makeSql: (
 export const layerMemory: Layer.Layer<BindingStore> = Layer.effect(BindingStore, makeMemory)
 
 /**
- * The SQL store with its default options. Provide an `SqlClient` from
- * `Database` (`layerPglite`, `layerPg`, `layerConfig`).
+ * The SQL store. Provide an `SqlClient` from `Database` (`layerPglite`,
+ * `layerPg`, `DatabaseConfig.layerConfig`); a refused option fails the Layer
+ * with an `InvalidOption` that names it.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerSql: Layer.Layer<BindingStore, never, SqlClient.SqlClient | Migrated> = Layer.effect(
-  BindingStore,
-  // no option is given, so none can be refused
-  Effect.orDie(makeSql())
-)
-
-/**
- * The SQL store with options; a refused option fails the Layer with `InvalidOption`.
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerSqlWith = (
-  options: SqlOptions
+export const layerSql = (
+  options?: SqlOptions
 ): Layer.Layer<BindingStore, InvalidOption, SqlClient.SqlClient | Migrated> =>
   Layer.effect(BindingStore, makeSql(options))
 
 /**
- * `layerSql`, with `readSlots` from `LAZYDIAL_STORE_READ_SLOTS` when it is
- * set. A value that is not an integer from 1 to 100 fails the Layer with an
- * `InvalidOption` that names the variable and shows the text.
+ * `layerSql`, with its options read from configuration whose names the
+ * caller picks: `readSlots` with core's `Options.numberConfig` (an integer
+ * from 1 to `maxReadSlots`), in `Options.optional` so that an unset variable
+ * means the default.
  *
- * @since 0.1.0
+ * @example
+ * ```ts
+ * import { BindingStore } from "@lazydial/binding"
+ * import { Options } from "@lazydial/core"
+ *
+ * const store = BindingStore.layerSqlConfig({
+ *   readSlots: Options.optional(
+ *     Options.numberConfig("MY_STORE_READ_SLOTS", { min: 1, max: BindingStore.maxReadSlots, integer: true })
+ *   )
+ * })
+ * ```
+ *
+ * @since 0.2.0
  * @category layers
  */
-export const layerSqlConfig: Layer.Layer<
-  BindingStore,
-  InvalidOption | Config.ConfigError,
-  SqlClient.SqlClient | Migrated
-> = Layer.unwrap(
-  Effect.flatMap(
-    Config.option(Config.String(internal.readSlotsVariable)),
-    Option.match({
-      onNone: () => Effect.succeed(layerSql),
-      onSome: (text) =>
-        Effect.map(
-          internal.checkReadSlots(internal.readSlotsVariable, text),
-          (readSlots) => layerSqlWith({ readSlots })
-        )
-    })
-  )
-)
+export const layerSqlConfig = (
+  config: Config.Wrap<SqlOptions>
+): Layer.Layer<BindingStore, InvalidOption | Config.ConfigError, SqlClient.SqlClient | Migrated> =>
+  Layer.effect(BindingStore, Effect.flatMap(Config.unwrap(config), makeSql))
 
 /**
  * SQL queries made by `get`: with reads going together, fewer than the gets.

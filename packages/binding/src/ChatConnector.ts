@@ -51,7 +51,7 @@
  * - `ChatHasNoWorkspace`: the chat has no workspace.
  * - `NoCurrentAgent`: the workspace is stopped.
  * - `DialTimeout`: the whole connect, counted from the call, took longer than
- *   the dial timeout (`LAZYDIAL_DIAL_TIMEOUT`, 30 seconds), or, under
+ *   the dial timeout (`dialTimeout`, 30 seconds), or, under
  *   overload, the turn was shed while waiting for admission because it could
  *   not have connected in time (its `shed` field is set). An interrupted
  *   caller is interrupted, never a `DialTimeout`.
@@ -66,7 +66,7 @@
  *
  * @since 0.1.0
  */
-import { InvalidOption } from "@lazydial/core"
+import type { InvalidOption } from "@lazydial/core"
 import {
   type AgentConnection,
   type AgentDialError,
@@ -79,7 +79,7 @@ import {
   type NoCurrentAgent,
   type WorkspaceId
 } from "@lazydial/core"
-import { Options } from "@lazydial/core"
+import { Options as CoreOptions } from "@lazydial/core"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -94,7 +94,6 @@ import type { ChatBinding } from "./ChatBinding.js"
 import type { BindingStoreError, ChatHasNoWorkspace, ChatNotFound, DialTimeout } from "./Errors.js"
 import * as internal from "./internal/connector.js"
 import * as internalDecisions from "./internal/decisions.js"
-import { DurationInputFromString } from "./internal/durationInput.js"
 import * as internalView from "./internal/view.js"
 import { RebuildNotices } from "./RebuildNotices.js"
 
@@ -271,16 +270,21 @@ export const maxViewSize = 1_000_000
  */
 export const stoppedTrust: Duration.Duration = Duration.millis(internalView.stoppedTrustMillis)
 
-const checkCount = (option: string, input: unknown, max: number): Effect.Effect<number, InvalidOption> =>
-  typeof input === "number" && Number.isInteger(input) && input >= 1 && input <= max
-    ? Effect.succeed(input)
-    : Effect.fail(new InvalidOption({ option, value: String(input), expected: `an integer from 1 to ${max}` }))
-
-const checkMaxInFlight = (input: unknown): Effect.Effect<number, InvalidOption> =>
-  checkCount("maxInFlight", input, maxMaxInFlight)
-
-const checkTimeout = (input: unknown): Effect.Effect<Duration.Duration, InvalidOption> =>
-  Options.boundedDuration("dialTimeout", input, maxDialTimeout, { allowZero: false })
+/**
+ * The options of `layer`; each is range-checked when the Layer is built, and
+ * a refused value fails it with an `InvalidOption` that names the option.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Options {
+  /** The whole connect, from the call (above 0, at most 10 minutes). Default 30 seconds. */
+  readonly dialTimeout?: Duration.Input | undefined
+  /** Connects in progress at once; more wait, within their dial timeout, or are shed under overload. Default 256. */
+  readonly maxInFlight?: number | undefined
+  /** Workspaces the view of rebuild notices keeps (LRU). Default 10,000; used only with `RebuildNotices`. */
+  readonly viewSize?: number | undefined
+}
 
 /**
  * Builds the service. The validation delay is the `LazyDial` service's. The
@@ -290,21 +294,33 @@ const checkTimeout = (input: unknown): Effect.Effect<Duration.Duration, InvalidO
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options?: {
-  readonly dialTimeout?: Duration.Input | undefined
-  /** Connects in progress at once; more wait, within their dial timeout, or are shed under overload. Default 256. */
-  readonly maxInFlight?: number | undefined
-  /** Workspaces the view of rebuild notices keeps (LRU). Default 10,000; used only with `RebuildNotices`. */
-  readonly viewSize?: number | undefined
-}): Effect.Effect<
+export const make = (options?: Options): Effect.Effect<
   ChatConnector["Service"],
   InvalidOption,
   BindingStore | LazyDial.LazyDial | AgentLookup.AgentLookup | Scope.Scope
 > =>
   Effect.gen(function*() {
-    const dialTimeout = yield* checkTimeout(options?.dialTimeout ?? defaultDialTimeout)
-    const maxInFlight = yield* checkMaxInFlight(options?.maxInFlight ?? defaultMaxInFlight)
-    const viewSize = yield* checkCount("viewSize", options?.viewSize ?? defaultViewSize, maxViewSize)
+    const dialTimeout = yield* CoreOptions.boundedDuration(
+      "dialTimeout",
+      options?.dialTimeout ?? defaultDialTimeout,
+      maxDialTimeout,
+      { allowZero: false }
+    )
+    const count = { min: 1, integer: true }
+    const maxInFlight = yield* CoreOptions.boundedNumber(
+      "maxInFlight",
+      options?.maxInFlight ?? defaultMaxInFlight,
+      count.min,
+      maxMaxInFlight,
+      count
+    )
+    const viewSize = yield* CoreOptions.boundedNumber(
+      "viewSize",
+      options?.viewSize ?? defaultViewSize,
+      1,
+      maxViewSize,
+      count
+    )
     const notices = yield* Effect.serviceOption(RebuildNotices)
     return yield* internal.make({
       dialTimeout,
@@ -320,44 +336,45 @@ export const make = (options?: {
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options?: {
-  readonly dialTimeout?: Duration.Input | undefined
-  readonly maxInFlight?: number | undefined
-  readonly viewSize?: number | undefined
-}): Layer.Layer<ChatConnector, InvalidOption, BindingStore | LazyDial.LazyDial | AgentLookup.AgentLookup> =>
+export const layer = (
+  options?: Options
+): Layer.Layer<ChatConnector, InvalidOption, BindingStore | LazyDial.LazyDial | AgentLookup.AgentLookup> =>
   Layer.effect(ChatConnector, make(options))
 
 /**
- * The dial timeout comes from `LAZYDIAL_DIAL_TIMEOUT` (for example
- * `"30 seconds"`), and defaults to 30 seconds; the admission limit from
- * `LAZYDIAL_MAX_IN_FLIGHT` (default 256); the view's size from
- * `LAZYDIAL_NOTICE_VIEW_SIZE` (default 10,000). Provide `LazyDial.layerConfig`
- * for the validation delay (`LAZYDIAL_VALIDATION_DELAY`, 5 seconds).
+ * `layer`, with its options read from configuration whose names the caller
+ * picks, as Effect's own packages take theirs (`PgClient.layerConfig`). Read
+ * the timeout with core's `Options.durationConfig` and the counts with
+ * `Options.numberConfig`, so that a bad value fails with a `ConfigError`
+ * naming its variable, and wrap each in `Options.optional`, so that an unset
+ * variable means the default. Provide `LazyDial.layerConfig` for the
+ * validation delay.
  *
- * @since 0.1.0
+ * @example
+ * ```ts
+ * import { ChatConnector } from "@lazydial/binding"
+ * import { Options as CoreOptions } from "@lazydial/core"
+ *
+ * const connector = ChatConnector.layerConfig({
+ *   dialTimeout: Options.optional(
+ *     Options.durationConfig("MY_DIAL_TIMEOUT", { max: ChatConnector.maxDialTimeout, allowZero: false })
+ *   ),
+ *   maxInFlight: Options.optional(
+ *     Options.numberConfig("MY_MAX_IN_FLIGHT", { min: 1, max: ChatConnector.maxMaxInFlight, integer: true })
+ *   )
+ * })
+ * ```
+ *
+ * @since 0.2.0
  * @category layers
  */
-export const layerConfig: Layer.Layer<
+export const layerConfig = (
+  config: Config.Wrap<Options>
+): Layer.Layer<
   ChatConnector,
   InvalidOption | Config.ConfigError,
   BindingStore | LazyDial.LazyDial | AgentLookup.AgentLookup
-> = Layer.effect(
-  ChatConnector,
-  Effect.flatMap(
-    Config.all({
-      timeout: Config.schema(DurationInputFromString, "LAZYDIAL_DIAL_TIMEOUT").pipe(Config.option),
-      maxInFlight: Config.Int("LAZYDIAL_MAX_IN_FLIGHT").pipe(Config.option),
-      viewSize: Config.Int("LAZYDIAL_NOTICE_VIEW_SIZE").pipe(Config.option)
-    }),
-    // `make` range-checks them, so that they fail as the options do
-    ({ maxInFlight, timeout, viewSize }) =>
-      make({
-        dialTimeout: Option.getOrUndefined(timeout),
-        maxInFlight: Option.getOrUndefined(maxInFlight),
-        viewSize: Option.getOrUndefined(viewSize)
-      })
-  )
-)
+> => Layer.effect(ChatConnector, Effect.flatMap(Config.unwrap(config), make))
 
 /**
  * Turns that connected, by `outcome` (a `TurnOutcome`) and `write` (a

@@ -12,21 +12,23 @@
  * | `layerPglite()` | `@lazydial/binding/PgliteDatabase` | PGlite (Postgres in WASM), in memory | `@electric-sql/pglite` | tests, examples, a single process |
  * | `layerPglite({ dataDir })` | `@lazydial/binding/PgliteDatabase` | PGlite, in a directory | `@electric-sql/pglite` | a single process that keeps its data |
  * | `layerPg(url, options)` | `@lazydial/binding/PgDatabase` | PostgreSQL, through `@effect/sql-pg` | `@effect/sql-pg` | production, several replicas |
- * | `layerPgConfig(url)` | `@lazydial/binding/PgDatabase` | `layerPg`, with its settings from the environment | `@effect/sql-pg` | a CLI's `--database-url` |
- * | `layerConfig` | `@lazydial/binding/DatabaseConfig` | PostgreSQL when `LAZYDIAL_DATABASE_URL` is set, else PGlite | both | the service |
+ * | `layerConfig(config)` | `@lazydial/binding/PgDatabase` | `layerPg`, its URL and settings read from configuration | `@effect/sql-pg` | a program that names its variables |
+ * | `layerConfig(config)` | `@lazydial/binding/DatabaseConfig` | PostgreSQL when the configured URL is set, else PGlite | both | the service |
  * | `layerMigrated` | this module | your own `SqlClient` | | anything else |
  *
  * ## Settings
  *
- * | option | environment | default | range |
- * |---|---|---|---|
- * | `poolSize` | `LAZYDIAL_DB_POOL_SIZE` | 10 | 1 to 500 connections |
- * | `connectTimeout` | `LAZYDIAL_DB_CONNECT_TIMEOUT` | 5 seconds | above 0, at most 1 minute |
- * | `statementTimeout` | `LAZYDIAL_DB_STATEMENT_TIMEOUT` | 30 seconds | above 0, at most 1 hour |
- * | `queryDeadline` | `LAZYDIAL_DB_QUERY_DEADLINE` | 10 seconds | above 0, at most 1 hour |
+ * | option | default | range (`maxima`) |
+ * |---|---|---|
+ * | `poolSize` | 10 | 1 to 500 connections |
+ * | `connectTimeout` | 5 seconds | above 0, at most 1 minute |
+ * | `statementTimeout` | 30 seconds | above 0, at most 1 hour |
+ * | `queryDeadline` | 10 seconds | above 0, at most 1 hour |
  *
- * Durations from the environment are spelled `"5 seconds"`, `"250 millis"`,
- * or a bare number of milliseconds.
+ * A `layerConfig` reads them from variables its caller names (core's
+ * `Options.numberConfig` and `Options.durationConfig`: `"5 seconds"` or bare
+ * milliseconds) and the URL with `urlConfig`; this package reads no variable
+ * of its own.
  *
  * ## Deadlines
  *
@@ -52,11 +54,11 @@
  */
 import type { InvalidOption } from "@lazydial/core"
 import * as Config from "effect/Config"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import type * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import type * as SqlClient from "effect/sql/SqlClient"
@@ -65,7 +67,6 @@ import type * as Stream from "effect/Stream"
 import type { BindingStoreError, DatabaseConnectError, DatabaseSchemaTooNew } from "./Errors.js"
 import * as internal from "./internal/database.js"
 import * as internalDeadline from "./internal/deadline.js"
-import { DurationInputFromString, NumberFromText } from "./internal/durationInput.js"
 import * as migrations from "./internal/migrations.js"
 
 /**
@@ -118,13 +119,15 @@ export const Deadlines: Context.Reference<Deadlines> = internal.Deadlines
 export const defaults: Settings = internal.defaults
 
 /**
- * The environment variable of each setting, for `layerConfig` and
- * `layerPgConfig`.
+ * The largest value of each setting a Layer accepts (the least is 1
+ * connection, or above 0 for a duration): for a `layerConfig` caller that
+ * range-checks a variable with core's `Options.numberConfig` or
+ * `Options.durationConfig`, so that its error names the variable.
  *
- * @since 0.1.0
+ * @since 0.2.0
  * @category constants
  */
-export const settingNames: { readonly [K in keyof Settings]: string } = internal.settingNames
+export const maxima: Settings = internal.maxima
 
 /**
  * Everything a `Database` Layer may fail with when it starts.
@@ -224,21 +227,21 @@ export const decodeUrl = (
 ): Effect.Effect<Redacted.Redacted, InvalidOption> => Effect.map(internal.decodeUrl(option, input), ({ url }) => url)
 
 /**
- * The settings as the environment gives them; each is `None` when unset.
- * Types are checked here (a `ConfigError` names the variable), ranges by the
- * Layer (an `InvalidOption` names the variable).
+ * A database URL read from configuration text: PostgreSQL's
+ * (`postgres://` or `postgresql://`), as a `Redacted`. Anything else, an empty
+ * value included when the `ConfigProvider` passes one on, fails with a
+ * `ConfigError` that names the variable and shows the value with its password
+ * masked.
  *
- * @since 0.1.0
+ * @since 0.2.0
  * @category config
  */
-export const settingsConfig: Config.Config<{
-  readonly poolSize: Option.Option<number>
-  readonly connectTimeout: Option.Option<Duration.Input>
-  readonly statementTimeout: Option.Option<Duration.Input>
-  readonly queryDeadline: Option.Option<Duration.Input>
-}> = Config.all({
-  poolSize: Config.schema(NumberFromText, settingNames.poolSize).pipe(Config.option),
-  connectTimeout: Config.schema(DurationInputFromString, settingNames.connectTimeout).pipe(Config.option),
-  statementTimeout: Config.schema(DurationInputFromString, settingNames.statementTimeout).pipe(Config.option),
-  queryDeadline: Config.schema(DurationInputFromString, settingNames.queryDeadline).pipe(Config.option)
-})
+export const urlConfig = (name: string): Config.Config<Redacted.Redacted> =>
+  Config.Redacted(name).pipe(
+    Config.mapEffect((url) =>
+      Effect.mapError(
+        internal.decodeUrl(name, url),
+        (invalid) => new Config.ConfigError(new ConfigProvider.SourceError({ message: invalid.message }))
+      ).pipe(Effect.map(({ url }) => url))
+    )
+  )

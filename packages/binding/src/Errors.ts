@@ -76,7 +76,7 @@ export class ChatHasNoWorkspace extends Schema.TaggedError<ChatHasNoWorkspace>()
 
 /**
  * Connecting a chat to its agent took longer than the dial timeout
- * (`LAZYDIAL_DIAL_TIMEOUT`, 30 seconds by default). Raised only by the
+ * (`dialTimeout`, 30 seconds by default). Raised only by the
  * timeout: an interrupted caller stays interrupted.
  *
  * @since 0.1.0
@@ -97,10 +97,10 @@ export class DialTimeout extends Schema.TaggedError<DialTimeout>()("DialTimeout"
       return `chat ${this.chatId} was turned away before connecting: ${this.shed.waitingAhead} turns were waiting ` +
         `ahead of it and this process admits about ${this.shed.admittedPerSecond} a second, so it could not ` +
         `connect within ${this.timeoutMillis} ms; the process is overloaded: spread the load over more replicas, ` +
-        "or raise LAZYDIAL_MAX_IN_FLIGHT if the database and agents have room"
+        "or raise the connector's maxInFlight if the database and agents have room"
     }
     return `connecting chat ${this.chatId} to its agent took more than ${this.timeoutMillis} ms: ` +
-      "check that the workspace is running, or raise LAZYDIAL_DIAL_TIMEOUT"
+      "check that the workspace is running, or raise the connector's dialTimeout"
   }
 }
 
@@ -125,11 +125,11 @@ export class DatabaseConnectError extends Schema.TaggedError<DatabaseConnectErro
   override get message(): string {
     const where = `PostgreSQL at ${this.host}:${this.port}, database "${this.database}", user "${this.user}"`
     const advice = {
-      authentication: "check the user and password of the database URL (LAZYDIAL_DATABASE_URL or --database-url)",
+      authentication: "check the user and password of the database URL",
       refused: "check that PostgreSQL runs and listens on that host and port",
       unknown_host: "check the host name of the database URL",
       unknown_database: "create the database, or fix its name in the database URL",
-      timeout: "check that the host is reachable, or raise LAZYDIAL_DB_CONNECT_TIMEOUT",
+      timeout: "check that the host is reachable, or raise the connect timeout (connectTimeout)",
       other: "check the database URL and that the server accepts connections"
     }[this.reason]
     return `cannot connect to ${where}: ${this.detail}; ${advice}`

@@ -9,11 +9,10 @@
  * @since 0.1.0
  */
 import type * as PgClient from "@effect/sql-pg/PgClient"
-import type * as Config from "effect/Config"
+import * as Config from "effect/Config"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import type * as SqlClient from "effect/sql/SqlClient"
 import * as Database from "./Database.js"
@@ -36,21 +35,28 @@ export interface PgOptions extends Omit<PgClient.PgPoolConfig, "url" | "maxConne
   readonly queryDeadline?: Duration.Input | undefined
 }
 
-const makePg = (
+/**
+ * A PostgreSQL server, through a pool of `@effect/sql-pg`. Also provides
+ * `PgClient`.
+ *
+ * Starts by connecting (within the connect timeout) and migrating; see
+ * `Database`'s table of errors. A URL that is not PostgreSQL's, or a setting
+ * out of range, fails it with an `InvalidOption` that names the option.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerPg = (
   url: string | Redacted.Redacted,
-  options: PgOptions | undefined,
-  names: { readonly url: string } & { readonly [K in keyof Database.Settings]: string }
+  options?: PgOptions
 ): Layer.Layer<
   SqlClient.SqlClient | PgClient.PgClient | Database.Listener | Database.Migrated | Database.Sessions,
   Database.StartError
 > =>
   Layer.unwrap(Effect.gen(function*() {
-    const { target, url: redacted } = yield* internal.decodeUrl(names.url, url)
+    const { target, url: redacted } = yield* internal.decodeUrl("database URL", url)
     const { connectTimeout, poolSize, queryDeadline, statementTimeout, ...rest } = options ?? {}
-    const settings = yield* internal.checkSettings(
-      { connectTimeout, poolSize, statementTimeout, queryDeadline },
-      names
-    )
+    const settings = yield* internal.checkSettings({ connectTimeout, poolSize, statementTimeout, queryDeadline })
     const config: internalPg.Config = {
       ...rest,
       url: redacted,
@@ -71,51 +77,50 @@ const makePg = (
   }))
 
 /**
- * A PostgreSQL server, through a pool of `@effect/sql-pg`. Also provides
- * `PgClient`.
+ * What `layerConfig` reads: the URL and the settings of `layerPg`.
  *
- * Starts by connecting (within the connect timeout) and migrating; see
- * `Database`'s table of errors.
- *
- * @since 0.1.0
- * @category layers
+ * @since 0.2.0
+ * @category models
  */
-export const layerPg = (
-  url: string | Redacted.Redacted,
-  options?: PgOptions
-): Layer.Layer<
-  SqlClient.SqlClient | PgClient.PgClient | Database.Listener | Database.Migrated | Database.Sessions,
-  Database.StartError
-> =>
-  makePg(url, options, {
-    url: "database URL",
-    poolSize: "poolSize",
-    connectTimeout: "connectTimeout",
-    statementTimeout: "statementTimeout",
-    queryDeadline: "queryDeadline"
-  })
+export interface ConfigOptions {
+  readonly url: string | Redacted.Redacted
+  readonly poolSize?: number | undefined
+  readonly connectTimeout?: Duration.Input | undefined
+  readonly statementTimeout?: Duration.Input | undefined
+  readonly queryDeadline?: Duration.Input | undefined
+  readonly applicationName?: string | undefined
+}
 
 /**
- * `layerPg`, with its settings from the environment (`LAZYDIAL_DB_POOL_SIZE`,
- * `LAZYDIAL_DB_CONNECT_TIMEOUT`, `LAZYDIAL_DB_STATEMENT_TIMEOUT`,
- * `LAZYDIAL_DB_QUERY_DEADLINE`). For a URL
- * given on a command line; `urlOption` names it in an `InvalidOption`.
+ * `layerPg`, with its URL and settings read from configuration whose names
+ * the caller picks, as `PgClient.layerConfig` takes its own: the URL with
+ * `Database.urlConfig`, the settings with core's `Options.numberConfig` and
+ * `Options.durationConfig` (their ranges are `Database.maxima`), each in
+ * `Options.optional` so that an unset variable means the default.
  *
- * @since 0.1.0
+ * @example
+ * ```ts
+ * import { Database } from "@lazydial/binding"
+ * import * as PgDatabase from "@lazydial/binding/PgDatabase"
+ * import { Options } from "@lazydial/core"
+ *
+ * const database = PgDatabase.layerConfig({
+ *   url: Database.urlConfig("MY_DATABASE_URL"),
+ *   poolSize: Options.optional(
+ *     Options.numberConfig("MY_DB_POOL_SIZE", { min: 1, max: Database.maxima.poolSize, integer: true })
+ *   ),
+ *   queryDeadline: Options.optional(
+ *     Options.durationConfig("MY_DB_QUERY_DEADLINE", { max: Database.maxima.queryDeadline, allowZero: false })
+ *   )
+ * })
+ * ```
+ *
+ * @since 0.2.0
  * @category layers
  */
-export const layerPgConfig = (
-  url: string | Redacted.Redacted,
-  options?: { readonly urlOption?: string | undefined; readonly applicationName?: string | undefined }
+export const layerConfig = (
+  config: Config.Wrap<ConfigOptions>
 ): Layer.Layer<
   SqlClient.SqlClient | PgClient.PgClient | Database.Listener | Database.Migrated | Database.Sessions,
   Database.StartError | Config.ConfigError
-> =>
-  Layer.unwrap(Effect.map(Database.settingsConfig, (settings) =>
-    makePg(url, {
-      poolSize: Option.getOrUndefined(settings.poolSize),
-      connectTimeout: Option.getOrUndefined(settings.connectTimeout),
-      statementTimeout: Option.getOrUndefined(settings.statementTimeout),
-      queryDeadline: Option.getOrUndefined(settings.queryDeadline),
-      applicationName: options?.applicationName
-    }, { url: options?.urlOption ?? "database URL", ...Database.settingNames })))
+> => Layer.unwrap(Effect.map(Config.unwrap(config), ({ url, ...options }) => layerPg(url, options)))

@@ -11,6 +11,7 @@
  *
  * @since 0.1.0
  */
+import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -52,3 +53,18 @@ export const layerPglite = (options?: {
       )
     ).pipe(Layer.provide(Reactivity.layer))
   )
+
+/**
+ * `layerPglite`, with its data directory read from configuration whose name
+ * the caller picks (in memory when it is unset: wrap it in core's
+ * `Options.optional`).
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Wrap<{ readonly dataDir?: string | undefined }>
+): Layer.Layer<
+  SqlClient.SqlClient | Database.Listener | Database.Migrated | Database.Sessions,
+  BindingStoreError | DatabaseSchemaTooNew | Config.ConfigError
+> => Layer.unwrap(Effect.map(Config.unwrap(config), layerPglite))

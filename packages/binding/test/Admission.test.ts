@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { assertEqual } from "@lazydial/core/testing"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -39,10 +39,10 @@ describe("admission control", () => {
       )
       yield* Effect.yieldNow
       // copies: Effect 4 caches the hash of an array it compared, and this one grows
-      assertEqual([...order], [])
+      deepStrictEqual([...order], [])
       yield* freePermit
       yield* Fiber.joinAll(waiters)
-      assertEqual([...order], [1, 2, 3])
+      deepStrictEqual([...order], [1, 2, 3])
     }))
 
   it.effect("an interrupted waiter gives up its place without leaking a permit", () =>
@@ -77,7 +77,7 @@ describe("admission control", () => {
       // The permit comes back before the last deadline: that waiter runs.
       yield* freePermit
       assert.strictEqual((yield* Fiber.join(waiters[3]!))._tag, "Success")
-      assertEqual(ran, [3])
+      deepStrictEqual(ran, [3])
       // Expired waiters took no permit: the only one is free again.
       yield* TestClock.adjust("1 hour")
       assert.strictEqual(yield* admit(Effect.succeed("free"), 0, expired), "free")

@@ -1,10 +1,10 @@
 import { assert, layer } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import type { Database } from "@lazydial/binding"
 import { AgentDirectory } from "@lazydial/binding"
 import * as PgDatabase from "@lazydial/binding/PgDatabase"
 import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
 import { AgentLookup, type AgentLookupError, type CurrentAgent } from "@lazydial/core"
-import { assertEqual } from "@lazydial/core/testing"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
@@ -40,9 +40,9 @@ const directoryContract = <E>(name: string, database: Layer.Layer<SqlClient.SqlC
           const second = build()
           assert.strictEqual(yield* directory.recordBuild(w, first), 1)
           assert.strictEqual(yield* directory.recordBuild(w, second), 2)
-          assertEqual(yield* directory.current(w), Option.some(second))
+          deepStrictEqual(yield* directory.current(w), Option.some(second))
           const lookup = yield* AgentLookup.AgentLookup
-          assertEqual(yield* lookup.current(w), Option.some(second))
+          deepStrictEqual(yield* lookup.current(w), Option.some(second))
         }))
 
       it.effect("a stopped workspace, and an unknown one, have no current agent", () =>
@@ -55,7 +55,7 @@ const directoryContract = <E>(name: string, database: Layer.Layer<SqlClient.SqlC
           assert.isTrue(Option.isNone(yield* directory.current(workspaceId())))
           const restarted = build()
           yield* directory.recordBuild(w, restarted)
-          assertEqual(yield* directory.current(w), Option.some(restarted))
+          deepStrictEqual(yield* directory.current(w), Option.some(restarted))
         }))
 
       it.effect("100 concurrent lookups of one workspace make 1 query", () =>
@@ -80,7 +80,7 @@ const directoryContract = <E>(name: string, database: Layer.Layer<SqlClient.SqlC
             Effect.forEach(fleet, ({ w }) => directory.current(w), { concurrency: "unbounded" })
           )
           assert.strictEqual(made, 1)
-          assertEqual(result, fleet.map(({ latest }) => Option.some(latest)))
+          deepStrictEqual(result, fleet.map(({ latest }) => Option.some(latest)))
         }))
 
       it.effect("the default 5 ms window batches lookups that arrive within it into 1 query", () =>
@@ -98,7 +98,7 @@ const directoryContract = <E>(name: string, database: Layer.Layer<SqlClient.SqlC
           yield* TestClock.adjust("1 millis")
           const answers = yield* Effect.forEach(fibers, (fiber) => drive(fiber))
           assert.strictEqual((yield* queries) - before, 1)
-          assertEqual(answers.filter((_, i) => i % 2 === 0), fleet.map(({ latest }) => Option.some(latest)))
+          deepStrictEqual(answers.filter((_, i) => i % 2 === 0), fleet.map(({ latest }) => Option.some(latest)))
         }))
 
       it.effect("a batch window out of range fails the directory with InvalidOption", () =>
@@ -119,7 +119,7 @@ const directoryContract = <E>(name: string, database: Layer.Layer<SqlClient.SqlC
           assert.strictEqual(made, 2)
           const rebuilt = build()
           yield* directory.recordBuild(w, rebuilt)
-          assertEqual(yield* directory.current(w), Option.some(rebuilt))
+          deepStrictEqual(yield* directory.current(w), Option.some(rebuilt))
         }))
     }
   )

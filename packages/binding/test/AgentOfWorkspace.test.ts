@@ -8,12 +8,13 @@
  * not loop. On PGlite and, with scripts/test-postgres.sh, on PostgreSQL.
  */
 import { assert, layer } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import type { Database } from "@lazydial/binding"
 import { BindingStore, ChatConnector } from "@lazydial/binding"
 import * as PgDatabase from "@lazydial/binding/PgDatabase"
 import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
 import { LazyDial } from "@lazydial/core"
-import { assertEqual, layerTest, TestAgents } from "@lazydial/core/testing"
+import { layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -24,7 +25,7 @@ const suite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClient | Data
   layer(
     ChatConnector.layer().pipe(
       Layer.provideMerge(LazyDial.layer({ delay: "5 seconds" })),
-      Layer.provideMerge(BindingStore.layerSql),
+      Layer.provideMerge(BindingStore.layerSql()),
       Layer.provideMerge(layerTest),
       Layer.provideMerge(database)
     ),
@@ -51,8 +52,8 @@ const suite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClient | Data
           const error = Option.getOrUndefined(failureOf(exit))
           assert.strictEqual(error?._tag, "AgentLookupError")
           assert.include(error?.message, "the directory holds no build")
-          assertEqual([(yield* agents.lookups).length - lookups, (yield* agents.dials).length - dials], [1, 0])
-          assertEqual(yield* store.get(chat.chatId), chat)
+          deepStrictEqual([(yield* agents.lookups).length - lookups, (yield* agents.dials).length - dials], [1, 0])
+          deepStrictEqual(yield* store.get(chat.chatId), chat)
         })
     )
 
@@ -78,7 +79,7 @@ const suite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClient | Data
           yield* agents.setCurrent(w, Option.some(impostor))
           const exit = yield* Effect.exit(Effect.scoped(connector.connect(chat)))
           assert.strictEqual(Option.getOrUndefined(failureOf(exit))?._tag, "AgentLookupError")
-          assertEqual(yield* store.get(chat), row)
+          deepStrictEqual(yield* store.get(chat), row)
           assert.strictEqual((yield* agents.unreleased).length, 0)
         })
     )

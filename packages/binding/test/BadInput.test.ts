@@ -4,10 +4,11 @@
  * every rejection names the field (or the option) it rejects.
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import { AgentDirectory, BindingStore, ChatBinding, ChatConnector, Database } from "@lazydial/binding"
 import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
-import { InvalidOption, LazyDial } from "@lazydial/core"
-import { anyInput, assertEqual, endsInErrorChannel, idLike, layerTest, TestAgents } from "@lazydial/core/testing"
+import { InvalidOption, LazyDial, Options } from "@lazydial/core"
+import { anyInput, endsInErrorChannel, idLike, layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Arbitrary from "effect/Arbitrary"
 import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
@@ -172,35 +173,45 @@ describe("Bad input: Config values", () => {
     return error instanceof Config.ConfigError && String(error).includes(variable)
   }
 
-  it.effect("LAZYDIAL_VALIDATION_DELAY: any text is a delay from 0 to 10 minutes, or InvalidOption naming delay", () =>
+  it.effect("a validation delay read as a caller would: any text is a delay from 0 to 10 minutes, or an error naming it", () =>
     checkProperty(durationLike, (value) =>
       Effect.exit(
         Effect.map(LazyDial.LazyDial, (service): Duration.Duration | undefined => service.delay).pipe(
-          Effect.provide(LazyDial.layerConfig.pipe(Layer.provide(layerTest))),
-          provider("LAZYDIAL_VALIDATION_DELAY", value)
+          Effect.provide(
+            LazyDial.layerConfig({ delay: Options.optional(LazyDial.delayConfig("MY_VALIDATION_DELAY")) }).pipe(
+              Layer.provide(layerTest)
+            )
+          ),
+          provider("MY_VALIDATION_DELAY", value)
         )
       ).pipe(
-        Effect.map((exit) => checkConfig("delay", "LAZYDIAL_VALIDATION_DELAY", value, LazyDial.maxDelay, exit))
+        Effect.map((exit) => checkConfig("delay", "MY_VALIDATION_DELAY", value, LazyDial.maxDelay, exit))
       ), { runs: 300 }))
 
-  it.effect("LAZYDIAL_DIAL_TIMEOUT: any text is a timeout above 0 and at most 10 minutes, or InvalidOption naming dialTimeout", () =>
+  it.effect("ChatConnector.layerConfig: any text is a dial timeout above 0 and at most 10 minutes, or an error naming it", () =>
     checkProperty(durationLike, (value) =>
       Effect.exit(
         Effect.map(ChatConnector.ChatConnector, (service): Duration.Duration | undefined => service.dialTimeout).pipe(
-          Effect.provide(ChatConnector.layerConfig.pipe(
-            Layer.provide(LazyDial.layer()),
-            Layer.provide(BindingStore.layerMemory),
-            Layer.provide(layerTest)
-          )),
-          provider("LAZYDIAL_DIAL_TIMEOUT", value)
+          Effect.provide(
+            ChatConnector.layerConfig({
+              dialTimeout: Options.optional(
+                Options.durationConfig("MY_DIAL_TIMEOUT", { max: ChatConnector.maxDialTimeout, allowZero: false })
+              )
+            }).pipe(
+              Layer.provide(LazyDial.layer()),
+              Layer.provide(BindingStore.layerMemory),
+              Layer.provide(layerTest)
+            )
+          ),
+          provider("MY_DIAL_TIMEOUT", value)
         )
       ).pipe(Effect.map((exit) => {
         if (Exit.isSuccess(exit) && exit.value !== undefined && Duration.isZero(exit.value)) return false
-        return checkConfig("dialTimeout", "LAZYDIAL_DIAL_TIMEOUT", value, ChatConnector.maxDialTimeout, exit)
+        return checkConfig("dialTimeout", "MY_DIAL_TIMEOUT", value, ChatConnector.maxDialTimeout, exit)
       })), { runs: 300 }))
 
   it.effect(
-    "LAZYDIAL_LOOKUP_BATCH_WINDOW: any text is a window from 0 to 1 second, or InvalidOption naming batchWindow with the text, or a ConfigError naming the variable",
+    "AgentDirectory.layerSqlConfig: any text is a window from 0 to 1 second, or a ConfigError naming the variable",
     () =>
       Effect.gen(function*() {
         const runtime = ManagedRuntime.make(sqlLayer)
@@ -208,8 +219,12 @@ describe("Bad input: Config values", () => {
         const windowOf = (value: string) =>
           runtime.runPromiseExit(
             Effect.map(AgentDirectory.AgentDirectory, (directory): Duration.Duration => directory.batchWindow).pipe(
-              Effect.provide(AgentDirectory.layerSqlConfig),
-              provider("LAZYDIAL_LOOKUP_BATCH_WINDOW", value)
+              Effect.provide(AgentDirectory.layerSqlConfig({
+                batchWindow: Options.optional(
+                  Options.durationConfig("MY_LOOKUP_BATCH_WINDOW", { max: AgentDirectory.maxBatchWindow })
+                )
+              })),
+              provider("MY_LOOKUP_BATCH_WINDOW", value)
             )
           )
         // Fixed cases first: arbitrary text is rarely a duration, so the
@@ -220,22 +235,18 @@ describe("Bad input: Config values", () => {
         ]] as const
         for (const [text, window] of accepted) {
           const exit = yield* Effect.promise(() => windowOf(text))
-          assertEqual(exit, Exit.succeed(window), text)
+          deepStrictEqual(exit, Exit.succeed(window), text)
         }
         for (const text of ["2 seconds", "-1 millis", "Infinity"]) {
           const exit = yield* Effect.promise(() => windowOf(text))
           const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.findErrorOption(exit.cause)) : undefined
-          assert.instanceOf(error, InvalidOption, text)
-          if (error instanceof InvalidOption) {
-            assert.strictEqual(error.option, "batchWindow")
-            assert.strictEqual(error.value, text)
-          }
+          assert.instanceOf(error, Config.ConfigError, text)
+          assert.include(String(error), "MY_LOOKUP_BATCH_WINDOW")
         }
         yield* checkProperty(durationLike, (value) =>
           Effect.map(
             Effect.promise(() => windowOf(value)),
-            (exit) =>
-              checkConfig("batchWindow", "LAZYDIAL_LOOKUP_BATCH_WINDOW", value, AgentDirectory.maxBatchWindow, exit)
+            (exit) => checkConfig("batchWindow", "MY_LOOKUP_BATCH_WINDOW", value, AgentDirectory.maxBatchWindow, exit)
           ), { runs: 60 })
       }).pipe(Effect.scoped),
     120_000
@@ -244,7 +255,7 @@ describe("Bad input: Config values", () => {
 
 describe("Bad input: the store's read slots", () => {
   it.effect(
-    "LAZYDIAL_STORE_READ_SLOTS: any text is a whole number from 1 to 100, or InvalidOption naming the variable with the text",
+    "BindingStore.layerSqlConfig: any text is a whole number of read slots from 1 to 100, or a ConfigError naming the variable",
     () =>
       Effect.gen(function*() {
         const runtime = ManagedRuntime.make(sqlLayer)
@@ -252,27 +263,34 @@ describe("Bad input: the store's read slots", () => {
         const storeWith = (value: string) =>
           runtime.runPromiseExit(
             Effect.asVoid(BindingStore.BindingStore).pipe(
-              Effect.provide(BindingStore.layerSqlConfig),
-              provider("LAZYDIAL_STORE_READ_SLOTS", value)
+              Effect.provide(BindingStore.layerSqlConfig({
+                readSlots: Options.optional(
+                  Options.numberConfig("MY_STORE_READ_SLOTS", { min: 1, max: BindingStore.maxReadSlots, integer: true })
+                )
+              })),
+              provider("MY_STORE_READ_SLOTS", value)
             )
           )
+        const errorOf = (exit: Exit.Exit<void, unknown>) =>
+          Exit.isFailure(exit) ? Option.getOrUndefined(Cause.findErrorOption(exit.cause)) : undefined
         const refusal = (exit: Exit.Exit<void, unknown>) => {
-          const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.findErrorOption(exit.cause)) : undefined
+          const error = errorOf(exit)
           return error instanceof InvalidOption ? error : undefined
         }
+        const configError = (exit: Exit.Exit<void, unknown>) => {
+          const error = errorOf(exit)
+          return error instanceof Config.ConfigError && String(error).includes("MY_STORE_READ_SLOTS")
+        }
         for (const text of ["1", "4", " 100 "]) {
-          assertEqual(yield* Effect.promise(() => storeWith(text)), Exit.void, text)
+          deepStrictEqual(yield* Effect.promise(() => storeWith(text)), Exit.void, text)
         }
         for (const text of ["0", "101", "2.5", "-1", "four", "", "Infinity", "1e9"]) {
-          const error = refusal(yield* Effect.promise(() => storeWith(text)))
-          assert.instanceOf(error, InvalidOption, text)
-          assert.strictEqual(error?.option, "LAZYDIAL_STORE_READ_SLOTS")
-          assert.strictEqual(error?.value, text)
+          assert.isTrue(configError(yield* Effect.promise(() => storeWith(text))), text)
         }
-        // the option of layerSqlWith is checked the same way, under its own name
+        // the option of layerSql is checked the same way, under its own name
         const option = yield* Effect.promise(() =>
           runtime.runPromiseExit(
-            Effect.asVoid(BindingStore.BindingStore).pipe(Effect.provide(BindingStore.layerSqlWith({ readSlots: 0 })))
+            Effect.asVoid(BindingStore.BindingStore).pipe(Effect.provide(BindingStore.layerSql({ readSlots: 0 })))
           )
         )
         assert.strictEqual(refusal(option)?.option, "readSlots")
@@ -283,8 +301,7 @@ describe("Bad input: the store's read slots", () => {
               const number = Number(text)
               const valid = text.trim() !== "" && Number.isInteger(number) && number >= 1 && number <= 100
               if (valid) return Exit.isSuccess(exit)
-              const error = refusal(exit)
-              return error !== undefined && error.option === "LAZYDIAL_STORE_READ_SLOTS" && error.value === text
+              return configError(exit)
             }),
           { runs: 100 }
         )
@@ -300,7 +317,7 @@ describe("Bad input: database rows", () => {
     "a chat row with any text in an id column reads back, or is a BindingStoreError naming the column",
     () =>
       Effect.gen(function*() {
-        const runtime = ManagedRuntime.make(Layer.provideMerge(BindingStore.layerSql, sqlLayer))
+        const runtime = ManagedRuntime.make(Layer.provideMerge(BindingStore.layerSql(), sqlLayer))
         yield* Effect.addFinalizer(() => runtime.disposeEffect)
         const healthy = yield* Effect.promise(() =>
           runtime.runPromise(Effect.flatMap(BindingStore.BindingStore, (store) => store.createChat()))
@@ -346,7 +363,7 @@ VALUES (${row["chat_id"]!}, ${row["parent_chat_id"]!}, ${row["workspace_id"]!}, 
         const reread = yield* Effect.promise(() =>
           runtime.runPromise(Effect.flatMap(BindingStore.BindingStore, (store) => store.get(healthy.chatId)))
         )
-        assertEqual(reread, healthy)
+        deepStrictEqual(reread, healthy)
       }).pipe(Effect.scoped),
     120_000
   )
@@ -374,7 +391,7 @@ VALUES ($1, $2, ${version}, ${updatedAt})`,
           assert.strictEqual(error._tag, "BindingStoreError")
           assert.include(error.message, `["${column}"]`, `${column} = ${version}/${updatedAt}: ${error.message}`)
         }
-      }).pipe(Effect.provide(Layer.provideMerge(BindingStore.layerSql, sqlLayer))),
+      }).pipe(Effect.provide(Layer.provideMerge(BindingStore.layerSql(), sqlLayer))),
     120_000
   )
 })
@@ -433,7 +450,7 @@ WHERE chat_id = ${child}`
         Effect.provide(
           ChatConnector.layer().pipe(
             Layer.provideMerge(LazyDial.layer()),
-            Layer.provideMerge(Layer.provideMerge(BindingStore.layerSql, sqlLayer)),
+            Layer.provideMerge(Layer.provideMerge(BindingStore.layerSql(), sqlLayer)),
             Layer.provideMerge(layerTest)
           )
         )
@@ -457,7 +474,7 @@ VALUES (${bad}, 1, ${build().buildId}, ${"agent-7"}, now())`
           directory.current(good),
           Effect.flip(directory.current(bad))
         ], { concurrency: "unbounded" })
-        assertEqual(answer, Option.some(current))
+        deepStrictEqual(answer, Option.some(current))
         assert.strictEqual(failed._tag, "AgentLookupError")
         assert.strictEqual(failed.workspaceId, bad)
         assert.include(failed.message, "[\"agent_id\"]")

@@ -10,7 +10,7 @@ import { storeContract } from "./storeContract.js"
 
 storeContract("memory", BindingStore.layerMemory, { directory: false })
 
-storeContract("PGlite", BindingStore.layerSql.pipe(Layer.provideMerge(PgliteDatabase.layerPglite())), {
+storeContract("PGlite", BindingStore.layerSql().pipe(Layer.provideMerge(PgliteDatabase.layerPglite())), {
   directory: true
 })
 
@@ -19,7 +19,7 @@ onPostgres(
   (databaseUrl) =>
     storeContract(
       "PostgreSQL",
-      BindingStore.layerSql.pipe(Layer.provideMerge(PgDatabase.layerPg(databaseUrl))),
+      BindingStore.layerSql().pipe(Layer.provideMerge(PgDatabase.layerPg(databaseUrl))),
       { directory: true }
     )
 )

@@ -1,7 +1,7 @@
 import { assert, describe, it, layer } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import { BindingStore, ChatBinding } from "@lazydial/binding"
 import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
-import { assertEqual } from "@lazydial/core/testing"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -38,9 +38,9 @@ describe("ChatBinding", () => {
     assert.strictEqual(parsed.agentId, null)
     assert.strictEqual(parsed.buildId, null)
     assert.strictEqual(parsed.updatedAt, "2026-11-23T12:00:00.000Z")
-    assertEqual(Result.getOrThrow(decodeJson(json)), binding)
+    deepStrictEqual(Result.getOrThrow(decodeJson(json)), binding)
     const full = bound()
-    assertEqual(
+    deepStrictEqual(
       Result.getOrThrow(decodeJson(JSON.stringify(Schema.encodeSync(ChatBinding.ChatBinding)(full)))),
       full
     )
@@ -72,7 +72,7 @@ describe("ChatBinding", () => {
   })
 })
 
-layer(Layer.provideMerge(BindingStore.layerSql, PgliteDatabase.layerPglite()), { timeout: "60 seconds" })(
+layer(Layer.provideMerge(BindingStore.layerSql(), PgliteDatabase.layerPglite()), { timeout: "60 seconds" })(
   "BindingStore on SQL: bad rows",
   (it) => {
     it.effect("a row that breaks the schema is a BindingStoreError naming the column, never a half-read binding", () =>
@@ -98,7 +98,7 @@ VALUES (${id}, NULL, ${workspaceId()}, ${buildId()}, ${"agent-7"}, 1, now())`)
           sql`UPDATE lazydial_chat_bindings SET agent_id = ${build().agentId} WHERE chat_id = ${chat.chatId}`
         )
         assert.isTrue(Result.isFailure(result))
-        assertEqual(yield* store.get(chat.chatId), chat)
+        deepStrictEqual(yield* store.get(chat.chatId), chat)
       }))
 
     it.effect("migrations run once: building the store again on a migrated database changes nothing", () =>
@@ -109,8 +109,8 @@ VALUES (${id}, NULL, ${workspaceId()}, ${buildId()}, ${"agent-7"}, 1, now())`)
         yield* Effect.scoped(BindingStore.makeSql())
         const applied = yield* sql<{ readonly migration_id: number }>`SELECT migration_id
 FROM lazydial_binding_migrations ORDER BY migration_id`
-        assertEqual(applied.map((row) => row.migration_id), [1, 2, 3, 4])
-        assertEqual(yield* store.get(chat.chatId), chat)
+        deepStrictEqual(applied.map((row) => row.migration_id), [1, 2, 3, 4])
+        deepStrictEqual(yield* store.get(chat.chatId), chat)
       }))
   }
 )

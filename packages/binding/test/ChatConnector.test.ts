@@ -4,10 +4,12 @@
  * ChatConnector's module documentation.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import { BindingStore, ChatConnector } from "@lazydial/binding"
-import { type CurrentAgent, LazyDial, type WorkspaceId } from "@lazydial/core"
-import { assertEqual, layerTest, TestAgents } from "@lazydial/core/testing"
+import { type CurrentAgent, LazyDial, Options, type WorkspaceId } from "@lazydial/core"
+import { layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
+import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -116,8 +118,8 @@ describe("ChatConnector", () => {
       assert.strictEqual(first.agentId, current.agentId)
       assert.strictEqual(yield* lookupCount, 1)
       const row = yield* store.get(chat.chatId)
-      assertEqual(row.agentId, Option.some(current.agentId))
-      assertEqual(row.buildId, Option.some(current.buildId))
+      deepStrictEqual(row.agentId, Option.some(current.agentId))
+      deepStrictEqual(row.buildId, Option.some(current.buildId))
       const second = yield* turn(connector.connect(chat.chatId))
       assert.strictEqual(second.path, "hot")
       assert.strictEqual(yield* lookupCount, 1)
@@ -137,8 +139,8 @@ describe("ChatConnector", () => {
       assert.strictEqual(repaired.agentId, next.agentId)
       assert.strictEqual(repaired.buildId, next.buildId)
       const row = yield* store.get(chatId)
-      assertEqual(row.agentId, Option.some(next.agentId))
-      assertEqual(row.buildId, Option.some(next.buildId))
+      deepStrictEqual(row.agentId, Option.some(next.agentId))
+      deepStrictEqual(row.buildId, Option.some(next.buildId))
       assert.strictEqual(yield* lookupCount, 1)
       const after = yield* turn(connector.connect(chatId))
       assert.strictEqual(after.path, "hot")
@@ -160,8 +162,8 @@ describe("ChatConnector", () => {
       const repaired = yield* Fiber.join(fiber)
       assert.strictEqual(repaired.path, "switched")
       assert.strictEqual(repaired.agentId, next.agentId)
-      assertEqual((yield* agents.lookups).map((lookup) => lookup.at), [5000])
-      assertEqual((yield* store.get(chatId)).agentId, Option.some(next.agentId))
+      deepStrictEqual((yield* agents.lookups).map((lookup) => lookup.at), [5000])
+      deepStrictEqual((yield* store.get(chatId)).agentId, Option.some(next.agentId))
     }).pipe(Effect.provide(TestLive)))
 
   it.effect("repair_lost: a switch that loses to a newer repair keeps its connection and leaves the winner's row", () =>
@@ -188,8 +190,8 @@ describe("ChatConnector", () => {
       assert.strictEqual(connection.path, "switched")
       assert.strictEqual(connection.write, "lost")
       assert.strictEqual(connection.agentId, next.agentId)
-      assertEqual(connection.binding.agentId, Option.some(newer.agentId))
-      assertEqual((yield* store.get(chatId)).agentId, Option.some(newer.agentId))
+      deepStrictEqual(connection.binding.agentId, Option.some(newer.agentId))
+      deepStrictEqual((yield* store.get(chatId)).agentId, Option.some(newer.agentId))
       assert.strictEqual((yield* counter(lost)) - lostBefore, 1)
     }).pipe(Effect.provide(TestLive)))
 
@@ -211,9 +213,9 @@ describe("ChatConnector", () => {
       assert.strictEqual(connection.workspaceId, second.workspaceId)
       assert.strictEqual(connection.agentId, second.current.agentId)
       const row = yield* store.get(chat.chatId)
-      assertEqual(row.workspaceId, Option.some(second.workspaceId))
-      assertEqual(row.agentId, Option.some(second.current.agentId))
-      assertEqual((yield* agents.dials).map((dial) => dial.id), [second.current.agentId])
+      deepStrictEqual(row.workspaceId, Option.some(second.workspaceId))
+      deepStrictEqual(row.agentId, Option.some(second.current.agentId))
+      deepStrictEqual((yield* agents.dials).map((dial) => dial.id), [second.current.agentId])
     }).pipe(Effect.provide(TestLive)))
 
   it.effect("child chat: inherits the parent's agent and runs hot at once, then evolves on its own", () =>
@@ -229,7 +231,7 @@ describe("ChatConnector", () => {
       assert.strictEqual(yield* lookupCount, 0)
       const next = yield* rebuild(w, current)
       assert.strictEqual((yield* turn(connector.connect(child.chatId))).agentId, next.agentId)
-      assertEqual((yield* store.get(parent)).agentId, Option.some(current.agentId))
+      deepStrictEqual((yield* store.get(parent)).agentId, Option.some(current.agentId))
     }).pipe(Effect.provide(TestLive)))
 
   it.effect("workspace change: the next turn lazily binds to the new workspace's agent", () =>
@@ -245,8 +247,8 @@ describe("ChatConnector", () => {
       assert.strictEqual(connection.workspaceId, second.workspaceId)
       assert.strictEqual(connection.agentId, second.current.agentId)
       const row = yield* store.get(chatId)
-      assertEqual(row.workspaceId, Option.some(second.workspaceId))
-      assertEqual(row.agentId, Option.some(second.current.agentId))
+      deepStrictEqual(row.workspaceId, Option.some(second.workspaceId))
+      deepStrictEqual(row.agentId, Option.some(second.current.agentId))
     }).pipe(Effect.provide(TestLive)))
 
   it.effect("errors: no workspace, a stopped workspace and an unknown chat, each by name", () =>
@@ -270,7 +272,7 @@ describe("ChatConnector", () => {
       yield* agents.setCurrent(w, Option.none())
       yield* agents.script(current.agentId, { result: "fail" })
       assert.strictEqual((yield* Effect.flip(turn(connector.connect(bound))))._tag, "NoCurrentAgent")
-      assertEqual((yield* store.get(bound)).agentId, Option.some(current.agentId))
+      deepStrictEqual((yield* store.get(bound)).agentId, Option.some(current.agentId))
 
       const unknown = yield* Effect.flip(turn(connector.connect(chatId())))
       assert.strictEqual(unknown._tag, "ChatNotFound")
@@ -347,7 +349,7 @@ describe("ChatConnector", () => {
       assert.isUndefined(waitingTurn.pollUnsafe())
       yield* TestClock.adjust("1 millis")
       assert.strictEqual((yield* Effect.flip(Fiber.join(waitingTurn)))._tag, "DialTimeout")
-      assertEqual((yield* agents.dials).map((call) => [call.id, call.at]), [
+      deepStrictEqual((yield* agents.dials).map((call) => [call.id, call.at]), [
         [first.current.agentId, 0],
         [second.current.agentId, 10_000]
       ])
@@ -423,31 +425,43 @@ describe("ChatConnector", () => {
       }))
     }).pipe(Effect.provide(TestLive)))
 
-  it.effect("config: LAZYDIAL_DIAL_TIMEOUT sets the timeout; out of range is InvalidOption, not a duration is a ConfigError", () =>
+  it.effect("layerConfig: the caller names the variable; a bad value is a ConfigError naming it, out of range unchecked by the Config an InvalidOption naming the option", () =>
     Effect.gen(function*() {
-      const connectorWith = (value: string) =>
+      const connectorWith = (config: Parameters<typeof ChatConnector.layerConfig>[0], value: string) =>
         Effect.map(ChatConnector.ChatConnector, (connector) => connector.dialTimeout).pipe(
-          Effect.provide(ChatConnector.layerConfig.pipe(
-            Layer.provide(LazyDial.layer()),
-            Layer.provide(BindingStore.layerMemory),
-            Layer.provide(layerTest)
-          )),
-          withEnv({ LAZYDIAL_DIAL_TIMEOUT: value })
+          Effect.provide(
+            ChatConnector.layerConfig(config).pipe(
+              Layer.provide(LazyDial.layer()),
+              Layer.provide(BindingStore.layerMemory),
+              Layer.provide(layerTest)
+            )
+          ),
+          withEnv({ MY_DIAL_TIMEOUT: value })
         )
-      assert.strictEqual(Duration.toMillis(yield* connectorWith("2 seconds")), 2000)
-      assert.strictEqual(Duration.toMillis(yield* connectorWith("1500")), 1500)
-      for (const bad of ["-1 seconds", "0 seconds", "1 hour"]) {
-        const error = yield* Effect.flip(connectorWith(bad))
-        assert.strictEqual(error._tag, "InvalidOption")
-        assert.include(error.message, "dialTimeout")
-        assert.include(error.message, bad)
+      const checked = {
+        dialTimeout: Options.optional(
+          Options.durationConfig("MY_DIAL_TIMEOUT", { max: ChatConnector.maxDialTimeout, allowZero: false })
+        )
       }
-      const notADuration = yield* Effect.flip(connectorWith("soon"))
-      assert.strictEqual(notADuration._tag, "ConfigError")
-      assert.include(String(notADuration), "LAZYDIAL_DIAL_TIMEOUT")
-      const byDefault = yield* Effect.map(ChatConnector.ChatConnector, (c) => c.dialTimeout).pipe(
-        Effect.provide(ChatConnector.layer().pipe(Layer.provide(TestLive)))
+      assert.strictEqual(Duration.toMillis(yield* connectorWith(checked, "2 seconds")), 2000)
+      assert.strictEqual(Duration.toMillis(yield* connectorWith(checked, "1500")), 1500)
+      for (const bad of ["-1 seconds", "0 seconds", "1 hour", "soon"]) {
+        const error = yield* Effect.flip(connectorWith(checked, bad))
+        assert.strictEqual(error._tag, "ConfigError")
+        assert.include(String(error), "MY_DIAL_TIMEOUT")
+      }
+      // a Config that checks no range: the Layer refuses the value, naming its option
+      const unchecked = { dialTimeout: Config.Duration("MY_DIAL_TIMEOUT") }
+      const outOfRange = yield* Effect.flip(connectorWith(unchecked, "1 hour"))
+      assert.strictEqual(outOfRange._tag, "InvalidOption")
+      assert.include(outOfRange.message, "dialTimeout")
+      // unset: the default
+      deepStrictEqual(
+        yield* Effect.map(ChatConnector.ChatConnector, (c) => c.dialTimeout).pipe(
+          Effect.provide(ChatConnector.layerConfig(checked).pipe(Layer.provide(TestLive))),
+          withEnv({})
+        ),
+        ChatConnector.defaultDialTimeout
       )
-      assertEqual(byDefault, ChatConnector.defaultDialTimeout)
     }))
 })

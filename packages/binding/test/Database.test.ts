@@ -6,13 +6,15 @@
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
 import { assert, describe, expect, it } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import { AgentDirectory, BindingStore, Database } from "@lazydial/binding"
 import * as DatabaseConfig from "@lazydial/binding/DatabaseConfig"
 import * as PgDatabase from "@lazydial/binding/PgDatabase"
 import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
-import { assertEqual } from "@lazydial/core/testing"
+import { Options } from "@lazydial/core"
+import * as Config from "effect/Config"
 import * as Context from "effect/Context"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -42,6 +44,24 @@ const startFailure = <A, E>(layer: Layer.Layer<A, E>): Effect.Effect<E> =>
     Effect.catch(() => Effect.die(new Error("the Layer started, but should have failed")))
   )
 
+/**
+ * The database's configuration as a program would read it, with names it
+ * picks (binding reads no variable of its own), each range-checked as read.
+ */
+const databaseConfig = {
+  url: Options.optional(Database.urlConfig("TEST_DATABASE_URL")),
+  dataDir: Options.optional(Config.String("TEST_DATA_DIR")),
+  poolSize: Options.optional(
+    Options.numberConfig("TEST_DB_POOL_SIZE", { min: 1, max: Database.maxima.poolSize, integer: true })
+  ),
+  connectTimeout: Options.optional(
+    Options.durationConfig("TEST_DB_CONNECT_TIMEOUT", { max: Database.maxima.connectTimeout, allowZero: false })
+  ),
+  statementTimeout: Options.optional(
+    Options.durationConfig("TEST_DB_STATEMENT_TIMEOUT", { max: Database.maxima.statementTimeout, allowZero: false })
+  )
+}
+
 /** A migration id from a newer version of the code. */
 const futureMigration = 999
 
@@ -56,13 +76,13 @@ describe("Database", () => {
           BindingStore.BindingStore,
           (store) => store.createChat({ workspaceId: workspaceId() })
         ).pipe(
-          Effect.provide(BindingStore.layerSql.pipe(Layer.provide(PgliteDatabase.layerPglite({ dataDir }))))
+          Effect.provide(BindingStore.layerSql().pipe(Layer.provide(PgliteDatabase.layerPglite({ dataDir }))))
         )
         const reread = yield* Effect.flatMap(BindingStore.BindingStore, (store) => store.get(created.chatId)).pipe(
-          Effect.provide(BindingStore.layerSql.pipe(Layer.provide(DatabaseConfig.layerConfig))),
-          withEnv({ LAZYDIAL_DATA_DIR: dataDir })
+          Effect.provide(BindingStore.layerSql().pipe(Layer.provide(DatabaseConfig.layerConfig(databaseConfig)))),
+          withEnv({ TEST_DATA_DIR: dataDir })
         )
-        assertEqual(reread, created)
+        deepStrictEqual(reread, created)
       }).pipe(Effect.scoped),
     120_000
   )
@@ -99,14 +119,14 @@ describe("Database", () => {
     () =>
       Effect.gen(function*() {
         const migrated = yield* Database.Migrated
-        assertEqual(migrated.applied, [1, 2, 3, 4])
+        deepStrictEqual(migrated.applied, [1, 2, 3, 4])
         assert.strictEqual(migrated.version, 4)
         const sql = yield* SqlClient.SqlClient
         const rows = yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM lazydial_binding_migrations`
         assert.strictEqual(rows[0]!.n, 4)
       }).pipe(
         Effect.provide(
-          Layer.mergeAll(BindingStore.layerSql, AgentDirectory.layerSql()).pipe(
+          Layer.mergeAll(BindingStore.layerSql(), AgentDirectory.layerSql()).pipe(
             Layer.provideMerge(PgliteDatabase.layerPglite())
           )
         )
@@ -166,21 +186,23 @@ describe("Database settings", () => {
       }
     }))
 
-  it.effect("LAZYDIAL_DATABASE_URL set but empty is refused, not taken as unset (no quiet PGlite, no 127.0.0.1:5432)", () =>
+  it.effect("a database URL set but empty is refused, not taken as unset (no quiet PGlite, no 127.0.0.1:5432)", () =>
     Effect.gen(function*() {
-      const error = yield* startFailure(DatabaseConfig.layerConfig).pipe(
-        withEnv({ LAZYDIAL_DATABASE_URL: "" }, { preserveEmptyStrings: true })
+      const error = yield* startFailure(DatabaseConfig.layerConfig(databaseConfig)).pipe(
+        withEnv({ TEST_DATABASE_URL: "" }, { preserveEmptyStrings: true })
       )
-      assert.strictEqual(error._tag, "InvalidOption")
-      if (error._tag === "InvalidOption") assert.strictEqual(error.option, "LAZYDIAL_DATABASE_URL")
-      const mysql = yield* startFailure(DatabaseConfig.layerConfig).pipe(
-        withEnv({ LAZYDIAL_DATABASE_URL: "mysql://root:s3cret-pw@127.0.0.1/db" })
+      assert.strictEqual(error._tag, "ConfigError")
+      assert.include(String(error), "TEST_DATABASE_URL")
+      const mysql = yield* startFailure(DatabaseConfig.layerConfig(databaseConfig)).pipe(
+        withEnv({ TEST_DATABASE_URL: "mysql://root:s3cret-pw@127.0.0.1/db" })
       )
-      assert.strictEqual(mysql._tag, "InvalidOption")
-      assert.notInclude(mysql.message, "s3cret-pw")
+      assert.strictEqual(mysql._tag, "ConfigError")
+      assert.include(String(mysql), "TEST_DATABASE_URL")
+      assert.include(String(mysql), "postgres:// or postgresql://")
+      assert.notInclude(String(mysql), "s3cret-pw")
     }))
 
-  it.effect("each setting out of its range fails the start with InvalidOption naming the option or the variable", () =>
+  it.effect("each setting out of its range fails the start, naming the option, or the variable it was read from", () =>
     Effect.gen(function*() {
       const fromOptions = [
         [{ poolSize: 0 }, "poolSize"],
@@ -196,45 +218,46 @@ describe("Database settings", () => {
         assert.strictEqual(error._tag, "InvalidOption", `${JSON.stringify(options)}: ${error.message}`)
         if (error._tag === "InvalidOption") assert.strictEqual(error.option, option)
       }
-      const fromEnv = [
-        ["LAZYDIAL_DB_POOL_SIZE", "0"],
-        ["LAZYDIAL_DB_POOL_SIZE", "1000"],
-        ["LAZYDIAL_DB_CONNECT_TIMEOUT", "0 seconds"],
-        ["LAZYDIAL_DB_STATEMENT_TIMEOUT", "3 hours"],
-        ["LAZYDIAL_DB_CONNECT_TIMEOUT", "-5 seconds"]
+      const fromConfig = [
+        ["TEST_DB_POOL_SIZE", "0"],
+        ["TEST_DB_POOL_SIZE", "1000"],
+        ["TEST_DB_POOL_SIZE", "ten"],
+        ["TEST_DB_CONNECT_TIMEOUT", "0 seconds"],
+        ["TEST_DB_CONNECT_TIMEOUT", "soon"],
+        ["TEST_DB_STATEMENT_TIMEOUT", "3 hours"],
+        ["TEST_DB_CONNECT_TIMEOUT", "-5 seconds"]
       ] as const
-      for (const [name, value] of fromEnv) {
-        const error = yield* startFailure(DatabaseConfig.layerConfig).pipe(
-          withEnv({ LAZYDIAL_DATABASE_URL: target, [name]: value })
+      for (const [name, value] of fromConfig) {
+        const error = yield* startFailure(DatabaseConfig.layerConfig(databaseConfig)).pipe(
+          withEnv({ TEST_DATABASE_URL: target, [name]: value })
         )
-        assert.strictEqual(error._tag, "InvalidOption", `${name}=${value}: ${error.message}`)
-        if (error._tag === "InvalidOption") assert.strictEqual(error.option, name)
+        assert.strictEqual(error._tag, "ConfigError", `${name}=${value}: ${error.message}`)
+        assert.include(String(error), name)
       }
-      for (const [name, value] of [["LAZYDIAL_DB_POOL_SIZE", "ten"], ["LAZYDIAL_DB_CONNECT_TIMEOUT", "soon"]]) {
-        const error = yield* startFailure(DatabaseConfig.layerConfig).pipe(
-          withEnv({ LAZYDIAL_DATABASE_URL: target, [name!]: value! })
-        )
-        assert.strictEqual(error._tag, "ConfigError", `${name}=${value}`)
-        assert.include(String(error), name!)
-      }
+      // read by a Config that checks no range, a value is refused by the Layer, under its option's name
+      const unchecked = yield* startFailure(
+        PgDatabase.layerConfig({ url: Config.succeed(target), poolSize: Config.Int("TEST_DB_POOL_SIZE") })
+      ).pipe(withEnv({ TEST_DB_POOL_SIZE: "1000" }))
+      assert.strictEqual(unchecked._tag, "InvalidOption")
+      if (unchecked._tag === "InvalidOption") assert.strictEqual(unchecked.option, "poolSize")
     }))
 
-  it.effect("the settings from the environment: durations in words or in milliseconds", () =>
+  it.effect("the settings from configuration: durations in words or in milliseconds; unset is the default", () =>
     Effect.gen(function*() {
-      const settings = yield* Database.settingsConfig.pipe(
+      const settings = yield* Config.unwrap(databaseConfig).pipe(
         Effect.flatMap((config) => Effect.succeed(config)),
-        withEnv({
-          LAZYDIAL_DB_POOL_SIZE: "25",
-          LAZYDIAL_DB_CONNECT_TIMEOUT: "2500",
-          LAZYDIAL_DB_STATEMENT_TIMEOUT: "10 seconds"
-        })
+        withEnv({ TEST_DB_POOL_SIZE: "25", TEST_DB_CONNECT_TIMEOUT: "2500", TEST_DB_STATEMENT_TIMEOUT: "10 seconds" })
       )
-      assertEqual(settings.poolSize, Option.some(25))
-      assertEqual(settings.connectTimeout, Option.some<Duration.Input>(2500))
-      assertEqual(settings.statementTimeout, Option.some<Duration.Input>("10 seconds"))
-      const unset = yield* Database.settingsConfig.pipe(withEnv({}))
-      assertEqual(unset.poolSize, Option.none())
-      assertEqual(Database.defaults.poolSize, 10)
+      deepStrictEqual(settings.poolSize, 25)
+      deepStrictEqual(settings.connectTimeout, Duration.millis(2500))
+      deepStrictEqual(settings.statementTimeout, Duration.seconds(10))
+      const unset = yield* Config.unwrap(databaseConfig).pipe(
+        Effect.flatMap((config) => Effect.succeed(config)),
+        withEnv({})
+      )
+      deepStrictEqual(unset.poolSize, undefined)
+      deepStrictEqual(unset.url, undefined)
+      deepStrictEqual(Database.defaults.poolSize, 10)
     }))
 
   it.live(
@@ -332,7 +355,7 @@ onPostgres("Database on PostgreSQL: errors at start", (databaseUrl) => {
                 return Context.get(context, Database.Migrated)
               }))
           )
-          assertEqual(first.applied, [1, 2, 3, 4])
+          deepStrictEqual(first.applied, [1, 2, 3, 4])
           const error = yield* startFailure(PgDatabase.layerPg(url.href))
           assert.strictEqual(error._tag, "DatabaseSchemaTooNew", error.message)
           assert.include(error.message, `migration ${futureMigration}`)
@@ -391,7 +414,7 @@ onPostgres("Database on PostgreSQL: errors at start", (databaseUrl) => {
             Effect.map(Layer.build(PgDatabase.layerPg(url)), (context) => Context.get(context, Database.Migrated))
           ).pipe(Effect.timeoutOption("10 seconds"))
           assert.isTrue(Option.isSome(migrated), "the start waited for the intruder's lock")
-          assertEqual(Option.map(migrated, (m) => m.applied), Option.some([]))
+          deepStrictEqual(Option.map(migrated, (m) => m.applied), Option.some([]))
           assert.isBelow(Date.now() - started, 10_000)
         }).pipe(Effect.scoped),
       60_000

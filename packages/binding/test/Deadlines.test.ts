@@ -6,11 +6,12 @@
  * PostgreSQL whose backends and postmaster are stopped with SIGSTOP.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import { AgentDirectory, BindingStore, ChatConnector, Database, RebuildNotices } from "@lazydial/binding"
 import * as PgDatabase from "@lazydial/binding/PgDatabase"
 import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
 import { type ChatId, type CurrentAgent, LazyDial } from "@lazydial/core"
-import { assertEqual, layerTest, TestAgents } from "@lazydial/core/testing"
+import { layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -57,7 +58,7 @@ const hanging = <A, E>(
 const deadline = Duration.seconds(2)
 
 const services = Layer.mergeAll(
-  BindingStore.layerSqlWith({ readSlots: 1 }),
+  BindingStore.layerSql({ readSlots: 1 }),
   AgentDirectory.layerSql({ batchWindow: 0 }),
   RebuildNotices.layerSql
 ).pipe(
@@ -126,8 +127,8 @@ describe("Deadlines", () => {
         // deadline. Then the same Layers serve again.
         hung.value = false
         yield* TestClock.adjust(deadline)
-        assertEqual((yield* store.get(bound.chatId)).agentId, Option.some(current.agentId))
-        assertEqual(yield* directory.current(w), Option.some(current))
+        deepStrictEqual((yield* store.get(bound.chatId)).agentId, Option.some(current.agentId))
+        deepStrictEqual(yield* directory.current(w), Option.some(current))
       }).pipe(Effect.provide(services))
   )
 
@@ -183,8 +184,8 @@ describe("Deadlines", () => {
   it.effect("without a driver Layer's settings, a call's deadline is 10 s, the migrations' 40 s", () =>
     Effect.gen(function*() {
       const deadlines = yield* Database.Deadlines
-      assertEqual([Duration.toMillis(deadlines.query), Duration.toMillis(deadlines.migration)], [10_000, 40_000])
-      assertEqual(Duration.toMillis(Database.defaults.queryDeadline), 10_000)
+      deepStrictEqual([Duration.toMillis(deadlines.query), Duration.toMillis(deadlines.migration)], [10_000, 40_000])
+      deepStrictEqual(Duration.toMillis(Database.defaults.queryDeadline), 10_000)
     }))
 })
 
@@ -306,7 +307,7 @@ FROM lazydial_workspace_builds WHERE workspace_id = ${w}`
         }).pipe(
           Effect.scoped,
           Effect.provide(
-            Layer.mergeAll(BindingStore.layerSql, AgentDirectory.layerSql({ batchWindow: 0 })).pipe(
+            Layer.mergeAll(BindingStore.layerSql(), AgentDirectory.layerSql({ batchWindow: 0 })).pipe(
               Layer.provideMerge(PgDatabase.layerPg(url, { applicationName: application, queryDeadline: "1 second" }))
             )
           )

@@ -8,9 +8,10 @@
  * `ForgedNoticesSql.test.ts`.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import { BindingStore, ChatConnector, RebuildNotices } from "@lazydial/binding"
 import { type CurrentAgent, LazyDial, NoCurrentAgent, WorkspaceId } from "@lazydial/core"
-import { assertEqual, layerTest, TestAgents } from "@lazydial/core/testing"
+import { layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Arbitrary from "effect/Arbitrary"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -127,15 +128,15 @@ describe("Forged notices: a notice is a hint, never a fact", () => {
         const payloads = forged(v, theirs, retired)
         for (const payload of payloads) yield* memory.notify(payload)
         const after = yield* costs
-        assertEqual(
+        deepStrictEqual(
           [after.malformed - before.malformed, after.received - before.received, after.reads - before.reads],
           [payloads.length, 0, 0]
         )
         for (let i = 0; i < 8; i++) {
           const turn = yield* turnNow(connector.connect(chatId))
-          assertEqual([turn.path, turn.outcome, turn.agentId], ["hot", "fast", mine.agentId])
+          deepStrictEqual([turn.path, turn.outcome, turn.agentId], ["hot", "fast", mine.agentId])
         }
-        assertEqual(yield* store.get(chatId), row)
+        deepStrictEqual(yield* store.get(chatId), row)
         // a new chat of V binds to V's own agent
         const fresh = yield* store.createChat({ workspaceId: v })
         assert.strictEqual((yield* turnNow(connector.connect(fresh.chatId))).agentId, mine.agentId)
@@ -156,12 +157,12 @@ describe("Forged notices: a notice is a hint, never a fact", () => {
         yield* memory.notify(workspaceId())
         for (let i = 0; i < 20; i++) yield* Effect.yieldNow
         const after = yield* costs
-        assertEqual(
+        deepStrictEqual(
           [after.received - before.received, after.untracked - before.untracked, after.reads - before.reads],
           [1_002, 2, 1]
         )
         const turn = yield* turnNow(connector.connect(chatId))
-        assertEqual([turn.path, turn.outcome, turn.agentId], ["hot", "fast", mine.agentId])
+        deepStrictEqual([turn.path, turn.outcome, turn.agentId], ["hot", "fast", mine.agentId])
         assert.strictEqual(yield* lookupCount, 0)
       }).pipe(Effect.provide(connectorLayer))
   )
@@ -185,7 +186,7 @@ describe("Forged notices: a notice is a hint, never a fact", () => {
         for (let i = 0; i < 20; i++) yield* Effect.yieldNow
         const dials = yield* dialCount
         const exit = yield* Effect.exit(turnNow(connector.connect(chatId)))
-        assertEqual(failureOf(exit), Option.some(new NoCurrentAgent({ workspaceId: v })))
+        deepStrictEqual(failureOf(exit), Option.some(new NoCurrentAgent({ workspaceId: v })))
         assert.strictEqual((yield* dialCount) - dials, 0)
         assert.strictEqual(yield* lookupCount, 0)
       }).pipe(Effect.provide(connectorLayer))
@@ -207,7 +208,7 @@ describe("Forged notices: a notice is a hint, never a fact", () => {
         yield* memory.notify(v)
         for (let i = 0; i < 20; i++) yield* Effect.yieldNow
         const turn = yield* turnNow(connector.connect(chatId))
-        assertEqual([turn.path, turn.agentId, turn.write], ["switched_by_notice", second.agentId, "recorded"])
+        deepStrictEqual([turn.path, turn.agentId, turn.write], ["switched_by_notice", second.agentId, "recorded"])
         assert.strictEqual(yield* lookupCount, 0)
       }).pipe(Effect.provide(connectorLayer))
   )
@@ -239,7 +240,7 @@ describe("Forged notices: a notice is a hint, never a fact", () => {
         const exit = yield* poll(fiber)
         assert.isTrue(Option.isSome(exit), "the read that showed the rebuild did not wake the dial")
         const turn = yield* Fiber.join(fiber)
-        assertEqual([turn.path, turn.agentId], ["switched", second.agentId])
+        deepStrictEqual([turn.path, turn.agentId], ["switched", second.agentId])
       }).pipe(Effect.provide(connectorLayer))
   )
 
@@ -293,7 +294,7 @@ describe("Forged notices: a notice is a hint, never a fact", () => {
         const during = interleaved
         yield* Fiber.interrupt(other)
         const after = yield* costs
-        assertEqual([after.malformed - before.malformed, after.reads - before.reads], [50_000, 0])
+        deepStrictEqual([after.malformed - before.malformed, after.reads - before.reads], [50_000, 0])
         assert.isAbove(during, 10, "the burst held the fiber scheduler")
         for (let i = 0; i < 20; i++) yield* Effect.yieldNow
         const malformedLines = () => lines.filter((line) => line.includes("malformed payload"))

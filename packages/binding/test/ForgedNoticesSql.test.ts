@@ -8,12 +8,13 @@
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
 import { assert, layer } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import type { Database } from "@lazydial/binding"
 import { AgentDirectory, BindingStore, ChatConnector, RebuildNotices } from "@lazydial/binding"
 import * as PgDatabase from "@lazydial/binding/PgDatabase"
 import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
 import { AgentLookup, type ChatId, type CurrentAgent, LazyDial, type WorkspaceId } from "@lazydial/core"
-import { assertEqual, layerTest, TestAgents } from "@lazydial/core/testing"
+import { layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -112,7 +113,7 @@ const suite = <E>(
   watch: "statement" | "delivery"
 ) =>
   layer(
-    Layer.mergeAll(AgentDirectory.layerSql({ batchWindow: 0 }), BindingStore.layerSql, attacker).pipe(
+    Layer.mergeAll(AgentDirectory.layerSql({ batchWindow: 0 }), BindingStore.layerSql(), attacker).pipe(
       Layer.provideMerge(Layer.merge(RebuildNotices.layerSql, layerTest)),
       Layer.provideMerge(countingStatements(database))
     ),
@@ -197,14 +198,14 @@ const suite = <E>(
           // every turn of the victim's chat answers from its own agent, at once
           for (let i = 0; i < 8; i++) {
             const connection = yield* turn(chat)
-            assertEqual([connection.path, connection.outcome, connection.agentId], ["hot", "fast", mine.agentId])
+            deepStrictEqual([connection.path, connection.outcome, connection.agentId], ["hot", "fast", mine.agentId])
           }
-          assertEqual(yield* store.get(chat), row)
+          deepStrictEqual(yield* store.get(chat), row)
           // a new chat of V binds to V's own agent
           const fresh = (yield* store.createChat({ workspaceId: v })).chatId
           assert.strictEqual((yield* turn(fresh)).agentId, mine.agentId)
           // still listening, in the same session: nothing made the listener stop
-          assertEqual(yield* notices.status, { listening: true, session })
+          deepStrictEqual(yield* notices.status, { listening: true, session })
         }))
     )
   })
@@ -223,7 +224,7 @@ onPostgres("Forged notices through the database: PostgreSQL", (url) => {
  */
 const migrationOnForgedRows = (sql: SqlClient.SqlClient) =>
   Effect.gen(function*() {
-    assertEqual(yield* migrations.runUpTo(sql, 3), [1, 2, 3])
+    deepStrictEqual(yield* migrations.runUpTo(sql, 3), [1, 2, 3])
     const v = workspaceId()
     const t = workspaceId()
     const mine = build()
@@ -250,16 +251,16 @@ VALUES (${w}, 1, ${current.buildId}, ${current.agentId}, now())`
   (chat_id, parent_chat_id, workspace_id, build_id, agent_id, version, updated_at)
 VALUES (${ids[key]}, NULL, ${w}, ${b}, ${a}, 5, now())`
     }
-    assertEqual(yield* migrations.runUpTo(sql, migrations.latest), [4])
+    deepStrictEqual(yield* migrations.runUpTo(sql, migrations.latest), [4])
     const after = yield* sql<{ chat_id: string; build_id: string | null; agent_id: string | null; version: number }>`
 SELECT chat_id, build_id, agent_id, version FROM lazydial_chat_bindings WHERE ${sql.in("chat_id", Object.values(ids))}`
     const byKey = (key: keyof typeof rows) => after.find((row) => row.chat_id === ids[key])!
     for (const key of ["own", "lazy", "none"] as const) {
-      assertEqual([byKey(key).build_id, byKey(key).agent_id, byKey(key).version], [rows[key][1], rows[key][2], 5])
+      deepStrictEqual([byKey(key).build_id, byKey(key).agent_id, byKey(key).version], [rows[key][1], rows[key][2], 5])
     }
     // the forged rows are lazy binds now: their next turn looks the agent up
     for (const key of ["nowhere", "foreign", "mixed"] as const) {
-      assertEqual([byKey(key).build_id, byKey(key).agent_id, byKey(key).version], [null, null, 6])
+      deepStrictEqual([byKey(key).build_id, byKey(key).agent_id, byKey(key).version], [null, null, 6])
     }
     // and the database refuses the attack's pair from now on
     const again = yield* Effect.result(

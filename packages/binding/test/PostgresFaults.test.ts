@@ -14,10 +14,11 @@
  *   the process, no reconnect by hand.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import { BindingStore, ChatConnector } from "@lazydial/binding"
 import * as PgDatabase from "@lazydial/binding/PgDatabase"
 import { type ChatId, LazyDial } from "@lazydial/core"
-import { assertEqual, layerTest, TestAgents } from "@lazydial/core/testing"
+import { layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
@@ -43,7 +44,7 @@ const turnPath = (url: string) =>
   ChatConnector.layer({ dialTimeout: "10 seconds" }).pipe(
     Layer.provideMerge(LazyDial.layer({ delay: "5 seconds" })),
     Layer.provideMerge(
-      BindingStore.layerSql.pipe(
+      BindingStore.layerSql().pipe(
         Layer.provideMerge(PgDatabase.layerPg(url, { applicationName: writerApp, connectTimeout: "2 seconds" }))
       )
     ),
@@ -252,7 +253,7 @@ onPostgres("PostgreSQL faults", (url) => {
             })
 
           // The row is as it was: the terminated write wrote nothing.
-          assertEqual(yield* afterTheKill(store.get(chatId)), before)
+          deepStrictEqual(yield* afterTheKill(store.get(chatId)), before)
           assert.strictEqual((yield* agents.unreleased).length, 0)
 
           // The next turn repairs the binding, on the same pool.
@@ -263,8 +264,8 @@ onPostgres("PostgreSQL faults", (url) => {
           assert.strictEqual(repaired.path, "switched")
           assert.strictEqual(repaired.write, "recorded")
           const row = yield* store.get(chatId)
-          assertEqual(row.agentId, Option.some(next.agentId))
-          assertEqual(row.buildId, Option.some(next.buildId))
+          deepStrictEqual(row.agentId, Option.some(next.agentId))
+          deepStrictEqual(row.buildId, Option.some(next.buildId))
           assert.strictEqual(row.version, before.version + 1)
         }).pipe(Effect.provide(turnPath(url)), Effect.scoped),
       60_000

@@ -8,12 +8,12 @@
  * hoped for: a held query has read the table and waits before it answers.
  */
 import { assert, layer } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import type { Database } from "@lazydial/binding"
 import { BindingStore } from "@lazydial/binding"
 import * as PgDatabase from "@lazydial/binding/PgDatabase"
 import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
 import type { ChatId } from "@lazydial/core"
-import { assertEqual } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -120,8 +120,8 @@ const readsSuite = (name: string, database: Layer.Layer<SqlClient.SqlClient | Da
         const newer = yield* Effect.forkChild(store.get(chat.chatId))
         yield* suspended([newer])
         yield* release
-        assertEqual((yield* Fiber.join(older)).workspaceId, Option.some(before))
-        assertEqual((yield* Fiber.join(newer)).workspaceId, Option.some(after))
+        deepStrictEqual((yield* Fiber.join(older)).workspaceId, Option.some(before))
+        deepStrictEqual((yield* Fiber.join(newer)).workspaceId, Option.some(after))
         assert.strictEqual((yield* readQueries) - queriesBefore, 1)
       }))
 
@@ -139,11 +139,11 @@ const readsSuite = (name: string, database: Layer.Layer<SqlClient.SqlClient | Da
         )
         yield* suspended(waiting)
         yield* release
-        assertEqual(yield* Fiber.join(first), a)
+        deepStrictEqual(yield* Fiber.join(first), a)
         const [gotA, gotB, notFound, gotAAgain] = yield* Effect.forEach(waiting, Fiber.join)
-        assertEqual(gotA, Result.succeed(a))
-        assertEqual(gotB, Result.succeed(b))
-        assertEqual(gotAAgain, Result.succeed(a))
+        deepStrictEqual(gotA, Result.succeed(a))
+        deepStrictEqual(gotB, Result.succeed(b))
+        deepStrictEqual(gotAAgain, Result.succeed(a))
         assert.isTrue(notFound !== undefined && notFound._tag === "Failure" && notFound.failure._tag === "ChatNotFound")
         // the four waiting gets (three chats) made one query
         assert.strictEqual((yield* readQueries) - queriesBefore, 1)
@@ -162,13 +162,13 @@ const readsSuite = (name: string, database: Layer.Layer<SqlClient.SqlClient | Da
         )
         yield* suspended(waiting)
         yield* release
-        assertEqual(yield* Fiber.join(first), a)
+        deepStrictEqual(yield* Fiber.join(first), a)
         for (const exit of yield* Effect.forEach(waiting, Fiber.join)) {
           const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.findErrorOption(exit.cause)) : undefined
           assert.strictEqual(error?._tag, "BindingStoreError", String(exit))
           assert.include(error?.message, "injected")
         }
-        assertEqual(yield* store.get(b.chatId), b)
+        deepStrictEqual(yield* store.get(b.chatId), b)
       }))
 
     it.effect("an interrupted get leaves the others of its batch unaffected, a reader of the same chat too", () =>
@@ -184,9 +184,9 @@ const readsSuite = (name: string, database: Layer.Layer<SqlClient.SqlClient | Da
         yield* suspended([quitter!, sameChat!, other!])
         yield* Fiber.interrupt(quitter!)
         yield* release
-        assertEqual(yield* Fiber.join(first), b)
-        assertEqual(yield* Fiber.join(sameChat!), a)
-        assertEqual(yield* Fiber.join(other!), b)
+        deepStrictEqual(yield* Fiber.join(first), b)
+        deepStrictEqual(yield* Fiber.join(sameChat!), a)
+        deepStrictEqual(yield* Fiber.join(other!), b)
       }))
 
     it.effect("a lone get does not wait for a busy slot when another is free", () =>
@@ -196,9 +196,9 @@ const readsSuite = (name: string, database: Layer.Layer<SqlClient.SqlClient | Da
         const b = yield* store.createChat()
         const { fiber: first, release } = yield* gate.heldGet(store, a.chatId)
         // the first query is still held: the second answers on a slot of its own
-        assertEqual(yield* store.get(b.chatId), b)
+        deepStrictEqual(yield* store.get(b.chatId), b)
         yield* release
-        assertEqual(yield* Fiber.join(first), a)
+        deepStrictEqual(yield* Fiber.join(first), a)
       }))
 
     it.effect("closing the store's Scope ends its reads: a waiting get is interrupted, never left hanging", () =>
@@ -213,7 +213,7 @@ const readsSuite = (name: string, database: Layer.Layer<SqlClient.SqlClient | Da
         // a lone get's query runs in the reader's own fiber; once it ends, the
         // waiting get's batch is not sent by the closed store
         yield* release
-        assertEqual(yield* Fiber.join(first), a)
+        deepStrictEqual(yield* Fiber.join(first), a)
         assert.isTrue(Exit.hasInterrupts(yield* Fiber.await(waiting)))
       }))
 
@@ -224,7 +224,7 @@ const readsSuite = (name: string, database: Layer.Layer<SqlClient.SqlClient | Da
         const b = yield* store.createChat()
         const { fiber: lone } = yield* gate.heldGet(store, a.chatId)
         yield* Fiber.interrupt(lone)
-        assertEqual(yield* store.get(b.chatId), b)
+        deepStrictEqual(yield* store.get(b.chatId), b)
       }))
   })
 
@@ -243,6 +243,6 @@ layer(PgliteDatabase.layerPglite(), { timeout: "60 seconds" })("Reads go togethe
       const queriesBefore = yield* readQueries
       const rows = yield* Effect.forEach(chats, (chat) => store.get(chat.chatId), { concurrency: "unbounded" })
       assert.isAtMost((yield* readQueries) - queriesBefore, 2)
-      assertEqual(rows, chats)
+      deepStrictEqual(rows, chats)
     }))
 })

@@ -5,12 +5,13 @@
  * LAZYDIAL_TEST_DATABASE_URL is set).
  */
 import { assert, describe, it, layer } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import type { Database } from "@lazydial/binding"
 import { AgentDirectory, BindingStore, ChatConnector, RebuildNotices } from "@lazydial/binding"
 import * as PgDatabase from "@lazydial/binding/PgDatabase"
 import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
 import { AgentLookup, type CurrentAgent, LazyDial, NoCurrentAgent, type WorkspaceId } from "@lazydial/core"
-import { assertEqual, layerTest, TestAgents } from "@lazydial/core/testing"
+import { layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Arbitrary from "effect/Arbitrary"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -128,8 +129,8 @@ describe("ChatConnector with a view of rebuild notices", () => {
       assert.strictEqual(connection.agentId, second.agentId)
       assert.strictEqual(connection.write, "recorded")
       assert.strictEqual(yield* lookupCount, 0)
-      assertEqual((yield* store.get(chatId)).agentId, Option.some(second.agentId))
-      assertEqual((yield* store.get(chatId)).buildId, Option.some(second.buildId))
+      deepStrictEqual((yield* store.get(chatId)).agentId, Option.some(second.agentId))
+      deepStrictEqual((yield* store.get(chatId)).buildId, Option.some(second.buildId))
       assert.strictEqual((yield* counter("switched_by_notice", "recorded")) - before, 1)
       // the next turn is hot on the new agent
       assert.strictEqual((yield* turnNow(connector.connect(chatId))).path, "hot")
@@ -146,7 +147,7 @@ describe("ChatConnector with a view of rebuild notices", () => {
       yield* publish(notice(w, 1, first), notice(w, 2, undefined))
       for (const chatId of [bound, lazy]) {
         const exit = yield* Effect.exit(turnNow(connector.connect(chatId)))
-        assertEqual(failureOf(exit), Option.some(new NoCurrentAgent({ workspaceId: w })))
+        deepStrictEqual(failureOf(exit), Option.some(new NoCurrentAgent({ workspaceId: w })))
       }
       assert.strictEqual(yield* dialCount, 0)
       assert.strictEqual(yield* lookupCount, 0)
@@ -161,7 +162,7 @@ describe("ChatConnector with a view of rebuild notices", () => {
       yield* publish(notice(w, 2, undefined))
       const chatId = (yield* store.createChat({ workspaceId: w })).chatId
       const early = yield* Effect.exit(turnNow(connector.connect(chatId)))
-      assertEqual(failureOf(early), Option.some(new NoCurrentAgent({ workspaceId: w })))
+      deepStrictEqual(failureOf(early), Option.some(new NoCurrentAgent({ workspaceId: w })))
       assert.strictEqual(yield* lookupCount, 0)
       yield* TestClock.adjust("31 seconds")
       assert.strictEqual((yield* turnNow(connector.connect(chatId))).agentId, second.agentId)
@@ -179,7 +180,7 @@ describe("ChatConnector with a view of rebuild notices", () => {
       assert.strictEqual(connection.path, "lazy_bind")
       assert.strictEqual(connection.agentId, second.agentId)
       assert.strictEqual(yield* lookupCount, 0)
-      assertEqual((yield* store.get(chatId)).agentId, Option.some(second.agentId))
+      deepStrictEqual((yield* store.get(chatId)).agentId, Option.some(second.agentId))
     }).pipe(Effect.provide(connectorLayer())))
 
   it.effect("hot: a chat bound to a build the view never saw is not judged by it (it may be newer), and validates lazily", () =>
@@ -392,8 +393,8 @@ describe("A notice during a pending dial", () => {
       assert.strictEqual(connection?.outcome, "switched")
       assert.strictEqual(connection?.agentId, second.agentId)
       assert.strictEqual(connection?.write, "recorded")
-      assertEqual((yield* store.get(chatId)).agentId, Option.some(second.agentId))
-      assertEqual((yield* store.get(chatId)).buildId, Option.some(second.buildId))
+      deepStrictEqual((yield* store.get(chatId)).agentId, Option.some(second.agentId))
+      deepStrictEqual((yield* store.get(chatId)).buildId, Option.some(second.buildId))
       assert.strictEqual(yield* lookupCount, 1)
       assert.strictEqual(yield* view.waiters, 0)
     }).pipe(Effect.provide(connectorLayer())))
@@ -404,7 +405,7 @@ describe("A notice during a pending dial", () => {
       const { fiber, view, workspaceId: w } = yield* pendingTurn
       yield* agents.setCurrent(w, Option.none())
       yield* publish(notice(w, 2, undefined))
-      assertEqual(failureOf(yield* endsWithin1ms(fiber)), Option.some(new NoCurrentAgent({ workspaceId: w })))
+      deepStrictEqual(failureOf(yield* endsWithin1ms(fiber)), Option.some(new NoCurrentAgent({ workspaceId: w })))
       assert.strictEqual(yield* view.waiters, 0)
     }).pipe(Effect.provide(connectorLayer())))
 
@@ -537,7 +538,7 @@ describe("A notice during a pending dial", () => {
       const connection = yield* Fiber.join(fiber)
       assert.strictEqual(connection.path, "switched")
       assert.strictEqual(connection.agentId, second.agentId)
-      assertEqual(yield* signals, [false])
+      deepStrictEqual(yield* signals, [false])
     }).pipe(Effect.provide(signalsLayer(RebuildNotices.layerNone))))
 
   it.effect("with a listening view, the dials of hot turns and lazy binds are given the signal", () =>
@@ -551,7 +552,7 @@ describe("A notice during a pending dial", () => {
       assert.strictEqual((yield* turnNow(connector.connect(yield* boundChat(w, current)))).path, "hot")
       const lazy = (yield* BindingStore.BindingStore).createChat({ workspaceId: w })
       assert.strictEqual((yield* turnNow(connector.connect((yield* lazy).chatId))).path, "lazy_bind")
-      assertEqual(yield* signals, [true, true])
+      deepStrictEqual(yield* signals, [true, true])
     }).pipe(Effect.provide(signalsLayer(RebuildNotices.layerMemory))))
 })
 
@@ -561,7 +562,7 @@ const noticesSuite = <E>(
   database: Layer.Layer<SqlClient.SqlClient | Database.Listener | Database.Migrated, E>
 ) =>
   layer(
-    Layer.mergeAll(AgentDirectory.layerSql({ batchWindow: 0 }), BindingStore.layerSql).pipe(
+    Layer.mergeAll(AgentDirectory.layerSql({ batchWindow: 0 }), BindingStore.layerSql()).pipe(
       Layer.provideMerge(Layer.merge(RebuildNotices.layerSql, layerTest)),
       Layer.provideMerge(countingStatements(database))
     ),
@@ -602,16 +603,16 @@ const noticesSuite = <E>(
           })`
           yield* directory.recordBuild(untracked, build())
           assert.strictEqual(yield* directory.recordBuild(w, first), 1)
-          assertEqual((yield* PubSub.take(queue)).notice, notice(w, 1, first))
+          deepStrictEqual((yield* PubSub.take(queue)).notice, notice(w, 1, first))
           const stopped = build().buildId
           assert.strictEqual(yield* directory.stopWorkspace(w, { buildId: stopped }), 2)
           // the reader waits the read interval before its next read
           yield* TestClock.adjust(RebuildNotices.readInterval)
-          assertEqual((yield* PubSub.take(queue)).notice, RebuildNotices.noticeOf(w, 2, stopped, Option.none()))
+          deepStrictEqual((yield* PubSub.take(queue)).notice, RebuildNotices.noticeOf(w, 2, stopped, Option.none()))
           // the metrics an operator watches: three heard, one of them untracked, two reads, two malformed, listening
           yield* until(Effect.map(counted, (after) => after.received - before.received === 3))
           const after = yield* counted
-          assertEqual(
+          deepStrictEqual(
             [
               after.received - before.received,
               after.untracked - before.untracked,
@@ -623,7 +624,7 @@ const noticesSuite = <E>(
           )
           // a lookup answer is passed on too
           yield* directory.current(w)
-          assertEqual((yield* PubSub.take(queue)).notice, RebuildNotices.noticeOf(w, 2, stopped, Option.none()))
+          deepStrictEqual((yield* PubSub.take(queue)).notice, RebuildNotices.noticeOf(w, 2, stopped, Option.none()))
         }))
     )
 
@@ -661,7 +662,7 @@ const noticesSuite = <E>(
         // the notice travels through the database, and makes this process read
         // the directory: the connector's view has the answer once this
         // subscriber has it (one publish reaches both)
-        assertEqual((yield* PubSub.take(queue)).notice, notice(w, 2, second))
+        deepStrictEqual((yield* PubSub.take(queue)).notice, notice(w, 2, second))
         assert.strictEqual((yield* noticeReads) - readsBefore, 1)
         yield* agents.script(second.agentId, { result: "connect" })
         yield* agents.script(first.agentId, { result: "hang" })
@@ -703,7 +704,7 @@ FROM pg_stat_activity WHERE query = ${`LISTEN "${RebuildNotices.channel}"`} AND 
         yield* notices.track((id) => id === w)
         const first = build()
         yield* directory.recordBuild(w, first)
-        assertEqual((yield* PubSub.take(queue)).notice, notice(w, 1, first))
+        deepStrictEqual((yield* PubSub.take(queue)).notice, notice(w, 1, first))
       })))
   })
 })

@@ -4,12 +4,13 @@
  * number of queries a burst of validations makes.
  */
 import { assert, layer } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import type { Database } from "@lazydial/binding"
 import { AgentDirectory, BindingStore, ChatConnector } from "@lazydial/binding"
 import * as PgDatabase from "@lazydial/binding/PgDatabase"
 import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
 import { AgentLookup, type ChatId, type CurrentAgent, LazyDial, type WorkspaceId } from "@lazydial/core"
-import { assertEqual, layerTest, TestAgents } from "@lazydial/core/testing"
+import { layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
@@ -59,7 +60,7 @@ const rebuild = (w: WorkspaceId, old: CurrentAgent, oldAgent: "fail" | "hang") =
 
 const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClient | Database.Migrated, E>) =>
   layer(
-    Layer.mergeAll(BindingStore.layerSql, AgentDirectory.layerSql(), layerTest).pipe(
+    Layer.mergeAll(BindingStore.layerSql(), AgentDirectory.layerSql(), layerTest).pipe(
       Layer.provideMerge(countingStatements(database))
     ),
     { timeout: "60 seconds" }
@@ -82,10 +83,10 @@ const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClien
             assert.strictEqual(result.path, "switched")
             assert.strictEqual(result.agentId, next.agentId)
           }
-          assertEqual(results.map((result) => result.write).sort(), ["lost", "recorded"])
+          deepStrictEqual(results.map((result) => result.write).sort(), ["lost", "recorded"])
           const row = yield* store.get(chatId)
-          assertEqual(row.agentId, Option.some(next.agentId))
-          assertEqual(row.buildId, Option.some(next.buildId))
+          deepStrictEqual(row.agentId, Option.some(next.agentId))
+          deepStrictEqual(row.buildId, Option.some(next.buildId))
         }
         const agents = yield* TestAgents
         assert.strictEqual((yield* agents.unreleased).length, 0)
@@ -109,10 +110,10 @@ const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClien
           // The turn dialed W1's new agent, or (if it read the row after the change) W2's.
           assert.include([next.agentId, second.current.agentId], turn.agentId)
           const row = yield* store.get(chatId)
-          assertEqual(row.workspaceId, Option.some(second.workspaceId))
+          deepStrictEqual(row.workspaceId, Option.some(second.workspaceId))
           if (Option.isSome(row.agentId)) {
             assert.strictEqual(row.agentId.value, second.current.agentId)
-            assertEqual(row.buildId, Option.some(second.current.buildId))
+            deepStrictEqual(row.buildId, Option.some(second.current.buildId))
           } else {
             assert.isTrue(Option.isNone(row.buildId))
           }
@@ -154,7 +155,7 @@ const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClien
         assert.strictEqual(made, 1)
         assert.isTrue(results.every((result) => result.path === "switched" && result.agentId === next.agentId))
         for (const chatId of chats) {
-          assertEqual((yield* store.get(chatId)).agentId, Option.some(next.agentId))
+          deepStrictEqual((yield* store.get(chatId)).agentId, Option.some(next.agentId))
         }
       }))
 

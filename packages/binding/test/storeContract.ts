@@ -6,9 +6,9 @@
  * table first (`held`), and the refusals are checked too.
  */
 import { assert, layer } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import { BindingStore, ChatBinding } from "@lazydial/binding"
 import { CurrentAgent, type WorkspaceId } from "@lazydial/core"
-import { assertEqual } from "@lazydial/core/testing"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -60,7 +60,7 @@ export const storeContract = <E>(
         assert.isTrue(Option.isNone(chat.agentId))
         assert.isTrue(Option.isNone(chat.parentChatId))
         assert.strictEqual(chat.version, 1)
-        assertEqual(yield* store.get(chat.chatId), chat)
+        deepStrictEqual(yield* store.get(chat.chatId), chat)
       }))
 
     it.effect("a chat created with a workspace keeps it; a taken id is ChatAlreadyExists and changes nothing", () =>
@@ -70,10 +70,10 @@ export const storeContract = <E>(
         const w = workspaceId()
         const chat = yield* store.createChat({ chatId: id, workspaceId: w })
         assert.strictEqual(chat.chatId, id)
-        assertEqual(chat.workspaceId, Option.some(w))
+        deepStrictEqual(chat.workspaceId, Option.some(w))
         const again = yield* Effect.flip(store.createChat({ chatId: id }))
         assert.strictEqual(again._tag, "ChatAlreadyExists")
-        assertEqual(yield* store.get(id), chat)
+        deepStrictEqual(yield* store.get(id), chat)
       }))
 
     it.effect("an unknown chat is ChatNotFound for every operation, and nothing is written", () =>
@@ -108,9 +108,9 @@ export const storeContract = <E>(
     it.effect("lazy bind: recordAgent with no previous agent records build and agent together", () =>
       Effect.gen(function*() {
         const { chat, current, workspaceId: w } = yield* boundChat()
-        assertEqual(chat.workspaceId, Option.some(w))
-        assertEqual(chat.agentId, Option.some(current.agentId))
-        assertEqual(chat.buildId, Option.some(current.buildId))
+        deepStrictEqual(chat.workspaceId, Option.some(w))
+        deepStrictEqual(chat.agentId, Option.some(current.agentId))
+        deepStrictEqual(chat.buildId, Option.some(current.buildId))
         assert.strictEqual(chat.version, 2)
       }))
 
@@ -124,9 +124,9 @@ export const storeContract = <E>(
           current: rebuilt
         })
         assert.strictEqual(result._tag, "Recorded")
-        assertEqual(result.binding.agentId, Option.some(rebuilt.agentId))
-        assertEqual(result.binding.buildId, Option.some(rebuilt.buildId))
-        assertEqual(yield* store.get(chat.chatId), result.binding)
+        deepStrictEqual(result.binding.agentId, Option.some(rebuilt.agentId))
+        deepStrictEqual(result.binding.buildId, Option.some(rebuilt.buildId))
+        deepStrictEqual(yield* store.get(chat.chatId), result.binding)
       }))
 
     it.effect("repair lost: a writer that read an older agent writes nothing and gets the row as it is", () =>
@@ -144,8 +144,8 @@ export const storeContract = <E>(
           current: yield* held(w)
         })
         assert.strictEqual(stale._tag, "Lost")
-        assertEqual(stale.binding.agentId, Option.some(newer.agentId))
-        assertEqual(yield* store.get(chat.chatId), stale.binding)
+        deepStrictEqual(stale.binding.agentId, Option.some(newer.agentId))
+        deepStrictEqual(yield* store.get(chat.chatId), stale.binding)
       }))
 
     it.effect("workspace change then a stale repair: the repair is lost, no agent of W1 lands under W2", () =>
@@ -154,7 +154,7 @@ export const storeContract = <E>(
         const { chat, current, workspaceId: w1 } = yield* boundChat()
         const w2 = workspaceId()
         const changed = yield* store.setWorkspace(chat.chatId, Option.some(w2))
-        assertEqual(changed.workspaceId, Option.some(w2))
+        deepStrictEqual(changed.workspaceId, Option.some(w2))
         assert.isTrue(Option.isNone(changed.agentId))
         assert.isTrue(Option.isNone(changed.buildId))
         const stale = yield* store.recordAgent(chat.chatId, {
@@ -162,7 +162,7 @@ export const storeContract = <E>(
           current: yield* held(w1)
         })
         assert.strictEqual(stale._tag, "Lost")
-        assertEqual(yield* store.get(chat.chatId), changed)
+        deepStrictEqual(yield* store.get(chat.chatId), changed)
       }))
 
     it.effect("setWorkspace(None) leaves the chat without workspace, and a lazy bind to the old one is lost", () =>
@@ -185,13 +185,13 @@ export const storeContract = <E>(
         const store = yield* Store
         const { chat: parent, current, workspaceId: w } = yield* boundChat()
         const child = yield* store.createChild(parent.chatId)
-        assertEqual(child.parentChatId, Option.some(parent.chatId))
-        assertEqual(child.workspaceId, Option.some(w))
-        assertEqual(child.agentId, Option.some(current.agentId))
-        assertEqual(child.buildId, Option.some(current.buildId))
+        deepStrictEqual(child.parentChatId, Option.some(parent.chatId))
+        deepStrictEqual(child.workspaceId, Option.some(w))
+        deepStrictEqual(child.agentId, Option.some(current.agentId))
+        deepStrictEqual(child.buildId, Option.some(current.buildId))
         assert.strictEqual(child.version, 1)
         yield* store.setWorkspace(parent.chatId, Option.some(workspaceId()))
-        assertEqual(yield* store.get(child.chatId), child)
+        deepStrictEqual(yield* store.get(child.chatId), child)
         const rebuilt = yield* held(w)
         const repaired = yield* store.recordAgent(child.chatId, {
           expected: { workspaceId: w, agentId: Option.some(current.agentId) },
@@ -228,9 +228,9 @@ export const storeContract = <E>(
         const recorded = results.filter((result) => result._tag === "Recorded")
         assert.strictEqual(recorded.length, 1)
         const row = yield* store.get(chat.chatId)
-        assertEqual(row, recorded[0]!.binding)
+        deepStrictEqual(row, recorded[0]!.binding)
         const winner = candidates[results.indexOf(recorded[0]!)]!
-        assertEqual(row.buildId, Option.some(winner.buildId))
+        deepStrictEqual(row.buildId, Option.some(winner.buildId))
       }))
 
     it.effect("a workspace change racing a repair: the row always ends on W2 with no agent", () =>
@@ -247,7 +247,7 @@ export const storeContract = <E>(
             store.setWorkspace(chat.chatId, Option.some(w2))
           ], { concurrency: "unbounded" })
           const row = yield* store.get(chat.chatId)
-          assertEqual(row.workspaceId, Option.some(w2))
+          deepStrictEqual(row.workspaceId, Option.some(w2))
           assert.isTrue(Option.isNone(row.agentId))
           assert.isTrue(Option.isNone(row.buildId))
         }
@@ -282,16 +282,16 @@ export const storeContract = <E>(
                 current: stranger
               })
               assert.strictEqual(lazyBind._tag, "Refused")
-              assertEqual(lazyBind.binding, lazy)
+              deepStrictEqual(lazyBind.binding, lazy)
               const repair = yield* store.recordAgent(bound.chatId, {
                 expected: { workspaceId: w, agentId: Option.some(mine.agentId) },
                 current: stranger
               })
               assert.strictEqual(repair._tag, "Refused")
-              assertEqual(repair.binding, bound)
+              deepStrictEqual(repair.binding, bound)
             }
-            assertEqual(yield* store.get(lazy.chatId), lazy)
-            assertEqual(yield* store.get(bound.chatId), bound)
+            deepStrictEqual(yield* store.get(lazy.chatId), lazy)
+            deepStrictEqual(yield* store.get(bound.chatId), bound)
           })
       )
 
@@ -313,7 +313,7 @@ export const storeContract = <E>(
               const cause = result.failure._tag === "SqlError" ? result.failure.reason.cause : result.failure
               assert.include(cause instanceof Error ? cause.message : String(cause), "foreign key")
             }
-            assertEqual(yield* store.get(chat.chatId), chat)
+            deepStrictEqual(yield* store.get(chat.chatId), chat)
           })
       )
     }
@@ -324,6 +324,6 @@ export const storeContract = <E>(
         const { chat } = yield* boundChat()
         const child = yield* store.createChild(chat.chatId)
         const json = JSON.parse(JSON.stringify(Schema.encodeSync(ChatBinding.ChatBinding)(child)))
-        assertEqual(Schema.decodeUnknownSync(ChatBinding.ChatBinding)(json), child)
+        deepStrictEqual(Schema.decodeUnknownSync(ChatBinding.ChatBinding)(json), child)
       }))
   })

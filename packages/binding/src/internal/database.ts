@@ -74,6 +74,14 @@ export const maxStatementTimeout: Duration.Duration = Duration.hours(1)
 /** @internal */
 export const maxQueryDeadline: Duration.Duration = Duration.hours(1)
 
+/** @internal */
+export const maxima: Settings = {
+  poolSize: maxPoolSize,
+  connectTimeout: maxConnectTimeout,
+  statementTimeout: maxStatementTimeout,
+  queryDeadline: maxQueryDeadline
+}
+
 /**
  * The deadlines of `settings`: every call gets the query deadline; the
  * migrations, one transaction whose statements may each run up to the
@@ -100,17 +108,8 @@ export const Deadlines: Context.Reference<DeadlinesShape> = Context.Reference<De
   { defaultValue: () => defaultDeadlines }
 )
 
-/** @internal */
-export const settingNames = {
-  poolSize: "LAZYDIAL_DB_POOL_SIZE",
-  connectTimeout: "LAZYDIAL_DB_CONNECT_TIMEOUT",
-  statementTimeout: "LAZYDIAL_DB_STATEMENT_TIMEOUT",
-  queryDeadline: "LAZYDIAL_DB_QUERY_DEADLINE"
-} as const
-
 /**
- * Range-checks the settings, naming each refused value by `names` (the
- * option, or the environment variable it came from).
+ * Range-checks the settings, naming each refused value by its option.
  *
  * @internal
  */
@@ -120,32 +119,26 @@ export const checkSettings = (
     readonly connectTimeout?: Duration.Input | undefined
     readonly statementTimeout?: Duration.Input | undefined
     readonly queryDeadline?: Duration.Input | undefined
-  },
-  names: { readonly [K in keyof Settings]: string }
+  }
 ): Effect.Effect<Settings, InvalidOption> =>
   Effect.gen(function*() {
-    const poolSize = input.poolSize ?? defaults.poolSize
-    if (!Number.isInteger(poolSize) || poolSize < 1 || poolSize > maxPoolSize) {
-      return yield* new InvalidOption({
-        option: names.poolSize,
-        value: String(poolSize),
-        expected: `a whole number of connections from 1 to ${maxPoolSize}`
-      })
-    }
+    const poolSize = yield* CoreOptions.boundedNumber("poolSize", input.poolSize ?? defaults.poolSize, 1, maxPoolSize, {
+      integer: true
+    })
     const connectTimeout = yield* CoreOptions.boundedDuration(
-      names.connectTimeout,
+      "connectTimeout",
       input.connectTimeout ?? defaults.connectTimeout,
       maxConnectTimeout,
       { allowZero: false }
     )
     const statementTimeout = yield* CoreOptions.boundedDuration(
-      names.statementTimeout,
+      "statementTimeout",
       input.statementTimeout ?? defaults.statementTimeout,
       maxStatementTimeout,
       { allowZero: false }
     )
     const queryDeadline = yield* CoreOptions.boundedDuration(
-      names.queryDeadline,
+      "queryDeadline",
       input.queryDeadline ?? defaults.queryDeadline,
       maxQueryDeadline,
       { allowZero: false }

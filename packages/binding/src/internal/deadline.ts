@@ -56,7 +56,7 @@ export const withDeadline = (
   timeoutDetached(self, Duration.toMillis(deadline), () => deadlineError(operation, deadline, which))
 
 /** @internal */
-export const queryDeadlineSetting = "the query deadline, LAZYDIAL_DB_QUERY_DEADLINE"
+export const queryDeadlineSetting = "the query deadline, queryDeadline"
 
 /** @internal */
 export const deadlineError = (operation: string, deadline: Duration.Duration, which: string): BindingStoreError =>

@@ -155,9 +155,6 @@ export const maxReadSlots = 100
  */
 export const maxReadBatch = 500
 
-/** @internal */
-export const readSlotsVariable = "LAZYDIAL_STORE_READ_SLOTS"
-
 /**
  * More read queries at once than the database runs statements would only
  * queue them in the driver; on PostgreSQL a few are kept, not the whole

@@ -9,7 +9,7 @@
  * - `LAZYDIAL_SIM_SEED=s`: replay seed s alone.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { assertEqual } from "@lazydial/core/testing"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { replayCommand, runSeed, type SeedReport, type SimOptions } from "./harness.js"
@@ -68,7 +68,7 @@ describe("Simulation", () => {
             Object.entries(outcomes).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k}=${v}`).join(" ")
           }`
         )
-        assertEqual(failed.map((report) => report.seed), [], failed.map(describeFailure).join("\n"))
+        deepStrictEqual(failed.map((report) => report.seed), [], failed.map(describeFailure).join("\n"))
         assert.strictEqual(totals.leaks, 0)
       }),
     { timeout: 120_000 + run.length * 2_000 }
@@ -81,7 +81,7 @@ describe("Simulation", () => {
         const outcomes: Record<string, number> = {}
         for (const seed of run.slice(0, 100)) {
           const report = yield* runSeed(seed, { ...options, notices: true })
-          assertEqual(report.violations, [], describeFailure(report))
+          deepStrictEqual(report.violations, [], describeFailure(report))
           assert.strictEqual(report.leaks, 0)
           for (const [key, value] of Object.entries(report.outcomes)) outcomes[key] = (outcomes[key] ?? 0) + value
         }
