@@ -12,7 +12,8 @@
  *
  * Every turn must end, with a connection or a typed error, within the dial
  * timeout; every connection must be released once. Prints throughput,
- * latency percentiles and peak memory per burst.
+ * latency percentiles, peak memory, and SQL statements and lookups per turn
+ * (the steady burst must make at most 1 and 0) per burst.
  *
  *   pnpm --filter @lazydial/binding bench:load
  *   LAZYDIAL_LOAD_TURNS=2000 LAZYDIAL_LOAD_STORES=memory pnpm --filter @lazydial/binding bench:load
@@ -102,6 +103,9 @@ interface BurstReport {
   readonly max: number
   readonly connectMax: number
   readonly outcomes: Record<string, number>
+  /** SQL statements sent per turn of the burst (on a database); lookups per turn (the bench's fleet). */
+  readonly statementsPerTurn: number | undefined
+  readonly lookupsPerTurn: number | undefined
   readonly peakRssMb: number
   readonly peakHeapMb: number
   readonly problems: ReadonlyArray<string>
@@ -183,10 +187,46 @@ const layerBenchFleet = Layer.effectContext(Effect.sync(() => {
     Context.add(AgentDialer.AgentDialer, AgentDialer.AgentDialer.of({ dial })),
     Context.add(
       AgentLookup.AgentLookup,
-      AgentLookup.AgentLookup.of({ current: (w) => Effect.sync(() => currents.get(w) ?? Option.none()) })
+      AgentLookup.AgentLookup.of({
+        current: (w) =>
+          Effect.sync(() => {
+            lookups++
+            return currents.get(w) ?? Option.none()
+          })
+      })
     )
   )
 }))
+
+/** Lookups the bench's fleet answered, and statements sent to the database (`countStatements`). */
+let lookups = 0
+let statements = 0
+
+/**
+ * `database` with its `SqlClient` counting every statement (and transaction)
+ * sent: the figure "SQL statements per steady-state turn".
+ */
+const countStatements = <A, E, R>(
+  database: Layer.Layer<A | SqlClient.SqlClient, E, R>
+): Layer.Layer<A | SqlClient.SqlClient, E, R> =>
+  Layer.flatMap(database, (context) => {
+    const sql = Context.get(context, SqlClient.SqlClient)
+    const counting = new Proxy(sql, {
+      apply(target, self, args) {
+        const statement: unknown = Reflect.apply(target, self, args)
+        // `sql("name")` makes an identifier, not a statement
+        return Effect.isEffect(statement)
+          ? Effect.andThen(
+            Effect.sync(() => {
+              statements++
+            }),
+            statement
+          )
+          : statement
+      }
+    })
+    return Layer.succeedContext(Context.add(context, SqlClient.SqlClient, counting))
+  })
 
 const run = (store: string) =>
   Effect.gen(function*() {
@@ -260,6 +300,7 @@ FROM lazydial_workspace_builds WHERE workspace_id = ${w}`
           outcomes[key] = (outcomes[key] ?? 0) + 1
         }
         yield* rescript
+        const [statementsBefore, lookupsBefore] = [statements, lookups]
         const memory = memorySampler()
         const started = performance.now()
         yield* Effect.forEach(chats, (chatId) =>
@@ -274,7 +315,7 @@ FROM lazydial_workspace_builds WHERE workspace_id = ${w}`
                 )
               ),
               (c) =>
-                Effect.as(c.connection.exchange("ping"), c.path)
+                Effect.as(c.connection.exchange("ping"), c.outcome)
             )))
             const elapsed = performance.now() - t0
             durations.push(elapsed)
@@ -312,6 +353,20 @@ FROM lazydial_workspace_builds WHERE workspace_id = ${w}`
         if (unreleased > 0 || releasedTwice > 0) {
           problems.push(`${unreleased} connections unreleased, ${releasedTwice} released twice`)
         }
+        // A steady turn reads its row (reads that wait go together, so fewer
+        // statements than turns) and looks nothing up; only the turns of
+        // stopped workspaces, which do not connect, look up.
+        const [statementsMade, lookupsMade] = [statements - statementsBefore, lookups - lookupsBefore]
+        const connected = Object.entries(outcomes).filter(([key]) => !typedErrors.has(key)).reduce(
+          (n, [, v]) => n + v,
+          0
+        )
+        if (name === "steady" && statementsMade > chats.length) {
+          problems.push(`${statementsMade} statements for ${chats.length} steady turns`)
+        }
+        if (name === "steady" && kit !== "core" && lookupsMade > chats.length - connected) {
+          problems.push(`${lookupsMade} lookups for ${chats.length - connected} steady turns that did not connect`)
+        }
         durations.sort((a, b) => a - b)
         return {
           store,
@@ -324,6 +379,8 @@ FROM lazydial_workspace_builds WHERE workspace_id = ${w}`
           max: durations[durations.length - 1] ?? 0,
           connectMax,
           outcomes,
+          statementsPerTurn: store === "memory" ? undefined : statementsMade / chats.length,
+          lookupsPerTurn: kit === "core" ? undefined : lookupsMade / chats.length,
           peakRssMb: mb(peakRss),
           peakHeapMb: mb(peakHeap),
           problems: problems.slice(0, 5)
@@ -357,9 +414,9 @@ FROM lazydial_workspace_builds WHERE workspace_id = ${w}`
           store === "memory"
             ? BindingStore.layerMemory
             : store === "pglite"
-            ? BindingStore.layerSql().pipe(Layer.provideMerge(PgliteDatabase.layerPglite()))
+            ? BindingStore.layerSql().pipe(Layer.provideMerge(countStatements(PgliteDatabase.layerPglite())))
             : BindingStore.layerSql().pipe(
-              Layer.provideMerge(PgDatabase.layerPg(databaseUrl ?? "", { poolSize: 20 }))
+              Layer.provideMerge(countStatements(PgDatabase.layerPg(databaseUrl ?? "", { poolSize: 20 })))
             )
         ),
         Layer.provideMerge(kit === "core" ? layerCoreKit : layerBenchFleet)
@@ -388,6 +445,8 @@ const main = Effect.gen(function*() {
           } ms; peak RSS ${report.peakRssMb} MB, heap ${report.peakHeapMb} MB ` +
           `(${mb(before.heapUsed)} MB before); ` +
           Object.entries(report.outcomes).map(([k, v]) => `${k}=${v}`).join(" ") +
+          (report.statementsPerTurn === undefined ? "" : `; ${report.statementsPerTurn.toFixed(3)} statements/turn`) +
+          (report.lookupsPerTurn === undefined ? "" : `, ${report.lookupsPerTurn.toFixed(3)} lookups/turn`) +
           (report.problems.length > 0 ? `\n  PROBLEMS: ${report.problems.join("; ")}` : "")
       )
     }

@@ -132,23 +132,6 @@ export const TurnOutcome: Schema.Literals<typeof turnOutcomes> = Schema.Literals
 export type TurnOutcome = typeof TurnOutcome.Type
 
 /**
- * The paths of a connect, before `TurnOutcome` named how a turn ended.
- *
- * @deprecated use `turnOutcomes`; `hot` is one of core's kept outcomes (`fast`, `confirmed`,
- * `lookup_failed_kept`, `retried`). Kept until the service reads `outcome`.
- * @since 0.1.0
- * @category vocabulary
- */
-export const turnPaths: typeof internalDecisions.turnPaths = internalDecisions.turnPaths
-
-/**
- * @deprecated use `TurnOutcome`
- * @since 0.1.0
- * @category models
- */
-export type TurnPath = typeof turnPaths[number]
-
-/**
  * What the last binding write of the connect did.
  *
  * @since 0.1.0
@@ -184,8 +167,6 @@ export interface ChatConnection {
   readonly buildId: BuildId
   /** How the turn ended. */
   readonly outcome: TurnOutcome
-  /** @deprecated read `outcome`: kept until the service reads it. */
-  readonly path: TurnPath
   readonly write: WriteResult
   /** The binding as last read or written. After a lost write, the row as the winner left it. */
   readonly binding: ChatBinding

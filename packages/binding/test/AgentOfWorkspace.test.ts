@@ -70,7 +70,7 @@ const suite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClient | Data
           yield* agents.setCurrent(w, Option.some(mine))
           yield* agents.script(mine.agentId, { result: "connect" })
           const chat = (yield* store.createChat({ workspaceId: w })).chatId
-          assert.strictEqual((yield* Effect.scoped(connector.connect(chat))).path, "lazy_bind")
+          assert.strictEqual((yield* Effect.scoped(connector.connect(chat))).outcome, "lazy_bind")
           const row = yield* store.get(chat)
           // the bound agent refuses; the lookup names an impostor the directory never held
           const impostor = build()

@@ -429,11 +429,11 @@ VALUES (${corrupt}, NULL, ${w}, ${current.buildId}, ${"agent-7"}, 1, now())`)
         }
         for (let i = 0; i < 3; i++) {
           const again = yield* Effect.scoped(connector.connect(healthy.chatId))
-          assert.strictEqual(again.path, "hot")
+          assert.strictEqual(again.outcome, "fast")
           assert.strictEqual((yield* Effect.flip(Effect.scoped(connector.connect(corrupt))))._tag, "BindingStoreError")
         }
         const fresh = yield* store.createChat({ workspaceId: w })
-        assert.strictEqual((yield* Effect.scoped(connector.connect(fresh.chatId))).path, "lazy_bind")
+        assert.strictEqual((yield* Effect.scoped(connector.connect(fresh.chatId))).outcome, "lazy_bind")
         // A child of the corrupt chat is refused, and leaves no corrupt copy behind.
         const child = chatId()
         assert.strictEqual(
@@ -445,7 +445,7 @@ WHERE chat_id = ${child}`
         assert.strictEqual(copies[0]!.n, 0)
         // Repairing the row by hand (or by a workspace change) heals the chat.
         yield* store.setWorkspace(corrupt, Option.some(w))
-        assert.strictEqual((yield* Effect.scoped(connector.connect(corrupt))).path, "lazy_bind")
+        assert.strictEqual((yield* Effect.scoped(connector.connect(corrupt))).outcome, "lazy_bind")
       }).pipe(
         Effect.provide(
           ChatConnector.layer().pipe(

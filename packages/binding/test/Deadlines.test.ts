@@ -146,7 +146,7 @@ describe("Deadlines", () => {
         yield* agents.script(current.agentId, { result: "connect" })
         yield* (yield* AgentDirectory.AgentDirectory).recordBuild(w, current)
         const chat = yield* store.createChat({ workspaceId: w })
-        assert.strictEqual((yield* Effect.scoped(connector.connect(chat.chatId))).path, "lazy_bind")
+        assert.strictEqual((yield* Effect.scoped(connector.connect(chat.chatId))).outcome, "lazy_bind")
         hung.value = true
         const fiber = yield* Effect.forkChild(Effect.scoped(connector.connect(chat.chatId)))
         for (let i = 0; i < 50; i++) yield* Effect.yieldNow

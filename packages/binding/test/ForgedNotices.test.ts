@@ -122,7 +122,7 @@ describe("Forged notices: a notice is a hint, never a fact", () => {
         const retired = build()
         yield* agents.script(retired.agentId, { result: "hang" })
         const control = yield* turnNow(connector.connect(chatId))
-        assert.strictEqual(control.path, "hot")
+        assert.strictEqual(control.outcome, "fast")
         const row = yield* store.get(chatId)
         const before = yield* costs
         const payloads = forged(v, theirs, retired)
@@ -134,7 +134,7 @@ describe("Forged notices: a notice is a hint, never a fact", () => {
         )
         for (let i = 0; i < 8; i++) {
           const turn = yield* turnNow(connector.connect(chatId))
-          deepStrictEqual([turn.path, turn.outcome, turn.agentId], ["hot", "fast", mine.agentId])
+          deepStrictEqual([turn.outcome, turn.agentId], ["fast", mine.agentId])
         }
         deepStrictEqual(yield* store.get(chatId), row)
         // a new chat of V binds to V's own agent
@@ -162,7 +162,7 @@ describe("Forged notices: a notice is a hint, never a fact", () => {
           [1_002, 2, 1]
         )
         const turn = yield* turnNow(connector.connect(chatId))
-        deepStrictEqual([turn.path, turn.outcome, turn.agentId], ["hot", "fast", mine.agentId])
+        deepStrictEqual([turn.outcome, turn.agentId], ["fast", mine.agentId])
         assert.strictEqual(yield* lookupCount, 0)
       }).pipe(Effect.provide(connectorLayer))
   )
@@ -208,7 +208,7 @@ describe("Forged notices: a notice is a hint, never a fact", () => {
         yield* memory.notify(v)
         for (let i = 0; i < 20; i++) yield* Effect.yieldNow
         const turn = yield* turnNow(connector.connect(chatId))
-        deepStrictEqual([turn.path, turn.agentId, turn.write], ["switched_by_notice", second.agentId, "recorded"])
+        deepStrictEqual([turn.outcome, turn.agentId, turn.write], ["switched_by_notice", second.agentId, "recorded"])
         assert.strictEqual(yield* lookupCount, 0)
       }).pipe(Effect.provide(connectorLayer))
   )
@@ -240,7 +240,7 @@ describe("Forged notices: a notice is a hint, never a fact", () => {
         const exit = yield* poll(fiber)
         assert.isTrue(Option.isSome(exit), "the read that showed the rebuild did not wake the dial")
         const turn = yield* Fiber.join(fiber)
-        deepStrictEqual([turn.path, turn.agentId], ["switched", second.agentId])
+        deepStrictEqual([turn.outcome, turn.agentId], ["switched", second.agentId])
       }).pipe(Effect.provide(connectorLayer))
   )
 

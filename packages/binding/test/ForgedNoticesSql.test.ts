@@ -151,7 +151,7 @@ const suite = <E>(
           yield* agents.script(theirs.agentId, { result: "connect" })
           yield* agents.script(retired.agentId, { result: "hang" })
           const chat = (yield* store.createChat({ workspaceId: v })).chatId
-          assert.strictEqual((yield* turn(chat)).path, "lazy_bind")
+          assert.strictEqual((yield* turn(chat)).outcome, "lazy_bind")
           const row = yield* store.get(chat)
           // a read of an earlier test may still wait out its interval
           yield* TestClock.adjust(RebuildNotices.readInterval)
@@ -198,7 +198,7 @@ const suite = <E>(
           // every turn of the victim's chat answers from its own agent, at once
           for (let i = 0; i < 8; i++) {
             const connection = yield* turn(chat)
-            deepStrictEqual([connection.path, connection.outcome, connection.agentId], ["hot", "fast", mine.agentId])
+            deepStrictEqual([connection.outcome, connection.agentId], ["fast", mine.agentId])
           }
           deepStrictEqual(yield* store.get(chat), row)
           // a new chat of V binds to V's own agent

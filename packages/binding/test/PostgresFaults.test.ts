@@ -261,7 +261,7 @@ onPostgres("PostgreSQL faults", (url) => {
           console.log(
             `after the kill: ${retries} statement(s) failed on the dead connection before the pool dropped it`
           )
-          assert.strictEqual(repaired.path, "switched")
+          assert.strictEqual(repaired.outcome, "switched")
           assert.strictEqual(repaired.write, "recorded")
           const row = yield* store.get(chatId)
           deepStrictEqual(row.agentId, Option.some(next.agentId))

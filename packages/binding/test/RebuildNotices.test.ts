@@ -125,7 +125,7 @@ describe("ChatConnector with a view of rebuild notices", () => {
       yield* publish(notice(w, 1, first), notice(w, 2, second))
       const before = yield* counter("switched_by_notice", "recorded")
       const connection = yield* turnNow(connector.connect(chatId))
-      assert.strictEqual(connection.path, "switched_by_notice")
+      assert.strictEqual(connection.outcome, "switched_by_notice")
       assert.strictEqual(connection.agentId, second.agentId)
       assert.strictEqual(connection.write, "recorded")
       assert.strictEqual(yield* lookupCount, 0)
@@ -133,7 +133,7 @@ describe("ChatConnector with a view of rebuild notices", () => {
       deepStrictEqual((yield* store.get(chatId)).buildId, Option.some(second.buildId))
       assert.strictEqual((yield* counter("switched_by_notice", "recorded")) - before, 1)
       // the next turn is hot on the new agent
-      assert.strictEqual((yield* turnNow(connector.connect(chatId))).path, "hot")
+      assert.strictEqual((yield* turnNow(connector.connect(chatId))).outcome, "fast")
       assert.strictEqual(yield* lookupCount, 0)
     }).pipe(Effect.provide(connectorLayer())))
 
@@ -177,7 +177,7 @@ describe("ChatConnector with a view of rebuild notices", () => {
       const chatId = (yield* store.createChat({ workspaceId: w })).chatId
       yield* publish(notice(w, 2, second))
       const connection = yield* turnNow(connector.connect(chatId))
-      assert.strictEqual(connection.path, "lazy_bind")
+      assert.strictEqual(connection.outcome, "lazy_bind")
       assert.strictEqual(connection.agentId, second.agentId)
       assert.strictEqual(yield* lookupCount, 0)
       deepStrictEqual((yield* store.get(chatId)).agentId, Option.some(second.agentId))
@@ -193,7 +193,7 @@ describe("ChatConnector with a view of rebuild notices", () => {
       const chatId = yield* boundChat(w, second)
       yield* publish(notice(w, 1, first))
       const connection = yield* turnNow(connector.connect(chatId))
-      assert.strictEqual(connection.path, "hot")
+      assert.strictEqual(connection.outcome, "fast")
       assert.strictEqual(connection.agentId, second.agentId)
     }).pipe(Effect.provide(connectorLayer())))
 
@@ -229,7 +229,7 @@ describe("ChatConnector with a view of rebuild notices", () => {
       const chatId = yield* boundChat(w, first)
       yield* publish(notice(w, 2, second), notice(w, 1, first))
       const connection = yield* turnNow(connector.connect(chatId))
-      assert.strictEqual(connection.path, "switched_by_notice")
+      assert.strictEqual(connection.outcome, "switched_by_notice")
       assert.strictEqual(connection.agentId, second.agentId)
     }).pipe(Effect.provide(connectorLayer())))
 
@@ -252,7 +252,7 @@ describe("ChatConnector with a view of rebuild notices", () => {
       const fiber = yield* Effect.forkChild(Effect.scoped(connector.connect(chatId)))
       yield* TestClock.adjust("5 seconds")
       const connection = yield* Fiber.join(fiber)
-      assert.strictEqual(connection.path, "switched")
+      assert.strictEqual(connection.outcome, "switched")
       assert.strictEqual(yield* lookupCount, 2)
     }).pipe(Effect.provide(connectorLayer())))
 
@@ -389,7 +389,7 @@ describe("A notice during a pending dial", () => {
       const exit = yield* endsWithin1ms(fiber)
       assert.isTrue(Exit.isSuccess(exit))
       const connection = Exit.isSuccess(exit) ? exit.value : undefined
-      assert.strictEqual(connection?.path, "switched")
+      assert.strictEqual(connection?.outcome, "switched")
       assert.strictEqual(connection?.outcome, "switched")
       assert.strictEqual(connection?.agentId, second.agentId)
       assert.strictEqual(connection?.write, "recorded")
@@ -433,7 +433,7 @@ describe("A notice during a pending dial", () => {
       const exit = yield* pollAfterYields(fiber)
       assert.isTrue(Option.isSome(exit), "the turn waited for the validation delay")
       assert.strictEqual(
-        Option.isSome(exit) && Exit.isSuccess(exit.value) ? exit.value.value.path : undefined,
+        Option.isSome(exit) && Exit.isSuccess(exit.value) ? exit.value.value.outcome : undefined,
         "switched"
       )
       assert.strictEqual(yield* view.waiters, 0)
@@ -449,7 +449,7 @@ describe("A notice during a pending dial", () => {
       assert.strictEqual(yield* view.waiters, 1)
       yield* TestClock.adjust("5 seconds")
       const connection = yield* Fiber.join(fiber)
-      assert.strictEqual(connection.path, "switched")
+      assert.strictEqual(connection.outcome, "switched")
       assert.strictEqual(connection.agentId, second.agentId)
       assert.strictEqual(yield* view.waiters, 0)
     }).pipe(Effect.provide(connectorLayer())))
@@ -466,7 +466,7 @@ describe("A notice during a pending dial", () => {
       assert.isTrue(Option.isNone(yield* pollAfterYields(fiber)), "woken by a forgotten view")
       assert.strictEqual(yield* view.waiters, 1)
       yield* TestClock.adjust("5 seconds")
-      assert.strictEqual((yield* Fiber.join(fiber)).path, "switched")
+      assert.strictEqual((yield* Fiber.join(fiber)).outcome, "switched")
       assert.strictEqual(yield* view.waiters, 0)
     }).pipe(Effect.provide(connectorLayer())))
 
@@ -489,7 +489,7 @@ describe("A notice during a pending dial", () => {
           const kind = i % 100 === 99 ? "delay" : i % 10 === 8 ? "interrupted" : i % 10 >= 7 ? "notice" : "fast"
           if (kind === "fast") {
             // the dial settles first: its signal is cancelled, registered or not
-            assert.strictEqual((yield* Effect.scoped(connector.connect(chatId))).path, "hot")
+            assert.strictEqual((yield* Effect.scoped(connector.connect(chatId))).outcome, "fast")
           } else {
             // the bound agent hangs; a rebuild's notice, the delay, or the caller ends the turn
             const next = build()
@@ -509,7 +509,7 @@ describe("A notice during a pending dial", () => {
               // the notice is lost: the delay ends the wait, and the view learns the
               // build from the lookup's answer, as the directory passes it on
               yield* TestClock.adjust("5 seconds")
-              assert.strictEqual((yield* Fiber.join(fiber)).path, "switched")
+              assert.strictEqual((yield* Fiber.join(fiber)).outcome, "switched")
               yield* publish(notice(w, ++order, next))
               current = next
             } else {
@@ -536,7 +536,7 @@ describe("A notice during a pending dial", () => {
       assert.isTrue(Option.isNone(yield* pollAfterYields(fiber)), "the dial did not wait the delay")
       yield* TestClock.adjust("1 millis")
       const connection = yield* Fiber.join(fiber)
-      assert.strictEqual(connection.path, "switched")
+      assert.strictEqual(connection.outcome, "switched")
       assert.strictEqual(connection.agentId, second.agentId)
       deepStrictEqual(yield* signals, [false])
     }).pipe(Effect.provide(signalsLayer(RebuildNotices.layerNone))))
@@ -549,9 +549,9 @@ describe("A notice during a pending dial", () => {
       const current = build()
       yield* agents.script(current.agentId, { result: "connect" })
       yield* publish(notice(w, 1, current))
-      assert.strictEqual((yield* turnNow(connector.connect(yield* boundChat(w, current)))).path, "hot")
+      assert.strictEqual((yield* turnNow(connector.connect(yield* boundChat(w, current)))).outcome, "fast")
       const lazy = (yield* BindingStore.BindingStore).createChat({ workspaceId: w })
-      assert.strictEqual((yield* turnNow(connector.connect((yield* lazy).chatId))).path, "lazy_bind")
+      assert.strictEqual((yield* turnNow(connector.connect((yield* lazy).chatId))).outcome, "lazy_bind")
       deepStrictEqual(yield* signals, [true, true])
     }).pipe(Effect.provide(signalsLayer(RebuildNotices.layerMemory))))
 })
@@ -650,7 +650,7 @@ const noticesSuite = <E>(
         // the first turn of a new chat looks up: from then on the view tracks the workspace
         const chatId = (yield* store.createChat({ workspaceId: w })).chatId
         assert.strictEqual(
-          (yield* drive(yield* Effect.forkChild(Effect.scoped(connector.connect(chatId))))).path,
+          (yield* drive(yield* Effect.forkChild(Effect.scoped(connector.connect(chatId))))).outcome,
           "lazy_bind"
         )
         const queue = yield* notices.subscribe
@@ -669,7 +669,7 @@ const noticesSuite = <E>(
         const queriesBefore = yield* directoryQueries
         const fiber = yield* Effect.forkChild(Effect.scoped(connector.connect(chatId)))
         const connection = yield* drive(fiber)
-        assert.strictEqual(connection.path, "switched_by_notice")
+        assert.strictEqual(connection.outcome, "switched_by_notice")
         assert.strictEqual(connection.agentId, second.agentId)
         assert.strictEqual((yield* directoryQueries) - queriesBefore, 0)
       })))

@@ -80,7 +80,7 @@ const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClien
             ))
           )
           for (const result of results) {
-            assert.strictEqual(result.path, "switched")
+            assert.strictEqual(result.outcome, "switched")
             assert.strictEqual(result.agentId, next.agentId)
           }
           deepStrictEqual(results.map((result) => result.write).sort(), ["lost", "recorded"])
@@ -127,7 +127,7 @@ const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClien
         const chatId = yield* boundChat(w, current)
         const before = yield* queries
         for (let i = 0; i < 20; i++) {
-          assert.strictEqual((yield* Effect.scoped(connector.connect(chatId))).path, "hot")
+          assert.strictEqual((yield* Effect.scoped(connector.connect(chatId))).outcome, "fast")
         }
         assert.strictEqual((yield* queries) - before, 0)
       }))
@@ -153,7 +153,7 @@ const replicasSuite = <E>(name: string, database: Layer.Layer<SqlClient.SqlClien
         const made = (yield* queries) - before
         yield* Effect.log(`burst of 50 validations of one workspace: ${made} lookup queries`)
         assert.strictEqual(made, 1)
-        assert.isTrue(results.every((result) => result.path === "switched" && result.agentId === next.agentId))
+        assert.isTrue(results.every((result) => result.outcome === "switched" && result.agentId === next.agentId))
         for (const chatId of chats) {
           deepStrictEqual((yield* store.get(chatId)).agentId, Option.some(next.agentId))
         }

@@ -10,7 +10,7 @@ import type { ChatBinding } from "../ChatBinding.js"
 import type { ChatConnection, ChatConnector, ConnectError } from "../ChatConnector.js"
 import { type BindingStoreError, ChatHasNoWorkspace, type ChatNotFound, DialTimeout } from "../Errors.js"
 import { makeAdmission } from "./admission.js"
-import { countTurn, lookupsTotal, pathOf, type TurnOutcome, type WriteResult } from "./decisions.js"
+import { countTurn, lookupsTotal, type TurnOutcome, type WriteResult } from "./decisions.js"
 import type { Hint, View } from "./view.js"
 
 const unknownHint: Hint = { _tag: "Unknown" }
@@ -92,7 +92,7 @@ export const make = (deps: {
     ): Effect.Effect<ChatConnection, ConnectError, Scope.Scope> =>
       Effect.flatMap(dialAgent(workspaceId, bound), (result) => {
         const outcome: TurnOutcome = lazyBind ? "lazy_bind" : result.outcome
-        const base = { chatId, connection: result.connection, workspaceId, outcome, path: pathOf(outcome) }
+        const base = { chatId, connection: result.connection, workspaceId, outcome }
         if (!result.switched || Option.isNone(result.current)) {
           return Effect.succeed({ ...base, agentId: bound.agentId, buildId: bound.buildId, write, binding })
         }
@@ -128,7 +128,6 @@ export const make = (deps: {
             connection: result.connection,
             workspaceId,
             outcome: "switched_by_notice",
-            path: "switched_by_notice",
             agentId: answered.agentId,
             buildId: answered.buildId,
             write: writeResult(written),

@@ -14,16 +14,6 @@ export const turnOutcomes = [...LazyDial.outcomes, "lazy_bind", "switched_by_not
 /** @internal */
 export type TurnOutcome = typeof turnOutcomes[number]
 
-/** @deprecated the paths before `turnOutcomes`; kept until the service reads `outcome`. @internal */
-export const turnPaths = ["hot", "lazy_bind", "switched", "switched_by_notice"] as const
-
-/** @internal */
-export type TurnPath = typeof turnPaths[number]
-
-/** @deprecated @internal */
-export const pathOf = (outcome: TurnOutcome): TurnPath =>
-  outcome === "lazy_bind" || outcome === "switched_by_notice" || outcome === "switched" ? outcome : "hot"
-
 /**
  * What the last binding write of a connect did.
  *
