@@ -15,18 +15,21 @@
  *
  * When a `RebuildNotices` service is in the context, the connector keeps a
  * view: workspace → the latest build it knows (order number, agent or
- * stopped), from the directory's answers only (the reads that notices
- * prompt, and lookup answers; a notice itself is only a hint to read), in an
- * LRU of `viewSize` workspaces (default 10,000). It moves forward only, by order number. It is
- * a hint: what it picks is still dialed (the identity handshake, and core's
- * validation when slow) and written conditionally. A workspace the view knows
- * as stopped fails with `NoCurrentAgent` at once, with no dial and no lookup,
- * but only for a lazy bind or a chat bound to a build the view saw
- * superseded (a chat bound to a build the view never saw may be newer than
- * the view, and takes the lazy path), and only within 30 seconds of the stop
- * being read or confirmed, since a stop makes no dial that could correct
- * it. When listening stops, or starts a new session, the view forgets
- * everything and every turn validates lazily.
+ * stopped) and the builds before it, from the directory's answers only (the
+ * reads that notices prompt, and lookup answers; a notice itself is only a
+ * hint to read), in an LRU of `viewSize` workspaces (default 10,000). It
+ * moves forward only, by order number. It is a hint: what it picks is still
+ * dialed (the identity handshake, and core's validation when slow) and
+ * written conditionally. The workspaces of the turns it serves are tracked,
+ * so that a notice of one of them makes this replica read it, whoever bound
+ * the chat. A workspace the view knows as stopped fails with `NoCurrentAgent`
+ * at once, with no dial and no lookup, but only for a lazy bind or a chat
+ * bound to a build known superseded (the directory's answers name the 8
+ * builds before the latest; a chat bound to a build the view does not know
+ * may be newer than the view, and takes the lazy path), and only within 30
+ * seconds of the stop being read or confirmed, since a stop makes no dial
+ * that could correct it. When listening stops, or starts a new session, the
+ * view forgets everything and every turn validates lazily.
  *
  * With a listening view, every dial is given core's `validateNow` signal: an
  * answer of the directory (a read a notice prompted, or an observed lookup)

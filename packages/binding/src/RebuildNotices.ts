@@ -60,8 +60,10 @@ export const channel: string = internal.channel
 /**
  * What the directory said of a workspace: its latest build, at build number
  * `order`, with its agent; `agentId` is null when that build stopped the
- * workspace. Subscribers receive only these, from the directory's own
- * answers, never from a payload.
+ * workspace; `superseded` names the builds before it, newest first (at most
+ * 8), so that a replica that never saw them knows a chat bound to one is
+ * stale. Subscribers receive only these, from the directory's own answers,
+ * never from a payload.
  *
  * @since 0.1.0
  * @category models
@@ -102,7 +104,8 @@ export const noticeOf: (
   workspaceId: WorkspaceId,
   order: number,
   buildId: BuildId,
-  agentId: Option.Option<AgentId>
+  agentId: Option.Option<AgentId>,
+  superseded?: ReadonlyArray<BuildId>
 ) => Notice = internal.noticeOf
 
 /**

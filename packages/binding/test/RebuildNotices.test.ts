@@ -10,9 +10,17 @@ import type { Database } from "@lazydial/binding"
 import { AgentDirectory, BindingStore, ChatConnector, RebuildNotices } from "@lazydial/binding"
 import * as PgDatabase from "@lazydial/binding/PgDatabase"
 import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
-import { AgentLookup, type CurrentAgent, LazyDial, NoCurrentAgent, type WorkspaceId } from "@lazydial/core"
+import {
+  AgentLookup,
+  type BuildId,
+  type CurrentAgent,
+  LazyDial,
+  NoCurrentAgent,
+  type WorkspaceId
+} from "@lazydial/core"
 import { layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Arbitrary from "effect/Arbitrary"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -57,8 +65,13 @@ const noticeReads = Effect.map(Metric.value(RebuildNotices.readsTotal), (state) 
 const counter = (outcome: ChatConnector.TurnOutcome, write: ChatConnector.WriteResult) =>
   Effect.map(Metric.value(Metric.withAttributes(ChatConnector.turnsTotal, { outcome, write })), (state) => state.count)
 
-const notice = (w: WorkspaceId, order: number, current: CurrentAgent | undefined, buildId = current?.buildId) =>
-  RebuildNotices.noticeOf(w, order, buildId ?? build().buildId, Option.fromNullishOr(current?.agentId))
+const notice = (
+  w: WorkspaceId,
+  order: number,
+  current: CurrentAgent | undefined,
+  buildId = current?.buildId,
+  superseded: ReadonlyArray<BuildId> = []
+) => RebuildNotices.noticeOf(w, order, buildId ?? build().buildId, Option.fromNullishOr(current?.agentId), superseded)
 
 const publish = (...notices: ReadonlyArray<RebuildNotices.Notice>) =>
   Effect.flatMap(RebuildNotices.MemoryNotices, (memory) => Effect.forEach(notices, memory.publish, { discard: true }))
@@ -150,6 +163,34 @@ describe("ChatConnector with a view of rebuild notices", () => {
         deepStrictEqual(failureOf(exit), Option.some(new NoCurrentAgent({ workspaceId: w })))
       }
       assert.strictEqual(yield* dialCount, 0)
+      assert.strictEqual(yield* lookupCount, 0)
+    }).pipe(Effect.provide(connectorLayer())))
+
+  it.effect("stopped, on a replica that did not bind the chat: its turns track the workspace, so the stop's notice is read, and the next turn fails at once, 0 dials, no delay", () =>
+    Effect.gen(function*() {
+      const connector = yield* ChatConnector.ChatConnector
+      const memory = yield* RebuildNotices.MemoryNotices
+      const agents = yield* TestAgents
+      const w = workspaceId()
+      const first = build()
+      yield* agents.setCurrent(w, Option.some(first))
+      yield* agents.script(first.agentId, { result: "connect" })
+      // another replica bound the chat: this one never looked the workspace up, it only dials the bound agent
+      const chatId = yield* boundChat(w, first)
+      assert.strictEqual((yield* turnNow(connector.connect(chatId))).outcome, "fast")
+      assert.strictEqual(yield* lookupCount, 0)
+      // the workspace stops: the directory holds the stop, which names the build it superseded
+      const stop = build().buildId
+      yield* agents.setCurrent(w, Option.none())
+      yield* agents.script(first.agentId, { result: "hang" })
+      yield* memory.record(notice(w, 2, undefined, stop, [first.buildId]))
+      const readsBefore = yield* memory.reads
+      yield* memory.notify(w)
+      yield* until(Effect.map(memory.reads, (reads) => reads > readsBefore))
+      const dialsBefore = yield* dialCount
+      const exit = yield* Effect.exit(turnNow(connector.connect(chatId)))
+      deepStrictEqual(failureOf(exit), Option.some(new NoCurrentAgent({ workspaceId: w })))
+      assert.strictEqual((yield* dialCount) - dialsBefore, 0)
       assert.strictEqual(yield* lookupCount, 0)
     }).pipe(Effect.provide(connectorLayer())))
 
@@ -608,9 +649,17 @@ const noticesSuite = <E>(
           assert.strictEqual(yield* directory.stopWorkspace(w, { buildId: stopped }), 2)
           // the reader waits the read interval before its next read
           yield* TestClock.adjust(RebuildNotices.readInterval)
-          deepStrictEqual((yield* PubSub.take(queue)).notice, RebuildNotices.noticeOf(w, 2, stopped, Option.none()))
+          // the answer names the build the stop superseded
+          deepStrictEqual(
+            (yield* PubSub.take(queue)).notice,
+            RebuildNotices.noticeOf(w, 2, stopped, Option.none(), [first.buildId])
+          )
           // the metrics an operator watches: three heard, one of them untracked, two reads, two malformed, listening
-          yield* until(Effect.map(counted, (after) => after.received - before.received === 3))
+          // a read is counted once its answers are published, and a publish may
+          // resume this fiber before the reader counts it
+          yield* until(
+            Effect.map(counted, (after) => after.received - before.received === 3 && after.reads - before.reads >= 2)
+          )
           const after = yield* counted
           deepStrictEqual(
             [
@@ -624,7 +673,10 @@ const noticesSuite = <E>(
           )
           // a lookup answer is passed on too
           yield* directory.current(w)
-          deepStrictEqual((yield* PubSub.take(queue)).notice, RebuildNotices.noticeOf(w, 2, stopped, Option.none()))
+          deepStrictEqual(
+            (yield* PubSub.take(queue)).notice,
+            RebuildNotices.noticeOf(w, 2, stopped, Option.none(), [first.buildId])
+          )
         }))
     )
 
@@ -662,7 +714,9 @@ const noticesSuite = <E>(
         // the notice travels through the database, and makes this process read
         // the directory: the connector's view has the answer once this
         // subscriber has it (one publish reaches both)
-        deepStrictEqual((yield* PubSub.take(queue)).notice, notice(w, 2, second))
+        deepStrictEqual((yield* PubSub.take(queue)).notice, notice(w, 2, second, second.buildId, [first.buildId]))
+        // counted once published: this fiber may have been resumed by the publish itself
+        yield* until(Effect.map(noticeReads, (reads) => reads > readsBefore))
         assert.strictEqual((yield* noticeReads) - readsBefore, 1)
         yield* agents.script(second.agentId, { result: "connect" })
         yield* agents.script(first.agentId, { result: "hang" })
@@ -673,6 +727,73 @@ const noticesSuite = <E>(
         assert.strictEqual(connection.agentId, second.agentId)
         assert.strictEqual((yield* directoryQueries) - queriesBefore, 0)
       })))
+
+    it.effect(
+      "a stop fails fast on every replica: the one that did not bind the chat, having served its turns, reads the stop a notice names and answers NoCurrentAgent with no dial, no lookup and no delay",
+      () =>
+        Effect.scoped(Effect.gen(function*() {
+          const agents = yield* TestAgents
+          const store = yield* BindingStore.BindingStore
+          /** A replica: its own LISTEN session and notices, directory, view and connector, on the suite's database. */
+          const replica = Effect.gen(function*() {
+            const notices = Context.get(
+              yield* Layer.build(Layer.fresh(RebuildNotices.layerSql)),
+              RebuildNotices.RebuildNotices
+            )
+            yield* until(Effect.map(notices.status, (status) => status.listening))
+            const directory = yield* AgentDirectory.makeSql({ batchWindow: 0 }).pipe(
+              Effect.provideService(RebuildNotices.RebuildNotices, notices)
+            )
+            const lookup = AgentLookup.AgentLookup.of({ current: directory.current })
+            const lazyDial = yield* LazyDial.make({ delay: "5 seconds" }).pipe(
+              Effect.provideService(AgentLookup.AgentLookup, lookup)
+            )
+            const connector = yield* ChatConnector.make().pipe(
+              Effect.provideService(AgentLookup.AgentLookup, lookup),
+              Effect.provideService(LazyDial.LazyDial, lazyDial),
+              Effect.provideService(RebuildNotices.RebuildNotices, notices)
+            )
+            return { notices, directory, connector }
+          })
+          const binder = yield* replica
+          const other = yield* replica
+          const w = workspaceId()
+          const first = build()
+          yield* binder.directory.recordBuild(w, first)
+          yield* agents.script(first.agentId, { result: "connect" })
+          const chatId = (yield* store.createChat({ workspaceId: w })).chatId
+          const turn = (connector: ChatConnector.ChatConnector["Service"]) =>
+            Effect.flatMap(Effect.forkChild(Effect.exit(Effect.scoped(connector.connect(chatId)))), drive)
+          // one replica binds the chat; the other only ever dials the bound agent, and looks nothing up
+          const bound = yield* turn(binder.connector)
+          assert.isTrue(Exit.isSuccess(bound) && bound.value.outcome === "lazy_bind")
+          const queriesBefore = yield* directoryQueries
+          const served = yield* turn(other.connector)
+          assert.isTrue(Exit.isSuccess(served) && served.value.outcome === "fast")
+          assert.strictEqual((yield* directoryQueries) - queriesBefore, 0)
+          // the workspace stops; its agent would now hang a dial for the whole validation delay
+          const heard = yield* other.notices.subscribe
+          const stop = build().buildId
+          yield* binder.directory.stopWorkspace(w, { buildId: stop })
+          yield* agents.setCurrent(w, Option.none())
+          yield* agents.script(first.agentId, { result: "hang" })
+          // the other replica's notice of the stop made it read the directory
+          deepStrictEqual(
+            (yield* PubSub.take(heard)).notice,
+            RebuildNotices.noticeOf(w, 2, stop, Option.none(), [first.buildId])
+          )
+          const [dialsBefore, lookupsBefore, startedAt] = [
+            yield* dialCount,
+            yield* directoryQueries,
+            yield* Clock.currentTimeMillis
+          ]
+          const stopped = yield* turn(other.connector)
+          deepStrictEqual(failureOf(stopped), Option.some(new NoCurrentAgent({ workspaceId: w })))
+          assert.strictEqual((yield* dialCount) - dialsBefore, 0)
+          assert.strictEqual((yield* directoryQueries) - lookupsBefore, 0)
+          assert.strictEqual((yield* Clock.currentTimeMillis) - startedAt, 0)
+        }))
+    )
   })
 
 noticesSuite("PGlite", PgliteDatabase.layerPglite())

@@ -16,12 +16,22 @@ import type { SqlError } from "effect/sql/SqlError"
  */
 export const channel = "lazydial_rebuilds"
 
+/**
+ * How many of the builds before the latest one an answer names: the builds a
+ * view may judge superseded (a chat bound to one of them is stale, or, after
+ * a stop, stopped).
+ *
+ * @internal
+ */
+export const supersededPerAnswer = 8
+
 /** @internal */
 export const LatestRow = Schema.Struct({
   workspace_id: WorkspaceId,
   build_number: Schema.Int,
   build_id: BuildId,
-  agent_id: Schema.NullOr(AgentId)
+  agent_id: Schema.NullOr(AgentId),
+  superseded: Schema.Array(BuildId)
 })
 
 /**
@@ -34,9 +44,15 @@ export const decodeLatestRow = Schema.decodeUnknownEffect(LatestRow, { errors: "
 
 /**
  * The latest build of each of `workspaces`, with its agent, in one query, so
- * that the build and the agent always belong together: the raw rows, keyed by
+ * that the build and the agent always belong together, and the builds before
+ * it (newest first, at most `supersededPerAnswer`): the raw rows, keyed by
  * workspace id, for each caller to decode row by row (a row that breaks the
  * schema fails its own workspace only). A workspace with no build has no row.
+ *
+ * The builds before the latest come with it so that a replica that never saw
+ * them still knows a chat bound to one of them is stale: above all after a
+ * stop, which every replica must answer at once for the chats of the builds
+ * it stopped, whichever replica bound them.
  *
  * @internal
  */
@@ -46,20 +62,20 @@ export const latest = (
   purpose: "lookup" | "notice" = "lookup"
 ): Effect.Effect<ReadonlyMap<unknown, unknown>, SqlError> =>
   Effect.map(
-    purpose === "lookup"
-      ? sql<
-        { readonly workspace_id: unknown }
-      >`SELECT DISTINCT ON (workspace_id) workspace_id, build_number, build_id, agent_id
-FROM lazydial_workspace_builds
-WHERE ${sql.in("workspace_id", workspaces)}
-ORDER BY workspace_id, build_number DESC`
-      // The read a notice prompted: the same rows, with a column of its own, so that it is a statement of
-      // its own at the database (pg_stat_statements tells it from a turn's lookup by its shape).
-      : sql<
-        { readonly workspace_id: unknown }
-      >`SELECT DISTINCT ON (workspace_id) workspace_id, build_number, build_id, agent_id, true AS prompted_by_notice
-FROM lazydial_workspace_builds
-WHERE ${sql.in("workspace_id", workspaces)}
-ORDER BY workspace_id, build_number DESC`,
+    // The read a notice prompted has a column of its own, so that it is a
+    // statement of its own at the database (pg_stat_statements tells it from a
+    // turn's lookup by its shape).
+    sql<{ readonly workspace_id: unknown }>`SELECT latest.workspace_id, latest.build_number, latest.build_id,
+  latest.agent_id, ARRAY(
+    SELECT older.build_id FROM lazydial_workspace_builds AS older
+    WHERE older.workspace_id = latest.workspace_id AND older.build_number < latest.build_number
+    ORDER BY older.build_number DESC LIMIT ${supersededPerAnswer}
+  ) AS superseded${sql.literal(purpose === "notice" ? ", true AS prompted_by_notice" : "")}
+FROM (
+  SELECT DISTINCT ON (workspace_id) workspace_id, build_number, build_id, agent_id
+  FROM lazydial_workspace_builds
+  WHERE ${sql.in("workspace_id", workspaces)}
+  ORDER BY workspace_id, build_number DESC
+) AS latest`,
     (rows) => new Map(rows.map((row) => [row.workspace_id, row]))
   )

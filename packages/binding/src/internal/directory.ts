@@ -112,7 +112,13 @@ export const makeSql = (
                   // every lookup answer is news for the connectors' views
                   Effect.tap((row) =>
                     notices === undefined ? Effect.void : notices.observe(
-                      noticeOf(workspaceId, row.build_number, row.build_id, Option.fromNullishOr(row.agent_id))
+                      noticeOf(
+                        workspaceId,
+                        row.build_number,
+                        row.build_id,
+                        Option.fromNullishOr(row.agent_id),
+                        row.superseded
+                      )
                     )
                   ),
                   Effect.map((row) =>

@@ -35,7 +35,9 @@ export class Notice extends Schema.Class<Notice>("@lazydial/binding/RebuildNotic
   workspaceId: WorkspaceId,
   order: Schema.Int.check(Schema.isGreaterThan(0)),
   buildId: BuildId,
-  agentId: Schema.NullOr(AgentId)
+  agentId: Schema.NullOr(AgentId),
+  /** Builds of the workspace before this one, newest first (at most 8): a chat bound to one is stale. */
+  superseded: Schema.Array(BuildId)
 }) {}
 
 /**
@@ -392,7 +394,8 @@ export const makeSql = (
                 workspaceId: row.workspace_id,
                 order: row.build_number,
                 buildId: row.build_id,
-                agentId: row.agent_id
+                agentId: row.agent_id,
+                superseded: row.superseded
               }))))
         ),
         Effect.map((answers) => answers.flatMap(Option.toArray))
@@ -421,5 +424,6 @@ export const noticeOf = (
   workspaceId: WorkspaceId,
   order: number,
   buildId: BuildId,
-  agentId: Option.Option<AgentId>
-): Notice => new Notice({ workspaceId, order, buildId, agentId: Option.getOrNull(agentId) })
+  agentId: Option.Option<AgentId>,
+  superseded: ReadonlyArray<BuildId> = []
+): Notice => new Notice({ workspaceId, order, buildId, agentId: Option.getOrNull(agentId), superseded })

@@ -50,10 +50,24 @@ export type Hint =
 
 const unknown: Hint = { _tag: "Unknown" }
 
+/** The first `maxSupersededPerWorkspace` distinct build ids of `lists`, in order, but `except`. */
+const superseded = (except: BuildId, ...lists: ReadonlyArray<ReadonlyArray<BuildId>>): ReadonlyArray<BuildId> => {
+  const builds = new Set<BuildId>()
+  for (const list of lists) {
+    for (const buildId of list) {
+      if (builds.size === maxSupersededPerWorkspace) return [...builds]
+      if (buildId !== except) builds.add(buildId)
+    }
+  }
+  return [...builds]
+}
+
 /**
  * The moving-forward rule, on its own so the tests and the simulation's model
  * use the very same one: an answer replaces the entry only with a higher order;
- * an older one only teaches that its build is superseded.
+ * an older one only teaches that its build is superseded. The builds an
+ * answer names as before it (the directory's, newest first) are superseded
+ * too, whichever replica bound them.
  *
  * @internal
  */
@@ -61,25 +75,34 @@ export const applyNotice = (entry: Entry | undefined, notice: Notice, heardAt: n
   const current = notice.agentId === null
     ? Option.none()
     : Option.some(new CurrentAgent({ agentId: notice.agentId, buildId: notice.buildId }))
-  if (entry === undefined) return { order: notice.order, heardAt, buildId: notice.buildId, current, superseded: [] }
+  if (entry === undefined) {
+    return {
+      order: notice.order,
+      heardAt,
+      buildId: notice.buildId,
+      current,
+      superseded: superseded(notice.buildId, notice.superseded)
+    }
+  }
   if (notice.order > entry.order) {
     return {
       order: notice.order,
       heardAt,
       buildId: notice.buildId,
       current,
-      superseded: [entry.buildId, ...entry.superseded.filter((b) => b !== notice.buildId)].slice(
-        0,
-        maxSupersededPerWorkspace
-      )
+      superseded: superseded(notice.buildId, notice.superseded, [entry.buildId], entry.superseded)
     }
   }
-  if (notice.order < entry.order && !entry.superseded.includes(notice.buildId)) {
-    return { ...entry, superseded: [...entry.superseded, notice.buildId].slice(0, maxSupersededPerWorkspace) }
-  }
+  const known = superseded(
+    entry.buildId,
+    entry.superseded,
+    notice.order < entry.order ? [notice.buildId] : [],
+    notice.superseded
+  )
+  const learned = known.length !== entry.superseded.length
   // the same build again: a confirmation
-  if (notice.order === entry.order) return { ...entry, heardAt: Math.max(entry.heardAt, heardAt) }
-  return undefined
+  if (notice.order === entry.order) return { ...entry, heardAt: Math.max(entry.heardAt, heardAt), superseded: known }
+  return learned ? { ...entry, superseded: known } : undefined
 }
 
 /**
@@ -138,9 +161,16 @@ export const make = (
     const runFork = yield* FiberSet.makeRuntime<never, void, never>()
     const entries = new Map<WorkspaceId, Entry>()
     const waiters = new Map<WorkspaceId, Set<Waiter>>()
-    // A notice of a workspace this view neither holds nor waits on makes no
-    // read: the view could do nothing with the answer.
-    yield* notices.track((workspaceId) => entries.has(workspaceId) || waiters.has(workspaceId))
+    // The workspaces of the turns this view served lately, known or not: a
+    // replica that only dialed a chat's bound agent (another replica bound
+    // it) must still read the workspace when a notice names it, so that a
+    // stop reaches it. An LRU of as many as the view.
+    const served = new Set<WorkspaceId>()
+    // A notice of a workspace this view neither holds, waits on nor served
+    // lately makes no read: the view could do nothing with the answer.
+    yield* notices.track((workspaceId) =>
+      entries.has(workspaceId) || waiters.has(workspaceId) || served.has(workspaceId)
+    )
     let waiting = 0
     let reader: Fiber.Fiber<void> | undefined
     let session = -1
@@ -216,6 +246,9 @@ export const make = (
     /** What the view knows of `workspaceId` for a chat bound to `bound` (None: a lazy bind). */
     const hint = (workspaceId: WorkspaceId, bound: Option.Option<CurrentAgent>): Effect.Effect<Hint> =>
       Effect.map(catchUp, (now) => {
+        served.delete(workspaceId)
+        served.add(workspaceId)
+        if (served.size > size) served.delete(served.values().next().value!)
         if (now === undefined) return unknown
         const entry = entries.get(workspaceId)
         if (entry === undefined) return unknown
@@ -238,8 +271,7 @@ export const make = (
           : Effect.callback<void>((resume) => {
             const waiter: Waiter = {
               bound,
-              wake: () =>
-                resume(Effect.void)
+              wake: () => resume(Effect.void)
             }
             const set = waiters.get(workspaceId) ?? new Set()
             set.add(waiter)
@@ -266,9 +298,7 @@ export const make = (
       hint,
       whenStale,
       validateNow,
-      size: Effect.sync(() =>
-        entries.size
-      ),
+      size: Effect.sync(() => entries.size),
       /** Pending dials waiting for an answer; 0 once every dial has settled. */
       waiters: Effect.sync(() => waiting)
     }
