@@ -6,11 +6,11 @@
  * ## Lookups do not stampede
  *
  * After a rebuild, every chat of the workspace needs a lookup at once. Here:
- * - lookups of one workspace that overlap share one query: a lookup joins the
- *   batch being collected, or the query in flight, for its workspace;
  * - lookups that arrive within the batch window (5 ms by default) are one SQL
- *   query, whatever their workspaces, made by an Effect
- *   `RequestResolver.make` (which caches no answer);
+ *   query, whatever their workspaces, made by Effect's `RequestResolver`
+ *   (`setDelayEffect`); lookups of one workspace in a batch share its row;
+ * - a lookup never joins a query already sent: it starts the next batch, so
+ *   its answer is never older than its call;
  * - nothing is cached: once a query has answered, the next lookup makes a new
  *   query, since a stale answer defeats validation.
  *

@@ -13,18 +13,21 @@ import { BindingStoreError } from "../Errors.js"
  * `@effect/sql-pg` query drains its connection and sends a cancel request,
  * which a hung server never answers). An interrupted caller interrupts the
  * fiber the same way. The fiber outlives its caller only while it winds down;
- * its resources live in the caller's Scope, which it inherits.
+ * its resources live in the caller's Scope, which it inherits. `fork` puts
+ * the fiber elsewhere (a Layer's `FiberSet`, so that closing the Layer ends it).
  *
  * @internal
  */
 export const timeoutDetached = <A, E, R, E2>(
   self: Effect.Effect<A, E, R>,
   millis: number,
-  onTimeout: () => E2
+  onTimeout: () => E2,
+  fork: (self: Effect.Effect<A, E, R>) => Effect.Effect<Fiber.Fiber<A, E>, never, R> = (self) =>
+    Effect.forkDetach(self, { startImmediately: true })
 ): Effect.Effect<A, E | E2, R> =>
   Effect.uninterruptibleMask((restore) =>
     Effect.flatMap(
-      Effect.forkDetach(self, { startImmediately: true }),
+      fork(self),
       (fiber) =>
         restore(Effect.timeoutOption(Fiber.join(fiber), millis)).pipe(
           Effect.onInterrupt(() => Effect.sync(() => fiber.interruptUnsafe())),

@@ -1,16 +1,19 @@
 import type { InvalidOption } from "@lazydial/core"
 import { AgentId, BuildId, ChatId, Options as CoreOptions, WorkspaceId } from "@lazydial/core"
 import * as DateTime from "effect/DateTime"
-import * as Deferred from "effect/Deferred"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as Request from "effect/Request"
+import * as RequestResolver from "effect/RequestResolver"
 import * as Schema from "effect/Schema"
 import * as SchemaIssue from "effect/SchemaIssue"
 import type * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
 import * as SqlClient from "effect/sql/SqlClient"
 import type { BindingStore, RecordResult, SqlOptions } from "../BindingStore.js"
 import { ChatBinding } from "../ChatBinding.js"
@@ -18,7 +21,7 @@ import { Sessions } from "../Database.js"
 import type { Migrated } from "../Database.js"
 import { BindingStoreError, ChatAlreadyExists, ChatNotFound } from "../Errors.js"
 import { databaseError, Deadlines, transaction } from "./database.js"
-import { deadlineError, queryDeadlineSetting, withDeadline } from "./deadline.js"
+import { deadlineError, queryDeadlineSetting, timeoutDetached, withDeadline } from "./deadline.js"
 
 type Service = BindingStore["Service"]
 
@@ -169,104 +172,79 @@ export const checkReadSlots = (option: string, input: unknown): Effect.Effect<nu
   CoreOptions.boundedNumber(option, input, 1, maxReadSlots, { integer: true })
 
 type RawRow = { readonly chat_id: string }
-type Read = Deferred.Deferred<Option.Option<RawRow>, BindingStoreError>
+
+class GetRow extends Request.TaggedClass("GetRow")<
+  { readonly chatId: ChatId },
+  Option.Option<RawRow>,
+  BindingStoreError
+> {}
 
 /**
- * The row reads of `get`. A read that finds a free slot starts its query at
- * once, so a lone read waits for nothing. A read that finds every slot busy
- * joins the next batch, which is sent as one query when a slot frees. A read
- * never joins a query already sent: that query may have looked at the table
- * before this turn's own write, and a turn must read what it wrote.
+ * The row reads of `get`, batched by Effect's `RequestResolver`: the reads of
+ * one scheduler tick are one query (`WHERE chat_id IN (…)`, at most
+ * `maxReadBatch` chats), and at most `slots` queries run at once. A read
+ * never joins a query already sent (that query may have looked at the table
+ * before this turn's own write, and a turn must read what it wrote): Effect's
+ * resolver starts a new batch for it.
  *
- * A batch's query runs in a fiber of `fibers`, owned by the store's Scope,
- * not in a reader's fiber: an interrupted reader stops waiting, and the query
- * it shares with others goes on for them.
+ * What Effect's resolver does not do is added here: each query runs in a
+ * fiber of the store's Scope, so closing the store ends it and answers its
+ * readers; it has the query deadline from the start of its batch, the wait
+ * for a slot included; and a query whose readers were all interrupted is
+ * interrupted too, so that its slot comes back (the resolver tells a running
+ * batch nothing of a reader that left).
  */
 const makeReads = (sql: SqlClient.SqlClient, slots: number, deadline: Duration.Duration) =>
   Effect.gen(function*() {
-    const fibers = yield* FiberSet.make<Exit.Exit<ReadonlyArray<RawRow>, BindingStoreError>, never>()
-    const runFork = yield* FiberSet.runtime(fibers)<never>()
+    const runFork = yield* FiberSet.makeRuntime<never, ReadonlyArray<RawRow>, BindingStoreError>()
+    const permits = Semaphore.makeUnsafe(slots)
+    // the readers still waiting on each batch, and the fiber that runs it
+    const batches = new Map<GetRow, { readers: number; readonly fiber: Fiber.Fiber<unknown, unknown> }>()
 
-    let busy = 0
-    // the next batch, keyed by chat: two reads of one chat share its row
-    let waiting = new Map<string, Read>()
-
-    // counted when sent, failed or not: the figure is statements per turn
-    const query = (ids: ReadonlyArray<string>) =>
-      Metric.update(readQueriesTotal, 1).pipe(
-        Effect.andThen(
-          sql<RawRow>`SELECT ${sql.literal(columns)} FROM lazydial_chat_bindings WHERE ${sql.in("chat_id", ids)}`
-        ),
-        Effect.mapError(databaseError("BindingStore.get")),
-        withDeadline("BindingStore.get", deadline),
-        Effect.exit
-      )
-
-    const send = (batch: Map<string, Read>) => {
-      busy++
-      // An observer, not a finalizer inside the fiber: it runs however the
-      // fiber ends, even when the store's Scope interrupts it before it
-      // started, so no reader is left waiting.
-      runFork(query([...batch.keys()])).addObserver((exit) => {
-        busy--
-        const answer: Exit.Exit<ReadonlyArray<RawRow>, BindingStoreError> = Exit.isSuccess(exit)
-          ? exit.value
-          : Exit.failCause(exit.cause)
-        const rows = Exit.map(answer, (found) => new Map(found.map((row) => [row.chat_id, row])))
-        for (const [chatId, read] of batch) {
-          Deferred.doneUnsafe(read, Exit.map(rows, (byId) => Option.fromNullishOr(byId.get(chatId))))
-        }
-        flush()
+    const resolver = RequestResolver.make<GetRow>((entries) =>
+      Effect.withFiber((fiber) => {
+        const batch = { readers: entries.length, fiber }
+        for (const entry of entries) batches.set(entry.request, batch)
+        const ids = [...new Set(entries.map((entry) => entry.request.chatId))]
+        // counted when sent, failed or not: the figure is statements per turn
+        const query = Metric.update(readQueriesTotal, 1).pipe(
+          Effect.andThen(
+            sql<RawRow>`SELECT ${sql.literal(columns)} FROM lazydial_chat_bindings WHERE ${sql.in("chat_id", ids)}`
+          ),
+          Effect.mapError(databaseError("BindingStore.get"))
+        )
+        return timeoutDetached(
+          permits.withPermit(query),
+          Duration.toMillis(deadline),
+          () => deadlineError("BindingStore.get", deadline, queryDeadlineSetting),
+          (self) => Effect.sync(() => runFork(self))
+        ).pipe(
+          Effect.exit,
+          Effect.flatMap((answer) => {
+            const rows = Exit.map(answer, (found) => new Map(found.map((row) => [row.chat_id, row])))
+            return Effect.forEach(
+              entries,
+              (entry) =>
+                Request.complete(entry, Exit.map(rows, (byId) => Option.fromNullishOr(byId.get(entry.request.chatId)))),
+              { discard: true }
+            )
+          }),
+          Effect.ensuring(Effect.sync(() => {
+            for (const entry of entries) batches.delete(entry.request)
+          }))
+        )
       })
-    }
-
-    const flush = () => {
-      while (busy < slots && waiting.size > 0) {
-        if (waiting.size <= maxReadBatch) {
-          const batch = waiting
-          waiting = new Map()
-          send(batch)
-        } else {
-          const batch = new Map<string, Read>()
-          for (const [chatId, read] of waiting) {
-            if (batch.size === maxReadBatch) break
-            batch.set(chatId, read)
-            waiting.delete(chatId)
-          }
-          send(batch)
-        }
-      }
-    }
+    ).pipe(RequestResolver.batchN(maxReadBatch))
 
     return (chatId: ChatId): Effect.Effect<Option.Option<RawRow>, BindingStoreError> =>
       Effect.suspend(() => {
-        if (busy < slots && waiting.size === 0) {
-          // A free slot and nobody waiting: the query is this read's alone (a
-          // later read never joins a query in flight), so it runs in the
-          // reader's own fiber, without a hop to another.
-          busy++
-          return query([chatId]).pipe(
-            Effect.ensuring(Effect.sync(() => {
-              busy--
-              flush()
-            })),
-            Effect.flatten,
-            Effect.map((rows) => Option.fromNullishOr(rows[0]))
-          )
-        }
-        let read = waiting.get(chatId)
-        if (read === undefined) {
-          read = Deferred.makeUnsafe<Option.Option<RawRow>, BindingStoreError>()
-          waiting.set(chatId, read)
-          flush()
-        }
-        // The wait for a slot counts against the deadline too. Interrupting
-        // it is cheap (the batch's query goes on for the others), so a plain
-        // timeout bounds it.
-        return Effect.timeoutOrElse(Deferred.await(read), {
-          duration: deadline,
-          orElse: () => Effect.fail(deadlineError("BindingStore.get", deadline, queryDeadlineSetting))
-        })
+        const request = new GetRow({ chatId })
+        return Effect.onInterrupt(Effect.request(request, resolver), () =>
+          Effect.sync(() => {
+            const batch = batches.get(request)
+            if (batch === undefined || !batches.delete(request)) return
+            if (--batch.readers === 0) batch.fiber.interruptUnsafe()
+          }))
       })
   })
 
