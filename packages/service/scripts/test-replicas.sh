@@ -18,6 +18,8 @@ if [ -z "${LAZYDIAL_TEST_DATABASE_URL:-}" ]; then
   exec bash "$repo/packages/binding/scripts/test-postgres.sh" --exec bash "$here/test-replicas.sh" "$@"
 fi
 
+# the processes run as docs/deployment.md runs them: node on the build, which this makes first
+bash "$here/build.sh"
 # the process tests count lookups at the database too
 # shellcheck source=lib/pg-stat-statements.sh
 . "$here/lib/pg-stat-statements.sh"

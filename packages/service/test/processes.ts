@@ -1,7 +1,8 @@
 /**
  * Real `serve` and `fleet` processes for the process tests (*.ci.test.ts):
- * started with `node --import tsx src/bin.ts`, their address read from the
- * first JSON line of stdout, stopped (and awaited) by `stopAll`.
+ * started as docs/deployment.md runs them, `node dist/bin.js` straight from
+ * the build (scripts/test-replicas.sh builds it first), their address read
+ * from the first JSON line of stdout, stopped (and awaited) by `stopAll`.
  *
  * Real time is on purpose here, and only here: these tests drive real child
  * processes and a real PostgreSQL (a 3 s outage, turns spread over it), which
@@ -16,7 +17,11 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Probe from "../src/Probe.js"
 
-const bin = fileURLToPath(new URL("../src/bin.ts", import.meta.url))
+/** The service's entry point as deployed: compiled, and run by node with no loader. */
+export const bin = fileURLToPath(new URL("../dist/bin.js", import.meta.url))
+if (!fs.existsSync(bin)) {
+  throw new Error(`${bin} is missing: build it first (pnpm --filter @lazydial/service build; test-replicas.sh does)`)
+}
 
 export const databaseUrl = process.env["LAZYDIAL_TEST_DATABASE_URL"] ?? ""
 
@@ -32,7 +37,7 @@ const running = new Set<ChildProcess>()
 
 export const start = (args: ReadonlyArray<string>, env: Record<string, string> = {}): Promise<Proc> =>
   new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", bin, ...args], {
+    const child = spawn(process.execPath, [bin, ...args], {
       env: { ...process.env, ...env },
       stdio: ["ignore", "pipe", "pipe"]
     })
@@ -65,7 +70,7 @@ export const start = (args: ReadonlyArray<string>, env: Record<string, string> =
 
 /** Runs the CLI to its end: for start-up errors. */
 export const runToEnd = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
-  spawnSync(process.execPath, ["--import", "tsx", bin, ...args], {
+  spawnSync(process.execPath, [bin, ...args], {
     env: { ...process.env, ...env },
     encoding: "utf8",
     timeout: 60_000
