@@ -9,10 +9,11 @@
  * @since 0.2.0
  */
 import { InvalidOption } from "@lazydial/core"
-import { Auth, Chats, Cli as ServiceCli, Processes, Service } from "@lazydial/service"
+import { Auth, Chats, Cli as ServiceCli, Processes, Service, Settings } from "@lazydial/service"
 import * as Command from "effect/cli/Command"
 import * as Flag from "effect/cli/Flag"
 import * as Console from "effect/Console"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FileSystem from "effect/FileSystem"
 import * as Option from "effect/Option"
@@ -110,6 +111,7 @@ const runWorkload = (flags: Flags, url: Option.Option<{ readonly url: string }>)
         })
       )
     )
+    const replica = yield* ServiceCli.replicaSettings(flags)
     const report = yield* Workload.run({
       ...Workload.defaults,
       seed: flags.seed,
@@ -119,9 +121,9 @@ const runWorkload = (flags: Flags, url: Option.Option<{ readonly url: string }>)
       concurrency: flags.concurrency,
       rebuildRate: flags.rebuildRate,
       thinkMs: flags.thinkMs,
-      validationDelayMs: flags.validationDelayMs,
-      delayMode: flags.delayMode,
-      notices: flags.notices === "on",
+      validationDelayMs: Duration.toMillis(replica.validationDelay),
+      delayMode: replica.delayMode,
+      notices: replica.notices,
       first: flags.first,
       databaseUrl: Option.getOrUndefined(Option.map(url, (target) => target.url))
     }, progress).pipe(Effect.raceFirst(Effect.andThen(ticker, Effect.never)))
@@ -178,6 +180,8 @@ const clusterCommand = Command.make("cluster", {
         message: "cluster needs PostgreSQL: give --database-url or LAZYDIAL_DATABASE_URL (PGlite is one process only)"
       })
     }
+    const replica = yield* ServiceCli.replicaSettings(flags)
+    const database = yield* Settings.read(Settings.database)
     const report = yield* Cluster.run({
       databaseUrl: url.value.url,
       replicas: flags.replicas,
@@ -186,12 +190,12 @@ const clusterCommand = Command.make("cluster", {
       turns: flags.turns,
       concurrency: flags.concurrency,
       seed: flags.seed,
-      validationDelayMs: flags.validationDelayMs,
-      delayMode: flags.delayMode,
-      notices: flags.notices === "on",
+      validationDelayMs: Duration.toMillis(replica.validationDelay),
+      delayMode: replica.delayMode,
+      notices: replica.notices,
       rebuilds: flags.rebuilds
     }).pipe(
-      Effect.provide(Service.layerDatabaseEither(Option.some(url.value.url), url.value.source)),
+      Effect.provide(Service.layerDatabaseEither(Option.some(url.value.url), database)),
       Effect.mapError((error) => new Processes.StartupFailed({ message: error.message }))
     )
     yield* Console.log(flags.json ? JSON.stringify(report, null, 2) : Cluster.render(report))

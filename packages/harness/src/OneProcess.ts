@@ -4,7 +4,7 @@
  *
  * @since 0.2.0
  */
-import { Processes, Server, Service } from "@lazydial/service"
+import { Processes, Server, Service, type Settings } from "@lazydial/service"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -22,6 +22,8 @@ export const serve = (options: {
   readonly port: number
   readonly workspaces: number
   readonly databaseUrl: Option.Option<Processes.DatabaseTarget>
+  /** binding's database settings (`Settings.database`), PostgreSQL only. */
+  readonly database?: Settings.DatabaseSettings | undefined
   /** The users the workspaces are given to, in turn; none: `ControlPlane.defaultOwner`. */
   readonly owners?: ReadonlyArray<string> | undefined
   /** Passed on to `Server.layer`. */
@@ -35,6 +37,7 @@ export const serve = (options: {
     )
     return yield* Processes.runOn(
       options.databaseUrl,
+      options.database,
       all,
       Effect.gen(function*() {
         const ids = yield* Processes.startWorkspaces(options.workspaces, options.owners)

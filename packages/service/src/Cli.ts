@@ -34,6 +34,8 @@ import * as Schema from "effect/Schema"
 import * as Auth from "./Auth.js"
 import * as Chats from "./Chats.js"
 import * as Processes from "./Processes.js"
+import * as Server from "./Server.js"
+import * as Settings from "./Settings.js"
 
 /**
  * An integer flag from `min` to `max`: a value out of range is "--name must
@@ -106,60 +108,120 @@ export const databaseUrl: Flag.Flag<Option.Option<string>> = Flag.String("databa
 )
 
 /**
+ * An optional flag whose help says where its value comes from when it is
+ * absent: `variable` (read by `Settings`), else `fallback`.
+ *
+ * @since 0.2.0
+ * @category flags
+ */
+export const withVariable =
+  (variable: string, fallback: string | number, description: string) => <A>(flag: Flag.Flag<A>) =>
+    flag.pipe(
+      Flag.optional,
+      Flag.withDescription(`${description} (default: ${variable}, else ${fallback})`)
+    )
+
+const V = Settings.variables
+
+/**
  * The flags of a replica that `cluster` passes on to each of its `serve`
- * children: one declaration, the same choices and defaults.
+ * children, and the harness's run takes for its strategies: one declaration,
+ * the same choices and defaults, read by `replicaSettings`.
  *
  * @since 0.2.0
  * @category flags
  */
 export const replicaFlags = {
   validationDelayMs: integer("validation-delay-ms", 0, 600_000).pipe(
-    withDefault(500, "how long a bound agent may stay silent before lazydial checks the binding")
+    withVariable(
+      V.validationDelay,
+      500,
+      "how long a bound agent may stay silent before lazydial checks the binding, in milliseconds"
+    )
   ),
   delayMode: Flag.Literals("delay-mode", LazyDial.delayModes).pipe(
-    withDefault(
+    withVariable(
+      `${V.validationDelay}=adaptive`,
       "fixed",
-      "fixed: wait --validation-delay-ms; adaptive: start at --validation-delay-ms, then learn it from recent connect times, up to half the dial timeout"
+      "fixed: wait --validation-delay-ms; adaptive: start at --validation-delay-ms, then learn it from recent " +
+        "connect times, up to half the dial timeout"
     )
   ),
   notices: Flag.Literals("notices", ["on", "off"]).pipe(
-    withDefault("on", "rebuild notices (LISTEN/NOTIFY): a stale binding switches with no lookup and no wait")
+    withVariable(
+      V.notices,
+      "on",
+      "rebuild notices (LISTEN/NOTIFY): a stale binding switches with no lookup and no wait"
+    )
   )
 }
 
+/**
+ * What `replicaFlags` say, each flag falling back to its variable and then to
+ * its default: `LAZYDIAL_VALIDATION_DELAY` is a duration (the delay) or
+ * `adaptive` (the mode, starting at the delay).
+ *
+ * @since 0.2.0
+ * @category settings
+ */
+export const replicaSettings = (flags: {
+  readonly validationDelayMs: Option.Option<number>
+  readonly delayMode: Option.Option<typeof LazyDial.delayModes[number]>
+  readonly notices: Option.Option<"on" | "off">
+}): Effect.Effect<
+  {
+    readonly validationDelay: Duration.Duration
+    readonly delayMode: typeof LazyDial.delayModes[number]
+    readonly notices: boolean
+  },
+  Settings.InvalidSetting
+> =>
+  Effect.gen(function*() {
+    const fromVariable = yield* Settings.read(Config.option(Settings.flagConfigs.validationDelay))
+    const variableDelay = Option.filter(fromVariable, (value) => value !== "adaptive")
+    const variableMode = Option.map(Option.filter(fromVariable, (value) => value === "adaptive"), () =>
+      "adaptive" as const)
+    return {
+      validationDelay: Option.getOrElse(
+        Option.orElse(Option.map(flags.validationDelayMs, Duration.millis), () =>
+          variableDelay),
+        () => Duration.millis(500)
+      ),
+      delayMode: Option.getOrElse(Option.orElse(flags.delayMode, () => variableMode), () => "fixed" as const),
+      notices: (yield* Settings.orVariable(flags.notices, Settings.flagConfigs.notices, "on")) === "on"
+    }
+  })
+
 const port = (fallback: number) =>
   integer("port", 0, 65535).pipe(
-    withDefault(fallback, "the HTTP port (0: any free port; the address is printed on stdout as JSON)")
+    withVariable(V.port, fallback, "the HTTP port (0: any free port; the address is printed on stdout as JSON)")
   )
 
-const host = Flag.String("host").pipe(withDefault("127.0.0.1", "the address to listen on"))
+const host = Flag.String("host").pipe(withVariable(V.host, "127.0.0.1", "the address to listen on"))
 
 const grace = integer("grace-ms", 0, 600_000).pipe(
-  withDefault(10_000, "at SIGTERM or SIGINT, how long requests in flight may take to finish")
+  withVariable(V.grace, 10_000, "at SIGTERM or SIGINT, how long requests in flight may take to finish, in ms")
 )
 
 const tokenAuthFile = Flag.String("token-auth-file").pipe(
   Flag.optional,
   Flag.withDescription(
     "the static token file (Kubernetes' format: token,user,uid[,\"group1,group2\"] per line); requests carry " +
-      "Authorization: Bearer <token> (default: LAZYDIAL_TOKEN_AUTH_FILE)"
+      `Authorization: Bearer <token> (default: ${V.tokenAuthFile})`
   )
 )
 
 const noAuth = Flag.Boolean("no-auth").pipe(
   Flag.withoutNegation,
-  Flag.withDefault(false),
-  Flag.withDescription("serve without authentication: every caller is anonymous, an operator (for a trusted network)")
+  withVariable(
+    V.noAuth,
+    "false",
+    "serve without authentication: every caller is anonymous, an operator (for a trusted network)"
+  )
 )
 
-/** A deadline flag in milliseconds: unless given, the server reads its environment variable. */
-const deadline = (name: string, variable: string, description: string) =>
-  integer(name, 100, 600_000).pipe(
-    Flag.optional,
-    Flag.withDescription(
-      `${description} (default: ${variable}, else ${name === "headers-timeout-ms" ? 10_000 : 30_000})`
-    )
-  )
+const deadline = (name: string, variable: string, fallback: Duration.Duration, description: string) =>
+  integer(name, 100, 600_000).pipe(withVariable(variable, Duration.toMillis(fallback), description))
 
 /** The flags of every long-running process (`serve`, `fleet`), declared once. */
 const processFlags = (fallbackPort: number) => ({
@@ -171,12 +233,14 @@ const processFlags = (fallbackPort: number) => ({
   noAuth,
   headersTimeoutMs: deadline(
     "headers-timeout-ms",
-    "LAZYDIAL_HTTP_HEADERS_TIMEOUT_MS",
+    V.headersTimeout,
+    Server.defaultHeadersTimeout,
     "a request's headers must arrive within this many ms of its first byte, else 408"
   ),
   requestTimeoutMs: deadline(
     "request-timeout-ms",
-    "LAZYDIAL_HTTP_REQUEST_TIMEOUT_MS",
+    V.requestTimeout,
+    Server.defaultRequestTimeout,
     "a whole request, its body included, must arrive within this many ms of its first byte, else 408"
   )
 })
@@ -193,23 +257,23 @@ export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", {
 /**
  * How `serve` and `fleet` authenticate: the token file of `--token-auth-file`
  * (else `LAZYDIAL_TOKEN_AUTH_FILE`), read and checked whole before anything
- * starts; or none with `--no-auth`. Neither, or both, is a usage error
- * naming both; a file that cannot be used fails the start with its line.
+ * starts; or none with `--no-auth` (else `LAZYDIAL_NO_AUTH`). Neither, or
+ * both, is a usage error naming both; a file that cannot be used fails the
+ * start with its line.
  *
  * @since 0.2.0
  * @category settings
  */
 export const authentication = (
   command: string,
-  flags: { readonly tokenAuthFile: Option.Option<string>; readonly noAuth: boolean }
-): Effect.Effect<Auth.Authentication["Service"], UsageError | Processes.StartupFailed> =>
+  flags: { readonly tokenAuthFile: Option.Option<string>; readonly noAuth: Option.Option<boolean> }
+): Effect.Effect<Auth.Authentication["Service"], UsageError | Processes.StartupFailed | Settings.InvalidSetting> =>
   Effect.gen(function*() {
-    const fromEnv = yield* Config.option(Config.String("LAZYDIAL_TOKEN_AUTH_FILE")).pipe(
-      Effect.orElseSucceed(() => Option.none<string>())
-    )
-    const source = Option.isSome(flags.tokenAuthFile) ? "--token-auth-file" : "LAZYDIAL_TOKEN_AUTH_FILE"
+    const fromEnv = yield* Settings.read(Config.option(Config.String(V.tokenAuthFile)))
+    const source = Option.isSome(flags.tokenAuthFile) ? "--token-auth-file" : V.tokenAuthFile
     const path = Option.orElse(flags.tokenAuthFile, () => fromEnv)
-    if (flags.noAuth) {
+    const noAuth = yield* Settings.orVariable(flags.noAuth, Settings.flagConfigs.noAuth, false)
+    if (noAuth) {
       if (Option.isSome(path)) {
         return yield* new UsageError({
           message: `${command}: --no-auth and a token file (${source}) contradict each other: give one of them`
@@ -223,7 +287,7 @@ export const authentication = (
     }
     if (Option.isNone(path)) {
       return yield* new UsageError({
-        message: `${command} needs a token file: --token-auth-file PATH or LAZYDIAL_TOKEN_AUTH_FILE ` +
+        message: `${command} needs a token file: --token-auth-file PATH or ${V.tokenAuthFile} ` +
           "(lines of token,user,uid[,\"group1,group2\"]); or --no-auth to serve anyone who can reach its port"
       })
     }
@@ -235,28 +299,39 @@ export const authentication = (
   })
 
 /** What `processFlags` become in the options of `Processes.serve` and `Processes.fleet`. */
-const processOptions = (command: string, flags: {
-  readonly port: number
-  readonly host: string
+const processOptions = (command: string, fallbackPort: number, flags: {
+  readonly port: Option.Option<number>
+  readonly host: Option.Option<string>
   readonly databaseUrl: Option.Option<string>
-  readonly grace: number
+  readonly grace: Option.Option<number>
   readonly tokenAuthFile: Option.Option<string>
-  readonly noAuth: boolean
+  readonly noAuth: Option.Option<boolean>
   readonly headersTimeoutMs: Option.Option<number>
   readonly requestTimeoutMs: Option.Option<number>
 }) =>
   Effect.gen(function*() {
+    const ms = (flag: Option.Option<number>) => Option.map(flag, Duration.millis)
     const url = yield* Processes.databaseUrl(flags.databaseUrl)
     const auth = yield* authentication(command, flags)
     return {
-      port: flags.port,
-      host: flags.host,
+      port: yield* Settings.orVariable(flags.port, Settings.flagConfigs.port, fallbackPort),
+      host: yield* Settings.orVariable(flags.host, Settings.flagConfigs.host, "127.0.0.1"),
       databaseUrl: url,
-      grace: Duration.millis(flags.grace),
+      database: yield* Settings.read(Settings.database),
+      grace: yield* Settings.orVariable(ms(flags.grace), Settings.flagConfigs.grace, Duration.seconds(10)),
       server: {
         authentication: auth,
-        headersTimeout: Option.getOrUndefined(Option.map(flags.headersTimeoutMs, Duration.millis)),
-        requestTimeout: Option.getOrUndefined(Option.map(flags.requestTimeoutMs, Duration.millis))
+        maxBodyBytes: yield* Settings.read(Settings.maxBodyBytes),
+        headersTimeout: yield* Settings.orVariable(
+          ms(flags.headersTimeoutMs),
+          Settings.flagConfigs.headersTimeout,
+          Server.defaultHeadersTimeout
+        ),
+        requestTimeout: yield* Settings.orVariable(
+          ms(flags.requestTimeoutMs),
+          Settings.flagConfigs.requestTimeout,
+          Server.defaultRequestTimeout
+        )
       }
     }
   })
@@ -268,12 +343,56 @@ const processOptions = (command: string, flags: {
  * @since 0.2.0
  * @category settings
  */
-export const parseOwners = (text: string): Effect.Effect<ReadonlyArray<string>, InvalidOption> => {
+export const parseOwners = (text: string, source = "--owners"): Effect.Effect<ReadonlyArray<string>, InvalidOption> => {
   const names = text.split(",").map((name) => name.trim())
   return names.some((name) => name === "")
-    ? Effect.fail(new InvalidOption({ option: "--owners", value: text, expected: "user names separated by commas" }))
+    ? Effect.fail(new InvalidOption({ option: source, value: text, expected: "user names separated by commas" }))
     : Effect.succeed([...new Set(names)])
 }
+
+const serveFlags = {
+  ...processFlags(8080),
+  strategy: Flag.Literals("strategy", Chats.strategies).pipe(
+    withVariable(
+      V.strategy,
+      "lazydial",
+      "the turn path: lazydial (the persisted binding) or latest (a lookup every turn)"
+    )
+  ),
+  ...replicaFlags,
+  dialTimeoutMs: integer("dial-timeout-ms", 1, 600_000).pipe(
+    withVariable(V.dialTimeout, 10_000, "how long a turn may take to connect to its agent, in milliseconds")
+  )
+}
+
+/**
+ * What `serve`'s flags say, each falling back to its variable, then to its
+ * default, with the settings that have no flag (`Settings.database`,
+ * `Settings.turnPath`, `Settings.maxBodyBytes`): every setting of a replica,
+ * read and checked before anything starts.
+ *
+ * @since 0.2.0
+ * @category settings
+ */
+export const serveOptions = (
+  flags: Command.Command.Config.Infer<typeof serveFlags>
+): Effect.Effect<Processes.ServeOptions, CommandError> =>
+  Effect.gen(function*() {
+    const common = yield* processOptions("serve", 8080, flags)
+    const replica = yield* replicaSettings(flags)
+    const turnPath = yield* Settings.read(Settings.turnPath)
+    return {
+      ...common,
+      ...replica,
+      ...turnPath,
+      strategy: yield* Settings.orVariable(flags.strategy, Settings.flagConfigs.strategy, "lazydial"),
+      dialTimeout: yield* Settings.orVariable(
+        Option.map(flags.dialTimeoutMs, Duration.millis),
+        Settings.flagConfigs.dialTimeout,
+        Duration.seconds(10)
+      )
+    }
+  })
 
 /**
  * `serve`: one chat replica, until SIGTERM or SIGINT.
@@ -281,29 +400,62 @@ export const parseOwners = (text: string): Effect.Effect<ReadonlyArray<string>, 
  * @since 0.2.0
  * @category commands
  */
-export const serveCommand = Command.make("serve", {
-  ...processFlags(8080),
-  strategy: Flag.Literals("strategy", Chats.strategies).pipe(
-    withDefault("lazydial", "the turn path: lazydial (the persisted binding) or latest (a lookup every turn)")
-  ),
-  ...replicaFlags,
-  dialTimeoutMs: integer("dial-timeout-ms", 1, 600_000).pipe(
-    withDefault(10_000, "how long a turn may take to connect to its agent")
+export const serveCommand = Command.make(
+  "serve",
+  serveFlags,
+  (flags) => Effect.flatMap(serveOptions(flags), Processes.serve)
+).pipe(
+  Command.withDescription(
+    "Serves the chat API as one replica (no workload, no agents). Run several on one PostgreSQL with a fleet."
   )
-}, (flags) =>
-  Effect.flatMap(processOptions("serve", flags), (common) =>
-    Processes.serve({
-      ...common,
-      strategy: flags.strategy,
-      validationDelay: Duration.millis(flags.validationDelayMs),
-      delayMode: flags.delayMode,
-      notices: flags.notices === "on",
-      dialTimeout: Duration.millis(flags.dialTimeoutMs)
-    }))).pipe(
-    Command.withDescription(
-      "Serves the chat API as one replica (no workload, no agents). Run several on one PostgreSQL with a fleet."
+)
+
+const fleetFlags = {
+  ...processFlags(8090),
+  workspaces: integer("workspaces", 1, 1_000_000).pipe(
+    withVariable(V.workspaces, 8, "workspaces to run (the running ones the database holds are taken back first)")
+  ),
+  owners: Flag.String("owners").pipe(
+    withVariable(V.owners, "the token file's users", "the users new workspaces belong to, in turn: USER1,USER2,...")
+  ),
+  seed: Flag.Int("seed").pipe(
+    withVariable(V.seed, 1, "seed of the scheduled rebuilds: the same seed rebuilds the same way")
+  ),
+  rebuildRate: number("rebuild-rate", 0, 1000).pipe(
+    withVariable(
+      V.rebuildRate,
+      0,
+      "workspace rebuilds per second over the fleet (0: only on POST /workspaces/:id/rebuild)"
     )
   )
+}
+
+/**
+ * What `fleet`'s flags say, each falling back to its variable, then to its
+ * default: every setting of the fleet, read and checked before anything
+ * starts.
+ *
+ * @since 0.2.0
+ * @category settings
+ */
+export const fleetOptions = (
+  flags: Command.Command.Config.Infer<typeof fleetFlags>
+): Effect.Effect<Processes.FleetOptions, CommandError> =>
+  Effect.gen(function*() {
+    const source = Option.isSome(flags.owners) ? "--owners" : V.owners
+    const ownersText = Option.isSome(flags.owners)
+      ? flags.owners
+      : yield* Settings.read(Config.option(Settings.flagConfigs.owners))
+    const owners = Option.isSome(ownersText) ? Option.some(yield* parseOwners(ownersText.value, source)) : Option.none()
+    const common = yield* processOptions("fleet", 8090, flags)
+    return {
+      ...common,
+      workspaces: yield* Settings.orVariable(flags.workspaces, Settings.flagConfigs.workspaces, 8),
+      owners: Option.getOrElse(owners, () => common.server.authentication.users),
+      rebuildRate: yield* Settings.orVariable(flags.rebuildRate, Settings.flagConfigs.rebuildRate, 0),
+      seed: yield* Settings.orVariable(flags.seed, Settings.flagConfigs.seed, 1)
+    }
+  })
 
 /**
  * `fleet`: the agents and their control plane, until SIGTERM or SIGINT.
@@ -311,31 +463,13 @@ export const serveCommand = Command.make("serve", {
  * @since 0.2.0
  * @category commands
  */
-export const fleetCommand = Command.make("fleet", {
-  ...processFlags(8090),
-  workspaces: positive("workspaces", 8, "workspaces to run (the running ones the database holds are taken back first)"),
-  owners: Flag.String("owners").pipe(
-    Flag.optional,
-    Flag.withDescription(
-      "the users new workspaces belong to, in turn: USER1,USER2,... (default: the token file's users, in its order)"
-    )
-  ),
-  seed: Flag.Int("seed").pipe(withDefault(1, "seed of the scheduled rebuilds: the same seed rebuilds the same way")),
-  rebuildRate: rebuildRate(0, "workspace rebuilds per second over the fleet (0: only on POST /workspaces/:id/rebuild)")
-}, (flags) =>
-  Effect.gen(function*() {
-    const owners = Option.isSome(flags.owners) ? Option.some(yield* parseOwners(flags.owners.value)) : Option.none()
-    const common = yield* processOptions("fleet", flags)
-    return yield* Processes.fleet({
-      ...common,
-      workspaces: flags.workspaces,
-      owners: Option.getOrElse(owners, () => common.server.authentication.users),
-      rebuildRate: flags.rebuildRate,
-      seed: flags.seed
-    })
-  })).pipe(
-    Command.withDescription("Runs the workspace agents and records their addresses and builds in the database.")
-  )
+export const fleetCommand = Command.make(
+  "fleet",
+  fleetFlags,
+  (flags) => Effect.flatMap(fleetOptions(flags), Processes.fleet)
+).pipe(
+  Command.withDescription("Runs the workspace agents and records their addresses and builds in the database.")
+)
 
 /**
  * `lazydial-service`: `serve` and `fleet`.
@@ -362,9 +496,14 @@ export const command = Command.make("lazydial-service").pipe(
  * @since 0.2.0
  * @category models
  */
-export type CommandError = InvalidOption | UsageError | Processes.StartupFailed
+export type CommandError = InvalidOption | UsageError | Settings.InvalidSetting | Processes.StartupFailed
 
-const commandErrorTags: ReadonlyArray<CommandError["_tag"]> = ["InvalidOption", "UsageError", "StartupFailed"]
+const commandErrorTags: ReadonlyArray<CommandError["_tag"]> = [
+  "InvalidOption",
+  "UsageError",
+  "InvalidSetting",
+  "StartupFailed"
+]
 
 const isCommandError = (error: unknown): error is CommandError =>
   typeof error === "object" && error !== null && "_tag" in error &&

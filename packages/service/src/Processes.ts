@@ -29,6 +29,7 @@ import { scheduledRetireModes } from "./Fleet.js"
 import * as internalRandom from "./internal/random.js"
 import * as Server from "./Server.js"
 import * as Service from "./Service.js"
+import * as Settings from "./Settings.js"
 
 /**
  * The process could not start. The CLI prints the message on stderr and exits
@@ -71,10 +72,10 @@ export const databaseUrl = (
   flag: Option.Option<string>
 ): Effect.Effect<Option.Option<{ readonly url: string; readonly source: string }>, InvalidOption> =>
   Effect.gen(function*() {
-    const fromEnv = yield* Config.option(Config.String("LAZYDIAL_DATABASE_URL")).pipe(
+    const fromEnv = yield* Config.option(Config.String(Settings.variables.databaseUrl)).pipe(
       Effect.orElseSucceed(() => Option.none<string>())
     )
-    const source = Option.isSome(flag) ? "--database-url" : "LAZYDIAL_DATABASE_URL"
+    const source = Option.isSome(flag) ? "--database-url" : Settings.variables.databaseUrl
     const url = Option.orElse(flag, () => fromEnv)
     if (Option.isNone(url)) return Option.none()
     yield* Database.decodeUrl(source, url.value)
@@ -105,6 +106,8 @@ const causeText = (cause: Cause.Cause<unknown>): string => {
  */
 export const runOn = <ROut, E, A, E2>(
   url: Option.Option<DatabaseTarget>,
+  /** binding's database settings (`Settings.database`), PostgreSQL only. */
+  settings: Settings.DatabaseSettings | undefined,
   layer: Layer.Layer<ROut, E, Service.DatabaseServices>,
   // the Scope is the process's: what `use` forks into it ends with the process
   use: Effect.Effect<A, E2, ROut | Scope.Scope>
@@ -116,10 +119,7 @@ export const runOn = <ROut, E, A, E2>(
           "It serves ONE replica only: replicas on PGlite share nothing. Use PostgreSQL for several."
       )
     }
-    const database = Service.layerDatabaseEither(
-      Option.map(url, (target) => target.url),
-      Option.getOrUndefined(Option.map(url, (target) => target.source))
-    )
+    const database = Service.layerDatabaseEither(Option.map(url, (target) => target.url), settings)
     const context = yield* Layer.build(Layer.provide(layer, database)).pipe(
       Effect.catchCause((cause) => {
         // a port that cannot be listened on is not the database's fault: say what it is
@@ -204,17 +204,14 @@ export type Strategy = Chats.Strategy
  * @since 0.1.0
  * @category models
  */
-export interface ServeOptions {
+export interface ServeOptions extends Service.Options {
   readonly port: number
   readonly host: string
   readonly databaseUrl: Option.Option<DatabaseTarget>
+  /** binding's database settings (`Settings.database`), PostgreSQL only. */
+  readonly database?: Settings.DatabaseSettings | undefined
   readonly strategy: Strategy
   readonly grace: Duration.Input
-  readonly validationDelay: Duration.Input
-  readonly delayMode?: Service.Options["delayMode"]
-  readonly dialTimeout: Duration.Input
-  /** Rebuild notices; default on. */
-  readonly notices?: boolean | undefined
   /** Passed on to `Server.layer`. */
   readonly server?: ServerOptions | undefined
 }
@@ -227,20 +224,12 @@ export interface ServeOptions {
  */
 export const serve = (options: ServeOptions): Effect.Effect<never, StartupFailed> =>
   Effect.gen(function*() {
-    const service = Service.layerReplica(
-      {
-        validationDelay: options.validationDelay,
-        delayMode: options.delayMode,
-        dialTimeout: options.dialTimeout,
-        notices: options.notices
-      },
-      Service.makeCounters(),
-      options.strategy
-    )
+    const service = Service.layerReplica(options, Service.makeCounters(), options.strategy)
     const all = Server.layer({ ...options.server, port: options.port, host: options.host, grace: options.grace })
       .pipe(Layer.provideMerge(service))
     return yield* runOn(
       options.databaseUrl,
+      options.database,
       all,
       Effect.gen(function*() {
         const url = yield* Server.baseUrl
@@ -260,6 +249,8 @@ export interface FleetOptions {
   readonly port: number
   readonly host: string
   readonly databaseUrl: Option.Option<DatabaseTarget>
+  /** binding's database settings (`Settings.database`), PostgreSQL only. */
+  readonly database?: Settings.DatabaseSettings | undefined
   /**
    * How many running workspaces the fleet runs: the running workspaces
    * recorded in the database are taken back, and new ones are created only
@@ -298,6 +289,7 @@ export const fleet = (options: FleetOptions): Effect.Effect<never, StartupFailed
       .pipe(Layer.provideMerge(Service.layerFleet(Service.makeCounters())))
     return yield* runOn(
       options.databaseUrl,
+      options.database,
       all,
       Effect.gen(function*() {
         const control = yield* ControlPlane.ControlPlane

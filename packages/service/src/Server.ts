@@ -4,7 +4,9 @@
  * and `/ready`.
  *
  * Every request gets one access log line (method, route, status, duration,
- * chat id) and every 5xx an error log line with its cause, through Effect's
+ * chat id), at INFO, or WARN for a 5xx the API declares (a turn of a stopped
+ * workspace is a routine 503); a request that failed unexpectedly, and a
+ * database outage, get an ERROR line with the cause. All go through Effect's
  * `Logger`: replace the logger (`Logger.replace`) to send them elsewhere.
  * The route of a log line and of the HTTP metrics is the route's template
  * (`/chats/:chat_id/turns`), or `unmatched`: never a path as sent, so that no
@@ -16,10 +18,10 @@
  *
  * Every request has two deadlines, kept by Node's HTTP server:
  *
- * | deadline | option | environment | default |
+ * | deadline | option | the service's variable (`Settings`) | default |
  * |---|---|---|---|
- * | its headers, from its first byte | `headersTimeout` | `LAZYDIAL_HTTP_HEADERS_TIMEOUT_MS` | 10 s |
- * | the whole request, body included, from its first byte | `requestTimeout` | `LAZYDIAL_HTTP_REQUEST_TIMEOUT_MS` | 30 s |
+ * | its headers, from its first byte | `headersTimeout` | `LAZYDIAL_HTTP_HEADERS_TIMEOUT` | 10 s |
+ * | the whole request, body included, from its first byte | `requestTimeout` | `LAZYDIAL_HTTP_REQUEST_TIMEOUT` | 30 s |
  *
  * On expiry Node answers 408 and closes the connection (it closes it without
  * an answer if the response has begun). Node checks them every quarter of the
@@ -30,7 +32,6 @@
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import type { ChatId, CurrentAgent, WorkspaceId } from "@lazydial/core"
 import * as Cause from "effect/Cause"
-import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -538,8 +539,9 @@ export const routeTemplates = <Id extends string, Groups extends HttpApiGroup.Co
 }
 
 /**
- * The access log: one line per request, and an error line with the cause for
- * every 5xx. A defect becomes a JSON 500 (never an empty body). The `route`
+ * The access log: one line per request (WARN for a declared 5xx, INFO
+ * otherwise), and an error line with the cause for a request that failed
+ * unexpectedly. A defect becomes a JSON 500 (never an empty body). The `route`
  * of the line and of the metrics is the template of the route the path
  * matches (`routeTemplates`), whatever the request's ids, or `unmatched`;
  * `method` is one of the usual seven or `OTHER`: no request adds a label
@@ -583,10 +585,11 @@ export const accessLog = <Id extends string, Groups extends HttpApiGroup.Constra
       }
       if (Exit.isFailure(exit) && clientError === undefined && !interrupted) {
         yield* Effect.logError("request failed", exit.cause).pipe(Effect.annotateLogs(annotations))
-      } else if (response.status >= 500) {
-        yield* Effect.logError("request answered " + response.status).pipe(Effect.annotateLogs(annotations))
       }
-      yield* Effect.logInfo("request").pipe(Effect.annotateLogs(annotations))
+      // A 5xx the API declares (a turn whose workspace is stopped, 503 no_agent; a database outage, whose
+      // cause its handler logs at ERROR) is an answer, routine for a stopped workspace: a warning, not an error.
+      const level = response.status >= 500 ? Effect.logWarning : Effect.logInfo
+      yield* level("request").pipe(Effect.annotateLogs(annotations))
       const labels = {
         method: labelledMethods.has(request.method) ? request.method : "OTHER",
         route,
@@ -608,7 +611,7 @@ export interface ListenOptions {
   readonly host?: string | undefined
   /** How long in-flight requests may take to finish at shutdown (10 seconds unless given). */
   readonly grace?: Duration.Input | undefined
-  /** The largest request body accepted (413 above it); `maxBodyBytes` (the Config) unless given. */
+  /** The largest request body accepted (413 above it); `defaultMaxBodyBytes` unless given. */
   readonly maxBodyBytes?: number | undefined
   /**
    * Who may call: a token file (`Auth.fromTokenFile`) or no one checked
@@ -616,65 +619,42 @@ export interface ListenOptions {
    * context; with neither, the server does not start.
    */
   readonly authentication?: Auth.Authentication["Service"] | undefined
-  /** The deadline of a request's headers; `headersTimeout` (the Config) unless given. */
+  /** The deadline of a request's headers; `defaultHeadersTimeout` unless given. */
   readonly headersTimeout?: Duration.Input | undefined
-  /** The deadline of a whole request, its body included; `requestTimeout` (the Config) unless given. */
+  /** The deadline of a whole request, its body included; `defaultRequestTimeout` unless given. */
   readonly requestTimeout?: Duration.Input | undefined
 }
 
 /**
- * The largest request body, in bytes: `LAZYDIAL_HTTP_MAX_BODY_BYTES`, 1 MiB
- * unless set, from 1 KiB to 64 MiB. The API's largest real body is a turn's
- * message (1,000 characters), so the default leaves ample room.
- *
- * @since 0.1.0
- * @category config
- */
-export const maxBodyBytes: Config.Config<number> = Config.schema(
-  Schema.Int.check(
-    Schema.isBetween({ minimum: 1024, maximum: 67_108_864 }, {
-      message: "LAZYDIAL_HTTP_MAX_BODY_BYTES must be an integer from 1024 to 67108864"
-    })
-  ),
-  "LAZYDIAL_HTTP_MAX_BODY_BYTES"
-).pipe(Config.withDefault(1_048_576))
-
-const deadlineConfig = (name: string, fallback: number): Config.Config<Duration.Duration> =>
-  Config.schema(
-    Schema.Int.check(
-      Schema.isBetween({ minimum: 100, maximum: 600_000 }, {
-        message: `${name} must be an integer from 100 to 600000 (milliseconds)`
-      })
-    ),
-    name
-  ).pipe(Config.withDefault(fallback), Config.map(Duration.millis))
-
-/**
- * The deadline of a request's headers, from its first byte:
- * `LAZYDIAL_HTTP_HEADERS_TIMEOUT_MS`, 10 s unless set, from 100 ms to 10
- * minutes. Node's own default is 60 s.
+ * The largest request body, in bytes, unless `ListenOptions.maxBodyBytes`
+ * says otherwise: 1 MiB. The API's largest real body is a turn's message
+ * (1,000 characters), so it leaves ample room. The service reads it from
+ * `LAZYDIAL_HTTP_MAX_BODY_BYTES` (`Settings.maxBodyBytes`, 1 KiB to 64 MiB).
  *
  * @since 0.2.0
- * @category config
+ * @category constants
  */
-export const headersTimeout: Config.Config<Duration.Duration> = deadlineConfig(
-  "LAZYDIAL_HTTP_HEADERS_TIMEOUT_MS",
-  10_000
-)
+export const defaultMaxBodyBytes = 1_048_576
 
 /**
- * The deadline of a whole request, its body included, from its first byte:
- * `LAZYDIAL_HTTP_REQUEST_TIMEOUT_MS`, 30 s unless set, from 100 ms to 10
- * minutes, and not shorter than the headers' deadline. Node's own default is
- * 300 s. The largest body (1 MiB) must arrive at about 35 KB/s.
+ * The deadline of a request's headers, from its first byte, unless
+ * `ListenOptions.headersTimeout` says otherwise: 10 s. Node's own default is
+ * 60 s.
  *
  * @since 0.2.0
- * @category config
+ * @category constants
  */
-export const requestTimeout: Config.Config<Duration.Duration> = deadlineConfig(
-  "LAZYDIAL_HTTP_REQUEST_TIMEOUT_MS",
-  30_000
-)
+export const defaultHeadersTimeout: Duration.Duration = Duration.seconds(10)
+
+/**
+ * The deadline of a whole request, its body included, from its first byte,
+ * unless `ListenOptions.requestTimeout` says otherwise: 30 s. Node's own
+ * default is 300 s. The largest body (1 MiB) must arrive at about 35 KB/s.
+ *
+ * @since 0.2.0
+ * @category constants
+ */
+export const defaultRequestTimeout: Duration.Duration = Duration.seconds(30)
 
 /**
  * A server that cannot start as configured: no authentication given, or
@@ -753,7 +733,7 @@ const serveApi = <Id extends string, Groups extends HttpApiGroup.Constraint, E, 
 ) =>
   Layer.unwrap(
     Effect.gen(function*() {
-      const limit = options.maxBodyBytes === undefined ? yield* maxBodyBytes : options.maxBodyBytes
+      const limit = options.maxBodyBytes ?? defaultMaxBodyBytes
       const authentication = yield* resolveAuthentication(options)
       const guard = Boundary.guard(Boundary.routesOf(api), limit)
       const log = accessLog(api)
@@ -772,19 +752,15 @@ const serveApi = <Id extends string, Groups extends HttpApiGroup.Constraint, E, 
 // (an empty 503) and their connections closed.
 const listen = <A, E, R>(options: ListenOptions, app: Layer.Layer<A, E, R>) =>
   Layer.unwrap(Effect.gen(function*() {
-    const headers = options.headersTimeout === undefined
-      ? yield* headersTimeout
-      : Duration.fromInputUnsafe(options.headersTimeout)
-    const request = options.requestTimeout === undefined
-      ? yield* requestTimeout
-      : Duration.fromInputUnsafe(options.requestTimeout)
+    const headers = Duration.fromInputUnsafe(options.headersTimeout ?? defaultHeadersTimeout)
+    const request = Duration.fromInputUnsafe(options.requestTimeout ?? defaultRequestTimeout)
     const headersMs = Duration.toMillis(headers)
     const requestMs = Duration.toMillis(request)
     if (headersMs > requestMs) {
       return yield* new ServerMisconfigured({
-        message: `the headers' deadline (${headersMs} ms: --headers-timeout-ms, LAZYDIAL_HTTP_HEADERS_TIMEOUT_MS) ` +
+        message: `the headers' deadline (${headersMs} ms: --headers-timeout-ms, LAZYDIAL_HTTP_HEADERS_TIMEOUT) ` +
           `is longer than the whole request's (${requestMs} ms: --request-timeout-ms, ` +
-          "LAZYDIAL_HTTP_REQUEST_TIMEOUT_MS)"
+          "LAZYDIAL_HTTP_REQUEST_TIMEOUT)"
       })
     }
     const server = createServer({

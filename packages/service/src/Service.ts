@@ -2,12 +2,12 @@
  * The wiring of the service: which Layers make up one running instance.
  *
  * ```
- * Database (PGlite in memory, or PostgreSQL) ─► BindingStore.layerSqlConfig
+ * Database (PGlite in memory, or PostgreSQL) ─► BindingStore.layerSql
  *                                            └► AgentDirectory.layerSql ─► AgentLookup ─┐
  *          Database.Listener ─► RebuildNotices.layerSql ─► AgentDirectory (lookup answers feed the view)
  *                                                       └► ChatConnector (its view of current agents)
  * AgentAddresses (the fleet's map, or SQL) ─► SocketDialer (AgentDialer) ──────────────┤
- *                      Faults.layerConfig (core; passes through unless LAZYDIAL_FAULTS=on)
+ *                      Faults.layerConfig (core; passes through unless `Options.faults` is on)
  *                      ─► AgentDialer + AgentLookup ─► Probe.layerLookup (counts)
  * AgentDialer + AgentLookup ─► LazyDial.layer (core)
  * BindingStore + LazyDial + AgentLookup ─► ChatConnector.layer (binding) ─► Chats (the service's seam)
@@ -25,8 +25,8 @@
 import { AgentDirectory, BindingStore, ChatConnector, type Database, RebuildNotices } from "@lazydial/binding"
 import * as PgDatabase from "@lazydial/binding/PgDatabase"
 import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
-import { type AgentDialer, type AgentLookup, Faults, LazyDial, Options as CoreOptions } from "@lazydial/core"
-import type * as Config from "effect/Config"
+import { type AgentDialer, type AgentLookup, Faults, LazyDial } from "@lazydial/core"
+import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -38,6 +38,7 @@ import * as Chats from "./Chats.js"
 import * as ControlPlane from "./ControlPlane.js"
 import * as Fleet from "./Fleet.js"
 import * as Probe from "./Probe.js"
+import type * as Settings from "./Settings.js"
 import * as SocketDialer from "./SocketDialer.js"
 
 /**
@@ -83,6 +84,14 @@ export interface Options {
    * validation delay: the report can then show lazy validation alone.
    */
   readonly notices?: boolean | undefined
+  /** binding's `ChatConnector` admission: connects in progress at once (default binding's, 256). */
+  readonly maxInFlight?: number | undefined
+  /** binding's `ChatConnector` view: workspaces it keeps (default binding's, 10,000). */
+  readonly viewSize?: number | undefined
+  /** binding's `AgentDirectory`: how long a batch of lookups collects (default binding's, 5 ms). */
+  readonly batchWindow?: Duration.Input | undefined
+  /** core's fault injection (`Faults.layerConfig`); default off. */
+  readonly faults?: Faults.ConfigOptions | undefined
 }
 
 /**
@@ -106,19 +115,19 @@ export const layerDatabase = (
 
 /**
  * The database, failing (not dying) when it cannot start, for a process to
- * report: PostgreSQL with binding's `LAZYDIAL_DB_*` settings, else PGlite in
- * memory. `urlOption` names where the URL came from in an error.
+ * report: PostgreSQL with binding's settings (`Settings.database`, PostgreSQL
+ * only), else PGlite in memory.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layerDatabaseEither = (
   databaseUrl: Option.Option<string>,
-  urlOption?: string
-): Layer.Layer<DatabaseServices, Database.StartError | Config.ConfigError> =>
+  settings?: Settings.DatabaseSettings
+): Layer.Layer<DatabaseServices, Database.StartError> =>
   Option.match(databaseUrl, {
     onNone: () => PgliteDatabase.layerPglite(),
-    onSome: (url) => PgDatabase.layerPgConfig(url, { urlOption })
+    onSome: (url) => PgDatabase.layerPg(url, settings)
   })
 
 /**
@@ -127,12 +136,12 @@ export const layerDatabaseEither = (
  *
  * Core's `Faults.layerConfig` sits between the real dialer and lookup and
  * everything that uses them (`LazyDial`, `ChatConnector`, and the "latest"
- * strategy, which reads the same Tags): with `LAZYDIAL_FAULTS=on` a staging
- * run injects faults without a code change; otherwise it passes the services
- * through. It wraps the real services, so the dialer's own counters keep
- * counting only what the sockets did; `Probe` wraps it, so a lookup the turn
- * path asked for is counted even when the fault layer answered it. A bad
- * `LAZYDIAL_FAULTS_*` value fails the instance at start, naming the variable.
+ * strategy, which reads the same Tags): with `Options.faults` on (the service
+ * reads `LAZYDIAL_FAULTS`, `Settings.faults`) a staging run injects faults
+ * without a code change; otherwise it passes the services through. It wraps
+ * the real services, so the dialer's own counters keep counting only what the
+ * sockets did; `Probe` wraps it, so a lookup the turn path asked for is
+ * counted even when the fault layer answered it.
  *
  * One `RebuildNotices` Layer sits below both the directory (its lookup answers
  * feed the view) and the connector (which keeps the view); `layerNone` when
@@ -179,29 +188,24 @@ export const lazyDialOptions = (
   }
 }
 
-/**
- * The service's names for core's fault injection: off unless `LAZYDIAL_FAULTS=on`,
- * with the plans of `LAZYDIAL_FAULTS_DIAL` and `LAZYDIAL_FAULTS_LOOKUP`.
- */
-const faultsConfig = {
-  enabled: Faults.enabledConfig("LAZYDIAL_FAULTS"),
-  dial: CoreOptions.optional(Faults.dialConfig("LAZYDIAL_FAULTS_DIAL")),
-  lookup: CoreOptions.optional(Faults.lookupConfig("LAZYDIAL_FAULTS_LOOKUP"))
-}
-
 const chatsOver = (options: Options, counters: Counters, strategy: Chats.Strategy = "lazydial") => {
   const notices = options.notices === false ? RebuildNotices.layerNone : RebuildNotices.layerSql
-  const directory = AgentDirectory.layerSql().pipe(Layer.provideMerge(notices))
+  const directory = AgentDirectory.layerSql({ batchWindow: options.batchWindow }).pipe(Layer.provideMerge(notices))
   const control = ControlPlane.layerDirectory.pipe(Layer.provide(directory))
   const real = Layer.merge(SocketDialer.layer(counters.dialer), directory)
-  const faulted = Faults.layerConfig(faultsConfig).pipe(Layer.provide(real))
+  // the plan as read (`Settings.faults`), or none: core's layer passes the services through when it is off
+  const faulted = Faults.layerConfig(Config.succeed(options.faults ?? { enabled: false })).pipe(Layer.provide(real))
   // provideMerge: the probe's AgentLookup replaces the one it wraps; the dialer passes on
   const services = Probe.layerLookup(counters.probe).pipe(Layer.provideMerge(faulted))
   // the same `notices` value as the directory's: a Layer is built once per instance, so both share one
   const base = Layer.mergeAll(services, control, notices, ChatOwners.layerSql)
-  const connector = ChatConnector.layer({ dialTimeout: options.dialTimeout }).pipe(
+  const connector = ChatConnector.layer({
+    dialTimeout: options.dialTimeout,
+    maxInFlight: options.maxInFlight,
+    viewSize: options.viewSize
+  }).pipe(
     Layer.provide(LazyDial.layer(lazyDialOptions(options))),
-    Layer.provideMerge(BindingStore.layerSqlConfig)
+    Layer.provideMerge(BindingStore.layerSql())
   )
   const chats = strategy === "lazydial" ? Chats.layer : Chats.layerLatest({ dialTimeout: options.dialTimeout })
   return Layer.provide(chats, connector).pipe(Layer.provideMerge(base))

@@ -75,7 +75,9 @@ describe("lazydial-service", () => {
       expect(top.stdout).toContain("serve")
       expect(top.stdout).toContain("fleet")
       expect(top.stdout).toContain("lazydial-service serve --port 8081")
-      expect(serve.stdout).toContain("how long a turn may take to connect to its agent (default: 10000)")
+      expect(serve.stdout).toContain(
+        "how long a turn may take to connect to its agent, in milliseconds (default: LAZYDIAL_DIAL_TIMEOUT, else 10000)"
+      )
       for (const result of [top, serve]) {
         expect(result.stdout).not.toContain("\u001b[")
         expect(result.stdout).not.toMatch(/--completions|--log-level|--wizard/)

@@ -28,7 +28,10 @@ const serviceBin = fileURLToPath(import.meta.resolve("@lazydial/service/bin"))
 const startChild = (name: string, args: ReadonlyArray<string>) =>
   Effect.acquireRelease(
     Effect.callback<Child, Error>((resume) => {
+      // the children authenticate with the cluster's own token file: a --no-auth of the environment would contradict it
+      const { LAZYDIAL_NO_AUTH: _noAuth, LAZYDIAL_TOKEN_AUTH_FILE: _tokens, ...env } = process.env
       const child = spawn(process.execPath, [...process.execArgv, serviceBin, ...args], {
+        env,
         stdio: ["ignore", "pipe", "pipe"]
       })
       let out = ""

@@ -7,6 +7,7 @@ import { snapshot as fleetSnapshot } from "@lazydial/service/Fleet"
 import * as Probe from "@lazydial/service/Probe"
 import { seededRandom as rng } from "@lazydial/service/Processes"
 import * as Service from "@lazydial/service/Service"
+import * as Settings from "@lazydial/service/Settings"
 import * as SocketDialer from "@lazydial/service/SocketDialer"
 import * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
@@ -221,6 +222,8 @@ export const runStrategy = (
 ): Effect.Effect<StrategyReport, never, Service.DatabaseServices> =>
   Effect.gen(function*() {
     const settings = plan.settings
+    // core's fault injection, as the service reads it (off unless LAZYDIAL_FAULTS=on): a staging run switches it on
+    const faults = yield* Settings.read(Settings.faults).pipe(Effect.orDie)
     const counters = Service.makeCounters()
     const outcomes = emptyOutcomes()
     const latencies: Array<number> = []
@@ -465,7 +468,8 @@ export const runStrategy = (
           validationDelay: Duration.millis(settings.validationDelayMs),
           delayMode: settings.delayMode,
           dialTimeout: Duration.millis(settings.dialTimeoutMs),
-          notices: settings.notices
+          notices: settings.notices,
+          faults
         },
         counters,
         strategy

@@ -1,0 +1,769 @@
+/**
+ * Every variable the service reads changes what it does: one test each,
+ * named by the variable, that reads the variable as `serve` or `fleet` does
+ * (`Cli.serveOptions`, `Cli.fleetOptions`, with no flag given) and shows its
+ * effect on the real wiring (the replica's turn path on PGlite, the HTTP
+ * server, the fleet), and that a bad value is refused, naming the variable.
+ * The last tests check that every variable of `Settings.variables` has its
+ * test here, and that docs/deployment.md lists exactly these variables.
+ *
+ * Real sockets, agents and an embedded database: real time, each test
+ * bounded. The effects that need PostgreSQL (the pool, the statement timeout,
+ * the query deadline) are in Settings.ci.test.ts.
+ */
+import { expect, layer } from "@effect/vitest"
+import { RebuildNotices } from "@lazydial/binding"
+import type { AgentId, ChatId, WorkspaceId } from "@lazydial/core"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Console from "effect/Console"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as PrometheusMetrics from "effect/observability/PrometheusMetrics"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
+import { randomUUID } from "node:crypto"
+import * as fs from "node:fs"
+import * as Net from "node:net"
+import * as path from "node:path"
+import * as Auth from "../src/Auth.js"
+import { Chats } from "../src/Chats.js"
+import * as Cli from "../src/Cli.js"
+import * as ControlPlane from "../src/ControlPlane.js"
+import * as Fleet from "../src/Fleet.js"
+import * as Probe from "../src/Probe.js"
+import * as Processes from "../src/Processes.js"
+import * as Server from "../src/Server.js"
+import * as Service from "../src/Service.js"
+import * as Settings from "../src/Settings.js"
+
+/** Runs `effect` with exactly these environment variables (and no other). */
+const withEnv = (env: Record<string, string>) =>
+  Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env }))
+
+// every test serves without authentication unless it is about it: a process refuses to start with neither
+const base = { LAZYDIAL_NO_AUTH: "true" }
+
+const none = Option.none()
+const noServeFlags: Parameters<typeof Cli.serveOptions>[0] = {
+  port: none,
+  host: none,
+  databaseUrl: none,
+  grace: none,
+  tokenAuthFile: none,
+  noAuth: none,
+  headersTimeoutMs: none,
+  requestTimeoutMs: none,
+  strategy: none,
+  validationDelayMs: none,
+  delayMode: none,
+  notices: none,
+  dialTimeoutMs: none
+}
+const noFleetFlags: Parameters<typeof Cli.fleetOptions>[0] = {
+  port: none,
+  host: none,
+  databaseUrl: none,
+  grace: none,
+  tokenAuthFile: none,
+  noAuth: none,
+  headersTimeoutMs: none,
+  requestTimeoutMs: none,
+  workspaces: none,
+  owners: none,
+  seed: none,
+  rebuildRate: none
+}
+
+/** `serve`'s options as the command reads them from `env` (no flag given). */
+const serveWith = (env: Record<string, string>, flags: Partial<typeof noServeFlags> = {}) =>
+  Cli.serveOptions({ ...noServeFlags, ...flags }).pipe(withEnv({ ...base, ...env }))
+
+const fleetWith = (env: Record<string, string>) => Cli.fleetOptions(noFleetFlags).pipe(withEnv({ ...base, ...env }))
+
+/** The message a bad value of `variable` is refused with, as `serve` reads it. */
+const refusal = (env: Record<string, string>) => Effect.map(Effect.flip(serveWith(env)), (error) => error.message)
+
+const tested = new Set<string>()
+
+// safe: fresh UUIDs are valid ids
+const newWorkspace = () => randomUUID() as WorkspaceId
+
+const counters = Service.makeCounters()
+
+/** The replica's turn path (with agents in this process) as `options` wire it, for `use`. */
+const onInstance = <A, E>(
+  options: Processes.ServeOptions,
+  use: Effect.Effect<A, E, Layer.Success<ReturnType<typeof Service.layer>> | Scope.Scope>
+) =>
+  Effect.scoped(
+    Effect.flatMap(
+      Layer.build(Service.layer(options, counters, options.strategy)),
+      (context) => Effect.provide(use, context)
+    )
+  )
+
+/** The HTTP server and the turn path as `serve` builds them from `options`, for `use`. */
+const onServer = <A, E>(
+  options: Processes.ServeOptions,
+  use: Effect.Effect<
+    A,
+    E,
+    Layer.Success<ReturnType<typeof Service.layer>> | Scope.Scope | Layer.Success<ReturnType<typeof Server.layer>>
+  >
+) =>
+  Effect.scoped(
+    Effect.flatMap(
+      Layer.build(
+        Server.layer({ ...options.server, port: options.port, host: options.host, grace: options.grace }).pipe(
+          Layer.provideMerge(Service.layer(options, counters, options.strategy))
+        )
+      ),
+      (context) => Effect.provide(use, context)
+    )
+  )
+
+/** A workspace with a running agent, and a chat on it bound by a first turn. */
+const boundChat = Effect.gen(function*() {
+  const chats = yield* Chats
+  const workspaceId = newWorkspace()
+  const agent = yield* ControlPlane.startWorkspace(workspaceId)
+  const chat = yield* chats.create(Option.some(workspaceId))
+  yield* Effect.scoped(chats.connect(chat.chatId))
+  return { workspaceId, chatId: chat.chatId, agentId: agent.agentId }
+})
+
+/** The current agent of the workspace hangs (accepts, never answers), and the control plane is not told. */
+const hang = (agentId: AgentId) => Effect.flatMap(Fleet.Fleet, (fleet) => fleet.retire(agentId, "hang"))
+
+const turn = (chatId: ChatId) => Effect.flatMap(Chats, (chats) => Effect.scoped(chats.connect(chatId)))
+
+const metrics = PrometheusMetrics.format()
+
+const freePort = Effect.promise(() =>
+  new Promise<number>((resolve) => {
+    const server = Net.createServer()
+    server.listen(0, "127.0.0.1", () => {
+      const port = (server.address() as Net.AddressInfo).port
+      server.close(() => resolve(port))
+    })
+  })
+)
+
+/** Writes `parts` to a raw connection, `gapMs` apart; answers what came back and when the server closed it. */
+const raw = (url: string, parts: ReadonlyArray<string>, gapMs: number) =>
+  Effect.callback<{ readonly text: string; readonly closedAfterMs: number }>((resume) => {
+    const began = performance.now()
+    const socket = Net.connect({ host: "127.0.0.1", port: Number(new URL(url).port) })
+    let text = ""
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const writeFrom = (i: number) => {
+      if (i >= parts.length || socket.destroyed) return
+      socket.write(parts[i]!)
+      timer = setTimeout(() => writeFrom(i + 1), gapMs)
+    }
+    socket.on("connect", () => writeFrom(0))
+    socket.on("data", (chunk) => {
+      text += chunk.toString()
+    })
+    socket.on("error", () => {})
+    socket.on("close", () => {
+      clearTimeout(timer)
+      resume(Effect.succeed({ text, closedAfterMs: performance.now() - began }))
+    })
+    return Effect.sync(() => {
+      clearTimeout(timer)
+      socket.destroy()
+    })
+  })
+
+layer(Service.layerDatabase(undefined), { timeout: 120_000, excludeTestServices: true })(
+  "the service's settings",
+  (it) => {
+    /** A test of one variable: its name leads, and it counts as that variable's test. */
+    const variable = (
+      name: string,
+      what: string,
+      test: () => Effect.Effect<void, unknown, Service.DatabaseServices>
+    ) => {
+      tested.add(name)
+      it.effect(`${name}: ${what}`, test, 60_000)
+    }
+
+    variable(
+      "LAZYDIAL_DATABASE_URL",
+      "the database when --database-url is not given; another scheme is refused",
+      () =>
+        Effect.gen(function*() {
+          const url = "postgres://lazydial:secret@127.0.0.1:5432/lazydial"
+          const options = yield* serveWith({ LAZYDIAL_DATABASE_URL: url })
+          expect(Option.getOrUndefined(options.databaseUrl)).toEqual({ url, source: "LAZYDIAL_DATABASE_URL" })
+          expect(Option.isNone((yield* serveWith({})).databaseUrl)).toBe(true)
+          expect(yield* refusal({ LAZYDIAL_DATABASE_URL: "mysql://127.0.0.1/x" })).toContain("LAZYDIAL_DATABASE_URL")
+        })
+    )
+
+    variable(
+      "LAZYDIAL_DB_CONNECT_TIMEOUT",
+      "a database that accepts and never answers fails the start within it (binding's default is 5 s)",
+      () =>
+        Effect.gen(function*() {
+          // a TCP server that accepts and says nothing: PostgreSQL's handshake never comes
+          const sockets: Array<Net.Socket> = []
+          const silent = Net.createServer((socket) => void sockets.push(socket))
+          yield* Effect.acquireRelease(
+            Effect.promise(() => new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve))),
+            () => Effect.sync(() => (sockets.forEach((socket) => socket.destroy()), silent.close()))
+          )
+          const port = (silent.address() as Net.AddressInfo).port
+          const options = yield* serveWith({
+            LAZYDIAL_DATABASE_URL: `postgres://lazydial:secret@127.0.0.1:${port}/lazydial`,
+            LAZYDIAL_DB_CONNECT_TIMEOUT: "300"
+          })
+          expect(options.database?.connectTimeout).toEqual(Duration.millis(300))
+          const started = performance.now()
+          const failed = yield* Effect.flip(Layer.build(
+            Service.layerDatabaseEither(
+              Option.some(`postgres://lazydial:secret@127.0.0.1:${port}/lazydial`),
+              options.database
+            )
+          ))
+          const elapsed = performance.now() - started
+          expect(failed._tag).toBe("DatabaseConnectError")
+          expect(elapsed).toBeGreaterThanOrEqual(250)
+          expect(elapsed).toBeLessThan(2500)
+          expect(yield* refusal({ LAZYDIAL_DB_CONNECT_TIMEOUT: "0" })).toContain(
+            "LAZYDIAL_DB_CONNECT_TIMEOUT: expected"
+          )
+        }).pipe(Effect.scoped)
+    )
+
+    for (
+      const [name, key, text, value] of [
+        ["LAZYDIAL_DB_POOL_SIZE", "poolSize", "3", 3],
+        ["LAZYDIAL_DB_STATEMENT_TIMEOUT", "statementTimeout", "1.5 seconds", Duration.millis(1500)],
+        ["LAZYDIAL_DB_QUERY_DEADLINE", "queryDeadline", "2500", Duration.millis(2500)]
+      ] as const
+    ) {
+      variable(
+        name,
+        `binding's ${key} of the PostgreSQL pool (its effect on a real server: Settings.ci.test.ts); a bad value is refused`,
+        () =>
+          Effect.gen(function*() {
+            const options = yield* serveWith({ [name]: text })
+            expect(options.database?.[key]).toEqual(value)
+            expect(yield* refusal({ [name]: "lots" })).toContain(`${name}: expected`)
+          })
+      )
+    }
+
+    variable(
+      "LAZYDIAL_TOKEN_AUTH_FILE",
+      "the token file when --token-auth-file is not given: its users may call",
+      () =>
+        Effect.gen(function*() {
+          const tokens = yield* Auth.writeTokenFile([{ name: "alice" }])
+          const token = fs.readFileSync(tokens.path, "utf8").split(",")[0]!
+          const options = yield* Cli.serveOptions(noServeFlags).pipe(withEnv({ LAZYDIAL_TOKEN_AUTH_FILE: tokens.path }))
+          const auth = options.server!.authentication!
+          expect(auth.users).toEqual(["alice"])
+          expect(Option.map(auth.authenticate(Redacted.make(token)), (user) => user.name)).toEqual(Option.some("alice"))
+          expect(Option.isNone(auth.authenticate(Redacted.make("x".repeat(43))))).toBe(true)
+        }).pipe(Effect.scoped)
+    )
+
+    variable(
+      "LAZYDIAL_NO_AUTH",
+      "no authentication when --no-auth is not given; with a token file, refused",
+      () =>
+        Effect.gen(function*() {
+          const off = yield* Cli.serveOptions(noServeFlags).pipe(withEnv({ LAZYDIAL_NO_AUTH: "true" }))
+          expect(Option.map(off.server!.authentication!.authenticate(Redacted.make("anything")), (user) => user.name))
+            .toEqual(
+              Option.some(Auth.anonymous.name)
+            )
+          const neither = yield* Effect.flip(
+            Cli.serveOptions(noServeFlags).pipe(withEnv({ LAZYDIAL_NO_AUTH: "false" }))
+          )
+          expect(neither.message).toContain("serve needs a token file")
+          const both = yield* Effect.flip(
+            Cli.serveOptions(noServeFlags).pipe(
+              withEnv({ LAZYDIAL_NO_AUTH: "true", LAZYDIAL_TOKEN_AUTH_FILE: "/nonexistent/tokens.csv" })
+            )
+          )
+          expect(both.message).toContain("contradict each other")
+        })
+    )
+
+    variable("LAZYDIAL_PORT", "the port the server listens on; --port wins over it", () =>
+      Effect.gen(function*() {
+        const port = yield* freePort
+        const options = yield* serveWith({ LAZYDIAL_PORT: String(port) })
+        const url = yield* onServer(options, Server.baseUrl)
+        expect(url).toBe(`http://127.0.0.1:${port}`)
+        expect((yield* serveWith({ LAZYDIAL_PORT: String(port) }, { port: Option.some(0) })).port).toBe(0)
+        expect(yield* refusal({ LAZYDIAL_PORT: "70000" })).toContain(
+          "LAZYDIAL_PORT: expected an integer from 0 to 65535"
+        )
+      }))
+
+    variable("LAZYDIAL_HOST", "the address the server listens on", () =>
+      Effect.gen(function*() {
+        const options = yield* serveWith({ LAZYDIAL_HOST: "127.0.0.2", LAZYDIAL_PORT: "0" })
+        const url = yield* onServer(options, Server.baseUrl)
+        expect(new URL(url).hostname).toBe("127.0.0.2")
+      }))
+
+    variable(
+      "LAZYDIAL_GRACE",
+      "how long a request in flight may finish at shutdown: then it is cut",
+      () =>
+        Effect.gen(function*() {
+          const options = yield* serveWith({
+            LAZYDIAL_GRACE: "300",
+            LAZYDIAL_PORT: "0",
+            LAZYDIAL_DIAL_TIMEOUT: "20 seconds"
+          })
+          expect(options.grace).toEqual(Duration.millis(300))
+          // a turn on an agent that never answers is in flight when the server's scope closes
+          const closedIn = yield* Effect.gen(function*() {
+            const serverScope = yield* Scope.make()
+            const context = yield* Layer.buildWithScope(
+              Server.layer({ ...options.server, port: options.port, host: options.host, grace: options.grace }).pipe(
+                Layer.provideMerge(Service.layer(options, counters, options.strategy))
+              ),
+              serverScope
+            )
+            const url = yield* Effect.provide(Server.baseUrl, context)
+            const post = (route: string, body: object) =>
+              Effect.promise(() =>
+                fetch(`${url}${route}`, {
+                  method: "POST",
+                  headers: { "content-type": "application/json" },
+                  body: JSON.stringify(body)
+                }).then(async (response) => ({
+                  status: response.status,
+                  body: (await response.json().catch(() => ({}))) as Record<string, unknown>
+                }))
+              )
+            // through the API, as anonymous (no authentication), who owns the workspaces made without an owner
+            const workspaceId = newWorkspace()
+            const agent = yield* Effect.provide(ControlPlane.startWorkspace(workspaceId, Auth.anonymous.name), context)
+            const created = yield* post("/chats", { workspace_id: workspaceId })
+            expect(created.status, JSON.stringify(created.body)).toBe(201)
+            const chatId = String(created.body.chat_id)
+            expect((yield* post(`/chats/${chatId}/turns`, { message: "bind" })).status).toBe(200)
+            yield* Effect.provide(hang(agent.agentId), context)
+            const request = yield* Effect.forkChild(post(`/chats/${chatId}/turns`, { message: "hi" }))
+            yield* Effect.sleep("200 millis")
+            const started = performance.now()
+            yield* Scope.close(serverScope, Exit.void)
+            yield* Fiber.join(request)
+            return performance.now() - started
+          })
+          expect(closedIn).toBeGreaterThanOrEqual(250)
+          expect(closedIn).toBeLessThan(3000)
+        })
+    )
+
+    variable(
+      "LAZYDIAL_HTTP_HEADERS_TIMEOUT",
+      "headers that never end: 408 and closed at its deadline",
+      () =>
+        Effect.gen(function*() {
+          const options = yield* serveWith({ LAZYDIAL_HTTP_HEADERS_TIMEOUT: "400", LAZYDIAL_PORT: "0" })
+          const answer = yield* onServer(
+            options,
+            Effect.flatMap(
+              Server.baseUrl,
+              (url) => raw(url, ["GET /health HTTP/1.1\r\n", "x-a: 1\r\n", "x-b: 1\r\n"], 100)
+            )
+          )
+          expect(answer.text).toMatch(/^HTTP\/1\.1 408/)
+          expect(answer.closedAfterMs).toBeGreaterThanOrEqual(350)
+          expect(answer.closedAfterMs).toBeLessThan(2000)
+          expect(yield* refusal({ LAZYDIAL_HTTP_HEADERS_TIMEOUT: "50" })).toContain(
+            "LAZYDIAL_HTTP_HEADERS_TIMEOUT: expected a duration from 100ms"
+          )
+        })
+    )
+
+    variable(
+      "LAZYDIAL_HTTP_REQUEST_TIMEOUT",
+      "a body that trickles: 408 and closed at its deadline",
+      () =>
+        Effect.gen(function*() {
+          const options = yield* serveWith({
+            LAZYDIAL_HTTP_HEADERS_TIMEOUT: "300",
+            LAZYDIAL_HTTP_REQUEST_TIMEOUT: "700",
+            LAZYDIAL_PORT: "0"
+          })
+          const head = "POST /chats HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 40\r\n\r\n"
+          const answer = yield* onServer(
+            options,
+            Effect.flatMap(Server.baseUrl, (url) => raw(url, [head, ..."{".repeat(40).split("")], 100))
+          )
+          expect(answer.text).toMatch(/^HTTP\/1\.1 408/)
+          expect(answer.closedAfterMs).toBeGreaterThanOrEqual(650)
+          expect(answer.closedAfterMs).toBeLessThan(2500)
+        })
+    )
+
+    variable("LAZYDIAL_HTTP_MAX_BODY_BYTES", "a larger body is a 413 before it is read", () =>
+      Effect.gen(function*() {
+        const options = yield* serveWith({ LAZYDIAL_HTTP_MAX_BODY_BYTES: "1024", LAZYDIAL_PORT: "0" })
+        const status = yield* onServer(
+          options,
+          Effect.flatMap(Server.baseUrl, (url) =>
+            Effect.promise(() =>
+              fetch(`${url}/chats`, {
+                method: "POST",
+                headers: { "content-type": "application/json" },
+                body: JSON.stringify({ workspace_id: null, padding: "x".repeat(2000) })
+              }).then((response) => response.status)
+            ))
+        )
+        expect(status).toBe(413)
+        expect(yield* refusal({ LAZYDIAL_HTTP_MAX_BODY_BYTES: "10" })).toContain(
+          "LAZYDIAL_HTTP_MAX_BODY_BYTES: expected an integer from 1024 to 67108864"
+        )
+      }))
+
+    variable(
+      "LAZYDIAL_STRATEGY",
+      "latest: every turn looks the agent up (outcome direct)",
+      () =>
+        Effect.gen(function*() {
+          const options = yield* serveWith({ LAZYDIAL_STRATEGY: "latest" })
+          expect(options.strategy).toBe("latest")
+          const outcome = yield* onInstance(
+            options,
+            Effect.flatMap(boundChat, ({ chatId }) => Effect.map(turn(chatId), (connected) => connected.outcome))
+          )
+          expect(outcome).toBe("direct")
+          expect(yield* refusal({ LAZYDIAL_STRATEGY: "fastest" })).toContain("LAZYDIAL_STRATEGY")
+        })
+    )
+
+    variable(
+      "LAZYDIAL_VALIDATION_DELAY",
+      "the validation delay in use (a duration), or adaptive; --validation-delay-ms wins over it",
+      () =>
+        Effect.gen(function*() {
+          const fixed = yield* serveWith({ LAZYDIAL_VALIDATION_DELAY: "1.25 seconds" })
+          yield* onInstance(fixed, Effect.void)
+          expect(yield* metrics).toMatch(/^lazydial_validation_delay_seconds\{delay_mode="fixed"\} 1\.25$/m)
+          const adaptive = yield* serveWith({ LAZYDIAL_VALIDATION_DELAY: "adaptive" })
+          expect(adaptive.delayMode).toBe("adaptive")
+          yield* onInstance(adaptive, Effect.void)
+          expect(yield* metrics).toMatch(/^lazydial_validation_delay_seconds\{delay_mode="adaptive"\} 0\.5$/m)
+          const flag = yield* serveWith({ LAZYDIAL_VALIDATION_DELAY: "1.25 seconds" }, {
+            validationDelayMs: Option.some(700)
+          })
+          expect(flag.validationDelay).toEqual(Duration.millis(700))
+          expect(yield* refusal({ LAZYDIAL_VALIDATION_DELAY: "soon" })).toContain("LAZYDIAL_VALIDATION_DELAY")
+        })
+    )
+
+    variable("LAZYDIAL_NOTICES", "off: the replica does not listen for rebuild notices", () =>
+      Effect.gen(function*() {
+        const listening = (options: Processes.ServeOptions) =>
+          onInstance(
+            options,
+            Effect.flatMap(RebuildNotices.RebuildNotices, (notices) =>
+              notices.status.pipe(
+                Effect.filterOrFail((status) => status.listening),
+                Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo({ duration: "3 seconds" }))),
+                Effect.as(true),
+                Effect.orElseSucceed(() => false)
+              ))
+          )
+        expect(yield* listening(yield* serveWith({}))).toBe(true)
+        expect(yield* listening(yield* serveWith({ LAZYDIAL_NOTICES: "off" }))).toBe(false)
+      }))
+
+    variable(
+      "LAZYDIAL_DIAL_TIMEOUT",
+      "a turn on an agent that never answers fails at it (DialTimeout)",
+      () =>
+        Effect.gen(function*() {
+          const options = yield* serveWith({ LAZYDIAL_DIAL_TIMEOUT: "400 millis" })
+          const result = yield* onInstance(
+            options,
+            Effect.gen(function*() {
+              const { agentId, chatId } = yield* boundChat
+              yield* hang(agentId)
+              return yield* Effect.timed(Effect.flip(turn(chatId)))
+            })
+          )
+          const [elapsed, error] = result
+          expect(error._tag).toBe("DialTimeout")
+          expect(Duration.toMillis(elapsed)).toBeGreaterThanOrEqual(380)
+          expect(Duration.toMillis(elapsed)).toBeLessThan(2000)
+          expect(yield* refusal({ LAZYDIAL_DIAL_TIMEOUT: "0" })).toContain("LAZYDIAL_DIAL_TIMEOUT: expected")
+        })
+    )
+
+    variable(
+      "LAZYDIAL_MAX_IN_FLIGHT",
+      "1: of three turns at once on a hung agent, one dials it; the others wait",
+      () =>
+        Effect.gen(function*() {
+          const accepted = (env: Record<string, string>) =>
+            Effect.flatMap(serveWith({ LAZYDIAL_DIAL_TIMEOUT: "1 second", ...env }), (options) =>
+              onInstance(
+                options,
+                Effect.gen(function*() {
+                  const { agentId, chatId } = yield* boundChat
+                  yield* hang(agentId)
+                  const before = counters.fleet.accepted
+                  const turns = yield* Effect.forkChild(
+                    Effect.forEach([1, 2, 3], () => Effect.flip(turn(chatId)), { concurrency: "unbounded" })
+                  )
+                  // well inside the dial timeout, while the first admitted turn still holds its permit
+                  yield* Effect.sleep("300 millis")
+                  const dialed = counters.fleet.accepted - before
+                  yield* Fiber.join(turns)
+                  return dialed
+                })
+              ))
+          expect(yield* accepted({ LAZYDIAL_MAX_IN_FLIGHT: "1" })).toBe(1)
+          expect(yield* accepted({})).toBe(3)
+          expect(yield* refusal({ LAZYDIAL_MAX_IN_FLIGHT: "0" })).toContain(
+            "LAZYDIAL_MAX_IN_FLIGHT: expected an integer"
+          )
+        })
+    )
+
+    variable(
+      "LAZYDIAL_NOTICE_VIEW_SIZE",
+      "1: the view keeps one workspace, so a rebuild of another is found by the dial, not by its notice",
+      () =>
+        Effect.gen(function*() {
+          // two bound workspaces, A and B, each rebuilt (their old agents die), and both notices read: how does A's
+          // chat's next turn switch? A view of one workspace holds B's and has forgotten A's
+          const outcomeAfterRebuild = (env: Record<string, string>) =>
+            Effect.flatMap(serveWith(env), (options) =>
+              onInstance(
+                options,
+                Effect.gen(function*() {
+                  const notices = yield* RebuildNotices.RebuildNotices
+                  yield* notices.status.pipe(
+                    Effect.filterOrFail((status) => status.listening),
+                    Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo({ duration: "10 seconds" })))
+                  )
+                  const reads = Effect.map(metrics, (text) => Probe.counterTotal(text, "lazydial_notices_reads_total"))
+                  const a = yield* boundChat
+                  const b = yield* boundChat
+                  // each notice prompts a read of the directory, in the background: wait for it (bounded)
+                  const rebuilt = (workspaceId: WorkspaceId) =>
+                    Effect.gen(function*() {
+                      const before = yield* reads
+                      yield* ControlPlane.rebuild(workspaceId, "die")
+                      yield* reads.pipe(
+                        Effect.filterOrFail((now) => now > before),
+                        Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo({ duration: "10 seconds" })))
+                      )
+                    })
+                  yield* rebuilt(a.workspaceId)
+                  yield* rebuilt(b.workspaceId)
+                  // the view takes in what it heard when a turn asks: A's new build, then B's, which a view of one
+                  // workspace keeps instead of A's
+                  return (yield* turn(a.chatId)).outcome
+                })
+              ))
+          expect(yield* outcomeAfterRebuild({ LAZYDIAL_NOTICE_VIEW_SIZE: "1" })).toBe("switched")
+          expect(yield* outcomeAfterRebuild({})).toBe("switched_by_notice")
+          expect(yield* refusal({ LAZYDIAL_NOTICE_VIEW_SIZE: "-1" })).toContain("LAZYDIAL_NOTICE_VIEW_SIZE: expected")
+        })
+    )
+
+    variable(
+      "LAZYDIAL_LOOKUP_BATCH_WINDOW",
+      "a lookup waits it out for others to join its query",
+      () =>
+        Effect.gen(function*() {
+          // notices off, so that a new chat's first turn looks its agent up
+          const options = yield* serveWith({ LAZYDIAL_LOOKUP_BATCH_WINDOW: "400 millis", LAZYDIAL_NOTICES: "off" })
+          const elapsed = yield* onInstance(
+            options,
+            Effect.gen(function*() {
+              const chats = yield* Chats
+              const workspaceId = newWorkspace()
+              yield* ControlPlane.startWorkspace(workspaceId)
+              const chat = yield* chats.create(Option.some(workspaceId))
+              const [took, connected] = yield* Effect.timed(turn(chat.chatId))
+              expect(connected.outcome).toBe("lazy_bind")
+              return Duration.toMillis(took)
+            })
+          )
+          expect(elapsed).toBeGreaterThanOrEqual(380)
+          expect(elapsed).toBeLessThan(3000)
+          expect(yield* refusal({ LAZYDIAL_LOOKUP_BATCH_WINDOW: "forever" })).toContain("LAZYDIAL_LOOKUP_BATCH_WINDOW")
+        })
+    )
+
+    /** How a bound chat's next turn ends under `env`'s faults: `connected`, or its error's tag. */
+    const turnWithFaults = (env: Record<string, string>) =>
+      Effect.flatMap(serveWith(env), (options) =>
+        onInstance(
+          options,
+          Effect.flatMap(boundChat, ({ chatId }) =>
+            Effect.match(turn(chatId), {
+              onFailure: (error) => error._tag,
+              onSuccess: () => "connected"
+            }))
+        ))
+    // the first turn binds the chat (a lookup and a dial) before the faults that the second meets: a plan that fails
+    // every dial fails the first turn too, so the bound chat is made with the plan off and the faults come after
+    const failEveryDial = JSON.stringify({ failureRate: 1 })
+
+    variable(
+      "LAZYDIAL_FAULTS",
+      "on: the plans are injected; unset, the same plans inject nothing",
+      () =>
+        Effect.gen(function*() {
+          expect(yield* Effect.flip(turnWithFaults({ LAZYDIAL_FAULTS: "on", LAZYDIAL_FAULTS_DIAL: failEveryDial })))
+            .toMatchObject(
+              { _tag: "AgentDialError" }
+            )
+          expect(yield* turnWithFaults({ LAZYDIAL_FAULTS_DIAL: failEveryDial })).toBe("connected")
+          expect(yield* refusal({ LAZYDIAL_FAULTS: "sometimes" })).toContain("LAZYDIAL_FAULTS")
+        })
+    )
+
+    variable(
+      "LAZYDIAL_FAULTS_DIAL",
+      "the dial's plan: failureRate 1 fails every dial, 0 none",
+      () =>
+        Effect.gen(function*() {
+          const none = JSON.stringify({ failureRate: 0 })
+          expect(yield* turnWithFaults({ LAZYDIAL_FAULTS: "on", LAZYDIAL_FAULTS_DIAL: none })).toBe("connected")
+          expect(yield* Effect.flip(turnWithFaults({ LAZYDIAL_FAULTS: "on", LAZYDIAL_FAULTS_DIAL: failEveryDial })))
+            .toMatchObject(
+              { _tag: "AgentDialError" }
+            )
+          expect(yield* refusal({ LAZYDIAL_FAULTS: "on", LAZYDIAL_FAULTS_DIAL: "{\"failureRate\":2}" })).toContain(
+            "LAZYDIAL_FAULTS_DIAL"
+          )
+        })
+    )
+
+    variable(
+      "LAZYDIAL_FAULTS_LOOKUP",
+      "the lookup's plan: noAgentRate 1 makes a lazy bind find no agent",
+      () =>
+        Effect.gen(function*() {
+          const options = yield* serveWith({
+            LAZYDIAL_FAULTS: "on",
+            LAZYDIAL_FAULTS_LOOKUP: JSON.stringify({ noAgentRate: 1 }),
+            LAZYDIAL_NOTICES: "off"
+          })
+          const error = yield* onInstance(
+            options,
+            Effect.gen(function*() {
+              const chats = yield* Chats
+              const workspaceId = newWorkspace()
+              yield* ControlPlane.startWorkspace(workspaceId)
+              const chat = yield* chats.create(Option.some(workspaceId))
+              return yield* Effect.flip(turn(chat.chatId))
+            })
+          )
+          expect(error._tag).toBe("NoCurrentAgent")
+          expect(yield* refusal({ LAZYDIAL_FAULTS: "on", LAZYDIAL_FAULTS_LOOKUP: "not json" })).toContain(
+            "LAZYDIAL_FAULTS_LOOKUP"
+          )
+        })
+    )
+
+    /** A fleet as `fleet` runs it, from `env`: its first stdout line, and its API's workspaces after `waitMs`. */
+    const runFleet = (env: Record<string, string>, waitMs: number) =>
+      Effect.gen(function*() {
+        const lines: Array<string> = []
+        const options = yield* fleetWith({ LAZYDIAL_PORT: "0", ...env })
+        const console = {
+          ...globalThis.console,
+          log: (...args: ReadonlyArray<unknown>) => void lines.push(args.join(" "))
+        }
+        const fiber = yield* Effect.forkChild(
+          Processes.fleet(options).pipe(Effect.provideService(Console.Console, console))
+        )
+        // the process's event line (Effect's default logger of a test writes through the same console: its lines are
+        // not JSON; the program's own logger writes to stderr)
+        const line = yield* Effect.sync(() => lines.find((line) => line.startsWith("{\"fleet\""))).pipe(
+          Effect.filterOrFail((found) => found !== undefined),
+          Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo({ duration: "30 seconds" })))
+        )
+        const first = JSON.parse(line!) as { fleet: string; workspaces: Array<string>; owners: Record<string, string> }
+        const list = () =>
+          Effect.promise(() =>
+            fetch(`${first.fleet}/workspaces`).then((response) =>
+              response.json() as Promise<Array<{ agent_id: string }>>
+            )
+          )
+        const before = yield* list()
+        yield* Effect.sleep(Duration.millis(waitMs))
+        const after = yield* list()
+        yield* Fiber.interrupt(fiber)
+        return {
+          first,
+          rebuilt: after.filter((w, i) => w.agent_id !== before[i]?.agent_id).length
+        }
+      })
+
+    variable("LAZYDIAL_WORKSPACES", "the fleet runs this many workspaces", () =>
+      Effect.gen(function*() {
+        const { first } = yield* runFleet({ LAZYDIAL_WORKSPACES: "3" }, 0)
+        expect(first.workspaces).toHaveLength(3)
+      }))
+
+    variable("LAZYDIAL_OWNERS", "the fleet gives its workspaces to these users, in turn", () =>
+      Effect.gen(function*() {
+        const { first } = yield* runFleet({ LAZYDIAL_WORKSPACES: "3", LAZYDIAL_OWNERS: "alice,bob" }, 0)
+        expect(first.workspaces.map((id) => first.owners[id])).toEqual(["alice", "bob", "alice"])
+        const bad = yield* Effect.flip(fleetWith({ LAZYDIAL_OWNERS: "alice,,bob" }))
+        expect(bad.message).toContain("LAZYDIAL_OWNERS")
+      }))
+
+    variable("LAZYDIAL_REBUILD_RATE", "the fleet rebuilds its workspaces on schedule", () =>
+      Effect.gen(function*() {
+        const { rebuilt } = yield* runFleet({ LAZYDIAL_WORKSPACES: "2", LAZYDIAL_REBUILD_RATE: "40" }, 600)
+        expect(rebuilt).toBeGreaterThan(0)
+        const { rebuilt: none } = yield* runFleet({ LAZYDIAL_WORKSPACES: "2" }, 600)
+        expect(none).toBe(0)
+      }))
+
+    variable(
+      "LAZYDIAL_SEED",
+      "the seed of the fleet's scheduled rebuilds: the same seed draws the same schedule",
+      () =>
+        Effect.gen(function*() {
+          const options = yield* fleetWith({ LAZYDIAL_SEED: "42" })
+          expect(options.seed).toBe(42)
+          const draws = (seed: number) => {
+            const next = Processes.seededRandom(seed)
+            return [next(), next(), next()]
+          }
+          expect(draws(options.seed)).toEqual(draws(42))
+          expect(draws(options.seed)).not.toEqual(draws(1))
+          expect((yield* Effect.flip(fleetWith({ LAZYDIAL_SEED: "1.5" }))).message).toContain("LAZYDIAL_SEED")
+        })
+    )
+
+    it("every variable of Settings.variables has its test here", () => {
+      expect([...tested].sort()).toEqual(Object.values(Settings.variables).sort())
+    })
+
+    it("docs/deployment.md's table of settings lists exactly these variables", () => {
+      const docs = fs.readFileSync(path.join(import.meta.dirname, "../../../docs/deployment.md"), "utf8")
+      const section = docs.slice(docs.indexOf("\n## Settings\n"))
+      const table = section.slice(0, section.indexOf("\n## ", 4))
+      const listed = new Set(Array.from(table.matchAll(/`(LAZYDIAL_[A-Z_]+)`/g), (match) => match[1]!))
+      expect([...listed].sort()).toEqual(Object.values(Settings.variables).sort())
+    })
+  }
+)
