@@ -4,8 +4,8 @@
  * are asked.
  */
 import { describe, expect, it, layer } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import type { AgentId, WorkspaceId } from "@lazydial/core"
-import { assertEqual } from "@lazydial/core/testing"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -42,7 +42,7 @@ layer(Service.layerDatabase(undefined), { timeout: 60_000 })("AgentAddresses.lay
       expect(Buffer.from(Redacted.value(resolved.secret)).equals(Buffer.from(secret))).toBe(true)
       // the secret does not show where an address is printed
       expect(String(resolved.secret)).not.toContain(Buffer.from(secret).toString("hex"))
-      assertEqual(yield* reader.resolve(newAgent()), Option.none())
+      deepStrictEqual(yield* reader.resolve(newAgent()), Option.none())
     }))
 
   it.effect("an address with no secret (recorded by an older version) is not dialable", () =>
@@ -52,7 +52,7 @@ layer(Service.layerDatabase(undefined), { timeout: 60_000 })("AgentAddresses.lay
       const agentId = newAgent()
       yield* sql`INSERT INTO ${sql(AgentAddresses.agentsTable)} (agent_id, workspace_id, host, port)
 VALUES (${agentId}, ${newWorkspace()}, '127.0.0.1', 1)`
-      assertEqual(yield* book.resolve(agentId), Option.none())
+      deepStrictEqual(yield* book.resolve(agentId), Option.none())
     }))
 
   it.effect("the secrets table grants nothing to PUBLIC", () =>
@@ -77,9 +77,9 @@ FROM pg_class c WHERE c.relname = ${AgentAddresses.agentSecretsTable}`
       yield* book.addWorkspace(alice, "mallory")
       yield* sql`INSERT INTO ${sql(AgentAddresses.workspacesTable)} (workspace_id) VALUES (${old})`
       const reader = yield* makeBook
-      assertEqual(yield* reader.ownerOf(alice), Option.some("alice"))
-      assertEqual(yield* reader.ownerOf(old), Option.some(AgentAddresses.defaultOwner))
-      assertEqual(yield* reader.ownerOf(newWorkspace()), Option.none())
+      deepStrictEqual(yield* reader.ownerOf(alice), Option.some("alice"))
+      deepStrictEqual(yield* reader.ownerOf(old), Option.some(AgentAddresses.defaultOwner))
+      deepStrictEqual(yield* reader.ownerOf(newWorkspace()), Option.none())
       // Both rows may carry the same created_at (one clock tick): their order is not the point here.
       const listed = (yield* reader.workspaces).filter((w) => w.workspaceId === alice || w.workspaceId === old)
       const byId = (a: { readonly workspaceId: string }, b: { readonly workspaceId: string }) =>

@@ -9,8 +9,8 @@
  * agents agree with whatever the directory holds.
  */
 import { describe, expect, it } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import { AgentDialer, type AgentId, type CurrentAgent, type WorkspaceId } from "@lazydial/core"
-import { assertEqual } from "@lazydial/core/testing"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
@@ -112,7 +112,7 @@ describe("ControlPlane: rebuilds that cannot strand a workspace", () => {
       const next = yield* ControlPlane.rebuild(workspaceId, "die")
       expect(servingAtRecord).toEqual([[first.agentId, next.agentId]])
       expect(yield* servingIds(workspaceId)).toEqual([next.agentId])
-      assertEqual(yield* agentOf(workspaceId), Option.some(next.agentId))
+      deepStrictEqual(yield* agentOf(workspaceId), Option.some(next.agentId))
       expect(yield* turnOn(next.agentId)).toBe(next.agentId)
     }).pipe(Effect.provide(layer))
   })
@@ -126,14 +126,14 @@ describe("ControlPlane: rebuilds that cannot strand a workspace", () => {
       faults.mode = "fails"
       const error = yield* Effect.flip(ControlPlane.rebuild(workspaceId, "die"))
       expect(error._tag).toBe("DatabaseUnavailable")
-      assertEqual(yield* agentOf(workspaceId), Option.some(old.agentId))
+      deepStrictEqual(yield* agentOf(workspaceId), Option.some(old.agentId))
       expect(yield* turnOn(old.agentId)).toBe(old.agentId)
       expect(yield* fleet.unsettled).toEqual([workspaceId])
       const [, stray] = yield* servingIds(workspaceId)
       expect(stray).toBeDefined()
 
       faults.mode = "ok"
-      assertEqual(yield* ControlPlane.settle(workspaceId), Option.some(old.agentId))
+      deepStrictEqual(yield* ControlPlane.settle(workspaceId), Option.some(old.agentId))
       expect(yield* servingIds(workspaceId)).toEqual([old.agentId])
       expect(yield* fleet.unsettled).toEqual([])
       expect(yield* turnOn(old.agentId)).toBe(old.agentId)
@@ -154,7 +154,7 @@ describe("ControlPlane: rebuilds that cannot strand a workspace", () => {
       expect(yield* turnOn(current)).toBe(current)
 
       faults.mode = "ok"
-      assertEqual(yield* ControlPlane.settle(workspaceId), Option.some(current))
+      deepStrictEqual(yield* ControlPlane.settle(workspaceId), Option.some(current))
       expect(yield* servingIds(workspaceId)).toEqual([current])
     }).pipe(Effect.provide(layer))
   })
@@ -215,7 +215,7 @@ describe("ControlPlane: rebuilds that cannot strand a workspace", () => {
       yield* Effect.flip(ControlPlane.stop(workspaceId, "die"))
       expect(yield* servingIds(workspaceId)).toEqual([agent.agentId])
       faults.mode = "ok"
-      assertEqual(yield* ControlPlane.settle(workspaceId), Option.none())
+      deepStrictEqual(yield* ControlPlane.settle(workspaceId), Option.none())
       expect(yield* servingIds(workspaceId)).toEqual([])
     }).pipe(Effect.provide(layer))
   })
@@ -228,10 +228,10 @@ describe("ControlPlane: start, and the typed errors of a workspace in the wrong 
       const workspaceId = newWorkspace()
       const first = yield* ControlPlane.startWorkspace(workspaceId)
       yield* ControlPlane.stop(workspaceId, "die")
-      assertEqual(yield* agentOf(workspaceId), Option.none())
+      deepStrictEqual(yield* agentOf(workspaceId), Option.none())
       const started = yield* ControlPlane.start(workspaceId)
       expect(started.agentId).not.toBe(first.agentId)
-      assertEqual(yield* agentOf(workspaceId), Option.some(started.agentId))
+      deepStrictEqual(yield* agentOf(workspaceId), Option.some(started.agentId))
       expect(yield* servingIds(workspaceId)).toEqual([started.agentId])
       expect(yield* turnOn(started.agentId)).toBe(started.agentId)
     }).pipe(Effect.provide(layer))
@@ -258,9 +258,9 @@ describe("ControlPlane: start, and the typed errors of a workspace in the wrong 
       faults.mode = "fails"
       yield* Effect.flip(ControlPlane.start(workspaceId))
       faults.mode = "ok"
-      assertEqual(yield* ControlPlane.settle(workspaceId), Option.none())
+      deepStrictEqual(yield* ControlPlane.settle(workspaceId), Option.none())
       expect(yield* servingIds(workspaceId)).toEqual([])
-      assertEqual(yield* agentOf(workspaceId), Option.none())
+      deepStrictEqual(yield* agentOf(workspaceId), Option.none())
     }).pipe(Effect.provide(layer))
   })
 
@@ -301,9 +301,9 @@ describe("ControlPlane: owners, and a fleet that takes workspaces back", () => {
       yield* ControlPlane.startWorkspace(alice, "alice")
       yield* control.addWorkspace(alice, "mallory")
       yield* control.setCurrent(bare, Option.none())
-      assertEqual(yield* control.ownerOf(alice), Option.some("alice"))
-      assertEqual(yield* control.ownerOf(bare), Option.some(ControlPlane.defaultOwner))
-      assertEqual(yield* control.ownerOf(newWorkspace()), Option.none())
+      deepStrictEqual(yield* control.ownerOf(alice), Option.some("alice"))
+      deepStrictEqual(yield* control.ownerOf(bare), Option.some(ControlPlane.defaultOwner))
+      deepStrictEqual(yield* control.ownerOf(newWorkspace()), Option.none())
       const listed = yield* control.list
       expect(listed.map(([id, current, owner]) => [id, Option.isSome(current), owner])).toEqual([
         [alice, true, "alice"],
@@ -334,10 +334,10 @@ describe("ControlPlane: owners, and a fleet that takes workspaces back", () => {
         expect(now).not.toBe(before)
         expect(yield* servingIds(running)).toEqual([now])
         expect(yield* turnOn(now)).toBe(now)
-        assertEqual(yield* agentOf(stopped), Option.none())
+        deepStrictEqual(yield* agentOf(stopped), Option.none())
         expect(yield* servingIds(stopped)).toEqual([])
         const plane = yield* ControlPlane.ControlPlane
-        assertEqual(yield* plane.ownerOf(running), Option.some("alice"))
+        deepStrictEqual(yield* plane.ownerOf(running), Option.some("alice"))
       }))
     }).pipe(Effect.scoped))
 })

@@ -3,6 +3,7 @@
  * LISTEN/NOTIFY, and the service's wiring (notices on by default).
  */
 import { expect, layer } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import { RebuildNotices } from "@lazydial/binding"
 import type { WorkspaceId } from "@lazydial/core"
 import * as Effect from "effect/Effect"
@@ -56,7 +57,7 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("rebuild notice
         const turn = yield* Effect.scoped(chats.connect(chat.chatId))
         expect(turn.outcome).toBe("switched_by_notice")
         expect(turn.repaired).toBe(true)
-        expect(turn.binding.agentId).toEqual(Option.some(agentId))
+        deepStrictEqual(turn.binding.agentId, Option.some(agentId))
         expect(counters.probe.lookups - before).toBe(0)
       }),
     30_000

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import * as Duration from "effect/Duration"
 import * as Service from "../src/Service.js"
 
@@ -7,7 +8,7 @@ const millis = (d: Duration.Input | undefined) => d === undefined ? undefined : 
 describe("Service.lazyDialOptions", () => {
   it("fixed: the validation delay as given", () => {
     const options = Service.lazyDialOptions({ validationDelay: "500 millis", dialTimeout: "2 seconds" })
-    expect(options?.delay).toEqual(Duration.millis(500))
+    deepStrictEqual(options?.delay, Duration.millis(500))
   })
 
   it("adaptive: starts at the validation delay and may grow past it, to half the dial timeout", () => {

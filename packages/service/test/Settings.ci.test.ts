@@ -5,6 +5,7 @@
  * tested in Settings.test.ts.
  */
 import { expect, it } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import { Database } from "@lazydial/binding"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
@@ -58,7 +59,7 @@ describe.skipIf(url === "")("the PostgreSQL pool's settings (needs LAZYDIAL_TEST
     () =>
       Effect.gen(function*() {
         const sessions = yield* onDatabase({ LAZYDIAL_DB_POOL_SIZE: "3" }, Effect.serviceOption(Database.Sessions))
-        expect(Option.map(sessions, (s) => s.size)).toEqual(Option.some(3))
+        deepStrictEqual(Option.map(sessions, (s) => s.size), Option.some(3))
         // five statements that each hold a connection for 300 ms: with 3 connections, two wait for a free one
         const elapsed = yield* onDatabase(
           { LAZYDIAL_DB_POOL_SIZE: "3" },

@@ -12,6 +12,7 @@
  * the query deadline) are in Settings.ci.test.ts.
  */
 import { expect, layer } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import { RebuildNotices } from "@lazydial/binding"
 import type { AgentId, ChatId, WorkspaceId } from "@lazydial/core"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -224,7 +225,7 @@ layer(Service.layerDatabase(undefined), { timeout: 120_000, excludeTestServices:
             LAZYDIAL_DATABASE_URL: `postgres://lazydial:secret@127.0.0.1:${port}/lazydial`,
             LAZYDIAL_DB_CONNECT_TIMEOUT: "300"
           })
-          expect(options.database?.connectTimeout).toEqual(Duration.millis(300))
+          deepStrictEqual(options.database?.connectTimeout, Duration.millis(300))
           const started = performance.now()
           const failed = yield* Effect.flip(Layer.build(
             Service.layerDatabaseEither(
@@ -255,7 +256,7 @@ layer(Service.layerDatabase(undefined), { timeout: 120_000, excludeTestServices:
         () =>
           Effect.gen(function*() {
             const options = yield* serveWith({ [name]: text })
-            expect(options.database?.[key]).toEqual(value)
+            deepStrictEqual(options.database?.[key], value)
             expect(yield* refusal({ [name]: "lots" })).toContain(`${name}: expected`)
           })
       )
@@ -271,7 +272,10 @@ layer(Service.layerDatabase(undefined), { timeout: 120_000, excludeTestServices:
           const options = yield* Cli.serveOptions(noServeFlags).pipe(withEnv({ LAZYDIAL_TOKEN_AUTH_FILE: tokens.path }))
           const auth = options.server!.authentication!
           expect(auth.users).toEqual(["alice"])
-          expect(Option.map(auth.authenticate(Redacted.make(token)), (user) => user.name)).toEqual(Option.some("alice"))
+          deepStrictEqual(
+            Option.map(auth.authenticate(Redacted.make(token)), (user) => user.name),
+            Option.some("alice")
+          )
           expect(Option.isNone(auth.authenticate(Redacted.make("x".repeat(43))))).toBe(true)
         }).pipe(Effect.scoped)
     )
@@ -282,10 +286,8 @@ layer(Service.layerDatabase(undefined), { timeout: 120_000, excludeTestServices:
       () =>
         Effect.gen(function*() {
           const off = yield* Cli.serveOptions(noServeFlags).pipe(withEnv({ LAZYDIAL_NO_AUTH: "true" }))
-          expect(Option.map(off.server!.authentication!.authenticate(Redacted.make("anything")), (user) => user.name))
-            .toEqual(
-              Option.some(Auth.anonymous.name)
-            )
+          const anyone = off.server!.authentication!.authenticate(Redacted.make("anything"))
+          deepStrictEqual(Option.map(anyone, (user) => user.name), Option.some(Auth.anonymous.name))
           const neither = yield* Effect.flip(
             Cli.serveOptions(noServeFlags).pipe(withEnv({ LAZYDIAL_NO_AUTH: "false" }))
           )
@@ -328,7 +330,7 @@ layer(Service.layerDatabase(undefined), { timeout: 120_000, excludeTestServices:
             LAZYDIAL_PORT: "0",
             LAZYDIAL_DIAL_TIMEOUT: "20 seconds"
           })
-          expect(options.grace).toEqual(Duration.millis(300))
+          deepStrictEqual(options.grace, Duration.millis(300))
           // a turn on an agent that never answers is in flight when the server's scope closes
           const closedIn = yield* Effect.gen(function*() {
             const serverScope = yield* Scope.make()
@@ -464,7 +466,7 @@ layer(Service.layerDatabase(undefined), { timeout: 120_000, excludeTestServices:
           const flag = yield* serveWith({ LAZYDIAL_VALIDATION_DELAY: "1.25 seconds" }, {
             validationDelayMs: Option.some(700)
           })
-          expect(flag.validationDelay).toEqual(Duration.millis(700))
+          deepStrictEqual(flag.validationDelay, Duration.millis(700))
           expect(yield* refusal({ LAZYDIAL_VALIDATION_DELAY: "soon" })).toContain("LAZYDIAL_VALIDATION_DELAY")
         })
     )
