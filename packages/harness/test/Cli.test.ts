@@ -141,3 +141,56 @@ describe("lazydial-harness", () => {
     expect(report.settings.chats).toBe(4)
   }, 90_000)
 })
+
+const tiny = ["--chats", "4", "--workspaces", "2", "--turns", "2", "--think-ms", "20"]
+
+describe("output a program can read (the harness's run, on PGlite)", () => {
+  it("the text report is all stdout holds; progress and logs go to stderr", () => {
+    const result = run(tiny)
+    expect(result.status).toBe(0)
+    expect(result.stdout.startsWith("lazydial reference service: seed 1")).toBe(true)
+    expect(result.stdout).not.toMatch(/level=|message=|\{"/)
+    expect(result.stderr).not.toContain("lazydial reference service")
+  }, 90_000)
+
+  it(
+    "--json --port: stdout is the report, one JSON document, while the API it serves after it logs every request to stderr",
+    async () => {
+      const result = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+        const child = spawn(process.execPath, ["--import", "tsx", bin, "--json", "--port", "0", ...tiny], {
+          env: { ...process.env, LAZYDIAL_DATABASE_URL: undefined },
+          stdio: ["ignore", "pipe", "pipe"],
+          timeout: 80_000,
+          killSignal: "SIGKILL"
+        })
+        let stdout = ""
+        let stderr = ""
+        let asked = false
+        child.stdout.on("data", (chunk: Buffer) => {
+          stdout += chunk.toString()
+        })
+        child.stderr.on("data", (chunk: Buffer) => {
+          stderr += chunk.toString()
+          const url = /serving the chat API on (http:\/\/[0-9.:]+)/.exec(stderr)?.[1]
+          if (asked || url === undefined) return
+          asked = true
+          // requests: with no token (401) and to no route (404); each writes an access line
+          void Promise.all(
+            ["/workspaces", "/no/such/route"].map((path) => fetch(`${url}${path}`).then((r) => r.text()))
+          )
+            .finally(() => child.kill("SIGTERM"))
+        })
+        child.on("exit", (status, signal) =>
+          signal === "SIGKILL"
+            ? reject(new Error(`no exit within 80 s; stderr:\n${stderr}`))
+            : resolve({ status, stdout, stderr }))
+      })
+      expect(result.status).toBe(0)
+      const report = Schema.decodeUnknownSync(Report)(JSON.parse(result.stdout))
+      expect(report.settings.chats).toBe(4)
+      expect(result.stderr).toMatch(/message=request .*route=\/workspaces status=401/)
+      expect(result.stderr).toMatch(/route=unmatched status=404/)
+    },
+    90_000
+  )
+})

@@ -118,3 +118,71 @@ describe("lazydial-service", () => {
     60_000
   )
 })
+
+/**
+ * Starts the CLI as a long-running process on PGlite (no database URL), waits for its first stdout line, runs
+ * `requests` against the address it printed, then stops it with SIGTERM: what it wrote on each stream.
+ */
+const runProcess = (args: ReadonlyArray<string>, requests: (url: string) => Promise<void>) =>
+  new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", bin, ...args], {
+      env: { ...process.env, LAZYDIAL_DATABASE_URL: undefined, LAZYDIAL_TOKEN_AUTH_FILE: undefined },
+      stdio: ["ignore", "pipe", "pipe"],
+      timeout: 60_000,
+      killSignal: "SIGKILL"
+    })
+    let stdout = ""
+    let stderr = ""
+    let asked = false
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString()
+    })
+    child.stdout.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString()
+      if (asked || !stdout.includes("\n")) return
+      asked = true
+      let first: Record<string, unknown>
+      try {
+        first = JSON.parse(stdout.split("\n")[0]!) as Record<string, unknown>
+      } catch {
+        // not an event: stop it at once, and let the assertions on what it printed say why
+        child.kill("SIGTERM")
+        return
+      }
+      requests(String(first["serving"] ?? first["fleet"])).then(
+        () => child.kill("SIGTERM"),
+        (error) => (child.kill("SIGKILL"), reject(error))
+      )
+    })
+    child.on("exit", (status, signal) =>
+      signal === "SIGKILL"
+        ? reject(new Error(`${args.join(" ")}: killed; stderr:\n${stderr}`))
+        : resolve({ status, stdout, stderr }))
+  })
+
+// a request that answers, one that is a client's error, and one a route does not have: each writes an access line
+const someRequests = async (url: string) => {
+  for (const path of ["/health", "/workspaces", "/no/such/route"]) await (await fetch(`${url}${path}`)).text()
+}
+
+describe("output a program can read", () => {
+  for (const command of ["serve", "fleet"] as const) {
+    it(
+      `${command} on PGlite: stdout is one JSON line per process event and nothing else; every log line is on stderr`,
+      async () => {
+        const result = await runProcess([command, "--no-auth", "--port", "0"], someRequests)
+        expect(result.status).toBe(0)
+        const lines = result.stdout.split("\n").filter((line) => line !== "")
+        expect(lines).toHaveLength(1)
+        const event = JSON.parse(lines[0]!) as Record<string, unknown>
+        expect(Object.keys(event)).toContain(command === "serve" ? "serving" : "fleet")
+        // the PGlite warning, the --no-auth warning and the access log: all on stderr, as logfmt
+        expect(result.stderr).toMatch(/level=WARN .*embedded PGlite database/)
+        expect(result.stderr).toMatch(/level=INFO .*message=request .*route=\/health status=200/)
+        expect(result.stderr).toMatch(/route=unmatched status=404/)
+        expect(result.stdout).not.toMatch(/level=|message=/)
+      },
+      90_000
+    )
+  }
+})
