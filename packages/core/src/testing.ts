@@ -25,9 +25,7 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Equal from "effect/Equal"
 import * as Exit from "effect/Exit"
-import * as Formatter from "effect/Formatter"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -239,30 +237,6 @@ export const layerTest: Layer.Layer<TestAgents | AgentDialer | AgentLookup> = La
  */
 export const currentAgent = (fields: ConstructorParameters<typeof CurrentAgent>[0]): CurrentAgent =>
   new CurrentAgent(fields)
-
-/**
- * Asserts that two values are equal by `Equal.equals`.
- *
- * @deprecated Compare with `deepStrictEqual` from `@effect/vitest/utils`: on
- * Effect 4 it fails on `Option.none()` against `Option.some(1)` at any depth
- * (core's `test/Assertions.test.ts` keeps the pairs), which is all this helper
- * existed for on Effect 3. It will be removed.
- *
- * @since 0.2.0
- * @category assertions
- */
-export const assertEqual = <A>(actual: A, expected: NoInfer<A>, message?: string): void => {
-  if (!Equal.equals(actual, expected)) {
-    throw new AssertionError({
-      message: `${message === undefined ? "" : `${message}: `}expected ${Formatter.format(expected)}, got ${
-        Formatter.format(actual)
-      }`,
-      actual,
-      expected,
-      operator: "Equal.equals"
-    })
-  }
-}
 
 /** One of the given Arbitraries, picked uniformly. */
 const oneOf = <A>(members: ReadonlyArray<Arbitrary.Arbitrary<A>>): Arbitrary.Arbitrary<A> =>
