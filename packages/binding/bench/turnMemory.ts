@@ -11,8 +11,9 @@
  * Runs under tsx (the packages import each other's TypeScript sources), which
  * names every closure: figures run a little above core's own `pnpm bench`.
  */
-import { BindingStore, ChatConnector } from "@lazydial/binding"
+import { BindingStore, ChatConnector, RebuildNotices } from "@lazydial/binding"
 import { AgentDialer, AgentId, AgentLookup, BuildId, CurrentAgent, LazyDial, WorkspaceId } from "@lazydial/core"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
@@ -65,6 +66,13 @@ const heapPerCaller = async (pending: Effect.Effect<unknown, unknown>, countsDia
 const main = Effect.gen(function*() {
   const bindings = yield* BindingStore.BindingStore
   const connector = yield* ChatConnector.ChatConnector
+  // the same connector with a listening view of rebuild notices: each pending
+  // dial also waits for the view's early-validation signal
+  const notices = Context.get(yield* Layer.build(RebuildNotices.layerMemory), RebuildNotices.RebuildNotices)
+  const viewed = yield* ChatConnector.make({
+    dialTimeout: ChatConnector.maxDialTimeout,
+    maxInFlight: Math.min(n, ChatConnector.maxMaxInFlight)
+  }).pipe(Effect.provideService(RebuildNotices.RebuildNotices, notices))
   const lazyDial = yield* LazyDial.LazyDial
   const chats = yield* Effect.forEach(Array.from({ length: n }), (_, i) =>
     Effect.gen(function*() {
@@ -78,16 +86,24 @@ const main = Effect.gen(function*() {
     }))
   let next = 0
   const turn = Effect.suspend(() => Effect.scoped(connector.connect(chats[next++ % chats.length]!)))
+  const viewedTurn = Effect.suspend(() => Effect.scoped(viewed.connect(chats[next++ % chats.length]!)))
   const dial = Effect.scoped(
     lazyDial.dial({ agentId: workspaces[0]!.current.agentId, workspaceId: workspaces[0]!.workspaceId })
   )
   const floor = Effect.scoped(
     Effect.andThen(Effect.acquireRelease(Effect.void, () => Effect.void), Effect.never)
   )
-  const results = { turn: [] as Array<number>, dial: [] as Array<number>, floor: [] as Array<number> }
+  const results = {
+    turn: [] as Array<number>,
+    viewed: [] as Array<number>,
+    dial: [] as Array<number>,
+    floor: [] as Array<number>
+  }
   for (let round = 0; round < rounds; round++) {
     next = 0
     results.turn.push(yield* Effect.promise(() => heapPerCaller(turn, true)))
+    next = 0
+    results.viewed.push(yield* Effect.promise(() => heapPerCaller(viewedTurn, true)))
     results.dial.push(yield* Effect.promise(() => heapPerCaller(dial, true)))
     results.floor.push(yield* Effect.promise(() => heapPerCaller(floor, false)))
   }
@@ -98,9 +114,11 @@ const main = Effect.gen(function*() {
     } x${os.cpus().length}, node ${process.version}, ${n} in flight, median of ${rounds}`
   )
   console.log(`memory per in-flight turn (ChatConnector.connect, memory store, hung agent)  ${kb(results.turn)}`)
+  console.log(`the same, with a listening view of rebuild notices (RebuildNotices.layerMemory) ${kb(results.viewed)}`)
   console.log(`memory per in-flight LazyDial.dial, same process                             ${kb(results.dial)}`)
   console.log(`floor: a caller holding a Scope with one pending resource                    ${kb(results.floor)}`)
 }).pipe(
+  Effect.scoped,
   Effect.provide(
     ChatConnector.layer({
       dialTimeout: ChatConnector.maxDialTimeout,

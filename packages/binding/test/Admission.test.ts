@@ -5,6 +5,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Pool from "effect/Pool"
 import * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as TestClock from "effect/testing/TestClock"
@@ -130,7 +131,7 @@ describe("admission control", () => {
       assert.strictEqual((yield* pendingSleeps).length, 0)
     }))
 
-  it.effect("Effect 4's Semaphore, the alternative: a deadline per waiter costs a timer per waiter", () =>
+  it.effect("Effect 4's Semaphore and Pool, the alternatives: a deadline per waiter costs a timer per waiter", () =>
     Effect.gen(function*() {
       // What the queue would be with Effect's pieces: FIFO permits, and each
       // turn's deadline as a timeoutOption of its own. Every waiting turn
@@ -145,7 +146,20 @@ describe("admission control", () => {
       assert.strictEqual((yield* pendingSleeps).length, 1000)
       yield* TestClock.adjust("11 seconds")
       yield* Fiber.joinAll(turns)
-    }))
+      // Pool is no different: a permit would be a pooled item, and its waiters have no deadline either
+      const pool = yield* Pool.make({ acquire: Effect.void, size: 500 })
+      const pooled = yield* Effect.forEach(
+        Array.from({ length: 1000 }),
+        (_, i) =>
+          Effect.forkChild(
+            Effect.timeoutOption(Effect.scoped(Effect.andThen(Pool.get(pool), Effect.never)), 10_000 + i)
+          )
+      )
+      yield* Effect.yieldNow
+      assert.strictEqual((yield* pendingSleeps).length, 1000)
+      yield* TestClock.adjust("11 seconds")
+      yield* Fiber.joinAll(pooled)
+    }).pipe(Effect.scoped))
 
   it.effect("under overload a waiter that the queue's pace would admit after its deadline is shed at once", () =>
     Effect.gen(function*() {
