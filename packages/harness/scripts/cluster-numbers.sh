@@ -28,7 +28,14 @@ done
 . "$repo/packages/service/scripts/lib/pg-stat-statements.sh"
 enable_pg_stat_statements
 cd "$repo/packages/harness"
+orders="lazydial latest"
+case " ${args[*]} " in *" --first "*) orders="given" ;; esac
 for k in $replicas_list; do
-  echo "== K=$k"
-  timeout 600 node --import tsx src/bin.ts cluster --database-url "$LAZYDIAL_TEST_DATABASE_URL" --replicas "$k" "${args[@]}"
+  for first in $orders; do
+    echo "== K=$k, $first first"
+    order=()
+    [ "$first" = "given" ] || order=(--first "$first")
+    timeout 600 node --import tsx src/bin.ts cluster --database-url "$LAZYDIAL_TEST_DATABASE_URL" --replicas "$k" \
+      "${order[@]}" "${args[@]}"
+  done
 done

@@ -33,6 +33,13 @@ const json = Flag.Boolean("json").pipe(
   Flag.withDescription("print the report as JSON (the Report schema) on stdout; progress and logs go to stderr")
 )
 
+const first = Flag.Literals("first", Chats.strategies).pipe(
+  withDefault(
+    "lazydial",
+    "the strategy that runs first (the second meets warmer code and a warmer database: alternate it to compare fairly)"
+  )
+)
+
 const options = {
   seed: Flag.Int("seed").pipe(
     withDefault(Workload.defaults.seed, "seed of every random choice: the same seed gives the same workload")
@@ -47,12 +54,7 @@ const options = {
   ),
   // the replica's declarations: the run's strategies take them with the same meanings and defaults
   ...ServiceCli.replicaFlags,
-  first: Flag.Literals("first", Chats.strategies).pipe(
-    withDefault(
-      "lazydial",
-      "the strategy that runs first in the process (the second meets warmer code: alternate it to compare fairly)"
-    )
-  ),
+  first,
   json,
   html: Flag.File("html").pipe(
     Flag.optional,
@@ -165,6 +167,7 @@ const clusterCommand = Command.make("cluster", {
   seed: options.seed,
   // serve's own declarations: each replica gets the same flag, with the same meaning and default
   ...ServiceCli.replicaFlags,
+  first,
   rebuilds: integer("rebuilds", 0, 100_000).pipe(
     withDefault(
       0,
@@ -193,7 +196,8 @@ const clusterCommand = Command.make("cluster", {
       validationDelayMs: Duration.toMillis(replica.validationDelay),
       delayMode: replica.delayMode,
       notices: replica.notices,
-      rebuilds: flags.rebuilds
+      rebuilds: flags.rebuilds,
+      first: flags.first
     }).pipe(
       Effect.provide(Service.layerDatabaseEither(Option.some(url.value.url), database)),
       Effect.mapError((error) => new Processes.StartupFailed({ message: error.message }))

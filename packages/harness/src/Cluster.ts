@@ -18,8 +18,11 @@
  * `pg_stat_statements`, less the fleet's own reads before its rebuilds).
  *
  * SQL statements per turn are measured at the database with
- * `pg_stat_statements` (reset after the warm-up) when the server has it; the
- * report says so when it does not. Every child is stopped (SIGTERM, then
+ * `pg_stat_statements` when the role can read it, as the difference of two
+ * snapshots around each phase (no reset: `pg_stat_statements_reset` is the
+ * superuser's unless granted, and an ordinary role measures all the same);
+ * when it cannot, the report says "not measured: " with the database's own
+ * error, and the run goes on. The strategies run in the order `first` says. Every child is stopped (SIGTERM, then
  * SIGKILL after 5 s) by the finalizer of the Scope that started it: on
  * success, on failure and on Ctrl-C.
  *
@@ -50,6 +53,8 @@ export interface ClusterOptions {
   readonly notices: boolean
   /** Rebuilds during the second measured phase; 0: no such phase. */
   readonly rebuilds: number
+  /** The strategy that runs first (the other meets warmer processes and a warmer database): alternate it. */
+  readonly first: Chats.Strategy
 }
 
 /**
@@ -110,6 +115,8 @@ export interface PhaseFigures {
  */
 export interface StrategyFigures extends PhaseFigures {
   readonly strategy: Chats.Strategy
+  /** 1 when this strategy ran first, 2 when second (`ClusterOptions.first`). */
+  readonly ranAs: number
   readonly withRebuilds: PhaseFigures | null
 }
 
@@ -128,6 +135,9 @@ export interface ClusterReport {
   readonly delayMode: typeof LazyDial.delayModes[number]
   readonly notices: boolean
   readonly rebuilds: number
+  /** The strategy that ran first. */
+  readonly first: Chats.Strategy
+  /** How statements were counted, or `not measured: ` and the database's own reason. */
   readonly statements: string
   readonly strategies: ReadonlyArray<StrategyFigures>
 }
@@ -139,6 +149,15 @@ export interface ClusterReport {
  * @category running
  */
 export const run: (options: ClusterOptions) => Effect.Effect<ClusterReport, Error, SqlClient.SqlClient> = internal.run
+
+/**
+ * What a run shows, in two or three sentences with the figures: the first
+ * lines of `render`.
+ *
+ * @since 0.2.0
+ * @category rendering
+ */
+export const conclusions: (report: ClusterReport) => ReadonlyArray<string> = internal.conclusions
 
 /**
  * The report as text.

@@ -422,7 +422,8 @@ const headline = (strategies: ReadonlyArray<StrategyReport>): string => {
     figure("lookups per steady-state turn", "steady-lookups-per-turn", (s) => s.steadyLookupsPerTurn.toFixed(2)) +
     figure("connect latency p50", "p50", (s) => `${s.latency.p50.toFixed(0)} ms`) +
     figure("connect latency p99", "p99", (s) => `${s.latency.p99.toFixed(0)} ms`) +
-    figure("turns answered by the right agent", "turns-ok", (s) => percent(s.turns === 0 ? 0 : s.turnsOk / s.turns)) +
+    figure("turns that reached a wrong agent", "wrong-agent", (s) => String(s.wrongAgentTurns)) +
+    figure("turns of stopped workspaces (each fails: no_agent)", "stopped", (s) => String(s.stoppedTurns)) +
     `</section>` +
     `<p class="figures-legend">${
       strategies.map((s) => `<b style="color:${colors[s.strategy]}">${s.strategy}</b>`).join(" vs ")
@@ -471,6 +472,7 @@ const style = [
   "body{font-family:system-ui,sans-serif;max-width:760px;margin:0 auto;padding:1em;color:#222;line-height:1.4}",
   "h1{font-size:1.6em}",
   ".chart{display:block;max-width:100%;height:auto}",
+  ".conclusions{border-left:3px solid #444;padding:.1em .8em;margin:1em 0}.conclusions p{margin:.4em 0}",
   ".figures{display:grid;grid-template-columns:repeat(auto-fit,minmax(220px,1fr));gap:.6em}",
   ".figure{border:1px solid #ddd;border-radius:6px;padding:.5em .7em}",
   ".figure .name{font-size:.85em;color:#555}.figure .values{font-size:1.3em;font-weight:600}",
@@ -505,6 +507,9 @@ ${style}
 <p>The same seeded workload, run twice on real TCP agents: once with persisted bindings and lazy validation
 (<b style="color:${colors.lazydial}">lazydial</b>), once looking up the latest agent on every turn
 (<b style="color:${colors.latest}">latest</b>).</p>
+<section class="conclusions" aria-label="what the run shows">${
+    Render.conclusions(report).map((line) => `<p>${escape(line)}</p>`).join("")
+  }</section>
 ${headline(report.strategies)}
 ${tailNote(report)}
 <h2>Latest-agent lookups per turn, over time</h2>

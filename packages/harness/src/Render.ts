@@ -44,6 +44,82 @@ export const settingsLines = (report: Report): ReadonlyArray<string> => {
 }
 
 /**
+ * How many of the slowest of `turns` a p99 rests on: the nearest-rank p99 is
+ * the `k`th slowest turn, so `k` turns decide it.
+ *
+ * @since 0.2.0
+ * @category rendering
+ */
+export const p99Rank = (turns: number): number => turns === 0 ? 0 : turns - Math.ceil(0.99 * turns) + 1
+
+/**
+ * How many fresh runs `bench:report` takes by default to judge a p99: their
+ * median, with the order of the strategies alternated, is what a comparison
+ * of tails should quote, never one run.
+ *
+ * @since 0.2.0
+ * @category constants
+ */
+export const runsToJudgeP99 = 5
+
+const times = (a: number, b: number) => b === 0 ? "n/a" : `${(a / b).toFixed(2)}×`
+
+/**
+ * What the run shows, in two or three sentences with the figures: the
+ * report's first lines, above the numbers (text and HTML alike). Lookups per
+ * steady-state turn; turns that reached a wrong agent, with the stopped
+ * workspaces' turns apart; p50 and p99 with their ratio; and what one run can
+ * say about a p99.
+ *
+ * @since 0.2.0
+ * @category rendering
+ */
+export const conclusions = (report: Report): ReadonlyArray<string> => {
+  const lazy = report.strategies.find((s) => s.strategy === "lazydial")
+  const latest = report.strategies.find((s) => s.strategy === "latest")
+  if (lazy === undefined || latest === undefined) return []
+  const wrong = lazy.wrongAgentTurns + latest.wrongAgentTurns
+  // the latency holds the turns that connected: the p99 is theirs
+  const connected = lazy.latency.counts.reduce((sum, n) => sum + n, 0)
+  const rank = p99Rank(connected)
+  return [
+    `On steady-state turns lazydial looked the agent up ${lazy.steadyLookupsPerTurn.toFixed(3)} times per turn ` +
+    `(${lazy.steadyLookups} lookups in ${lazy.steadyTurns} turns), latest ${latest.steadyLookupsPerTurn.toFixed(3)} ` +
+    `(${latest.steadyLookups} in ${latest.steadyTurns}). ${
+      wrong === 0 ? "No turn reached a wrong agent" : `${wrong} turns reached a wrong agent: a bug`
+    } (lazydial ${lazy.wrongAgentTurns}, latest ${latest.wrongAgentTurns}); the ${lazy.stoppedTurns} and ` +
+    `${latest.stoppedTurns} turns of stopped workspaces failed, as they must (p99 ` +
+    `${lazy.stoppedConnectP99Ms.toFixed(1)} and ${latest.stoppedConnectP99Ms.toFixed(1)} ms).`,
+    `Connect latency: p50 ${lazy.latency.p50.toFixed(1)} ms (lazydial) against ${latest.latency.p50.toFixed(1)} ms ` +
+    `(latest), ${times(lazy.latency.p50, latest.latency.p50)}; p99 ${lazy.latency.p99.toFixed(1)} ms against ` +
+    `${latest.latency.p99.toFixed(1)} ms, ${times(lazy.latency.p99, latest.latency.p99)}.`,
+    `A p99 of ${connected} connected turns is their ${ordinal(rank)} slowest: one run decides nothing about it. ` +
+    `Judge it by the median of ${runsToJudgeP99} fresh runs that alternate which strategy runs first ` +
+    `(pnpm --filter @lazydial/harness bench:report); ${report.settings.first} ran first here.`
+  ]
+}
+
+/**
+ * `1st`, `2nd`, `3rd`, `4th`, ..., `11th`, `21st`.
+ *
+ * @since 0.2.0
+ * @category rendering
+ */
+export const ordinal = (n: number): string => {
+  const tens = n % 100
+  const suffix = tens >= 11 && tens <= 13
+    ? "th"
+    : n % 10 === 1
+    ? "st"
+    : n % 10 === 2
+    ? "nd"
+    : n % 10 === 3
+    ? "rd"
+    : "th"
+  return `${n}${suffix}`
+}
+
+/**
  * The name of the turns counted in `afterRebuild`, with their window, said
  * once: the text report's row and the HTML page's table both use it.
  *
@@ -74,7 +150,7 @@ export const rows = (report: Report): ReadonlyArray<Row> => {
 
   row("run time (s)", (r) => fixed(r.durationMs / 1000, 1))
   row("turns", (r) => r.turns)
-  row("  answered by the right agent", (r) => r.turnsOk)
+  row("  reached a wrong agent", (r) => r.wrongAgentTurns)
   row("latest-agent lookups", (r) => r.lookups)
   row("  per turn", (r) => fixed(r.lookupsPerTurn, 3))
   row("  per steady-state turn", (r) => fixed(r.steadyLookupsPerTurn, 3))
@@ -94,7 +170,7 @@ export const rows = (report: Report): ReadonlyArray<Row> => {
   row("  connect p50 (ms)", (r) => fixed(r.stoppedConnectP50Ms, 1))
   row("  connect p99 (ms)", (r) => fixed(r.stoppedConnectP99Ms, 1))
   row("turns of running workspaces", (r) => r.connectOrFail.turns)
-  row("  of which failed", (r) => r.connectOrFail.failed)
+  row("  of which got no connection", (r) => r.connectOrFail.failed)
   row("  connect or fail p50 (ms)", (r) => fixed(r.connectOrFail.p50, 1))
   row("  connect or fail p99 (ms)", (r) => fixed(r.connectOrFail.p99, 1))
   row(afterRebuildLabel(report), (r) => r.afterRebuild.turns)
@@ -127,7 +203,6 @@ export const rows = (report: Report): ReadonlyArray<Row> => {
   row("connections opened", (r) => r.connectionsOpened)
   row("connections closed", (r) => r.connectionsClosed)
   row("sockets still open at the end", (r) => r.socketsStillOpen + r.agentSocketsStillOpen)
-  row("turns that reached a wrong agent", (r) => r.wrongAgentTurns)
   return out
 }
 
@@ -138,7 +213,7 @@ export const rows = (report: Report): ReadonlyArray<Row> => {
 export const text = (report: Report): string => {
   const labelWidth = 40
   const width = 16
-  const lines = [...settingsLines(report), ""]
+  const lines = [...conclusions(report), "", ...settingsLines(report), ""]
   lines.push("".padEnd(labelWidth) + report.strategies.map((r) => pad(r.strategy, width)).join(""))
   for (const row of rows(report)) {
     const label = "  ".repeat(row.depth) + row.label

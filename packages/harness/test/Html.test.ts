@@ -240,3 +240,60 @@ describe("Render.text", () => {
     expect(values(lines[after + 2]!)).toEqual(fixture.strategies.map((s) => s.afterRebuild.p99.toFixed(1)))
   })
 })
+
+describe("reports that conclude", () => {
+  const [lazy, latest] = fixture.strategies
+
+  it("the text report opens with what the run shows, in words with the figures", () => {
+    const [first, second, third, blank] = Render.text(fixture).split("\n")
+    expect(first).toContain(
+      `On steady-state turns lazydial looked the agent up 0.000 times per turn (0 lookups in ${lazy!.steadyTurns} ` +
+        `turns), latest 1.000 (${latest!.steadyLookups} in ${latest!.steadyTurns})`
+    )
+    expect(first).toContain("No turn reached a wrong agent (lazydial 0, latest 0)")
+    expect(first).toContain(`the ${lazy!.stoppedTurns} and ${latest!.stoppedTurns} turns of stopped workspaces failed`)
+    const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`
+    expect(second).toBe(
+      `Connect latency: p50 ${lazy!.latency.p50.toFixed(1)} ms (lazydial) against ${
+        latest!.latency.p50.toFixed(1)
+      } ms (latest), ${ratio(lazy!.latency.p50, latest!.latency.p50)}; p99 ${lazy!.latency.p99.toFixed(1)} ms ` +
+        `against ${latest!.latency.p99.toFixed(1)} ms, ${ratio(lazy!.latency.p99, latest!.latency.p99)}.`
+    )
+    // 330 connected turns: the nearest-rank p99 is the 327th of them, the 4th slowest
+    expect(third).toContain("A p99 of 330 connected turns is their 4th slowest: one run decides nothing about it.")
+    expect(third).toContain("Judge it by the median of 5 fresh runs that alternate which strategy runs first")
+    expect(blank).toBe("")
+  })
+
+  it("a turn that reached a wrong agent is called a bug", () => {
+    const wrong = withStrategies((s) => s.strategy === "latest" ? { ...s, wrongAgentTurns: 2 } : s)
+    expect(Render.conclusions(wrong)[0]).toContain("2 turns reached a wrong agent: a bug (lazydial 0, latest 2)")
+  })
+
+  it("the p99's rank: the kth slowest of n turns", () => {
+    expect([Render.p99Rank(400), Render.p99Rank(330), Render.p99Rank(100), Render.p99Rank(99), Render.p99Rank(0)])
+      .toEqual([5, 4, 2, 1, 0])
+  })
+
+  it("the HTML page opens with the same sentences, and its cards count wrong-agent and stopped-workspace turns", () => {
+    const html = Html.page(fixture)
+    const section = html.slice(html.indexOf(`<section class="conclusions"`), html.indexOf("</section>"))
+    for (const line of Render.conclusions(fixture)) expect(section).toContain(line.replaceAll("'", "&#39;"))
+    expect(html.indexOf(`class="conclusions"`)).toBeLessThan(html.indexOf(`class="figures"`))
+    expect(html).toContain(`data-figure="wrong-agent"`)
+    expect(html).toContain(`data-figure="stopped"`)
+    expect(html).not.toContain("right agent")
+  })
+
+  it("the text names its rows for what they count: wrong-agent turns, and turns that got no connection", () => {
+    const text = Render.text(fixture)
+    expect(text).toMatch(/^ {2}reached a wrong agent +0 +0$/m)
+    expect(text).toMatch(
+      new RegExp(
+        `^ {2}of which got no connection +${lazy!.connectOrFail.failed} +${latest!.connectOrFail.failed}$`,
+        "m"
+      )
+    )
+    expect(text).not.toMatch(/right agent|of which failed/)
+  })
+})

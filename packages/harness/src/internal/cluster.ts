@@ -12,6 +12,7 @@ import * as SqlClient from "effect/sql/SqlClient"
 import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import type { ClusterOptions, ClusterReport, PhaseFigures, ReplicaFigures, StrategyFigures } from "../Cluster.js"
+import { ordinal, p99Rank } from "../Render.js"
 import { quantile, round } from "./stats.js"
 
 interface Child {
@@ -105,21 +106,56 @@ const request = (token: string, url: string, body?: unknown) =>
 
 const requestText = (token: string, url: string) => Effect.map(requestRaw(token, url), (response) => response.text)
 
-const statementsAvailable = Effect.gen(function*() {
+// The database's own words for why something failed: its message, not Effect's wrapper around it.
+const databaseError = (error: unknown): string => {
+  let current: unknown = error
+  for (let depth = 0; depth < 5 && typeof current === "object" && current !== null; depth++) {
+    if ("cause" in current && current.cause !== undefined) {
+      current = current.cause
+      continue
+    }
+    break
+  }
+  return current instanceof Error ? current.message : String(current)
+}
+
+/**
+ * Whether this role can count statements at the database: `pg_stat_statements`
+ * is there (or can be made) and readable. Counting needs no reset, which an
+ * ordinary role may not call (`pg_stat_statements_reset` is the superuser's
+ * unless granted): each phase takes the difference of two snapshots. When it
+ * cannot, the reason is the database's own error.
+ */
+const statementsAvailable: Effect.Effect<
+  { readonly available: true } | { readonly available: false; readonly reason: string },
+  never,
+  SqlClient.SqlClient
+> = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const rows = yield* sql<
     { n: number }
   >`SELECT count(*)::int AS n FROM pg_extension WHERE extname = 'pg_stat_statements'`
   if ((rows[0]?.n ?? 0) === 0) {
-    // try to create it: works when the server preloads the library
-    const created = yield* Effect.result(sql`CREATE EXTENSION IF NOT EXISTS pg_stat_statements`)
-    if (created._tag === "Failure") return false
+    // try to make it: works when the server preloads the library and the role may create extensions
+    yield* sql`CREATE EXTENSION IF NOT EXISTS pg_stat_statements`
   }
-  return yield* Effect.isSuccess(sql`SELECT 1 FROM pg_stat_statements LIMIT 1`)
+  yield* sql`SELECT 1 FROM pg_stat_statements LIMIT 1`
+  return { available: true } as const
 }).pipe(
   // the harness's own statements get binding's query deadline too: a hung server fails the run, never holds it
   Database.withDeadline("Cluster.statementsAvailable"),
-  Effect.orElseSucceed(() => false)
+  Effect.catch((error) => Effect.succeed({ available: false, reason: databaseError(error) } as const))
+)
+
+/** Every statement's calls so far, by its id: a phase counts the difference of two of these. */
+const statementCalls = Effect.flatMap(
+  SqlClient.SqlClient,
+  (sql) =>
+    sql<{ id: string; query: string; calls: number }>`SELECT queryid::text AS id, query, calls::int AS calls
+FROM pg_stat_statements WHERE query NOT ILIKE '%pg_stat_statements%'`.pipe(
+      Database.withDeadline("Cluster.statements"),
+      Effect.map((rows) => new Map(rows.map((row) => [row.id, row])))
+    )
 )
 
 type Strategy = StrategyFigures["strategy"]
@@ -189,8 +225,7 @@ const measure = (
     const { fleetUrl, options, statements, tokens, urls } = context
     const userToken = tokens[clusterUsers.user]!
     const operatorToken = tokens[clusterUsers.operator]!
-    const sql = yield* SqlClient.SqlClient
-    if (statements) yield* sql`SELECT pg_stat_statements_reset()`.pipe(Database.withDeadline("Cluster.reset"))
+    const callsBefore = statements ? yield* statementCalls : new Map<string, { query: string; calls: number }>()
     const replicasBefore = yield* lookupsOf(userToken, urls)
     const fleetBefore = yield* lookupsOf(userToken, [fleetUrl])
     const perReplica = urls.map(() => ({ ok: 0, failed: 0, databaseUnavailable: 0, latencies: [] as Array<number> }))
@@ -243,12 +278,12 @@ const measure = (
     const replicasAfter = yield* lookupsOf(userToken, urls)
     const fleetAfter = yield* lookupsOf(userToken, [fleetUrl])
 
-    const rows = statements
-      ? yield* sql<{ query: string; calls: number }>`SELECT query, calls::int AS calls FROM pg_stat_statements
-WHERE query NOT ILIKE '%pg_stat_statements%' AND calls > 0 ORDER BY calls DESC`.pipe(
-        Database.withDeadline("Cluster.statements")
-      )
-      : []
+    const callsAfter = statements ? yield* statementCalls : new Map<string, { query: string; calls: number }>()
+    // this phase's calls of each statement: the difference of the two snapshots
+    const rows = [...callsAfter.entries()]
+      .map(([id, row]) => ({ query: row.query, calls: row.calls - (callsBefore.get(id)?.calls ?? 0) }))
+      .filter((row) => row.calls > 0)
+      .sort((a, b) => b.calls - a.calls)
     const byStatement = rows.slice(0, 12).map((row) => ({
       statement: row.query.replace(/\s+/g, " ").slice(0, 120),
       perTurn: round(row.calls / turns)
@@ -414,22 +449,28 @@ const runStrategy = (
         planRebuilds(options.rebuilds, options.chats * options.turns, workspaces, rebuildRandom)
       )
       : null
-    const result: StrategyFigures = { strategy, ...steady, withRebuilds }
+    const result: Omit<StrategyFigures, "ranAs"> = { strategy, ...steady, withRebuilds }
     return result
   }))
 
 export const run = (options: ClusterOptions): Effect.Effect<ClusterReport, Error, SqlClient.SqlClient> =>
   Effect.scoped(Effect.gen(function*() {
-    const statements = yield* statementsAvailable
+    const measured = yield* statementsAvailable
+    const statements = measured.available
     // the children's token file: fresh tokens, in a private temp dir removed when the run ends
     const auth = yield* Auth.writeTokenFile([
       { name: clusterUsers.user },
       { name: clusterUsers.operator, groups: [Auth.operators] }
     ])
-    const figures: Array<StrategyFigures> = []
-    for (const strategy of strategies) {
-      figures.push(yield* runStrategy(options, strategy, statements, auth))
+    // the strategy that runs first meets a colder database and colder processes: which one is the caller's
+    // choice, and fair comparisons alternate it, as bench:report alternates the report's
+    const order = options.first === "latest" ? [...strategies].reverse() : [...strategies]
+    const ran: Array<StrategyFigures> = []
+    for (const [i, strategy] of order.entries()) {
+      ran.push({ ...(yield* runStrategy(options, strategy, statements, auth)), ranAs: i + 1 })
     }
+    // reported in the one order of `strategies`, whichever ran first
+    const figures = strategies.map((strategy) => ran.find((s) => s.strategy === strategy)!)
     return {
       replicas: options.replicas,
       chats: options.chats,
@@ -441,9 +482,10 @@ export const run = (options: ClusterOptions): Effect.Effect<ClusterReport, Error
       delayMode: options.delayMode,
       notices: options.notices,
       rebuilds: options.rebuilds,
-      statements: statements
+      first: options.first,
+      statements: measured.available
         ? "measured at the database with pg_stat_statements (every statement of the measured turns, all processes)"
-        : "not measured: pg_stat_statements is not available (add it to shared_preload_libraries)",
+        : `not measured: ${measured.reason}`,
       strategies: figures
     }
   }))
@@ -479,11 +521,44 @@ const renderPhase = (lines: Array<string>, title: string, s: PhaseFigures) => {
   }
 }
 
+const ratio = (a: number, b: number) => b === 0 ? "n/a" : `${(a / b).toFixed(2)}×`
+
+/**
+ * What a cluster run shows, in two or three sentences with the figures: its
+ * report's first lines.
+ */
+export const conclusions = (report: ClusterReport): ReadonlyArray<string> => {
+  const lazy = report.strategies.find((s) => s.strategy === "lazydial")
+  const latest = report.strategies.find((s) => s.strategy === "latest")
+  if (lazy === undefined || latest === undefined) return []
+  const atDatabase = (s: PhaseFigures) =>
+    s.statementsPerTurn === null
+      ? `${s.replicaLookupsPerTurn} lookups per turn (the replicas' counters; statements not measured)`
+      : `${s.statementsPerTurn} SQL statements and ${s.lookupsPerTurn} lookups per turn at the database`
+  const lines = [
+    `Steady turns on ${report.replicas} replica(s): lazydial made ${atDatabase(lazy)}, latest ${atDatabase(latest)}; ` +
+    `${lazy.turnsPerSecond} against ${latest.turnsPerSecond} turns/s.`,
+    `Turn p50 ${lazy.p50Ms} ms (lazydial) against ${latest.p50Ms} ms (latest), ${ratio(lazy.p50Ms, latest.p50Ms)}; ` +
+    `p99 ${lazy.p99Ms} ms against ${latest.p99Ms} ms, ${ratio(lazy.p99Ms, latest.p99Ms)}. A p99 of ${lazy.turns} ` +
+    `turns is their ${ordinal(p99Rank(lazy.turns))} slowest: judge it over several runs, ` +
+    `alternating --first (${report.first} ran first here).`
+  ]
+  const rebuilt = lazy.withRebuilds
+  if (rebuilt !== null && latest.withRebuilds !== null) {
+    lines.push(
+      `With ${report.rebuilds} rebuilds: lazydial switched ${rebuilt.switchedByNotice} turns by notice, made ` +
+        `${atDatabase(rebuilt)} and failed ${rebuilt.failed} turns (latest ${latest.withRebuilds.failed}); p99 ` +
+        `${rebuilt.p99Ms} ms against ${latest.withRebuilds.p99Ms} ms.`
+    )
+  }
+  return lines
+}
+
 export const render = (report: ClusterReport): string => {
-  const lines: Array<string> = []
+  const lines: Array<string> = [...conclusions(report), ""]
   lines.push(
     `cluster: ${report.replicas} replica(s), ${report.chats} chats x ${report.turnsPerChat} turns, ` +
-      `concurrency ${report.concurrency}, ${report.workspaces} workspaces, seed ${report.seed}`
+      `concurrency ${report.concurrency}, ${report.workspaces} workspaces, seed ${report.seed}, ${report.first} ran first`
   )
   lines.push(
     `replicas: validation delay ${report.validationDelayMs} ms (${report.delayMode}), notices ${
