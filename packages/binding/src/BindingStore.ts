@@ -35,12 +35,11 @@
  *
  * ## Reads go together
  *
- * `get` is the one statement of a steady-state turn. On the SQL store, at
- * most `readSlots` read queries run at once; a `get` that finds them all busy
- * waits for the next one, which asks for every waiting chat in one
- * `WHERE chat_id IN (…)` (at most 500 chats). A lone `get` starts its query at
- * once. A `get` never takes the answer of a query that started before it was
- * called, so a turn always reads its own writes.
+ * `get` is the one statement of a steady-state turn. On the SQL store, the
+ * `get`s of one scheduler tick are one query, `WHERE chat_id IN (…)` (at most
+ * 500 chats), batched by Effect's `RequestResolver`, and at most `readSlots`
+ * read queries run at once. A `get` never takes the answer of a query that
+ * started before it was called, so a turn always reads its own writes.
  *
  * | option | default | range |
  * |---|---|---|
