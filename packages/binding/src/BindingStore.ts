@@ -133,8 +133,8 @@ export const makeMemory: Effect.Effect<BindingStore["Service"]> = internal.makeM
  */
 export interface SqlOptions {
   /**
-   * The most read queries in flight at once; reads that find them all busy go
-   * together in the next one. An integer from 1 to 100. Default: the
+   * The most read queries in flight at once (each holds the reads of one
+   * scheduler tick); the others wait for a slot. An integer from 1 to 100. Default: the
    * database's `Database.Sessions` (1 on PGlite), at most 4; 4 without it.
    */
   readonly readSlots?: number | undefined
