@@ -148,7 +148,8 @@ describe("output a program can read (the harness's run, on PGlite)", () => {
   it("the text report is all stdout holds; progress and logs go to stderr", () => {
     const result = run(tiny)
     expect(result.status).toBe(0)
-    expect(result.stdout.startsWith("lazydial reference service: seed 1")).toBe(true)
+    expect(result.stdout.startsWith("On steady-state turns lazydial looked the agent up")).toBe(true)
+    expect(result.stdout).toContain("\nlazydial reference service: seed 1")
     expect(result.stdout).not.toMatch(/level=|message=|\{"/)
     expect(result.stderr).not.toContain("lazydial reference service")
   }, 90_000)
