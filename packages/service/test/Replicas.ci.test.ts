@@ -161,6 +161,52 @@ SELECT count(*) FROM h h1 JOIN h h2 ON h1.chat_id = h2.chat_id AND h2.seq > h1.s
     }
   )
 
+  // Issue 18: a stopped workspace's chat waited the whole validation delay on every turn of a replica that did not
+  // bind it (0.53-0.58 s), although that replica heard the stop's notice. The stop's agent hangs: a replica that
+  // dialed it would wait the delay (2 s here) before it learned anything.
+  it("a stopped workspace's chat answers 503 no_agent in under 50 ms on both replicas, the one that did not bind it too", async () => {
+    const validationDelayMs = 2000
+    const fleet = await P.fleet(1)
+    const [a, b] = await Promise.all([
+      P.serve("--validation-delay-ms", String(validationDelayMs)),
+      P.serve("--validation-delay-ms", String(validationDelayMs))
+    ])
+    const [workspace] = fleet.info["workspaces"] as Array<string>
+    const chatId = (await P.post(`${a.url}/chats`, { workspace_id: workspace })).body!["chat_id"] as string
+    // bound by a; b serves a turn of it on the bound agent (no lookup: b never looked the workspace up)
+    expect((await turn(a, chatId)).body!["outcome"]).toBe("lazy_bind")
+    expect((await turn(b, chatId)).body!["outcome"]).toBe("fast")
+
+    const read = await Promise.all([a, b].map(P.noticeReads))
+    const stopped = await P.post(`${fleet.url}/workspaces/${workspace}/stop`, { mode: "hang" })
+    expect(stopped.status).toBe(200)
+    // the stop's notice prompts each replica's read of the directory: wait (at most 5 s) for both, as a real
+    // deployment's next turns would come after them
+    expect(
+      await P.eventually(async () => (await Promise.all([a, b].map(P.noticeReads))).every((n, i) => n > read[i]!), 5000)
+    )
+      .toBe(true)
+
+    for (const replica of [b, a]) {
+      const times: Array<number> = []
+      for (let i = 0; i < 5; i++) {
+        const started = performance.now()
+        const result = await turn(replica, chatId)
+        times.push(performance.now() - started)
+        expect(result.status).toBe(503)
+        expect(result.body!["reason"]).toBe("no_agent")
+      }
+      const sorted = [...times].sort((x, y) => x - y)
+      console.log(
+        `stopped workspace, ${replica === a ? "the replica that bound the chat" : "the other replica"}: ` +
+          `${sorted.map((ms) => ms.toFixed(1)).join(", ")} ms`
+      )
+      // the median of five under 50 ms, and none anywhere near the validation delay a dial of the hung agent waits
+      expect(sorted[2]!).toBeLessThan(50)
+      expect(sorted[4]!).toBeLessThan(validationDelayMs / 4)
+    }
+  })
+
   it("database faults: every turn succeeds or is a typed 503, no replica exits, both recover within 2 s", async () => {
     const stop = process.env["LAZYDIAL_TEST_PG_STOP_COMMAND"]
     const startPg = process.env["LAZYDIAL_TEST_PG_START_COMMAND"]
