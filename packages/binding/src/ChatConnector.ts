@@ -78,8 +78,10 @@ import {
   type AgentLookupError,
   type BuildId,
   type ChatId,
+  type CurrentAgent,
   LazyDial,
   type NoCurrentAgent,
+  SharedConnections,
   type WorkspaceId
 } from "@lazydial/core"
 import { Options as CoreOptions } from "@lazydial/core"
@@ -189,12 +191,70 @@ export type ConnectError =
   | BindingStoreError
 
 /**
+ * What this replica's view says of a chat's stored binding, as `read` answers
+ * it: the one list of these names.
+ *
+ * - `current`: the view's latest build of the workspace is the bound one.
+ * - `stale`: the view knows, from the directory, that the bound build was
+ *   superseded; `current` names the newer agent and build.
+ * - `stopped`: the view knows that the workspace stopped after the bound
+ *   build (read within `stoppedTrust`, as a turn trusts it).
+ * - `unknown`: the view cannot judge: no view (no `RebuildNotices`), not
+ *   listening, the workspace not in the view, or a bound build the view does
+ *   not know (it may be newer than the view).
+ * - `unbound`: the chat has no agent (or no workspace); `current` names the
+ *   view's current agent of the workspace when it knows one.
+ *
+ * @since 0.2.0
+ * @category vocabulary
+ */
+export const bindingStates: typeof internalDecisions.bindingStates = internalDecisions.bindingStates
+
+/**
+ * `BindingState` as a Schema: for an API that carries it.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const BindingState: Schema.Literals<typeof bindingStates> = Schema.Literals(bindingStates)
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export type BindingState = typeof BindingState.Type
+
+/**
+ * A chat's stored binding, judged by this replica's view: `read`'s answer.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ChatRead {
+  /** The row as stored; `read` never changes it. */
+  readonly binding: ChatBinding
+  readonly state: BindingState
+  /**
+   * The workspace's current agent and build as the view knows them: the bound
+   * pair when `current`, the newer pair when `stale`, the view's current pair
+   * (if any) when `unbound`; None when `stopped` or `unknown`.
+   */
+  readonly current: Option.Option<CurrentAgent>
+}
+
+/**
  * @since 0.1.0
  * @category tags
  */
 export class ChatConnector extends Context.Service<ChatConnector, {
   readonly dialTimeout: Duration.Duration
   readonly connect: (chatId: ChatId) => Effect.Effect<ChatConnection, ConnectError, Scope.Scope>
+  /**
+   * The stored binding and what this replica's view says of it: one read of
+   * the row, no write, no lookup, no dial. The view's answer is a hint, as
+   * for a turn: it holds only the directory's answers, and may lag them.
+   */
+  readonly read: (chatId: ChatId) => Effect.Effect<ChatRead, ChatNotFound | BindingStoreError>
 }>()("@lazydial/binding/ChatConnector") {}
 
 /**
@@ -306,10 +366,14 @@ export const make = (options?: Options): Effect.Effect<
       count
     )
     const notices = yield* Effect.serviceOption(RebuildNotices)
+    const shared = yield* Effect.serviceOption(SharedConnections.SharedConnections)
     return yield* internal.make({
       dialTimeout,
       maxInFlight,
-      view: Option.isSome(notices) ? yield* internalView.make(notices.value, viewSize) : undefined,
+      view: Option.isSome(notices)
+        ? yield* internalView.make(notices.value, viewSize, Option.getOrUndefined(shared))
+        : undefined,
+      shared: Option.getOrUndefined(shared),
       store: yield* BindingStore,
       lazyDial: yield* LazyDial.LazyDial,
       lookup: yield* AgentLookup.AgentLookup

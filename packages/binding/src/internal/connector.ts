@@ -1,4 +1,4 @@
-import type { AgentLookup, ChatId, LazyDial, WorkspaceId } from "@lazydial/core"
+import type { AgentLookup, ChatId, LazyDial, SharedConnections, WorkspaceId } from "@lazydial/core"
 import { AgentLookupError, CurrentAgent, NoCurrentAgent } from "@lazydial/core"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -7,7 +7,7 @@ import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type { BindingStore, Expected, RecordResult } from "../BindingStore.js"
 import type { ChatBinding } from "../ChatBinding.js"
-import type { ChatConnection, ChatConnector, ConnectError } from "../ChatConnector.js"
+import type { ChatConnection, ChatConnector, ChatRead, ConnectError } from "../ChatConnector.js"
 import { type BindingStoreError, ChatHasNoWorkspace, type ChatNotFound, DialTimeout } from "../Errors.js"
 import { makeAdmission } from "./admission.js"
 import { countTurn, lookupsTotal, type TurnOutcome, type WriteResult } from "./decisions.js"
@@ -36,6 +36,8 @@ export const make = (deps: {
   readonly lookup: AgentLookup.AgentLookup["Service"]
   /** The view of rebuild notices; none without `RebuildNotices`. */
   readonly view?: View | undefined
+  /** Control of the shared connections under `LazyDial`; none when each dial is the turn's own. */
+  readonly shared?: SharedConnections.SharedConnections["Service"] | undefined
 }): Effect.Effect<ChatConnector["Service"], never, Scope.Scope> =>
   Effect.gen(function*() {
     const { lazyDial, lookup, store } = deps
@@ -97,8 +99,14 @@ export const make = (deps: {
           return Effect.succeed({ ...base, agentId: bound.agentId, buildId: bound.buildId, write, binding })
         }
         const current = result.current.value
+        // The dial's own lookup says the bound agent is no longer the
+        // workspace's: its shared connection (if one opened) must not serve
+        // the next turn of another chat still bound to it.
+        const dropBound = deps.shared !== undefined && current.agentId !== bound.agentId
+          ? deps.shared.invalidate(bound.agentId)
+          : Effect.void
         return Effect.map(
-          record(chatId, { workspaceId, agentId: Option.some(bound.agentId) }, current),
+          Effect.andThen(dropBound, record(chatId, { workspaceId, agentId: Option.some(bound.agentId) }, current)),
           (written): ChatConnection => ({
             ...base,
             agentId: current.agentId,
@@ -138,6 +146,11 @@ export const make = (deps: {
 
     const hint = (workspaceId: WorkspaceId, bound: Option.Option<CurrentAgent>): Effect.Effect<Hint> =>
       deps.view === undefined ? Effect.succeed(unknownHint) : deps.view.hint(workspaceId, bound)
+
+    // With shared connections and a view, the view learns which agents this
+    // connector's turns use, to drop their connections when it learns they
+    // retired.
+    const usedAgent = deps.shared !== undefined && deps.view !== undefined ? deps.view.usedAgent : undefined
 
     // Written with flatMap, not Effect.gen: a generator suspended in a pending
     // dial holds its frame, about 0.7 KB per turn in flight.
@@ -202,7 +215,15 @@ export const make = (deps: {
       ).pipe(
         Effect.tap((connection) =>
           Effect.andThen(
-            countTurn(connection.outcome, connection.write),
+            usedAgent === undefined
+              ? countTurn(connection.outcome, connection.write)
+              : Effect.andThen(
+                usedAgent(
+                  connection.workspaceId,
+                  new CurrentAgent({ agentId: connection.agentId, buildId: connection.buildId })
+                ),
+                countTurn(connection.outcome, connection.write)
+              ),
             Effect.annotateCurrentSpan({
               "lazydial.outcome": connection.outcome,
               "lazydial.write": connection.write,
@@ -217,5 +238,34 @@ export const make = (deps: {
         })
       )
 
-    return { dialTimeout: deps.dialTimeout, connect }
+    // No admission, no lookup, no write: one read of the row (batched with
+    // the turns' reads on the SQL store), judged by the view.
+    const read = (chatId: ChatId): Effect.Effect<ChatRead, ChatNotFound | BindingStoreError> =>
+      Effect.flatMap(store.get(chatId), (binding): Effect.Effect<ChatRead> => {
+        const view = deps.view
+        if (Option.isNone(binding.workspaceId)) {
+          return Effect.succeed({ binding, state: "unbound", current: Option.none() })
+        }
+        const workspaceId = binding.workspaceId.value
+        if (Option.isNone(binding.agentId) || Option.isNone(binding.buildId)) {
+          return view === undefined
+            ? Effect.succeed({ binding, state: "unbound", current: Option.none() })
+            : Effect.map(view.judgeStored(workspaceId, Option.none()), (judged): ChatRead => ({
+              binding,
+              state: "unbound",
+              current: judged.current
+            }))
+        }
+        if (view === undefined) return Effect.succeed({ binding, state: "unknown", current: Option.none() })
+        const bound = new CurrentAgent({ agentId: binding.agentId.value, buildId: binding.buildId.value })
+        return Effect.map(view.judgeStored(workspaceId, Option.some(bound)), (judged): ChatRead => ({
+          binding,
+          state: judged.state,
+          current: judged.current
+        }))
+      }).pipe(Effect.withSpan("ChatConnector.read", { attributes: { "lazydial.chat_id": chatId } }, {
+        captureStackTrace: false
+      }))
+
+    return { dialTimeout: deps.dialTimeout, connect, read }
   })

@@ -24,6 +24,16 @@ export const writeResults = ["none", "recorded", "lost"] as const
 /** @internal */
 export type WriteResult = typeof writeResults[number]
 
+/**
+ * What a replica's view says of a chat's stored binding (`ChatConnector.read`).
+ *
+ * @internal
+ */
+export const bindingStates = ["current", "stale", "stopped", "unknown", "unbound"] as const
+
+/** @internal */
+export type BindingState = typeof bindingStates[number]
+
 /** @internal */
 export const turnsTotal = Metric.counter("lazydial_binding_turns_total", {
   description: "Chat connects that connected, by how the turn ended (outcome) and what its binding write did (write)",

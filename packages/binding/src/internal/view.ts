@@ -1,4 +1,4 @@
-import { type BuildId, CurrentAgent, type WorkspaceId } from "@lazydial/core"
+import { type AgentId, type BuildId, CurrentAgent, type SharedConnections, type WorkspaceId } from "@lazydial/core"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
@@ -120,6 +120,26 @@ const judge = (entry: Entry | undefined, bound: Option.Option<CurrentAgent>, now
   })
 }
 
+/**
+ * Whether the view knows `pair`'s agent is no longer its workspace's: its
+ * build superseded, and the latest build not on the same agent.
+ */
+const retired = (entry: Entry | undefined, pair: CurrentAgent): boolean =>
+  entry !== undefined && entry.superseded.includes(pair.buildId) &&
+  !(Option.isSome(entry.current) && entry.current.value.agentId === pair.agentId)
+
+/**
+ * What the view says of a stored binding, for `ChatConnector.read`.
+ *
+ * @internal
+ */
+export interface Judgement {
+  readonly state: "current" | "stale" | "stopped" | "unknown"
+  readonly current: Option.Option<CurrentAgent>
+}
+
+const notJudged: Judgement = { state: "unknown", current: Option.none() }
+
 /** A pending dial of `bound`, to wake when the view learns it is stale. */
 interface Waiter {
   readonly bound: CurrentAgent
@@ -148,7 +168,9 @@ interface Waiter {
  */
 export const make = (
   notices: RebuildNotices["Service"],
-  size: number
+  size: number,
+  /** With shared connections, the view drops those of the agents it learns are retired. */
+  shared?: SharedConnections.SharedConnections["Service"] | undefined
 ) =>
   Effect.gen(function*() {
     const queue = yield* notices.subscribe
@@ -166,6 +188,13 @@ export const make = (
     // it) must still read the workspace when a notice names it, so that a
     // stop reaches it. An LRU of as many as the view.
     const served = new Set<WorkspaceId>()
+    // With shared connections: the agents this connector's turns used lately,
+    // by workspace (an LRU of as many workspaces as the view, at most
+    // `maxSupersededPerWorkspace` + 1 agents each). When an answer of the
+    // directory shows one of them retired, its shared connection is dropped.
+    // These are the agents of this process's connections, not a view of the
+    // directory: forgetting the view keeps them.
+    const used = new Map<WorkspaceId, Array<CurrentAgent>>()
     // A notice of a workspace this view neither holds, waits on nor served
     // lately makes no read: the view could do nothing with the answer.
     yield* notices.track((workspaceId) =>
@@ -185,7 +214,8 @@ export const make = (
     }
 
     const stopReaderIfIdle = () => {
-      if (waiting > 0 || reader === undefined) return
+      // with shared connections the reader runs for the view's lifetime (below)
+      if (waiting > 0 || reader === undefined || shared !== undefined) return
       reader.interruptUnsafe()
       reader = undefined
     }
@@ -213,6 +243,18 @@ export const make = (
       }
     }
 
+    /** Takes out of `used` the agents of `workspaceId` the view knows retired. */
+    const retiredOf = (workspaceId: WorkspaceId): ReadonlyArray<AgentId> => {
+      const pairs = used.get(workspaceId)
+      const entry = entries.get(workspaceId)
+      if (pairs === undefined || entry === undefined) return []
+      const kept = pairs.filter((pair) => !retired(entry, pair))
+      if (kept.length === pairs.length) return []
+      if (kept.length === 0) used.delete(workspaceId)
+      else used.set(workspaceId, kept)
+      return pairs.filter((pair) => retired(entry, pair)).map((pair) => pair.agentId)
+    }
+
     // Uninterruptible: the reader fiber is interrupted when the last waiter
     // leaves, and notices taken from the queue must be applied, not dropped.
     const catchUp = Effect.uninterruptible(Effect.gen(function*() {
@@ -237,6 +279,11 @@ export const make = (
         touched.add(heard.notice.workspaceId)
       }
       if (waiting > 0) wakeStale(touched, now)
+      if (shared !== undefined && used.size > 0) {
+        for (const workspaceId of touched) {
+          for (const agentId of retiredOf(workspaceId)) yield* shared.invalidate(agentId)
+        }
+      }
       return now
     }))
 
@@ -256,6 +303,49 @@ export const make = (
         entries.delete(workspaceId)
         entries.set(workspaceId, entry)
         return judge(entry, bound, now)
+      })
+
+    /**
+     * Notes that a turn of `workspaceId` used `pair`'s agent, so that its shared
+     * connection is dropped when the view learns the agent retired; dropped at
+     * once if the view already knows (the answer came while the turn dialed).
+     * Nothing without shared connections.
+     */
+    const usedAgent = (workspaceId: WorkspaceId, pair: CurrentAgent): Effect.Effect<void> =>
+      shared === undefined ? Effect.void : Effect.flatMap(catchUp, (now) => {
+        if (now !== undefined && retired(entries.get(workspaceId), pair)) return shared.invalidate(pair.agentId)
+        const pairs = used.get(workspaceId) ?? []
+        used.delete(workspaceId)
+        used.set(
+          workspaceId,
+          [
+            pair,
+            ...pairs.filter((p) => p.agentId !== pair.agentId || p.buildId !== pair.buildId)
+          ].slice(0, maxSupersededPerWorkspace + 1)
+        )
+        if (used.size > size) used.delete(used.keys().next().value!)
+        return Effect.void
+      })
+
+    /**
+     * What the view says of a stored binding (`bound`; None: no agent), with no
+     * side effect but catching up: it neither tracks the workspace nor
+     * refreshes it in the LRU (a read is not a turn).
+     */
+    const judgeStored = (workspaceId: WorkspaceId, bound: Option.Option<CurrentAgent>): Effect.Effect<Judgement> =>
+      Effect.map(catchUp, (now): Judgement => {
+        if (now === undefined) return notJudged
+        const entry = entries.get(workspaceId)
+        if (entry === undefined) return notJudged
+        if (Option.isSome(bound) && entry.buildId === bound.value.buildId) {
+          return { state: "current", current: bound }
+        }
+        const hint = judge(entry, bound, now)
+        return hint._tag === "Current"
+          ? { state: "stale", current: Option.some(hint.current) }
+          : hint._tag === "Stopped"
+          ? { state: "stopped", current: Option.none() }
+          : notJudged
       })
 
     /**
@@ -294,9 +384,16 @@ export const make = (
     const validateNow = (workspaceId: WorkspaceId, bound: CurrentAgent): Effect.Effect<void> | undefined =>
       session === -1 ? undefined : whenStale(workspaceId, bound)
 
+    // With shared connections, a retired agent's connection is dropped when the
+    // directory's answer arrives, not at the next turn of its workspace: the
+    // reader runs for the view's lifetime (one fiber of the connector's Scope).
+    if (shared !== undefined) reader = runFork(Effect.interruptible(read))
+
     return {
       hint,
       whenStale,
+      usedAgent,
+      judgeStored,
       validateNow,
       size: Effect.sync(() => entries.size),
       /** Pending dials waiting for an answer; 0 once every dial has settled. */
