@@ -12,7 +12,7 @@
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
-import { InvalidOption, LazyDial } from "@lazydial/core"
+import { InvalidOption, LazyDial, SharedConnections } from "@lazydial/core"
 import * as Cause from "effect/Cause"
 import * as CliConfig from "effect/cli/CliConfig"
 import * as CliError from "effect/cli/CliError"
@@ -33,8 +33,10 @@ import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import * as Auth from "./Auth.js"
 import * as Chats from "./Chats.js"
+import * as Fleet from "./Fleet.js"
 import * as Processes from "./Processes.js"
 import * as Server from "./Server.js"
+import type * as Service from "./Service.js"
 import * as Settings from "./Settings.js"
 
 /**
@@ -191,6 +193,98 @@ export const replicaSettings = (flags: {
       notices: (yield* Settings.orVariable(flags.notices, Settings.flagConfigs.notices, "on")) === "on"
     }
   })
+
+/**
+ * The flags of a replica's connections kept across turns
+ * (`Service.Options.sharedConnections`), each falling back to its variable:
+ * `serve` takes them, and so may any command that runs replicas.
+ *
+ * @since 0.2.0
+ * @category flags
+ */
+export const sharedConnectionFlags = {
+  sharedConnections: Flag.Literals("shared-connections", ["on", "off"]).pipe(
+    withVariable(
+      V.sharedConnections,
+      "on",
+      "keep one connection per agent across turns, borrowed by each turn (off: every turn dials its own)"
+    )
+  ),
+  connectionIdleTtlMs: integer("connection-idle-ttl-ms", 0, 86_400_000).pipe(
+    withVariable(
+      V.connectionIdleTtl,
+      Duration.toMillis(SharedConnections.defaults.idleTimeToLive),
+      "how long a kept connection that no turn borrows stays open, in ms"
+    )
+  ),
+  connectionProbeAfterIdleMs: integer("connection-probe-after-idle-ms", 0, 86_400_000).pipe(
+    withVariable(
+      V.connectionProbeAfterIdle,
+      Duration.toMillis(SharedConnections.defaults.probeAfterIdle),
+      "a turn that borrows a connection unused for this long first probes it (ping), in ms"
+    )
+  ),
+  connectionProbeTimeoutMs: integer("connection-probe-timeout-ms", 1, 60_000).pipe(
+    withVariable(
+      V.connectionProbeTimeout,
+      Duration.toMillis(SharedConnections.defaults.probeTimeout),
+      "a probe unanswered for this long drops the connection and the turn dials afresh, in ms"
+    )
+  )
+}
+
+/**
+ * What `sharedConnectionFlags` say, each flag falling back to its variable
+ * and then to core's default (`SharedConnections.defaults`).
+ *
+ * @since 0.2.0
+ * @category settings
+ */
+export const sharedConnectionSettings = (flags: {
+  readonly sharedConnections: Option.Option<"on" | "off">
+  readonly connectionIdleTtlMs: Option.Option<number>
+  readonly connectionProbeAfterIdleMs: Option.Option<number>
+  readonly connectionProbeTimeoutMs: Option.Option<number>
+}): Effect.Effect<Service.SharedConnectionSettings, Settings.InvalidSetting> =>
+  Effect.gen(function*() {
+    const ms = (flag: Option.Option<number>) => Option.map(flag, Duration.millis)
+    const C = Settings.flagConfigs
+    const D = SharedConnections.defaults
+    return {
+      enabled: (yield* Settings.orVariable(flags.sharedConnections, C.sharedConnections, "on")) === "on",
+      idleTimeToLive: yield* Settings.orVariable(ms(flags.connectionIdleTtlMs), C.connectionIdleTtl, D.idleTimeToLive),
+      probeAfterIdle: yield* Settings.orVariable(
+        ms(flags.connectionProbeAfterIdleMs),
+        C.connectionProbeAfterIdle,
+        D.probeAfterIdle
+      ),
+      probeTimeout: yield* Settings.orVariable(
+        ms(flags.connectionProbeTimeoutMs),
+        C.connectionProbeTimeout,
+        D.probeTimeout
+      )
+    }
+  })
+
+/**
+ * `fleet --dial-latency-ms`: how long each agent holds back its handshake
+ * answer (`Fleet.Options.dialLatency`); declared once for `fleet` and the
+ * harness.
+ *
+ * @since 0.2.0
+ * @category flags
+ */
+export const dialLatencyMs: Flag.Flag<Option.Option<number>> = integer(
+  "dial-latency-ms",
+  0,
+  Duration.toMillis(Fleet.maxDialLatency)
+).pipe(
+  withVariable(
+    V.dialLatency,
+    0,
+    "how long each agent holds back its handshake answer, in ms: the cost of a dial through a tunnel"
+  )
+)
 
 const port = (fallback: number) =>
   integer("port", 0, 65535).pipe(
@@ -362,7 +456,8 @@ const serveFlags = {
   ...replicaFlags,
   dialTimeoutMs: integer("dial-timeout-ms", 1, 600_000).pipe(
     withVariable(V.dialTimeout, 10_000, "how long a turn may take to connect to its agent, in milliseconds")
-  )
+  ),
+  ...sharedConnectionFlags
 }
 
 /**
@@ -385,6 +480,7 @@ export const serveOptions = (
       ...common,
       ...replica,
       ...turnPath,
+      sharedConnections: yield* sharedConnectionSettings(flags),
       strategy: yield* Settings.orVariable(flags.strategy, Settings.flagConfigs.strategy, "lazydial"),
       dialTimeout: yield* Settings.orVariable(
         Option.map(flags.dialTimeoutMs, Duration.millis),
@@ -427,7 +523,8 @@ const fleetFlags = {
       0,
       "workspace rebuilds per second over the fleet (0: only on POST /workspaces/:id/rebuild)"
     )
-  )
+  ),
+  dialLatencyMs
 }
 
 /**
@@ -453,7 +550,12 @@ export const fleetOptions = (
       workspaces: yield* Settings.orVariable(flags.workspaces, Settings.flagConfigs.workspaces, 8),
       owners: Option.getOrElse(owners, () => common.server.authentication.users),
       rebuildRate: yield* Settings.orVariable(flags.rebuildRate, Settings.flagConfigs.rebuildRate, 0),
-      seed: yield* Settings.orVariable(flags.seed, Settings.flagConfigs.seed, 1)
+      seed: yield* Settings.orVariable(flags.seed, Settings.flagConfigs.seed, 1),
+      dialLatency: yield* Settings.orVariable(
+        Option.map(flags.dialLatencyMs, Duration.millis),
+        Settings.flagConfigs.dialLatency,
+        Duration.zero
+      )
     }
   })
 

@@ -4,7 +4,11 @@
  * An agent speaks a line protocol: the client sends `hello <nonce>` (a fresh
  * random nonce per dial), the agent answers `agent <agentId> <proof>`, where
  * the proof is HMAC-SHA256 of `<nonce> <agentId>` under the agent's own secret;
- * then each `turn <text>` is answered with `ok <agentId> <workspaceId> <text>`.
+ * then each `turn <text>` is answered with `ok <agentId> <workspaceId> <text>`,
+ * and each `ping` with `pong` (the probe of a connection kept across turns: no
+ * turn, and no identity, which the handshake proved). With `dialLatency` each
+ * agent holds its handshake answer back that long, the cost of a handshake
+ * through a tunnel; pings and turns answer at once.
  * Naming itself lets a dialer notice that a reused port now belongs to another
  * agent; the proof lets it refuse a process that only claims the name (an
  * impostor on a freed port, or one replaying an old answer). Each agent's
@@ -32,6 +36,7 @@
  */
 import type { AgentId, BuildId, WorkspaceId } from "@lazydial/core"
 import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
@@ -156,6 +161,27 @@ export class Fleet extends Context.Service<
 >()("@lazydial/service/Fleet") {}
 
 /**
+ * @since 0.2.0
+ * @category models
+ */
+export interface Options {
+  /**
+   * How long every agent holds back its handshake answer: what a dial costs
+   * through a tunnel (tens to hundreds of milliseconds in a real deployment).
+   * Default 0: the localhost dial, about 1 ms.
+   */
+  readonly dialLatency?: Duration.Input | undefined
+}
+
+/**
+ * The most `Options.dialLatency` may be: past a minute it is no tunnel's cost.
+ *
+ * @since 0.2.0
+ * @category constants
+ */
+export const maxDialLatency: Duration.Duration = internal.maxDialLatency
+
+/**
  * A fleet whose agents all stop (servers closed, sockets destroyed) when the
  * Layer's scope closes.
  *
@@ -180,8 +206,8 @@ export const makeCounters = internal.makeCounters
  * @since 0.1.0
  * @category layers
  */
-export const layerWith = (counters: internal.FleetCounters): Layer.Layer<Fleet> =>
-  Layer.effect(Fleet, internal.makeWith(counters))
+export const layerWith = (counters: internal.FleetCounters, options?: Options): Layer.Layer<Fleet> =>
+  Layer.effect(Fleet, internal.makeWith(counters, options))
 
 /**
  * The figures of a fleet's counters (`makeCounters`), as `Fleet.stats` gives

@@ -265,6 +265,8 @@ export interface FleetOptions {
   /** Rebuilds per second over the whole fleet; 0: only on request. */
   readonly rebuildRate: number
   readonly seed: number
+  /** How long each agent holds back its handshake answer (`Fleet.Options.dialLatency`); default 0. */
+  readonly dialLatency?: Duration.Input | undefined
   readonly grace: Duration.Input
   /** Passed on to `Server.layerFleet`. */
   readonly server?: ServerOptions | undefined
@@ -286,7 +288,7 @@ export interface FleetOptions {
 export const fleet = (options: FleetOptions): Effect.Effect<never, StartupFailed> =>
   Effect.gen(function*() {
     const all = Server.layerFleet({ ...options.server, port: options.port, host: options.host, grace: options.grace })
-      .pipe(Layer.provideMerge(Service.layerFleet(Service.makeCounters())))
+      .pipe(Layer.provideMerge(Service.layerFleet(Service.makeCounters(), { dialLatency: options.dialLatency })))
     return yield* runOn(
       options.databaseUrl,
       options.database,

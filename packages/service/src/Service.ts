@@ -9,8 +9,10 @@
  * AgentAddresses (the fleet's map, or SQL) ─► SocketDialer (AgentDialer) ──────────────┤
  *                      Faults.layerConfig (core; passes through unless `Options.faults` is on)
  *                      ─► AgentDialer + AgentLookup ─► Probe.layerLookup (counts)
- * AgentDialer + AgentLookup ─► LazyDial.layer (core)
- * BindingStore + LazyDial + AgentLookup ─► ChatConnector.layer (binding) ─► Chats (the service's seam)
+ * AgentDialer ─► SharedConnections.layer (core; probe: SocketDialer.probe; off: skipped)
+ *             ─► AgentDialer (shared) + SharedConnections
+ * AgentDialer (shared) + AgentLookup ─► LazyDial.layer (core)
+ * BindingStore + LazyDial + AgentLookup (+ SharedConnections) ─► ChatConnector.layer (binding) ─► Chats
  * AgentDirectory + AgentAddresses ─► ControlPlane.layerDirectory (rebuilds write the current agent here)
  * Database ─► ChatOwners.layerSql (who created each chat: the HTTP API's ownership rule)
  * ```
@@ -25,12 +27,13 @@
 import { AgentDirectory, BindingStore, ChatConnector, type Database, RebuildNotices } from "@lazydial/binding"
 import * as PgDatabase from "@lazydial/binding/PgDatabase"
 import * as PgliteDatabase from "@lazydial/binding/PgliteDatabase"
-import { type AgentDialer, type AgentLookup, Faults, LazyDial } from "@lazydial/core"
+import { type AgentDialer, type AgentLookup, Faults, LazyDial, SharedConnections } from "@lazydial/core"
 import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
 import type * as SqlClient from "effect/sql/SqlClient"
 import * as AgentAddresses from "./AgentAddresses.js"
 import * as ChatOwners from "./ChatOwners.js"
@@ -65,6 +68,26 @@ export const makeCounters = (): Counters => ({
 })
 
 /**
+ * Agent connections kept across turns (core's `SharedConnections`): one per
+ * agent per replica, borrowed by every turn of a chat bound to that agent.
+ * The times are core's options, their defaults core's `SharedConnections.defaults`
+ * (1 minute, 10 seconds, 1 second).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface SharedConnectionSettings {
+  /** Default true. Off: every turn dials its own connection and closes it after the turn (before issue 20). */
+  readonly enabled?: boolean | undefined
+  /** How long a connection no turn borrows stays open. */
+  readonly idleTimeToLive?: Duration.Input | undefined
+  /** A borrow after this long without a use first probes the connection (`SocketDialer.probe`: `ping`, `pong`). */
+  readonly probeAfterIdle?: Duration.Input | undefined
+  /** The bound of that probe: past it the connection is dropped and the turn dials afresh. */
+  readonly probeTimeout?: Duration.Input | undefined
+}
+
+/**
  * @since 0.1.0
  * @category models
  */
@@ -92,6 +115,17 @@ export interface Options {
   readonly batchWindow?: Duration.Input | undefined
   /** core's fault injection (`Faults.layerConfig`); default off. */
   readonly faults?: Faults.ConfigOptions | undefined
+  /**
+   * Connections kept across turns; default on with core's times. The
+   * "latest" strategy never shares: it dials per turn, as the baseline.
+   */
+  readonly sharedConnections?: SharedConnectionSettings | undefined
+  /**
+   * `layer` only (the one-process run, whose fleet runs here): how long each
+   * agent holds back its handshake answer (`Fleet.Options.dialLatency`).
+   * Default 0. A replica has no agents: the `fleet` process takes its own.
+   */
+  readonly dialLatency?: Duration.Input | undefined
 }
 
 /**
@@ -188,11 +222,67 @@ export const lazyDialOptions = (
   }
 }
 
+/**
+ * Whether an instance shares agent connections across turns: on unless
+ * `Options.sharedConnections.enabled` is false, and never for the "latest"
+ * strategy, the baseline that dials per turn.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const sharesConnections = (options: Pick<Options, "sharedConnections">, strategy: Chats.Strategy): boolean =>
+  strategy === "lazydial" && options.sharedConnections?.enabled !== false
+
+/**
+ * The `SharedConnections.layer` options of an instance: its times, and the
+ * socket dialer's `ping` as the probe.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const sharedConnectionOptions = (settings: SharedConnectionSettings | undefined): SharedConnections.Options => ({
+  idleTimeToLive: settings?.idleTimeToLive,
+  probeAfterIdle: settings?.probeAfterIdle,
+  probeTimeout: settings?.probeTimeout,
+  probe: SocketDialer.probe
+})
+
+// LazyDial over the shared connections, which wrap the dialer below them (the faulted one): a borrow is no dial,
+// so it meets no dial fault, as a real borrow meets no handshake; a dial that opens a connection meets them as any
+// dial does. Above the fault layer, every borrow would pay an injected latency that no socket pays, and an injected
+// failure would fail a turn without dropping the connection. `SharedConnections` is merged in for the connector,
+// which drops a superseded agent's connection when its view learns of it; the "latest" strategy reads the Tags of
+// `base`, below all this, and dials per turn.
+const dialing = (options: Options, hangups: Layer.Layer<SocketDialer.Hangups> | undefined) => {
+  const lazyDial = LazyDial.layer(lazyDialOptions(options))
+  if (hangups === undefined) return lazyDial
+  const shared = SharedConnections.layer(sharedConnectionOptions(options.sharedConnections))
+  const drop = dropOnHangup.pipe(Layer.provide(shared), Layer.provide(hangups))
+  return lazyDial.pipe(Layer.provideMerge(Layer.merge(shared, drop)))
+}
+
+// An agent that hangs up on a kept connection (it died, or left its port) has it dropped at once: the next turn
+// dials, and meets whatever the agent has become (a refusal, another agent), through the outcome table, instead of
+// borrowing a closed socket and failing at its exchange. The fiber is the Layer's: it ends with the instance.
+const dropOnHangup: Layer.Layer<never, never, SocketDialer.Hangups | SharedConnections.SharedConnections> = Layer
+  .effectDiscard(Effect.gen(function*() {
+    const { queue } = yield* SocketDialer.Hangups
+    const shared = yield* SharedConnections.SharedConnections
+    yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(queue), shared.invalidate)))
+  }))
+
 const chatsOver = (options: Options, counters: Counters, strategy: Chats.Strategy = "lazydial") => {
   const notices = options.notices === false ? RebuildNotices.layerNone : RebuildNotices.layerSql
   const directory = AgentDirectory.layerSql({ batchWindow: options.batchWindow }).pipe(Layer.provideMerge(notices))
   const control = ControlPlane.layerDirectory.pipe(Layer.provide(directory))
-  const real = Layer.merge(SocketDialer.layer(counters.dialer), directory)
+  // one queue of hang-ups per instance, between its dialer and its shared connections (none when it does not share)
+  const hangups = sharesConnections(options, strategy)
+    ? Layer.effect(SocketDialer.Hangups, SocketDialer.makeHangups)
+    : undefined
+  const dialer = hangups === undefined
+    ? SocketDialer.layer(counters.dialer)
+    : SocketDialer.layer(counters.dialer).pipe(Layer.provide(hangups))
+  const real = Layer.merge(dialer, directory)
   // the plan as read (`Settings.faults`), or none: core's layer passes the services through when it is off
   const faulted = Faults.layerConfig(Config.succeed(options.faults ?? { enabled: false })).pipe(Layer.provide(real))
   // provideMerge: the probe's AgentLookup replaces the one it wraps; the dialer passes on
@@ -204,7 +294,7 @@ const chatsOver = (options: Options, counters: Counters, strategy: Chats.Strateg
     maxInFlight: options.maxInFlight,
     viewSize: options.viewSize
   }).pipe(
-    Layer.provide(LazyDial.layer(lazyDialOptions(options))),
+    Layer.provide(dialing(options, hangups)),
     Layer.provideMerge(BindingStore.layerSql())
   )
   const chats = strategy === "lazydial" ? Chats.layer : Chats.layerLatest({ dialTimeout: options.dialTimeout })
@@ -237,7 +327,7 @@ export const layer = (
 > =>
   chatsOver(options, counters, strategy).pipe(
     Layer.provideMerge(AgentAddresses.layerFleet),
-    Layer.provideMerge(Fleet.layerWith(counters.fleet)),
+    Layer.provideMerge(Fleet.layerWith(counters.fleet, { dialLatency: options.dialLatency })),
     Layer.orDie,
     Layer.tapCause(Effect.logError)
   )
@@ -260,9 +350,9 @@ export const layerReplica = (options: Options, counters: Counters, strategy: Cha
  * @since 0.1.0
  * @category layers
  */
-export const layerFleet = (counters: Counters) =>
+export const layerFleet = (counters: Counters, options?: Fleet.Options) =>
   ControlPlane.layerDirectory.pipe(
     Layer.provide(AgentDirectory.layerSql()),
     Layer.provideMerge(AgentAddresses.layerSql),
-    Layer.provideMerge(Fleet.layerWith(counters.fleet))
+    Layer.provideMerge(Fleet.layerWith(counters.fleet, options))
   )

@@ -23,9 +23,10 @@
  * | `LAZYDIAL_PORT`, `LAZYDIAL_HOST`, `LAZYDIAL_GRACE` | `--port`, `--host`, `--grace-ms` | 8080 (fleet 8090), 127.0.0.1, 10 s | the HTTP server |
  * | `LAZYDIAL_HTTP_HEADERS_TIMEOUT`, `LAZYDIAL_HTTP_REQUEST_TIMEOUT`, `LAZYDIAL_HTTP_MAX_BODY_BYTES` | the first two: `--headers-timeout-ms`, `--request-timeout-ms` | 10 s, 30 s, 1 MiB | the HTTP server's bounds |
  * | `LAZYDIAL_STRATEGY`, `LAZYDIAL_VALIDATION_DELAY`, `LAZYDIAL_NOTICES`, `LAZYDIAL_DIAL_TIMEOUT` | `--strategy`, `--validation-delay-ms` and `--delay-mode`, `--notices`, `--dial-timeout-ms` | lazydial, 500 ms fixed, on, 10 s | a replica's turn path (`Service.Options`) |
+ * | `LAZYDIAL_SHARED_CONNECTIONS`, `LAZYDIAL_CONNECTION_IDLE_TTL`, `LAZYDIAL_CONNECTION_PROBE_AFTER_IDLE`, `LAZYDIAL_CONNECTION_PROBE_TIMEOUT` | `--shared-connections`, `--connection-idle-ttl-ms`, `--connection-probe-after-idle-ms`, `--connection-probe-timeout-ms` | on, 1 min, 10 s, 1 s | a replica's connections kept across turns (`Service.Options.sharedConnections`) |
  * | `LAZYDIAL_MAX_IN_FLIGHT`, `LAZYDIAL_NOTICE_VIEW_SIZE`, `LAZYDIAL_LOOKUP_BATCH_WINDOW` | | binding's defaults | binding's `ChatConnector` and `AgentDirectory` options |
  * | `LAZYDIAL_FAULTS`, `LAZYDIAL_FAULTS_DIAL`, `LAZYDIAL_FAULTS_LOOKUP` | | off | core's `Faults` |
- * | `LAZYDIAL_WORKSPACES`, `LAZYDIAL_OWNERS`, `LAZYDIAL_SEED`, `LAZYDIAL_REBUILD_RATE` | the fleet's `--workspaces`, `--owners`, `--seed`, `--rebuild-rate` | 8, the token file's users, 1, 0 | the fleet |
+ * | `LAZYDIAL_WORKSPACES`, `LAZYDIAL_OWNERS`, `LAZYDIAL_SEED`, `LAZYDIAL_REBUILD_RATE`, `LAZYDIAL_DIAL_LATENCY` | the fleet's `--workspaces`, `--owners`, `--seed`, `--rebuild-rate`, `--dial-latency-ms` | 8, the token file's users, 1, 0, 0 | the fleet |
  *
  * @since 0.2.0
  */
@@ -38,6 +39,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Chats from "./Chats.js"
+import * as Fleet from "./Fleet.js"
 
 /**
  * The name of every variable the service reads, by setting: the one list of
@@ -65,6 +67,10 @@ export const variables = {
   validationDelay: "LAZYDIAL_VALIDATION_DELAY",
   notices: "LAZYDIAL_NOTICES",
   dialTimeout: "LAZYDIAL_DIAL_TIMEOUT",
+  sharedConnections: "LAZYDIAL_SHARED_CONNECTIONS",
+  connectionIdleTtl: "LAZYDIAL_CONNECTION_IDLE_TTL",
+  connectionProbeAfterIdle: "LAZYDIAL_CONNECTION_PROBE_AFTER_IDLE",
+  connectionProbeTimeout: "LAZYDIAL_CONNECTION_PROBE_TIMEOUT",
   maxInFlight: "LAZYDIAL_MAX_IN_FLIGHT",
   noticeViewSize: "LAZYDIAL_NOTICE_VIEW_SIZE",
   lookupBatchWindow: "LAZYDIAL_LOOKUP_BATCH_WINDOW",
@@ -74,7 +80,8 @@ export const variables = {
   workspaces: "LAZYDIAL_WORKSPACES",
   owners: "LAZYDIAL_OWNERS",
   seed: "LAZYDIAL_SEED",
-  rebuildRate: "LAZYDIAL_REBUILD_RATE"
+  rebuildRate: "LAZYDIAL_REBUILD_RATE",
+  dialLatency: "LAZYDIAL_DIAL_LATENCY"
 } as const
 
 /**
@@ -159,6 +166,9 @@ const duration = (
   ))
 }
 
+// core's bound of the shared connections' times (`SharedConnections.layer` refuses more)
+const maxConnectionTime = Duration.hours(24)
+
 const integer = (name: string, min: number, max: number) => CoreOptions.numberConfig(name, { min, max, integer: true })
 
 /**
@@ -182,7 +192,12 @@ export const flagConfigs = {
   workspaces: integer(variables.workspaces, 1, 1_000_000),
   owners: Config.String(variables.owners),
   seed: integer(variables.seed, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER),
-  rebuildRate: CoreOptions.numberConfig(variables.rebuildRate, { min: 0, max: 1000 })
+  rebuildRate: CoreOptions.numberConfig(variables.rebuildRate, { min: 0, max: 1000 }),
+  sharedConnections: Config.Literals(["on", "off"] as const, variables.sharedConnections),
+  connectionIdleTtl: duration(variables.connectionIdleTtl, maxConnectionTime),
+  connectionProbeAfterIdle: duration(variables.connectionProbeAfterIdle, maxConnectionTime),
+  connectionProbeTimeout: duration(variables.connectionProbeTimeout, Duration.minutes(1), { aboveZero: true }),
+  dialLatency: duration(variables.dialLatency, Fleet.maxDialLatency)
 }
 
 /**

@@ -33,7 +33,11 @@ const noFlags: Parameters<typeof Cli.serveOptions>[0] = {
   validationDelayMs: none,
   delayMode: none,
   notices: none,
-  dialTimeoutMs: none
+  dialTimeoutMs: none,
+  sharedConnections: none,
+  connectionIdleTtlMs: none,
+  connectionProbeAfterIdleMs: none,
+  connectionProbeTimeoutMs: none
 }
 
 /** The database `serve` opens with these variables set, for `use`. */

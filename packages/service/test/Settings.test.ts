@@ -14,7 +14,7 @@
 import { expect, layer } from "@effect/vitest"
 import { deepStrictEqual } from "@effect/vitest/utils"
 import { RebuildNotices } from "@lazydial/binding"
-import type { AgentId, ChatId, WorkspaceId } from "@lazydial/core"
+import { AgentDialer, type AgentId, type ChatId, type WorkspaceId } from "@lazydial/core"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
@@ -41,6 +41,7 @@ import * as Processes from "../src/Processes.js"
 import * as Server from "../src/Server.js"
 import * as Service from "../src/Service.js"
 import * as Settings from "../src/Settings.js"
+import * as SocketDialer from "../src/SocketDialer.js"
 
 /** Runs `effect` with exactly these environment variables (and no other). */
 const withEnv = (env: Record<string, string>) =>
@@ -63,7 +64,11 @@ const noServeFlags: Parameters<typeof Cli.serveOptions>[0] = {
   validationDelayMs: none,
   delayMode: none,
   notices: none,
-  dialTimeoutMs: none
+  dialTimeoutMs: none,
+  sharedConnections: none,
+  connectionIdleTtlMs: none,
+  connectionProbeAfterIdleMs: none,
+  connectionProbeTimeoutMs: none
 }
 const noFleetFlags: Parameters<typeof Cli.fleetOptions>[0] = {
   port: none,
@@ -77,7 +82,8 @@ const noFleetFlags: Parameters<typeof Cli.fleetOptions>[0] = {
   workspaces: none,
   owners: none,
   seed: none,
-  rebuildRate: none
+  rebuildRate: none,
+  dialLatencyMs: none
 }
 
 /** `serve`'s options as the command reads them from `env` (no flag given). */
@@ -493,7 +499,8 @@ layer(Service.layerDatabase(undefined), { timeout: 120_000, excludeTestServices:
       "a turn on an agent that never answers fails at it (DialTimeout)",
       () =>
         Effect.gen(function*() {
-          const options = yield* serveWith({ LAZYDIAL_DIAL_TIMEOUT: "400 millis" })
+          // a turn's own dial: a kept connection to the agent (which hangs without closing it) would be borrowed
+          const options = yield* serveWith({ LAZYDIAL_DIAL_TIMEOUT: "400 millis", LAZYDIAL_SHARED_CONNECTIONS: "off" })
           const result = yield* onInstance(
             options,
             Effect.gen(function*() {
@@ -510,29 +517,169 @@ layer(Service.layerDatabase(undefined), { timeout: 120_000, excludeTestServices:
         })
     )
 
+    /** Dials the replica's sockets made while `effect` ran. */
+    const dialsOf = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      Effect.gen(function*() {
+        const before = counters.dialer.dials
+        const result = yield* effect
+        return { result, dials: counters.dialer.dials - before }
+      })
+
+    /** Polls `condition` every 10 ms, for at most `within`. */
+    const until = (condition: () => boolean, within: Duration.Input = "5 seconds") =>
+      Effect.sync(condition).pipe(
+        Effect.filterOrFail((met) => met),
+        Effect.retry(Schedule.spaced("10 millis").pipe(Schedule.upTo({ duration: within })))
+      )
+
+    variable(
+      "LAZYDIAL_SHARED_CONNECTIONS",
+      "on (unset): a bound chat's next turns borrow its agent's connection, with no dial; off: each turn dials",
+      () =>
+        Effect.gen(function*() {
+          const threeTurns = (env: Record<string, string>) =>
+            Effect.flatMap(serveWith(env), (options) =>
+              onInstance(
+                options,
+                Effect.flatMap(
+                  boundChat,
+                  ({ chatId }) =>
+                    dialsOf(Effect.forEach([1, 2, 3], () => Effect.map(turn(chatId), (connected) => connected.outcome)))
+                )
+              ))
+          deepStrictEqual(yield* threeTurns({}), { result: ["fast", "fast", "fast"], dials: 0 })
+          deepStrictEqual(yield* threeTurns({ LAZYDIAL_SHARED_CONNECTIONS: "off" }), {
+            result: ["fast", "fast", "fast"],
+            dials: 3
+          })
+          expect(yield* refusal({ LAZYDIAL_SHARED_CONNECTIONS: "sometimes" })).toContain(
+            "LAZYDIAL_SHARED_CONNECTIONS"
+          )
+        })
+    )
+
+    variable(
+      "LAZYDIAL_CONNECTION_IDLE_TTL",
+      "a connection no turn borrows for this long is closed: the next turn dials",
+      () =>
+        Effect.gen(function*() {
+          const afterIdle = (env: Record<string, string>) =>
+            Effect.flatMap(serveWith(env), (options) =>
+              onInstance(
+                options,
+                Effect.gen(function*() {
+                  const { chatId } = yield* boundChat
+                  const closedBefore = counters.dialer.closed
+                  yield* Effect.sleep("800 millis")
+                  const closed = counters.dialer.closed - closedBefore
+                  const { dials } = yield* dialsOf(turn(chatId))
+                  return { closed, dials }
+                })
+              ))
+          deepStrictEqual(yield* afterIdle({ LAZYDIAL_CONNECTION_IDLE_TTL: "300 millis" }), { closed: 1, dials: 1 })
+          deepStrictEqual(yield* afterIdle({}), { closed: 0, dials: 0 })
+          expect(yield* refusal({ LAZYDIAL_CONNECTION_IDLE_TTL: "2 days" })).toContain(
+            "LAZYDIAL_CONNECTION_IDLE_TTL: expected"
+          )
+        })
+    )
+
+    variable(
+      "LAZYDIAL_CONNECTION_PROBE_AFTER_IDLE",
+      "a connection idle this long is probed before it is lent: a hung agent's is dropped, and the turn dials",
+      () =>
+        Effect.gen(function*() {
+          // the agent hangs with its socket open: only a probe can tell
+          const afterIdle = (env: Record<string, string>) =>
+            Effect.flatMap(
+              serveWith({ LAZYDIAL_CONNECTION_PROBE_TIMEOUT: "100 millis", LAZYDIAL_DIAL_TIMEOUT: "1 second", ...env }),
+              (options) =>
+                onInstance(
+                  options,
+                  Effect.gen(function*() {
+                    const { agentId, chatId } = yield* boundChat
+                    yield* hang(agentId)
+                    yield* Effect.sleep("400 millis")
+                    const { dials, result } = yield* dialsOf(
+                      Effect.match(turn(chatId), { onFailure: (error) => error._tag, onSuccess: (ok) => ok.outcome })
+                    )
+                    return { dials, result }
+                  })
+                )
+            )
+          deepStrictEqual(yield* afterIdle({ LAZYDIAL_CONNECTION_PROBE_AFTER_IDLE: "200 millis" }), {
+            dials: 1,
+            result: "DialTimeout"
+          })
+          deepStrictEqual(yield* afterIdle({}), { dials: 0, result: "fast" })
+          expect(yield* refusal({ LAZYDIAL_CONNECTION_PROBE_AFTER_IDLE: "-1" })).toContain(
+            "LAZYDIAL_CONNECTION_PROBE_AFTER_IDLE: expected"
+          )
+        })
+    )
+
+    variable(
+      "LAZYDIAL_CONNECTION_PROBE_TIMEOUT",
+      "a probe unanswered this long drops the connection: the turn dials afresh then",
+      () =>
+        Effect.gen(function*() {
+          // every borrow after a use probes; the agent hangs with its socket open, so the probe waits it out
+          const untilDial = (env: Record<string, string>) =>
+            Effect.flatMap(
+              serveWith({ LAZYDIAL_CONNECTION_PROBE_AFTER_IDLE: "0", LAZYDIAL_DIAL_TIMEOUT: "2 seconds", ...env }),
+              (options) =>
+                onInstance(
+                  options,
+                  Effect.gen(function*() {
+                    const { agentId, chatId } = yield* boundChat
+                    yield* hang(agentId)
+                    const before = counters.dialer.dials
+                    const began = performance.now()
+                    const fiber = yield* Effect.forkChild(Effect.exit(turn(chatId)))
+                    yield* until(() => counters.dialer.dials > before)
+                    const elapsed = performance.now() - began
+                    yield* Fiber.interrupt(fiber)
+                    return elapsed
+                  })
+                )
+            )
+          const slow = yield* untilDial({ LAZYDIAL_CONNECTION_PROBE_TIMEOUT: "600 millis" })
+          expect(slow).toBeGreaterThanOrEqual(580)
+          expect(slow).toBeLessThan(1500)
+          expect(yield* untilDial({ LAZYDIAL_CONNECTION_PROBE_TIMEOUT: "50 millis" })).toBeLessThan(400)
+          expect(yield* refusal({ LAZYDIAL_CONNECTION_PROBE_TIMEOUT: "0" })).toContain(
+            "LAZYDIAL_CONNECTION_PROBE_TIMEOUT: expected"
+          )
+        })
+    )
+
     variable(
       "LAZYDIAL_MAX_IN_FLIGHT",
       "1: of three turns at once on a hung agent, one dials it; the others wait",
       () =>
         Effect.gen(function*() {
           const accepted = (env: Record<string, string>) =>
-            Effect.flatMap(serveWith({ LAZYDIAL_DIAL_TIMEOUT: "1 second", ...env }), (options) =>
-              onInstance(
-                options,
-                Effect.gen(function*() {
-                  const { agentId, chatId } = yield* boundChat
-                  yield* hang(agentId)
-                  const before = counters.fleet.accepted
-                  const turns = yield* Effect.forkChild(
-                    Effect.forEach([1, 2, 3], () => Effect.flip(turn(chatId)), { concurrency: "unbounded" })
-                  )
-                  // well inside the dial timeout, while the first admitted turn still holds its permit
-                  yield* Effect.sleep("300 millis")
-                  const dialed = counters.fleet.accepted - before
-                  yield* Fiber.join(turns)
-                  return dialed
-                })
-              ))
+            // each turn's own dial: a kept connection to the agent (which hangs without closing it) would be borrowed
+            Effect.flatMap(
+              serveWith({ LAZYDIAL_DIAL_TIMEOUT: "1 second", LAZYDIAL_SHARED_CONNECTIONS: "off", ...env }),
+              (options) =>
+                onInstance(
+                  options,
+                  Effect.gen(function*() {
+                    const { agentId, chatId } = yield* boundChat
+                    yield* hang(agentId)
+                    const before = counters.fleet.accepted
+                    const turns = yield* Effect.forkChild(
+                      Effect.forEach([1, 2, 3], () => Effect.flip(turn(chatId)), { concurrency: "unbounded" })
+                    )
+                    // well inside the dial timeout, while the first admitted turn still holds its permit
+                    yield* Effect.sleep("300 millis")
+                    const dialed = counters.fleet.accepted - before
+                    yield* Fiber.join(turns)
+                    return dialed
+                  })
+                )
+            )
           expect(yield* accepted({ LAZYDIAL_MAX_IN_FLIGHT: "1" })).toBe(1)
           expect(yield* accepted({})).toBe(3)
           expect(yield* refusal({ LAZYDIAL_MAX_IN_FLIGHT: "0" })).toContain(
@@ -753,6 +900,34 @@ layer(Service.layerDatabase(undefined), { timeout: 120_000, excludeTestServices:
           expect(draws(options.seed)).toEqual(draws(42))
           expect(draws(options.seed)).not.toEqual(draws(1))
           expect((yield* Effect.flip(fleetWith({ LAZYDIAL_SEED: "1.5" }))).message).toContain("LAZYDIAL_SEED")
+        })
+    )
+
+    variable(
+      "LAZYDIAL_DIAL_LATENCY",
+      "each of the fleet's agents holds its handshake answer back this long: every dial takes it",
+      () =>
+        Effect.gen(function*() {
+          const dialTime = (env: Record<string, string>) =>
+            Effect.gen(function*() {
+              const options = yield* fleetWith(env)
+              const fleet = Service.layerFleet(Service.makeCounters(), { dialLatency: options.dialLatency })
+              const dialer = SocketDialer.layer(SocketDialer.makeCounters()).pipe(Layer.provideMerge(fleet))
+              return yield* Effect.scoped(Effect.gen(function*() {
+                const context = yield* Layer.build(dialer)
+                const agent = yield* Effect.provide(ControlPlane.startWorkspace(newWorkspace()), context)
+                const dial = Effect.flatMap(AgentDialer.AgentDialer, (d) => Effect.scoped(d.dial(agent.agentId)))
+                const [took] = yield* Effect.timed(Effect.provide(dial, context))
+                return Duration.toMillis(took)
+              }))
+            })
+          const slow = yield* dialTime({ LAZYDIAL_DIAL_LATENCY: "250 millis" })
+          expect(slow).toBeGreaterThanOrEqual(245)
+          expect(slow).toBeLessThan(1500)
+          expect(yield* dialTime({})).toBeLessThan(200)
+          expect((yield* Effect.flip(fleetWith({ LAZYDIAL_DIAL_LATENCY: "2 minutes" }))).message).toContain(
+            "LAZYDIAL_DIAL_LATENCY: expected"
+          )
         })
     )
 

@@ -1,4 +1,5 @@
 import type { AgentId, BuildId, WorkspaceId } from "@lazydial/core"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -93,11 +94,18 @@ const closeAgent = (agent: Agent) =>
  */
 export const retainDead = 10_000
 
+export const maxDialLatency = Duration.minutes(1)
+
 export const makeWith = (
   counters: FleetCounters,
-  options: { readonly retainDead?: number } = {}
+  options: { readonly retainDead?: number; readonly dialLatency?: Duration.Input | undefined } = {}
 ): Effect.Effect<Fleet["Service"], never, Scope.Scope> =>
   Effect.gen(function*() {
+    // clamped: a value past the range is the caller's bug, and a timer of days would hold every dial
+    const dialLatencyMillis = options.dialLatency === undefined ? 0 : Math.min(
+      Duration.toMillis(maxDialLatency),
+      Math.max(0, Duration.toMillis(Duration.fromInputUnsafe(options.dialLatency)))
+    )
     const agents = new Map<AgentId, Agent>()
     // the dead ones, oldest first (a Set iterates in insertion order)
     const dead = new Set<AgentId>()
@@ -115,21 +123,23 @@ export const makeWith = (
       counters.accepted++
       socket.setNoDelay(true)
       agent.sockets.add(socket)
+      // the handshake answer held back by `dialLatency`; the lines after it wait for it, in order
+      let delayed: ReturnType<typeof setTimeout> | undefined
       socket.on("close", () => {
         counters.acceptedClosed++
         agent.sockets.delete(socket)
+        if (delayed !== undefined) clearTimeout(delayed)
       })
       socket.on("error", () => {
         // a client that resets the connection is not an agent failure
       })
       let buffer = ""
-      socket.on("data", (chunk: Buffer) => {
-        // a hung agent accepts and reads, and never answers
-        if (agent.state === "hung" || agent.state === "dead") return
-        buffer += chunk.toString("utf8")
-        if (buffer.length > maxLineBytes) return socket.destroy()
+      // Answers the lines read so far, in order, up to a held-back handshake answer.
+      const drain = (): void => {
         let newline = buffer.indexOf("\n")
-        while (newline >= 0) {
+        while (newline >= 0 && delayed === undefined) {
+          // a hung agent accepts and reads, and never answers
+          if (agent.state === "hung" || agent.state === "dead") return
           const line = buffer.slice(0, newline)
           buffer = buffer.slice(newline + 1)
           if (agent.state === "crashing") {
@@ -141,7 +151,28 @@ export const makeWith = (
           }
           const nonce = Handshake.nonceOf(line)
           if (nonce !== undefined) {
-            socket.write(`${Handshake.answer(agent.secret, nonce, agent.info.agentId)}\n`)
+            const answer = `${Handshake.answer(agent.secret, nonce, agent.info.agentId)}\n`
+            if (dialLatencyMillis > 0) {
+              // the tunnel's cost of a handshake: the answer, and whatever follows it, waits
+              delayed = setTimeout(() => {
+                delayed = undefined
+                if (socket.destroyed) return
+                // retired while the answer was held back: it answers as it now would (a hung or dead agent
+                // never, a crashing one cuts the handshake)
+                if (agent.state === "crashing") {
+                  counters.handshakesCut++
+                  return socket.resetAndDestroy()
+                }
+                if (agent.state !== "serving") return
+                socket.write(answer)
+                drain()
+              }, dialLatencyMillis)
+              return
+            }
+            socket.write(answer)
+          } else if (line === Handshake.ping) {
+            // the probe of a connection shared across turns: no turn, no identity (proven at the handshake)
+            socket.write(`${Handshake.pong}\n`)
           } else if (line.startsWith("turn ")) {
             socket.write(`ok ${agent.info.agentId} ${agent.info.workspaceId} ${line.slice(5)}\n`)
           } else if (line.startsWith("hello")) {
@@ -151,6 +182,12 @@ export const makeWith = (
           }
           newline = buffer.indexOf("\n")
         }
+      }
+      socket.on("data", (chunk: Buffer) => {
+        if (agent.state === "hung" || agent.state === "dead") return
+        buffer += chunk.toString("utf8")
+        if (buffer.length > maxLineBytes) return socket.destroy()
+        drain()
       })
     }
 

@@ -24,6 +24,14 @@ export const proof = (secret: Uint8Array, nonce: string, agentId: AgentId): stri
 
 export const hello = (nonce: string): string => `hello ${nonce}`
 
+/**
+ * The probe of a connection kept across turns, and its answer: a round trip
+ * with no turn. It proves nothing about identity (the handshake did, once,
+ * on this very socket), only that the agent still answers on it.
+ */
+export const ping = "ping"
+export const pong = "pong"
+
 /** The nonce of a `hello <nonce>` line; undefined for any other line (a bare `hello` included). */
 export const nonceOf = (line: string): string | undefined => {
   if (!line.startsWith("hello ")) return undefined

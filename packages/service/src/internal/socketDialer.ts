@@ -38,19 +38,51 @@ export const snapshot = (counters: DialerCounters): DialerStats => ({
   errors: { ...counters.errors }
 })
 
+/** What the socket's `close` needs to know to tell a hang-up from the dialer's own close. */
+interface Life {
+  readonly agentId: AgentId
+  readonly serial: number
+  proven: boolean
+  released: boolean
+}
+
 const isRefused = (cause: unknown): boolean =>
   typeof cause === "object" && cause !== null && "code" in cause && cause.code === "ECONNREFUSED"
 
-export const make = (counters: DialerCounters) =>
+/**
+ * `hangups`: where to tell the connections the dialer did not close itself
+ * (the agent hung up, or an exchange was cut), once their handshake proved them.
+ */
+export const make = (counters: DialerCounters, hangups: Option.Option<Queue.Queue<AgentId>> = Option.none()) =>
   Effect.gen(function*() {
     const addresses = yield* AgentAddresses
     let serial = 0
+
+    // The dials of each agent in progress or with an open socket, by serial: a hang-up is told only when no
+    // newer dial of the agent is live. A newer one means the closed connection was already replaced (a probe that
+    // timed out and cut its exchange, then the turn's fresh dial): telling it would drop its replacement.
+    const live = new Map<AgentId, Set<number>>()
+    const enter = (life: Life) => {
+      const serials = live.get(life.agentId) ?? new Set()
+      serials.add(life.serial)
+      live.set(life.agentId, serials)
+    }
+    const leave = (life: Life) => {
+      const serials = live.get(life.agentId)
+      if (serials === undefined) return
+      serials.delete(life.serial)
+      if (serials.size === 0) live.delete(life.agentId)
+    }
+    const replaced = (life: Life) => {
+      for (const other of live.get(life.agentId) ?? []) if (other > life.serial) return true
+      return false
+    }
 
     // Opens the TCP connection, interruptibly (an address that never answers
     // must not hold the dial). The socket is counted as opened on `connect`
     // and as closed on its own `close` event, and destroyed by a finalizer of
     // the scope the dial runs in.
-    const open = (host: string, port: number) =>
+    const open = (host: string, port: number, life: Life) =>
       Effect.uninterruptibleMask((restore) =>
         restore(Effect.callback<Net.Socket, Error>((resume) => {
           const conn = Net.createConnection({ host, port, noDelay: true })
@@ -63,15 +95,35 @@ export const make = (counters: DialerCounters) =>
             counters.opened++
             conn.once("close", () => {
               counters.closed++
+              leave(life)
+              if (life.proven && !life.released && Option.isSome(hangups) && !replaced(life)) {
+                Queue.offerUnsafe(hangups.value, life.agentId)
+              }
             })
             resume(Effect.succeed(conn))
           })
           return Effect.sync(() => conn.destroy())
-        })).pipe(Effect.tap((conn) => Effect.addFinalizer(() => Effect.sync(() => conn.destroy()))))
+        })).pipe(Effect.tap((conn) =>
+          Effect.addFinalizer(() =>
+            Effect.sync(() => {
+              life.released = true
+              conn.destroy()
+            })
+          )
+        ))
       )
 
     const dial = (agentId: AgentId) =>
+      Effect.suspend(() => {
+        // live from its first step: a hang-up told while this dial still resolves the address would drop it
+        const life: Life = { agentId, serial: ++serial, proven: false, released: false }
+        enter(life)
+        return dialAs(life).pipe(Effect.onError(() => Effect.sync(() => leave(life))))
+      })
+
+    const dialAs = (life: Life) =>
       Effect.gen(function*() {
+        const agentId = life.agentId
         counters.dials++
         const fail = (reason: Reason, detail: string, cause?: unknown) =>
           Effect.fail(new AgentDialError({ agentId, reason, detail, cause }))
@@ -82,7 +134,7 @@ export const make = (counters: DialerCounters) =>
         if (Option.isNone(address)) return yield* fail("Unreachable", "no address for this agent")
         const where = `${address.value.host}:${address.value.port}`
 
-        const conn = yield* open(address.value.host, address.value.port).pipe(
+        const conn = yield* open(address.value.host, address.value.port, life).pipe(
           Effect.catch((error) =>
             isRefused(error)
               ? fail("Refused", `${where} refused the connection`)
@@ -134,13 +186,21 @@ export const make = (counters: DialerCounters) =>
         handshaking = false
         const verdict = Handshake.verify(agentId, Redacted.value(address.value.secret), nonce, answer)
         if (verdict._tag !== "Proven") return yield* fail(verdict._tag, `${where} ${verdict.detail}`)
+        life.proven = true
 
         // one exchange at a time: a reply is the next line, so requests must not interleave
         const mutex = yield* Semaphore.make(1)
         const connection: AgentConnection = {
           agentId,
-          connectionId: `conn-${++serial}`,
-          exchange: (request) => Semaphore.withPermit(mutex, Effect.andThen(send(request), readLine))
+          connectionId: `conn-${life.serial}`,
+          // An exchange cut between its request and its reply (a probe's timeout, a turn's deadline) leaves the
+          // reply on its way: on a connection shared across turns the next exchange would read it as its own.
+          // The socket is closed instead, and every later exchange fails as `Closed`.
+          exchange: (request) =>
+            Semaphore.withPermit(
+              mutex,
+              Effect.andThen(send(request), readLine).pipe(Effect.onInterrupt(() => Effect.sync(() => conn.destroy())))
+            )
         }
         return connection
       }).pipe(
@@ -153,3 +213,16 @@ export const make = (counters: DialerCounters) =>
 
     return AgentDialer.AgentDialer.of({ dial })
   })
+
+/** The probe of a shared connection: `ping`, answered `pong`, with no turn and no identity (proven at the handshake). */
+export const probe = (connection: AgentConnection): Effect.Effect<void, AgentDialError> =>
+  Effect.flatMap(connection.exchange(Handshake.ping), (reply) =>
+    reply === Handshake.pong
+      ? Effect.void
+      : Effect.fail(
+        new AgentDialError({
+          agentId: connection.agentId,
+          reason: "Protocol",
+          detail: `unexpected answer to ${Handshake.ping}: ${reply.length > 80 ? `${reply.slice(0, 80)}...` : reply}`
+        })
+      ))
