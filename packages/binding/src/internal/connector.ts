@@ -70,6 +70,11 @@ export const make = (deps: {
             : Effect.succeed(result)
       )
 
+    // With shared connections and a view, the view learns which agents this
+    // connector's turns use, to drop their connections when it learns they
+    // retired.
+    const usedAgent = deps.shared !== undefined && deps.view !== undefined ? deps.view.usedAgent : undefined
+
     const writeResult = (result: Written): WriteResult => result._tag === "Recorded" ? "recorded" : "lost"
 
     // Dials `agent` of `workspaceId`. With a view that listens, an answer of
@@ -79,8 +84,14 @@ export const make = (deps: {
     // earlier; the lookup and the identity handshake still decide, and any
     // write that follows is conditional. Without a view, no signal: core
     // behaves exactly as it would without notices.
-    const dialAgent = (workspaceId: WorkspaceId, agent: CurrentAgent) =>
-      lazyDial.dial({ agentId: agent.agentId, workspaceId, validateNow: deps.view?.validateNow(workspaceId, agent) })
+    const dialAgent = (workspaceId: WorkspaceId, agent: CurrentAgent) => {
+      const dial = lazyDial.dial({
+        agentId: agent.agentId,
+        workspaceId,
+        validateNow: deps.view?.validateNow(workspaceId, agent)
+      })
+      return usedAgent === undefined ? dial : Effect.andThen(deps.view!.dialing(workspaceId, agent), dial)
+    }
 
     // Dials `agentId`, and persists a switch conditionally on `agentId` still
     // being the bound agent.
@@ -146,11 +157,6 @@ export const make = (deps: {
 
     const hint = (workspaceId: WorkspaceId, bound: Option.Option<CurrentAgent>): Effect.Effect<Hint> =>
       deps.view === undefined ? Effect.succeed(unknownHint) : deps.view.hint(workspaceId, bound)
-
-    // With shared connections and a view, the view learns which agents this
-    // connector's turns use, to drop their connections when it learns they
-    // retired.
-    const usedAgent = deps.shared !== undefined && deps.view !== undefined ? deps.view.usedAgent : undefined
 
     // Written with flatMap, not Effect.gen: a generator suspended in a pending
     // dial holds its frame, about 0.7 KB per turn in flight.

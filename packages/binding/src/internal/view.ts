@@ -1,4 +1,4 @@
-import { type AgentId, type BuildId, CurrentAgent, type SharedConnections, type WorkspaceId } from "@lazydial/core"
+import { type BuildId, CurrentAgent, type SharedConnections, type WorkspaceId } from "@lazydial/core"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
@@ -243,16 +243,27 @@ export const make = (
       }
     }
 
-    /** Takes out of `used` the agents of `workspaceId` the view knows retired. */
-    const retiredOf = (workspaceId: WorkspaceId): ReadonlyArray<AgentId> => {
+    /** Takes out of `used` the agents of `workspaceId` that `entry` shows retired, and drops their connections. */
+    const dropRetired = (workspaceId: WorkspaceId, entry: Entry | undefined): Effect.Effect<void> => {
       const pairs = used.get(workspaceId)
-      const entry = entries.get(workspaceId)
-      if (pairs === undefined || entry === undefined) return []
-      const kept = pairs.filter((pair) => !retired(entry, pair))
-      if (kept.length === pairs.length) return []
-      if (kept.length === 0) used.delete(workspaceId)
-      else used.set(workspaceId, kept)
-      return pairs.filter((pair) => retired(entry, pair)).map((pair) => pair.agentId)
+      if (shared === undefined || pairs === undefined || entry === undefined) return Effect.void
+      const gone = pairs.filter((pair) => retired(entry, pair))
+      if (gone.length === 0) return Effect.void
+      if (gone.length === pairs.length) used.delete(workspaceId)
+      else used.set(workspaceId, pairs.filter((pair) => !retired(entry, pair)))
+      return Effect.forEach(gone, (pair) => shared.invalidate(pair.agentId), { discard: true })
+    }
+
+    /** Notes that a turn of `workspaceId` dials, or used, `pair`'s agent (most recent first). */
+    const note = (workspaceId: WorkspaceId, pair: CurrentAgent) => {
+      const pairs = used.get(workspaceId) ?? []
+      used.delete(workspaceId)
+      used.set(
+        workspaceId,
+        [pair, ...pairs.filter((p) => p.agentId !== pair.agentId || p.buildId !== pair.buildId)]
+          .slice(0, maxSupersededPerWorkspace + 1)
+      )
+      if (used.size > size) used.delete(used.keys().next().value!)
     }
 
     // Uninterruptible: the reader fiber is interrupted when the last waiter
@@ -265,6 +276,13 @@ export const make = (
       if (!status.listening) {
         entries.clear()
         session = -1
+        // The view cannot be trusted, but each answer is still the
+        // directory's: the agents it shows retired lose their connections.
+        if (shared !== undefined && used.size > 0) {
+          for (const heard of pending) {
+            yield* dropRetired(heard.notice.workspaceId, applyNotice(undefined, heard.notice, heard.heardAt))
+          }
+        }
         return undefined
       }
       if (status.session !== session) {
@@ -280,9 +298,7 @@ export const make = (
       }
       if (waiting > 0) wakeStale(touched, now)
       if (shared !== undefined && used.size > 0) {
-        for (const workspaceId of touched) {
-          for (const agentId of retiredOf(workspaceId)) yield* shared.invalidate(agentId)
-        }
+        for (const workspaceId of touched) yield* dropRetired(workspaceId, entries.get(workspaceId))
       }
       return now
     }))
@@ -306,24 +322,23 @@ export const make = (
       })
 
     /**
-     * Notes that a turn of `workspaceId` used `pair`'s agent, so that its shared
-     * connection is dropped when the view learns the agent retired; dropped at
-     * once if the view already knows (the answer came while the turn dialed).
-     * Nothing without shared connections.
+     * Notes, before a dial, that a turn of `workspaceId` dials `pair`'s agent:
+     * a connection it opens is dropped when the view learns the agent retired,
+     * even if the turn does not end (interrupted, timed out) while its dial
+     * goes on. Nothing without shared connections.
+     */
+    const dialing = (workspaceId: WorkspaceId, pair: CurrentAgent): Effect.Effect<void> =>
+      shared === undefined ? Effect.void : Effect.sync(() => note(workspaceId, pair))
+
+    /**
+     * Notes, after a turn connected, the agent that answered (core may have
+     * switched to one the connector did not dial itself); its connection is
+     * dropped at once if the view learned meanwhile that it retired.
      */
     const usedAgent = (workspaceId: WorkspaceId, pair: CurrentAgent): Effect.Effect<void> =>
       shared === undefined ? Effect.void : Effect.flatMap(catchUp, (now) => {
         if (now !== undefined && retired(entries.get(workspaceId), pair)) return shared.invalidate(pair.agentId)
-        const pairs = used.get(workspaceId) ?? []
-        used.delete(workspaceId)
-        used.set(
-          workspaceId,
-          [
-            pair,
-            ...pairs.filter((p) => p.agentId !== pair.agentId || p.buildId !== pair.buildId)
-          ].slice(0, maxSupersededPerWorkspace + 1)
-        )
-        if (used.size > size) used.delete(used.keys().next().value!)
+        note(workspaceId, pair)
         return Effect.void
       })
 
@@ -392,6 +407,7 @@ export const make = (
     return {
       hint,
       whenStale,
+      dialing,
       usedAgent,
       judgeStored,
       validateNow,

@@ -99,6 +99,43 @@ describe("Simulation", () => {
     { timeout: 120_000 + run.length * 2_000 }
   )
 
+  it.effect(
+    "over shared connections (core's SharedConnections), with and without notices: the invariants hold, no turn uses a connection of an agent retired by an answer that came after the connection opened and before the turn began, and the steady state dials nothing",
+    () =>
+      Effect.gen(function*() {
+        const outcomes: Record<string, number> = {}
+        for (const notices of [true, false]) {
+          for (const seed of run.slice(0, 100)) {
+            const report = yield* runSeed(seed, { ...options, notices, shared: true })
+            deepStrictEqual(report.violations, [], describeFailure(report))
+            assert.strictEqual(report.leaks, 0)
+            for (const [key, value] of Object.entries(report.outcomes)) {
+              outcomes[`${notices ? "notices" : "no notices"} ${key}`] =
+                (outcomes[`${notices ? "notices" : "no notices"} ${key}`] ?? 0) + value
+            }
+          }
+        }
+        console.log(
+          `simulation over shared connections: ${
+            Object.entries(outcomes).filter(([k]) =>
+              k.includes("shared:") || k.includes("connection") || k.includes("outcome:") || k.includes("error:")
+            ).sort().map(([k, v]) => `${k}=${v}`).join(" ")
+          }`
+        )
+        for (const notices of ["notices", "no notices"]) {
+          const turns = outcomes[`${notices} shared:steady_turns`] ?? 0
+          const dials = outcomes[`${notices} shared:steady_dials`] ?? 0
+          // the sharing is exercised: steady-state turns borrow
+          assert.isAbove(turns, 1_000)
+          assert.isAtMost(dials / turns, 0.01)
+        }
+        // the faults that make connections die or linger happened
+        assert.isAbove(outcomes["notices fault:old_agent_connections_linger"] ?? 0, 0)
+        assert.isAbove(outcomes["notices fault:connection_drop"] ?? 0, 0)
+      }),
+    { timeout: 120_000 + run.length * 4_000 }
+  )
+
   it.effect("a seed replays exactly: the same schedule, outcomes, ledger and clock", () =>
     Effect.gen(function*() {
       const first = yield* runSeed(42, options)

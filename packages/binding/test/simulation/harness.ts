@@ -5,7 +5,19 @@
  * and the invariants.
  */
 import { BindingStore, ChatConnector, RebuildNotices } from "@lazydial/binding"
-import { AgentId, AgentLookup, BuildId, ChatId, type CurrentAgent, LazyDial, WorkspaceId } from "@lazydial/core"
+import {
+  type AgentConnection,
+  AgentDialer,
+  AgentDialError,
+  AgentId,
+  AgentLookup,
+  BuildId,
+  ChatId,
+  type CurrentAgent,
+  LazyDial,
+  SharedConnections,
+  WorkspaceId
+} from "@lazydial/core"
 import { type DialScript, layerTest, type LookupScript, TestAgents } from "@lazydial/core/testing"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
@@ -17,6 +29,7 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/testing/TestClock"
 import { pendingSleeps } from "../fixtures.js"
@@ -62,7 +75,45 @@ export interface SimOptions {
    * the view learns from those reads and from lookup answers only.
    */
   readonly notices?: boolean | undefined
+  /**
+   * Core's `SharedConnections` under `LazyDial` (and in the connector's
+   * context): one connection per agent, lent to every turn. Connections can
+   * die: a retired agent's die with it, or linger (the agent keeps its sockets
+   * a while, as a hung process does) until the quiet phase, and a current
+   * agent's can drop while idle (its probe, or its next use, finds it). The
+   * directory's answers name the builds before the latest, as
+   * `AgentDirectory`'s do. Checked besides: no turn uses a connection of an
+   * agent retired by an answer published after the connection opened and
+   * before the turn began, and the steady state borrows (dials per turn).
+   */
+  readonly shared?: boolean | undefined
 }
+
+/** Which agents and connections are dead, in a shared run. */
+interface Deaths {
+  readonly agents: Set<AgentId>
+  readonly connections: Set<string>
+}
+
+/** The kit's dialer, with exchanges that fail on dead connections, as a dead peer's do. */
+const mortalDialer = (deaths: Deaths) =>
+  Layer.effect(
+    AgentDialer.AgentDialer,
+    Effect.map(AgentDialer.AgentDialer, (kit) =>
+      AgentDialer.AgentDialer.of({
+        dial: (agentId) =>
+          Effect.map(kit.dial(agentId), (connection): AgentConnection => ({
+            ...connection,
+            exchange: (request) =>
+              deaths.agents.has(connection.agentId) || deaths.connections.has(connection.connectionId)
+                ? Effect.fail(new AgentDialError({ agentId: connection.agentId, reason: "Closed" }))
+                : connection.exchange(request)
+          }))
+      }))
+  )
+
+/** The probe the service gives `SharedConnections`: one cheap exchange. */
+const probe = (connection: AgentConnection) => connection.exchange("ping")
 
 /**
  * Virtual time is Effect 4's `TestClock`. Effect 3's was too slow for this
@@ -110,7 +161,10 @@ const expectedErrors = new Set([
  * An answer "stopped" is not passed on (which stop it saw is not known), which
  * a view tolerates as a lost notice.
  */
-const observingLookup = (orders: ReadonlyMap<BuildId, number>) =>
+const observingLookup = (
+  orders: ReadonlyMap<BuildId, number>,
+  supersededOf: (workspaceId: WorkspaceId, buildId: BuildId) => ReadonlyArray<BuildId>
+) =>
   Layer.effect(
     AgentLookup.AgentLookup,
     Effect.gen(function*() {
@@ -121,7 +175,13 @@ const observingLookup = (orders: ReadonlyMap<BuildId, number>) =>
           Effect.tap(lookup.current(workspaceId), (answer) => {
             const order = Option.isSome(answer) ? orders.get(answer.value.buildId) : undefined
             return answer._tag === "None" || order === undefined ? Effect.void : notices.observe(
-              RebuildNotices.noticeOf(workspaceId, order, answer.value.buildId, Option.some(answer.value.agentId))
+              RebuildNotices.noticeOf(
+                workspaceId,
+                order,
+                answer.value.buildId,
+                Option.some(answer.value.agentId),
+                supersededOf(workspaceId, answer.value.buildId)
+              )
             )
           })
       })
@@ -152,19 +212,36 @@ export const runSeed = (seed: number, options: SimOptions): Effect.Effect<SeedRe
   )
   // the directory's build numbers, which a notice's read or a lookup answer carries
   const orders = new Map<BuildId, number>()
+  // every build of each workspace, stops included, oldest first (shared runs)
+  const directory = new Map<WorkspaceId, Array<BuildId>>()
+  // The builds before `buildId`, newest first, as the directory names them; none
+  // outside shared runs, so that their schedules and outcomes stay as they were.
+  const supersededOf = (workspaceId: WorkspaceId, buildId: BuildId): ReadonlyArray<BuildId> => {
+    if (!options.shared) return []
+    const builds = directory.get(workspaceId) ?? []
+    const index = builds.indexOf(buildId)
+    return builds.slice(Math.max(0, index - 8), Math.max(0, index)).reverse()
+  }
+  const deaths: Deaths = { agents: new Set(), connections: new Set() }
   const logs = makeLogCounter()
   // provideMerge: the observing AgentLookup replaces the one it wraps
   const world = options.notices
-    ? Layer.provideMerge(observingLookup(orders), Layer.merge(layerTest, RebuildNotices.layerMemory))
+    ? Layer.provideMerge(observingLookup(orders, supersededOf), Layer.merge(layerTest, RebuildNotices.layerMemory))
     : layerTest
+  const dialing = options.shared
+    ? Layer.provideMerge(LazyDial.layer({ delay: validationDelayMillis }), SharedConnections.layer({ probe })).pipe(
+      Layer.provide(mortalDialer(deaths))
+    )
+    : LazyDial.layer({ delay: validationDelayMillis })
   const layers = ChatConnector.layer({ dialTimeout: dialTimeoutMillis }).pipe(
-    Layer.provideMerge(LazyDial.layer({ delay: validationDelayMillis })),
+    Layer.provideMerge(dialing),
     Layer.provideMerge(world),
     Layer.provideMerge(storeLayer),
     Layer.provide(logs.layer)
   )
   const fiberLedger = makeFiberLedger()
-  return simulate(seed, model, options, fiberLedger, orders, logs).pipe(
+  return simulate(seed, model, options, fiberLedger, orders, logs, { directory, supersededOf, deaths }).pipe(
+    Effect.scoped,
     Effect.provide(layers),
     Effect.orDie,
     Effect.provideService(Metric.FiberRuntimeMetrics, fiberLedger.service),
@@ -179,7 +256,12 @@ const simulate = (
   options: SimOptions,
   fiberLedger: FiberLedger,
   orders: Map<BuildId, number>,
-  logs: LogCounter
+  logs: LogCounter,
+  sharing: {
+    readonly directory: Map<WorkspaceId, Array<BuildId>>
+    readonly supersededOf: (workspaceId: WorkspaceId, buildId: BuildId) => ReadonlyArray<BuildId>
+    readonly deaths: Deaths
+  }
 ) =>
   Effect.gen(function*() {
     const rng = mulberry32(seed)
@@ -200,6 +282,29 @@ const simulate = (
     const newBuild = () => BuildId.make(rng.uuid())
     const newChat = () => ChatId.make(rng.uuid())
     const memoryNotices = Option.getOrUndefined(yield* Effect.serviceOption(RebuildNotices.MemoryNotices))
+    const sharedControl = Option.getOrUndefined(yield* Effect.serviceOption(SharedConnections.SharedConnections))
+
+    // ---- shared connections: which agents the directory's answers retired, and when -------
+
+    // What every view hears, heard too: when an answer (a prompted read, or an
+    // observed lookup) first showed each agent retired (its build superseded by
+    // a build of another agent, or by a stop).
+    const noticesService = Option.getOrUndefined(yield* Effect.serviceOption(RebuildNotices.RebuildNotices))
+    const answers = sharedControl !== undefined && noticesService !== undefined
+      ? yield* noticesService.subscribe
+      : undefined
+    const agentOfBuild = new Map<BuildId, AgentId>()
+    const retiredAt = new Map<AgentId, number>()
+    const takeAnswers = Effect.gen(function*() {
+      if (answers === undefined) return
+      for (const heard of yield* PubSub.takeUpTo(answers, Number.POSITIVE_INFINITY)) {
+        for (const buildId of heard.notice.superseded) {
+          const agentId = agentOfBuild.get(buildId)
+          if (agentId === undefined || agentId === heard.notice.agentId || retiredAt.has(agentId)) continue
+          retiredAt.set(agentId, heard.heardAt)
+        }
+      }
+    })
 
     // ---- notices: the directory's order numbers, and a faulty network -----------------
 
@@ -226,7 +331,13 @@ const simulate = (
         const order = (lastOrder.get(workspaceId) ?? 0) + 1
         lastOrder.set(workspaceId, order)
         orders.set(buildId, order)
-        yield* memoryNotices.record(RebuildNotices.noticeOf(workspaceId, order, buildId, agentId))
+        const builds = sharing.directory.get(workspaceId) ?? []
+        builds.push(buildId)
+        sharing.directory.set(workspaceId, builds)
+        if (Option.isSome(agentId)) agentOfBuild.set(buildId, agentId.value)
+        yield* memoryNotices.record(
+          RebuildNotices.noticeOf(workspaceId, order, buildId, agentId, sharing.supersededOf(workspaceId, buildId))
+        )
         const kind = rng.weighted({ delivered: 10, lost: 2, duplicated: 2 })
         if (kind === "lost") {
           faults++
@@ -286,9 +397,19 @@ const simulate = (
 
     const healthy = (): DialScript => ({ result: "connect", latency: rng.chance(0.7) ? 0 : rng.int(1, 50) })
 
+    // Retired agents that keep their sockets for now (shared runs): they die in the quiet phase.
+    const lingering = new Set<AgentId>()
+
     /** A replaced agent is gone: it refuses, hangs, or answers (or refuses) late, ignoring interruption. */
     const retire = (agentId: AgentId) => {
       faults++
+      if (sharedControl !== undefined) {
+        // drawn only in shared runs, so that the other runs draw as before
+        const kind = rng.chance(0.3) ? "linger" : "die"
+        count(`fault:old_agent_connections_${kind}`)
+        if (kind === "linger") lingering.add(agentId)
+        else sharing.deaths.agents.add(agentId)
+      }
       const kind = rng.weighted({ refuse: 5, hang: 3, lateConnect: 2, lateRefuse: 1 })
       count(`fault:old_agent_${kind}`)
       const script: DialScript = kind === "refuse"
@@ -371,6 +492,21 @@ const simulate = (
           }
           if (c.connection.agentId !== c.agentId) {
             model.violation(`chat ${chatId}: the connection is to ${c.connection.agentId}, not ${c.agentId}`)
+          }
+          if (answers !== undefined) {
+            // an answer that retired the agent, published after the connection opened and before the turn began
+            yield* takeAnswers
+            const retired = retiredAt.get(c.agentId)
+            if (retired !== undefined && retired < start) {
+              count("shared:turn_on_retired_agent")
+              const opened = (yield* agents.ledger).find((entry) => entry.connectionId === c.connection.connectionId)
+              if (opened !== undefined && opened.acquiredAt < retired) {
+                model.violation(
+                  `chat ${chatId}: a turn begun at ${start} used connection ${c.connection.connectionId} to ` +
+                    `${c.agentId}, opened at ${opened.acquiredAt}, after an answer at ${retired} retired that agent`
+                )
+              }
+            }
           }
           const reply = yield* c.connection.exchange("ping")
           if (reply !== `${c.agentId}:ping`) model.violation(`chat ${chatId}: wrong agent answered: ${reply}`)
@@ -496,7 +632,8 @@ const simulate = (
         currentAgentFault: 3,
         // last, and 0 without notices, so that the other runs draw the same schedule as before
         listenerDrop: memoryNotices === undefined ? 0 : 2,
-        forgedNotices: memoryNotices === undefined ? 0 : 3
+        forgedNotices: memoryNotices === undefined ? 0 : 3,
+        connectionDrop: sharedControl === undefined ? 0 : 3
       })
       count(`action:${action}`)
       switch (action) {
@@ -551,6 +688,19 @@ const simulate = (
           yield* forgedNotices
           break
         }
+        case "connectionDrop": {
+          // a current agent's open connections die (a network blip): its probe or next use finds it
+          const running = model.workspaces.flatMap((w) => Option.toArray(w.current))
+          if (running.length > 0) {
+            faults++
+            count("fault:connection_drop")
+            const agentId = rng.pick(running).agentId
+            for (const entry of yield* agents.unreleased) {
+              if (entry.agentId === agentId) sharing.deaths.connections.add(entry.connectionId)
+            }
+          }
+          break
+        }
         case "currentAgentFault": {
           const running = model.workspaces.flatMap((w) => Option.toArray(w.current))
           if (running.length > 0) yield* currentAgentFault(rng.pick(running))
@@ -560,6 +710,9 @@ const simulate = (
     }
 
     // ---- quiet: no more workspace changes, rebuilds or faults -------------------------------
+
+    // the retired agents that kept their sockets are gone now
+    for (const agentId of lingering) sharing.deaths.agents.add(agentId)
 
     for (const workspace of model.workspaces) {
       if (Option.isNone(workspace.current)) yield* rebuild(workspace)
@@ -609,8 +762,38 @@ const simulate = (
       }
     }
 
+    // Shared runs: the steady state borrows. A round opens each agent's
+    // connection; the next one, at once, must dial nothing.
+    if (sharedControl !== undefined) {
+      const quickRound = Effect.gen(function*() {
+        const round = yield* Effect.forEach(bound, (chatId) => Effect.forkChild(Effect.scoped(checkedConnect(chatId))))
+        for (const fiber of round) track(fiber, () => false)
+        while (round.some((fiber) => fiber.pollUnsafe() === undefined)) yield* advance(10)
+        return yield* Effect.forEach(round, Fiber.await)
+      })
+      yield* quickRound
+      const dialsBefore = (yield* agents.dials).length
+      const lookupsBeforeShared = (yield* agents.lookups).length
+      const borrowed = yield* quickRound
+      const steadyDials = (yield* agents.dials).length - dialsBefore
+      outcomes["shared:steady_turns"] = borrowed.length
+      outcomes["shared:steady_dials"] = steadyDials
+      if (steadyDials !== 0) model.violation(`a steady-state round over shared connections made ${steadyDials} dials`)
+      if ((yield* agents.lookups).length !== lookupsBeforeShared) {
+        model.violation("a steady-state round over shared connections looked up")
+      }
+      for (const exit of borrowed) {
+        if (Exit.isFailure(exit) || exit.value.outcome !== "fast") {
+          model.violation("a steady-state turn over shared connections was not fast")
+        }
+      }
+    }
+
     // Invariants: every connection released exactly once; no fiber left running.
     yield* settle
+    if (sharedControl !== undefined && (yield* sharedControl.open) !== 0) {
+      model.violation(`${yield* sharedControl.open} shared connections still open after their idle time`)
+    }
 
     // Invariants: whatever arrived, prompted reads came at most once per read
     // interval, and malformed payloads made at most one log line per 10 s.
