@@ -12,12 +12,20 @@
  *
  * Every turn must end, with a connection or a typed error, within the dial
  * timeout; every connection must be released once. Prints throughput,
- * latency percentiles, peak memory, and SQL statements and lookups per turn
- * (the steady burst must make at most 1 and 0) per burst.
+ * latency percentiles, peak memory, and SQL statements, lookups and dials per
+ * turn (the steady burst must make at most 1 statement and 0 lookups) per
+ * burst.
+ *
+ * With `LAZYDIAL_LOAD_SHARED=on`, core's `SharedConnections` sits under
+ * `LazyDial` and in the connector's context, as in the service: the mixed
+ * burst opens one connection per agent, and the steady burst borrows them
+ * (it must dial at most 1% of its turns). After each burst the connections
+ * still open must be exactly the shared ones.
  *
  *   pnpm --filter @lazydial/binding bench:load
  *   LAZYDIAL_LOAD_TURNS=2000 LAZYDIAL_LOAD_STORES=memory pnpm --filter @lazydial/binding bench:load
  *   LAZYDIAL_LOAD_CONCURRENCY=500 pnpm --filter @lazydial/binding bench:load   # admission control
+ *   LAZYDIAL_LOAD_SHARED=on pnpm --filter @lazydial/binding bench:load          # connections shared across turns
  *   packages/binding/scripts/test-postgres.sh --exec pnpm --filter @lazydial/binding bench:load
  *
  * A turn's latency is measured from the moment it is admitted (all at once
@@ -36,6 +44,7 @@ import {
   type ChatId,
   CurrentAgent,
   LazyDial,
+  SharedConnections,
   WorkspaceId
 } from "@lazydial/core"
 import { type DialScript, layerTest, TestAgents } from "@lazydial/core/testing"
@@ -57,6 +66,8 @@ const databaseUrl = process.env["LAZYDIAL_TEST_DATABASE_URL"]
 const concurrency = process.env["LAZYDIAL_LOAD_CONCURRENCY"]
   ? Number(process.env["LAZYDIAL_LOAD_CONCURRENCY"])
   : undefined
+/** Connections shared across turns (core's SharedConnections), as the service runs by default. */
+const shared = process.env["LAZYDIAL_LOAD_SHARED"] === "on"
 const stores = (process.env["LAZYDIAL_LOAD_STORES"] ?? `memory,pglite${databaseUrl ? ",postgres" : ""}`).split(",")
 
 const typedErrors = new Set([
@@ -106,6 +117,8 @@ interface BurstReport {
   /** SQL statements sent per turn of the burst (on a database); lookups per turn (the bench's fleet). */
   readonly statementsPerTurn: number | undefined
   readonly lookupsPerTurn: number | undefined
+  /** Dials that reached the bench's fleet, per turn of the burst. */
+  readonly dialsPerTurn: number | undefined
   readonly peakRssMb: number
   readonly peakHeapMb: number
   readonly problems: ReadonlyArray<string>
@@ -137,6 +150,7 @@ const layerBenchFleet = Layer.effectContext(Effect.sync(() => {
   let serial = 0
   const dial = (agentId: AgentId) =>
     Effect.suspend(() => {
+      dials++
       const script = scripts.get(agentId)
       if (script === undefined || script.result === "fail") {
         return Effect.delay(
@@ -198,8 +212,9 @@ const layerBenchFleet = Layer.effectContext(Effect.sync(() => {
   )
 }))
 
-/** Lookups the bench's fleet answered, and statements sent to the database (`countStatements`). */
+/** Lookups and dials the bench's fleet answered, and statements sent to the database (`countStatements`). */
 let lookups = 0
+let dials = 0
 let statements = 0
 
 /**
@@ -233,6 +248,7 @@ const run = (store: string) =>
     const agents = yield* Fleet
     const bindings = yield* BindingStore.BindingStore
     const connector = yield* ChatConnector.ChatConnector
+    const sharing = Option.getOrUndefined(yield* Effect.serviceOption(SharedConnections.SharedConnections))
 
     // Workspaces, each with a current agent answering in 1 to 5 ms.
     const workspaces = Array.from({ length: workspaceCount }, (_, i) => ({
@@ -300,7 +316,7 @@ FROM lazydial_workspace_builds WHERE workspace_id = ${w}`
           outcomes[key] = (outcomes[key] ?? 0) + 1
         }
         yield* rescript
-        const [statementsBefore, lookupsBefore] = [statements, lookups]
+        const [statementsBefore, lookupsBefore, dialsBefore] = [statements, lookups, dials]
         const memory = memorySampler()
         const started = performance.now()
         yield* Effect.forEach(chats, (chatId) =>
@@ -350,8 +366,16 @@ FROM lazydial_workspace_builds WHERE workspace_id = ${w}`
         }
         const unreleased = (yield* agents.unreleased).length
         const releasedTwice = (yield* agents.releasedTwice).length
-        if (unreleased > 0 || releasedTwice > 0) {
-          problems.push(`${unreleased} connections unreleased, ${releasedTwice} released twice`)
+        // shared connections stay open for their idle time; nothing else may
+        const open = sharing === undefined ? 0 : yield* sharing.open
+        if (unreleased !== open || releasedTwice > 0) {
+          problems.push(
+            `${unreleased} connections unreleased (${open} shared ones open), ${releasedTwice} released twice`
+          )
+        }
+        const dialsMade = dials - dialsBefore
+        if (name === "steady" && sharing !== undefined && kit !== "core" && dialsMade > chats.length / 100) {
+          problems.push(`${dialsMade} dials for ${chats.length} steady turns over shared connections`)
         }
         // A steady turn reads its row (reads that wait go together, so fewer
         // statements than turns) and looks nothing up; only the turns of
@@ -381,6 +405,7 @@ FROM lazydial_workspace_builds WHERE workspace_id = ${w}`
           outcomes,
           statementsPerTurn: store === "memory" ? undefined : statementsMade / chats.length,
           lookupsPerTurn: kit === "core" ? undefined : lookupsMade / chats.length,
+          dialsPerTurn: kit === "core" ? undefined : dialsMade / chats.length,
           peakRssMb: mb(peakRss),
           peakHeapMb: mb(peakHeap),
           problems: problems.slice(0, 5)
@@ -409,7 +434,11 @@ FROM lazydial_workspace_builds WHERE workspace_id = ${w}`
   }).pipe(
     Effect.provide(
       ChatConnector.layer({ dialTimeout: dialTimeoutMillis }).pipe(
-        Layer.provideMerge(LazyDial.layer({ delay: validationDelayMillis })),
+        Layer.provideMerge(
+          shared
+            ? Layer.provideMerge(LazyDial.layer({ delay: validationDelayMillis }), SharedConnections.layer())
+            : LazyDial.layer({ delay: validationDelayMillis })
+        ),
         Layer.provideMerge(
           store === "memory"
             ? BindingStore.layerMemory
@@ -429,8 +458,10 @@ const main = Effect.gen(function*() {
     `load: ${turns} turns per burst, ${
       concurrency ?? "all"
     } in flight at once, ${workspaceCount} workspaces, validation delay ` +
-      `${validationDelayMillis} ms, dial timeout ${dialTimeoutMillis} ms, agents: ${kit} kit; node ${process.version}, ` +
-      `${os.cpus().length} x ${os.cpus()[0]?.model ?? "cpu"}, ${mb(os.totalmem())} MB`
+      `${validationDelayMillis} ms, dial timeout ${dialTimeoutMillis} ms, agents: ${kit} kit, shared connections ` +
+      `${shared ? "on" : "off"}; node ${process.version}, ` +
+      `${os.cpus().length} x ${os.cpus()[0]?.model ?? "cpu"}, ${mb(os.totalmem())} MB, load average ` +
+      os.loadavg().map((load) => load.toFixed(2)).join(" ")
   )
   const reports: Array<BurstReport> = []
   for (const store of stores) {
@@ -447,6 +478,7 @@ const main = Effect.gen(function*() {
           Object.entries(report.outcomes).map(([k, v]) => `${k}=${v}`).join(" ") +
           (report.statementsPerTurn === undefined ? "" : `; ${report.statementsPerTurn.toFixed(3)} statements/turn`) +
           (report.lookupsPerTurn === undefined ? "" : `, ${report.lookupsPerTurn.toFixed(3)} lookups/turn`) +
+          (report.dialsPerTurn === undefined ? "" : `, ${report.dialsPerTurn.toFixed(3)} dials/turn`) +
           (report.problems.length > 0 ? `\n  PROBLEMS: ${report.problems.join("; ")}` : "")
       )
     }

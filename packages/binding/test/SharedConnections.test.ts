@@ -210,6 +210,40 @@ describe("ChatConnector over SharedConnections", () => {
       assert.strictEqual((yield* agents.dials).length, 1, "the stop's turn dialed nothing")
     }).pipe(Effect.provide(connectorLayer())))
 
+  it.effect("an answer heard while not listening still drops the agent it retires (the view itself is forgotten)", () =>
+    Effect.gen(function*() {
+      const { chats, first, second, w } = yield* setup
+      const memory = yield* RebuildNotices.MemoryNotices
+      const control = yield* SharedConnections.SharedConnections
+      yield* settle(turn(chats[0]))
+      yield* memory.setListening(false)
+      // an observed lookup answer reaches the views whether or not LISTEN is up
+      yield* memory.publish(RebuildNotices.noticeOf(w, 2, second.buildId, Option.some(second.agentId), [first.buildId]))
+      yield* TestClock.adjust(1)
+      assert.strictEqual(yield* control.open, 0)
+      assert.strictEqual((yield* connectionOf(first)).releasedAt.length, 1)
+    }).pipe(Effect.provide(connectorLayer())))
+
+  it.effect("an answer that arrives while a turn dials the agent it retires: the turn switches, and the old agent's connection, opened after, is not kept", () =>
+    Effect.gen(function*() {
+      const { agents, chats, first, second, w } = yield* setup
+      const control = yield* SharedConnections.SharedConnections
+      yield* agents.script(first.agentId, { latency: 100, result: "connect", interruptible: false })
+      const connector = yield* ChatConnector.ChatConnector
+      const dialing = yield* Effect.forkChild(Effect.scoped(connector.connect(chats[0])))
+      yield* TestClock.adjust(50)
+      yield* agents.setCurrent(w, Option.some(second))
+      yield* rebuildAndNotify(w, first, second)
+      const connection = yield* settle(Fiber.join(dialing))
+      assert.strictEqual(connection.outcome, "switched", "the answer ended the validation delay")
+      assert.strictEqual(connection.connection.agentId, second.agentId)
+      yield* TestClock.adjust(200)
+      const old = (yield* agents.ledger).filter((entry) => entry.agentId === first.agentId)
+      assert.strictEqual(old.length, 1, "the old agent's dial went on, and connected")
+      deepStrictEqual(old[0]!.releasedAt.length, 1, "and its connection was closed, not kept for later turns")
+      assert.strictEqual(yield* control.open, 1)
+    }).pipe(Effect.provide(connectorLayer())))
+
   it.effect("a notice alone drops nothing: the read answers that the agent is still current", () =>
     Effect.gen(function*() {
       const { chats, first, w } = yield* setup
