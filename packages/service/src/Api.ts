@@ -5,7 +5,7 @@
  * | method | path | who | what |
  * |---|---|---|---|
  * | POST | /chats | a user | create a chat, optionally on a workspace the caller owns |
- * | GET | /chats/:chat_id | its owner | the chat and its binding (`null` when unset) |
+ * | GET | /chats/:chat_id | its owner | the chat and its binding (`null` when unset), with `binding` saying what this replica knows of it (`stale`: the current agent and build are answered, nothing is written) |
  * | PUT | /chats/:chat_id/workspace | its owner | change the workspace (one the caller owns); clears build and agent |
  * | POST | /chats/:chat_id/children | its owner | spawn a child chat; it inherits the binding and the owner |
  * | POST | /chats/:chat_id/turns | its owner | run a turn: connect (binding filled lazily) and exchange one message |
@@ -49,7 +49,7 @@ import * as Schema from "effect/Schema"
 import * as SchemaAST from "effect/SchemaAST"
 import * as SchemaTransformation from "effect/SchemaTransformation"
 import type { CurrentUser } from "./Auth.js"
-import { ConnectOutcome, failureReasons } from "./Chats.js"
+import { BindingState, ConnectOutcome, failureReasons } from "./Chats.js"
 import { retireModes, stopModes } from "./Fleet.js"
 
 /**
@@ -73,6 +73,27 @@ export class Chat extends Schema.Class<Chat>("Chat")(named("Chat", {
   workspace_id: Schema.NullOr(WorkspaceId),
   build_id: Schema.NullOr(BuildId),
   agent_id: Schema.NullOr(AgentId)
+})) {}
+
+/**
+ * A chat as `GET /chats/:chat_id` answers it: the stored row, read with this
+ * replica's view of its workspace, written nothing. `binding` says what the
+ * view knows of the stored build and agent (`Chats.bindingStates`); when it
+ * is `stale`, `build_id` and `agent_id` are the workspace's current ones (the
+ * agent the chat's next turn goes to), not the stored ones, which the next
+ * turn rewrites. In every other state they are as stored.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export class ChatRead extends Schema.Class<ChatRead>("ChatRead")(named("ChatRead", {
+  ...Chat.fields,
+  binding: BindingState.annotate({
+    description: "current: the stored build is the workspace's current one, as this replica knows; stale: a newer " +
+      "build superseded it (build_id and agent_id are the current ones, in this answer only); stopped: the " +
+      "workspace stopped after it; unknown: this replica cannot judge (it has not heard of the workspace, or does " +
+      "not listen to notices); unbound: no agent yet (the next turn binds one)"
+  })
 })) {}
 
 /**
@@ -404,7 +425,7 @@ export class ChatsGroup extends HttpApiGroup.make("chats").add(
   }),
   HttpApiEndpoint.get("get", "/chats/:chat_id", {
     params: chatPath,
-    success: Chat,
+    success: ChatRead,
     error: [ChatNotFound, DatabaseUnavailable]
   }),
   HttpApiEndpoint.put("setWorkspace", "/chats/:chat_id/workspace", {

@@ -41,6 +41,35 @@ import type * as Scope from "effect/Scope"
 export type ChatView = ChatBinding.ChatBinding
 
 /**
+ * A chat's stored binding, with what this replica's view says of it
+ * (binding's `ChatConnector.ChatRead`): `state` is one of `bindingStates`,
+ * `current` the workspace's current pair as the view knows it.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type ChatRead = ChatConnector.ChatRead
+
+/**
+ * What this replica's view says of a chat's stored binding: binding's
+ * `ChatConnector.bindingStates` (`current`, `stale`, `stopped`, `unknown`,
+ * `unbound`), derived, not copied: the HTTP API's `binding` field, in the
+ * OpenAPI document too, is this literal union.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export const bindingStates: typeof ChatConnector.bindingStates = ChatConnector.bindingStates
+
+/**
+ * `bindingStates` as a Schema, for the API.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const BindingState: typeof ChatConnector.BindingState = ChatConnector.BindingState
+
+/**
  * No chat has this id.
  *
  * @since 0.1.0
@@ -220,6 +249,11 @@ export class Chats extends Context.Service<
       chatId?: ChatId
     ) => Effect.Effect<ChatView, ChatNotFound | DatabaseUnavailable>
     readonly get: (chatId: ChatId) => Effect.Effect<ChatView, ChatNotFound | DatabaseUnavailable>
+    /**
+     * The stored binding and what this replica's view says of it (binding's
+     * `ChatConnector.read`): one read of the row, no write, no lookup, no dial.
+     */
+    readonly read: (chatId: ChatId) => Effect.Effect<ChatRead, ChatNotFound | DatabaseUnavailable>
     /** Sets the workspace, and clears build and agent. */
     readonly setWorkspace: (
       chatId: ChatId,
@@ -279,6 +313,7 @@ export const layer: Layer.Layer<Chats, never, BindingStore.BindingStore | ChatCo
           databaseUnavailable("Chats.createChild")
         ),
       get: (chatId) => databaseUnavailable("Chats.get")(store.get(chatId)),
+      read: (chatId) => databaseUnavailable("Chats.read")(connector.read(chatId)),
       setWorkspace: (chatId, workspaceId) =>
         databaseUnavailable("Chats.setWorkspace")(store.setWorkspace(chatId, workspaceId)),
       connect: (chatId) =>

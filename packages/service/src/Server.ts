@@ -63,6 +63,7 @@ import { ChatOwners } from "./ChatOwners.js"
 import {
   type ChatNotFound,
   chatNotFound,
+  type ChatRead,
   Chats,
   type ChatView,
   type ConnectError,
@@ -83,6 +84,18 @@ const chatJson = (view: ChatView): Api.Chat =>
     build_id: Option.getOrNull(view.buildId),
     agent_id: Option.getOrNull(view.agentId)
   })
+
+// The stored row, with the current pair in place of a superseded one: in the answer only, never written.
+const readJson = (read: ChatRead): Api.ChatRead => {
+  const chat = chatJson(read.binding)
+  const current = read.state === "stale" ? Option.getOrUndefined(read.current) : undefined
+  return new Api.ChatRead({
+    ...chat,
+    build_id: current === undefined ? chat.build_id : current.buildId,
+    agent_id: current === undefined ? chat.agent_id : current.agentId,
+    binding: read.state
+  })
+}
 
 const notFound = (error: ChatNotFound) => new Api.ChatNotFound({ chat_id: error.chatId, message: error.message })
 
@@ -180,7 +193,7 @@ export const layerChats = HttpApiBuilder.group(Api.Api, "chats", (handlers) =>
           return chatJson(yield* chats.create(workspaceId, chatId))
         }).pipe(Effect.catchTag("DatabaseUnavailable", unavailable)))
       .handle("get", ({ params }) =>
-        owned(params.chat_id, chats.get(params.chat_id)).pipe(Effect.map(chatJson), Effect.catch(chatError)))
+        owned(params.chat_id, chats.read(params.chat_id)).pipe(Effect.map(readJson), Effect.catch(chatError)))
       .handle("setWorkspace", ({ params, payload }) =>
         Effect.gen(function*() {
           const user = yield* Auth.CurrentUser

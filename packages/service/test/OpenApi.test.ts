@@ -15,7 +15,7 @@ import { createRequire } from "node:module"
 import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
 import openapiTS, { astToString } from "openapi-typescript"
-import { connectOutcomes } from "../src/Chats.js"
+import { bindingStates, connectOutcomes } from "../src/Chats.js"
 import * as Server from "../src/Server.js"
 import * as Service from "../src/Service.js"
 import * as Users from "./users.js"
@@ -38,7 +38,7 @@ const require = createRequire(import.meta.url)
 const run = promisify(execFile)
 
 // a client a non-Effect user would write against the generated types; the outcome of a turn is a union of exactly
-// the service's outcome names (every one a key, no other), and not any string
+// the service's outcome names (every one a key, no other), and not any string; a read chat's binding likewise
 const client = `import createClient from "openapi-fetch"
 import type { components, paths } from "./api.js"
 
@@ -48,6 +48,13 @@ export const everyOutcome: Record<Outcome, true> = ${
 }
 // @ts-expect-error: an outcome is one of the names, never any string
 export const notAnOutcome: Outcome = "not_an_outcome"
+
+type Binding = components["schemas"]["ChatRead"]["binding"]
+export const everyBinding: Record<Binding, true> = ${
+  JSON.stringify(Object.fromEntries(bindingStates.map((name) => [name, true])))
+}
+// @ts-expect-error: a binding state is one of the names, never any string
+export const notABinding: Binding = "not_a_state"
 
 const client = createClient<paths>({
   baseUrl: process.argv[2],
@@ -100,6 +107,8 @@ layer(TestLayer, { timeout: 120_000, excludeTestServices: true })("the OpenAPI c
       const schemas = (document.components as { schemas: Record<string, { properties: Record<string, unknown> }> })
         .schemas
       expect(schemas["TurnResult"]!.properties["outcome"]).toEqual({ type: "string", enum: [...connectOutcomes] })
+      // so is a read chat's `binding`: binding's BindingState, with its description
+      expect(schemas["ChatRead"]!.properties["binding"]).toMatchObject({ type: "string", enum: [...bindingStates] })
     }), 60_000)
 
   it.effect(
