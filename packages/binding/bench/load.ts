@@ -117,8 +117,9 @@ interface BurstReport {
   /** SQL statements sent per turn of the burst (on a database); lookups per turn (the bench's fleet). */
   readonly statementsPerTurn: number | undefined
   readonly lookupsPerTurn: number | undefined
-  /** Dials that reached the bench's fleet, per turn of the burst. */
+  /** Dials that reached the bench's fleet, per turn of the burst; and those that opened a connection. */
   readonly dialsPerTurn: number | undefined
+  readonly connectedDialsPerTurn: number | undefined
   readonly peakRssMb: number
   readonly peakHeapMb: number
   readonly problems: ReadonlyArray<string>
@@ -162,6 +163,7 @@ const layerBenchFleet = Layer.effectContext(Effect.sync(() => {
       return Effect.delay(
         Effect.acquireRelease(
           Effect.sync((): AgentConnection => {
+            connectedDials++
             const connectionId = `bench-${++serial}`
             open.set(connectionId, 0)
             return { agentId, connectionId, exchange: (request) => Effect.succeed(`${agentId}:${request}`) }
@@ -215,6 +217,8 @@ const layerBenchFleet = Layer.effectContext(Effect.sync(() => {
 /** Lookups and dials the bench's fleet answered, and statements sent to the database (`countStatements`). */
 let lookups = 0
 let dials = 0
+/** Dials that opened a connection (the others were refused). */
+let connectedDials = 0
 let statements = 0
 
 /**
@@ -316,7 +320,12 @@ FROM lazydial_workspace_builds WHERE workspace_id = ${w}`
           outcomes[key] = (outcomes[key] ?? 0) + 1
         }
         yield* rescript
-        const [statementsBefore, lookupsBefore, dialsBefore] = [statements, lookups, dials]
+        const [statementsBefore, lookupsBefore, dialsBefore, connectedBefore] = [
+          statements,
+          lookups,
+          dials,
+          connectedDials
+        ]
         const memory = memorySampler()
         const started = performance.now()
         yield* Effect.forEach(chats, (chatId) =>
@@ -406,6 +415,7 @@ FROM lazydial_workspace_builds WHERE workspace_id = ${w}`
           statementsPerTurn: store === "memory" ? undefined : statementsMade / chats.length,
           lookupsPerTurn: kit === "core" ? undefined : lookupsMade / chats.length,
           dialsPerTurn: kit === "core" ? undefined : dialsMade / chats.length,
+          connectedDialsPerTurn: kit === "core" ? undefined : (connectedDials - connectedBefore) / chats.length,
           peakRssMb: mb(peakRss),
           peakHeapMb: mb(peakHeap),
           problems: problems.slice(0, 5)
@@ -478,7 +488,11 @@ const main = Effect.gen(function*() {
           Object.entries(report.outcomes).map(([k, v]) => `${k}=${v}`).join(" ") +
           (report.statementsPerTurn === undefined ? "" : `; ${report.statementsPerTurn.toFixed(3)} statements/turn`) +
           (report.lookupsPerTurn === undefined ? "" : `, ${report.lookupsPerTurn.toFixed(3)} lookups/turn`) +
-          (report.dialsPerTurn === undefined ? "" : `, ${report.dialsPerTurn.toFixed(3)} dials/turn`) +
+          (report.dialsPerTurn === undefined
+            ? ""
+            : `, ${report.dialsPerTurn.toFixed(3)} dials/turn (${
+              report.connectedDialsPerTurn?.toFixed(3)
+            } that connected)`) +
           (report.problems.length > 0 ? `\n  PROBLEMS: ${report.problems.join("; ")}` : "")
       )
     }

@@ -179,7 +179,8 @@ const main = Effect.gen(function*() {
     )
   const sharedDialing = Layer.provideMerge(
     LazyDial.layer({ delay: "1 minute" }),
-    SharedConnections.layer()
+    // past its capacity (10,000 by default) a dial is the caller's own: room for all N
+    SharedConnections.layer({ capacity: Math.max(n, SharedConnections.defaults.capacity) })
   )
   const ownDialing = LazyDial.layer({ delay: "1 minute" })
 
