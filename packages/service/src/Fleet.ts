@@ -113,6 +113,12 @@ export interface FleetStats {
   readonly accepted: number
   /** Accepted sockets not yet closed. 0 once the fleet is shut down. */
   readonly acceptedOpen: number
+  /**
+   * Of those, the sockets of retired agents (hung or crashing ones keep
+   * theirs open until their client closes them): a client that still holds
+   * a connection to an agent its workspace no longer runs.
+   */
+  readonly retiredOpen: number
   readonly listening: number
   /** Workspaces whose change is in flight or waited for (`exclusive`); 0 when none is. */
   readonly workspaceLocks: number

@@ -377,8 +377,25 @@ export const layerHealth = HttpApiBuilder.group(
 )
 
 /**
+ * The agents' sockets, on the `/metrics` of the process that runs them (the
+ * one-process run, `fleet`): set from the fleet's counters at each scrape.
+ *
+ * @since 0.2.0
+ * @category metrics
+ */
+export const fleetMetrics = {
+  socketsOpen: Metric.gauge("lazydial_fleet_sockets_open", {
+    description: "Connections the fleet's agents accepted and that are still open"
+  }),
+  retiredSocketsOpen: Metric.gauge("lazydial_fleet_retired_sockets_open", {
+    description: "Of those, the connections of retired agents (a hung agent keeps its own until the client closes them)"
+  })
+} as const
+
+/**
  * `GET /metrics`: the process's whole Effect metric registry, in Effect's
- * own Prometheus format (`effect/observability/PrometheusMetrics`).
+ * own Prometheus format (`effect/observability/PrometheusMetrics`); where the
+ * agents run, with `fleetMetrics` set first.
  *
  * @since 0.1.0
  * @category layers
@@ -386,7 +403,18 @@ export const layerHealth = HttpApiBuilder.group(
 export const layerMetrics = HttpApiBuilder.group(
   Api.Api,
   "metrics",
-  (handlers) => Effect.succeed(handlers.handle("metrics", () => PrometheusMetrics.format()))
+  (handlers) =>
+    Effect.map(Effect.serviceOption(Fleet), (fleet) =>
+      handlers.handle("metrics", () =>
+        Option.match(fleet, {
+          onNone: () => PrometheusMetrics.format(),
+          onSome: (fleet) =>
+            fleet.stats.pipe(
+              Effect.tap((stats) => Metric.update(fleetMetrics.socketsOpen, stats.acceptedOpen)),
+              Effect.tap((stats) => Metric.update(fleetMetrics.retiredSocketsOpen, stats.retiredOpen)),
+              Effect.andThen(PrometheusMetrics.format())
+            )
+        })))
 )
 
 /**

@@ -7,6 +7,7 @@
  */
 import { describe, expect, it, layer } from "@effect/vitest"
 import { deepStrictEqual } from "@effect/vitest/utils"
+import { RebuildNotices } from "@lazydial/binding"
 import { AgentDialer, type AgentId, type ChatId, type WorkspaceId } from "@lazydial/core"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -226,12 +227,17 @@ const counters = Service.makeCounters()
 const onInstance = <A, E>(
   options: Partial<Service.Options>,
   use: Effect.Effect<A, E, Layer.Success<ReturnType<typeof Service.layer>> | Scope.Scope>,
-  strategy: "lazydial" | "latest" = "lazydial"
+  strategy: "lazydial" | "latest" = "lazydial",
+  instanceCounters: Service.Counters = counters
 ) =>
   Effect.scoped(
     Effect.flatMap(
       Layer.build(
-        Service.layer({ validationDelay: "300 millis", dialTimeout: "3 seconds", ...options }, counters, strategy)
+        Service.layer(
+          { validationDelay: "300 millis", dialTimeout: "3 seconds", ...options },
+          instanceCounters,
+          strategy
+        )
       ),
       (context) => Effect.provide(use, context)
     )
@@ -275,39 +281,73 @@ const dialsOf = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
 layer(Service.layerDatabase(undefined), { timeout: 120_000, excludeTestServices: true })(
   "Service.layer: connections kept across turns",
   (it) => {
-    it.effect("lazydial borrows: three turns of a bound chat dial nothing; latest dials each one", () =>
-      Effect.gen(function*() {
-        const threeTurns = (strategy: "lazydial" | "latest") =>
-          onInstance(
-            {},
-            Effect.flatMap(boundChat, ({ chatId }) =>
-              dialsOf(Effect.forEach([1, 2, 3], () =>
-                Effect.map(turn(chatId), (t) => "outcome" in t ? t.outcome : t)))),
-            strategy
-          )
-        deepStrictEqual(yield* threeTurns("lazydial"), { result: ["fast", "fast", "fast"], dials: 0 })
-        deepStrictEqual(yield* threeTurns("latest"), { result: ["direct", "direct", "direct"], dials: 3 })
-      }))
-
-    it.effect("an agent that dies under a kept connection (notices off): the next turn dials and switches", () =>
-      onInstance(
-        { notices: false },
+    it.effect(
+      "lazydial borrows: three turns of a bound chat dial nothing; latest dials each one",
+      () =>
         Effect.gen(function*() {
-          const { agentId, chatId, workspaceId } = yield* boundChat
-          const drops = yield* total("lazydial_shared_connection_drops_total")
-          // a rebuild whose notice nobody hears: only the hang-up tells this replica the connection is dead
-          const next = yield* ControlPlane.rebuild(workspaceId, "die")
-          yield* until(Effect.map(total("lazydial_shared_connection_drops_total"), (now) => now > drops))
-          const after = yield* dialsOf(turn(chatId))
-          expect(after.dials).toBe(2)
-          deepStrictEqual(after.result, {
-            outcome: "switched",
-            agentId: next.agentId,
-            reply: `ok ${next.agentId} ${workspaceId} hi`
+          const threeTurns = (strategy: "lazydial" | "latest") =>
+            onInstance(
+              {},
+              Effect.flatMap(boundChat, ({ chatId }) =>
+                dialsOf(
+                  Effect.forEach([1, 2, 3], () => Effect.map(turn(chatId), (t) => "outcome" in t ? t.outcome : t))
+                )),
+              strategy
+            )
+          deepStrictEqual(yield* threeTurns("lazydial"), { result: ["fast", "fast", "fast"], dials: 0 })
+          deepStrictEqual(yield* threeTurns("latest"), { result: ["direct", "direct", "direct"], dials: 3 })
+        }),
+      30_000
+    )
+
+    it.effect(
+      "an agent that dies under a kept connection (notices off): the next turn dials and switches",
+      () =>
+        onInstance(
+          { notices: false },
+          Effect.gen(function*() {
+            const { agentId, chatId, workspaceId } = yield* boundChat
+            const drops = yield* total("lazydial_shared_connection_drops_total")
+            // a rebuild whose notice nobody hears: only the hang-up tells this replica the connection is dead
+            const next = yield* ControlPlane.rebuild(workspaceId, "die")
+            yield* until(Effect.map(total("lazydial_shared_connection_drops_total"), (now) => now > drops))
+            const after = yield* dialsOf(turn(chatId))
+            expect(after.dials).toBe(2)
+            deepStrictEqual(after.result, {
+              outcome: "switched",
+              agentId: next.agentId,
+              reply: `ok ${next.agentId} ${workspaceId} hi`
+            })
+            expect(next.agentId).not.toBe(agentId)
           })
-          expect(next.agentId).not.toBe(agentId)
-        })
-      ))
+        ),
+      30_000
+    )
+
+    it.effect(
+      "a rebuild whose old agent hangs, its socket open: the kept connection closes once the notice's read answers",
+      () =>
+        onInstance(
+          {},
+          Effect.gen(function*() {
+            const notices = yield* RebuildNotices.RebuildNotices
+            yield* until(Effect.map(notices.status, (status) => status.listening))
+            const fleet = yield* Fleet.Fleet
+            const { chatId, workspaceId } = yield* boundChat
+            yield* turn(chatId)
+            expect((yield* fleet.stats).acceptedOpen).toBe(1)
+            // the old agent hangs: it never closes its socket, so no hang-up tells the replica; only the view can
+            yield* ControlPlane.rebuild(workspaceId, "hang")
+            expect((yield* fleet.stats).retiredOpen).toBe(1)
+            // no turn meanwhile: the read the notice prompted drops the connection, and nobody borrows it
+            yield* until(Effect.map(fleet.stats, (stats) => stats.retiredOpen === 0))
+            expect(yield* turn(chatId)).toMatchObject({ outcome: "switched_by_notice" })
+          }),
+          "lazydial",
+          Service.makeCounters()
+        ),
+      30_000
+    )
 
     it.effect("the shared connections' counters are on /metrics (Effect's registry)", () =>
       onInstance(
@@ -323,7 +363,7 @@ layer(Service.layerDatabase(undefined), { timeout: 120_000, excludeTestServices:
           expect((yield* total("lazydial_shared_connection_dials_total")) - dials).toBe(1)
           expect((yield* total("lazydial_shared_connection_borrows_total")) - borrows).toBe(3)
         })
-      ))
+      ), 30_000)
 
     it.effect("sharing off: each turn dials its own connection, closed when the turn ends", () =>
       onInstance(
@@ -334,19 +374,23 @@ layer(Service.layerDatabase(undefined), { timeout: 120_000, excludeTestServices:
           expect(dials).toBe(2)
           yield* until(Effect.sync(() => SocketDialer.stats(counters.dialer).stillOpen === 0))
         })
-      ))
+      ), 30_000)
 
-    it.effect("the instance closes every kept connection when it shuts down: no socket left open", () =>
-      Effect.gen(function*() {
-        yield* onInstance(
-          {},
-          Effect.gen(function*() {
-            for (let i = 0; i < 3; i++) yield* turn((yield* boundChat).chatId)
-            expect(SocketDialer.stats(counters.dialer).stillOpen).toBe(3)
-          })
-        )
-        yield* until(Effect.sync(() => SocketDialer.stats(counters.dialer).stillOpen === 0))
-        expect(Fleet.snapshot(counters.fleet).acceptedOpen).toBe(0)
-      }))
+    it.effect(
+      "the instance closes every kept connection when it shuts down: no socket left open",
+      () =>
+        Effect.gen(function*() {
+          yield* onInstance(
+            {},
+            Effect.gen(function*() {
+              for (let i = 0; i < 3; i++) yield* turn((yield* boundChat).chatId)
+              expect(SocketDialer.stats(counters.dialer).stillOpen).toBe(3)
+            })
+          )
+          yield* until(Effect.sync(() => SocketDialer.stats(counters.dialer).stillOpen === 0))
+          expect(Fleet.snapshot(counters.fleet).acceptedOpen).toBe(0)
+        }),
+      30_000
+    )
   }
 )

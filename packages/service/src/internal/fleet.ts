@@ -20,6 +20,8 @@ export interface FleetCounters {
   handshakesCut: number
   accepted: number
   acceptedClosed: number
+  /** Accepted sockets of agents no longer serving (hung, crashing, dead), not yet closed. */
+  retiredOpen: number
   listening: number
   workspaceLocks: number
 }
@@ -33,6 +35,7 @@ export const makeCounters = (): FleetCounters => ({
   handshakesCut: 0,
   accepted: 0,
   acceptedClosed: 0,
+  retiredOpen: 0,
   listening: 0,
   workspaceLocks: 0
 })
@@ -121,12 +124,15 @@ export const makeWith = (
 
     const handle = (agent: Agent, socket: Net.Socket) => {
       counters.accepted++
+      // a hung agent still accepts: its sockets count as retired from the start
+      if (agent.state !== "serving") counters.retiredOpen++
       socket.setNoDelay(true)
       agent.sockets.add(socket)
       // the handshake answer held back by `dialLatency`; the lines after it wait for it, in order
       let delayed: ReturnType<typeof setTimeout> | undefined
       socket.on("close", () => {
         counters.acceptedClosed++
+        if (agent.state !== "serving") counters.retiredOpen--
         agent.sockets.delete(socket)
         if (delayed !== undefined) clearTimeout(delayed)
       })
@@ -227,6 +233,8 @@ export const makeWith = (
       Effect.suspend(() => {
         const agent = agents.get(agentId)
         if (agent === undefined || agent.state !== "serving") return Effect.void
+        // its open sockets are a retired agent's from now on (each closes, and is counted off, as one)
+        counters.retiredOpen += agent.sockets.size
         if (mode === "hang") {
           agent.state = "hung"
           counters.hung++
@@ -282,6 +290,7 @@ export const makeWith = (
     yield* Effect.addFinalizer(() =>
       Effect.forEach(agents.values(), (agent) => {
         if (agent.state !== "dead") {
+          if (agent.state === "serving") counters.retiredOpen += agent.sockets.size
           agent.state = "dead"
           counters.listening--
         }
@@ -317,6 +326,7 @@ export const snapshot = (counters: FleetCounters): FleetStats => ({
   handshakesCut: counters.handshakesCut,
   accepted: counters.accepted,
   acceptedOpen: counters.accepted - counters.acceptedClosed,
+  retiredOpen: counters.retiredOpen,
   listening: counters.listening,
   workspaceLocks: counters.workspaceLocks
 })
