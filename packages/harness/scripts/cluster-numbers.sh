@@ -28,7 +28,8 @@ done
 . "$repo/packages/service/scripts/lib/pg-stat-statements.sh"
 enable_pg_stat_statements
 cd "$repo/packages/harness"
-orders="lazydial latest"
+# each strategy first once: the others follow in report order, rotated
+orders="lazydial lazydial_no_reuse latest"
 case " ${args[*]} " in *" --first "*) orders="given" ;; esac
 for k in $replicas_list; do
   for first in $orders; do

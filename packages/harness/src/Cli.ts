@@ -9,7 +9,7 @@
  * @since 0.2.0
  */
 import { InvalidOption } from "@lazydial/core"
-import { Auth, Chats, Cli as ServiceCli, Processes, Service, Settings } from "@lazydial/service"
+import { Auth, Cli as ServiceCli, Processes, Service, Settings } from "@lazydial/service"
 import * as Command from "effect/cli/Command"
 import * as Flag from "effect/cli/Flag"
 import * as Console from "effect/Console"
@@ -23,7 +23,7 @@ import * as Cluster from "./Cluster.js"
 import * as Html from "./Html.js"
 import * as OneProcess from "./OneProcess.js"
 import * as Render from "./Render.js"
-import { Report } from "./Report.js"
+import { Report, strategies } from "./Report.js"
 import * as Workload from "./Workload.js"
 
 const { integer, positive, rebuildRate, withDefault } = ServiceCli
@@ -33,10 +33,18 @@ const json = Flag.Boolean("json").pipe(
   Flag.withDescription("print the report as JSON (the Report schema) on stdout; progress and logs go to stderr")
 )
 
-const first = Flag.Literals("first", Chats.strategies).pipe(
+const first = Flag.Literals("first", strategies).pipe(
   withDefault(
     "lazydial",
-    "the strategy that runs first (the second meets warmer code and a warmer database: alternate it to compare fairly)"
+    "the strategy that runs first, the others following in report order, rotated (the later ones meet warmer code " +
+      "and a warmer database: alternate it to compare fairly)"
+  )
+)
+
+const dialLatencyMs = integer("dial-latency-ms", 0, 60_000).pipe(
+  withDefault(
+    Workload.defaults.dialLatencyMs,
+    "how long every agent delays its handshake's answer, in milliseconds: the cost of a dial behind a tunnel"
   )
 )
 
@@ -55,6 +63,7 @@ const options = {
   // the replica's declarations: the run's strategies take them with the same meanings and defaults
   ...ServiceCli.replicaFlags,
   first,
+  dialLatencyMs,
   json,
   html: Flag.File("html").pipe(
     Flag.optional,
@@ -127,6 +136,7 @@ const runWorkload = (flags: Flags, url: Option.Option<{ readonly url: string }>)
       delayMode: replica.delayMode,
       notices: replica.notices,
       first: flags.first,
+      dialLatencyMs: flags.dialLatencyMs,
       databaseUrl: Option.getOrUndefined(Option.map(url, (target) => target.url))
     }, progress).pipe(Effect.raceFirst(Effect.andThen(ticker, Effect.never)))
     if (interactive) process.stderr.write("\r\u001b[K")
@@ -168,6 +178,7 @@ const clusterCommand = Command.make("cluster", {
   // serve's own declarations: each replica gets the same flag, with the same meaning and default
   ...ServiceCli.replicaFlags,
   first,
+  dialLatencyMs,
   rebuilds: integer("rebuilds", 0, 100_000).pipe(
     withDefault(
       0,
@@ -197,7 +208,8 @@ const clusterCommand = Command.make("cluster", {
       delayMode: replica.delayMode,
       notices: replica.notices,
       rebuilds: flags.rebuilds,
-      first: flags.first
+      first: flags.first,
+      dialLatencyMs: flags.dialLatencyMs
     }).pipe(
       Effect.provide(Service.layerDatabaseEither(Option.some(url.value.url), database)),
       Effect.mapError((error) => new Processes.StartupFailed({ message: error.message }))
@@ -205,9 +217,10 @@ const clusterCommand = Command.make("cluster", {
     yield* Console.log(flags.json ? JSON.stringify(report, null, 2) : Cluster.render(report))
   })).pipe(
     Command.withDescription(
-      "Starts a fleet and --replicas serve processes on one PostgreSQL, drives turns over HTTP with both strategies, " +
-        "and reports turns/s, p50/p99, lookups and SQL statements per turn; with --rebuilds, a second phase " +
-        "measures the same while the fleet rebuilds workspaces."
+      "Starts a fleet and --replicas serve processes on one PostgreSQL, drives turns over HTTP with each strategy " +
+        "(lazydial, lazydial_no_reuse, latest), and reports turns/s, p50/p99, dials, lookups and SQL statements " +
+        "per turn; with --rebuilds, a second phase measures the same while the fleet rebuilds workspaces, and " +
+        "counts the turns that met a retired agent."
     )
   )
 
@@ -259,7 +272,8 @@ export const command = Command.make("lazydial-harness", options, (flags) =>
     if (Option.isSome(flags.port)) yield* serveOneProcess(flags.port.value, flags.workspaces, url)
   })).pipe(
     Command.withDescription(
-      "Runs chats on real TCP agents, twice: with lazydial, and with a lookup every turn.\n\n" +
+      "Runs chats on real TCP agents three times: with lazydial over shared connections, with lazydial and a dial " +
+        "per turn, and with a lookup and a dial every turn (latest).\n\n" +
         "Examples:\n" +
         "  lazydial-harness                                  the default workload, a text report (about 20 s)\n" +
         "  lazydial-harness --json > report.json             the report as JSON on stdout\n" +

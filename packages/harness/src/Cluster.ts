@@ -1,6 +1,7 @@
 /**
  * `cluster`: the comparison at scale, as a deployment runs. For each strategy
- * (lazydial, then latest) it starts a `fleet` and `replicas` `serve` child
+ * of the report (`Report.strategies`: lazydial over shared connections,
+ * lazydial with a dial per turn, latest) it starts a `fleet` and `replicas` `serve` child
  * processes on one PostgreSQL, creates the chats and binds each with a first
  * turn on each replica (the warm-up, not measured), then drives the measured turns over HTTP:
  * every (chat, turn) pair in a seeded order, at most `concurrency` at a time,
@@ -12,6 +13,12 @@
  * rebuilds, each sent as a seeded turn starts (a seeded workspace and mode),
  * the same for both strategies. The phase where rebuild notices, which
  * travel between replicas through PostgreSQL, matter.
+ *
+ * The fleet's agents hold back each handshake answer by `dialLatencyMs` (a
+ * tunnel's cost, `fleet --dial-latency-ms`). Dials are counted by the
+ * replicas' own counters (`/metrics`: core's shared-connection dials, borrows
+ * and drops). Turns that met a retired agent are counted from the turns'
+ * answers (see `PhaseFigures.retiredAgentTurns`).
  *
  * Lookups are counted twice: by every replica's own counters (`/metrics`,
  * `Probe.lookupMetrics`) and at the database (the lookup statements of
@@ -29,10 +36,10 @@
  * @since 0.1.0
  */
 import type { LazyDial } from "@lazydial/core"
-import type * as Chats from "@lazydial/service/Chats"
 import type * as Effect from "effect/Effect"
 import type * as SqlClient from "effect/sql/SqlClient"
 import * as internal from "./internal/cluster.js"
+import type { Strategy } from "./Report.js"
 
 /**
  * @since 0.1.0
@@ -53,9 +60,26 @@ export interface ClusterOptions {
   readonly notices: boolean
   /** Rebuilds during the second measured phase; 0: no such phase. */
   readonly rebuilds: number
-  /** The strategy that runs first (the other meets warmer processes and a warmer database): alternate it. */
-  readonly first: Chats.Strategy
+  /**
+   * The strategy that runs first, the others following in report order,
+   * rotated (the later ones meet warmer processes and a warmer database):
+   * alternate it.
+   */
+  readonly first: Strategy
+  /** Passed to the fleet (`fleet --dial-latency-ms`): how long each agent holds back its handshake answer. */
+  readonly dialLatencyMs: number
 }
+
+/**
+ * How long after the fleet answered a rebuild a turn of that workspace must
+ * start to count in `PhaseFigures.retiredAgentTurns`: by then every replica
+ * has heard the rebuild's notice and its prompted read has answered (a few
+ * milliseconds on one machine; the margin is for a loaded one).
+ *
+ * @since 0.3.0
+ * @category constants
+ */
+export const retiredAfterMs: number = internal.retiredAfterMs
 
 /**
  * @since 0.1.0
@@ -95,6 +119,26 @@ export interface PhaseFigures {
   /** Failed turns by HTTP status and reason (`503 timeout`, ...), or `no answer`. */
   readonly failures: Readonly<Record<string, number>>
   readonly switchedByNotice: number
+  /**
+   * Dials per turn that opened a shared connection, by the replicas' own
+   * counters (core's `SharedConnections.metrics`, summed over the replicas);
+   * null when the strategy does not share connections (the replicas count no
+   * other dial: each of its turns dials at least once).
+   */
+  readonly dialsPerTurn: number | null
+  /** Borrows of a shared connection per turn (dials included), and shared connections dropped; null as above. */
+  readonly borrowsPerTurn: number | null
+  readonly drops: number | null
+  /**
+   * Turns that met a retired agent after its workspace's notice-prompted
+   * read: turns of a chat whose workspace's last rebuild the fleet had
+   * answered more than `retiredAfterMs` before the turn started (and none in
+   * flight then), that were answered by the agent that rebuild retired, or
+   * failed (not `database_unavailable`). A retired agent answers no turn
+   * (it died or hangs), so such a turn fails at its exchange, on a connection
+   * it borrowed; a dial of it would have switched by notice instead.
+   */
+  readonly retiredAgentTurns: number
   /** Lookups per turn by the replicas' own counters (`Probe.lookupMetrics.directoryLookups`, summed). */
   readonly replicaLookupsPerTurn: number
   /** The SQL queries those lookups took, per turn (concurrent lookups share one). */
@@ -114,7 +158,7 @@ export interface PhaseFigures {
  * @category models
  */
 export interface StrategyFigures extends PhaseFigures {
-  readonly strategy: Chats.Strategy
+  readonly strategy: Strategy
   /** 1 when this strategy ran first, 2 when second (`ClusterOptions.first`). */
   readonly ranAs: number
   readonly withRebuilds: PhaseFigures | null
@@ -136,14 +180,16 @@ export interface ClusterReport {
   readonly notices: boolean
   readonly rebuilds: number
   /** The strategy that ran first. */
-  readonly first: Chats.Strategy
+  readonly first: Strategy
+  readonly dialLatencyMs: number
+  readonly retiredAfterMs: number
   /** How statements were counted, or `not measured: ` and the database's own reason. */
   readonly statements: string
   readonly strategies: ReadonlyArray<StrategyFigures>
 }
 
 /**
- * Runs both strategies, one after the other, each on fresh child processes.
+ * Runs every strategy, one after the other, each on fresh child processes.
  *
  * @since 0.1.0
  * @category running

@@ -20,15 +20,20 @@ import {
   type StripTurn
 } from "./Report.js"
 
-const colors: Record<StrategyReport["strategy"], string> = { lazydial: "#1f77b4", latest: "#d62728" }
+const colors: Record<StrategyReport["strategy"], string> = {
+  lazydial: "#1f77b4",
+  lazydial_no_reuse: "#9467bd",
+  latest: "#d62728"
+}
 
 const escape = (text: string) =>
   text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;")
 
 const width = 640
 const height = 260
-// The legend lives in the top margin, above the plot, so no line can run under it.
-const margin = { left: 52, right: 16, top: 34, bottom: 40 }
+// The legend lives in the top margin, above the plot, so no line can run under it: two rows of it, the most a
+// chart needs (three strategies and a mark, at a phone's larger text).
+const margin = { left: 52, right: 16, top: 56, bottom: 40 }
 const plotW = width - margin.left - margin.right
 const plotH = height - margin.top - margin.bottom
 
@@ -71,23 +76,49 @@ interface Chart {
 }
 
 /** The frame of a chart: an accessible name and description, the scaled viewBox, and the legend in the top margin. */
-const svg = (chart: Chart, legendItems: ReadonlyArray<string>) =>
+/** One entry of a chart's legend: its mark, 16 units wide, and its label. */
+interface LegendItem {
+  readonly label: string
+  readonly mark: string
+}
+
+/**
+ * The legend's entries in rows from the left of the plot, each as wide as
+ * its label at a phone's text size (20 units, about 11 a character: the
+ * widest it is drawn), so that no two overlap and none passes the chart's
+ * right edge at any width.
+ */
+const legend = (items: ReadonlyArray<LegendItem>): string => {
+  const charWidth = 11
+  const gap = 14
+  let x = margin.left
+  let row = 0
+  return items.map((item) => {
+    const itemWidth = 18 + item.label.length * charWidth
+    if (x > margin.left && x + itemWidth > width - margin.right) {
+      row++
+      x = margin.left
+    }
+    const placed = `<g transform="translate(${x} ${4 + row * 24})">${item.mark}<text x="18" y="10" font-size="12">${
+      escape(item.label)
+    }</text></g>`
+    x += itemWidth + gap
+    return placed
+  }).join("")
+}
+
+const svg = (chart: Chart, legendItems: ReadonlyArray<LegendItem>) =>
   `<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="${chart.id}" viewBox="0 0 ${width} ${height}" ` +
   `width="${width}" height="${height}" role="img" aria-labelledby="${chart.id}-title ${chart.id}-desc">` +
   `<title id="${chart.id}-title">${escape(chart.title)}</title><desc id="${chart.id}-desc">${
     escape(chart.description)
   }</desc>` +
-  `<g class="legend">${legendItems.join("")}</g>` + chart.body + `</svg>`
+  `<g class="legend">${legend(legendItems)}</g>` + chart.body + `</svg>`
 
-const legendItem = (i: number, label: string, mark: string) =>
-  `<g transform="translate(${margin.left + i * 120} 10)">${mark}<text x="18" y="10" font-size="12">${
-    escape(label)
-  }</text></g>`
+const strategyMark = (s: StrategyReport) => `<rect x="0" y="1" width="12" height="10" fill="${colors[s.strategy]}"/>`
 
-const strategyLegend = (strategies: ReadonlyArray<StrategyReport>) =>
-  strategies.map((s, i) =>
-    legendItem(i, s.strategy, `<rect x="0" y="1" width="12" height="10" fill="${colors[s.strategy]}"/>`)
-  )
+const strategyLegend = (strategies: ReadonlyArray<StrategyReport>): ReadonlyArray<LegendItem> =>
+  strategies.map((s) => ({ label: s.strategy, mark: strategyMark(s) }))
 
 const axes = (
   xLabel: string,
@@ -179,11 +210,10 @@ const lookupsChart = (strategies: ReadonlyArray<StrategyReport>): string => {
   const yTicks = yTickValues.map((v): [number, string] => [y(v), String(v)])
   const legend = [
     ...strategyLegend(strategies),
-    legendItem(
-      strategies.length,
-      "rebuild (lazydial run)",
-      `<line x1="6" y1="0" x2="6" y2="12" stroke="#999" stroke-dasharray="2,3"/>`
-    )
+    {
+      label: "rebuild (lazydial run)",
+      mark: `<line x1="6" y1="0" x2="6" y2="12" stroke="#999" stroke-dasharray="2,3"/>`
+    }
   ]
   return svg({
     id: "lookups-chart",
@@ -334,7 +364,7 @@ const stripChart = (report: Report, s: StrategyReport, scale: ReturnType<typeof 
     body: axes("time since the first turn", "connect (ms, log scale)", scale.yTicks, scale.xTicks) +
       `<g class="rebuilds">${marks.join("")}</g>${delay}` +
       `<g class="series" data-strategy="${s.strategy}">${dots.join("")}</g>`
-  }, [legendItem(0, s.strategy, `<rect x="0" y="1" width="12" height="10" fill="${colors[s.strategy]}"/>`)])
+  }, [{ label: s.strategy, mark: strategyMark(s) }])
 }
 
 /** One legend for both strips: the outcomes drawn, in report order, and the marks. */
@@ -420,6 +450,8 @@ const headline = (strategies: ReadonlyArray<StrategyReport>): string => {
   return `<section class="figures" aria-label="headline figures">` +
     figure("lookups per turn", "lookups-per-turn", (s) => s.lookupsPerTurn.toFixed(2)) +
     figure("lookups per steady-state turn", "steady-lookups-per-turn", (s) => s.steadyLookupsPerTurn.toFixed(2)) +
+    figure("dials per steady-state turn", "steady-dials-per-turn", (s) => s.steadyDialsPerTurn.toFixed(2)) +
+    figure("steady-state connect p50", "steady-p50", (s) => `${s.steadyConnect.p50.toFixed(1)} ms`) +
     figure("connect latency p50", "p50", (s) => `${s.latency.p50.toFixed(0)} ms`) +
     figure("connect latency p99", "p99", (s) => `${s.latency.p99.toFixed(0)} ms`) +
     figure("turns that reached a wrong agent", "wrong-agent", (s) => String(s.wrongAgentTurns)) +
@@ -504,9 +536,11 @@ ${style}
 </style>
 </head><body>
 <h1>lazydial reference service</h1>
-<p>The same seeded workload, run twice on real TCP agents: once with persisted bindings and lazy validation
-(<b style="color:${colors.lazydial}">lazydial</b>), once looking up the latest agent on every turn
-(<b style="color:${colors.latest}">latest</b>).</p>
+<p>The same seeded workload, run three times on real TCP agents whose handshake takes
+${report.settings.dialLatencyMs} ms: with persisted bindings and lazy validation over connections shared across turns
+(<b style="color:${colors.lazydial}">lazydial</b>), the same with a dial per turn
+(<b style="color:${colors.lazydial_no_reuse}">lazydial_no_reuse</b>), and looking up the latest agent and dialing it on
+every turn (<b style="color:${colors.latest}">latest</b>).</p>
 <section class="conclusions" aria-label="what the run shows">${
     Render.conclusions(report).map((line) => `<p>${escape(line)}</p>`).join("")
   }</section>

@@ -1,5 +1,5 @@
 /**
- * The report as text: both strategies side by side, one line per number, in
+ * The report as text: the strategies side by side, one line per number, in
  * the order `docs/service.md` explains them.
  *
  * @since 0.1.0
@@ -38,8 +38,8 @@ export const settingsLines = (report: Report): ReadonlyArray<string> => {
     `validation delay ${
       s.delayMode === "adaptive" ? `adaptive, starting at ${s.validationDelayMs} ms` : `${s.validationDelayMs} ms`
     }, ` +
-    `rebuild notices ${s.notices ? "on" : "off"}, dial timeout ${s.dialTimeoutMs} ms, database ${s.database}, ` +
-    `${s.first} ran first`
+    `rebuild notices ${s.notices ? "on" : "off"}, handshake latency ${s.dialLatencyMs} ms per dial, ` +
+    `dial timeout ${s.dialTimeoutMs} ms, database ${s.database}, ran in the order ${s.order.join(", ")}`
   ]
 }
 
@@ -55,48 +55,77 @@ export const p99Rank = (turns: number): number => turns === 0 ? 0 : turns - Math
 /**
  * How many fresh runs `bench:report` takes by default to judge a p99: their
  * median, with the order of the strategies alternated, is what a comparison
- * of tails should quote, never one run.
+ * of tails should quote, never one run. Twice the number of strategies: each
+ * runs first twice.
  *
  * @since 0.2.0
  * @category constants
  */
-export const runsToJudgeP99 = 5
+export const runsToJudgeP99 = 6
 
 const times = (a: number, b: number) => b === 0 ? "n/a" : `${(a / b).toFixed(2)}×`
 
 /**
- * What the run shows, in two or three sentences with the figures: the
- * report's first lines, above the numbers (text and HTML alike). Lookups per
- * steady-state turn; turns that reached a wrong agent, with the stopped
- * workspaces' turns apart; p50 and p99 with their ratio; and what one run can
- * say about a p99.
+ * What the run shows, in a few sentences with the figures: the report's
+ * first lines, above the numbers (text and HTML alike). Dials per
+ * steady-state turn and the steady-state connect p50, with and without
+ * shared connections; lookups per steady-state turn; turns that reached a
+ * wrong agent, with the stopped workspaces' turns apart; p50 and p99 against
+ * latest with their ratio; and what one run can say about a p99.
  *
  * @since 0.2.0
  * @category rendering
  */
 export const conclusions = (report: Report): ReadonlyArray<string> => {
   const lazy = report.strategies.find((s) => s.strategy === "lazydial")
+  const noReuse = report.strategies.find((s) => s.strategy === "lazydial_no_reuse")
   const latest = report.strategies.find((s) => s.strategy === "latest")
-  if (lazy === undefined || latest === undefined) return []
-  const wrong = lazy.wrongAgentTurns + latest.wrongAgentTurns
+  if (lazy === undefined || noReuse === undefined || latest === undefined) return []
+  const all = [lazy, noReuse, latest]
+  const wrong = all.reduce((n, s) => n + s.wrongAgentTurns, 0)
   // the latency holds the turns that connected: the p99 is theirs
   const connected = lazy.latency.counts.reduce((sum, n) => sum + n, 0)
   const rank = p99Rank(connected)
+  const handshake = report.settings.dialLatencyMs
   return [
+    `With shared connections lazydial dialed ${lazy.steadyDialsPerTurn.toFixed(3)} times per steady-state turn ` +
+    `(${lazy.steadyDials} dials in ${lazy.steadyTurns} turns), against ${
+      noReuse.steadyDialsPerTurn.toFixed(3)
+    } without reuse and ${latest.steadyDialsPerTurn.toFixed(3)} for latest; its steady-state connect p50 was ` +
+    `${lazy.steadyConnect.p50.toFixed(1)} ms against ${noReuse.steadyConnect.p50.toFixed(1)} ms without reuse, ` +
+    `at a ${handshake} ms handshake.`,
+    `Connect latency over every turn: p50 ${lazy.latency.p50.toFixed(1)} ms (lazydial) against ` +
+    `${latest.latency.p50.toFixed(1)} ms (latest), ${times(lazy.latency.p50, latest.latency.p50)}; p99 ` +
+    `${lazy.latency.p99.toFixed(1)} ms against ${latest.latency.p99.toFixed(1)} ms, ${
+      times(lazy.latency.p99, latest.latency.p99)
+    } (without reuse: p50 ${noReuse.latency.p50.toFixed(1)} ms, p99 ${noReuse.latency.p99.toFixed(1)} ms). ${
+      dialShare(lazy, connected)
+    }`,
     `On steady-state turns lazydial looked the agent up ${lazy.steadyLookupsPerTurn.toFixed(3)} times per turn ` +
     `(${lazy.steadyLookups} lookups in ${lazy.steadyTurns} turns), latest ${latest.steadyLookupsPerTurn.toFixed(3)} ` +
     `(${latest.steadyLookups} in ${latest.steadyTurns}). ${
       wrong === 0 ? "No turn reached a wrong agent" : `${wrong} turns reached a wrong agent: a bug`
-    } (lazydial ${lazy.wrongAgentTurns}, latest ${latest.wrongAgentTurns}); the ${lazy.stoppedTurns} and ` +
-    `${latest.stoppedTurns} turns of stopped workspaces failed, as they must (p99 ` +
-    `${lazy.stoppedConnectP99Ms.toFixed(1)} and ${latest.stoppedConnectP99Ms.toFixed(1)} ms).`,
-    `Connect latency: p50 ${lazy.latency.p50.toFixed(1)} ms (lazydial) against ${latest.latency.p50.toFixed(1)} ms ` +
-    `(latest), ${times(lazy.latency.p50, latest.latency.p50)}; p99 ${lazy.latency.p99.toFixed(1)} ms against ` +
-    `${latest.latency.p99.toFixed(1)} ms, ${times(lazy.latency.p99, latest.latency.p99)}.`,
+    } (${all.map((s) => `${s.strategy} ${s.wrongAgentTurns}`).join(", ")}); the ${
+      all.map((s) => s.stoppedTurns).join(", ")
+    } turns of stopped workspaces failed, as they must (p99 ${
+      all.map((s) => s.stoppedConnectP99Ms.toFixed(1)).join(", ")
+    } ms).`,
     `A p99 of ${connected} connected turns is their ${ordinal(rank)} slowest: one run decides nothing about it. ` +
     `Judge it by the median of ${runsToJudgeP99} fresh runs that alternate which strategy runs first ` +
     `(pnpm --filter @lazydial/harness bench:report); ${report.settings.first} ran first here.`
   ]
+}
+
+/**
+ * How many of the connected turns dialed, and what that means for the p99:
+ * when more than 1 in 100 did, the p99 is a dial's time, reuse or not.
+ */
+const dialShare = (s: StrategyReport, connected: number): string => {
+  const share = connected === 0 ? 0 : s.dials / connected
+  return `${s.strategy} dialed ${s.dials} times for ${connected} connected turns (${(share * 100).toFixed(1)}%: ` +
+    `the first turn to reach an agent, or a turn after a rebuild)${
+      share > 0.01 ? ", more than the 1% a p99 looks at, so its p99 is a dial's time" : ""
+    }.`
 }
 
 /**
@@ -151,6 +180,13 @@ export const rows = (report: Report): ReadonlyArray<Row> => {
   row("run time (s)", (r) => fixed(r.durationMs / 1000, 1))
   row("turns", (r) => r.turns)
   row("  reached a wrong agent", (r) => r.wrongAgentTurns)
+  row("dials", (r) => r.dials)
+  row("  per turn", (r) => fixed(r.dialsPerTurn, 3))
+  row("  per steady-state turn", (r) => fixed(r.steadyDialsPerTurn, 3))
+  row(
+    "shared connections: dials / borrows / drops",
+    (r) => r.shared === null ? "n/a" : `${r.shared.dials}/${r.shared.borrows}/${r.shared.drops}`
+  )
   row("latest-agent lookups", (r) => r.lookups)
   row("  per turn", (r) => fixed(r.lookupsPerTurn, 3))
   row("  per steady-state turn", (r) => fixed(r.steadyLookupsPerTurn, 3))
@@ -166,6 +202,9 @@ export const rows = (report: Report): ReadonlyArray<Row> => {
   row("connect latency p50 (ms)", (r) => fixed(r.latency.p50, 1))
   row("connect latency p99 (ms)", (r) => fixed(r.latency.p99, 1))
   row("connect latency max (ms)", (r) => fixed(r.latency.max, 1))
+  row("steady-state turns that connected", (r) => r.steadyConnect.turns)
+  row("  connect p50 (ms)", (r) => fixed(r.steadyConnect.p50, 1))
+  row("  connect p99 (ms)", (r) => fixed(r.steadyConnect.p99, 1))
   row("turns of stopped workspaces", (r) => r.stoppedTurns)
   row("  connect p50 (ms)", (r) => fixed(r.stoppedConnectP50Ms, 1))
   row("  connect p99 (ms)", (r) => fixed(r.stoppedConnectP99Ms, 1))
@@ -211,8 +250,9 @@ export const rows = (report: Report): ReadonlyArray<Row> => {
  * @category rendering
  */
 export const text = (report: Report): string => {
-  const labelWidth = 40
-  const width = 16
+  const labelWidth = 44
+  // the widest strategy name, lazydial_no_reuse, and a gap
+  const width = 20
   const lines = [...conclusions(report), "", ...settingsLines(report), ""]
   lines.push("".padEnd(labelWidth) + report.strategies.map((r) => pad(r.strategy, width)).join(""))
   for (const row of rows(report)) {

@@ -5,9 +5,58 @@
  * @since 0.1.0
  */
 import { LazyDial } from "@lazydial/core"
-import { connectOutcomes, strategies } from "@lazydial/service/Chats"
+import type * as Chats from "@lazydial/service/Chats"
+import { connectOutcomes } from "@lazydial/service/Chats"
 import { retireModes } from "@lazydial/service/Fleet"
 import * as Schema from "effect/Schema"
+
+/**
+ * The strategies a report compares, in report order:
+ *
+ * - `lazydial`: the service's default, the persisted binding dialed through
+ *   core's lazy validation, over shared connections (one live connection per
+ *   agent, borrowed by every turn: a steady-state turn makes no dial);
+ * - `lazydial_no_reuse`: the same turn path with a dial per turn (the
+ *   service with `sharedConnections` off), to show what the reuse is worth;
+ * - `latest`: the behaviour before persisted bindings, a lookup and a dial
+ *   per turn (the baseline).
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export const strategies = ["lazydial", "lazydial_no_reuse", "latest"] as const
+
+/**
+ * @since 0.3.0
+ * @category models
+ */
+export type Strategy = typeof strategies[number]
+
+/**
+ * How the service is wired for each strategy: the `Chats` layer (`Service`'s
+ * strategy) and whether connections are shared across turns.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export const wiring: Record<Strategy, { readonly chats: Chats.Strategy; readonly sharedConnections: boolean }> = {
+  lazydial: { chats: "lazydial", sharedConnections: true },
+  lazydial_no_reuse: { chats: "lazydial", sharedConnections: false },
+  latest: { chats: "latest", sharedConnections: false }
+}
+
+/**
+ * The order the strategies run in when `first` runs first: the report order,
+ * rotated. Over as many runs as there are strategies, each first in turn,
+ * every strategy runs once in every position (`bench:report` does that).
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export const orderFrom = (first: Strategy): ReadonlyArray<Strategy> => {
+  const at = strategies.indexOf(first)
+  return [...strategies.slice(at), ...strategies.slice(0, at)]
+}
 
 /**
  * How turns ended, in report order: how a turn connected (`Chats`'
@@ -221,6 +270,28 @@ export const StrategyReport = Schema.Struct({
   turns: Schema.Number,
   /** Turns that reached their agent and got its answer. */
   turnsOk: Schema.Number,
+  /**
+   * Dials the service made, counted at its `SocketDialer` (every attempt to
+   * open a connection to an agent and pass its handshake, failed ones
+   * included), and per turn.
+   */
+  dials: Schema.Number,
+  dialsPerTurn: Schema.Number,
+  /**
+   * Steady-state turns (see `steadyTurns`) whose connection was dialed for
+   * them: a connection no earlier turn had used. A borrowed shared
+   * connection is not one; every dial-per-turn connection is.
+   */
+  steadyDials: Schema.Number,
+  steadyDialsPerTurn: Schema.Number,
+  /** The connects of the steady-state turns that connected: p50 and p99 in milliseconds. */
+  steadyConnect: TurnTimes,
+  /**
+   * core's `SharedConnections` counters for this run (dials that opened a
+   * shared connection, borrows, dials included, and drops before the idle
+   * time); null when the strategy does not share connections.
+   */
+  shared: Schema.NullOr(Schema.Struct({ dials: Schema.Number, borrows: Schema.Number, drops: Schema.Number })),
   lookups: Schema.Number,
   lookupsPerTurn: Schema.Number,
   /**
@@ -315,6 +386,10 @@ export const Settings = Schema.Struct({
   notices: Schema.Boolean,
   /** The strategy that ran first in the process (see `Workload.Options.first`). */
   first: Schema.Literals(strategies),
+  /** The order the strategies ran in: `orderFrom(first)`. */
+  order: Schema.Array(Schema.Literals(strategies)),
+  /** How long every agent of the fleet delays its handshake's answer: a tunnel's cost, paid by every dial. */
+  dialLatencyMs: Schema.Number,
   dialTimeoutMs: Schema.Number,
   database: Schema.String
 })

@@ -3,27 +3,28 @@
  * time, while workspaces are rebuilt. Everything random comes from one seed,
  * so both strategies run the same plan.
  *
- * Strategies:
+ * Strategies (`Report.strategies`):
  * - `lazydial`: the chat's persisted binding, dialed through `Chats.connect`
- *   (the binding package's turn path, which uses core's lazy validation).
+ *   (the binding package's turn path, which uses core's lazy validation),
+ *   over connections shared across turns (core's `SharedConnections`).
+ * - `lazydial_no_reuse`: the same, with a dial per turn.
  * - `latest`: the behaviour before persisted bindings: look up the
  *   workspace's current agent on every turn, then dial it.
  *
  * @since 0.1.0
  */
 import type { LazyDial } from "@lazydial/core"
-import type * as Chats from "@lazydial/service/Chats"
 import type { RetireMode } from "@lazydial/service/Fleet"
 import type * as Service from "@lazydial/service/Service"
 import type * as Effect from "effect/Effect"
 import * as internal from "./internal/workload.js"
-import type { Report, Settings, StrategyReport } from "./Report.js"
+import type { Report, Settings, Strategy as ReportStrategy, StrategyReport } from "./Report.js"
 
 /**
  * @since 0.1.0
  * @category models
  */
-export type Strategy = Chats.Strategy
+export type Strategy = ReportStrategy
 
 /**
  * @since 0.1.0
@@ -79,11 +80,18 @@ export interface Options {
   /** Rebuild notices (LISTEN/NOTIFY); default on. */
   readonly notices?: boolean | undefined
   /**
-   * Which strategy runs first; default `"lazydial"`. The first one meets a
-   * process whose code is less warmed up than the second does (its p99 was
-   * higher in either order), so fair comparisons alternate it.
+   * Which strategy runs first; default `"lazydial"`; the others follow in
+   * report order, rotated (`Report.orderFrom`). The first one meets a process
+   * whose code is less warmed up than the later ones do (its p99 was higher
+   * in either order), so fair comparisons alternate it.
    */
   readonly first?: Strategy | undefined
+  /**
+   * How long every agent delays its handshake's answer, in milliseconds: what
+   * a dial costs behind a tunnel. A dial on localhost takes about 1 ms, which
+   * hides the cost that shared connections save.
+   */
+  readonly dialLatencyMs: number
   readonly dialTimeoutMs: number
   /** `postgres://…`; unset: the embedded PGlite database, in memory. Never printed. */
   readonly databaseUrl?: string | undefined
@@ -102,6 +110,8 @@ export const defaults: Options = {
   rebuildRate: 2,
   thinkMs: 350,
   validationDelayMs: 500,
+  // a handshake across a tunnel to a workspace in another region: see docs/performance.md
+  dialLatencyMs: 50,
   dialTimeoutMs: 2000
 }
 
@@ -148,7 +158,8 @@ export const runStrategy: (
 ) => Effect.Effect<StrategyReport, never, Service.DatabaseServices> = internal.runStrategy
 
 /**
- * Runs both strategies on the same plan, one after the other.
+ * Runs every strategy on the same plan, one after the other, in the order
+ * `Report.orderFrom(first)`.
  *
  * @since 0.1.0
  * @category running

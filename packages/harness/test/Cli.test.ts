@@ -133,13 +133,41 @@ describe("lazydial-harness", () => {
     expect(result.status).toBe(2)
   }, 30_000)
 
-  it("prints --json output that decodes with the Report schema", () => {
-    const result = run(["--json", "--chats", "4", "--workspaces", "2", "--turns", "2", "--think-ms", "20"])
+  it("prints --json output that decodes with the Report schema; --dial-latency-ms reaches the agents", () => {
+    const result = run([
+      "--json",
+      "--chats",
+      "4",
+      "--workspaces",
+      "2",
+      "--turns",
+      "2",
+      "--think-ms",
+      "20",
+      "--dial-latency-ms",
+      "120",
+      "--first",
+      "lazydial_no_reuse"
+    ])
     expect(result.status).toBe(0)
     const report = Schema.decodeUnknownSync(Report)(JSON.parse(result.stdout))
-    expect(report.strategies.map((s) => s.strategy)).toEqual(["lazydial", "latest"])
+    expect(report.strategies.map((s) => s.strategy)).toEqual(["lazydial", "lazydial_no_reuse", "latest"])
     expect(report.settings.chats).toBe(4)
+    expect(report.settings.order).toEqual(["lazydial_no_reuse", "latest", "lazydial"])
+    expect(report.settings.dialLatencyMs).toBe(120)
+    // every connect of a strategy that dials per turn waited out the agents' handshake (a timer: never less)
+    for (const s of report.strategies.filter((s) => s.strategy !== "lazydial")) {
+      expect(s.latency.counts.reduce((a, b) => a + b, 0)).toBeGreaterThan(0)
+      expect(s.latency.p50).toBeGreaterThanOrEqual(120)
+    }
   }, 90_000)
+
+  it("--dial-latency-ms takes 0 to 60000 ms, said in words", async () => {
+    const result = await runAsync(["--dial-latency-ms", "60001"])
+    expect(result.status).toBe(2)
+    expect(result.stdout).toBe("")
+    expect(result.stderr).toContain("--dial-latency-ms must be an integer from 0 to 60000")
+  }, 30_000)
 })
 
 const tiny = ["--chats", "4", "--workspaces", "2", "--turns", "2", "--think-ms", "20"]
@@ -148,7 +176,7 @@ describe("output a program can read (the harness's run, on PGlite)", () => {
   it("the text report is all stdout holds; progress and logs go to stderr", () => {
     const result = run(tiny)
     expect(result.status).toBe(0)
-    expect(result.stdout.startsWith("On steady-state turns lazydial looked the agent up")).toBe(true)
+    expect(result.stdout.startsWith("With shared connections lazydial dialed")).toBe(true)
     expect(result.stdout).toContain("\nlazydial reference service: seed 1")
     expect(result.stdout).not.toMatch(/level=|message=|\{"/)
     expect(result.stderr).not.toContain("lazydial reference service")

@@ -4,7 +4,9 @@
  * no `pg_stat_statements_reset`. It measures statements where it may read
  * them, says why not (the database's own words) where it may not, and goes
  * on; its `--json` is the one document on stdout; `--first latest` runs latest
- * first. Real processes and real time, every wait bounded.
+ * first, the others after it in report order. Dials are the replicas' own
+ * counts; with rebuilds, no turn of the shared connections meets a retired
+ * agent after its notice's read. Real processes and real time, every wait bounded.
  */
 import { spawn, spawnSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
@@ -56,7 +58,7 @@ const cluster = (url: string, extra: ReadonlyArray<string>) =>
     const child = spawn(
       process.execPath,
       ["--import", "tsx", bin, ...args, "--turns", "3", "--concurrency", "4", "--json", ...extra],
-      { stdio: ["ignore", "pipe", "pipe"], timeout: 150_000, killSignal: "SIGKILL" }
+      { stdio: ["ignore", "pipe", "pipe"], timeout: 200_000, killSignal: "SIGKILL" }
     )
     let stdout = ""
     let stderr = ""
@@ -68,7 +70,7 @@ const cluster = (url: string, extra: ReadonlyArray<string>) =>
     })
     child.on("exit", (status, signal) =>
       signal === "SIGKILL"
-        ? reject(new Error(`cluster: no exit within 150 s; stderr:\n${stderr.slice(-3000)}`))
+        ? reject(new Error(`cluster: no exit within 200 s; stderr:\n${stderr.slice(-3000)}`))
         : resolve({ status, stdout, stderr }))
   })
 
@@ -85,25 +87,41 @@ describe.skipIf(databaseUrl === "")("cluster as an ordinary role (needs LAZYDIAL
       const url = databaseOfTheRole("lazydial_cluster_measured", "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
       expect(psql(`SELECT has_function_privilege('${role}', 'pg_stat_statements_reset(oid,oid,bigint)', 'EXECUTE')`))
         .toBe("f")
-      const result = await cluster(url, ["--first", "latest"])
+      const result = await cluster(url, ["--first", "latest", "--rebuilds", "4", "--dial-latency-ms", "20"])
       expect(result.status, result.stderr.slice(-2000)).toBe(0)
       const report = JSON.parse(result.stdout) as Cluster.ClusterReport
       expect(report.statements).toMatch(/^measured at the database with pg_stat_statements/)
       expect(report.first).toBe("latest")
-      expect(report.strategies.map((s) => [s.strategy, s.ranAs])).toEqual([["lazydial", 2], ["latest", 1]])
+      expect(report.dialLatencyMs).toBe(20)
+      expect(report.strategies.map((s) => [s.strategy, s.ranAs])).toEqual([
+        ["lazydial", 2],
+        ["lazydial_no_reuse", 3],
+        ["latest", 1]
+      ])
       for (const strategy of report.strategies) {
         expect(strategy.statementsPerTurn).not.toBeNull()
         expect(strategy.statementsPerTurn!).toBeGreaterThan(0)
         expect(strategy.failed).toBe(0)
+        expect(strategy.withRebuilds!.rebuilds).toBe(4)
       }
       // lazydial's steady turns read the chat's row and look nothing up; latest looks up on every turn (lookups that
       // meet in a batch share one statement at the database)
-      const [lazy, latest] = report.strategies
+      const [lazy, noReuse, latest] = report.strategies
       expect([lazy!.lookupsPerTurn, lazy!.replicaLookupsPerTurn]).toEqual([0, 0])
+      expect([noReuse!.lookupsPerTurn, noReuse!.replicaLookupsPerTurn]).toEqual([0, 0])
       expect(latest!.replicaLookupsPerTurn).toBe(1)
       expect(latest!.lookupsPerTurn!).toBeGreaterThan(0)
+      // the warm-up opened every replica's connection to every agent: the steady turns borrow them, dialing none
+      expect([lazy!.dialsPerTurn, lazy!.borrowsPerTurn, lazy!.drops]).toEqual([0, 1, 0])
+      // a rebuild drops the retired agent's connections, and the next turn of its chats dials the new one
+      expect(lazy!.withRebuilds!.drops).toBeGreaterThan(0)
+      expect(lazy!.withRebuilds!.dialsPerTurn).toBeGreaterThan(0)
+      // the replicas count only shared dials
+      expect([noReuse!.dialsPerTurn, latest!.dialsPerTurn]).toEqual([null, null])
+      // once a rebuild's notice has been read, no turn meets its retired agent
+      expect(report.strategies.map((s) => s.withRebuilds!.retiredAgentTurns)).toEqual([0, 0, 0])
     },
-    160_000
+    210_000
   )
 
   it("says 'not measured: <the database's own error>' when it may not read them, and goes on", async () => {
@@ -121,5 +139,5 @@ describe.skipIf(databaseUrl === "")("cluster as an ordinary role (needs LAZYDIAL
       expect(strategy.turns).toBe(24)
       expect(strategy.failed).toBe(0)
     }
-  }, 160_000)
+  }, 210_000)
 })

@@ -10,6 +10,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Service from "@lazydial/service/Service"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
+import { strategies, wiring } from "../src/Report.js"
 import * as Workload from "../src/Workload.js"
 
 const options: Workload.Options = {
@@ -72,22 +73,35 @@ const slackMs = 1000
 
 describe("fault injection in the service", () => {
   it.live(
-    "LAZYDIAL_FAULTS=on injects faults into both strategies; every turn ends, typed or injected, and nothing leaks; unset, nothing is injected",
+    "LAZYDIAL_FAULTS=on injects faults into every strategy; every turn ends, typed or injected, and nothing leaks; unset, nothing is injected",
     () =>
       Effect.gen(function*() {
         const plan = Workload.makePlan(options)
-        for (const strategy of ["lazydial", "latest"] as const) {
+        for (const strategy of strategies) {
           const report = yield* Workload.runStrategy(plan, strategy, Workload.makeProgress()).pipe(
             withConfig(faults)
           )
           const injected = report.faultsInjected
-          expect(injected.dialFailure + injected.hang + injected.lookupFailure).toBeGreaterThan(0)
+          if (wiring[strategy].sharedConnections) {
+            // a handful of dials open every shared connection (3 in one run, against 42 with a dial per turn): any
+            // fault counts, the lookups' included
+            expect(Object.values(injected).reduce((a, b) => a + b, 0)).toBeGreaterThan(0)
+          } else {
+            expect(injected.dialFailure + injected.hang + injected.lookupFailure).toBeGreaterThan(0)
+          }
           // every turn ended: answered, a typed failure, or an injected defect
           const o = report.outcomes
           const answered = o.fast + o.confirmed + o.lookup_failed_kept + o.switched + o.retried + o.lazy_bind + o.direct
           expect(answered + o.no_agent + o.timeout + o.failed).toBe(options.chats * options.turns)
           expect(report.defects).toBeLessThanOrEqual(o.failed)
-          expect(report.defects).toBeLessThanOrEqual(injected.dialDefect + injected.lookupDefect)
+          const defectsInjected = injected.dialDefect + injected.lookupDefect
+          if (wiring[strategy].sharedConnections) {
+            // a shared connection's dial is awaited by every turn that borrows it while it opens: one injected
+            // defect there ends all of them (seen: 12 turns ended by 3 defects)
+            if (report.defects > 0) expect(defectsInjected).toBeGreaterThan(0)
+          } else {
+            expect(report.defects).toBeLessThanOrEqual(defectsInjected)
+          }
           // injected hangs were released by the dial timeout
           expect(report.slowestConnectMs).toBeLessThan(options.dialTimeoutMs + slackMs)
           expect(report.socketsStillOpen).toBe(0)

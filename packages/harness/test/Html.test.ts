@@ -70,8 +70,10 @@ describe("Html.page", () => {
   })
 
   it("explains a higher lazydial p99, and says nothing when it is not higher", () => {
-    expect(Html.page(fixture)).toContain("Why is lazydial's p99 higher?")
-    const lower = withStrategies((s) => s.strategy === "lazydial" ? { ...s, latency: { ...s.latency, p99: 1 } } : s)
+    const p99 = (s: StrategyReport, value: number) => ({ ...s, latency: { ...s.latency, p99: value } })
+    const higher = withStrategies((s) => s.strategy === "lazydial" ? p99(s, 10_000) : s)
+    expect(Html.page(higher)).toContain("Why is lazydial's p99 higher?")
+    const lower = withStrategies((s) => s.strategy === "lazydial" ? p99(s, 1) : s)
     expect(Html.page(lower)).not.toContain("Why is lazydial's p99 higher?")
   })
 
@@ -221,7 +223,7 @@ describe("Render.text", () => {
       outcomes: { ...s.outcomes, switched_by_notice: 0, database_unavailable: 0 }
     }))
     const text = Render.text(quiet)
-    expect(line(text, "switched_by_notice ")).toEqual([expect.stringMatching(/^ {2}switched_by_notice +0 +0$/)])
+    expect(line(text, "switched_by_notice ")).toEqual([expect.stringMatching(/^ {2}switched_by_notice +0 +0 +0$/)])
     expect(line(text, "database_unavailable")).toEqual([])
   })
 
@@ -242,32 +244,55 @@ describe("Render.text", () => {
 })
 
 describe("reports that conclude", () => {
-  const [lazy, latest] = fixture.strategies
+  const [lazy, noReuse, latest] = fixture.strategies
 
   it("the text report opens with what the run shows, in words with the figures", () => {
-    const [first, second, third, blank] = Render.text(fixture).split("\n")
-    expect(first).toContain(
+    const [dials, latency, lookups, rank, blank] = Render.text(fixture).split("\n")
+    // the headline: dials per steady-state turn, and the steady-state p50 with and without reuse
+    expect(dials).toBe(
+      `With shared connections lazydial dialed 0.000 times per steady-state turn (0 dials in ${lazy!.steadyTurns} ` +
+        `turns), against 1.000 without reuse and 1.000 for latest; its steady-state connect p50 was ` +
+        `${lazy!.steadyConnect.p50.toFixed(1)} ms against ${noReuse!.steadyConnect.p50.toFixed(1)} ms without ` +
+        `reuse, at a 50 ms handshake.`
+    )
+    const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`
+    expect(latency).toContain(
+      `Connect latency over every turn: p50 ${lazy!.latency.p50.toFixed(1)} ms (lazydial) against ${
+        latest!.latency.p50.toFixed(1)
+      } ms (latest), ${ratio(lazy!.latency.p50, latest!.latency.p50)}; p99 ${lazy!.latency.p99.toFixed(1)} ms ` +
+        `against ${latest!.latency.p99.toFixed(1)} ms, ${ratio(lazy!.latency.p99, latest!.latency.p99)} (without ` +
+        `reuse: p50 ${noReuse!.latency.p50.toFixed(1)} ms, p99 ${noReuse!.latency.p99.toFixed(1)} ms).`
+    )
+    // 16 dials for 330 connected turns: more than 1 in 100, so the p99 is a dial's
+    expect(latency).toContain(
+      `lazydial dialed ${lazy!.dials} times for 330 connected turns (${(lazy!.dials / 3.3).toFixed(1)}%: `
+    )
+    expect(latency).toContain("more than the 1% a p99 looks at, so its p99 is a dial's time.")
+    expect(lookups).toContain(
       `On steady-state turns lazydial looked the agent up 0.000 times per turn (0 lookups in ${lazy!.steadyTurns} ` +
         `turns), latest 1.000 (${latest!.steadyLookups} in ${latest!.steadyTurns})`
     )
-    expect(first).toContain("No turn reached a wrong agent (lazydial 0, latest 0)")
-    expect(first).toContain(`the ${lazy!.stoppedTurns} and ${latest!.stoppedTurns} turns of stopped workspaces failed`)
-    const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`
-    expect(second).toBe(
-      `Connect latency: p50 ${lazy!.latency.p50.toFixed(1)} ms (lazydial) against ${
-        latest!.latency.p50.toFixed(1)
-      } ms (latest), ${ratio(lazy!.latency.p50, latest!.latency.p50)}; p99 ${lazy!.latency.p99.toFixed(1)} ms ` +
-        `against ${latest!.latency.p99.toFixed(1)} ms, ${ratio(lazy!.latency.p99, latest!.latency.p99)}.`
+    expect(lookups).toContain("No turn reached a wrong agent (lazydial 0, lazydial_no_reuse 0, latest 0)")
+    expect(lookups).toContain(
+      `the ${lazy!.stoppedTurns}, ${noReuse!.stoppedTurns}, ${latest!.stoppedTurns} turns of stopped workspaces failed`
     )
     // 330 connected turns: the nearest-rank p99 is the 327th of them, the 4th slowest
-    expect(third).toContain("A p99 of 330 connected turns is their 4th slowest: one run decides nothing about it.")
-    expect(third).toContain("Judge it by the median of 5 fresh runs that alternate which strategy runs first")
+    expect(rank).toContain("A p99 of 330 connected turns is their 4th slowest: one run decides nothing about it.")
+    expect(rank).toContain("Judge it by the median of 6 fresh runs that alternate which strategy runs first")
     expect(blank).toBe("")
+  })
+
+  it("says nothing of a dial's time when at most 1 in 100 connected turns dialed", () => {
+    const few = withStrategies((s) => s.strategy === "lazydial" ? { ...s, dials: 3 } : s)
+    expect(Render.conclusions(few)[1]).toContain("lazydial dialed 3 times for 330 connected turns (0.9%: ")
+    expect(Render.conclusions(few)[1]).not.toContain("a dial's time")
   })
 
   it("a turn that reached a wrong agent is called a bug", () => {
     const wrong = withStrategies((s) => s.strategy === "latest" ? { ...s, wrongAgentTurns: 2 } : s)
-    expect(Render.conclusions(wrong)[0]).toContain("2 turns reached a wrong agent: a bug (lazydial 0, latest 2)")
+    expect(Render.conclusions(wrong)[2]).toContain(
+      "2 turns reached a wrong agent: a bug (lazydial 0, lazydial_no_reuse 0, latest 2)"
+    )
   })
 
   it("the p99's rank: the kth slowest of n turns", () => {
@@ -278,19 +303,34 @@ describe("reports that conclude", () => {
   it("the HTML page opens with the same sentences, and its cards count wrong-agent and stopped-workspace turns", () => {
     const html = Html.page(fixture)
     const section = html.slice(html.indexOf(`<section class="conclusions"`), html.indexOf("</section>"))
-    for (const line of Render.conclusions(fixture)) expect(section).toContain(line.replaceAll("'", "&#39;"))
+    for (const line of Render.conclusions(fixture)) expect(section).toContain(line)
     expect(html.indexOf(`class="conclusions"`)).toBeLessThan(html.indexOf(`class="figures"`))
     expect(html).toContain(`data-figure="wrong-agent"`)
     expect(html).toContain(`data-figure="stopped"`)
+    // the cards of issue 20: dials per steady-state turn and the steady-state p50, one value per strategy
+    const card = (key: string) =>
+      Array.from(
+        html.slice(html.indexOf(`data-figure="${key}"`), html.indexOf("</div></div>", html.indexOf(key)))
+          .matchAll(/data-strategy="([^"]+)"[^>]*>([^<]*)</g),
+        (m) => `${m[1]} ${m[2]}`
+      )
+    expect(card("steady-dials-per-turn")).toEqual(
+      fixture.strategies.map((s) => `${s.strategy} ${s.steadyDialsPerTurn.toFixed(2)}`)
+    )
+    expect(card("steady-p50")).toEqual(
+      fixture.strategies.map((s) => `${s.strategy} ${s.steadyConnect.p50.toFixed(1)} ms`)
+    )
     expect(html).not.toContain("right agent")
   })
 
   it("the text names its rows for what they count: wrong-agent turns, and turns that got no connection", () => {
     const text = Render.text(fixture)
-    expect(text).toMatch(/^ {2}reached a wrong agent +0 +0$/m)
+    expect(text).toMatch(/^ {2}reached a wrong agent +0 +0 +0$/m)
     expect(text).toMatch(
       new RegExp(
-        `^ {2}of which got no connection +${lazy!.connectOrFail.failed} +${latest!.connectOrFail.failed}$`,
+        `^ {2}of which got no connection +${lazy!.connectOrFail.failed} +${noReuse!.connectOrFail.failed} +${
+          latest!.connectOrFail.failed
+        }$`,
         "m"
       )
     )

@@ -13,7 +13,7 @@ import type { Browser, Page } from "playwright-core"
 import { chromium } from "playwright-core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Html from "../src/Html.js"
-import { Report } from "../src/Report.js"
+import { Report, strategies } from "../src/Report.js"
 
 const fixture = Schema.decodeUnknownSync(Report)(
   JSON.parse(fs.readFileSync(path.join(import.meta.dirname, "fixtures/report.json"), "utf8"))
@@ -85,15 +85,17 @@ describe.each([1280, 390])("the report at %i px", (width) => {
     expect(overflow.scrollWidth).toBeLessThanOrEqual(overflow.limit)
   })
 
-  it("shows the headline figures: lookups per turn and p99 of both strategies", async () => {
+  it("shows the headline figures: lookups and dials per steady-state turn, and p99, of every strategy", async () => {
     const figures = page.locator(".figures")
     await expect.poll(() => figures.isVisible()).toBe(true)
-    const lookups = await page.locator("[data-figure=lookups-per-turn] .values").innerText()
-    const [lazy, latest] = fixture.strategies
-    expect(lookups).toBe(`${lazy!.lookupsPerTurn.toFixed(2)} vs ${latest!.lookupsPerTurn.toFixed(2)}`)
-    const p99 = await page.locator("[data-figure=p99] .values").innerText()
-    expect(p99).toBe(`${lazy!.latency.p99.toFixed(0)} ms vs ${latest!.latency.p99.toFixed(0)} ms`)
-    expect(await page.locator("#p99-note").isVisible()).toBe(true)
+    const values = (key: string) => page.locator(`[data-figure=${key}] .values`).innerText()
+    const each = (value: (s: typeof fixture.strategies[number]) => string) => fixture.strategies.map(value).join(" vs ")
+    expect(await values("lookups-per-turn")).toBe(each((s) => s.lookupsPerTurn.toFixed(2)))
+    expect(await values("steady-dials-per-turn")).toBe(each((s) => s.steadyDialsPerTurn.toFixed(2)))
+    expect(await values("p99")).toBe(each((s) => `${s.latency.p99.toFixed(0)} ms`))
+    // the note on a higher lazydial p99 shows when it is higher, and only then
+    const [lazy, , latest] = fixture.strategies
+    expect(await page.locator("#p99-note").isVisible()).toBe(lazy!.latency.p99 > latest!.latency.p99)
   })
 
   it.each(["lookups-chart", "latency-chart"])("draws %s with an accessible name, axes, legend and data", async (id) => {
@@ -112,19 +114,19 @@ describe.each([1280, 390])("the report at %i px", (width) => {
       expect(line).not.toBeNull()
     }
     expect(await chart.locator(".y-axis .tick").count()).toBeGreaterThanOrEqual(3)
-    // The legend names both strategies and sits above the plot, not on a line.
+    // The legend names every strategy and sits above the plot, not on a line.
     const legend = await chart.locator(".legend").boundingBox()
     const plotTop = await chart.locator(".y-axis line").first().boundingBox()
-    expect(await chart.locator(".legend").textContent()).toMatch(/lazydial.*latest/)
+    expect(await chart.locator(".legend").textContent()).toMatch(/lazydial.*lazydial_no_reuse.*latest/)
     expect(legend!.y + legend!.height).toBeLessThanOrEqual(plotTop!.y + 0.5)
     // Each strategy's series has drawn marks.
-    for (const strategy of ["lazydial", "latest"]) {
+    for (const strategy of strategies) {
       const series = await chart.locator(`.series[data-strategy=${strategy}]`).boundingBox()
       expect(series!.width * series!.height).toBeGreaterThan(0)
     }
   })
 
-  it.each(["lazydial", "latest"])(
+  it.each(strategies)(
     "draws the %s strip: every turn a visible dot, the rebuilds and the delay",
     async (strategy) => {
       const report = fixture.strategies.find((s) => s.strategy === strategy)!

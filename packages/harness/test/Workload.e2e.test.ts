@@ -22,6 +22,8 @@ const options: Workload.Options = {
   // agents then take 3 s to be replaced, which the run can afford.
   validationDelayMs: 3000,
   dialTimeoutMs: 8000,
+  // a handshake slower than a borrow on a loaded machine, and faster than the validation delay
+  dialLatencyMs: 40,
   // latest runs first here (the default is lazydial): the report lists them in one order either way
   first: "latest"
 }
@@ -42,7 +44,9 @@ describe("the reference service, end to end", () => {
         outcome: "fast" as const,
         stopped: false,
         workspace: 0,
-        connected: true
+        connected: true,
+        steady: true,
+        dialed: false
       }))
     const rebuild = { atMs: 0, workspace: 0, mode: "hang" as const }
     const small = makeStrip(turns(stripLimit), [rebuild])
@@ -59,27 +63,50 @@ describe("the reference service, end to end", () => {
   })
 
   it.live(
-    "heals stale bindings, stops looking up in the steady state, and leaks nothing",
+    "heals stale bindings, stops looking up and dialing in the steady state, and leaks nothing",
     () =>
       Effect.gen(function*() {
         const progress = Workload.makeProgress()
         const report = yield* Workload.run(options, progress)
         expect(report.settings.first).toBe("latest")
-        // the strategy in progress at the end is the one that ran last
-        expect(progress.strategy).toBe("lazydial")
-        const [lazydial, latest] = report.strategies
-        expect(lazydial!.strategy).toBe("lazydial")
-        expect(latest!.strategy).toBe("latest")
+        // the others follow in report order, rotated; the strategy in progress at the end is the one that ran last
+        expect(report.settings.order).toEqual(["latest", "lazydial", "lazydial_no_reuse"])
+        expect(progress.strategy).toBe("lazydial_no_reuse")
+        expect(report.settings.dialLatencyMs).toBe(40)
+        const [lazydial, noReuse, latest] = report.strategies
+        expect(report.strategies.map((s) => s.strategy)).toEqual(["lazydial", "lazydial_no_reuse", "latest"])
 
-        // 0 lookups per steady-state turn after warm-up
-        expect(lazydial!.steadyTurns).toBeGreaterThan(0)
-        expect(lazydial!.steadyLookups).toBe(0)
+        // 0 lookups per steady-state turn after warm-up, with or without reuse
+        for (const lazy of [lazydial!, noReuse!]) {
+          expect(lazy.steadyTurns).toBeGreaterThan(0)
+          expect(lazy.steadyLookups).toBe(0)
+        }
         // the comparison: one lookup on every turn
         expect(latest!.lookups).toBe(latest!.turns)
 
+        // shared connections: no steady-state turn dials, and every dial the sockets saw opened a shared
+        // connection; without them, every steady-state turn dials
+        expect(lazydial!.steadyDials).toBe(0)
+        expect(lazydial!.shared).not.toBeNull()
+        expect(lazydial!.shared!.dials).toBe(lazydial!.dials)
+        expect(lazydial!.shared!.borrows).toBeGreaterThanOrEqual(lazydial!.connectOrFail.turns)
+        expect(lazydial!.dials).toBeLessThan(lazydial!.connectOrFail.turns / 4)
+        for (const dialing of [noReuse!, latest!]) {
+          expect(dialing.shared).toBeNull()
+          expect(dialing.steadyDials).toBe(dialing.steadyTurns)
+          expect(dialing.dials).toBeGreaterThanOrEqual(dialing.connectOrFail.turns - dialing.connectOrFail.failed)
+        }
+        // a dial waits out the handshake's latency (a timer: never less); a borrow does not
+        expect(noReuse!.steadyConnect.turns).toBe(noReuse!.steadyTurns)
+        expect(noReuse!.steadyConnect.p50).toBeGreaterThanOrEqual(options.dialLatencyMs)
+        expect(latest!.steadyConnect.p50).toBeGreaterThanOrEqual(options.dialLatencyMs)
+        expect(lazydial!.steadyConnect.p50).toBeLessThan(options.dialLatencyMs)
+
         // every rebuilt workspace's chats end bound to its current agent
-        expect(lazydial!.rebuilds.total).toBeGreaterThan(0)
-        expect(lazydial!.boundToCurrent).toBe(lazydial!.chatsOnRunningWorkspaces)
+        for (const lazy of [lazydial!, noReuse!]) {
+          expect(lazy.rebuilds.total).toBeGreaterThan(0)
+          expect(lazy.boundToCurrent).toBe(lazy.chatsOnRunningWorkspaces)
+        }
 
         for (const strategy of report.strategies) {
           expect(strategy.turns).toBe(options.chats * options.turns)

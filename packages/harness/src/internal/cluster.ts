@@ -1,18 +1,20 @@
 import { Database } from "@lazydial/binding"
+import { SharedConnections } from "@lazydial/core"
 import * as Auth from "@lazydial/service/Auth"
-import { strategies } from "@lazydial/service/Chats"
 import { scheduledRetireModes } from "@lazydial/service/Fleet"
 import { counterTotal, isLookupStatement, lookupMetrics } from "@lazydial/service/Probe"
 import { seededRandom as rng } from "@lazydial/service/Processes"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import * as Semaphore from "effect/Semaphore"
 import * as SqlClient from "effect/sql/SqlClient"
 import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import type { ClusterOptions, ClusterReport, PhaseFigures, ReplicaFigures, StrategyFigures } from "../Cluster.js"
 import { ordinal, p99Rank } from "../Render.js"
+import { orderFrom, strategies, type Strategy, wiring } from "../Report.js"
 import { quantile, round } from "./stats.js"
 
 interface Child {
@@ -158,13 +160,43 @@ FROM pg_stat_statements WHERE query NOT ILIKE '%pg_stat_statements%'`.pipe(
     )
 )
 
-type Strategy = StrategyFigures["strategy"]
-
 interface Task {
   readonly chatId: string
+  readonly workspace: string
   readonly replica: number
   readonly key: number
 }
+
+export const retiredAfterMs = 500
+
+/** core's shared-connection counters of every replica, summed per counter, from their `/metrics`. */
+const sharedOf = (token: string, urls: ReadonlyArray<string>) =>
+  Effect.map(
+    Effect.forEach(urls, (url) => requestText(token, `${url}/metrics`), { concurrency: "unbounded" }),
+    (texts) => {
+      const total = (name: string) => texts.reduce((n, text) => n + counterTotal(text, name), 0)
+      return {
+        dials: total(SharedConnections.metrics.dials.id),
+        borrows: total(SharedConnections.metrics.borrows.id),
+        drops: total(SharedConnections.metrics.drops.id)
+      }
+    }
+  )
+
+const WorkspaceList = Schema.Array(
+  Schema.Struct({ workspace_id: Schema.String, agent_id: Schema.NullOr(Schema.String) })
+)
+
+/** Each of the user's workspaces' current agent, as the fleet says. */
+const currentAgents = (token: string, fleetUrl: string) =>
+  Effect.flatMap(
+    requestRaw(token, `${fleetUrl}/workspaces`),
+    ({ text }) =>
+      Schema.decodeUnknownEffect(Schema.fromJsonString(WorkspaceList))(text).pipe(
+        Effect.mapError((error) => new Error(`${fleetUrl}/workspaces: ${error.message}`)),
+        Effect.map((list) => new Map(list.flatMap((w) => w.agent_id === null ? [] : [[w.workspace_id, w.agent_id]])))
+      )
+  )
 
 /** Every lookup counter of every process, summed per counter, from their `/metrics`. */
 const lookupsOf = (token: string, urls: ReadonlyArray<string>) =>
@@ -216,6 +248,7 @@ const measure = (
     readonly fleetUrl: string
     readonly workspaces: ReadonlyArray<string>
     readonly tokens: Readonly<Record<string, string>>
+    readonly strategy: Strategy
   },
   phase: PhaseFigures["phase"],
   tasks: ReadonlyArray<Task>,
@@ -228,6 +261,13 @@ const measure = (
     const callsBefore = statements ? yield* statementCalls : new Map<string, { query: string; calls: number }>()
     const replicasBefore = yield* lookupsOf(userToken, urls)
     const fleetBefore = yield* lookupsOf(userToken, [fleetUrl])
+    const sharedBefore = yield* sharedOf(userToken, urls)
+    // each workspace's current agent, and what its rebuilds retired: when the fleet answered, and which agent
+    const current = yield* currentAgents(userToken, fleetUrl)
+    const rebuildsInFlight = new Map<string, number>()
+    const lastRebuild = new Map<string, { readonly answeredAt: number; readonly retired: string | undefined }>()
+    const retiredAt = new Map<string, number>()
+    let retiredAgentTurns = 0
     const perReplica = urls.map(() => ({ ok: 0, failed: 0, databaseUnavailable: 0, latencies: [] as Array<number> }))
     const outcomes: Record<string, number> = {}
     const failures: Record<string, number> = {}
@@ -239,9 +279,21 @@ const measure = (
     const rebuildFibers: Array<Fiber.Fiber<void>> = []
     const rebuild = (at: RebuildAt) =>
       oneAtATime.withPermits(1)(
-        request(operatorToken, `${fleetUrl}/workspaces/${at.workspace}/rebuild`, { mode: at.mode }).pipe(
-          Effect.map((response) => void (response.status === 200 ? done.rebuilds++ : done.failed++)),
-          Effect.orElseSucceed(() => void done.failed++)
+        Effect.sync(() => rebuildsInFlight.set(at.workspace, (rebuildsInFlight.get(at.workspace) ?? 0) + 1)).pipe(
+          Effect.andThen(request(operatorToken, `${fleetUrl}/workspaces/${at.workspace}/rebuild`, { mode: at.mode })),
+          Effect.map((response) => {
+            if (response.status !== 200) return void done.failed++
+            done.rebuilds++
+            const answeredAt = performance.now()
+            const retired = current.get(at.workspace)
+            if (retired !== undefined) retiredAt.set(retired, answeredAt)
+            current.set(at.workspace, String(response.body["agent_id"]))
+            lastRebuild.set(at.workspace, { answeredAt, retired })
+          }),
+          Effect.orElseSucceed(() => void done.failed++),
+          Effect.ensuring(
+            Effect.sync(() => rebuildsInFlight.set(at.workspace, rebuildsInFlight.get(at.workspace)! - 1))
+          )
         )
       )
     let next = 0
@@ -252,6 +304,10 @@ const measure = (
           rebuildFibers.push(yield* Effect.forkScoped(rebuild(rebuilds[next++]!)))
         }
         const start = performance.now()
+        // the turn counts for `retiredAgentTurns` when its workspace's last rebuild was answered long enough ago
+        const last = lastRebuild.get(task.workspace)
+        const afterTheRead = last !== undefined && (rebuildsInFlight.get(task.workspace) ?? 0) === 0 &&
+          start - last.answeredAt > retiredAfterMs
         const result = yield* Effect.result(
           request(userToken, `${urls[task.replica]}/chats/${task.chatId}/turns`, { message: "turn" })
         )
@@ -261,9 +317,13 @@ const measure = (
           figures.ok++
           const outcome = String(result.success.body["outcome"])
           outcomes[outcome] = (outcomes[outcome] ?? 0) + 1
+          const agent = String(result.success.body["agent_id"])
+          const retired = retiredAt.get(agent)
+          if (retired !== undefined && start - retired > retiredAfterMs) retiredAgentTurns++
         } else if (result._tag === "Success" && result.success.body["reason"] === "database_unavailable") {
           figures.databaseUnavailable++
         } else {
+          if (afterTheRead) retiredAgentTurns++
           figures.failed++
           const why = result._tag === "Failure"
             ? "no answer"
@@ -277,6 +337,8 @@ const measure = (
     const turns = tasks.length
     const replicasAfter = yield* lookupsOf(userToken, urls)
     const fleetAfter = yield* lookupsOf(userToken, [fleetUrl])
+    const sharedAfter = yield* sharedOf(userToken, urls)
+    const shares = wiring[context.strategy].sharedConnections
 
     const callsAfter = statements ? yield* statementCalls : new Map<string, { query: string; calls: number }>()
     // this phase's calls of each statement: the difference of the two snapshots
@@ -326,6 +388,10 @@ const measure = (
       outcomes,
       failures,
       switchedByNotice: outcomes["switched_by_notice"] ?? 0,
+      dialsPerTurn: shares ? round((sharedAfter.dials - sharedBefore.dials) / turns) : null,
+      borrowsPerTurn: shares ? round((sharedAfter.borrows - sharedBefore.borrows) / turns) : null,
+      drops: shares ? sharedAfter.drops - sharedBefore.drops : null,
+      retiredAgentTurns,
       replicaLookupsPerTurn: round((replicasAfter.lookups - replicasBefore.lookups) / turns),
       replicaQueriesPerTurn: round((replicasAfter.queries - replicasBefore.queries) / turns),
       statementsPerTurn: statements ? round(rows.reduce((n, row) => n + row.calls, 0) / turns) : null,
@@ -359,6 +425,8 @@ const runStrategy = (
       String(options.workspaces),
       "--seed",
       String(options.seed),
+      "--dial-latency-ms",
+      String(options.dialLatencyMs),
       // the cluster rebuilds through the fleet's API, only while it measures
       "--rebuild-rate",
       "0"
@@ -375,7 +443,9 @@ const runStrategy = (
           "--token-auth-file",
           auth.path,
           "--strategy",
-          strategy,
+          wiring[strategy].chats,
+          "--shared-connections",
+          wiring[strategy].sharedConnections ? "on" : "off",
           "--validation-delay-ms",
           String(options.validationDelayMs),
           "--delay-mode",
@@ -436,9 +506,14 @@ const runStrategy = (
     // one chat's turns go to every replica, some at the same moment
     const plan = (): ReadonlyArray<Task> =>
       chats.flatMap((chatId, c) =>
-        Array.from({ length: options.turns }, (_, t) => ({ chatId, replica: (c + t) % urls.length, key: random() }))
+        Array.from({ length: options.turns }, (_, t) => ({
+          chatId,
+          workspace: workspaces[c % workspaces.length]!,
+          replica: (c + t) % urls.length,
+          key: random()
+        }))
       ).sort((a, b) => a.key - b.key)
-    const context = { options, statements, urls, fleetUrl, workspaces, tokens: auth.tokens }
+    const context = { options, statements, urls, fleetUrl, workspaces, tokens: auth.tokens, strategy }
     // first with no rebuild: every turn a steady-state turn
     const steady = yield* measure(context, "steady", plan(), [])
     const withRebuilds = options.rebuilds > 0
@@ -464,7 +539,7 @@ export const run = (options: ClusterOptions): Effect.Effect<ClusterReport, Error
     ])
     // the strategy that runs first meets a colder database and colder processes: which one is the caller's
     // choice, and fair comparisons alternate it, as bench:report alternates the report's
-    const order = options.first === "latest" ? [...strategies].reverse() : [...strategies]
+    const order = orderFrom(options.first)
     const ran: Array<StrategyFigures> = []
     for (const [i, strategy] of order.entries()) {
       ran.push({ ...(yield* runStrategy(options, strategy, statements, auth)), ranAs: i + 1 })
@@ -483,6 +558,8 @@ export const run = (options: ClusterOptions): Effect.Effect<ClusterReport, Error
       notices: options.notices,
       rebuilds: options.rebuilds,
       first: options.first,
+      dialLatencyMs: options.dialLatencyMs,
+      retiredAfterMs,
       statements: measured.available
         ? "measured at the database with pg_stat_statements (every statement of the measured turns, all processes)"
         : `not measured: ${measured.reason}`,
@@ -509,6 +586,15 @@ const renderPhase = (lines: Array<string>, title: string, s: PhaseFigures) => {
     `  lookups per turn: ${s.replicaLookupsPerTurn} by the replicas' counters (${s.replicaQueriesPerTurn} queries), ` +
       `${s.lookupsPerTurn ?? "not measured"} at the database`
   )
+  lines.push(
+    s.dialsPerTurn === null
+      ? `  connections not shared: a dial per turn (the replicas count only shared dials)`
+      : `  shared connections: ${s.dialsPerTurn} dials and ${s.borrowsPerTurn} borrows per turn, ${s.drops} dropped ` +
+        `(the replicas' counters)`
+  )
+  if (s.phase === "rebuilds") {
+    lines.push(`  turns that met a retired agent after its notice-prompted read: ${s.retiredAgentTurns}`)
+  }
   if (s.statementsPerTurn !== null) {
     lines.push(`  statements per turn: ${s.statementsPerTurn}`)
     for (const row of s.byStatement) lines.push(`    ${row.perTurn.toFixed(3)}  ${row.statement}`)
@@ -529,8 +615,9 @@ const ratio = (a: number, b: number) => b === 0 ? "n/a" : `${(a / b).toFixed(2)}
  */
 export const conclusions = (report: ClusterReport): ReadonlyArray<string> => {
   const lazy = report.strategies.find((s) => s.strategy === "lazydial")
+  const noReuse = report.strategies.find((s) => s.strategy === "lazydial_no_reuse")
   const latest = report.strategies.find((s) => s.strategy === "latest")
-  if (lazy === undefined || latest === undefined) return []
+  if (lazy === undefined || noReuse === undefined || latest === undefined) return []
   const atDatabase = (s: PhaseFigures) =>
     s.statementsPerTurn === null
       ? `${s.replicaLookupsPerTurn} lookups per turn (the replicas' counters; statements not measured)`
@@ -541,14 +628,20 @@ export const conclusions = (report: ClusterReport): ReadonlyArray<string> => {
     `Turn p50 ${lazy.p50Ms} ms (lazydial) against ${latest.p50Ms} ms (latest), ${ratio(lazy.p50Ms, latest.p50Ms)}; ` +
     `p99 ${lazy.p99Ms} ms against ${latest.p99Ms} ms, ${ratio(lazy.p99Ms, latest.p99Ms)}. A p99 of ${lazy.turns} ` +
     `turns is their ${ordinal(p99Rank(lazy.turns))} slowest: judge it over several runs, ` +
-    `alternating --first (${report.first} ran first here).`
+    `alternating --first (${report.first} ran first here).`,
+    `At a ${report.dialLatencyMs} ms handshake, shared connections made ${lazy.dialsPerTurn ?? "n/a"} dials per ` +
+    `steady turn (${lazy.borrowsPerTurn ?? "n/a"} borrows per turn, the replicas' counters): turn p50 ` +
+    `${lazy.p50Ms} ms against ${noReuse.p50Ms} ms with a dial per turn (lazydial_no_reuse), ` +
+    `${ratio(lazy.p50Ms, noReuse.p50Ms)}.`
   ]
   const rebuilt = lazy.withRebuilds
   if (rebuilt !== null && latest.withRebuilds !== null) {
     lines.push(
       `With ${report.rebuilds} rebuilds: lazydial switched ${rebuilt.switchedByNotice} turns by notice, made ` +
         `${atDatabase(rebuilt)} and failed ${rebuilt.failed} turns (latest ${latest.withRebuilds.failed}); p99 ` +
-        `${rebuilt.p99Ms} ms against ${latest.withRebuilds.p99Ms} ms.`
+        `${rebuilt.p99Ms} ms against ${latest.withRebuilds.p99Ms} ms. Turns that met a retired agent more than ` +
+        `${report.retiredAfterMs} ms after its rebuild was answered: ${rebuilt.retiredAgentTurns} with shared ` +
+        `connections, ${noReuse.withRebuilds?.retiredAgentTurns ?? "n/a"} without.`
     )
   }
   return lines
@@ -558,7 +651,8 @@ export const render = (report: ClusterReport): string => {
   const lines: Array<string> = [...conclusions(report), ""]
   lines.push(
     `cluster: ${report.replicas} replica(s), ${report.chats} chats x ${report.turnsPerChat} turns, ` +
-      `concurrency ${report.concurrency}, ${report.workspaces} workspaces, seed ${report.seed}, ${report.first} ran first`
+      `concurrency ${report.concurrency}, ${report.workspaces} workspaces, seed ${report.seed}, ` +
+      `handshake latency ${report.dialLatencyMs} ms, ran in the order ${orderFrom(report.first).join(", ")}`
   )
   lines.push(
     `replicas: validation delay ${report.validationDelayMs} ms (${report.delayMode}), notices ${

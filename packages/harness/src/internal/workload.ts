@@ -1,6 +1,6 @@
 import { RebuildNotices } from "@lazydial/binding"
-import { type AgentConnection, type ChatId, Faults, type WorkspaceId } from "@lazydial/core"
-import { Chats, type ConnectError, failureReason, strategies } from "@lazydial/service/Chats"
+import { type AgentConnection, type ChatId, Faults, SharedConnections, type WorkspaceId } from "@lazydial/core"
+import { Chats, type ConnectError, failureReason } from "@lazydial/service/Chats"
 import * as ControlPlane from "@lazydial/service/ControlPlane"
 import type { RetireMode } from "@lazydial/service/Fleet"
 import { snapshot as fleetSnapshot } from "@lazydial/service/Fleet"
@@ -23,15 +23,18 @@ import { randomUUID } from "node:crypto"
 import {
   type AfterRebuild,
   type ConnectOrFail,
+  orderFrom,
   type OutcomeName,
   outcomeNames,
   Report,
+  strategies,
   type StrategyReport,
   type Strip,
   stripLimit,
   type StripRebuild,
   type StripTurn,
-  type TurnTimes
+  type TurnTimes,
+  wiring
 } from "../Report.js"
 import type { ChatPlan, Options, Plan, Progress, RebuildPlan, Strategy } from "../Workload.js"
 import { quantile, round } from "./stats.js"
@@ -98,6 +101,8 @@ export const makePlan = (options: Options): Plan => {
       delayMode: options.delayMode ?? "fixed",
       notices: options.notices ?? true,
       first: options.first ?? "lazydial",
+      order: orderFrom(options.first ?? "lazydial"),
+      dialLatencyMs: options.dialLatencyMs,
       dialTimeoutMs: options.dialTimeoutMs,
       database: options.databaseUrl === undefined ? "pglite (embedded, in memory)" : "postgresql"
     },
@@ -113,10 +118,14 @@ const sliceMs = 500
 /** How long after a rebuild of its workspace a turn counts in `afterRebuild`: about twice the default validation delay. */
 const afterRebuildWindowMs = 1000
 
-/** A turn as the run saw it: the strip's fields, and what `afterRebuild` needs. */
+/** A turn as the run saw it: the strip's fields, and what `afterRebuild` and the steady-state figures need. */
 interface TurnRecord extends StripTurn {
   readonly workspace: number
   readonly connected: boolean
+  /** A steady-state turn (see `StrategyReport.steadyTurns`). */
+  readonly steady: boolean
+  /** Its connection was dialed for it: no earlier turn had used that connection. */
+  readonly dialed: boolean
 }
 
 /** Every `every`-th item, with `every` the smallest that keeps at most `stripLimit`. */
@@ -141,6 +150,9 @@ const turnTimes = (turns: ReadonlyArray<TurnRecord>): TurnTimes => {
   const sorted = turns.map((turn) => turn.connectMs).sort((a, b) => a - b)
   return { turns: sorted.length, p50: round(quantile(sorted, 0.5)), p99: round(quantile(sorted, 0.99)) }
 }
+
+const steadyConnect = (turns: ReadonlyArray<TurnRecord>): TurnTimes =>
+  turnTimes(turns.filter((turn) => turn.steady && turn.connected))
 
 const connectOrFail = (turns: ReadonlyArray<TurnRecord>): ConnectOrFail => {
   const running = turns.filter((turn) => !turn.stopped)
@@ -208,6 +220,18 @@ const readFaults = (runId: string): Effect.Effect<FaultCounts> =>
     return counts
   })
 
+/** core's shared-connection counters, this run's only (see `runLabel`). */
+const readShared = (runId: string) =>
+  Effect.gen(function*() {
+    const count = (counter: Metric.Counter<number>) =>
+      Effect.map(Metric.value(Metric.withAttributes(counter, { [runLabel]: runId })), (state) => state.count)
+    return {
+      dials: yield* count(SharedConnections.metrics.dials),
+      borrows: yield* count(SharedConnections.metrics.borrows),
+      drops: yield* count(SharedConnections.metrics.drops)
+    }
+  })
+
 const isInjectedDefect = (cause: Cause.Cause<unknown>): boolean =>
   Cause.hasDies(cause) &&
   cause.reasons.filter(Cause.isDieReason).every((reason) => reason.defect instanceof Faults.InjectedDefect)
@@ -237,12 +261,15 @@ export const runStrategy = (
       turnsOk: 0,
       steadyTurns: 0,
       steadyLookups: 0,
+      steadyDials: 0,
       repaired: 0,
       wrongAgent: 0,
       boundToCurrent: 0,
       chatsOnRunning: 0
     }
     const rebuildsDone = { total: 0 }
+    // every connection a turn has used: a turn whose connection is not among them had it dialed for itself
+    const usedConnections = new Set<string>()
     const runId = randomUUID()
     let defects = 0
     let slowestConnectMs = 0
@@ -326,6 +353,7 @@ export const runStrategy = (
           let began = 0
           let took = 0
           let connected = false
+          let dialed = false
           const result = yield* Effect.scoped(Effect.gen(function*() {
             // measured once the turn holds its concurrency permit: queueing is not connecting
             began = performance.now()
@@ -339,6 +367,8 @@ export const runStrategy = (
               }))
             )
             connected = true
+            dialed = !usedConnections.has(connection.connectionId)
+            usedConnections.add(connection.connectionId)
             turnOutcome = outcome
             turnRepaired = repaired
             latencies.push(performance.now() - began)
@@ -375,6 +405,7 @@ export const runStrategy = (
           if (steady) {
             tally.steadyTurns++
             tally.steadyLookups += probe.lookups
+            if (dialed) tally.steadyDials++
           }
           let ended: OutcomeName = "failed"
           if (result !== undefined && result._tag === "Success") {
@@ -395,7 +426,9 @@ export const runStrategy = (
             outcome: ended,
             stopped: plan.stopped.has(chat.workspace),
             workspace: chat.workspace,
-            connected
+            connected,
+            steady,
+            dialed
           })
         })
 
@@ -469,10 +502,12 @@ export const runStrategy = (
           delayMode: settings.delayMode,
           dialTimeout: Duration.millis(settings.dialTimeoutMs),
           notices: settings.notices,
+          sharedConnections: { enabled: wiring[strategy].sharedConnections },
+          dialLatency: Duration.millis(settings.dialLatencyMs),
           faults
         },
         counters,
-        strategy
+        wiring[strategy].chats
       )),
       Effect.orDie,
       Effect.updateService(Metric.CurrentMetricAttributes, (attributes) => ({ ...attributes, [runLabel]: runId }))
@@ -491,6 +526,7 @@ export const runStrategy = (
     const dialer = SocketDialer.stats(counters.dialer)
     const fleet = fleetSnapshot(counters.fleet)
     const faultsInjected = yield* readFaults(runId)
+    const shared = wiring[strategy].sharedConnections ? yield* readShared(runId) : null
     const sorted = [...latencies].sort((a, b) => a - b)
     const stoppedSorted = [...stoppedLatencies].sort((a, b) => a - b)
     const counts = latencyBuckets.map(() => 0)
@@ -501,6 +537,12 @@ export const runStrategy = (
       durationMs: Math.round(durationMs),
       turns: tally.turns,
       turnsOk: tally.turnsOk,
+      dials: dialer.dials,
+      dialsPerTurn: round(tally.turns === 0 ? 0 : dialer.dials / tally.turns),
+      steadyDials: tally.steadyDials,
+      steadyDialsPerTurn: round(tally.steadyTurns === 0 ? 0 : tally.steadyDials / tally.steadyTurns),
+      steadyConnect: steadyConnect(turnRecords),
+      shared,
       lookups,
       lookupsPerTurn: round(tally.turns === 0 ? 0 : lookups / tally.turns),
       steadyTurns: tally.steadyTurns,
@@ -520,7 +562,7 @@ export const runStrategy = (
       afterRebuild: afterRebuild(turnRecords, rebuildRecords),
       connectOrFail: connectOrFail(turnRecords),
       bindingsRepaired: tally.repaired,
-      boundToCurrent: strategy === "lazydial" ? tally.boundToCurrent : null,
+      boundToCurrent: wiring[strategy].chats === "lazydial" ? tally.boundToCurrent : null,
       chatsOnRunningWorkspaces: tally.chatsOnRunning,
       dialErrors: dialer.errors,
       faultsInjected,
@@ -550,15 +592,13 @@ export const run = (options: Options, progress: Progress = makeProgress()): Effe
     // process pay for JIT compilation and the database's first connections,
     // and whichever strategy ran first would carry that cost.
     const warmup = makePlan({ ...options, chats: 8, turns: 3, thinkMs: 10, rebuildRate: 0 })
-    yield* runStrategy(warmup, "lazydial", makeProgress())
-    yield* runStrategy(warmup, "latest", makeProgress())
-    const order = plan.settings.first === "lazydial" ? strategies : [...strategies].reverse()
+    for (const strategy of strategies) yield* runStrategy(warmup, strategy, makeProgress())
     const reports = new Map<Strategy, StrategyReport>()
-    for (const strategy of order) reports.set(strategy, yield* runStrategy(plan, strategy, progress))
+    for (const strategy of plan.settings.order) reports.set(strategy, yield* runStrategy(plan, strategy, progress))
     // the report lists the strategies in one order, whichever ran first
     return new Report({ settings: plan.settings, strategies: strategies.map((strategy) => reports.get(strategy)!) })
   }).pipe(
-    // One database for both strategies: their workspaces and chats have
+    // One database for every strategy: their workspaces and chats have
     // their own ids, and the embedded database takes seconds to start.
     Effect.provide(Service.layerDatabase(options.databaseUrl))
   )
