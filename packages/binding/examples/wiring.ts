@@ -6,7 +6,7 @@
 import { AgentDirectory, BindingStore, ChatConnector, Database, RebuildNotices } from "@lazydial/binding"
 import * as DatabaseConfig from "@lazydial/binding/DatabaseConfig"
 import type { AgentDialer, ChatId } from "@lazydial/core"
-import { LazyDial, Options } from "@lazydial/core"
+import { LazyDial, Options, SharedConnections } from "@lazydial/core"
 import { layerTest } from "@lazydial/core/testing"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
@@ -57,6 +57,22 @@ export const Production = ChatConnector.layerConfig(connectorConfig).pipe(
  */
 export const ProductionWithNotices = ChatConnector.layerConfig(connectorConfig).pipe(
   Layer.provideMerge(LazyDial.layerConfig(lazyDialConfig)),
+  Layer.provideMerge(Layer.merge(BindingStore.layerSql(), AgentDirectory.layerSqlConfig(directoryConfig))),
+  Layer.provideMerge(Layer.merge(RebuildNotices.layerSql, AgentDialerLive)),
+  Layer.provide(DatabaseConfig.layerConfig(databaseConfig))
+)
+
+/**
+ * With connections shared across turns: core's `SharedConnections` over the
+ * dialer, under `LazyDial` and in the connector's context, so that the view
+ * drops the connection of an agent the directory retires. The probe is the
+ * agent protocol's cheapest round trip (the service's is a ping).
+ */
+export const ProductionShared = ChatConnector.layerConfig(connectorConfig).pipe(
+  Layer.provideMerge(LazyDial.layerConfig(lazyDialConfig)),
+  Layer.provideMerge(
+    SharedConnections.layer({ probe: (connection) => connection.exchange("ping"), idleTimeToLive: "1 minute" })
+  ),
   Layer.provideMerge(Layer.merge(BindingStore.layerSql(), AgentDirectory.layerSqlConfig(directoryConfig))),
   Layer.provideMerge(Layer.merge(RebuildNotices.layerSql, AgentDialerLive)),
   Layer.provide(DatabaseConfig.layerConfig(databaseConfig))
