@@ -48,6 +48,27 @@
  * from the row it re-read (at most 3 times), so a chat whose workspace was
  * just changed dials the new workspace.
  *
+ * ## Shared connections (with core's `SharedConnections`)
+ *
+ * When a `SharedConnections` service is in the context (the same one that
+ * lends connections to `LazyDial`), a steady-state turn borrows the agent's
+ * live connection (core's `fast`, no dial), and the connector drops a
+ * connection whose agent the directory retired: the view notes the agents its
+ * turns dial, and when a directory answer (a read a notice prompted, or an
+ * observed lookup; never a notice alone) shows one superseded or its
+ * workspace stopped, it calls `invalidate` at once, with no turn (its reader
+ * fiber then runs for the connector's life). A `switched` turn drops the bound
+ * agent's connection too. A borrowed connection that turns out dead (its probe
+ * fails) is dialed afresh inside the same `LazyDial.dial`: the same outcome
+ * table, the same conditional write. Without `SharedConnections` each turn
+ * dials, as before.
+ *
+ * ## Reading a binding (`read`)
+ *
+ * `read(chatId)` answers the stored row and what this replica's view says of
+ * it (`BindingState`: `current`, `stale` with the newer pair, `stopped`,
+ * `unknown`, `unbound`): one read of the row, no write, no lookup, no dial.
+ *
  * ## Errors
  *
  * - `ChatNotFound`: no such chat.
@@ -63,9 +84,9 @@
  * ## A turn is a Scope
  *
  * The connection lives in the caller's Scope and is released when it closes.
- * Each call of `connect` dials: two calls in one Scope make two connections
- * (no caller shares a Scope between connects, so the sharing of a dial that
- * 0.1 paid on every turn is gone).
+ * Each call of `connect` dials (or borrows a shared connection, above): two
+ * calls in one Scope make two dials (no caller shares a Scope between
+ * connects, so the sharing of a dial that 0.1 paid on every turn is gone).
  *
  * @since 0.1.0
  */
