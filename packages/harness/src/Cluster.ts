@@ -139,6 +139,14 @@ export interface PhaseFigures {
    * it borrowed; a dial of it would have switched by notice instead.
    */
   readonly retiredAgentTurns: number
+  /**
+   * Connections the retired agents still held open `retiredAfterMs` after the
+   * phase's last turn and rebuild (the fleet's
+   * `lazydial_fleet_retired_sockets_open`): a replica that kept a
+   * connection to an agent its workspace no longer runs. A hung agent keeps
+   * its sockets until the client closes them.
+   */
+  readonly retiredSocketsOpen: number
   /** Lookups per turn by the replicas' own counters (`Probe.lookupMetrics.directoryLookups`, summed). */
   readonly replicaLookupsPerTurn: number
   /** The SQL queries those lookups took, per turn (concurrent lookups share one). */

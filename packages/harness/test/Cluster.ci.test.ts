@@ -118,8 +118,9 @@ describe.skipIf(databaseUrl === "")("cluster as an ordinary role (needs LAZYDIAL
       expect(lazy!.withRebuilds!.dialsPerTurn).toBeGreaterThan(0)
       // the replicas count only shared dials
       expect([noReuse!.dialsPerTurn, latest!.dialsPerTurn]).toEqual([null, null])
-      // once a rebuild's notice has been read, no turn meets its retired agent
+      // once a rebuild's notice has been read, no turn meets its retired agent, and no replica keeps its connection
       expect(report.strategies.map((s) => s.withRebuilds!.retiredAgentTurns)).toEqual([0, 0, 0])
+      expect(report.strategies.map((s) => s.withRebuilds!.retiredSocketsOpen)).toEqual([0, 0, 0])
     },
     210_000
   )

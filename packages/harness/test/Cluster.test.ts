@@ -24,6 +24,7 @@ const phase = (overrides: Partial<Cluster.PhaseFigures>): Cluster.PhaseFigures =
   borrowsPerTurn: 1,
   drops: 0,
   retiredAgentTurns: 0,
+  retiredSocketsOpen: 0,
   replicaLookupsPerTurn: 0,
   replicaQueriesPerTurn: 0,
   statementsPerTurn: 1,
@@ -71,6 +72,7 @@ const report = (overrides: Partial<Cluster.ClusterReport> = {}): Cluster.Cluster
         phase: "rebuilds",
         failed: 2,
         retiredAgentTurns: 2,
+        retiredSocketsOpen: 1,
         dialsPerTurn: null,
         borrowsPerTurn: null,
         drops: null
@@ -136,10 +138,11 @@ describe("the cluster's report", () => {
     expect(text).toContain("  connections not shared: a dial per turn (the replicas count only shared dials)")
     const retired = text.split("\n").filter((line) => line.includes("turns that met a retired agent after"))
     // one line per strategy's rebuild phase, none for the steady phases
+    const still = "connections retired agents still held 500 ms after the phase:"
     expect(retired).toEqual([
-      "  turns that met a retired agent after its notice-prompted read: 0",
-      "  turns that met a retired agent after its notice-prompted read: 2",
-      "  turns that met a retired agent after its notice-prompted read: 0"
+      `  turns that met a retired agent after its notice-prompted read: 0; ${still} 0`,
+      `  turns that met a retired agent after its notice-prompted read: 2; ${still} 1`,
+      `  turns that met a retired agent after its notice-prompted read: 0; ${still} 0`
     ])
   })
 

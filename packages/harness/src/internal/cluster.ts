@@ -4,6 +4,7 @@ import * as Auth from "@lazydial/service/Auth"
 import { scheduledRetireModes } from "@lazydial/service/Fleet"
 import { counterTotal, isLookupStatement, lookupMetrics } from "@lazydial/service/Probe"
 import { seededRandom as rng } from "@lazydial/service/Processes"
+import { fleetMetrics } from "@lazydial/service/Server"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
@@ -334,6 +335,12 @@ const measure = (
       }), { concurrency: options.concurrency, discard: true })
     const seconds = (performance.now() - began) / 1000
     yield* Fiber.joinAll(rebuildFibers)
+    // every rebuild's notice read by now: a replica that still holds a retired agent's connection shows here
+    yield* Effect.sleep(retiredAfterMs)
+    const retiredSocketsOpen = counterTotal(
+      yield* requestText(userToken, `${fleetUrl}/metrics`),
+      fleetMetrics.retiredSocketsOpen.id
+    )
     const turns = tasks.length
     const replicasAfter = yield* lookupsOf(userToken, urls)
     const fleetAfter = yield* lookupsOf(userToken, [fleetUrl])
@@ -392,6 +399,7 @@ const measure = (
       borrowsPerTurn: shares ? round((sharedAfter.borrows - sharedBefore.borrows) / turns) : null,
       drops: shares ? sharedAfter.drops - sharedBefore.drops : null,
       retiredAgentTurns,
+      retiredSocketsOpen,
       replicaLookupsPerTurn: round((replicasAfter.lookups - replicasBefore.lookups) / turns),
       replicaQueriesPerTurn: round((replicasAfter.queries - replicasBefore.queries) / turns),
       statementsPerTurn: statements ? round(rows.reduce((n, row) => n + row.calls, 0) / turns) : null,
@@ -593,7 +601,10 @@ const renderPhase = (lines: Array<string>, title: string, s: PhaseFigures) => {
         `(the replicas' counters)`
   )
   if (s.phase === "rebuilds") {
-    lines.push(`  turns that met a retired agent after its notice-prompted read: ${s.retiredAgentTurns}`)
+    lines.push(
+      `  turns that met a retired agent after its notice-prompted read: ${s.retiredAgentTurns}; connections ` +
+        `retired agents still held ${retiredAfterMs} ms after the phase: ${s.retiredSocketsOpen}`
+    )
   }
   if (s.statementsPerTurn !== null) {
     lines.push(`  statements per turn: ${s.statementsPerTurn}`)
