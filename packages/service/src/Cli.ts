@@ -220,7 +220,7 @@ export const sharedConnectionFlags = {
   connectionProbeAfterIdleMs: integer("connection-probe-after-idle-ms", 0, 86_400_000).pipe(
     withVariable(
       V.connectionProbeAfterIdle,
-      Duration.toMillis(SharedConnections.defaults.probeAfterIdle),
+      `${Duration.toMillis(SharedConnections.defaults.probeAfterIdle)} (0 with --notices off)`,
       "a turn that borrows a connection unused for this long first probes it (ping), in ms"
     )
   ),
@@ -235,7 +235,9 @@ export const sharedConnectionFlags = {
 
 /**
  * What `sharedConnectionFlags` say, each flag falling back to its variable
- * and then to core's default (`SharedConnections.defaults`).
+ * and then to core's default (`SharedConnections.defaults`); the probe's
+ * idle time, unset, is left for the instance to pick
+ * (`Service.sharedConnectionOptions`: 0 with notices off).
  *
  * @since 0.2.0
  * @category settings
@@ -253,11 +255,10 @@ export const sharedConnectionSettings = (flags: {
     return {
       enabled: (yield* Settings.orVariable(flags.sharedConnections, C.sharedConnections, "on")) === "on",
       idleTimeToLive: yield* Settings.orVariable(ms(flags.connectionIdleTtlMs), C.connectionIdleTtl, D.idleTimeToLive),
-      probeAfterIdle: yield* Settings.orVariable(
-        ms(flags.connectionProbeAfterIdleMs),
-        C.connectionProbeAfterIdle,
-        D.probeAfterIdle
-      ),
+      // unset, the instance picks it: core's 10 s with notices, 0 without (`Service.sharedConnectionOptions`)
+      probeAfterIdle: Option.isSome(flags.connectionProbeAfterIdleMs)
+        ? Duration.millis(flags.connectionProbeAfterIdleMs.value)
+        : Option.getOrUndefined(yield* Settings.read(Config.option(C.connectionProbeAfterIdle))),
       probeTimeout: yield* Settings.orVariable(
         ms(flags.connectionProbeTimeoutMs),
         C.connectionProbeTimeout,

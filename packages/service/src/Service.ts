@@ -81,7 +81,11 @@ export interface SharedConnectionSettings {
   readonly enabled?: boolean | undefined
   /** How long a connection no turn borrows stays open. */
   readonly idleTimeToLive?: Duration.Input | undefined
-  /** A borrow after this long without a use first probes the connection (`SocketDialer.probe`: `ping`, `pong`). */
+  /**
+   * A borrow after this long without a use first probes the connection
+   * (`SocketDialer.probe`: `ping`, `pong`). Default core's (10 s) with
+   * notices, 0 (every borrow) without: see `sharedConnectionOptions`.
+   */
   readonly probeAfterIdle?: Duration.Input | undefined
   /** The bound of that probe: past it the connection is dropped and the turn dials afresh. */
   readonly probeTimeout?: Duration.Input | undefined
@@ -234,18 +238,29 @@ export const sharesConnections = (options: Pick<Options, "sharedConnections">, s
   strategy === "lazydial" && options.sharedConnections?.enabled !== false
 
 /**
- * The `SharedConnections.layer` options of an instance: its times, and the
- * socket dialer's `ping` as the probe.
+ * The `SharedConnections.layer` options of an instance: its times (the
+ * probe's idle time 0 when notices are off, unless set), and the socket
+ * dialer's `ping` as the probe.
  *
  * @since 0.2.0
  * @category constructors
  */
-export const sharedConnectionOptions = (settings: SharedConnectionSettings | undefined): SharedConnections.Options => ({
-  idleTimeToLive: settings?.idleTimeToLive,
-  probeAfterIdle: settings?.probeAfterIdle,
-  probeTimeout: settings?.probeTimeout,
-  probe: SocketDialer.probe
-})
+export const sharedConnectionOptions = (
+  options: Pick<Options, "sharedConnections" | "notices">
+): SharedConnections.Options => {
+  const settings = options.sharedConnections
+  return {
+    idleTimeToLive: settings?.idleTimeToLive,
+    // Without notices nothing tells a replica that an agent which stays alive (a hung one) was retired, but lazy
+    // validation: a probe on every borrow gives it what a dial gave it, an answer to wait for. A borrow's probe runs
+    // inside `LazyDial`'s dial, so an unanswered one is raced by the validation delay, and the turn looks up and
+    // switches as it did with a dial per turn. The price is a round trip per turn. With notices the view drops a
+    // retired agent's connection, and a connection is probed only after core's idle time.
+    probeAfterIdle: settings?.probeAfterIdle ?? (options.notices === false ? Duration.zero : undefined),
+    probeTimeout: settings?.probeTimeout,
+    probe: SocketDialer.probe
+  }
+}
 
 // LazyDial over the shared connections, which wrap the dialer below them (the faulted one): a borrow is no dial,
 // so it meets no dial fault, as a real borrow meets no handshake; a dial that opens a connection meets them as any
@@ -256,7 +271,7 @@ export const sharedConnectionOptions = (settings: SharedConnectionSettings | und
 const dialing = (options: Options, hangups: Layer.Layer<SocketDialer.Hangups> | undefined) => {
   const lazyDial = LazyDial.layer(lazyDialOptions(options))
   if (hangups === undefined) return lazyDial
-  const shared = SharedConnections.layer(sharedConnectionOptions(options.sharedConnections))
+  const shared = SharedConnections.layer(sharedConnectionOptions(options))
   const drop = dropOnHangup.pipe(Layer.provide(shared), Layer.provide(hangups))
   return lazyDial.pipe(Layer.provideMerge(Layer.merge(shared, drop)))
 }

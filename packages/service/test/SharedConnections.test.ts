@@ -259,14 +259,13 @@ const turn = (chatId: ChatId) =>
     Chats,
     (chats) =>
       Effect.scoped(Effect.flatMap(chats.connect(chatId), (connected) =>
-        Effect.map(connected.connection.exchange("turn hi"), (reply) => ({
+        // bounded, as the server bounds it: a hung agent's turn fails instead of holding the test
+        Effect.map(connected.connection.exchange("turn hi").pipe(Effect.timeout("3 seconds")), (reply) => ({
           outcome: connected.outcome,
           agentId: connected.connection.agentId,
           reply
         }))))
-  ).pipe(Effect.catch((error) =>
-    Effect.succeed({ failed: error._tag })
-  ))
+  ).pipe(Effect.catch((error) => Effect.succeed({ failed: error._tag })))
 
 const total = (name: string) => Effect.map(PrometheusMetrics.format(), (text) => Probe.counterTotal(text, name))
 
@@ -345,6 +344,29 @@ layer(Service.layerDatabase(undefined), { timeout: 120_000, excludeTestServices:
           }),
           "lazydial",
           Service.makeCounters()
+        ),
+      30_000
+    )
+
+    it.effect(
+      "notices off: every borrow probes, so a retired agent that hangs with its socket open is raced by the " +
+        "validation delay, and the turn switches",
+      () =>
+        onInstance(
+          { notices: false },
+          Effect.gen(function*() {
+            const { chatId, workspaceId } = yield* boundChat
+            const next = yield* ControlPlane.rebuild(workspaceId, "hang")
+            const [took, after] = yield* Effect.timed(turn(chatId))
+            deepStrictEqual(after, {
+              outcome: "switched",
+              agentId: next.agentId,
+              reply: `ok ${next.agentId} ${workspaceId} hi`
+            })
+            // the validation delay (300 ms), not the probe's timeout (1 s) nor an exchange's wait
+            expect(Duration.toMillis(took)).toBeGreaterThanOrEqual(290)
+            expect(Duration.toMillis(took)).toBeLessThan(1000)
+          })
         ),
       30_000
     )

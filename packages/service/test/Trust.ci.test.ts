@@ -225,9 +225,13 @@ describe.skipIf(!hasDatabase)(
       // pauses meanwhile: a turn whose exchange reached the old agent as it hung would wait for its answer in
       // vain, which is what a hung agent does, not what a notice does
       await before.stop()
+      const drops = await P.sharedDrops(replica)
       const rebuilt = await P.post(`${fleet.url}/workspaces/${victimWorkspace}/rebuild`, { mode: "hang" }, operator)
       expect(rebuilt.status).toBe(200)
       const next = rebuilt.body!["agent_id"] as string
+      // and resumes once the replica's read of the rebuild has dropped its connection to the old agent: a turn
+      // that borrowed that connection before the read answered (issue 20) reaches the hung agent as well
+      expect(await P.eventually(async () => (await P.sharedDrops(replica)) > drops, 5000)).toBe(true)
       const traffic = load(replica, chats, victim)
       // asserted at the end, after the figures are printed
       const followed = await P.eventually(

@@ -304,6 +304,12 @@ export const noticesReceived = counterOf("lazydial_notices_received_total")
  */
 export const noticeReads = counterOf("lazydial_notices_reads_total")
 
+/**
+ * Kept connections a replica dropped before their idle time (core's
+ * `SharedConnections.metrics.drops`, on its `GET /metrics`).
+ */
+export const sharedDrops = counterOf("lazydial_shared_connection_drops_total")
+
 /** Polls `check` every 20 ms until it holds, for at most `ms`; answers whether it held. */
 export const eventually = async (check: () => Promise<boolean>, ms: number) => {
   const until = performance.now() + ms
