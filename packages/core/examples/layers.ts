@@ -5,7 +5,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { Faults, LazyDial, Options } from "../src/index.js"
+import { Faults, LazyDial, Options, SharedConnections } from "../src/index.js"
 import type { AgentDialer, AgentId, AgentLookup, WorkspaceId } from "../src/index.js"
 import { layerTest } from "../src/testing.js"
 
@@ -23,6 +23,15 @@ export const LazyDialLive = LazyDial.layerConfig({
     dial: Options.optional(Faults.dialConfig("LAZYDIAL_FAULTS_DIAL")),
     lookup: Options.optional(Faults.lookupConfig("LAZYDIAL_FAULTS_LOOKUP"))
   })),
+  Layer.provide(Layer.merge(dialerLive, lookupLive))
+)
+
+// Connections kept across turns: LazyDial dials through the shared dialer (a
+// steady-state turn borrows the agent's live connection), and SharedConnections
+// stays in the output, for whoever drops a retired agent's connection
+// (binding's ChatConnector does).
+export const LazyDialShared = LazyDial.layer({ delay: "500 millis" }).pipe(
+  Layer.provideMerge(SharedConnections.layer({ probe: (connection) => connection.exchange("ping") })),
   Layer.provide(Layer.merge(dialerLive, lookupLive))
 )
 
