@@ -131,10 +131,11 @@ export interface PhaseFigures {
   readonly drops: number | null
   /**
    * Turns that met a retired agent after its workspace's notice-prompted
-   * read: turns of a chat whose workspace's last rebuild the fleet had
-   * answered more than `retiredAfterMs` before the turn started (and none in
-   * flight then), that were answered by the agent that rebuild retired, or
-   * failed (not `database_unavailable`). A retired agent answers no turn
+   * read: turns answered by an agent whose rebuild the fleet had answered
+   * more than `retiredAfterMs` before the turn started; and failed turns
+   * (not `database_unavailable`) of a chat whose workspace's last rebuild
+   * was answered more than `retiredAfterMs` before the turn started, with no
+   * rebuild of that workspace in flight then nor sent while the turn ran. A retired agent answers no turn
    * (it died or hangs), so such a turn fails at its exchange, on a connection
    * it borrowed; a dial of it would have switched by notice instead.
    */

@@ -266,6 +266,8 @@ const measure = (
     // each workspace's current agent, and what its rebuilds retired: when the fleet answered, and which agent
     const current = yield* currentAgents(userToken, fleetUrl)
     const rebuildsInFlight = new Map<string, number>()
+    // rebuilds sent per workspace: a turn during which one was sent may fail because of it, not of an earlier one
+    const rebuildsSent = new Map<string, number>()
     const lastRebuild = new Map<string, { readonly answeredAt: number; readonly retired: string | undefined }>()
     const retiredAt = new Map<string, number>()
     let retiredAgentTurns = 0
@@ -280,7 +282,10 @@ const measure = (
     const rebuildFibers: Array<Fiber.Fiber<void>> = []
     const rebuild = (at: RebuildAt) =>
       oneAtATime.withPermits(1)(
-        Effect.sync(() => rebuildsInFlight.set(at.workspace, (rebuildsInFlight.get(at.workspace) ?? 0) + 1)).pipe(
+        Effect.sync(() => {
+          rebuildsInFlight.set(at.workspace, (rebuildsInFlight.get(at.workspace) ?? 0) + 1)
+          rebuildsSent.set(at.workspace, (rebuildsSent.get(at.workspace) ?? 0) + 1)
+        }).pipe(
           Effect.andThen(request(operatorToken, `${fleetUrl}/workspaces/${at.workspace}/rebuild`, { mode: at.mode })),
           Effect.map((response) => {
             if (response.status !== 200) return void done.failed++
@@ -309,6 +314,7 @@ const measure = (
         const last = lastRebuild.get(task.workspace)
         const afterTheRead = last !== undefined && (rebuildsInFlight.get(task.workspace) ?? 0) === 0 &&
           start - last.answeredAt > retiredAfterMs
+        const sentBefore = rebuildsSent.get(task.workspace) ?? 0
         const result = yield* Effect.result(
           request(userToken, `${urls[task.replica]}/chats/${task.chatId}/turns`, { message: "turn" })
         )
@@ -324,7 +330,8 @@ const measure = (
         } else if (result._tag === "Success" && result.success.body["reason"] === "database_unavailable") {
           figures.databaseUnavailable++
         } else {
-          if (afterTheRead) retiredAgentTurns++
+          // and no rebuild of its workspace began while it ran: that one's retired agent is another story
+          if (afterTheRead && (rebuildsSent.get(task.workspace) ?? 0) === sentBefore) retiredAgentTurns++
           figures.failed++
           const why = result._tag === "Failure"
             ? "no answer"
