@@ -612,6 +612,15 @@ layer(Service.layerDatabase(undefined), { timeout: 120_000, excludeTestServices:
             result: "DialTimeout"
           })
           deepStrictEqual(yield* afterIdle({}), { dials: 0, result: "fast" })
+          // unset, the instance picks it: core's with notices, every borrow without (lazy validation's only probe)
+          const picked = (env: Record<string, string>) =>
+            Effect.map(serveWith(env), (options) => Service.sharedConnectionOptions(options).probeAfterIdle)
+          expect(yield* picked({})).toBeUndefined()
+          deepStrictEqual(yield* picked({ LAZYDIAL_NOTICES: "off" }), Duration.zero)
+          deepStrictEqual(
+            yield* picked({ LAZYDIAL_NOTICES: "off", LAZYDIAL_CONNECTION_PROBE_AFTER_IDLE: "5 seconds" }),
+            Duration.seconds(5)
+          )
           expect(yield* refusal({ LAZYDIAL_CONNECTION_PROBE_AFTER_IDLE: "-1" })).toContain(
             "LAZYDIAL_CONNECTION_PROBE_AFTER_IDLE: expected"
           )
