@@ -272,15 +272,16 @@ const dialing = (options: Options, hangups: Layer.Layer<SocketDialer.Hangups> | 
   const lazyDial = LazyDial.layer(lazyDialOptions(options))
   if (hangups === undefined) return lazyDial
   const shared = SharedConnections.layer(sharedConnectionOptions(options))
-  const drop = dropOnHangup.pipe(Layer.provide(shared), Layer.provide(hangups))
+  const drop = dropOnHangup().pipe(Layer.provide(shared), Layer.provide(hangups))
   return lazyDial.pipe(Layer.provideMerge(Layer.merge(shared, drop)))
 }
 
 // An agent that hangs up on a kept connection (it died, or left its port) has it dropped at once: the next turn
 // dials, and meets whatever the agent has become (a refusal, another agent), through the outcome table, instead of
-// borrowing a closed socket and failing at its exchange. The fiber is the Layer's: it ends with the instance.
-const dropOnHangup: Layer.Layer<never, never, SocketDialer.Hangups | SharedConnections.SharedConnections> = Layer
-  .effectDiscard(Effect.gen(function*() {
+// borrowing a closed socket and failing at its exchange. The fiber is the Layer's: it ends with the instance. A new
+// Layer per instance: a shared one could be memoized into an instance whose queue it does not take from.
+const dropOnHangup = (): Layer.Layer<never, never, SocketDialer.Hangups | SharedConnections.SharedConnections> =>
+  Layer.effectDiscard(Effect.gen(function*() {
     const { queue } = yield* SocketDialer.Hangups
     const shared = yield* SharedConnections.SharedConnections
     yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(queue), shared.invalidate)))
