@@ -185,6 +185,12 @@ export const layerDatabaseEither = (
  * feed the view) and the connector (which keeps the view); `layerNone` when
  * notices are off. The "latest" strategy never reads the view: its turns
  * look up and dial as before, whichever Layer is chosen.
+ *
+ * With `Options.sharedConnections` on (the default, lazydial only), core's
+ * `SharedConnections` sits above the fault layer and below `LazyDial`, and in
+ * the connector's context, which drops a retired agent's connection when its
+ * view learns of it; the socket dialer tells an agent's hang-ups to a queue
+ * of the instance's, whose consumer drops that agent's connection at once.
  */
 /**
  * The most the learned delay may grow to: half the dial timeout. On a busy
