@@ -20,6 +20,11 @@
  * - when the caller says so with `invalidate` (for example when the directory
  *   says its agent was superseded or stopped).
  *
+ * A connection being opened is shared too, for at most `openTimeout` from the
+ * start of its dial: a handshake that hangs is then dropped, and the turns
+ * waiting on it share one fresh dial, instead of each waiting out its own
+ * timeout behind it.
+ *
  * @since 0.2.0
  */
 import * as Context from "effect/Context"
@@ -57,6 +62,11 @@ export interface Options {
   readonly probeAfterIdle?: Duration.Input | undefined
   /** The bound of a probe; default 1 second. */
   readonly probeTimeout?: Duration.Input | undefined
+  /**
+   * How long a borrower waits for a connection being opened (a dial another turn began) before it drops that
+   * dial and opens a fresh one, once; default 1 second. Set it above the slowest healthy handshake.
+   */
+  readonly openTimeout?: Duration.Input | undefined
   /** A cheap round trip that fails when the connection is dead; default: none (no probe). */
   readonly probe?: ((connection: AgentConnection) => Effect.Effect<unknown, AgentDialError>) | undefined
   /** The most agents with a live connection; past it a dial is the caller's own; default 10,000. */
@@ -73,6 +83,7 @@ export const defaults = {
   idleTimeToLive: Duration.minutes(1),
   probeAfterIdle: Duration.seconds(10),
   probeTimeout: Duration.seconds(1),
+  openTimeout: Duration.seconds(1),
   capacity: 10_000
 } as const
 
@@ -121,6 +132,12 @@ export const layer = (
         {
           allowZero: false
         }
+      ),
+      openTimeout: yield* boundedDuration(
+        "openTimeout",
+        options?.openTimeout ?? defaults.openTimeout,
+        maxDuration,
+        { allowZero: false }
       ),
       probe: options?.probe,
       capacity: yield* boundedNumber("capacity", options?.capacity ?? defaults.capacity, 1, 1_000_000, {

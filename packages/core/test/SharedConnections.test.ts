@@ -161,6 +161,48 @@ describe("SharedConnections", () => {
       deepStrictEqual((yield* agents.dials).map((d) => d.id), [A, B, A])
     }).pipe(Effect.provide(shared())))
 
+  it.effect("a hung open is dropped at openTimeout: the turns waiting on it share one fresh dial and connect", () =>
+    Effect.gen(function*() {
+      const agents = yield* setup
+      yield* agents.script(A, { result: "hang" }, { latency: 10, result: "connect" })
+      const turns = yield* Effect.forkChild(Effect.all([turn, turn, turn], { concurrency: "unbounded" }))
+      yield* TestClock.adjust("999 millis")
+      assert.isUndefined(turns.pollUnsafe(), "they wait on the hung open until its bound")
+      yield* TestClock.adjust("20 millis")
+      const results = yield* Fiber.join(turns)
+      deepStrictEqual(results.map((r) => r.outcome), ["confirmed", "confirmed", "confirmed"])
+      deepStrictEqual(new Set(results.map((r) => r.connection.connectionId)).size, 1, "one fresh connection")
+      assert.strictEqual((yield* agents.dials).length, 2, "the hung dial, then one fresh dial for all three")
+      const next = yield* turn
+      assert.strictEqual(next.outcome, "fast", "the fresh connection is the shared one")
+      assert.strictEqual((yield* agents.dials).length, 2)
+    }).pipe(Effect.provide(shared({ openTimeout: "1 second" }))))
+
+  it.effect("a borrower that comes later waits only what is left of the open's bound", () =>
+    Effect.gen(function*() {
+      const agents = yield* setup
+      yield* agents.script(A, { result: "hang" }, { latency: 10, result: "connect" })
+      const first = yield* Effect.forkChild(turn)
+      yield* TestClock.adjust("800 millis")
+      const second = yield* Effect.forkChild(turn)
+      yield* TestClock.adjust("220 millis")
+      assert.strictEqual((yield* Fiber.join(second)).outcome, "confirmed", "it gave up at 1 s, not 1.8 s")
+      assert.strictEqual((yield* Fiber.join(first)).outcome, "confirmed")
+      assert.strictEqual((yield* agents.dials).length, 2)
+    }).pipe(Effect.provide(shared({ openTimeout: "1 second" }))))
+
+  it.effect("a healthy open slower than openTimeout: the fresh open has no bound of ours and is kept", () =>
+    Effect.gen(function*() {
+      const agents = yield* setup
+      yield* agents.script(A, { latency: 1_500, result: "connect" })
+      const first = yield* settle(turn)
+      assert.strictEqual(first.outcome, "confirmed")
+      assert.strictEqual((yield* agents.dials).length, 2, "the first open given up at 1 s, the second awaited")
+      assert.strictEqual((yield* turn).outcome, "fast")
+      assert.strictEqual((yield* agents.dials).length, 2)
+      assert.strictEqual((yield* agents.unreleased).length, 1, "the given-up open never connected")
+    }).pipe(Effect.provide(shared({ openTimeout: "1 second" }))))
+
   it.effect("nothing is left open when the Layer's Scope closes", () =>
     Effect.gen(function*() {
       const agents = yield* TestAgents
@@ -187,5 +229,11 @@ describe("SharedConnections", () => {
         )
       )
       assert.strictEqual(error.option, "probeTimeout")
+      const open = yield* Effect.flip(
+        Layer.build(
+          SharedConnections.layer({ openTimeout: 0 }).pipe(Layer.provide(breakable), Layer.provide(layerTest))
+        )
+      )
+      assert.strictEqual(open.option, "openTimeout")
     }))
 })
