@@ -267,6 +267,21 @@ const changing = <A, E, R>(
     )
   })
 
+// `changing`, for a workspace that must exist: its current agent read under its lock, for `change` to decide on.
+const changingKnown = <A, E, R>(
+  workspaceId: WorkspaceId,
+  change: (
+    current: Option.Option<CurrentAgent>,
+    unsettleOnFailure: <A2, E2, R2>(acted: Effect.Effect<A2, E2, R2>) => Effect.Effect<A2, E2, R2>
+  ) => Effect.Effect<A, E, R>
+) =>
+  changing(workspaceId, (acted) =>
+    Effect.gen(function*() {
+      yield* requireWorkspace(workspaceId)
+      const current = yield* Effect.flatMap(ControlPlane, (control) => control.peek(workspaceId))
+      return yield* change(current, acted)
+    }))
+
 /**
  * Creates a workspace owned by `owner` (`defaultOwner` unless given), with a
  * running agent, recorded.
@@ -300,13 +315,10 @@ export const rebuild = (
   workspaceId: WorkspaceId,
   mode: RetireMode
 ): Effect.Effect<CurrentAgent, UnknownWorkspace | WorkspaceStopped | DatabaseUnavailable, FleetServices> =>
-  changing(workspaceId, (acted) =>
+  changingKnown(workspaceId, (current, acted) =>
     Effect.gen(function*() {
-      const fleet = yield* Fleet
-      const control = yield* ControlPlane
-      yield* requireWorkspace(workspaceId)
-      const current = yield* control.peek(workspaceId)
       if (Option.isNone(current)) return yield* new WorkspaceStopped({ workspaceId })
+      const fleet = yield* Fleet
       const next = yield* fleet.start(workspaceId)
       return yield* acted(Effect.gen(function*() {
         const recorded = yield* record(workspaceId, next)
@@ -327,13 +339,11 @@ export const stop = (
   workspaceId: WorkspaceId,
   mode: StopMode
 ): Effect.Effect<void, UnknownWorkspace | DatabaseUnavailable, FleetServices> =>
-  changing(workspaceId, (acted) =>
+  changingKnown(workspaceId, (current, acted) =>
     Effect.gen(function*() {
+      if (Option.isNone(current)) return
       const fleet = yield* Fleet
       const control = yield* ControlPlane
-      yield* requireWorkspace(workspaceId)
-      const current = yield* control.peek(workspaceId)
-      if (Option.isNone(current)) return
       // recorded first: a replica that dials the dying agent from now on finds the stop when it looks up
       yield* acted(Effect.andThen(
         control.setCurrent(workspaceId, Option.none()),
@@ -351,13 +361,10 @@ export const stop = (
 export const start = (
   workspaceId: WorkspaceId
 ): Effect.Effect<CurrentAgent, UnknownWorkspace | WorkspaceNotStopped | DatabaseUnavailable, FleetServices> =>
-  changing(workspaceId, (acted) =>
+  changingKnown(workspaceId, (current, acted) =>
     Effect.gen(function*() {
-      const fleet = yield* Fleet
-      const control = yield* ControlPlane
-      yield* requireWorkspace(workspaceId)
-      const current = yield* control.peek(workspaceId)
       if (Option.isSome(current)) return yield* new WorkspaceNotStopped({ workspaceId })
+      const fleet = yield* Fleet
       const next = yield* fleet.start(workspaceId)
       return yield* acted(record(workspaceId, next))
     }))
