@@ -25,6 +25,6 @@ bash "$here/build.sh"
 . "$here/lib/pg-stat-statements.sh"
 enable_pg_stat_statements
 cd "$repo"
-# 29 tests in 7 files (the service's 6 and the harness's Cluster.ci.test.ts), about 2 minutes while other jobs load
+# 34 tests in 8 files (the service's 7 and the harness's Cluster.ci.test.ts), about 2 minutes while other jobs load
 # the machine (Trust.ci.test.ts, the attacks of issue 17, and the cluster about 30 s each): the bound leaves room
 timeout 420 pnpm exec vitest run --config packages/service/vitest.ci.config.ts "$@"

@@ -19,7 +19,6 @@ import * as Option from "effect/Option"
 import type * as Path from "effect/Path"
 import type * as SqlClient from "effect/sql/SqlClient"
 import { randomUUID } from "node:crypto"
-import * as Net from "node:net"
 import type { AgentAddresses } from "../src/AgentAddresses.js"
 import * as Auth from "../src/Auth.js"
 import type { ChatOwners } from "../src/ChatOwners.js"
@@ -327,83 +326,6 @@ layer(TestLayer, { timeout: 60_000, excludeTestServices: true })("who may call w
     60_000
   )
 })
-
-/** Writes `parts` to a raw connection, `gapMs` apart; answers what came back and when the server closed it. */
-const raw = (port: number, parts: ReadonlyArray<string>, gapMs: number) =>
-  Effect.callback<{ readonly text: string; readonly closedAfterMs: number }>((resume) => {
-    const began = performance.now()
-    const socket = Net.connect({ host: "127.0.0.1", port })
-    let text = ""
-    let timer: ReturnType<typeof setTimeout> | undefined
-    const writeFrom = (i: number) => {
-      if (i >= parts.length || socket.destroyed) return
-      socket.write(parts[i]!)
-      timer = setTimeout(() => writeFrom(i + 1), gapMs)
-    }
-    socket.on("connect", () => writeFrom(0))
-    socket.on("data", (chunk) => {
-      text += chunk.toString()
-    })
-    socket.on("error", () => {})
-    socket.on("close", () => {
-      clearTimeout(timer)
-      resume(Effect.succeed({ text, closedAfterMs: performance.now() - began }))
-    })
-    return Effect.sync(() => {
-      clearTimeout(timer)
-      socket.destroy()
-    })
-  })
-
-const portOf = Effect.map(Server.baseUrl, (url) => Number(new URL(url).port))
-
-layer(TestLayer, { timeout: 60_000, excludeTestServices: true })(
-  "the request deadlines (400 ms headers, 800 ms request)",
-  (it) => {
-    it.effect(
-      "headers that never end: 408 and the connection closed at the headers' deadline",
-      () =>
-        Effect.gen(function*() {
-          const port = yield* portOf
-          const result = yield* raw(
-            port,
-            ["GET /health HTTP/1.1\r\n", "host: x\r\n", ...Array(40).fill("x-slow: 1\r\n")],
-            100
-          )
-          expect(result.text).toMatch(/^HTTP\/1\.1 408 /)
-          // the deadline, plus at most Node's check interval (100 ms here) and some scheduling
-          expect(result.closedAfterMs).toBeGreaterThanOrEqual(350)
-          expect(result.closedAfterMs).toBeLessThan(1_500)
-        }),
-      20_000
-    )
-
-    it.effect(
-      "a body that trickles: 408 and the connection closed at the request's deadline, counted as a 408",
-      () =>
-        Effect.gen(function*() {
-          const port = yield* portOf
-          const body = JSON.stringify({ workspace_id: null })
-          const head = `POST /chats HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${Users.tokens.alice}\r\n` +
-            `content-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n`
-          const result = yield* raw(port, [head, ...body.split("")], 200)
-          expect(result.text).toMatch(/^HTTP\/1\.1 408 /)
-          expect(result.closedAfterMs).toBeGreaterThanOrEqual(750)
-          expect(result.closedAfterMs).toBeLessThan(2_000)
-          const metrics = (yield* send("nobody", "GET", "/metrics")).text
-          expect(metrics).toMatch(/^http_requests_total\{method="POST",route="\/chats",status="408"\} \d+$/m)
-        }),
-      20_000
-    )
-
-    it.effect("a request that arrives in time is served", () =>
-      Effect.gen(function*() {
-        const port = yield* portOf
-        const result = yield* raw(port, ["GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"], 10)
-        expect(result.text).toMatch(/^HTTP\/1\.1 200 /)
-      }), 20_000)
-  }
-)
 
 describe("a server that cannot start as configured", () => {
   it.effect(

@@ -5,44 +5,17 @@
  * `/ready` answers within its 2 s while PostgreSQL is hung; and start-up
  * errors end the process with a message that names the cause.
  */
+import * as Effect from "effect/Effect"
 import { randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as Net from "node:net"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import * as P from "./processes.js"
+import { raw } from "./rawHttp.js"
 
 const hasDatabase = P.databaseUrl !== ""
 
 afterEach(P.stopAll)
-
-/** Writes `parts` to a raw connection, `gapMs` apart; answers what came back and when the server closed it. */
-const raw = (port: number, parts: ReadonlyArray<string>, gapMs: number) =>
-  new Promise<{ readonly text: string; readonly closedAfterMs: number }>((resolve, reject) => {
-    const began = performance.now()
-    const socket = Net.connect({ host: "127.0.0.1", port })
-    let text = ""
-    let timer: ReturnType<typeof setTimeout> | undefined
-    // bounded: a server that never closes fails the test at 20 s
-    const bound = setTimeout(() => {
-      socket.destroy()
-      reject(new Error(`the server kept the connection open for 20 s; it answered: ${text}`))
-    }, 20_000)
-    const writeFrom = (i: number) => {
-      if (i >= parts.length || socket.destroyed) return
-      socket.write(parts[i]!)
-      timer = setTimeout(() => writeFrom(i + 1), gapMs)
-    }
-    socket.on("connect", () => writeFrom(0))
-    socket.on("data", (chunk) => {
-      text += chunk.toString()
-    })
-    socket.on("error", () => {})
-    socket.on("close", () => {
-      clearTimeout(timer)
-      clearTimeout(bound)
-      resolve({ text, closedAfterMs: performance.now() - began })
-    })
-  })
 
 const metricsBytes = async (proc: P.Proc) => (await (await fetch(`${proc.url}/metrics`)).text()).length
 
@@ -130,13 +103,15 @@ describe.skipIf(!hasDatabase)("bounds across processes (needs LAZYDIAL_TEST_DATA
     const head = `POST /chats HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${tokens.users["alice"]!.token}\r\n` +
       `content-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n`
     // one byte of the body every 300 ms: the whole of it would take 6 s
-    const slowBody = await raw(port, [head, ...body.split("")], 300)
+    const slowBody = await Effect.runPromise(raw(port, [head, ...body.split("")], 300))
     console.log(`slow body: closed after ${Math.round(slowBody.closedAfterMs)} ms: ${slowBody.text.split("\r\n")[0]}`)
     expect(slowBody.text).toMatch(/^HTTP\/1\.1 408 /)
     expect(slowBody.closedAfterMs).toBeGreaterThanOrEqual(1_950)
     // the deadline, plus Node's check interval (a quarter of the headers' deadline here) and some scheduling
     expect(slowBody.closedAfterMs).toBeLessThan(3_500)
-    const slowHeaders = await raw(port, ["GET /health HTTP/1.1\r\n", ...Array(60).fill("x-slow: 1\r\n")], 100)
+    const slowHeaders = await Effect.runPromise(
+      raw(port, ["GET /health HTTP/1.1\r\n", ...Array(60).fill("x-slow: 1\r\n")], 100)
+    )
     console.log(`slow headers: closed after ${Math.round(slowHeaders.closedAfterMs)} ms`)
     expect(slowHeaders.text).toMatch(/^HTTP\/1\.1 408 /)
     expect(slowHeaders.closedAfterMs).toBeGreaterThanOrEqual(950)

@@ -1,44 +1,25 @@
 /**
- * The settings of the PostgreSQL pool, on a real server (run by
- * scripts/test-replicas.sh): each variable, read as `serve` reads it, changes
- * the pool the service opens. Their refusals, and the other variables, are
- * tested in Settings.test.ts.
+ * Settings that only a real server shows (run by scripts/test-replicas.sh),
+ * each read as `serve` reads it: the PostgreSQL pool's, which change the pool
+ * the service opens, and the HTTP deadlines, which are Node's server timers
+ * (real time: no test clock drives them). Their refusals, and the other
+ * variables, are tested in Settings.test.ts.
  */
-import { expect, it } from "@effect/vitest"
+import { expect, it, layer } from "@effect/vitest"
 import { deepStrictEqual } from "@effect/vitest/utils"
 import { Database } from "@lazydial/binding"
-import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as SqlClient from "effect/sql/SqlClient"
 import { describe } from "vitest"
-import * as Cli from "../src/Cli.js"
+import * as Server from "../src/Server.js"
 import * as Service from "../src/Service.js"
+import { portOf, raw } from "./rawHttp.js"
+import { onServer, serveWith } from "./serveOptions.js"
 
 const url = process.env["LAZYDIAL_TEST_DATABASE_URL"] ?? ""
-
-const none = Option.none()
-const noFlags: Parameters<typeof Cli.serveOptions>[0] = {
-  port: none,
-  host: none,
-  databaseUrl: none,
-  grace: none,
-  tokenAuthFile: none,
-  noAuth: none,
-  headersTimeoutMs: none,
-  requestTimeoutMs: none,
-  strategy: none,
-  validationDelayMs: none,
-  delayMode: none,
-  notices: none,
-  dialTimeoutMs: none,
-  sharedConnections: none,
-  connectionIdleTtlMs: none,
-  connectionProbeAfterIdleMs: none,
-  connectionProbeTimeoutMs: none
-}
 
 /** The database `serve` opens with these variables set, for `use`. */
 const onDatabase = <A, E>(
@@ -46,12 +27,7 @@ const onDatabase = <A, E>(
   use: Effect.Effect<A, E, Service.DatabaseServices>
 ) =>
   Effect.gen(function*() {
-    const options = yield* Cli.serveOptions(noFlags).pipe(
-      Effect.provideService(
-        ConfigProvider.ConfigProvider,
-        ConfigProvider.fromEnv({ env: { LAZYDIAL_NO_AUTH: "true", LAZYDIAL_DATABASE_URL: url, ...env } })
-      )
-    )
+    const options = yield* serveWith({ LAZYDIAL_DATABASE_URL: url, ...env })
     const target = Option.map(options.databaseUrl, (target) => target.url)
     const context = yield* Layer.build(Service.layerDatabaseEither(target, options.database))
     return yield* Effect.provide(use, context)
@@ -112,3 +88,47 @@ describe.skipIf(url === "")("the PostgreSQL pool's settings (needs LAZYDIAL_TEST
     60_000
   )
 })
+
+layer(Service.layerDatabase(undefined), { timeout: 60_000, excludeTestServices: true })(
+  "the HTTP deadlines, on a real server",
+  (it) => {
+    const port = Effect.map(Server.baseUrl, portOf)
+
+    it.effect(
+      "LAZYDIAL_HTTP_HEADERS_TIMEOUT: headers that never end: 408 and closed at its deadline",
+      () =>
+        Effect.gen(function*() {
+          const options = yield* serveWith({ LAZYDIAL_HTTP_HEADERS_TIMEOUT: "400", LAZYDIAL_PORT: "0" })
+          const answer = yield* onServer(
+            options,
+            Effect.flatMap(port, (port) => raw(port, ["GET /health HTTP/1.1\r\n", "x-a: 1\r\n", "x-b: 1\r\n"], 100))
+          )
+          expect(answer.text).toMatch(/^HTTP\/1\.1 408/)
+          expect(answer.closedAfterMs).toBeGreaterThanOrEqual(350)
+          expect(answer.closedAfterMs).toBeLessThan(2000)
+        }),
+      30_000
+    )
+
+    it.effect(
+      "LAZYDIAL_HTTP_REQUEST_TIMEOUT: a body that trickles: 408 and closed at its deadline",
+      () =>
+        Effect.gen(function*() {
+          const options = yield* serveWith({
+            LAZYDIAL_HTTP_HEADERS_TIMEOUT: "300",
+            LAZYDIAL_HTTP_REQUEST_TIMEOUT: "700",
+            LAZYDIAL_PORT: "0"
+          })
+          const head = "POST /chats HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 40\r\n\r\n"
+          const answer = yield* onServer(
+            options,
+            Effect.flatMap(port, (port) => raw(port, [head, ..."{".repeat(40).split("")], 100))
+          )
+          expect(answer.text).toMatch(/^HTTP\/1\.1 408/)
+          expect(answer.closedAfterMs).toBeGreaterThanOrEqual(650)
+          expect(answer.closedAfterMs).toBeLessThan(2500)
+        }),
+      30_000
+    )
+  }
+)
