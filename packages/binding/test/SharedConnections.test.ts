@@ -7,15 +7,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { deepStrictEqual } from "@effect/vitest/utils"
 import { BindingStore, ChatConnector, RebuildNotices } from "@lazydial/binding"
-import {
-  type AgentConnection,
-  AgentDialer,
-  AgentDialError,
-  type CurrentAgent,
-  LazyDial,
-  SharedConnections,
-  type WorkspaceId
-} from "@lazydial/core"
+import { type AgentConnection, type CurrentAgent, LazyDial, SharedConnections, type WorkspaceId } from "@lazydial/core"
 import { layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
@@ -26,25 +18,6 @@ import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/testing/TestClock"
 import { boundChat, build, workspaceId } from "./fixtures.js"
-
-/** Connections whose exchanges fail, as a dead connection's do. */
-const broken = new Set<string>()
-
-/** The kit's dialer, with exchanges that fail on the connections in `broken`. */
-const breakable = Layer.effect(
-  AgentDialer.AgentDialer,
-  Effect.map(AgentDialer.AgentDialer, (kit) =>
-    AgentDialer.AgentDialer.of({
-      dial: (agentId) =>
-        Effect.map(kit.dial(agentId), (connection): AgentConnection => ({
-          ...connection,
-          exchange: (request) =>
-            broken.has(connection.connectionId)
-              ? Effect.fail(new AgentDialError({ agentId: connection.agentId, reason: "Closed" }))
-              : connection.exchange(request)
-        }))
-    }))
-)
 
 const probe = (connection: AgentConnection) => connection.exchange("ping")
 
@@ -61,7 +34,7 @@ const connectorLayer = <N = RebuildNotices.RebuildNotices | RebuildNotices.Memor
     readonly invalidate?: boolean | undefined
   } = {}
 ) => {
-  const sharing = SharedConnections.layer({ probe }).pipe(Layer.provide(breakable))
+  const sharing = SharedConnections.layer({ probe })
   const lazyDial = LazyDial.layer({ delay: "5 seconds" })
   const connector = options.invalidate === false
     ? Layer.merge(ChatConnector.layer().pipe(Layer.provideMerge(Layer.provide(lazyDial, sharing))), sharing)
@@ -110,7 +83,6 @@ const rebuildAndNotify = (w: WorkspaceId, first: CurrentAgent, second: CurrentAg
 
 /** A workspace on `first` with two chats bound to it; the old agent stays alive after a rebuild to `second`. */
 const setup = Effect.gen(function*() {
-  broken.clear()
   const agents = yield* TestAgents
   const w = workspaceId()
   const first = build()
@@ -268,7 +240,7 @@ describe("ChatConnector over SharedConnections", () => {
         // the workspace was rebuilt with no notice; the old agent died while its connection sat idle
         yield* agents.setCurrent(w, Option.some(second))
         yield* TestClock.adjust("11 seconds")
-        broken.add(steady.connection.connectionId)
+        yield* agents.breakConnection(steady.connection.connectionId)
         yield* agents.script(steady.agentId, { result: "hang" })
         const before = yield* store.get(chats[1])
         const connection = yield* settle(turn(chats[1]))
@@ -288,7 +260,7 @@ describe("ChatConnector over SharedConnections", () => {
         const store = yield* BindingStore.BindingStore
         const steady = yield* settle(turn(chats[0]))
         yield* TestClock.adjust("11 seconds")
-        broken.add(steady.connection.connectionId)
+        yield* agents.breakConnection(steady.connection.connectionId)
         const before = yield* store.get(chats[1])
         const connection = yield* settle(turn(chats[1]))
         assert.strictEqual(connection.outcome, "fast")

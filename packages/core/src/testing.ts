@@ -103,6 +103,8 @@ export class TestAgents extends Context.Service<
     readonly unreleased: Effect.Effect<ReadonlyArray<LedgerEntry>>
     /** Connections released more than once: always a bug. */
     readonly releasedTwice: Effect.Effect<ReadonlyArray<LedgerEntry>>
+    /** Every later exchange of the connection fails with `Closed`, as a dead connection's does. */
+    readonly breakConnection: (connectionId: string) => Effect.Effect<void>
     readonly reset: Effect.Effect<void>
   }
 >()("@lazydial/core/testing/TestAgents") {}
@@ -136,6 +138,7 @@ export const make: Effect.Effect<
   // made the kit the bottleneck of 10,000-turn load runs.
   let byConnectionId = new Map<string, MutableLedgerEntry>()
   let serial = 0
+  let broken = new Set<string>()
 
   const connect = (agentId: AgentId) =>
     Effect.acquireRelease(
@@ -151,7 +154,10 @@ export const make: Effect.Effect<
         return {
           agentId,
           connectionId: entry.connectionId,
-          exchange: (request) => Effect.succeed(`${agentId}:${request}`)
+          exchange: (request) =>
+            broken.has(entry.connectionId)
+              ? Effect.fail(new AgentDialError({ agentId, reason: "Closed", detail: "broken by the test" }))
+              : Effect.succeed(`${agentId}:${request}`)
         }
       }),
       (connection) =>
@@ -202,7 +208,9 @@ export const make: Effect.Effect<
     ledger: Effect.sync(() => snapshot(ledger)),
     unreleased: Effect.sync(() => snapshot(ledger.filter((entry) => entry.releasedAt.length === 0))),
     releasedTwice: Effect.sync(() => snapshot(ledger.filter((entry) => entry.releasedAt.length > 1))),
+    breakConnection: (connectionId) => Effect.sync(() => void broken.add(connectionId)),
     reset: Effect.sync(() => {
+      broken = new Set()
       dialScripts.clear()
       lookupScripts.clear()
       current.clear()

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { deepStrictEqual } from "@effect/vitest/utils"
-import { AgentDialer, AgentDialError, LazyDial, SharedConnections } from "@lazydial/core"
+import { LazyDial, SharedConnections } from "@lazydial/core"
 import type { AgentConnection } from "@lazydial/core"
 import { currentAgent, layerTest, TestAgents } from "@lazydial/core/testing"
 import * as Effect from "effect/Effect"
@@ -12,31 +12,11 @@ import * as Scope from "effect/Scope"
 import * as TestClock from "effect/testing/TestClock"
 import { A, B, BUILD_1, BUILD_2, W } from "./fixtures.js"
 
-/** Connections whose exchanges fail, as a dead connection's do. */
-const broken = new Set<string>()
-
-/** The kit's dialer, with exchanges that fail on the connections in `broken`. */
-const breakable = Layer.effect(
-  AgentDialer.AgentDialer,
-  Effect.map(AgentDialer.AgentDialer, (kit) =>
-    AgentDialer.AgentDialer.of({
-      dial: (agentId) =>
-        Effect.map(kit.dial(agentId), (connection): AgentConnection => ({
-          ...connection,
-          exchange: (request) =>
-            broken.has(connection.connectionId)
-              ? Effect.fail(new AgentDialError({ agentId: connection.agentId, reason: "Closed" }))
-              : connection.exchange(request)
-        }))
-    }))
-)
-
 const probe = (connection: AgentConnection) => connection.exchange("ping")
 
 const shared = (options?: SharedConnections.Options) =>
   LazyDial.layer({ delay: 100 }).pipe(
     Layer.provideMerge(SharedConnections.layer({ probe, ...options })),
-    Layer.provide(breakable),
     Layer.provideMerge(layerTest)
   )
 
@@ -52,7 +32,6 @@ const turn = Effect.scoped(
 )
 
 const setup = Effect.gen(function*() {
-  broken.clear()
   const agents = yield* TestAgents
   yield* agents.script(A, { latency: 10, result: "connect" })
   yield* agents.script(B, { latency: 10, result: "connect" })
@@ -106,7 +85,7 @@ describe("SharedConnections", () => {
     Effect.gen(function*() {
       const agents = yield* setup
       const first = yield* settle(turn)
-      broken.add(first.connection.connectionId)
+      yield* agents.breakConnection(first.connection.connectionId)
       const failed = yield* Effect.exit(turn)
       assert.isTrue(Exit.isFailure(failed))
       const next = yield* settle(turn)
@@ -124,7 +103,7 @@ describe("SharedConnections", () => {
       yield* turn // not idle long enough: no probe, the same connection
       assert.strictEqual((yield* agents.dials).length, 1)
       yield* TestClock.adjust("11 seconds")
-      broken.add(first.connection.connectionId) // it died while idle: the probe finds it
+      yield* agents.breakConnection(first.connection.connectionId) // it died while idle: the probe finds it
       const result = yield* settle(turn)
       assert.notStrictEqual(result.connection.connectionId, first.connection.connectionId)
       assert.strictEqual((yield* agents.dials).length, 2, "the failed probe led to one fresh dial")
@@ -210,8 +189,7 @@ describe("SharedConnections", () => {
       yield* Effect.scoped(Effect.gen(function*() {
         const context = yield* Layer.build(
           LazyDial.layer({ delay: 100 }).pipe(
-            Layer.provide(SharedConnections.layer({ probe })),
-            Layer.provide(breakable)
+            Layer.provide(SharedConnections.layer({ probe }))
           )
         )
         yield* settle(Effect.provide(turn, context))
@@ -225,13 +203,13 @@ describe("SharedConnections", () => {
     Effect.gen(function*() {
       const error = yield* Effect.flip(
         Layer.build(
-          SharedConnections.layer({ probeTimeout: 0 }).pipe(Layer.provide(breakable), Layer.provide(layerTest))
+          SharedConnections.layer({ probeTimeout: 0 }).pipe(Layer.provide(layerTest))
         )
       )
       assert.strictEqual(error.option, "probeTimeout")
       const open = yield* Effect.flip(
         Layer.build(
-          SharedConnections.layer({ openTimeout: 0 }).pipe(Layer.provide(breakable), Layer.provide(layerTest))
+          SharedConnections.layer({ openTimeout: 0 }).pipe(Layer.provide(layerTest))
         )
       )
       assert.strictEqual(open.option, "openTimeout")
