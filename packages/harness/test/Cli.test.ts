@@ -7,33 +7,14 @@ import { spawn, spawnSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { makeEta } from "../src/Cli.js"
 import { Report } from "../src/Report.js"
+// the runner of the service's CLI tests, for the same child process
+import { runBin } from "../../service/test/runBin.js"
 
 const bin = fileURLToPath(new URL("../src/bin.ts", import.meta.url))
 const run = (args: ReadonlyArray<string>) =>
   spawnSync(process.execPath, ["--import", "tsx", bin, ...args], { encoding: "utf8", timeout: 80_000 })
 
-const runAsync = (args: ReadonlyArray<string>, env: Record<string, string | undefined> = {}) =>
-  new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    // bounded like `run`: spawn kills the child after `timeout`
-    const child = spawn(process.execPath, ["--import", "tsx", bin, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-      timeout: 50_000,
-      killSignal: "SIGKILL"
-    })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (chunk: Buffer) => {
-      stdout += chunk.toString()
-    })
-    child.stderr.on("data", (chunk: Buffer) => {
-      stderr += chunk.toString()
-    })
-    child.on("exit", (status, signal) =>
-      signal === "SIGKILL"
-        ? reject(new Error(`${args.join(" ")}: no exit within 50 s`))
-        : resolve({ status, stdout, stderr }))
-  })
+const runAsync = (args: ReadonlyArray<string>, env: Record<string, string | undefined> = {}) => runBin(bin, args, env)
 
 describe("lazydial-harness", () => {
   it("rejects a bad flag on stderr, naming the flag, with exit code 2 and nothing on stdout", () => {

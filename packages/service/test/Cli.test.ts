@@ -4,31 +4,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
+import { runBin } from "./runBin.js"
 
 const bin = fileURLToPath(new URL("../src/bin.ts", import.meta.url))
 
-const run = (args: ReadonlyArray<string>, env: Record<string, string | undefined> = {}) =>
-  new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    // bounded: spawn kills the child after `timeout`
-    const child = spawn(process.execPath, ["--import", "tsx", bin, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-      timeout: 50_000,
-      killSignal: "SIGKILL"
-    })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (chunk: Buffer) => {
-      stdout += chunk.toString()
-    })
-    child.stderr.on("data", (chunk: Buffer) => {
-      stderr += chunk.toString()
-    })
-    child.on("exit", (status, signal) =>
-      signal === "SIGKILL"
-        ? reject(new Error(`${args.join(" ")}: no exit within 50 s`))
-        : resolve({ status, stdout, stderr }))
-  })
+const run = (args: ReadonlyArray<string>, env: Record<string, string | undefined> = {}) => runBin(bin, args, env)
 
 describe("lazydial-service", () => {
   it(
