@@ -28,17 +28,7 @@ import * as Server from "../src/Server.js"
 import * as Service from "../src/Service.js"
 import * as Users from "./users.js"
 
-const TestLayer = Server.layer({
-  port: 0,
-  authentication: Users.authentication,
-  headersTimeout: "400 millis",
-  requestTimeout: "800 millis"
-}).pipe(
-  Layer.provideMerge(
-    Service.layer({ validationDelay: "500 millis", dialTimeout: "5 seconds", notices: false }, Service.makeCounters())
-  ),
-  Layer.provideMerge(Service.layerDatabase(undefined))
-)
+const TestLayer = Users.serverLayer({ headersTimeout: "400 millis", requestTimeout: "800 millis" })
 
 interface Answer {
   readonly status: number

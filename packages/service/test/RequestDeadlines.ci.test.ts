@@ -7,23 +7,11 @@
  */
 import { expect, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as Server from "../src/Server.js"
-import * as Service from "../src/Service.js"
 import { portOf as portOfUrl, raw } from "./rawHttp.js"
 import * as Users from "./users.js"
 
-const TestLayer = Server.layer({
-  port: 0,
-  authentication: Users.authentication,
-  headersTimeout: "400 millis",
-  requestTimeout: "800 millis"
-}).pipe(
-  Layer.provideMerge(
-    Service.layer({ validationDelay: "500 millis", dialTimeout: "5 seconds", notices: false }, Service.makeCounters())
-  ),
-  Layer.provideMerge(Service.layerDatabase(undefined))
-)
+const TestLayer = Users.serverLayer({ headersTimeout: "400 millis", requestTimeout: "800 millis" })
 
 const portOf = Effect.map(Server.baseUrl, portOfUrl)
 
